@@ -1,0 +1,603 @@
+//! Pipeline files: what to watch, how to cut it into chunks, which encoders to
+//! run, where records go. Parsed with serde (`deny_unknown_fields`); every value
+//! is checked while parsing, so a mistake is reported with its file, line and
+//! column before anything runs.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::{Error, Result};
+use crate::time::{MILLISECOND, SECOND};
+
+/// The built-in pipeline used by `vigil run --source URI…`: every encoder on.
+pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
+
+/// A whole pipeline file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The streams to watch.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub encoders: EncodersConfig,
+    #[serde(default)]
+    pub fusion: FusionConfig,
+    #[serde(default)]
+    pub sinks: SinksConfig,
+    /// Serves `/metrics` and `/healthz` while running.
+    pub server: Option<ServerConfig>,
+}
+
+/// One stream.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Names the stream in records and metrics (letters, digits, `-`, `_`, `.`).
+    #[serde(deserialize_with = "stream_name")]
+    pub name: String,
+    /// A file path or any GStreamer URI; `~` and `${VAR:-default}` are expanded.
+    #[serde(deserialize_with = "expanded")]
+    pub uri: String,
+    /// Analysis frames per second, sampled by PTS.
+    #[serde(default = "default_fps", deserialize_with = "fps")]
+    pub fps: u32,
+    /// Analysis frame width; the height follows the picture's aspect unless set.
+    #[serde(default = "default_width", deserialize_with = "frame_side")]
+    pub width: u32,
+    #[serde(default, deserialize_with = "opt_frame_side")]
+    pub height: Option<u32>,
+}
+
+/// The synchroniser.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Chunk length (100 ms to 10 s).
+    #[serde(
+        default = "default_hop",
+        deserialize_with = "hop",
+        serialize_with = "ser_duration"
+    )]
+    pub hop: u64,
+    /// How far a live branch may lag before a chunk leaves without it.
+    #[serde(
+        default = "default_max_skew",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub max_skew: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            hop: default_hop(),
+            max_skew: default_max_skew(),
+        }
+    }
+}
+
+/// Which encoders run; a section present means the encoder is on.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodersConfig {
+    pub motion: Option<MotionConfig>,
+    pub loudness: Option<LoudnessConfig>,
+}
+
+/// When an event starts and ends (DESIGN.md, "Fusion and records").
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTiming {
+    /// How long the condition must hold before the `start` record is made.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub min_duration: u64,
+    /// How long it must stop holding before the `end` record is made.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub cooldown: u64,
+}
+
+/// Frame differencing on a downscaled grey image.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MotionConfig {
+    /// Fraction of the image that must change for a frame to count as motion.
+    #[serde(default = "default_motion_threshold", deserialize_with = "fraction")]
+    pub threshold: f32,
+    /// Grey-level difference (0–255) for a pixel to count as changed.
+    #[serde(default = "default_pixel_threshold", deserialize_with = "grey_level")]
+    pub pixel_threshold: u8,
+    /// Width of the grey image the difference is taken on.
+    #[serde(default = "default_motion_width", deserialize_with = "frame_side")]
+    pub scale_width: u32,
+    #[serde(
+        default = "default_motion_min",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_duration: u64,
+    #[serde(
+        default = "default_motion_cooldown",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cooldown: u64,
+}
+
+impl MotionConfig {
+    pub fn timing(&self) -> EventTiming {
+        EventTiming {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+        }
+    }
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        MotionConfig {
+            threshold: default_motion_threshold(),
+            pixel_threshold: default_pixel_threshold(),
+            scale_width: default_motion_width(),
+            min_duration: default_motion_min(),
+            cooldown: default_motion_cooldown(),
+        }
+    }
+}
+
+/// RMS and peak level in dBFS.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoudnessConfig {
+    /// RMS level (dBFS, over 100 ms) above which sound counts as loud.
+    #[serde(default = "default_loud_db", deserialize_with = "dbfs")]
+    pub threshold_db: f32,
+    #[serde(
+        default = "default_loud_min",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_duration: u64,
+    #[serde(
+        default = "default_loud_cooldown",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cooldown: u64,
+}
+
+impl LoudnessConfig {
+    pub fn timing(&self) -> EventTiming {
+        EventTiming {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+        }
+    }
+}
+
+impl Default for LoudnessConfig {
+    fn default() -> Self {
+        LoudnessConfig {
+            threshold_db: default_loud_db(),
+            min_duration: default_loud_min(),
+            cooldown: default_loud_cooldown(),
+        }
+    }
+}
+
+/// Fusion: captions.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionConfig {
+    /// Length of one caption (1 s to 60 s).
+    #[serde(
+        default = "default_caption_span",
+        deserialize_with = "caption_span",
+        serialize_with = "ser_duration"
+    )]
+    pub caption_span: u64,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        FusionConfig {
+            caption_span: default_caption_span(),
+        }
+    }
+}
+
+/// Where records go. File paths are relative to the output directory. Without a
+/// `[sinks]` table every sink is on; with one, only those it lists.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksConfig {
+    #[serde(default)]
+    pub jsonl: Option<JsonlConfig>,
+    #[serde(default)]
+    pub webvtt: Option<WebVttConfig>,
+    #[serde(default)]
+    pub stdout: Option<StdoutConfig>,
+}
+
+impl Default for SinksConfig {
+    fn default() -> Self {
+        SinksConfig {
+            jsonl: Some(JsonlConfig::default()),
+            webvtt: Some(WebVttConfig::default()),
+            stdout: Some(StdoutConfig::default()),
+        }
+    }
+}
+
+/// Every record, one JSON object per line, fsynced at least once per chunk.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    #[serde(default = "default_jsonl_path")]
+    pub path: PathBuf,
+}
+
+impl Default for JsonlConfig {
+    fn default() -> Self {
+        JsonlConfig {
+            path: default_jsonl_path(),
+        }
+    }
+}
+
+/// Captions as WebVTT cues.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebVttConfig {
+    #[serde(default = "default_vtt_path")]
+    pub path: PathBuf,
+}
+
+impl Default for WebVttConfig {
+    fn default() -> Self {
+        WebVttConfig {
+            path: default_vtt_path(),
+        }
+    }
+}
+
+/// Human-readable lines on standard output.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    /// Also print captions (events are always printed).
+    #[serde(default)]
+    pub captions: bool,
+}
+
+/// The HTTP server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:9090`.
+    pub listen: std::net::SocketAddr,
+}
+
+fn default_fps() -> u32 {
+    5
+}
+fn default_width() -> u32 {
+    640
+}
+fn default_hop() -> u64 {
+    SECOND
+}
+fn default_max_skew() -> u64 {
+    500 * MILLISECOND
+}
+fn default_motion_threshold() -> f32 {
+    0.005
+}
+fn default_pixel_threshold() -> u8 {
+    25
+}
+fn default_motion_width() -> u32 {
+    160
+}
+fn default_motion_min() -> u64 {
+    0
+}
+fn default_motion_cooldown() -> u64 {
+    2 * SECOND
+}
+fn default_loud_db() -> f32 {
+    -30.0
+}
+fn default_loud_min() -> u64 {
+    0
+}
+fn default_loud_cooldown() -> u64 {
+    SECOND
+}
+fn default_caption_span() -> u64 {
+    5 * SECOND
+}
+fn default_jsonl_path() -> PathBuf {
+    "events.jsonl".into()
+}
+fn default_vtt_path() -> PathBuf {
+    "captions.vtt".into()
+}
+
+fn stream_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "invalid stream name `{s}`: expected 1 to 64 letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    Ok(s)
+}
+
+fn expanded<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    expand(&s).map_err(serde::de::Error::custom)
+}
+
+/// Expands `${VAR}`, `${VAR:-default}` and a leading `~` in a path or URI.
+pub fn expand(s: &str) -> std::result::Result<String, String> {
+    let env = shellexpand::env(s).map_err(|e| format!("cannot expand `{s}`: {e}"))?;
+    Ok(shellexpand::tilde(&env).into_owned())
+}
+
+fn ranged<'de, D, T>(d: D, lo: T, hi: T, what: &str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
+{
+    let v = T::deserialize(d)?;
+    if v < lo || v > hi {
+        return Err(serde::de::Error::custom(format!(
+            "{what} {v} is out of range: expected {lo} to {hi}"
+        )));
+    }
+    Ok(v)
+}
+
+fn fps<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, 1, 60, "fps")
+}
+fn frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, 16, 3840, "frame size")
+}
+fn opt_frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    frame_side(d).map(Some)
+}
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    ranged(d, 0.0, 1.0, "fraction")
+}
+fn grey_level<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    ranged(d, 1, 255, "grey level")
+}
+fn dbfs<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    ranged(d, -120.0, 0.0, "level in dBFS")
+}
+
+/// A duration written as `500ms`, `1s`, `2m`… in nanoseconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration `{s}` ({e}): expected e.g. `500ms` or `2s`"
+        ))
+    })?;
+    u64::try_from(v.as_nanos())
+        .map_err(|_| serde::de::Error::custom(format!("duration `{s}` is too long")))
+}
+
+fn duration_in<'de, D: Deserializer<'de>>(
+    d: D,
+    lo: u64,
+    hi: u64,
+    what: &str,
+) -> Result<u64, D::Error> {
+    let v = duration(d)?;
+    if v < lo || v > hi {
+        return Err(serde::de::Error::custom(format!(
+            "{what} {} is out of range: expected {} to {}",
+            humantime::format_duration(std::time::Duration::from_nanos(v)),
+            humantime::format_duration(std::time::Duration::from_nanos(lo)),
+            humantime::format_duration(std::time::Duration::from_nanos(hi)),
+        )));
+    }
+    Ok(v)
+}
+
+fn hop<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, 100 * MILLISECOND, 10 * SECOND, "hop")
+}
+
+fn caption_span<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, SECOND, 60 * SECOND, "caption_span")
+}
+
+fn ser_duration<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(std::time::Duration::from_nanos(*v)).to_string())
+}
+
+impl PipelineConfig {
+    /// Reads, parses and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<PipelineConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates pipeline text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig> {
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: locate(text, e.span(), e.message()),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The built-in default pipeline.
+    pub fn builtin() -> PipelineConfig {
+        // The text is part of the binary and covered by a unit test.
+        toml::from_str(DEFAULT_PIPELINE).unwrap_or_else(|e| panic!("built-in pipeline: {e}"))
+    }
+
+    /// Checks what serde cannot see field by field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let mut seen = HashSet::new();
+        for s in &self.sources {
+            if !seen.insert(s.name.as_str()) {
+                return Err(format!(
+                    "two sources are named `{}`: stream names must be unique",
+                    s.name
+                ));
+            }
+        }
+        if self.sinks.jsonl.is_none() && self.sinks.webvtt.is_none() && self.sinks.stdout.is_none()
+        {
+            return Err(
+                "[sinks] lists no sink, so nothing would be recorded: add [sinks.jsonl]".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Replaces the sources by the given URIs, named after their file stems.
+    pub fn set_sources(&mut self, uris: &[String]) {
+        let template = self.sources.first().cloned();
+        let mut names = HashSet::new();
+        self.sources = uris
+            .iter()
+            .map(|uri| {
+                let base = stem_name(uri);
+                let mut name = base.clone();
+                let mut n = 2;
+                while !names.insert(name.clone()) {
+                    name = format!("{base}-{n}");
+                    n += 1;
+                }
+                SourceConfig {
+                    name,
+                    uri: uri.clone(),
+                    fps: template.as_ref().map_or(default_fps(), |t| t.fps),
+                    width: template.as_ref().map_or(default_width(), |t| t.width),
+                    height: template.as_ref().and_then(|t| t.height),
+                }
+            })
+            .collect();
+    }
+}
+
+/// A stream name from a path or URI: the file stem, cleaned up.
+fn stem_name(uri: &str) -> String {
+    let last = uri
+        .trim_end_matches('/')
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(uri);
+    let stem = last.split('?').next().unwrap_or(last);
+    let stem = Path::new(stem)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "stream".into()
+    } else {
+        clean
+    }
+}
+
+/// `line:column: message`, from a byte span of `text`.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let Some(span) = span else {
+        return message.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}: {}", message.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
+        PipelineConfig::parse(text, Path::new("p.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn builtin_pipeline_parses_and_enables_every_encoder() {
+        let p = PipelineConfig::builtin();
+        assert!(p.encoders.motion.is_some() && p.encoders.loudness.is_some());
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = parse("[[sources]]\nname = \"a\"\nuri = \"x.mp4\"\nfsp = 5\n").unwrap_err();
+        assert!(e.starts_with("p.toml: 4:1: unknown field `fsp`"), "{e}");
+        let e = parse("[[sources]]\nname = \"a\"\nuri = \"x\"\nfps = 0\n").unwrap_err();
+        assert!(e.contains("4:7") && e.contains("expected 1 to 60"), "{e}");
+        let e = parse("[sync]\nhop = \"fast\"\n").unwrap_err();
+        assert!(e.contains("2:7") && e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_stream_names_are_refused() {
+        let e = parse("[[sources]]\nname=\"a\"\nuri=\"x\"\n[[sources]]\nname=\"a\"\nuri=\"y\"\n")
+            .unwrap_err();
+        assert!(e.contains("two sources are named `a`"), "{e}");
+    }
+
+    #[test]
+    fn sources_from_the_command_line_are_named_after_stems() {
+        let mut p = PipelineConfig::builtin();
+        p.set_sources(&[
+            "/m/cam one.mp4".into(),
+            "file:///x/cam one.mkv".into(),
+            "rtsp://h/live".into(),
+        ]);
+        let names: Vec<_> = p.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cam_one", "cam_one-2", "live"]);
+    }
+
+    #[test]
+    fn durations_and_env_expand() {
+        let p = parse("[sync]\nhop = \"500ms\"\n[fusion]\ncaption_span = \"10s\"\n").unwrap();
+        assert_eq!(p.sync.hop, 500 * MILLISECOND);
+        assert_eq!(p.fusion.caption_span, 10 * SECOND);
+        assert_eq!(
+            expand("${VIGIL_NO_SUCH_VAR:-/a}/b").ok().as_deref(),
+            Some("/a/b")
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Encoders: chunks in, features out, one per modality.
+//!
+//! An encoder is stateful per stream (motion keeps the previous frame, loudness
+//! carries a partial window across chunks). Model-free encoders need no
+//! weights; neural ones are built from a manifest in `models/`.
+
+pub mod loudness;
+pub mod motion;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::EncodersConfig;
+use crate::error::{Error, Result};
+use crate::media::Chunk;
+use crate::metrics::StageMetrics;
+use crate::stream::StreamStatus;
+use crate::time::Timestamp;
+pub use loudness::{LevelWindow, Loudness, LoudnessFeatures};
+pub use motion::{Motion, MotionSample};
+
+/// What an encoder found in one chunk.
+#[derive(Clone, Debug)]
+pub enum Features {
+    Motion(Vec<MotionSample>),
+    Loudness(LoudnessFeatures),
+}
+
+/// One modality's analysis of a stream.
+pub trait Encoder: Send {
+    /// Names the encoder in errors and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Analyses `chunks` (in order, of one stream) and returns one
+    /// [`Features`] per chunk. An error ends the stream's analysis; what was
+    /// returned before stays valid.
+    fn encode(&mut self, chunks: &[&Chunk]) -> Result<Vec<Features>>;
+}
+
+/// A chunk with what every encoder found in it, for fusion.
+#[derive(Debug)]
+pub struct Encoded {
+    pub chunk: Chunk,
+    pub features: Vec<Features>,
+}
+
+/// Builds the encoders a pipeline turns on, for one stream.
+pub fn build(config: &EncodersConfig, fps: u32) -> Vec<Box<dyn Encoder>> {
+    let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
+    if let Some(m) = &config.motion {
+        encoders.push(Box::new(Motion::new(m.clone(), fps)));
+    }
+    if let Some(l) = &config.loudness {
+        encoders.push(Box::new(Loudness::new(l.clone())));
+    }
+    encoders
+}
+
+/// Runs a stream's encoders on its own thread, chunk by chunk, in order.
+pub fn spawn(
+    stream: Arc<str>,
+    mut encoders: Vec<Box<dyn Encoder>>,
+    input: Receiver<Chunk>,
+    output: Sender<Encoded>,
+    metrics: StageMetrics,
+    status: Arc<StreamStatus>,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("encode-{stream}"))
+        .spawn(move || {
+            if let Err(e) = run(&mut encoders, &input, &output, &metrics) {
+                metrics.error("encoder");
+                // Before `output` closes, so that fusion sees the failure when it ends.
+                status.fail(e.to_string());
+            }
+            drop(output);
+        })
+        .map_err(|e| Error::io("cannot start an encoder thread", e))
+}
+
+fn run(
+    encoders: &mut [Box<dyn Encoder>],
+    input: &Receiver<Chunk>,
+    output: &Sender<Encoded>,
+    metrics: &StageMetrics,
+) -> Result<()> {
+    for chunk in input.iter() {
+        metrics.received();
+        metrics.queue_depth(input.len());
+        let timer = metrics.timer();
+        let mut features = Vec::with_capacity(encoders.len());
+        for encoder in encoders.iter_mut() {
+            features.append(&mut encoder.encode(&[&chunk])?);
+        }
+        drop(timer);
+        if output.send(Encoded { chunk, features }).is_err() {
+            break;
+        }
+        metrics.sent();
+    }
+    Ok(())
+}
+
+/// Level in dBFS of a linear amplitude, floored at -120 dB.
+pub fn dbfs(amplitude: f32) -> f32 {
+    if amplitude <= 1e-6 {
+        -120.0
+    } else {
+        (20.0 * amplitude.log10()).max(-120.0)
+    }
+}
+
+/// A time-ordered observation an encoder makes: the condition held or not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation {
+    pub at: Timestamp,
+    pub active: bool,
+    /// When the condition started, if the encoder knows it more exactly than `at`.
+    pub onset: Option<Timestamp>,
+}

@@ -1,0 +1,248 @@
+//! Captions: what happened in each `caption_span` of a stream, in words,
+//! saying what changed rather than repeating what did not.
+
+use crate::encode::{LevelWindow, MotionSample};
+use crate::fuse::EventNote;
+use crate::fuse::events::union;
+use crate::record::Phase;
+use crate::time::{Span, Timestamp};
+
+/// Below this mean level a span counts as silent.
+const SILENT_DB: f32 = -60.0;
+/// Below this, quiet.
+const QUIET_DB: f32 = -40.0;
+
+/// What one caption span gathered.
+#[derive(Clone, Debug, Default)]
+pub struct SpanSummary {
+    pub start: Timestamp,
+    frames: u32,
+    motion_frames: u32,
+    motion_bbox: Option<[f32; 4]>,
+    motion_peak: f32,
+    energy: f64,
+    windows: u32,
+    peak_db: f32,
+    pub notes: Vec<EventNote>,
+}
+
+/// The coarse state a caption compares against the previous one.
+#[derive(Clone, Debug, PartialEq)]
+struct State {
+    motion_region: Option<&'static str>,
+    sound: Option<&'static str>,
+}
+
+/// Builds the captions of one stream.
+pub struct Captioner {
+    span: u64,
+    loud_db: f32,
+    current: SpanSummary,
+    previous: Option<State>,
+}
+
+impl Captioner {
+    pub fn new(span: u64, loud_db: f32) -> Self {
+        Captioner {
+            span,
+            loud_db,
+            current: SpanSummary {
+                peak_db: -120.0,
+                ..Default::default()
+            },
+            previous: None,
+        }
+    }
+
+    /// Start of the span being gathered.
+    pub fn current_start(&self) -> Timestamp {
+        self.current.start
+    }
+
+    /// End of the span being gathered.
+    pub fn span_end(&self) -> Timestamp {
+        self.current.start.saturating_add(self.span)
+    }
+
+    pub fn motion(&mut self, s: &MotionSample) {
+        self.current.frames += 1;
+        if s.active {
+            self.current.motion_frames += 1;
+            self.current.motion_bbox = union(self.current.motion_bbox, s.bbox);
+            self.current.motion_peak = self.current.motion_peak.max(s.fraction);
+        }
+    }
+
+    pub fn level(&mut self, w: &LevelWindow) {
+        let rms = 10f64.powf(w.rms_db as f64 / 20.0);
+        self.current.energy += rms * rms;
+        self.current.windows += 1;
+        self.current.peak_db = self.current.peak_db.max(w.peak_db);
+    }
+
+    pub fn note(&mut self, n: EventNote) {
+        self.current.notes.push(n);
+    }
+
+    /// Closes the span at `end` and returns its text.
+    pub fn close(&mut self, end: Timestamp, has_video: bool, has_audio: bool) -> (Span, String) {
+        let s = std::mem::replace(
+            &mut self.current,
+            SpanSummary {
+                start: end,
+                peak_db: -120.0,
+                ..Default::default()
+            },
+        );
+        let span = Span::new(s.start, end.max(s.start));
+        let mut parts: Vec<String> = s.notes.iter().map(describe_note).collect();
+        let state = State {
+            motion_region: (has_video && s.motion_frames > 0).then(|| region(s.motion_bbox)),
+            sound: (has_audio && s.windows > 0).then(|| self.band(mean_db(&s))),
+        };
+        let prev = self.previous.clone();
+        let said = |kind: &str| s.notes.iter().any(|n| n.kind == kind);
+        if has_video && !said("motion") {
+            let before = prev.as_ref().and_then(|p| p.motion_region);
+            parts.push(match (state.motion_region, before) {
+                (Some(r), Some(b)) if r == b => format!("motion continues {r}"),
+                (Some(r), _) => format!(
+                    "motion {r} ({:.0}% of the picture changes at most)",
+                    (s.motion_peak * 100.0).max(1.0)
+                ),
+                (None, Some(_)) => "the picture is still again".into(),
+                (None, None) if prev.is_none() => "the picture is still".into(),
+                (None, None) => String::new(),
+            });
+        } else if has_video && s.motion_frames > 0 {
+            parts.push(format!(
+                "{:.0}% of the picture changes at most",
+                (s.motion_peak * 100.0).max(1.0)
+            ));
+        }
+        if let Some(band) = state.sound {
+            let before = prev.as_ref().and_then(|p| p.sound);
+            let level = format!("{:.0} dBFS, peak {:.0}", mean_db(&s), s.peak_db);
+            parts.push(if before == Some(band) && !said("loud_sound") {
+                format!("sound stays {band}")
+            } else {
+                format!("sound is {band} ({level})")
+            });
+        }
+        parts.retain(|p| !p.is_empty());
+        let changed = prev.as_ref() != Some(&state) || !s.notes.is_empty();
+        self.previous = Some(state);
+        let text = match (parts.is_empty(), changed) {
+            (true, _) => "no change".to_string(),
+            (false, false) => format!("no change: {}", parts.join("; ")),
+            (false, true) => capitalise(&parts.join("; ")),
+        };
+        (span, text)
+    }
+
+    fn band(&self, db: f32) -> &'static str {
+        if db >= self.loud_db {
+            "loud"
+        } else if db >= QUIET_DB {
+            "moderate"
+        } else if db >= SILENT_DB {
+            "quiet"
+        } else {
+            "silent"
+        }
+    }
+}
+
+fn mean_db(s: &SpanSummary) -> f32 {
+    if s.windows == 0 {
+        return -120.0;
+    }
+    crate::encode::dbfs(((s.energy / s.windows as f64).sqrt()) as f32)
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Where a box sits in the picture, in words.
+pub fn region(bbox: Option<[f32; 4]>) -> &'static str {
+    let Some([x, y, w, h]) = bbox else {
+        return "in the picture";
+    };
+    if w > 0.66 && h > 0.66 {
+        return "across the whole picture";
+    }
+    let (cx, cy) = (x + w / 2.0, y + h / 2.0);
+    let col = (cx * 3.0).clamp(0.0, 2.0) as usize;
+    let row = (cy * 3.0).clamp(0.0, 2.0) as usize;
+    const NAMES: [[&str; 3]; 3] = [
+        ["at the top left", "at the top", "at the top right"],
+        ["on the left", "in the centre", "on the right"],
+        ["at the bottom left", "at the bottom", "at the bottom right"],
+    ];
+    NAMES[row][col]
+}
+
+fn secs(t: Timestamp) -> String {
+    let ms = t.millis_rounded();
+    if ms.is_multiple_of(100) {
+        format!("{}.{} s", ms / 1000, (ms % 1000) / 100)
+    } else {
+        format!("{}.{:03} s", ms / 1000, ms % 1000)
+    }
+}
+
+fn describe_note(n: &EventNote) -> String {
+    match (n.kind, n.phase) {
+        ("motion", Phase::Start) => format!("motion starts at {} {}", secs(n.at), region(n.bbox)),
+        ("motion", _) => format!("motion stops at {}", secs(n.at)),
+        ("loud_sound", Phase::Start) => format!(
+            "a loud sound at {} (peak {:.0} dBFS)",
+            secs(n.at),
+            n.peak_db
+        ),
+        ("loud_sound", _) => format!("the loud sound ends at {}", secs(n.at)),
+        ("stream_gap", Phase::Start) => format!("the stream has a gap from {}", secs(n.at)),
+        ("stream_gap", _) => format!("the stream is whole again from {}", secs(n.at)),
+        (kind, Phase::Start) => format!("{kind} at {}", secs(n.at)),
+        (kind, _) => format!("{kind} ends at {}", secs(n.at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_named_by_the_box_centre() {
+        assert_eq!(region(Some([0.0, 0.0, 0.2, 0.2])), "at the top left");
+        assert_eq!(region(Some([0.4, 0.4, 0.2, 0.2])), "in the centre");
+        assert_eq!(region(Some([0.7, 0.8, 0.3, 0.2])), "at the bottom right");
+        assert_eq!(
+            region(Some([0.0, 0.0, 1.0, 1.0])),
+            "across the whole picture"
+        );
+    }
+
+    #[test]
+    fn captions_say_what_changed() {
+        let mut c = Captioner::new(5_000_000_000, -30.0);
+        let (_, first) = c.close(Timestamp(5_000_000_000), true, false);
+        assert_eq!(first, "The picture is still");
+        let (_, second) = c.close(Timestamp(10_000_000_000), true, false);
+        assert_eq!(second, "no change");
+        c.motion(&MotionSample {
+            pts: Timestamp(10_000_000_000),
+            until: Timestamp(10_200_000_000),
+            fraction: 0.1,
+            bbox: Some([0.0, 0.0, 0.2, 0.2]),
+            active: true,
+        });
+        let (_, third) = c.close(Timestamp(15_000_000_000), true, false);
+        assert!(third.starts_with("Motion at the top left (10%"), "{third}");
+    }
+}

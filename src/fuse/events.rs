@@ -1,0 +1,254 @@
+//! Motion, loud-sound and gap events: features in, event records out.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::EventTiming;
+use crate::encode::{LevelWindow, MotionSample};
+use crate::fuse::lifecycle::{Lifecycle, Transition};
+use crate::fuse::{EventNote, RecordMaker};
+use crate::record::{Phase, Record, round4};
+use crate::time::Timestamp;
+
+/// Union of two boxes `[x, y, w, h]`.
+pub fn union(a: Option<[f32; 4]>, b: Option<[f32; 4]>) -> Option<[f32; 4]> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let (x0, y0) = (a[0].min(b[0]), a[1].min(b[1]));
+            let (x1, y1) = (
+                (a[0] + a[2]).max(b[0] + b[2]),
+                (a[1] + a[3]).max(b[1] + b[3]),
+            );
+            Some([x0, y0, x1 - x0, y1 - y0])
+        }
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn rounded(b: Option<[f32; 4]>) -> Option<[f32; 4]> {
+    b.map(|b| b.map(round4))
+}
+
+/// An event being followed, with what it gathered so far.
+#[derive(Clone, Debug, Default)]
+struct Open {
+    id: String,
+    score: f32,
+    bbox: Option<[f32; 4]>,
+    observations: u64,
+    peak_db: f32,
+}
+
+/// One kind of event: its lifecycle and the open event's statistics.
+pub struct EventSeries {
+    kind: &'static str,
+    lifecycle: Lifecycle,
+    seq: u64,
+    open: Option<Open>,
+    /// Statistics gathered while pending (before the start record).
+    gathering: Open,
+}
+
+impl EventSeries {
+    pub fn new(kind: &'static str, timing: EventTiming) -> Self {
+        EventSeries {
+            kind,
+            lifecycle: Lifecycle::new(timing),
+            seq: 0,
+            open: None,
+            gathering: Open::default(),
+        }
+    }
+
+    fn gather(&mut self, active: bool, score: f32, bbox: Option<[f32; 4]>, peak_db: Option<f32>) {
+        let g = self.open.as_mut().unwrap_or(&mut self.gathering);
+        if active {
+            g.score = g.score.max(score);
+            g.bbox = union(g.bbox, bbox);
+            g.observations += 1;
+            if let Some(p) = peak_db {
+                g.peak_db = if g.observations == 1 {
+                    p
+                } else {
+                    g.peak_db.max(p)
+                };
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        maker: &mut RecordMaker,
+        at: Timestamp,
+        until: Timestamp,
+        active: bool,
+        onset: Option<Timestamp>,
+        score: f32,
+        bbox: Option<[f32; 4]>,
+        peak_db: Option<f32>,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        if !self.lifecycle.is_active() && !active {
+            self.gathering = Open::default();
+        }
+        self.gather(active, score, bbox, peak_db);
+        if let Some(t) = self.lifecycle.observe(at, until, active, onset) {
+            self.transition(maker, t, out, notes);
+        }
+    }
+
+    fn transition(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: Transition,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        match t {
+            Transition::Start { onset } => {
+                self.seq += 1;
+                let mut open = std::mem::take(&mut self.gathering);
+                open.id = format!("{}/{}/{}", maker.stream, self.kind, self.seq);
+                let rec = maker.event(
+                    &open.id,
+                    self.kind,
+                    Phase::Start,
+                    onset,
+                    None,
+                    open.score,
+                    rounded(open.bbox),
+                    self.details(&open),
+                );
+                notes.push(EventNote {
+                    kind: self.kind,
+                    phase: Phase::Start,
+                    at: onset,
+                    bbox: open.bbox,
+                    peak_db: open.peak_db,
+                });
+                out.push(rec);
+                self.open = Some(open);
+            }
+            Transition::End { onset, end } => {
+                let open = self.open.take().unwrap_or_default();
+                let mut details = self.details(&open);
+                details.insert(
+                    "duration".into(),
+                    json!(Timestamp(end.0 - onset.0.min(end.0)).as_secs_f64_ms()),
+                );
+                let rec = maker.event(
+                    &open.id,
+                    self.kind,
+                    Phase::End,
+                    onset,
+                    Some(end),
+                    open.score,
+                    rounded(open.bbox),
+                    details,
+                );
+                notes.push(EventNote {
+                    kind: self.kind,
+                    phase: Phase::End,
+                    at: end,
+                    bbox: open.bbox,
+                    peak_db: open.peak_db,
+                });
+                out.push(rec);
+            }
+        }
+    }
+
+    fn details(&self, open: &Open) -> Map<String, Value> {
+        let mut d = Map::new();
+        match self.kind {
+            "motion" => {
+                d.insert(
+                    "peak_fraction".into(),
+                    json!((open.score as f64 * 1e4).round() / 1e4),
+                );
+                d.insert("frames".into(), json!(open.observations));
+            }
+            "loud_sound" => {
+                d.insert(
+                    "peak_dbfs".into(),
+                    json!((open.peak_db * 10.0).round() / 10.0),
+                );
+            }
+            _ => {}
+        }
+        d
+    }
+
+    /// The stream ended at `end`: closes an open event.
+    pub fn finish(
+        &mut self,
+        maker: &mut RecordMaker,
+        end: Timestamp,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        if let Some(t) = self.lifecycle.finish(end) {
+            self.transition(maker, t, out, notes);
+        }
+    }
+
+    pub fn motion(
+        &mut self,
+        maker: &mut RecordMaker,
+        s: &MotionSample,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.step(
+            maker, s.pts, s.until, s.active, None, s.fraction, s.bbox, None, out, notes,
+        );
+    }
+
+    pub fn loudness(
+        &mut self,
+        maker: &mut RecordMaker,
+        w: &LevelWindow,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let score = 10f32.powf(w.rms_db / 20.0);
+        self.step(
+            maker,
+            w.start,
+            w.end,
+            w.active,
+            w.onset,
+            score,
+            None,
+            Some(w.peak_db),
+            out,
+            notes,
+        );
+    }
+
+    /// A gap flag on the chunk `[at, until)`.
+    pub fn gap(
+        &mut self,
+        maker: &mut RecordMaker,
+        at: Timestamp,
+        until: Timestamp,
+        gap: bool,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.step(
+            maker,
+            at,
+            until,
+            gap,
+            None,
+            if gap { 1.0 } else { 0.0 },
+            None,
+            None,
+            out,
+            notes,
+        );
+    }
+}

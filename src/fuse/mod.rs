@@ -1,0 +1,289 @@
+//! Fusion: each stream's features, in chunk order, become records: events
+//! with their lifecycle, and captions.
+
+pub mod caption;
+pub mod events;
+pub mod lifecycle;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{Map, Value, json};
+
+use crate::config::{EventTiming, PipelineConfig};
+use crate::encode::{Encoded, Features};
+use crate::error::{Error, Result};
+use crate::metrics::StageMetrics;
+use crate::record::{CaptionRecord, EventRecord, Phase, Record, utc_string};
+use crate::stream::StreamStatus;
+use crate::time::Timestamp;
+use caption::Captioner;
+use events::EventSeries;
+
+/// An event transition, as captions tell it.
+#[derive(Clone, Debug)]
+pub struct EventNote {
+    pub kind: &'static str,
+    pub phase: Phase,
+    pub at: Timestamp,
+    pub bbox: Option<[f32; 4]>,
+    pub peak_db: f32,
+}
+
+/// Makes the records of one stream: run, ids, UTC.
+pub struct RecordMaker {
+    pub run: Arc<str>,
+    pub stream: Arc<str>,
+    pub utc_origin: i64,
+    next_id: u64,
+}
+
+impl RecordMaker {
+    pub fn new(run: Arc<str>, stream: Arc<str>) -> Self {
+        RecordMaker {
+            run,
+            stream,
+            utc_origin: 0,
+            next_id: 1,
+        }
+    }
+
+    fn id(&mut self) -> String {
+        let id = format!("{}/{}", self.stream, self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn event(
+        &mut self,
+        event: &str,
+        kind: &str,
+        phase: Phase,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        score: f32,
+        bbox: Option<[f32; 4]>,
+        details: Map<String, Value>,
+    ) -> Record {
+        Record::Event(EventRecord {
+            run: self.run.to_string(),
+            id: self.id(),
+            event: event.to_string(),
+            stream: self.stream.to_string(),
+            kind: kind.to_string(),
+            phase,
+            start,
+            end,
+            utc: utc_string(self.utc_origin, start),
+            score: crate::record::round4(score),
+            labels: vec![],
+            track: None,
+            zone: None,
+            bbox,
+            snapshot: None,
+            details,
+        })
+    }
+
+    pub fn caption(&mut self, start: Timestamp, end: Timestamp, text: String) -> Record {
+        Record::Caption(CaptionRecord {
+            run: self.run.to_string(),
+            id: self.id(),
+            stream: self.stream.to_string(),
+            start,
+            end,
+            utc: utc_string(self.utc_origin, start),
+            text,
+        })
+    }
+}
+
+/// The fusion state of one stream.
+pub struct Fuser {
+    maker: RecordMaker,
+    motion: EventSeries,
+    loud: EventSeries,
+    gap: EventSeries,
+    captions: Captioner,
+    has_video: bool,
+    has_audio: bool,
+    end: Timestamp,
+    finished: bool,
+}
+
+impl Fuser {
+    pub fn new(run: Arc<str>, stream: Arc<str>, config: &PipelineConfig) -> Self {
+        let motion = config.encoders.motion.clone().unwrap_or_default();
+        let loud = config.encoders.loudness.clone().unwrap_or_default();
+        Fuser {
+            maker: RecordMaker::new(run, stream),
+            motion: EventSeries::new("motion", motion.timing()),
+            loud: EventSeries::new("loud_sound", loud.timing()),
+            gap: EventSeries::new(
+                "stream_gap",
+                EventTiming {
+                    min_duration: 0,
+                    cooldown: 0,
+                },
+            ),
+            captions: Captioner::new(config.fusion.caption_span, loud.threshold_db),
+            has_video: false,
+            has_audio: false,
+            end: Timestamp::ZERO,
+            finished: false,
+        }
+    }
+
+    /// Fuses one chunk's features; returns the records it completes.
+    pub fn push(&mut self, enc: &Encoded) -> Vec<Record> {
+        let chunk = &enc.chunk;
+        self.maker.utc_origin = chunk.utc_origin;
+        self.has_video = chunk.has_video;
+        self.has_audio = chunk.has_audio;
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        let flags = chunk.flags;
+        self.gap.gap(
+            &mut self.maker,
+            chunk.span.start,
+            chunk.span.end,
+            flags.any_gap(),
+            &mut out,
+            &mut notes,
+        );
+        if let Some(Record::Event(e)) = out.last_mut().filter(|_| flags.any_gap()) {
+            e.labels = flags.names().iter().map(|s| s.to_string()).collect();
+        }
+        for f in &enc.features {
+            match f {
+                Features::Motion(samples) => {
+                    for s in samples {
+                        self.motion.motion(&mut self.maker, s, &mut out, &mut notes);
+                        self.captions.motion(s);
+                    }
+                }
+                Features::Loudness(l) => {
+                    for w in &l.windows {
+                        self.loud.loudness(&mut self.maker, w, &mut out, &mut notes);
+                        self.captions.level(w);
+                    }
+                }
+            }
+        }
+        for n in notes {
+            self.captions.note(n);
+        }
+        self.end = chunk.span.end;
+        if flags.last {
+            out.extend(self.finish(None));
+        } else if self.end >= self.captions.span_end() {
+            out.push(self.caption(self.end));
+        }
+        out
+    }
+
+    fn caption(&mut self, end: Timestamp) -> Record {
+        let (span, text) = self.captions.close(end, self.has_video, self.has_audio);
+        self.maker.caption(span.start, span.end, text)
+    }
+
+    /// The stream ended (or failed with `failure`): closes open events and the
+    /// last caption. Idempotent.
+    pub fn finish(&mut self, failure: Option<&str>) -> Vec<Record> {
+        if self.finished {
+            return Vec::new();
+        }
+        self.finished = true;
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        let end = self.end;
+        self.motion
+            .finish(&mut self.maker, end, &mut out, &mut notes);
+        self.loud.finish(&mut self.maker, end, &mut out, &mut notes);
+        self.gap.finish(&mut self.maker, end, &mut out, &mut notes);
+        if let Some(reason) = failure {
+            let id = format!("{}/stream_error/1", self.maker.stream);
+            let mut details = Map::new();
+            details.insert("message".into(), json!(reason));
+            for phase in [Phase::Start, Phase::End] {
+                let end = (phase == Phase::End).then_some(end);
+                out.push(self.maker.event(
+                    &id,
+                    "stream_error",
+                    phase,
+                    end.unwrap_or(self.end),
+                    end,
+                    1.0,
+                    None,
+                    details.clone(),
+                ));
+            }
+            notes.push(EventNote {
+                kind: "stream_error",
+                phase: Phase::Start,
+                at: end,
+                bbox: None,
+                peak_db: 0.0,
+            });
+        }
+        let any_notes = !notes.is_empty();
+        for n in notes {
+            self.captions.note(n);
+        }
+        if end > self.captions.current_start() || any_notes {
+            out.push(self.caption(end));
+        }
+        out
+    }
+}
+
+/// A batch of records for the sinks: what one chunk of one stream completed.
+#[derive(Debug)]
+pub struct Batch {
+    pub stream: Arc<str>,
+    pub records: Vec<Record>,
+}
+
+/// Runs a stream's fusion on its own thread.
+pub fn spawn(
+    mut fuser: Fuser,
+    status: Arc<StreamStatus>,
+    input: Receiver<Encoded>,
+    output: Sender<Batch>,
+    metrics: StageMetrics,
+) -> Result<JoinHandle<()>> {
+    let stream = fuser.maker.stream.clone();
+    std::thread::Builder::new()
+        .name(format!("fuse-{stream}"))
+        .spawn(move || {
+            for enc in input.iter() {
+                metrics.received();
+                metrics.queue_depth(input.len());
+                let timer = metrics.timer();
+                let records = fuser.push(&enc);
+                drop(timer);
+                status.chunk_done(&enc.chunk);
+                metrics.latency(enc.chunk.made_at.elapsed().as_secs_f64());
+                metrics.sent_n(records.len() as u64);
+                if !records.is_empty()
+                    && output
+                        .send(Batch {
+                            stream: stream.clone(),
+                            records,
+                        })
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            let failure = status.failure();
+            let records = fuser.finish(failure.as_deref());
+            metrics.sent_n(records.len() as u64);
+            if !records.is_empty() {
+                let _ = output.send(Batch { stream, records });
+            }
+        })
+        .map_err(|e| Error::io("cannot start a fusion thread", e))
+}

@@ -1,0 +1,263 @@
+//! Wires a validated pipeline into running stages, waits for them, and drains
+//! everything on the way out: source → sync → encode → fuse → sink.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+
+use crate::config::{PipelineConfig, SourceConfig};
+use crate::error::Result;
+use crate::fuse::{Batch, Fuser};
+use crate::metrics::Metrics;
+use crate::sink::{Printer, SinkReport};
+use crate::source::{Source, SourceSettings};
+use crate::stream::{StreamState, StreamStatus};
+use crate::sync::{SyncOutcome, SyncSettings};
+
+/// Messages a source may queue before its callbacks block (back-pressure).
+const SOURCE_QUEUE: usize = 64;
+/// Chunks queued between stages of one stream.
+const CHUNK_QUEUE: usize = 4;
+/// Record batches queued for the sinks.
+const SINK_QUEUE: usize = 256;
+
+/// How to run, beyond the pipeline file.
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// UTC of stream time zero for every stream (`--start-time`), ns since the epoch.
+    pub start_time: Option<i64>,
+    pub printer: Printer,
+}
+
+/// The streams of a run, as the server and the progress display see them.
+pub type StreamTable = Arc<Mutex<BTreeMap<String, Arc<StreamStatus>>>>;
+
+/// How one stream went.
+#[derive(Debug)]
+pub struct StreamReport {
+    pub name: String,
+    pub failure: Option<String>,
+    pub chunks: u64,
+    pub frames: u64,
+    pub audio_samples: u64,
+    /// Stream time processed, ns.
+    pub media: u64,
+}
+
+/// How the run went.
+#[derive(Debug)]
+pub struct RunReport {
+    pub run: String,
+    pub streams: Vec<StreamReport>,
+    pub sinks: SinkReport,
+    pub wall: Duration,
+    pub dropped: u64,
+}
+
+struct Running {
+    name: String,
+    status: Arc<StreamStatus>,
+    source: Option<Source>,
+    sync: Option<JoinHandle<SyncOutcome>>,
+    encode: Option<JoinHandle<()>>,
+    fuse: Option<JoinHandle<()>>,
+}
+
+/// Runs `config` until every stream has ended (or `shutdown` is set, which
+/// ends every stream as if its media had ended). `tick` is called about ten
+/// times a second with the stream table, for progress displays.
+pub fn run(
+    config: &PipelineConfig,
+    options: &RunOptions,
+    metrics: &Arc<Metrics>,
+    table: &StreamTable,
+    shutdown: &AtomicBool,
+    tick: &mut dyn FnMut(&StreamTable),
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let run_id: Arc<str> = ulid::Ulid::new().to_string().into();
+    let fallback_utc = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    crate::source::init()?;
+    let sinks = crate::sink::build(
+        &config.sinks,
+        &options.out_dir,
+        config.sources.len(),
+        options.printer.clone(),
+    )?;
+    let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
+    let sink_thread = crate::sink::spawn(sinks, batch_rx, metrics.clone())?;
+
+    let mut running = Vec::new();
+    for source in &config.sources {
+        let status = Arc::new(StreamStatus::default());
+        lock(table).insert(source.name.clone(), status.clone());
+        let mut r = Running {
+            name: source.name.clone(),
+            status: status.clone(),
+            source: None,
+            sync: None,
+            encode: None,
+            fuse: None,
+        };
+        let settings = SyncSettings {
+            hop: config.sync.hop,
+            max_skew: config.sync.max_skew,
+            live: false,
+            start_time: options.start_time,
+            fallback_utc,
+        };
+        if let Err(reason) = start_stream(
+            &mut r, source, config, settings, &run_id, metrics, &batch_tx,
+        ) {
+            status.fail(reason.clone());
+            let mut fuser = Fuser::new(run_id.clone(), source.name.as_str().into(), config);
+            let records = fuser.finish(Some(&reason));
+            let _ = batch_tx.send(Batch {
+                stream: source.name.as_str().into(),
+                records,
+            });
+        }
+        running.push(r);
+    }
+    drop(batch_tx);
+
+    let mut stopping = false;
+    loop {
+        tick(table);
+        if !stopping && shutdown.load(Ordering::Relaxed) {
+            stopping = true;
+            for r in &running {
+                if let Some(s) = &r.source {
+                    s.stop();
+                }
+            }
+        }
+        for r in running.iter_mut() {
+            if r.fuse.as_ref().is_some_and(|f| f.is_finished()) {
+                finish_stream(r);
+            }
+        }
+        if running.iter().all(|r| r.fuse.is_none()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tick(table);
+    let sinks = sink_thread.join().unwrap_or_default();
+    let streams = running
+        .iter()
+        .map(|r| StreamReport {
+            name: r.name.clone(),
+            failure: r.status.failure(),
+            chunks: r.status.chunks.load(Ordering::Relaxed),
+            frames: r.status.frames.load(Ordering::Relaxed),
+            audio_samples: r.status.audio_samples.load(Ordering::Relaxed),
+            media: r.status.media_done.load(Ordering::Relaxed),
+        })
+        .collect();
+    Ok(RunReport {
+        run: run_id.to_string(),
+        streams,
+        sinks,
+        wall: started.elapsed(),
+        dropped: metrics.dropped_total(),
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_stream(
+    r: &mut Running,
+    source: &SourceConfig,
+    config: &PipelineConfig,
+    sync_settings: SyncSettings,
+    run_id: &Arc<str>,
+    metrics: &Arc<Metrics>,
+    batch_tx: &crossbeam_channel::Sender<Batch>,
+) -> std::result::Result<(), String> {
+    let name: Arc<str> = source.name.as_str().into();
+    let uri = crate::source::resolve_uri(&source.uri)?;
+    crate::source::check_input(&uri)?;
+    let (src_tx, src_rx) = bounded(SOURCE_QUEUE);
+    let (chunk_tx, chunk_rx) = bounded(CHUNK_QUEUE);
+    let (enc_tx, enc_rx) = bounded(CHUNK_QUEUE);
+    let err = |e: crate::error::Error| e.to_string();
+    r.sync = Some(
+        crate::sync::spawn(
+            name.clone(),
+            sync_settings,
+            src_rx,
+            chunk_tx,
+            metrics.stage("sync", &name),
+            r.status.clone(),
+        )
+        .map_err(err)?,
+    );
+    let encoders = crate::encode::build(&config.encoders, source.fps);
+    r.encode = Some(
+        crate::encode::spawn(
+            name.clone(),
+            encoders,
+            chunk_rx,
+            enc_tx,
+            metrics.stage("encode", &name),
+            r.status.clone(),
+        )
+        .map_err(err)?,
+    );
+    let fuser = Fuser::new(run_id.clone(), name.clone(), config);
+    r.fuse = Some(
+        crate::fuse::spawn(
+            fuser,
+            r.status.clone(),
+            enc_rx,
+            batch_tx.clone(),
+            metrics.stage("fuse", &name),
+        )
+        .map_err(err)?,
+    );
+    let settings = SourceSettings {
+        name: name.clone(),
+        uri,
+        fps: (source.fps, 1),
+        width: Some(source.width),
+        height: source.height,
+    };
+    metrics.stage("source", &name);
+    r.status.set_state(StreamState::Running);
+    r.source = Some(
+        Source::start(
+            settings,
+            src_tx,
+            r.status.clone(),
+            metrics.stage("source", &name),
+        )
+        .map_err(err)?,
+    );
+    Ok(())
+}
+
+/// Joins a stream's threads once its fusion has finished.
+fn finish_stream(r: &mut Running) {
+    if let Some(f) = r.fuse.take() {
+        let _ = f.join();
+    }
+    if let Some(e) = r.encode.take() {
+        let _ = e.join();
+    }
+    if let Some(s) = r.sync.take() {
+        let _ = s.join();
+    }
+    if let Some(s) = r.source.take() {
+        s.join(true);
+    }
+    r.status.set_state(StreamState::Ended);
+}

@@ -1,0 +1,14 @@
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod fuse;
+pub mod graph;
+pub mod media;
+pub mod metrics;
+pub mod record;
+pub mod server;
+pub mod sink;
+pub mod source;
+pub mod stream;
+pub mod sync;
+pub mod time;

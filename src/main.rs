@@ -1,0 +1,316 @@
+//! The `vigil` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use vigil::config::{DEFAULT_PIPELINE, PipelineConfig};
+use vigil::graph::{RunOptions, RunReport, StreamTable};
+use vigil::metrics::Metrics;
+use vigil::sink::Printer;
+
+/// The pipeline `vigil run` runs when given neither a pipeline nor sources.
+const DEMO_PIPELINE: &str = "pipelines/demo.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Watches and listens to media and says what happens in it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: `vigil run PIPELINE`, `vigil run --source URI…`, or
+    /// `vigil run` alone for pipelines/demo.toml.
+    Run {
+        /// Pipeline file (TOML).
+        pipeline: Option<PathBuf>,
+        /// A file path or GStreamer URI to watch; repeatable. Replaces the
+        /// pipeline's sources; without a pipeline, runs the built-in one.
+        #[arg(long = "source", value_name = "URI")]
+        sources: Vec<String>,
+        /// Directory for events.jsonl and captions.vtt.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// UTC of the start of file sources (RFC 3339, e.g. 2026-11-28T15:00:00Z).
+        #[arg(long, value_name = "T")]
+        start_time: Option<String>,
+    },
+    /// Validate a pipeline file without running it.
+    Check { pipeline: PathBuf },
+    /// Print pipeline configuration.
+    Config {
+        /// Print the built-in default pipeline.
+        #[arg(long)]
+        defaults: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run {
+            pipeline,
+            sources,
+            out,
+            start_time,
+        } => run(pipeline, sources, out, start_time),
+        Command::Check { pipeline } => {
+            let config = PipelineConfig::load(&pipeline)?;
+            println!(
+                "{}: ok ({} source{}, encoders: {})",
+                pipeline.display(),
+                config.sources.len(),
+                if config.sources.len() == 1 { "" } else { "s" },
+                encoder_names(&config).join(", ")
+            );
+            Ok(0)
+        }
+        Command::Config { defaults } => {
+            if !defaults {
+                bail!("nothing to print: use `vigil config --defaults`");
+            }
+            print!("{DEFAULT_PIPELINE}");
+            Ok(0)
+        }
+    }
+}
+
+fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if config.encoders.motion.is_some() {
+        v.push("motion");
+    }
+    if config.encoders.loudness.is_some() {
+        v.push("loudness");
+    }
+    v
+}
+
+fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<PipelineConfig> {
+    let mut config = match (&pipeline, sources.is_empty()) {
+        (Some(p), _) => PipelineConfig::load(p)?,
+        (None, false) => PipelineConfig::builtin(),
+        (None, true) => PipelineConfig::load(Path::new(DEMO_PIPELINE))
+            .with_context(|| format!("`vigil run` alone runs {DEMO_PIPELINE}; run it from the repository, or name a pipeline or --source"))?,
+    };
+    if !sources.is_empty() {
+        config.set_sources(sources);
+    }
+    if config.sources.is_empty() {
+        bail!("the pipeline has no sources: add [[sources]] or pass --source URI");
+    }
+    Ok(config)
+}
+
+fn run(
+    pipeline: Option<PathBuf>,
+    sources: Vec<String>,
+    out: PathBuf,
+    start_time: Option<String>,
+) -> Result<i32> {
+    let config = load_pipeline(pipeline, &sources)?;
+    let start_time = start_time
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .ok()
+                .and_then(|d| d.timestamp_nanos_opt())
+                .with_context(|| {
+                    format!("--start-time {t}: expected RFC 3339, e.g. 2026-11-28T15:00:00Z")
+                })
+        })
+        .transpose()?;
+
+    let metrics = Metrics::new();
+    let table: StreamTable = Default::default();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if let Some(server) = &config.server {
+        runtime.block_on(vigil::server::bind(
+            server.listen,
+            metrics.clone(),
+            table.clone(),
+        ))?;
+    }
+    {
+        let shutdown = shutdown.clone();
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("vigil: stopping: finishing what was read (Ctrl-C again to abort)");
+                shutdown.store(true, Ordering::Relaxed);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+
+    let progress = Progress::new();
+    let options = RunOptions {
+        out_dir: out.clone(),
+        start_time,
+        printer: progress.printer(),
+    };
+    let report = vigil::graph::run(&config, &options, &metrics, &table, &shutdown, &mut |t| {
+        progress.tick(t)
+    })?;
+    progress.clear();
+    print_summary(&report, &out);
+    let mut code = 0;
+    for s in &report.streams {
+        if let Some(reason) = &s.failure {
+            eprintln!("vigil: stream '{}' failed: {reason}", s.name);
+            code = 1;
+        }
+    }
+    for e in &report.sinks.errors {
+        eprintln!("vigil: {e}");
+        code = 1;
+    }
+    Ok(code)
+}
+
+/// Progress bars on a terminal: media time done and speed, per stream.
+struct Progress {
+    multi: Option<MultiProgress>,
+    bars: std::sync::Mutex<Vec<(String, ProgressBar)>>,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
+        Progress {
+            multi,
+            bars: Default::default(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn printer(&self) -> Printer {
+        match self.multi.clone() {
+            Some(m) => Arc::new(move |line: String| {
+                let _ = m.println(line);
+            }),
+            None => Arc::new(|line: String| println!("{line}")),
+        }
+    }
+
+    fn tick(&self, table: &StreamTable) {
+        let Some(multi) = &self.multi else { return };
+        let streams = table.lock().map(|t| t.clone()).unwrap_or_default();
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        for (name, status) in streams {
+            let bar = match bars.iter().find(|(n, _)| *n == name) {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let b = multi.add(ProgressBar::new(0));
+                    b.set_style(
+                        ProgressStyle::with_template("{prefix:<12} [{bar:30}] {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                    b.set_prefix(name.clone());
+                    bars.push((name.clone(), b.clone()));
+                    b
+                }
+            };
+            let done = status.media_done.load(Ordering::Relaxed);
+            let total = status.duration.load(Ordering::Relaxed);
+            bar.set_length(total.max(done) / 1_000_000);
+            bar.set_position(done / 1_000_000);
+            bar.set_message(format!(
+                "{:.1}/{} s  {:.1}× real time  {}",
+                done as f64 / 1e9,
+                if total > 0 {
+                    format!("{:.1}", total as f64 / 1e9)
+                } else {
+                    "?".into()
+                },
+                done as f64 / 1e9 / elapsed,
+                status.state().as_str()
+            ));
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+}
+
+fn print_summary(r: &RunReport, out: &Path) {
+    let media: u64 = r.streams.iter().map(|s| s.media).sum();
+    let chunks: u64 = r.streams.iter().map(|s| s.chunks).sum();
+    let frames: u64 = r.streams.iter().map(|s| s.frames).sum();
+    let audio: u64 = r.streams.iter().map(|s| s.audio_samples).sum();
+    let wall = r.wall.max(Duration::from_millis(1)).as_secs_f64();
+    let failed = r.streams.iter().filter(|s| s.failure.is_some()).count();
+    eprintln!("── vigil run {} ──", r.run);
+    eprintln!(
+        "streams {} ({} failed) · chunks {chunks} · frames {frames} · audio {:.1} s · media {:.1} s",
+        r.streams.len(),
+        failed,
+        audio as f64 / vigil::time::AUDIO_RATE as f64,
+        media as f64 / 1e9
+    );
+    let kinds: Vec<String> = r
+        .sinks
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    eprintln!(
+        "records {} ({})",
+        r.sinks.records,
+        if kinds.is_empty() {
+            "none".into()
+        } else {
+            kinds.join(", ")
+        }
+    );
+    eprintln!(
+        "drops {} · wall {:.2} s · {:.1}× real time · written to {}",
+        r.dropped,
+        wall,
+        media as f64 / 1e9 / wall,
+        out.display()
+    );
+}

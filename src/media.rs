@@ -1,0 +1,96 @@
+//! What flows from ingest to the encoders: frames, audio blocks, chunks.
+
+use std::sync::Arc;
+
+use crate::time::{Span, Timestamp};
+
+/// One decoded, sampled video frame: packed RGB, `width * height * 3` bytes.
+#[derive(Clone, Debug)]
+pub struct VideoFrame {
+    /// Presentation time in stream time (the frame keeps its own PTS).
+    pub pts: Timestamp,
+    /// How long the frame lasts in the source (0 when unknown), nanoseconds.
+    pub duration: u64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Arc<[u8]>,
+}
+
+/// A run of 16 kHz mono samples as one appsink buffer delivered them.
+#[derive(Clone, Debug)]
+pub struct AudioBlock {
+    /// Presentation time of the first sample, in stream time.
+    pub pts: Timestamp,
+    pub samples: Vec<f32>,
+}
+
+/// What the synchroniser marks on a chunk; nothing is ever silently missing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkFlags {
+    /// Part of the audio was missing in the stream and filled with silence.
+    pub audio_gap: bool,
+    /// The audio branch had nothing for this span (lagging live branch, or ended).
+    pub audio_missing: bool,
+    /// The video branch had nothing for this span (lagging live branch).
+    pub video_missing: bool,
+    /// Video frames were dropped for this span because the encoders fell behind.
+    pub frames_dropped: bool,
+    /// Audio of this span was dropped because the encoders fell behind.
+    pub audio_dropped: bool,
+    /// The last chunk of the stream (its span may be shorter than the hop).
+    pub last: bool,
+}
+
+impl ChunkFlags {
+    /// The names of the flags that are set, for records and captions.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.audio_gap {
+            v.push("audio_gap");
+        }
+        if self.audio_missing {
+            v.push("audio_missing");
+        }
+        if self.video_missing {
+            v.push("video_missing");
+        }
+        if self.frames_dropped {
+            v.push("frames_dropped");
+        }
+        if self.audio_dropped {
+            v.push("audio_dropped");
+        }
+        v
+    }
+
+    pub fn any_gap(&self) -> bool {
+        self.audio_gap
+            || self.audio_missing
+            || self.video_missing
+            || self.frames_dropped
+            || self.audio_dropped
+    }
+}
+
+/// The unit of work from sync to the encoders: one span of one stream.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub stream: Arc<str>,
+    pub seq: u64,
+    /// `[start, end)` in stream time; `end - start` is the hop except for the last chunk.
+    pub span: Span,
+    /// Frames whose PTS falls in `span`, in PTS order.
+    pub frames: Vec<VideoFrame>,
+    /// Exactly the 16 kHz samples of `span` (empty when the stream has no audio).
+    pub audio: Arc<[f32]>,
+    /// Index of the first sample of `audio` in the stream.
+    pub first_sample: u64,
+    pub flags: ChunkFlags,
+    /// UTC of stream time zero, in nanoseconds since the Unix epoch.
+    pub utc_origin: i64,
+    /// Whether the stream has an audio / a video branch at all.
+    pub has_audio: bool,
+    pub has_video: bool,
+    /// When the synchroniser made the chunk, for the latency metric.
+    pub made_at: std::time::Instant,
+}

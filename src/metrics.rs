@@ -1,0 +1,256 @@
+//! The one [`StageMetrics`] set every stage reports (DESIGN.md, "Metrics").
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All of vigil's metrics, in one registry.
+pub struct Metrics {
+    registry: Registry,
+    received: IntCounterVec,
+    sent: IntCounterVec,
+    dropped: IntCounterVec,
+    errors: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    stage_seconds: HistogramVec,
+    latency: HistogramVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric names and labels are constants of this file: a failure is a bug.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let received = counter(
+            "vigil_received_total",
+            "Items a stage took in.",
+            &["stage", "stream"],
+        );
+        let sent = counter(
+            "vigil_sent_total",
+            "Items a stage passed on.",
+            &["stage", "stream"],
+        );
+        let dropped = counter(
+            "vigil_dropped_total",
+            "Items a stage dropped, by reason.",
+            &["stage", "stream", "reason"],
+        );
+        let errors = counter(
+            "vigil_errors_total",
+            "Errors in a stage, by kind.",
+            &["stage", "stream", "kind"],
+        );
+        let queue_depth = must(IntGaugeVec::new(
+            Opts::new("vigil_queue_depth", "Items waiting at a stage's input."),
+            &["stage", "stream"],
+        ));
+        must(registry.register(Box::new(queue_depth.clone())));
+        let stage_seconds = must(HistogramVec::new(
+            HistogramOpts::new("vigil_stage_seconds", "Time a stage spent on one item.")
+                .buckets(prometheus::exponential_buckets(0.000_05, 4.0, 10).unwrap_or_default()),
+            &["stage", "stream"],
+        ));
+        must(registry.register(Box::new(stage_seconds.clone())));
+        let latency = must(HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_latency_seconds",
+                "Wall time from a chunk's capture (its arrival at sync) to its records.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 3.0, 10).unwrap_or_default()),
+            &["stream"],
+        ));
+        must(registry.register(Box::new(latency.clone())));
+        Arc::new(Metrics {
+            registry,
+            received,
+            sent,
+            dropped,
+            errors,
+            queue_depth,
+            stage_seconds,
+            latency,
+        })
+    }
+
+    /// The handle one stage of one stream reports through.
+    pub fn stage(self: &Arc<Self>, stage: &str, stream: &str) -> StageMetrics {
+        let l = [stage, stream];
+        let m = StageMetrics {
+            metrics: self.clone(),
+            stage: stage.into(),
+            stream: stream.into(),
+        };
+        // Touch every series so that a stage shows its full set from the start.
+        self.received.with_label_values(&l);
+        self.sent.with_label_values(&l);
+        self.queue_depth.with_label_values(&l);
+        self.stage_seconds.with_label_values(&l);
+        m
+    }
+
+    pub fn observe_latency(&self, stream: &str, seconds: f64) {
+        self.latency.with_label_values(&[stream]).observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Current value of a counter, for summaries and tests.
+    pub fn counter(&self, name: &str, stage: &str, stream: &str) -> u64 {
+        let l = [stage, stream];
+        match name {
+            "received" => self.received.with_label_values(&l).get(),
+            "sent" => self.sent.with_label_values(&l).get(),
+            _ => 0,
+        }
+    }
+
+    /// Sum of `vigil_dropped_total` over every stage, stream and reason.
+    pub fn dropped_total(&self) -> u64 {
+        sum_family(&self.registry, "vigil_dropped_total")
+    }
+
+    /// Sum of `vigil_errors_total` over every stage, stream and kind.
+    pub fn errors_total(&self) -> u64 {
+        sum_family(&self.registry, "vigil_errors_total")
+    }
+}
+
+fn sum_family(registry: &Registry, name: &str) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value() as u64)
+        })
+        .sum()
+}
+
+/// What one stage of one stream reports: the same set for every stage.
+#[derive(Clone)]
+pub struct StageMetrics {
+    metrics: Arc<Metrics>,
+    stage: Arc<str>,
+    stream: Arc<str>,
+}
+
+impl StageMetrics {
+    fn labels(&self) -> [&str; 2] {
+        [&self.stage, &self.stream]
+    }
+
+    pub fn received(&self) {
+        self.received_n(1);
+    }
+
+    pub fn received_n(&self, n: u64) {
+        self.metrics
+            .received
+            .with_label_values(&self.labels())
+            .inc_by(n);
+    }
+
+    pub fn sent(&self) {
+        self.sent_n(1);
+    }
+
+    pub fn sent_n(&self, n: u64) {
+        self.metrics
+            .sent
+            .with_label_values(&self.labels())
+            .inc_by(n);
+    }
+
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.metrics
+            .dropped
+            .with_label_values(&[&self.stage, &self.stream, reason])
+            .inc_by(n);
+    }
+
+    pub fn error(&self, kind: &str) {
+        self.metrics
+            .errors
+            .with_label_values(&[&self.stage, &self.stream, kind])
+            .inc();
+    }
+
+    pub fn queue_depth(&self, n: usize) {
+        self.metrics
+            .queue_depth
+            .with_label_values(&self.labels())
+            .set(n as i64);
+    }
+
+    /// Observes the stage's time for one item when dropped.
+    pub fn timer(&self) -> HistogramTimer {
+        self.metrics
+            .stage_seconds
+            .with_label_values(&self.labels())
+            .start_timer()
+    }
+
+    pub fn latency(&self, seconds: f64) {
+        self.metrics.observe_latency(&self.stream, seconds);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::Metrics;
+
+    /// Fails unless `stage` of `stream` shows the whole StageMetrics set.
+    pub fn assert_stage_reports(metrics: &Metrics, stage: &str, stream: &str) {
+        let text = metrics.render();
+        for name in [
+            "vigil_received_total",
+            "vigil_sent_total",
+            "vigil_queue_depth",
+            "vigil_stage_seconds_count",
+        ] {
+            let needle = format!("{name}{{stage=\"{stage}\",stream=\"{stream}\"}}");
+            assert!(
+                text.contains(&needle),
+                "{stage}/{stream} does not report {name}:\n{text}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_reports_the_whole_set() {
+        let m = Metrics::new();
+        let s = m.stage("sync", "cam1");
+        s.received();
+        s.sent_n(2);
+        drop(s.timer());
+        test_util::assert_stage_reports(&m, "sync", "cam1");
+        assert_eq!(m.counter("sent", "sync", "cam1"), 2);
+    }
+}

@@ -1,0 +1,287 @@
+//! The video and audio branches hung off `uridecodebin` as its pads appear.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use super::{SourceMessage, SourceSettings};
+use crate::media::{AudioBlock, VideoFrame};
+use crate::metrics::StageMetrics;
+use crate::sync::{Branch, Input};
+use crate::time::{AUDIO_RATE, SECOND, Timestamp, mul_div_ceil, mul_div_floor};
+
+/// Buffers an appsink holds before it blocks the streaming thread.
+const APPSINK_BUFFERS: u32 = 4;
+
+#[derive(Default)]
+struct Topology {
+    video: bool,
+    audio: bool,
+}
+
+/// Links each new pad of `decode` to a branch; reports the topology when the
+/// last pad is known.
+pub(super) fn connect(
+    pipeline: &gst::Pipeline,
+    decode: &gst::Element,
+    settings: &SourceSettings,
+    tx: Sender<SourceMessage>,
+    live: Arc<AtomicBool>,
+    metrics: StageMetrics,
+) {
+    let topology = Arc::new(Mutex::new(Topology::default()));
+    let weak = pipeline.downgrade();
+    let (settings, tx_pad, topo_pad) = (settings.clone(), tx.clone(), topology.clone());
+    decode.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let kind = caps
+            .structure(0)
+            .map(|s| s.name().to_string())
+            .unwrap_or_default();
+        let mut topo = match topo_pad.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        let result = if kind.starts_with("video/") && !topo.video {
+            topo.video = true;
+            add_video(&pipeline, pad, &settings, tx_pad.clone(), metrics.clone())
+        } else if kind.starts_with("audio/") && !topo.audio {
+            topo.audio = true;
+            add_audio(&pipeline, pad, tx_pad.clone(), metrics.clone())
+        } else {
+            // A second audio track, subtitles, data: consumed and ignored.
+            add_discard(&pipeline, pad)
+        };
+        if let Err(e) = result {
+            let _ = tx_pad.send(SourceMessage::Failed(format!(
+                "cannot build the {kind} branch: {e}"
+            )));
+        }
+    });
+    decode.connect_no_more_pads(move |_| {
+        let topo = match topology.lock() {
+            Ok(t) => Topology {
+                video: t.video,
+                audio: t.audio,
+            },
+            Err(_) => Topology::default(),
+        };
+        let _ = tx.send(SourceMessage::Input(Input::Topology {
+            video: topo.video,
+            audio: topo.audio,
+            live: live.load(Ordering::Relaxed),
+        }));
+    });
+}
+
+fn make(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| format!("GStreamer element '{factory}' is missing; run `make setup`"))
+}
+
+fn attach(pipeline: &gst::Pipeline, pad: &gst::Pad, chain: &[&gst::Element]) -> Result<(), String> {
+    pipeline.add_many(chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(chain).map_err(|e| e.to_string())?;
+    for e in chain {
+        e.sync_state_with_parent().map_err(|e| e.to_string())?;
+    }
+    let sink = chain[0]
+        .static_pad("sink")
+        .ok_or("the branch has no sink pad")?;
+    pad.link(&sink).map_err(|e| format!("cannot link: {e:?}"))?;
+    Ok(())
+}
+
+fn add_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    attach(pipeline, pad, &[&sink])
+}
+
+/// Keeps the first frame at or after each slot of the analysis rate, by PTS,
+/// before anything is converted: frames keep their own PTS.
+fn sample_by_pts(pad: &gst::Pad, fps: (u32, u32)) {
+    let (num, den) = (fps.0.max(1) as u64, fps.1.max(1) as u64);
+    let next_slot = AtomicU64::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let pts = pts.nseconds();
+        if pts < next_slot.load(Ordering::Relaxed) {
+            return gst::PadProbeReturn::Drop;
+        }
+        let slot = mul_div_floor(pts, num, SECOND * den) + 1;
+        next_slot.store(mul_div_ceil(slot, SECOND * den, num), Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+}
+
+fn add_video(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    settings: &SourceSettings,
+    tx: Sender<SourceMessage>,
+    metrics: StageMetrics,
+) -> Result<(), String> {
+    sample_by_pts(pad, settings.fps);
+    let queue = make("queue")?;
+    let scale = make("videoscale")?;
+    let convert = make("videoconvert")?;
+    let mut caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    if let Some(w) = settings.width {
+        caps = caps.field("width", w as i32);
+    }
+    if let Some(h) = settings.height {
+        caps = caps.field("height", h as i32);
+    }
+    let sink = gst_app::AppSink::builder()
+        .caps(&caps.build())
+        .max_buffers(APPSINK_BUFFERS)
+        .sync(false)
+        .build();
+    let eos_tx = tx.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                metrics.received();
+                match video_frame(&sample) {
+                    Ok(frame) => {
+                        tx.send(SourceMessage::Input(Input::Frame(frame)))
+                            .map_err(|_| gst::FlowError::Eos)?;
+                        metrics.sent();
+                        metrics.queue_depth(tx.len());
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    Err(e) => {
+                        let _ = tx.send(SourceMessage::Failed(e));
+                        Err(gst::FlowError::Error)
+                    }
+                }
+            })
+            .eos(move |_| {
+                let _ = eos_tx.send(SourceMessage::Input(Input::Eos(Branch::Video)));
+            })
+            .build(),
+    );
+    attach(
+        pipeline,
+        pad,
+        &[&queue, &scale, &convert, sink.upcast_ref()],
+    )
+}
+
+fn video_frame(sample: &gst::Sample) -> Result<VideoFrame, String> {
+    let buffer = sample.buffer().ok_or("a video sample without a buffer")?;
+    let pts = buffer.pts().ok_or(
+        "a video buffer has no timestamp (PTS); vigil does not guess time: remux the file",
+    )?;
+    let caps = sample.caps().ok_or("a video sample without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("video caps: {e}"))?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| format!("cannot map a video frame: {e}"))?;
+    let (w, h) = (info.width(), info.height());
+    let row = w as usize * 3;
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame
+        .plane_data(0)
+        .map_err(|e| format!("video plane: {e}"))?;
+    let mut rgb = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        rgb.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok(VideoFrame {
+        pts: Timestamp(pts.nseconds()),
+        duration: buffer.duration().map_or(0, |d| d.nseconds()),
+        width: w,
+        height: h,
+        rgb: rgb.into(),
+    })
+}
+
+fn add_audio(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    tx: Sender<SourceMessage>,
+    metrics: StageMetrics,
+) -> Result<(), String> {
+    let queue = make("queue")?;
+    let convert = make("audioconvert")?;
+    let resample = make("audioresample")?;
+    let caps = gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("rate", AUDIO_RATE as i32)
+        .field("channels", 1)
+        .field("layout", "interleaved")
+        .build();
+    let sink = gst_app::AppSink::builder()
+        .caps(&caps)
+        .max_buffers(APPSINK_BUFFERS)
+        .sync(false)
+        .build();
+    let eos_tx = tx.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                metrics.received();
+                match audio_block(&sample) {
+                    Ok(block) => {
+                        tx.send(SourceMessage::Input(Input::Audio(block)))
+                            .map_err(|_| gst::FlowError::Eos)?;
+                        metrics.sent();
+                        metrics.queue_depth(tx.len());
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    Err(e) => {
+                        let _ = tx.send(SourceMessage::Failed(e));
+                        Err(gst::FlowError::Error)
+                    }
+                }
+            })
+            .eos(move |_| {
+                let _ = eos_tx.send(SourceMessage::Input(Input::Eos(Branch::Audio)));
+            })
+            .build(),
+    );
+    attach(
+        pipeline,
+        pad,
+        &[&queue, &convert, &resample, sink.upcast_ref()],
+    )
+}
+
+fn audio_block(sample: &gst::Sample) -> Result<AudioBlock, String> {
+    let buffer = sample.buffer().ok_or("an audio sample without a buffer")?;
+    let pts = buffer.pts().ok_or(
+        "an audio buffer has no timestamp (PTS); vigil does not guess time: remux the file",
+    )?;
+    let map = buffer
+        .map_readable()
+        .map_err(|e| format!("cannot map audio: {e}"))?;
+    let samples = map
+        .as_slice()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(AudioBlock {
+        pts: Timestamp(pts.nseconds()),
+        samples,
+    })
+}

@@ -1,0 +1,107 @@
+//! The bus thread of one source: errors, end of stream, tags, duration.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::SourceMessage;
+use crate::stream::StreamStatus;
+use crate::sync::Input;
+
+pub(super) struct BusWatch {
+    pub name: Arc<str>,
+    pub uri: String,
+    pub pipeline: gst::Pipeline,
+    pub bus: gst::Bus,
+    pub tx: Sender<SourceMessage>,
+    pub status: Arc<StreamStatus>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+pub(super) fn spawn(watch: BusWatch) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("bus-{}", watch.name))
+        .spawn(move || run(watch))
+}
+
+fn run(w: BusWatch) {
+    let mut sent_creation = false;
+    while !w.shutdown.load(Ordering::Relaxed) {
+        let Some(msg) = w.bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Eos(_) => break,
+            MessageView::Error(err) => {
+                let text = describe(&w.uri, &err.error(), err.debug().as_deref());
+                tracing::debug!(stream = %w.name, "bus error: {:?} {:?}", err.error(), err.debug());
+                let _ = w.tx.send(SourceMessage::Failed(text));
+                break;
+            }
+            MessageView::Warning(warn) => {
+                tracing::warn!(stream = %w.name, "{}", warn.error());
+            }
+            MessageView::Tag(tag) if !sent_creation => {
+                if let Some(t) = creation_time(&tag.tags()) {
+                    sent_creation = true;
+                    let _ = w.tx.send(SourceMessage::Input(Input::CreationTime(t)));
+                }
+            }
+            MessageView::AsyncDone(_) | MessageView::DurationChanged(_) => {
+                if let Some(d) = w.pipeline.query_duration::<gst::ClockTime>() {
+                    w.status.duration.store(d.nseconds(), Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The container's creation time as nanoseconds since the Unix epoch.
+fn creation_time(tags: &gst::TagList) -> Option<i64> {
+    let dt = tags.get::<gst::tags::DateTime>()?.get();
+    if !dt.has_second() {
+        return None;
+    }
+    let g = dt.to_g_date_time().ok()?;
+    Some(g.to_unix() * 1_000_000_000 + g.microsecond() as i64 * 1_000)
+}
+
+/// One line that says what went wrong with the media and what to do.
+pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -> String {
+    let shown = match gst::glib::filename_from_uri(uri) {
+        Ok((path, _)) => path.display().to_string(),
+        Err(_) => uri.to_string(),
+    };
+    let what = if err.matches(gst::StreamError::TypeNotFound) {
+        "not a media file GStreamer can read (its type could not be determined); check that the file is audio or video".to_string()
+    } else if err.matches(gst::StreamError::CodecNotFound)
+        || err.matches(gst::CoreError::MissingPlugin)
+    {
+        format!(
+            "no decoder for a stream in it ({}); run `make setup` to install the GStreamer plugins",
+            err.message()
+        )
+    } else if err.matches(gst::ResourceError::NotFound) {
+        "not found; check the path or address".to_string()
+    } else if err.matches(gst::StreamError::Demux)
+        || err.matches(gst::StreamError::Decode)
+        || err.matches(gst::StreamError::Failed)
+    {
+        let detail = debug.and_then(|d| d.lines().last()).unwrap_or("");
+        format!(
+            "the media is corrupt or truncated ({}{}{}); what was read before this point was kept",
+            err.message(),
+            if detail.is_empty() { "" } else { ": " },
+            detail.rsplit(':').next().unwrap_or("").trim()
+        )
+    } else {
+        err.message().to_string()
+    };
+    format!("{shown}: {what}")
+}

@@ -1,0 +1,144 @@
+//! GStreamer ingest: one pipeline per stream, decoded into RGB frames sampled
+//! at the analysis rate and 16 kHz mono audio, sent to the stream's
+//! synchroniser as [`SourceMessage`]s.
+//!
+//! Every failure (a missing file, a stream GStreamer cannot read, a decoder
+//! error mid-file) reaches the synchroniser as [`SourceMessage::Failed`] with a
+//! message that says what to do; nothing here panics on bad input.
+
+mod branch;
+mod bus;
+mod uri;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::metrics::StageMetrics;
+use crate::stream::StreamStatus;
+use crate::sync::Input;
+pub use uri::{check_input, resolve_uri};
+
+/// What a source sends to its synchroniser.
+#[derive(Debug)]
+pub enum SourceMessage {
+    Input(Input),
+    /// The source failed; what it sent before stays valid.
+    Failed(String),
+}
+
+/// What the user asked of one source (validated config, ready to run).
+#[derive(Clone, Debug)]
+pub struct SourceSettings {
+    pub name: Arc<str>,
+    /// A GStreamer URI (file paths are turned into `file://` URIs beforehand).
+    pub uri: String,
+    /// Analysis frame rate as a fraction.
+    pub fps: (u32, u32),
+    /// Analysis frame size; a missing side keeps the picture's aspect ratio.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// A running source: its pipeline and the thread watching its bus.
+pub struct Source {
+    pipeline: gst::Pipeline,
+    bus_thread: Option<JoinHandle<()>>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Initialises GStreamer once; cheap to call again.
+pub fn init() -> Result<()> {
+    gst::init().map_err(|e| Error::Gst(format!("cannot initialise GStreamer: {e}")))
+}
+
+impl Source {
+    /// Builds and starts the pipeline of `settings`; data flows to `tx`.
+    pub fn start(
+        settings: SourceSettings,
+        tx: Sender<SourceMessage>,
+        status: Arc<StreamStatus>,
+        metrics: StageMetrics,
+    ) -> Result<Source> {
+        init()?;
+        let source_err = |message: String| Error::Source {
+            stream: settings.name.to_string(),
+            message,
+        };
+        let pipeline = gst::Pipeline::with_name(&format!("vigil-{}", settings.name));
+        let decode = gst::ElementFactory::make("uridecodebin")
+            .property("uri", &settings.uri)
+            .build()
+            .map_err(|e| {
+                source_err(format!(
+                    "cannot create uridecodebin: {e}; install gstreamer1.0-plugins-base"
+                ))
+            })?;
+        pipeline
+            .add(&decode)
+            .map_err(|e| source_err(format!("cannot build the pipeline: {e}")))?;
+        let live = Arc::new(AtomicBool::new(false));
+        branch::connect(
+            &pipeline,
+            &decode,
+            &settings,
+            tx.clone(),
+            live.clone(),
+            metrics,
+        );
+
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| source_err("the pipeline has no bus".into()))?;
+        // A failure to start is reported on the bus, which the bus thread reads.
+        let started = pipeline.set_state(gst::State::Playing);
+        live.store(
+            started == Ok(gst::StateChangeSuccess::NoPreroll),
+            Ordering::Relaxed,
+        );
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let bus_thread = bus::spawn(bus::BusWatch {
+            name: settings.name.clone(),
+            uri: settings.uri.clone(),
+            pipeline: pipeline.clone(),
+            bus,
+            tx,
+            status,
+            shutdown: shutdown.clone(),
+        })
+        .map_err(|e| Error::io("cannot start the bus thread", e))?;
+        Ok(Source {
+            pipeline,
+            bus_thread: Some(bus_thread),
+            shutdown,
+        })
+    }
+
+    /// Asks the source to end as if its media had ended (drains, then EOS).
+    pub fn stop(&self) {
+        self.pipeline.send_event(gst::event::Eos::new());
+    }
+
+    /// Waits for the bus thread (until the media ended or failed, or at once
+    /// when `abandon`), then stops the pipeline.
+    pub fn join(mut self, abandon: bool) {
+        if abandon {
+            self.shutdown.store(true, Ordering::Relaxed);
+        }
+        if let Some(t) = self.bus_thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

@@ -1,0 +1,89 @@
+//! What every stage may know of a stream while it runs: progress and failure.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::media::Chunk;
+
+/// Where a stream is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    Starting,
+    Running,
+    Ended,
+    Failed,
+}
+
+impl StreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Starting => "starting",
+            StreamState::Running => "running",
+            StreamState::Ended => "ended",
+            StreamState::Failed => "failed",
+        }
+    }
+}
+
+/// Shared status of one stream.
+#[derive(Debug, Default)]
+pub struct StreamStatus {
+    state: AtomicU8,
+    /// Media duration when known (files), nanoseconds; 0 when unknown.
+    pub duration: AtomicU64,
+    /// Stream time fused so far, nanoseconds.
+    pub media_done: AtomicU64,
+    pub chunks: AtomicU64,
+    pub frames: AtomicU64,
+    pub audio_samples: AtomicU64,
+    failure: Mutex<Option<String>>,
+}
+
+impl StreamStatus {
+    pub fn chunk_done(&self, chunk: &Chunk) {
+        self.media_done.store(chunk.span.end.0, Ordering::Relaxed);
+        self.chunks.fetch_add(1, Ordering::Relaxed);
+        self.frames
+            .fetch_add(chunk.frames.len() as u64, Ordering::Relaxed);
+        self.audio_samples
+            .fetch_add(chunk.audio.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Records the first failure of the stream.
+    pub fn fail(&self, reason: String) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert(reason);
+        self.set_state(StreamState::Failed);
+    }
+
+    pub fn state(&self) -> StreamState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => StreamState::Starting,
+            1 => StreamState::Running,
+            2 => StreamState::Ended,
+            _ => StreamState::Failed,
+        }
+    }
+
+    /// Moves to `state`; a failed stream stays failed.
+    pub fn set_state(&self, state: StreamState) {
+        let v = match state {
+            StreamState::Starting => 0,
+            StreamState::Running => 1,
+            StreamState::Ended => 2,
+            StreamState::Failed => 3,
+        };
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                (old != 3).then_some(v)
+            });
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

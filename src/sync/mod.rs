@@ -1,0 +1,97 @@
+//! The synchroniser stage: a source's frames and audio in, [`Chunk`]s out.
+//!
+//! One thread per stream drains the source's channel at all times (stalling
+//! one branch while waiting for the other would deadlock the demuxer) and
+//! sends each chunk on as soon as every active branch's watermark has passed
+//! its end. See `DESIGN.md`, "Chunks".
+
+pub mod audio;
+pub mod synchroniser;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::media::Chunk;
+use crate::metrics::StageMetrics;
+use crate::source::SourceMessage;
+use crate::stream::StreamStatus;
+pub use synchroniser::{Branch, Input, SyncSettings, SyncStats, Synchroniser};
+
+/// How a stream's synchroniser ended.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    pub stats: SyncStats,
+    /// The source's error, if it failed; chunks before it were all sent.
+    pub failure: Option<String>,
+}
+
+/// Runs the synchroniser of one stream on its own thread.
+pub fn spawn(
+    stream: Arc<str>,
+    settings: SyncSettings,
+    input: Receiver<SourceMessage>,
+    output: Sender<Chunk>,
+    metrics: StageMetrics,
+    status: Arc<StreamStatus>,
+) -> Result<JoinHandle<SyncOutcome>> {
+    std::thread::Builder::new()
+        .name(format!("sync-{stream}"))
+        .spawn(move || {
+            let outcome = run(Synchroniser::new(stream, settings), input, &output, metrics);
+            // Before `output` closes, so that fusion sees the failure when it ends.
+            if let Some(reason) = &outcome.failure {
+                status.fail(reason.clone());
+            }
+            drop(output);
+            outcome
+        })
+        .map_err(|e| Error::io("cannot start the synchroniser thread", e))
+}
+
+fn run(
+    mut sync: Synchroniser,
+    input: Receiver<SourceMessage>,
+    output: &Sender<Chunk>,
+    metrics: StageMetrics,
+) -> SyncOutcome {
+    let mut ready = Vec::new();
+    let mut failure = None;
+    loop {
+        match input.recv() {
+            Ok(SourceMessage::Input(msg)) => {
+                metrics.received();
+                let timer = metrics.timer();
+                sync.push(msg, &mut ready);
+                drop(timer);
+            }
+            Ok(SourceMessage::Failed(reason)) => {
+                failure = Some(reason);
+                sync.finish(&mut ready);
+            }
+            // The source went away without saying why: flush what there is.
+            Err(_) => sync.finish(&mut ready),
+        }
+        metrics.queue_depth(input.len());
+        for chunk in ready.drain(..) {
+            if output.send(chunk).is_err() {
+                // Downstream is gone (it failed); nothing more can be delivered.
+                return SyncOutcome {
+                    stats: sync.stats(),
+                    failure: failure.or(Some("the encoders stopped".into())),
+                };
+            }
+            metrics.sent();
+        }
+        if sync.ended() {
+            break;
+        }
+    }
+    let stats = sync.stats();
+    if stats.frames_late > 0 {
+        metrics.dropped("late_frame", stats.frames_late);
+    }
+    SyncOutcome { stats, failure }
+}

@@ -1,0 +1,394 @@
+//! The synchroniser state machine: branch inputs in, [`Chunk`]s out, by watermark.
+//!
+//! Pure and single-threaded, so it can be tested exhaustively; the thread that
+//! drives it from the source's channel lives in `sync/mod.rs`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::media::{AudioBlock, Chunk, ChunkFlags, VideoFrame};
+use crate::sync::audio::AudioTrack;
+use crate::time::{
+    AUDIO_RATE, MILLISECOND, Span, Timestamp, sample_to_time, time_to_sample,
+    time_to_sample_nearest,
+};
+
+/// A tail shorter than this, where one branch ends before the other, is padded
+/// without flagging it: containers rarely end both tracks on the same sample.
+pub const TAIL_TOLERANCE: u64 = 100 * MILLISECOND;
+
+/// The two kinds of branch a stream can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Branch {
+    Video,
+    Audio,
+}
+
+/// What a source tells its synchroniser. PTS are in the source's own time.
+#[derive(Debug)]
+pub enum Input {
+    /// Which branches the source has; sent once all of its pads are known.
+    Topology {
+        video: bool,
+        audio: bool,
+        live: bool,
+    },
+    Frame(VideoFrame),
+    Audio(AudioBlock),
+    /// The container's creation time, nanoseconds since the Unix epoch.
+    CreationTime(i64),
+    Eos(Branch),
+}
+
+/// The synchroniser's settings, from the pipeline file.
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// Chunk length in nanoseconds.
+    pub hop: u64,
+    /// For live sources, how far one branch may lag before it is skipped.
+    pub max_skew: u64,
+    pub live: bool,
+    /// UTC of stream time zero when the user gave it (`--start-time`).
+    pub start_time: Option<i64>,
+    /// UTC of stream time zero when nothing better is known (the run's start).
+    pub fallback_utc: i64,
+}
+
+/// Counters the synchroniser keeps for metrics and the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub frames_in: u64,
+    pub frames_late: u64,
+    pub audio_samples_in: u64,
+    pub audio_trimmed: u64,
+    pub audio_filled: u64,
+    pub chunks: u64,
+}
+
+#[derive(Debug, Default)]
+struct BranchState {
+    present: bool,
+    first_pts: Option<u64>,
+    eos: bool,
+}
+
+impl BranchState {
+    fn settled(&self) -> bool {
+        !self.present || self.eos || self.first_pts.is_some()
+    }
+    fn ended(&self) -> bool {
+        !self.present || self.eos
+    }
+}
+
+/// Turns one stream's frames and audio into contiguous, sample-exact chunks.
+pub struct Synchroniser {
+    settings: SyncSettings,
+    stream: Arc<str>,
+    topology_known: bool,
+    video: BranchState,
+    audio: BranchState,
+    /// Source PTS of stream time zero, once known.
+    origin: Option<u64>,
+    utc_origin: Option<i64>,
+    creation_time: Option<i64>,
+    pending: Vec<Input>,
+    frames: VecDeque<VideoFrame>,
+    /// Highest frame PTS seen (stream time).
+    video_wm: Option<Timestamp>,
+    /// End of the last frame (PTS + duration).
+    video_end: Timestamp,
+    track: AudioTrack,
+    seq: u64,
+    next_start: Timestamp,
+    done: bool,
+    stats: SyncStats,
+}
+
+impl Synchroniser {
+    pub fn new(stream: Arc<str>, settings: SyncSettings) -> Self {
+        Synchroniser {
+            settings,
+            stream,
+            topology_known: false,
+            video: BranchState::default(),
+            audio: BranchState::default(),
+            origin: None,
+            utc_origin: None,
+            creation_time: None,
+            pending: Vec::new(),
+            frames: VecDeque::new(),
+            video_wm: None,
+            video_end: Timestamp::ZERO,
+            track: AudioTrack::new(),
+            seq: 0,
+            next_start: Timestamp::ZERO,
+            done: false,
+            stats: SyncStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> SyncStats {
+        SyncStats {
+            audio_trimmed: self.track.trimmed,
+            audio_filled: self.track.filled,
+            ..self.stats
+        }
+    }
+
+    /// Source PTS of stream time zero, once fixed.
+    pub fn origin(&self) -> Option<u64> {
+        self.origin
+    }
+
+    /// Whether every branch has ended (or failed) and everything was emitted.
+    pub fn ended(&self) -> bool {
+        self.done || (self.topology_known && self.video.ended() && self.audio.ended())
+    }
+
+    /// Feeds one input; appends every chunk that became complete to `out`.
+    pub fn push(&mut self, input: Input, out: &mut Vec<Chunk>) {
+        if self.done {
+            return;
+        }
+        if self.origin.is_none() {
+            self.observe(&input);
+            self.pending.push(input);
+            if self.origin_settled() {
+                self.fix_origin();
+                for input in std::mem::take(&mut self.pending) {
+                    self.apply(input);
+                }
+            }
+        } else {
+            self.observe(&input);
+            self.apply(input);
+        }
+        self.emit_ready(out);
+    }
+
+    /// Ends the stream (EOS on every branch, or an error): flushes what is left.
+    pub fn finish(&mut self, out: &mut Vec<Chunk>) {
+        if self.done {
+            return;
+        }
+        self.topology_known = true;
+        self.video.eos = true;
+        self.audio.eos = true;
+        if self.origin.is_none() {
+            if self.video.first_pts.is_none() && self.audio.first_pts.is_none() {
+                self.done = true;
+                return;
+            }
+            self.fix_origin();
+            for input in std::mem::take(&mut self.pending) {
+                self.apply(input);
+            }
+        }
+        self.emit_ready(out);
+        self.done = true;
+    }
+
+    /// Records what decides the origin: topology, first PTS, EOS.
+    fn observe(&mut self, input: &Input) {
+        match input {
+            Input::Topology { video, audio, live } => {
+                self.topology_known = true;
+                self.settings.live |= *live;
+                self.video.present |= *video;
+                self.audio.present |= *audio;
+            }
+            Input::Frame(f) => {
+                self.video.present = true;
+                self.video.first_pts.get_or_insert(f.pts.0);
+            }
+            Input::Audio(b) => {
+                self.audio.present = true;
+                self.audio.first_pts.get_or_insert(b.pts.0);
+            }
+            Input::CreationTime(t) => self.creation_time = Some(*t),
+            Input::Eos(Branch::Video) => self.video.eos = true,
+            Input::Eos(Branch::Audio) => self.audio.eos = true,
+        }
+    }
+
+    fn origin_settled(&self) -> bool {
+        let any = self.video.first_pts.is_some() || self.audio.first_pts.is_some();
+        if !any {
+            return false;
+        }
+        if self.topology_known && self.video.settled() && self.audio.settled() {
+            return true;
+        }
+        // A live branch that never starts must not hold the other back forever.
+        self.settings.live && self.pending_span() > self.settings.max_skew
+    }
+
+    fn pending_span(&self) -> u64 {
+        let mut lo = u64::MAX;
+        let mut hi = 0;
+        for input in &self.pending {
+            let pts = match input {
+                Input::Frame(f) => f.pts.0,
+                Input::Audio(b) => b.pts.0 + sample_to_time(b.samples.len() as u64, AUDIO_RATE).0,
+                _ => continue,
+            };
+            lo = lo.min(pts);
+            hi = hi.max(pts);
+        }
+        hi.saturating_sub(lo)
+    }
+
+    fn fix_origin(&mut self) {
+        let origin = [self.video.first_pts, self.audio.first_pts]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(0);
+        self.origin = Some(origin);
+    }
+
+    fn utc_origin(&mut self) -> i64 {
+        *self.utc_origin.get_or_insert(
+            self.settings
+                .start_time
+                .or(self.creation_time)
+                .unwrap_or(self.settings.fallback_utc),
+        )
+    }
+
+    fn apply(&mut self, input: Input) {
+        let origin = self.origin.unwrap_or(0);
+        match input {
+            Input::Frame(mut f) => {
+                self.stats.frames_in += 1;
+                f.pts = Timestamp(f.pts.0.saturating_sub(origin));
+                if f.pts < self.next_start {
+                    self.stats.frames_late += 1;
+                    return;
+                }
+                self.video_wm = Some(self.video_wm.map_or(f.pts, |w| w.max(f.pts)));
+                self.video_end = self.video_end.max(f.pts.saturating_add(f.duration));
+                let at = self.frames.partition_point(|q| q.pts <= f.pts);
+                self.frames.insert(at, f);
+            }
+            Input::Audio(b) => {
+                self.stats.audio_samples_in += b.samples.len() as u64;
+                let rel = Timestamp(b.pts.0.saturating_sub(origin));
+                let start = time_to_sample_nearest(rel, AUDIO_RATE);
+                self.track.push(start, &b.samples);
+            }
+            Input::Topology { .. } | Input::CreationTime(_) | Input::Eos(_) => {}
+        }
+    }
+
+    fn video_ready(&self, end: Timestamp) -> bool {
+        self.video.ended() || self.video_wm.is_some_and(|w| w >= end)
+    }
+
+    fn audio_ready(&self, end: Timestamp) -> bool {
+        self.audio.ended() || self.track.next() >= time_to_sample(end, AUDIO_RATE)
+    }
+
+    /// Where the stream ends, once every branch has ended.
+    fn stream_end(&self) -> Timestamp {
+        let audio_end = if self.audio.present {
+            sample_to_time(self.track.next(), AUDIO_RATE)
+        } else {
+            Timestamp::ZERO
+        };
+        self.video_end.max(audio_end).max(
+            self.video_wm
+                .map_or(Timestamp::ZERO, |w| w.saturating_add(1)),
+        )
+    }
+
+    fn watermark(&self, branch: Branch) -> Timestamp {
+        match branch {
+            Branch::Video => self.video_wm.unwrap_or(Timestamp::ZERO),
+            Branch::Audio => sample_to_time(self.track.next(), AUDIO_RATE),
+        }
+    }
+
+    fn emit_ready(&mut self, out: &mut Vec<Chunk>) {
+        if self.origin.is_none() {
+            return;
+        }
+        loop {
+            let start = self.next_start;
+            let mut end = start.saturating_add(self.settings.hop);
+            let mut flags = ChunkFlags::default();
+            let video_ready = self.video_ready(end);
+            let audio_ready = self.audio_ready(end);
+            if self.video.ended() && self.audio.ended() {
+                let stream_end = self.stream_end();
+                if start >= stream_end {
+                    return;
+                }
+                if end >= stream_end {
+                    end = stream_end;
+                    flags.last = true;
+                }
+            } else if !(video_ready && audio_ready) {
+                if !self.settings.live {
+                    return;
+                }
+                let skew_limit = end.saturating_add(self.settings.max_skew);
+                if !video_ready && audio_ready && self.watermark(Branch::Audio) >= skew_limit {
+                    flags.video_missing = true;
+                } else if !audio_ready && video_ready && self.watermark(Branch::Video) >= skew_limit
+                {
+                    flags.audio_missing = true;
+                } else {
+                    return;
+                }
+            }
+            let chunk = self.make_chunk(Span::new(start, end), flags);
+            out.push(chunk);
+            if flags.last {
+                return;
+            }
+        }
+    }
+
+    fn make_chunk(&mut self, span: Span, mut flags: ChunkFlags) -> Chunk {
+        let mut frames = Vec::new();
+        while self.frames.front().is_some_and(|f| f.pts < span.end) {
+            if let Some(f) = self.frames.pop_front() {
+                frames.push(f);
+            }
+        }
+        let s0 = time_to_sample(span.start, AUDIO_RATE);
+        let s1 = time_to_sample(span.end, AUDIO_RATE);
+        let audio: Arc<[f32]> = if self.audio.present {
+            if self.audio.ended() {
+                let padded = self.track.pad_to(s1);
+                if padded > 0 && sample_to_time(padded, AUDIO_RATE).0 > TAIL_TOLERANCE {
+                    flags.audio_missing = true;
+                }
+            }
+            let (samples, gap) = self.track.take(s0, s1);
+            flags.audio_gap |= gap && !flags.audio_missing;
+            samples.into()
+        } else {
+            Arc::from(Vec::new())
+        };
+        let chunk = Chunk {
+            stream: self.stream.clone(),
+            seq: self.seq,
+            span,
+            frames,
+            audio,
+            first_sample: s0,
+            flags,
+            utc_origin: self.utc_origin(),
+            has_audio: self.audio.present,
+            has_video: self.video.present,
+            made_at: std::time::Instant::now(),
+        };
+        self.seq += 1;
+        self.stats.chunks += 1;
+        self.next_start = span.end;
+        chunk
+    }
+}

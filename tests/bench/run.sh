@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# Throughput benchmark: how fast vigil gets through a file compared with
+# GStreamer doing only the decoding, and only vigil's ingest chain (decode,
+# sample to 5 fps, scale and convert to RGB; audio to 16 kHz mono f32).
+# Writes BENCHMARKS.md at the repository root.
+#
+#   bash tests/bench/run.sh            (or: make bench, which builds first)
+#
+# Inputs: vtest.avi (768x576, 10 fps, 79.5 s, no sound) and a generated
+# 1080p clip with sound (40 s, 25 fps), made once into
+# $VIGIL_CACHE/media/bench-1080p.mkv.
+#
+# Each measurement runs BENCH_REPEAT times (default 3): the median wall time
+# and the highest peak RSS are reported. Target: vigil at >= 0.9 of the
+# chain-alone throughput.
+#
+# Environment:
+#   VIGIL_CACHE       media cache (default ~/.cache/vigil)
+#   BENCH_REPEAT      runs per measurement (default 3)
+#   BENCH_SKIP_VIGIL  1: measure GStreamer only (no vigil binary needed);
+#                     the report then goes to bench-out/BENCHMARKS.md
+#   BENCH_REPORT      where to write the report (default BENCHMARKS.md)
+#
+# Exit status: 0 when all was measured (whatever PASS/FAIL says), 1 on an
+# error (vigil missing, a run that failed or wrote no events.jsonl); after a
+# failure the report goes to bench-out/BENCHMARKS.md, not the root.
+set -euo pipefail
+
+# HOME can be missing in a bare CI environment; take it from the passwd entry.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+export VIGIL_CACHE="${VIGIL_CACHE:-$HOME/.cache/vigil}"
+repeat="${BENCH_REPEAT:-3}"
+skip_vigil="${BENCH_SKIP_VIGIL:-0}"
+vigil="./target/release/vigil"
+work="bench-out"
+if [[ "$skip_vigil" == 1 ]]; then
+  report="${BENCH_REPORT:-$work/BENCHMARKS.md}"
+else
+  report="${BENCH_REPORT:-BENCHMARKS.md}"
+fi
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+if [[ "$skip_vigil" != 1 && ! -x "$vigil" ]]; then
+  log "error: $vigil not found or not executable."
+  log "Build it first: cargo build --release (or run: make bench, which does)."
+  log "To measure GStreamer alone: BENCH_SKIP_VIGIL=1 bash tests/bench/run.sh"
+  exit 1
+fi
+for tool in gst-launch-1.0 gst-discoverer-1.0 /usr/bin/time; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found; run deploy/setup.sh"
+done
+
+mkdir -p "$work" "$VIGIL_CACHE/media"
+work="$(cd "$work" && pwd)"
+
+# Shows a path the way the report prints it: relative to the repository, or
+# under $VIGIL_CACHE, never this machine's absolute layout.
+show() {
+  local p="$1"
+  # shellcheck disable=SC2016 # a literal $VIGIL_CACHE is meant
+  case "$p" in
+    "$VIGIL_CACHE"/*) printf '$VIGIL_CACHE/%s' "${p#"$VIGIL_CACHE"/}" ;;
+    "$repo"/*) printf '%s' "${p#"$repo"/}" ;;
+    "$(dirname "$repo")"/*) printf '../%s' "${p#"$(dirname "$repo")"/}" ;;
+    "$work"/*) printf 'bench-out/%s' "${p#"$work"/}" ;;
+    *) printf '%s' "$p" ;;
+  esac
+}
+
+# --- inputs ------------------------------------------------------------------
+vtest=""
+doc="/usr/share/doc/opencv-doc/examples/data"
+for candidate in "$repo/../shared/media/vtest.avi" "$doc/vtest.avi"; do
+  if [[ -s "$candidate" ]]; then vtest="$candidate"; break; fi
+done
+if [[ -z "$vtest" && -s "$doc/vtest.avi.gz" ]]; then
+  vtest="$VIGIL_CACHE/media/vtest.avi"
+  if [[ ! -s "$vtest" ]]; then
+    gzip -dc "$doc/vtest.avi.gz" >"$vtest.tmp.$$" && mv "$vtest.tmp.$$" "$vtest"
+  fi
+fi
+[[ -n "$vtest" ]] || die "vtest.avi not found (../shared/media or opencv-doc; run deploy/setup.sh)"
+vtest="$(cd "$(dirname "$vtest")" && pwd)/$(basename "$vtest")"
+
+hd="$VIGIL_CACHE/media/bench-1080p.mkv"
+if [[ ! -s "$hd" ]]; then
+  log "making $(show "$hd") (once; about a minute)"
+  tmp="$hd.tmp.$$.mkv"
+  # 40 s: 1000 frames at 25 fps; 1000 buffers of 1920 samples at 48 kHz.
+  # flacenc blocksize 4000 divides the 1,920,000 samples, so Matroska's
+  # duration is exactly 40 s.
+  if ! gst-launch-1.0 -q -e \
+    matroskamux name=mux ! filesink location="$tmp" \
+    videotestsrc pattern=ball num-buffers=1000 ! \
+      video/x-raw,width=1920,height=1080,framerate=25/1,format=I420 ! \
+      x264enc speed-preset=ultrafast key-int-max=50 ! h264parse ! queue ! mux. \
+    audiotestsrc wave=sine freq=440 volume=0.3 samplesperbuffer=1920 num-buffers=1000 ! \
+      audio/x-raw,rate=48000,channels=2 ! audioconvert ! flacenc blocksize=4000 ! flacparse ! \
+      queue ! mux. >"$work/make-1080p.log" 2>&1; then
+    rm -f "$tmp"
+    cat "$work/make-1080p.log" >&2
+    die "could not make $(show "$hd")"
+  fi
+  mv -f "$tmp" "$hd"
+fi
+
+# --- helpers -----------------------------------------------------------------
+# discover FILE -> sets d_duration (s), d_width, d_height, d_audio (0/1)
+discover() {
+  local info
+  info="$(gst-discoverer-1.0 "$1" 2>&1)" || { printf '%s\n' "$info" >&2; die "cannot read $1"; }
+  d_duration="$(awk '/Duration:/ { split($2, a, ":"); printf "%.3f", a[1] * 3600 + a[2] * 60 + a[3]; exit }' <<<"$info")"
+  d_width="$(awk '/Width:/ { print $2; exit }' <<<"$info")"
+  d_height="$(awk '/Height:/ { print $2; exit }' <<<"$info")"
+  if grep -q 'audio #' <<<"$info"; then d_audio=1; else d_audio=0; fi
+  [[ -n "$d_duration" && -n "$d_width" && -n "$d_height" ]] || die "no duration or size for $1"
+}
+
+# measure NAME CMD... -> runs CMD $repeat times under /usr/bin/time -v;
+# sets m_wall (median s), m_rss (highest peak RSS, MiB), m_ok (0/1).
+# Wall time is taken with nanosecond clocks around the run (time -v gives
+# only hundredths); peak RSS comes from time -v.
+measure() {
+  local name="$1"; shift
+  local walls=() rss_max=0 i tv t0 t1 kb
+  m_ok=1
+  for ((i = 1; i <= repeat; i++)); do
+    tv="$work/$name.$i.time"
+    t0="$(date +%s%N)"
+    if ! /usr/bin/time -v -o "$tv" "$@" >"$work/$name.$i.log" 2>&1; then
+      log "$name: run $i failed; last lines of its output:"
+      tail -n 20 "$work/$name.$i.log" >&2 || true
+      m_ok=0
+      return 0
+    fi
+    t1="$(date +%s%N)"
+    walls+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
+    kb="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tv")"
+    if ((kb > rss_max)); then rss_max="$kb"; fi
+    log "$name: run $i: ${walls[-1]} s, peak RSS $(((kb + 512) / 1024)) MiB"
+  done
+  m_wall="$(printf '%s\n' "${walls[@]}" | sort -g | awk '{ v[NR] = $1 } END {
+      if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
+  m_rss="$(awk -v k="$rss_max" 'BEGIN { printf "%.0f", k / 1024 }')"
+}
+
+xrt() { awk -v d="$1" -v w="$2" 'BEGIN { if (w > 0) printf "%.1f", d / w; else print "inf" }'; }
+
+# --- machine -----------------------------------------------------------------
+cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+mem="$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+gst_version="$(gst-launch-1.0 --version | awk '/^GStreamer/ { print $2; exit }')"
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")"
+if [[ -n "$(git -C "$repo" status --porcelain 2>/dev/null)" ]]; then commit="$commit (with local changes)"; fi
+vigil_version="skipped"
+if [[ "$skip_vigil" != 1 ]]; then
+  vigil_version="$("$vigil" --version 2>/dev/null | head -n 1 || true)"
+  vigil_version="${vigil_version:-unknown}"
+fi
+load="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- run ---------------------------------------------------------------------
+failed=0
+tables=""
+summary=""
+n=0
+for src in "$vtest" "$hd"; do
+  n=$((n + 1))
+  discover "$src"
+  uri="file://$src"
+  # vigil's analysis size: 640 wide, height from the aspect ratio, even.
+  aw=640
+  ah="$(awk -v w="$d_width" -v h="$d_height" 'BEGIN { x = int(640 * h / w + 0.5); print x - x % 2 }')"
+  label="$(show "$src") (${d_width}x${d_height}, ${d_duration} s, $([[ $d_audio == 1 ]] && echo "with sound" || echo "no sound"))"
+  log "input $n: $label"
+
+  decode=(gst-launch-1.0 -q uridecodebin "uri=$uri" name=d d. ! queue ! fakesink sync=false)
+  chain=(gst-launch-1.0 -q uridecodebin "uri=$uri" name=d
+    d. ! video/x-raw ! queue ! videorate drop-only=true ! "video/x-raw,framerate=5/1" !
+    videoconvert ! videoscale ! "video/x-raw,format=RGB,width=$aw,height=$ah" ! fakesink sync=false)
+  if [[ "$d_audio" == 1 ]]; then
+    decode+=(d. ! queue ! fakesink sync=false)
+    chain+=(d. ! audio/x-raw ! queue ! audioconvert ! audioresample !
+      "audio/x-raw,format=F32LE,rate=16000,channels=1" ! fakesink sync=false)
+  fi
+
+  rows=""
+  measure "in$n-decode" "${decode[@]}"
+  if ((m_ok)); then
+    rows+="| decode alone | $m_wall | $(xrt "$d_duration" "$m_wall") | $m_rss |"$'\n'
+  else
+    rows+="| decode alone | failed | | |"$'\n'; failed=1
+  fi
+  measure "in$n-chain" "${chain[@]}"
+  chain_ok=$m_ok chain_wall=$m_wall
+  if ((m_ok)); then
+    rows+="| chain alone | $m_wall | $(xrt "$d_duration" "$m_wall") | $m_rss |"$'\n'
+  else
+    rows+="| chain alone | failed | | |"$'\n'; failed=1
+  fi
+
+  verdict="not measured (BENCH_SKIP_VIGIL=1)"
+  if [[ "$skip_vigil" != 1 ]]; then
+    out="$work/vigil-in$n"
+    rm -rf "$out"
+    measure "in$n-vigil" env RUST_LOG="${RUST_LOG:-warn}" "$vigil" run --source "$src" --out "$out"
+    if ((m_ok)) && [[ ! -s "$out/events.jsonl" ]]; then
+      # A run that wrote no event log did not process the file: its time
+      # means nothing.
+      log "in$n-vigil: exited 0 but wrote no $(show "$out")/events.jsonl; counted as failed"
+      m_ok=0
+    fi
+    if ((m_ok)); then
+      rows+="| vigil | $m_wall | $(xrt "$d_duration" "$m_wall") | $m_rss |"$'\n'
+      if ((chain_ok)); then
+        # Throughput ratio: (media/wall for vigil) / (media/wall for the chain).
+        ratio="$(awk -v c="$chain_wall" -v v="$m_wall" 'BEGIN { printf "%.2f", c / v }')"
+        pass="$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? "PASS" : "FAIL" }')"
+        verdict="$ratio (target >= 0.9): **$pass**"
+      else
+        verdict="chain alone failed; no ratio"
+      fi
+    else
+      rows+="| vigil | failed | | |"$'\n'; failed=1
+      verdict="vigil failed: **FAIL**"
+    fi
+  fi
+  summary+="- $(show "$src"): vigil / chain alone = $verdict"$'\n'
+  tables+="### $label
+
+Analysis size ${aw}x${ah}.
+
+| what | wall s (median of $repeat) | × real time (media s / wall s) | peak RSS MiB |
+|---|---:|---:|---:|
+${rows}
+vigil / chain alone throughput: $verdict
+
+"
+done
+
+# --- report ------------------------------------------------------------------
+# A run with failures does not replace a good report at the repository root.
+if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
+mkdir -p "$(dirname "$report")"
+cat >"$report.tmp" <<EOF
+# Benchmarks
+
+Written by \`tests/bench/run.sh\` (\`make bench\`); rerun it to refresh. How fast
+vigil gets through a file, against GStreamer doing only the decoding and
+only vigil's ingest chain. For a file nothing is dropped, so the time is
+the time to process every chunk. Target: vigil's throughput at least 0.9 of
+the chain alone's.
+
+## Summary
+
+${summary}
+## Machine
+
+| | |
+|---|---|
+| date (UTC) | $(date -u '+%Y-%m-%d %H:%M') |
+| CPU | ${cpu:-unknown}, $(nproc) cores |
+| memory | $mem |
+| kernel | $(uname -r) |
+| GStreamer | $gst_version |
+| vigil | $vigil_version, commit $commit |
+| load average before the runs | $load |
+
+## Commands
+
+Each runs $repeat times under \`/usr/bin/time -v\`: the table gives the
+median wall time and the highest peak RSS. Media seconds come from
+\`gst-discoverer-1.0\`. \`\$URI\` is the input's \`file://\` URI, \`\$SRC\` its
+path, \`\$W\`x\`\$H\` the analysis size (640 wide, the input's aspect ratio).
+The audio branches are left out for an input without sound.
+
+decode alone:
+
+\`\`\`
+gst-launch-1.0 -q uridecodebin uri=\$URI name=d \\
+  d. ! queue ! fakesink sync=false \\
+  d. ! queue ! fakesink sync=false
+\`\`\`
+
+chain alone:
+
+\`\`\`
+gst-launch-1.0 -q uridecodebin uri=\$URI name=d \\
+  d. ! video/x-raw ! queue ! videorate drop-only=true ! video/x-raw,framerate=5/1 ! \\
+    videoconvert ! videoscale ! video/x-raw,format=RGB,width=\$W,height=\$H ! fakesink sync=false \\
+  d. ! audio/x-raw ! queue ! audioconvert ! audioresample ! \\
+    audio/x-raw,format=F32LE,rate=16000,channels=1 ! fakesink sync=false
+\`\`\`
+
+vigil (the built-in default pipeline; with no models installed it runs
+motion and loudness):
+
+\`\`\`
+./target/release/vigil run --source \$SRC --out bench-out/vigil-inN
+\`\`\`
+
+The 1080p input is made once by:
+
+\`\`\`
+gst-launch-1.0 -e matroskamux name=mux ! filesink location=\$VIGIL_CACHE/media/bench-1080p.mkv \\
+  videotestsrc pattern=ball num-buffers=1000 ! \\
+    video/x-raw,width=1920,height=1080,framerate=25/1,format=I420 ! \\
+    x264enc speed-preset=ultrafast key-int-max=50 ! h264parse ! queue ! mux. \\
+  audiotestsrc wave=sine freq=440 volume=0.3 samplesperbuffer=1920 num-buffers=1000 ! \\
+    audio/x-raw,rate=48000,channels=2 ! audioconvert ! flacenc blocksize=4000 ! flacparse ! \\
+    queue ! mux.
+\`\`\`
+
+## Results
+
+${tables}
+EOF
+mv -f "$report.tmp" "$report"
+log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"
+printf '%s' "$summary"
+if ((failed)); then
+  log "error: some runs failed (logs in bench-out/)"
+  exit 1
+fi
