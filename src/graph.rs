@@ -94,7 +94,7 @@ pub fn run(
 
     let mut running = Vec::new();
     for source in &config.sources {
-        let status = Arc::new(StreamStatus::default());
+        let status = Arc::new(StreamStatus::new(source.uri.clone()));
         lock(table).insert(source.name.clone(), status.clone());
         let mut r = Running {
             name: source.name.clone(),

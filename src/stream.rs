@@ -28,6 +28,8 @@ impl StreamState {
 /// Shared status of one stream.
 #[derive(Debug, Default)]
 pub struct StreamStatus {
+    /// What the stream reads, as the user wrote it (for messages).
+    pub source: String,
     state: AtomicU8,
     /// Media duration when known (files), nanoseconds; 0 when unknown.
     pub duration: AtomicU64,
@@ -40,6 +42,13 @@ pub struct StreamStatus {
 }
 
 impl StreamStatus {
+    pub fn new(source: impl Into<String>) -> Self {
+        StreamStatus {
+            source: source.into(),
+            ..Default::default()
+        }
+    }
+
     pub fn chunk_done(&self, chunk: &Chunk) {
         self.media_done.store(chunk.span.end.0, Ordering::Relaxed);
         self.chunks.fetch_add(1, Ordering::Relaxed);

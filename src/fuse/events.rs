@@ -173,7 +173,7 @@ impl EventSeries {
             "loud_sound" => {
                 d.insert(
                     "peak_dbfs".into(),
-                    json!((open.peak_db * 10.0).round() / 10.0),
+                    json!((open.peak_db as f64 * 10.0).round() / 10.0),
                 );
             }
             _ => {}

@@ -55,7 +55,7 @@ impl Lifecycle {
     ) -> Option<Transition> {
         match (self.state, active) {
             (State::Idle, true) => {
-                let onset = onset.unwrap_or(at).min(at);
+                let onset = onset.unwrap_or(at).min(until);
                 self.state = State::Pending { onset };
                 self.promote(onset, until)
             }

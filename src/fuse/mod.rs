@@ -176,9 +176,8 @@ impl Fuser {
             self.captions.note(n);
         }
         self.end = chunk.span.end;
-        if flags.last {
-            out.extend(self.finish(None));
-        } else if self.end >= self.captions.span_end() {
+        // The last chunk's caption waits for `finish`, which knows how the stream ended.
+        if !flags.last && self.end >= self.captions.span_end() {
             out.push(self.caption(self.end));
         }
         out

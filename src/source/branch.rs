@@ -161,7 +161,10 @@ fn add_video(
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 metrics.received();
-                match video_frame(&sample) {
+                let timer = metrics.timer();
+                let frame = video_frame(&sample);
+                drop(timer);
+                match frame {
                     Ok(frame) => {
                         tx.send(SourceMessage::Input(Input::Frame(frame)))
                             .map_err(|_| gst::FlowError::Eos)?;
@@ -241,7 +244,10 @@ fn add_audio(
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 metrics.received();
-                match audio_block(&sample) {
+                let timer = metrics.timer();
+                let block = audio_block(&sample);
+                drop(timer);
+                match block {
                     Ok(block) => {
                         tx.send(SourceMessage::Input(Input::Audio(block)))
                             .map_err(|_| gst::FlowError::Eos)?;

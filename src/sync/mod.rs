@@ -40,7 +40,10 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("sync-{stream}"))
         .spawn(move || {
-            let outcome = run(Synchroniser::new(stream, settings), input, &output, metrics);
+            let mut outcome = run(Synchroniser::new(stream, settings), input, &output, metrics);
+            if outcome.failure.is_none() {
+                outcome.failure = truncated(&status, outcome.stats.end_pts);
+            }
             // Before `output` closes, so that fusion sees the failure when it ends.
             if let Some(reason) = &outcome.failure {
                 status.fail(reason.clone());
@@ -49,6 +52,21 @@ pub fn spawn(
             outcome
         })
         .map_err(|e| Error::io("cannot start the synchroniser thread", e))
+}
+
+/// Media that ends well before the duration its container declares was cut
+/// short: the decoders often stop without an error, so it is checked here.
+fn truncated(status: &StreamStatus, end: u64) -> Option<String> {
+    let declared = status.duration.load(std::sync::atomic::Ordering::Relaxed);
+    let tolerance = (declared / 50).max(crate::time::SECOND);
+    (declared > 0 && end + tolerance < declared).then(|| {
+        format!(
+            "{}: the media ends at {} but its container says it lasts {}: the file is truncated; what was read was kept",
+            status.source,
+            crate::time::Timestamp(end),
+            crate::time::Timestamp(declared)
+        )
+    })
 }
 
 fn run(

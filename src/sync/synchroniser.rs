@@ -63,6 +63,8 @@ pub struct SyncStats {
     pub audio_trimmed: u64,
     pub audio_filled: u64,
     pub chunks: u64,
+    /// Source PTS where the last chunk ended (origin + stream time), ns.
+    pub end_pts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +134,7 @@ impl Synchroniser {
         SyncStats {
             audio_trimmed: self.track.trimmed,
             audio_filled: self.track.filled,
+            end_pts: self.origin.unwrap_or(0) + self.next_start.0,
             ..self.stats
         }
     }
@@ -286,8 +289,10 @@ impl Synchroniser {
         self.video.ended() || self.video_wm.is_some_and(|w| w >= end)
     }
 
+    /// Audio is ready past `end` once a sample after it arrived (or the branch
+    /// ended), so that the chunk that ends the stream is known to be the last.
     fn audio_ready(&self, end: Timestamp) -> bool {
-        self.audio.ended() || self.track.next() >= time_to_sample(end, AUDIO_RATE)
+        self.audio.ended() || self.track.next() > time_to_sample(end, AUDIO_RATE)
     }
 
     /// Where the stream ends, once every branch has ended.

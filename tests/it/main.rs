@@ -1,1 +1,9 @@
-fn main() {}
+//! Integration tests: one binary, one module per concern.
+
+mod bad_input;
+mod branches;
+mod clip;
+mod determinism;
+mod metrics;
+mod run;
+mod timing;

@@ -1,0 +1,43 @@
+//! The same file and pipeline give the same records, apart from `run` and `utc`.
+
+use serde_json::Value;
+
+use crate::clip::{self, ClipSpec};
+use crate::run::run_file;
+
+fn without_run_and_utc(records: Vec<Value>) -> Vec<Value> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            let o = r.as_object_mut().expect("records are objects");
+            assert!(o.remove("run").is_some() && o.remove("utc").is_some());
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_file_twice_gives_identical_records() {
+    let clip = clip::temp(&ClipSpec::default(), "twice.mkv");
+    let a = run_file(&clip.path);
+    let b = run_file(&clip.path);
+    assert!(a.ok() && b.ok(), "{}\n{}", a.stderr(), b.stderr());
+    let (ra, rb) = (a.records(), b.records());
+    assert!(ra.len() > 3, "too few records to compare: {ra:?}");
+    assert_ne!(ra[0]["run"], rb[0]["run"], "each run has its own id");
+    assert_eq!(without_run_and_utc(ra), without_run_and_utc(rb));
+}
+
+#[test]
+fn start_time_sets_utc() {
+    let clip = clip::temp(&ClipSpec::default(), "utc.mkv");
+    let r = crate::run::run(&[
+        "--source",
+        clip.path.to_str().unwrap_or_default(),
+        "--start-time",
+        "2026-11-28T15:00:00Z",
+    ]);
+    assert!(r.ok(), "{}", r.stderr());
+    let motion = r.events("motion", "start");
+    assert_eq!(motion[0]["utc"], "2026-11-28T15:00:03.000Z");
+}

@@ -1,0 +1,93 @@
+//! Running the `vigil` binary and reading what it wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn vigil() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// What one run left behind.
+pub struct RunResult {
+    pub output: Output,
+    pub out_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RunResult {
+    pub fn ok(&self) -> bool {
+        self.output.status.success()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn records(&self) -> Vec<Value> {
+        read_jsonl(&self.out_dir.join("events.jsonl"))
+    }
+
+    /// Event records of `kind` in `phase`.
+    pub fn events(&self, kind: &str, phase: &str) -> Vec<Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r["type"] == "event" && r["kind"] == kind && r["phase"] == phase)
+            .collect()
+    }
+
+    /// Lines of stderr that vigil wrote as errors.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|l| l.starts_with("vigil:"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn assert_no_panic(&self) {
+        let e = self.stderr();
+        assert!(
+            !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
+            "vigil panicked:\n{e}"
+        );
+    }
+}
+
+/// Runs `vigil run ARGS… --out TMP`.
+pub fn run(args: &[&str]) -> RunResult {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("out");
+    let output = vigil()
+        .arg("run")
+        .args(args)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("run vigil");
+    RunResult {
+        output,
+        out_dir,
+        _dir: dir,
+    }
+}
+
+/// Runs the built-in pipeline on `path`.
+pub fn run_file(path: &Path) -> RunResult {
+    run(&["--source", path.to_str().expect("utf-8 path")])
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line {l:?}: {e}")))
+        .collect()
+}
+
+/// Seconds of a record field.
+pub fn secs(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}

@@ -1,0 +1,56 @@
+//! Event onsets land where the media says, to the frame and within 10 ms of sound.
+
+use crate::clip::{self, ClipSpec, Container, MS};
+use crate::run::{run_file, secs};
+
+fn onsets(spec: &ClipSpec, name: &str) -> (f64, f64) {
+    let clip = clip::temp(spec, name);
+    let r = run_file(&clip.path);
+    assert!(r.ok(), "vigil failed:\n{}", r.stderr());
+    let motion = r.events("motion", "start");
+    let loud = r.events("loud_sound", "start");
+    assert_eq!(motion.len(), 1, "one motion event: {motion:?}");
+    assert_eq!(loud.len(), 1, "one loud sound: {loud:?}");
+    assert_eq!(r.events("motion", "end").len(), 1);
+    assert_eq!(r.events("loud_sound", "end").len(), 1);
+    (secs(&motion[0]["start"]), secs(&loud[0]["start"]))
+}
+
+#[test]
+fn pcm_in_matroska_motion_on_the_frame_and_sound_within_10ms() {
+    let (motion, loud) = onsets(&ClipSpec::default(), "pcm.mkv");
+    assert_eq!(motion, 3.0, "motion must start on the frame at 3.0 s");
+    assert!(
+        (loud - 3.037).abs() <= 0.010,
+        "loud_sound at {loud}, expected 3.037 ± 0.010"
+    );
+}
+
+#[test]
+fn aac_in_mp4_sound_within_30ms() {
+    let spec = ClipSpec {
+        container: Container::Mp4Aac,
+        ..Default::default()
+    };
+    let (motion, loud) = onsets(&spec, "aac.mp4");
+    assert_eq!(motion, 3.0);
+    assert!(
+        (loud - 3.037).abs() <= 0.030,
+        "loud_sound at {loud}, expected 3.037 ± 0.030"
+    );
+}
+
+#[test]
+fn a_late_sound_track_shows_its_offset() {
+    let spec = ClipSpec {
+        audio_offset: 200 * MS,
+        ..Default::default()
+    };
+    let (motion, loud) = onsets(&spec, "late.mkv");
+    assert_eq!(motion, 3.0);
+    let offset = loud - motion - 0.037;
+    assert!(
+        (offset - 0.200).abs() <= 0.010,
+        "offset {offset:.3} s, expected 0.200 ± 0.010"
+    );
+}
