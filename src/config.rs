@@ -470,6 +470,15 @@ impl PipelineConfig {
                 ));
             }
         }
+        if !self.fusion.caption_span.is_multiple_of(self.sync.hop) {
+            return Err(format!(
+                "[fusion] caption_span ({}) must be a whole number of [sync] hops ({})",
+                humantime::format_duration(std::time::Duration::from_nanos(
+                    self.fusion.caption_span
+                )),
+                humantime::format_duration(std::time::Duration::from_nanos(self.sync.hop)),
+            ));
+        }
         if self.sinks.jsonl.is_none() && self.sinks.webvtt.is_none() && self.sinks.stdout.is_none()
         {
             return Err(

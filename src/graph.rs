@@ -92,6 +92,7 @@ pub fn run(
     let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
     let sink_thread = crate::sink::spawn(sinks, batch_rx, metrics.clone())?;
 
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
     let mut running = Vec::new();
     for source in &config.sources {
         let status = Arc::new(StreamStatus::new(source.uri.clone()));
@@ -111,9 +112,13 @@ pub fn run(
             start_time: options.start_time,
             fallback_utc,
         };
-        if let Err(reason) = start_stream(
-            &mut r, source, config, settings, &run_id, metrics, &batch_tx,
-        ) {
+        let wiring = Wiring {
+            run_id: &run_id,
+            metrics,
+            batch_tx: &batch_tx,
+            done_tx: &done_tx,
+        };
+        if let Err(reason) = start_stream(&mut r, source, config, settings, &wiring) {
             status.fail(reason.clone());
             let mut fuser = Fuser::new(run_id.clone(), source.name.as_str().into(), config);
             let records = fuser.finish(Some(&reason));
@@ -145,7 +150,8 @@ pub fn run(
         if running.iter().all(|r| r.fuse.is_none()) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Woken as soon as a stream's fusion ends, else ten times a second.
+        let _ = done_rx.recv_timeout(Duration::from_millis(100));
     }
     tick(table);
     let sinks = sink_thread.join().unwrap_or_default();
@@ -173,21 +179,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every stream is wired to.
+struct Wiring<'a> {
+    run_id: &'a Arc<str>,
+    metrics: &'a Arc<Metrics>,
+    batch_tx: &'a crossbeam_channel::Sender<Batch>,
+    done_tx: &'a crossbeam_channel::Sender<()>,
+}
+
 fn start_stream(
     r: &mut Running,
     source: &SourceConfig,
     config: &PipelineConfig,
     sync_settings: SyncSettings,
-    run_id: &Arc<str>,
-    metrics: &Arc<Metrics>,
-    batch_tx: &crossbeam_channel::Sender<Batch>,
+    w: &Wiring,
 ) -> std::result::Result<(), String> {
+    let (run_id, metrics) = (w.run_id, w.metrics);
     let name: Arc<str> = source.name.as_str().into();
     let uri = crate::source::resolve_uri(&source.uri)?;
     crate::source::check_input(&uri)?;
     let (src_tx, src_rx) = bounded(SOURCE_QUEUE);
-    let (chunk_tx, chunk_rx) = bounded(CHUNK_QUEUE);
+    let (chunk_tx, chunk_rx) = crate::sync::chunk_queue();
     let (enc_tx, enc_rx) = bounded(CHUNK_QUEUE);
     let err = |e: crate::error::Error| e.to_string();
     r.sync = Some(
@@ -219,8 +231,9 @@ fn start_stream(
             fuser,
             r.status.clone(),
             enc_rx,
-            batch_tx.clone(),
+            w.batch_tx.clone(),
             metrics.stage("fuse", &name),
+            w.done_tx.clone(),
         )
         .map_err(err)?,
     );

@@ -1,3 +1,56 @@
+//! # vigil
+//!
+//! vigil watches and listens to media and says what happens in it. One
+//! GStreamer pipeline per stream feeds a synchroniser, which cuts the stream
+//! into [`media::Chunk`]s of exact, contiguous stream time; encoders turn
+//! chunks into features; fusion turns features into [`record::Record`]s
+//! (events with a start/end lifecycle, and captions); sinks write them.
+//!
+//! ```text
+//!  source ──► sync ──► encode ──► fuse ──► sink
+//! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | pipeline files: parsing and validation (file, line, column in errors) |
+//! | [`time`] | [`time::Timestamp`] (integer ns), spans, exact sample ↔ time arithmetic |
+//! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`] |
+//! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors |
+//! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged |
+//! | [`encode`] | the [`encode::Encoder`] trait; `motion` and `loudness` |
+//! | [`fuse`] | event lifecycles, captions, record ids |
+//! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
+//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, WebVTT, stdout |
+//! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
+//! | [`server`] | `/metrics` and `/healthz` |
+//! | [`graph`] | wiring a validated config into threads and channels; drain and shutdown |
+//! | [`stream`] | what stages share about a stream: progress, state, failure |
+//!
+//! Each stage of each stream runs on its own thread; bounded
+//! `crossbeam-channel` queues between them carry back-pressure from the
+//! encoders back to GStreamer (appsink callbacks block when the queue is
+//! full). Time is integer nanoseconds throughout; audio sample `n` sits at
+//! `n * 1e9 / 16000` ns.
+//!
+//! Running a pipeline from code:
+//!
+//! ```no_run
+//! use std::sync::{Arc, atomic::AtomicBool};
+//! use vigil::{config::PipelineConfig, graph, metrics::Metrics};
+//!
+//! let mut config = PipelineConfig::builtin();
+//! config.set_sources(&["cam1.mp4".to_string()]);
+//! let options = graph::RunOptions {
+//!     out_dir: "out".into(),
+//!     start_time: None,
+//!     printer: Arc::new(|line| println!("{line}")),
+//! };
+//! let report = graph::run(&config, &options, &Metrics::new(), &Default::default(),
+//!                         &AtomicBool::new(false), &mut |_| {})?;
+//! println!("{} records", report.sinks.records);
+//! # Ok::<(), vigil::error::Error>(())
+//! ```
+
 pub mod config;
 pub mod encode;
 pub mod error;

@@ -178,7 +178,7 @@ mod tests {
         let s = serde_json::to_string(&r).unwrap_or_default();
         assert_eq!(
             s,
-            r#"{"type":"event","run":"01J","id":"cam1/41","event":"cam1/motion/3","stream":"cam1","kind":"motion","phase":"start","start":3.0,"end":null,"utc":"2026-11-18T08:53:23.000Z","score":0.42,"labels":[],"track":null,"zone":null,"bbox":null,"snapshot":null,"details":{}}"#
+            r#"{"type":"event","run":"01J","id":"cam1/41","event":"cam1/motion/3","stream":"cam1","kind":"motion","phase":"start","start":3.0,"end":null,"utc":"2026-11-18T11:06:43.000Z","score":0.42,"labels":[],"track":null,"zone":null,"bbox":null,"snapshot":null,"details":{}}"#
         );
         let back: Record = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, r);

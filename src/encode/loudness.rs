@@ -61,6 +61,19 @@ impl Loudness {
 
     fn chunk(&mut self, chunk: &Chunk) -> LoudnessFeatures {
         let (rms, peak) = levels(&chunk.audio);
+        if !chunk.has_audio {
+            return LoudnessFeatures {
+                rms_db: dbfs(rms),
+                peak_db: dbfs(peak),
+                windows: Vec::new(),
+            };
+        }
+        if chunk.first_sample != self.pending_start + self.pending.len() as u64 {
+            // Chunks were dropped (live backlog): start again on the grid.
+            self.pending.clear();
+            self.previous.clear();
+            self.previous_active = false;
+        }
         if self.pending.is_empty() {
             // Windows sit on the stream's 100 ms grid whatever the hop.
             let offset = (chunk.first_sample % WINDOW as u64) as usize;

@@ -10,13 +10,14 @@ pub mod motion;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use crate::config::EncodersConfig;
 use crate::error::{Error, Result};
 use crate::media::Chunk;
 use crate::metrics::StageMetrics;
 use crate::stream::StreamStatus;
+use crate::sync::ChunkReceiver;
 use crate::time::Timestamp;
 pub use loudness::{LevelWindow, Loudness, LoudnessFeatures};
 pub use motion::{Motion, MotionSample};
@@ -62,7 +63,7 @@ pub fn build(config: &EncodersConfig, fps: u32) -> Vec<Box<dyn Encoder>> {
 pub fn spawn(
     stream: Arc<str>,
     mut encoders: Vec<Box<dyn Encoder>>,
-    input: Receiver<Chunk>,
+    input: ChunkReceiver,
     output: Sender<Encoded>,
     metrics: StageMetrics,
     status: Arc<StreamStatus>,
@@ -82,7 +83,7 @@ pub fn spawn(
 
 fn run(
     encoders: &mut [Box<dyn Encoder>],
-    input: &Receiver<Chunk>,
+    input: &ChunkReceiver,
     output: &Sender<Encoded>,
     metrics: &StageMetrics,
 ) -> Result<()> {

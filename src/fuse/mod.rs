@@ -252,6 +252,7 @@ pub fn spawn(
     input: Receiver<Encoded>,
     output: Sender<Batch>,
     metrics: StageMetrics,
+    done: Sender<()>,
 ) -> Result<JoinHandle<()>> {
     let stream = fuser.maker.stream.clone();
     std::thread::Builder::new()
@@ -283,6 +284,7 @@ pub fn spawn(
             if !records.is_empty() {
                 let _ = output.send(Batch { stream, records });
             }
+            let _ = done.send(());
         })
         .map_err(|e| Error::io("cannot start a fusion thread", e))
 }

@@ -84,3 +84,47 @@ impl Sink for JsonlSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CaptionRecord, Record};
+    use crate::time::Timestamp;
+
+    fn caption(id: &str) -> Record {
+        Record::Caption(CaptionRecord {
+            run: "r".into(),
+            id: id.into(),
+            stream: "s".into(),
+            start: Timestamp::ZERO,
+            end: Timestamp(5_000_000_000),
+            utc: "2026-11-28T15:00:00.000Z".into(),
+            text: "no change".into(),
+        })
+    }
+
+    #[test]
+    fn a_line_cut_by_a_crash_stays_skippable() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("events.jsonl");
+        // What a crash in the middle of a write leaves: a whole line, then half of one.
+        let whole = serde_json::to_string(&caption("s/1")).unwrap_or_default();
+        std::fs::write(&path, format!("{whole}\n{}", &whole[..20]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut sink = JsonlSink::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(sink.send(&[caption("s/2"), caption("s/3")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        let parsed: Vec<Record> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert_eq!(parsed, vec![caption("s/1"), caption("s/2"), caption("s/3")]);
+        assert!(text.ends_with('\n'));
+    }
+}

@@ -18,6 +18,8 @@ pub struct AudioTrack {
     gaps: Vec<(u64, u64)>,
     /// Samples trimmed because they overlapped what was already placed.
     pub trimmed: u64,
+    /// Samples dropped because they came before stream time zero.
+    pub trimmed_before_origin: u64,
     /// Samples of silence inserted for gaps.
     pub filled: u64,
 }

@@ -6,18 +6,21 @@
 //! its end. See `DESIGN.md`, "Chunks".
 
 pub mod audio;
+pub mod queue;
 pub mod synchroniser;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::error::{Error, Result};
-use crate::media::Chunk;
 use crate::metrics::StageMetrics;
 use crate::source::SourceMessage;
 use crate::stream::StreamStatus;
+pub use queue::{ChunkReceiver, ChunkSender, chunk_queue};
 pub use synchroniser::{Branch, Input, SyncSettings, SyncStats, Synchroniser};
 
 /// How a stream's synchroniser ended.
@@ -33,7 +36,7 @@ pub fn spawn(
     stream: Arc<str>,
     settings: SyncSettings,
     input: Receiver<SourceMessage>,
-    output: Sender<Chunk>,
+    output: ChunkSender,
     metrics: StageMetrics,
     status: Arc<StreamStatus>,
 ) -> Result<JoinHandle<SyncOutcome>> {
@@ -72,7 +75,7 @@ fn truncated(status: &StreamStatus, end: u64) -> Option<String> {
 fn run(
     mut sync: Synchroniser,
     input: Receiver<SourceMessage>,
-    output: &Sender<Chunk>,
+    output: &ChunkSender,
     metrics: StageMetrics,
 ) -> SyncOutcome {
     let mut ready = Vec::new();
@@ -94,12 +97,18 @@ fn run(
         }
         metrics.queue_depth(input.len());
         for chunk in ready.drain(..) {
-            if output.send(chunk).is_err() {
+            let Ok(drops) = output.send(chunk, sync.is_live()) else {
                 // Downstream is gone (it failed); nothing more can be delivered.
                 return SyncOutcome {
                     stats: sync.stats(),
                     failure: failure.or(Some("the encoders stopped".into())),
                 };
+            };
+            if drops.frames > 0 {
+                metrics.dropped("frame_backlog", drops.frames);
+            }
+            if drops.chunks > 0 {
+                metrics.dropped("chunk_backlog", drops.chunks);
             }
             metrics.sent();
         }

@@ -101,6 +101,10 @@ pub struct Synchroniser {
     /// End of the last frame (PTS + duration).
     video_end: Timestamp,
     track: AudioTrack,
+    /// Where the audio branch ended, in samples, once it has.
+    audio_end: Option<u64>,
+    /// Where the stream ends, once every branch has.
+    end_fixed: Option<Timestamp>,
     seq: u64,
     next_start: Timestamp,
     done: bool,
@@ -123,6 +127,8 @@ impl Synchroniser {
             video_wm: None,
             video_end: Timestamp::ZERO,
             track: AudioTrack::new(),
+            audio_end: None,
+            end_fixed: None,
             seq: 0,
             next_start: Timestamp::ZERO,
             done: false,
@@ -132,7 +138,7 @@ impl Synchroniser {
 
     pub fn stats(&self) -> SyncStats {
         SyncStats {
-            audio_trimmed: self.track.trimmed,
+            audio_trimmed: self.track.trimmed + self.track.trimmed_before_origin,
             audio_filled: self.track.filled,
             end_pts: self.origin.unwrap_or(0) + self.next_start.0,
             ..self.stats
@@ -142,6 +148,11 @@ impl Synchroniser {
     /// Source PTS of stream time zero, once fixed.
     pub fn origin(&self) -> Option<u64> {
         self.origin
+    }
+
+    /// Whether the source is live (its queues drop rather than wait).
+    pub fn is_live(&self) -> bool {
+        self.settings.live
     }
 
     /// Whether every branch has ended (or failed) and everything was emitted.
@@ -265,7 +276,12 @@ impl Synchroniser {
         match input {
             Input::Frame(mut f) => {
                 self.stats.frames_in += 1;
-                f.pts = Timestamp(f.pts.0.saturating_sub(origin));
+                // A live branch that started before the origin was fixed without it.
+                if f.pts.0 < origin {
+                    self.stats.frames_late += 1;
+                    return;
+                }
+                f.pts = Timestamp(f.pts.0 - origin);
                 if f.pts < self.next_start {
                     self.stats.frames_late += 1;
                     return;
@@ -277,9 +293,18 @@ impl Synchroniser {
             }
             Input::Audio(b) => {
                 self.stats.audio_samples_in += b.samples.len() as u64;
+                // Samples before the origin (a live branch that started late to
+                // be seen) belong to no chunk: trimmed, like any overlap.
+                let skip = if b.pts.0 < origin {
+                    time_to_sample_nearest(Timestamp(origin - b.pts.0), AUDIO_RATE)
+                        .min(b.samples.len() as u64)
+                } else {
+                    0
+                };
+                self.track.trimmed_before_origin += skip;
                 let rel = Timestamp(b.pts.0.saturating_sub(origin));
                 let start = time_to_sample_nearest(rel, AUDIO_RATE);
-                self.track.push(start, &b.samples);
+                self.track.push(start, &b.samples[skip as usize..]);
             }
             Input::Topology { .. } | Input::CreationTime(_) | Input::Eos(_) => {}
         }
@@ -295,17 +320,55 @@ impl Synchroniser {
         self.audio.ended() || self.track.next() > time_to_sample(end, AUDIO_RATE)
     }
 
+    /// Audio holds every sample up to `end`.
+    fn audio_complete(&self, end: Timestamp) -> bool {
+        self.track.next() >= time_to_sample(end, AUDIO_RATE)
+    }
+
+    /// Where the audio branch ended (before any tail padding), in samples.
+    fn audio_end(&mut self) -> Option<u64> {
+        if !(self.audio.present && self.audio.eos) {
+            return None;
+        }
+        Some(*self.audio_end.get_or_insert(self.track.next()))
+    }
+
+    /// Whether a chunk ending at `end`, which pads past the end of the audio,
+    /// can tell yet if that tail is longer than [`TAIL_TOLERANCE`].
+    fn tail_known(&mut self, end: Timestamp) -> bool {
+        match self.audio_end() {
+            Some(a) if a < time_to_sample(end, AUDIO_RATE) && !self.video.ended() => self
+                .video_wm
+                .is_some_and(|w| w.0 > sample_to_time(a, AUDIO_RATE).0 + TAIL_TOLERANCE),
+            _ => true,
+        }
+    }
+
+    /// How far the stream runs past the end of its audio, as far as known.
+    fn tail(&mut self) -> u64 {
+        let Some(a) = self.audio_end() else { return 0 };
+        let known = match self.end_fixed {
+            Some(e) => e,
+            None => self.video_wm.unwrap_or(Timestamp::ZERO),
+        };
+        known.0.saturating_sub(sample_to_time(a, AUDIO_RATE).0)
+    }
+
     /// Where the stream ends, once every branch has ended.
-    fn stream_end(&self) -> Timestamp {
+    fn stream_end(&mut self) -> Timestamp {
+        if let Some(e) = self.end_fixed {
+            return e;
+        }
         let audio_end = if self.audio.present {
-            sample_to_time(self.track.next(), AUDIO_RATE)
+            sample_to_time(self.audio_end().unwrap_or(self.track.next()), AUDIO_RATE)
         } else {
             Timestamp::ZERO
         };
-        self.video_end.max(audio_end).max(
+        let end = self.video_end.max(audio_end).max(
             self.video_wm
                 .map_or(Timestamp::ZERO, |w| w.saturating_add(1)),
-        )
+        );
+        *self.end_fixed.insert(end)
     }
 
     fn watermark(&self, branch: Branch) -> Timestamp {
@@ -343,14 +406,17 @@ impl Synchroniser {
                     flags.video_missing = true;
                 } else if !audio_ready && video_ready && self.watermark(Branch::Video) >= skew_limit
                 {
-                    flags.audio_missing = true;
+                    flags.audio_missing = !self.audio_complete(end);
                 } else {
                     return;
                 }
+            } else if !self.tail_known(end) {
+                return;
             }
             let chunk = self.make_chunk(Span::new(start, end), flags);
             out.push(chunk);
             if flags.last {
+                self.done = true;
                 return;
             }
         }
@@ -367,8 +433,8 @@ impl Synchroniser {
         let s1 = time_to_sample(span.end, AUDIO_RATE);
         let audio: Arc<[f32]> = if self.audio.present {
             if self.audio.ended() {
-                let padded = self.track.pad_to(s1);
-                if padded > 0 && sample_to_time(padded, AUDIO_RATE).0 > TAIL_TOLERANCE {
+                let tail = self.tail();
+                if self.track.pad_to(s1) > 0 && tail > TAIL_TOLERANCE {
                     flags.audio_missing = true;
                 }
             }

@@ -21,7 +21,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
     let status = Arc::new(StreamStatus::default());
     let name: Arc<str> = Arc::from("t");
     let (src_tx, src_rx) = bounded(64);
-    let (chunk_tx, chunk_rx) = bounded(4);
+    let (chunk_tx, chunk_rx) = vigil::sync::chunk_queue();
     let settings = SyncSettings {
         hop: SECOND,
         max_skew: SECOND / 2,

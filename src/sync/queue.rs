@@ -1,0 +1,261 @@
+//! The bounded queue from a stream's synchroniser to its encoders.
+//!
+//! For files the sender blocks when the queue is full, which carries
+//! back-pressure to GStreamer: nothing is ever dropped. For live sources the
+//! sender never blocks: when the queue holds more than its budget, the oldest
+//! video frames are dropped first; only when that is not enough are whole
+//! chunks (their audio) dropped, oldest first. Every drop is counted and
+//! flagged on a chunk that does reach the encoders.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::media::Chunk;
+
+/// How many chunks the queue holds for a file before the sender waits.
+pub const FILE_CHUNKS: usize = 4;
+/// How many chunks a live queue holds before whole chunks are dropped.
+pub const LIVE_CHUNKS: usize = 8;
+/// How many chunks' worth of frames a live queue holds before frames are dropped.
+pub const LIVE_FRAME_CHUNKS: usize = 2;
+
+/// What a push had to drop to stay within bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    pub frames: u64,
+    pub chunks: u64,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Chunk>,
+    senders_gone: bool,
+    receiver_gone: bool,
+    /// A chunk was dropped whole: the next one to leave says so.
+    dropped_before_next: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The synchroniser's end.
+pub struct ChunkSender {
+    shared: Arc<Shared>,
+}
+
+/// The encoders' end.
+pub struct ChunkReceiver {
+    shared: Arc<Shared>,
+}
+
+/// A new queue.
+pub fn chunk_queue() -> (ChunkSender, ChunkReceiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        changed: Condvar::new(),
+    });
+    (
+        ChunkSender {
+            shared: shared.clone(),
+        },
+        ChunkReceiver { shared },
+    )
+}
+
+/// The receiver is gone: nothing more can be delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Disconnected;
+
+impl ChunkSender {
+    /// Queues `chunk`: waits for room when `live` is false, drops old data
+    /// instead when it is true.
+    pub fn send(&self, chunk: Chunk, live: bool) -> Result<Drops, Disconnected> {
+        let mut s = self.shared.lock();
+        if !live {
+            while s.queue.len() >= FILE_CHUNKS && !s.receiver_gone {
+                s = self
+                    .shared
+                    .changed
+                    .wait(s)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        if s.receiver_gone {
+            return Err(Disconnected);
+        }
+        s.queue.push_back(chunk);
+        let drops = if live { shed(&mut s) } else { Drops::default() };
+        self.shared.changed.notify_all();
+        Ok(drops)
+    }
+
+    /// Chunks waiting.
+    pub fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Brings a live queue back within its budget, oldest data first.
+fn shed(s: &mut State) -> Drops {
+    let mut drops = Drops::default();
+    let frame_budget = s.queue.back().map_or(0, |c| c.frames.len()).max(1) * LIVE_FRAME_CHUNKS;
+    let mut frames: usize = s.queue.iter().map(|c| c.frames.len()).sum();
+    for chunk in s.queue.iter_mut() {
+        if frames <= frame_budget {
+            break;
+        }
+        if !chunk.frames.is_empty() {
+            frames -= chunk.frames.len();
+            drops.frames += chunk.frames.len() as u64;
+            chunk.frames.clear();
+            chunk.flags.frames_dropped = true;
+        }
+    }
+    while s.queue.len() > LIVE_CHUNKS {
+        if let Some(old) = s.queue.pop_front() {
+            drops.chunks += 1;
+            drops.frames += old.frames.len() as u64;
+            s.dropped_before_next = true;
+        }
+    }
+    drops
+}
+
+impl Drop for ChunkSender {
+    fn drop(&mut self) {
+        self.shared.lock().senders_gone = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+impl ChunkReceiver {
+    /// The next chunk, waiting for one; `None` once the sender is gone and
+    /// the queue is empty.
+    pub fn recv(&self) -> Option<Chunk> {
+        let mut s = self.shared.lock();
+        loop {
+            if let Some(mut chunk) = s.queue.pop_front() {
+                if std::mem::take(&mut s.dropped_before_next) {
+                    chunk.flags.audio_dropped = true;
+                }
+                self.shared.changed.notify_all();
+                return Some(chunk);
+            }
+            if s.senders_gone {
+                return None;
+            }
+            s = self
+                .shared
+                .changed
+                .wait(s)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Chunk> + '_ {
+        std::iter::from_fn(|| self.recv())
+    }
+}
+
+impl Drop for ChunkReceiver {
+    fn drop(&mut self) {
+        self.shared.lock().receiver_gone = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{ChunkFlags, VideoFrame};
+    use crate::time::{SECOND, Span, Timestamp};
+
+    fn chunk(seq: u64, frames: usize) -> Chunk {
+        let start = Timestamp(seq * SECOND);
+        Chunk {
+            stream: Arc::from("t"),
+            seq,
+            span: Span::new(start, start.saturating_add(SECOND)),
+            frames: (0..frames)
+                .map(|i| VideoFrame {
+                    pts: start.saturating_add(i as u64 * SECOND / 5),
+                    duration: 0,
+                    width: 2,
+                    height: 2,
+                    rgb: Arc::from(vec![0u8; 12]),
+                })
+                .collect(),
+            audio: Arc::from(vec![0.0f32; 16_000]),
+            first_sample: seq * 16_000,
+            flags: ChunkFlags::default(),
+            utc_origin: 0,
+            has_audio: true,
+            has_video: true,
+            made_at: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn live_drops_old_frames_first_then_whole_chunks() {
+        let (tx, rx) = chunk_queue();
+        let mut drops = Drops::default();
+        for seq in 0..3 {
+            let d = tx.send(chunk(seq, 5), true).unwrap_or_default();
+            drops.frames += d.frames;
+        }
+        // Budget: two chunks' worth of frames; the oldest chunk lost its frames.
+        assert_eq!(drops.frames, 5);
+        let first = rx.recv().unwrap_or_else(|| chunk(99, 0));
+        assert!(first.frames.is_empty() && first.flags.frames_dropped);
+        assert_eq!(
+            first.audio.len(),
+            16_000,
+            "audio is kept while dropping frames is enough"
+        );
+        for seq in 3..20 {
+            let d = tx.send(chunk(seq, 0), true).unwrap_or_default();
+            drops.chunks += d.chunks;
+        }
+        assert_eq!(tx.len(), LIVE_CHUNKS, "memory stays bounded");
+        assert_eq!(drops.chunks, 19 - LIVE_CHUNKS as u64);
+        let next = rx.recv().unwrap_or_else(|| chunk(99, 0));
+        assert!(
+            next.flags.audio_dropped,
+            "the chunk after a dropped one says so"
+        );
+        assert_eq!(next.seq, 20 - LIVE_CHUNKS as u64);
+    }
+
+    #[test]
+    fn files_wait_and_lose_nothing() {
+        let (tx, rx) = chunk_queue();
+        let producer = std::thread::spawn(move || {
+            for seq in 0..50 {
+                assert_eq!(tx.send(chunk(seq, 5), false), Ok(Drops::default()));
+            }
+        });
+        let got: Vec<u64> = rx.iter().map(|c| c.seq).collect();
+        assert!(producer.join().is_ok());
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+    }
+}
