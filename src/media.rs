@@ -4,6 +4,35 @@ use std::sync::Arc;
 
 use crate::time::{Span, Timestamp};
 
+/// Pixel bytes shared without copying: owned, or a mapped GStreamer buffer.
+#[derive(Clone)]
+pub struct Pixels(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl Pixels {
+    pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        Pixels(Arc::new(bytes))
+    }
+}
+
+impl std::ops::Deref for Pixels {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl From<Vec<u8>> for Pixels {
+    fn from(v: Vec<u8>) -> Self {
+        Pixels::new(v)
+    }
+}
+
+impl std::fmt::Debug for Pixels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pixels({} bytes)", self.len())
+    }
+}
+
 /// One decoded, sampled video frame: packed RGB, `width * height * 3` bytes.
 #[derive(Clone, Debug)]
 pub struct VideoFrame {
@@ -13,7 +42,7 @@ pub struct VideoFrame {
     pub duration: u64,
     pub width: u32,
     pub height: u32,
-    pub rgb: Arc<[u8]>,
+    pub rgb: Pixels,
 }
 
 /// A run of 16 kHz mono samples as one appsink buffer delivered them.

@@ -11,7 +11,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use super::{SourceMessage, SourceSettings};
-use crate::media::{AudioBlock, VideoFrame};
+use crate::media::{AudioBlock, Pixels, VideoFrame};
 use crate::metrics::StageMetrics;
 use crate::sync::{Branch, Input};
 use crate::time::{AUDIO_RATE, SECOND, Timestamp, mul_div_ceil, mul_div_floor};
@@ -197,24 +197,40 @@ fn video_frame(sample: &gst::Sample) -> Result<VideoFrame, String> {
     )?;
     let caps = sample.caps().ok_or("a video sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("video caps: {e}"))?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|e| format!("cannot map a video frame: {e}"))?;
     let (w, h) = (info.width(), info.height());
     let row = w as usize * 3;
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame
-        .plane_data(0)
-        .map_err(|e| format!("video plane: {e}"))?;
-    let mut rgb = Vec::with_capacity(row * h as usize);
-    for y in 0..h as usize {
-        rgb.extend_from_slice(&data[y * stride..y * stride + row]);
-    }
+    let packed = info.stride()[0] as usize == row
+        && info.offset()[0] == 0
+        && buffer.size() >= row * h as usize;
+    let rgb = if packed {
+        // Rows without padding: share GStreamer's buffer, no copy.
+        let owned = sample
+            .buffer_owned()
+            .ok_or("a video sample without a buffer")?;
+        Pixels::new(
+            owned
+                .into_mapped_buffer_readable()
+                .map_err(|_| "cannot map a video buffer".to_string())?,
+        )
+    } else {
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+            .map_err(|e| format!("cannot map a video frame: {e}"))?;
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame
+            .plane_data(0)
+            .map_err(|e| format!("video plane: {e}"))?;
+        let mut rgb = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            rgb.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        rgb.into()
+    };
     Ok(VideoFrame {
         pts: Timestamp(pts.nseconds()),
         duration: buffer.duration().map_or(0, |d| d.nseconds()),
         width: w,
         height: h,
-        rgb: rgb.into(),
+        rgb,
     })
 }
 

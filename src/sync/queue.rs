@@ -202,7 +202,7 @@ mod tests {
                     duration: 0,
                     width: 2,
                     height: 2,
-                    rgb: Arc::from(vec![0u8; 12]),
+                    rgb: vec![0u8; 12].into(),
                 })
                 .collect(),
             audio: Arc::from(vec![0.0f32; 16_000]),

@@ -61,7 +61,7 @@ impl Msg {
                 duration: *duration,
                 width: 1,
                 height: 1,
-                rgb: Arc::from(vec![0u8; 3]),
+                rgb: vec![0u8; 3].into(),
             }),
             Msg::Audio { pts, samples } => Input::Audio(AudioBlock {
                 pts: Timestamp(*pts),

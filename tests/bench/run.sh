@@ -183,7 +183,7 @@ for src in "$vtest" "$hd"; do
   decode=(gst-launch-1.0 -q uridecodebin "uri=$uri" name=d d. ! queue ! fakesink sync=false)
   chain=(gst-launch-1.0 -q uridecodebin "uri=$uri" name=d
     d. ! video/x-raw ! queue ! videorate drop-only=true ! "video/x-raw,framerate=5/1" !
-    videoconvert ! videoscale ! "video/x-raw,format=RGB,width=$aw,height=$ah" ! fakesink sync=false)
+    videoscale ! videoconvert ! "video/x-raw,format=RGB,width=$aw,height=$ah" ! fakesink sync=false)
   if [[ "$d_audio" == 1 ]]; then
     decode+=(d. ! queue ! fakesink sync=false)
     chain+=(d. ! audio/x-raw ! queue ! audioconvert ! audioresample !
@@ -293,7 +293,7 @@ chain alone:
 \`\`\`
 gst-launch-1.0 -q uridecodebin uri=\$URI name=d \\
   d. ! video/x-raw ! queue ! videorate drop-only=true ! video/x-raw,framerate=5/1 ! \\
-    videoconvert ! videoscale ! video/x-raw,format=RGB,width=\$W,height=\$H ! fakesink sync=false \\
+    videoscale ! videoconvert ! video/x-raw,format=RGB,width=\$W,height=\$H ! fakesink sync=false \\
   d. ! audio/x-raw ! queue ! audioconvert ! audioresample ! \\
     audio/x-raw,format=F32LE,rate=16000,channels=1 ! fakesink sync=false
 \`\`\`
