@@ -10,13 +10,13 @@
 # 1080p clip with sound (40 s, 25 fps), made once into
 # $VIGIL_CACHE/media/bench-1080p.mkv.
 #
-# Each measurement runs BENCH_REPEAT times (default 3): the median wall time
+# Each measurement runs BENCH_REPEAT times (default 7): the median wall time
 # and the highest peak RSS are reported. Target: vigil at >= 0.9 of the
 # chain-alone throughput.
 #
 # Environment:
 #   VIGIL_CACHE       media cache (default ~/.cache/vigil)
-#   BENCH_REPEAT      runs per measurement (default 3)
+#   BENCH_REPEAT      runs per measurement (default 7)
 #   BENCH_SKIP_VIGIL  1: measure GStreamer only (no vigil binary needed);
 #                     the report then goes to bench-out/BENCHMARKS.md
 #   BENCH_REPORT      where to write the report (default BENCHMARKS.md)
@@ -33,7 +33,7 @@ export HOME
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 export VIGIL_CACHE="${VIGIL_CACHE:-$HOME/.cache/vigil}"
-repeat="${BENCH_REPEAT:-3}"
+repeat="${BENCH_REPEAT:-7}"
 skip_vigil="${BENCH_SKIP_VIGIL:-0}"
 vigil="./target/release/vigil"
 work="bench-out"
