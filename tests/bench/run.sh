@@ -122,32 +122,31 @@ discover() {
   [[ -n "$d_duration" && -n "$d_width" && -n "$d_height" ]] || die "no duration or size for $1"
 }
 
-# measure NAME CMD... -> runs CMD $repeat times under /usr/bin/time -v;
-# sets m_wall (median s), m_rss (highest peak RSS, MiB), m_ok (0/1).
-# Wall time is taken with nanosecond clocks around the run (time -v gives
-# only hundredths); peak RSS comes from time -v.
-measure() {
-  local name="$1"; shift
-  local walls=() rss_max=0 i tv t0 t1 kb
-  m_ok=1
-  for ((i = 1; i <= repeat; i++)); do
-    tv="$work/$name.$i.time"
-    t0="$(date +%s%N)"
-    if ! /usr/bin/time -v -o "$tv" "$@" >"$work/$name.$i.log" 2>&1; then
-      log "$name: run $i failed; last lines of its output:"
-      tail -n 20 "$work/$name.$i.log" >&2 || true
-      m_ok=0
-      return 0
-    fi
-    t1="$(date +%s%N)"
-    walls+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
-    kb="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tv")"
-    if ((kb > rss_max)); then rss_max="$kb"; fi
-    log "$name: run $i: ${walls[-1]} s, peak RSS $(((kb + 512) / 1024)) MiB"
-  done
-  m_wall="$(printf '%s\n' "${walls[@]}" | sort -g | awk '{ v[NR] = $1 } END {
+# run_once NAME I CMD... -> runs CMD once under /usr/bin/time -v and appends
+# its wall time (s, nanosecond clocks around the run) to $work/NAME.walls and
+# its peak RSS (KiB) to $work/NAME.rss; returns non-zero if CMD failed.
+run_once() {
+  local name="$1" i="$2"; shift 2
+  local tv="$work/$name.$i.time" t0 t1 wall kb
+  t0="$(date +%s%N)"
+  if ! /usr/bin/time -v -o "$tv" "$@" >"$work/$name.$i.log" 2>&1; then
+    log "$name: run $i failed; last lines of its output:"
+    tail -n 20 "$work/$name.$i.log" >&2 || true
+    return 1
+  fi
+  t1="$(date +%s%N)"
+  wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
+  kb="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tv")"
+  echo "$wall" >>"$work/$name.walls"
+  echo "$kb" >>"$work/$name.rss"
+  log "$name: run $i: $wall s, peak RSS $(((kb + 512) / 1024)) MiB"
+}
+
+# stats NAME -> m_wall (median s) and m_rss (highest peak RSS, MiB).
+stats() {
+  m_wall="$(sort -g "$work/$1.walls" | awk '{ v[NR] = $1 } END {
       if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
-  m_rss="$(awk -v k="$rss_max" 'BEGIN { printf "%.0f", k / 1024 }')"
+  m_rss="$(sort -g "$work/$1.rss" | tail -n 1 | awk '{ printf "%.0f", $1 / 1024 }')"
 }
 
 xrt() { awk -v d="$1" -v w="$2" 'BEGIN { if (w > 0) printf "%.1f", d / w; else print "inf" }'; }
@@ -190,16 +189,31 @@ for src in "$vtest" "$hd"; do
       "audio/x-raw,format=F32LE,rate=16000,channels=1" ! fakesink sync=false)
   fi
 
+  # The three are run in turn, repeat times over, so that the machine's
+  # drifts in speed (other tenants, clocks) touch each of them alike.
+  out="$work/vigil-in$n"
+  rm -rf "$out"
+  rm -f "$work/in$n-"*.walls "$work/in$n-"*.rss
+  ok_decode=1 ok_chain=1 ok_vigil=1
+  [[ "$skip_vigil" == 1 ]] && ok_vigil=0
+  for ((i = 1; i <= repeat; i++)); do
+    ((ok_decode)) && { run_once "in$n-decode" "$i" "${decode[@]}" || ok_decode=0; }
+    ((ok_chain)) && { run_once "in$n-chain" "$i" "${chain[@]}" || ok_chain=0; }
+    if [[ "$skip_vigil" != 1 ]] && ((ok_vigil)); then
+      run_once "in$n-vigil" "$i" env RUST_LOG="${RUST_LOG:-warn}" "$vigil" run --source "$src" --out "$out" || ok_vigil=0
+    fi
+  done
+
   rows=""
-  measure "in$n-decode" "${decode[@]}"
-  if ((m_ok)); then
+  if ((ok_decode)); then
+    stats "in$n-decode"
     rows+="| decode alone | $m_wall | $(xrt "$d_duration" "$m_wall") | $m_rss |"$'\n'
   else
     rows+="| decode alone | failed | | |"$'\n'; failed=1
   fi
-  measure "in$n-chain" "${chain[@]}"
-  chain_ok=$m_ok chain_wall=$m_wall
-  if ((m_ok)); then
+  if ((ok_chain)); then
+    stats "in$n-chain"
+    chain_wall=$m_wall
     rows+="| chain alone | $m_wall | $(xrt "$d_duration" "$m_wall") | $m_rss |"$'\n'
   else
     rows+="| chain alone | failed | | |"$'\n'; failed=1
@@ -207,18 +221,16 @@ for src in "$vtest" "$hd"; do
 
   verdict="not measured (BENCH_SKIP_VIGIL=1)"
   if [[ "$skip_vigil" != 1 ]]; then
-    out="$work/vigil-in$n"
-    rm -rf "$out"
-    measure "in$n-vigil" env RUST_LOG="${RUST_LOG:-warn}" "$vigil" run --source "$src" --out "$out"
-    if ((m_ok)) && [[ ! -s "$out/events.jsonl" ]]; then
+    if ((ok_vigil)) && [[ ! -s "$out/events.jsonl" ]]; then
       # A run that wrote no event log did not process the file: its time
       # means nothing.
       log "in$n-vigil: exited 0 but wrote no $(show "$out")/events.jsonl; counted as failed"
-      m_ok=0
+      ok_vigil=0
     fi
-    if ((m_ok)); then
+    if ((ok_vigil)); then
+      stats "in$n-vigil"
       rows+="| vigil | $m_wall | $(xrt "$d_duration" "$m_wall") | $m_rss |"$'\n'
-      if ((chain_ok)); then
+      if ((ok_chain)); then
         # Throughput ratio: (media/wall for vigil) / (media/wall for the chain).
         ratio="$(awk -v c="$chain_wall" -v v="$m_wall" 'BEGIN { printf "%.2f", c / v }')"
         pass="$(awk -v r="$ratio" 'BEGIN { print (r >= 0.9) ? "PASS" : "FAIL" }')"
@@ -274,7 +286,8 @@ ${summary}
 
 ## Commands
 
-Each runs $repeat times under \`/usr/bin/time -v\`: the table gives the
+Each runs $repeat times under \`/usr/bin/time -v\`, the three in turn so that
+drifts in the machine's speed touch them alike: the table gives the
 median wall time and the highest peak RSS. Media seconds come from
 \`gst-discoverer-1.0\`. \`\$URI\` is the input's \`file://\` URI, \`\$SRC\` its
 path, \`\$W\`x\`\$H\` the analysis size (640 wide, the input's aspect ratio).
