@@ -92,7 +92,7 @@ pub fn run(
     let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
     let sink_thread = crate::sink::spawn(sinks, batch_rx, metrics.clone())?;
 
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Arc<str>>();
     let mut running = Vec::new();
     for source in &config.sources {
         let status = Arc::new(StreamStatus::new(source.uri.clone()));
@@ -131,7 +131,9 @@ pub fn run(
     }
     drop(batch_tx);
 
+    tracing::debug!("every stream started");
     let mut stopping = false;
+    let mut ended: Vec<Arc<str>> = Vec::new();
     loop {
         tick(table);
         if !stopping && shutdown.load(Ordering::Relaxed) {
@@ -143,18 +145,30 @@ pub fn run(
             }
         }
         for r in running.iter_mut() {
-            if r.fuse.as_ref().is_some_and(|f| f.is_finished()) {
+            let said_done = ended.iter().any(|n| **n == *r.name);
+            if r.fuse
+                .as_ref()
+                .is_some_and(|f| said_done || f.is_finished())
+            {
+                tracing::debug!(stream = %r.name, "fusion ended; joining the stream");
                 finish_stream(r);
+                tracing::debug!(stream = %r.name, "stream joined");
             }
         }
         if running.iter().all(|r| r.fuse.is_none()) {
             break;
         }
-        // Woken as soon as a stream's fusion ends, else ten times a second.
-        let _ = done_rx.recv_timeout(Duration::from_millis(100));
+        // Woken as soon as a stream's fusion ends (its thread is then about
+        // to exit, so joining it does not wait), else ten times a second.
+        ended.clear();
+        if let Ok(name) = done_rx.recv_timeout(Duration::from_millis(100)) {
+            ended.push(name);
+            ended.extend(done_rx.try_iter());
+        }
     }
     tick(table);
     let sinks = sink_thread.join().unwrap_or_default();
+    tracing::debug!("sinks joined");
     let streams = running
         .iter()
         .map(|r| StreamReport {
@@ -184,7 +198,7 @@ struct Wiring<'a> {
     run_id: &'a Arc<str>,
     metrics: &'a Arc<Metrics>,
     batch_tx: &'a crossbeam_channel::Sender<Batch>,
-    done_tx: &'a crossbeam_channel::Sender<()>,
+    done_tx: &'a crossbeam_channel::Sender<Arc<str>>,
 }
 
 fn start_stream(

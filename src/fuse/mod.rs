@@ -252,7 +252,7 @@ pub fn spawn(
     input: Receiver<Encoded>,
     output: Sender<Batch>,
     metrics: StageMetrics,
-    done: Sender<()>,
+    done: Sender<Arc<str>>,
 ) -> Result<JoinHandle<()>> {
     let stream = fuser.maker.stream.clone();
     std::thread::Builder::new()
@@ -282,9 +282,12 @@ pub fn spawn(
             let records = fuser.finish(failure.as_deref());
             metrics.sent_n(records.len() as u64);
             if !records.is_empty() {
-                let _ = output.send(Batch { stream, records });
+                let _ = output.send(Batch {
+                    stream: stream.clone(),
+                    records,
+                });
             }
-            let _ = done.send(());
+            let _ = done.send(stream);
         })
         .map_err(|e| Error::io("cannot start a fusion thread", e))
 }

@@ -129,6 +129,11 @@ impl Source {
     pub fn join(mut self, abandon: bool) {
         if abandon {
             self.shutdown.store(true, Ordering::Relaxed);
+            // Wakes the bus thread at once rather than at its next poll.
+            let wake = gst::Structure::new_empty("vigil-shutdown");
+            let _ = self
+                .pipeline
+                .post_message(gst::message::Application::new(wake));
         }
         if let Some(t) = self.bus_thread.take() {
             let _ = t.join();
