@@ -257,6 +257,7 @@ fn start_stream(
         fps: (source.fps, 1),
         width: Some(source.width),
         height: source.height,
+        thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
     };
     metrics.stage("source", &name);
     r.status.set_state(StreamState::Running);

@@ -33,6 +33,54 @@ impl std::fmt::Debug for Pixels {
     }
 }
 
+/// A small grey image of a frame, for analyses that need luma only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grey {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl Grey {
+    /// Grey image `width` pixels wide (BT.601 luma, integer weights).
+    ///
+    /// Each grey pixel averages two samples of its block of the frame, a quarter
+    /// and three quarters across its middle row: enough to damp sensor and
+    /// compression noise, while reading one row in four of the frame. Reading
+    /// the frame is what costs (it was just written by another core), so this
+    /// keeps motion cheap next to decoding whatever the frame size.
+    pub fn from_rgb(rgb: &[u8], fw: usize, fh: usize, width: usize) -> Grey {
+        let w = width.min(fw).max(1);
+        let h = (fh * w / fw.max(1)).max(1);
+        let taps = |out: usize, src: usize| -> Vec<[usize; 2]> {
+            (0..out)
+                .map(|i| {
+                    let (a, b) = (i * src / out, ((i + 1) * src / out).max(i * src / out + 1));
+                    let span = b - a;
+                    [a + span / 4, (a + (3 * span) / 4).min(b - 1)]
+                })
+                .collect()
+        };
+        let xs = taps(w, fw);
+        let ys: Vec<usize> = (0..h).map(|i| (2 * i + 1) * fh / (2 * h)).collect();
+        let luma = |x: usize, y: usize| -> u32 {
+            let i = (y * fw + x) * 3;
+            (77 * rgb[i] as u32 + 150 * rgb[i + 1] as u32 + 29 * rgb[i + 2] as u32) >> 8
+        };
+        let mut pixels = Vec::with_capacity(w * h);
+        for y in &ys {
+            for [x0, x1] in &xs {
+                pixels.push(((luma(*x0, *y) + luma(*x1, *y)) / 2) as u8);
+            }
+        }
+        Grey {
+            width: w,
+            height: h,
+            pixels,
+        }
+    }
+}
+
 /// One decoded, sampled video frame: packed RGB, `width * height * 3` bytes.
 #[derive(Clone, Debug)]
 pub struct VideoFrame {
@@ -43,6 +91,9 @@ pub struct VideoFrame {
     pub width: u32,
     pub height: u32,
     pub rgb: Pixels,
+    /// A grey thumbnail made at ingest while the frame was hot in cache, when
+    /// an encoder asked for one (motion).
+    pub grey: Option<Arc<Grey>>,
 }
 
 /// A run of 16 kHz mono samples as one appsink buffer delivered them.

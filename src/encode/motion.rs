@@ -3,7 +3,9 @@
 use crate::config::MotionConfig;
 use crate::encode::{Encoder, Features};
 use crate::error::Result;
-use crate::media::{Chunk, VideoFrame};
+use std::sync::Arc;
+
+use crate::media::{Chunk, Grey, VideoFrame};
 use crate::time::{SECOND, Timestamp};
 
 /// Side of the square cells (in grey pixels) the changed region is built from.
@@ -26,15 +28,7 @@ pub struct MotionSample {
 pub struct Motion {
     config: MotionConfig,
     interval: u64,
-    previous: Option<Grey>,
-}
-
-/// A grey image.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Grey {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Vec<u8>,
+    previous: Option<Arc<Grey>>,
 }
 
 impl Motion {
@@ -47,7 +41,16 @@ impl Motion {
     }
 
     fn analyse(&mut self, frame: &VideoFrame) -> MotionSample {
-        let grey = downscale_grey(frame, self.config.scale_width as usize);
+        let width = self.config.scale_width as usize;
+        let grey = match &frame.grey {
+            Some(g) if g.width == width.min(frame.width as usize) => g.clone(),
+            _ => Arc::new(Grey::from_rgb(
+                &frame.rgb,
+                frame.width as usize,
+                frame.height as usize,
+                width,
+            )),
+        };
         let (fraction, bbox) = match &self.previous {
             Some(prev) if prev.width == grey.width && prev.height == grey.height => {
                 difference(prev, &grey, self.config.pixel_threshold)
@@ -76,44 +79,6 @@ impl Encoder for Motion {
             .iter()
             .map(|c| Features::Motion(c.frames.iter().map(|f| self.analyse(f)).collect()))
             .collect())
-    }
-}
-
-/// Grey image `width` pixels wide (BT.601 luma, integer weights).
-///
-/// Each grey pixel averages a 2×2 pattern of samples spread over its block
-/// of the frame (at a quarter and three quarters of the block): enough to
-/// damp sensor and compression noise, at a fixed cost of four samples per
-/// pixel whatever the frame size, so that motion stays cheap next to decoding.
-pub fn downscale_grey(frame: &VideoFrame, width: usize) -> Grey {
-    let (fw, fh) = (frame.width as usize, frame.height as usize);
-    let w = width.min(fw).max(1);
-    let h = (fh * w / fw.max(1)).max(1);
-    let taps = |out: usize, src: usize| -> Vec<[usize; 2]> {
-        (0..out)
-            .map(|i| {
-                let (a, b) = (i * src / out, ((i + 1) * src / out).max(i * src / out + 1));
-                let span = b - a;
-                [a + span / 4, (a + (3 * span) / 4).min(b - 1)]
-            })
-            .collect()
-    };
-    let (xs, ys) = (taps(w, fw), taps(h, fh));
-    let luma = |x: usize, y: usize| -> u32 {
-        let p = &frame.rgb[(y * fw + x) * 3..(y * fw + x) * 3 + 3];
-        (77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8
-    };
-    let mut pixels = Vec::with_capacity(w * h);
-    for [y0, y1] in &ys {
-        for [x0, x1] in &xs {
-            let sum = luma(*x0, *y0) + luma(*x1, *y0) + luma(*x0, *y1) + luma(*x1, *y1);
-            pixels.push((sum / 4) as u8);
-        }
-    }
-    Grey {
-        width: w,
-        height: h,
-        pixels,
     }
 }
 
@@ -181,6 +146,7 @@ mod tests {
             width: w as u32,
             height: h as u32,
             rgb: rgb.into(),
+            grey: None,
         }
     }
 
@@ -205,7 +171,8 @@ mod tests {
 
     #[test]
     fn downscale_keeps_aspect_and_level() {
-        let g = downscale_grey(&frame(0, None), 160);
+        let f = frame(0, None);
+        let g = Grey::from_rgb(&f.rgb, 320, 240, 160);
         assert_eq!((g.width, g.height), (160, 120));
         assert!(g.pixels.iter().all(|&p| p == 39 || p == 40));
     }

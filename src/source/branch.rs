@@ -11,7 +11,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use super::{SourceMessage, SourceSettings};
-use crate::media::{AudioBlock, Pixels, VideoFrame};
+use crate::media::{AudioBlock, Grey, Pixels, VideoFrame};
 use crate::metrics::StageMetrics;
 use crate::sync::{Branch, Input};
 use crate::time::{AUDIO_RATE, SECOND, Timestamp, mul_div_ceil, mul_div_floor};
@@ -156,13 +156,14 @@ fn add_video(
         .sync(false)
         .build();
     let eos_tx = tx.clone();
+    let thumbnail = settings.thumbnail_width;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 metrics.received();
                 let timer = metrics.timer();
-                let frame = video_frame(&sample);
+                let frame = video_frame(&sample, thumbnail);
                 drop(timer);
                 match frame {
                     Ok(frame) => {
@@ -190,7 +191,7 @@ fn add_video(
     )
 }
 
-fn video_frame(sample: &gst::Sample) -> Result<VideoFrame, String> {
+fn video_frame(sample: &gst::Sample, thumbnail: Option<u32>) -> Result<VideoFrame, String> {
     let buffer = sample.buffer().ok_or("a video sample without a buffer")?;
     let pts = buffer.pts().ok_or(
         "a video buffer has no timestamp (PTS); vigil does not guess time: remux the file",
@@ -230,6 +231,7 @@ fn video_frame(sample: &gst::Sample) -> Result<VideoFrame, String> {
         duration: buffer.duration().map_or(0, |d| d.nseconds()),
         width: w,
         height: h,
+        grey: thumbnail.map(|t| Arc::new(Grey::from_rgb(&rgb, w as usize, h as usize, t as usize))),
         rgb,
     })
 }

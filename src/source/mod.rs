@@ -43,6 +43,8 @@ pub struct SourceSettings {
     /// Analysis frame size; a missing side keeps the picture's aspect ratio.
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Width of the grey thumbnail to make with each frame, if an encoder wants one.
+    pub thumbnail_width: Option<u32>,
 }
 
 /// A running source: its pipeline and the thread watching its bus.

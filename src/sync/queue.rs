@@ -203,6 +203,7 @@ mod tests {
                     width: 2,
                     height: 2,
                     rgb: vec![0u8; 12].into(),
+                    grey: None,
                 })
                 .collect(),
             audio: Arc::from(vec![0.0f32; 16_000]),

@@ -62,6 +62,7 @@ impl Msg {
                 width: 1,
                 height: 1,
                 rgb: vec![0u8; 3].into(),
+                grey: None,
             }),
             Msg::Audio { pts, samples } => Input::Audio(AudioBlock {
                 pts: Timestamp(*pts),

@@ -46,6 +46,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
             fps: (5, 1),
             width: Some(160),
             height: None,
+            thumbnail_width: None,
         },
         src_tx,
         Arc::new(StreamStatus::default()),
