@@ -6,10 +6,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::time::{MILLISECOND, SECOND};
+
+mod values;
+pub use values::expand;
+use values::*;
 
 /// The built-in pipeline used by `vigil run --source URI…`: every encoder on.
 pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
@@ -283,153 +286,6 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
 }
 
-fn default_fps() -> u32 {
-    5
-}
-fn default_width() -> u32 {
-    640
-}
-fn default_hop() -> u64 {
-    SECOND
-}
-fn default_max_skew() -> u64 {
-    500 * MILLISECOND
-}
-fn default_motion_threshold() -> f32 {
-    0.005
-}
-fn default_pixel_threshold() -> u8 {
-    25
-}
-fn default_motion_width() -> u32 {
-    160
-}
-fn default_motion_min() -> u64 {
-    0
-}
-fn default_motion_cooldown() -> u64 {
-    2 * SECOND
-}
-fn default_loud_db() -> f32 {
-    -30.0
-}
-fn default_loud_min() -> u64 {
-    0
-}
-fn default_loud_cooldown() -> u64 {
-    SECOND
-}
-fn default_caption_span() -> u64 {
-    5 * SECOND
-}
-fn default_jsonl_path() -> PathBuf {
-    "events.jsonl".into()
-}
-fn default_vtt_path() -> PathBuf {
-    "captions.vtt".into()
-}
-
-fn stream_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    if s.is_empty()
-        || s.len() > 64
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(serde::de::Error::custom(format!(
-            "invalid stream name `{s}`: expected 1 to 64 letters, digits, `-`, `_` or `.`"
-        )));
-    }
-    Ok(s)
-}
-
-fn expanded<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    expand(&s).map_err(serde::de::Error::custom)
-}
-
-/// Expands `${VAR}`, `${VAR:-default}` and a leading `~` in a path or URI.
-pub fn expand(s: &str) -> std::result::Result<String, String> {
-    let env = shellexpand::env(s).map_err(|e| format!("cannot expand `{s}`: {e}"))?;
-    Ok(shellexpand::tilde(&env).into_owned())
-}
-
-fn ranged<'de, D, T>(d: D, lo: T, hi: T, what: &str) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
-{
-    let v = T::deserialize(d)?;
-    if v < lo || v > hi {
-        return Err(serde::de::Error::custom(format!(
-            "{what} {v} is out of range: expected {lo} to {hi}"
-        )));
-    }
-    Ok(v)
-}
-
-fn fps<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    ranged(d, 1, 60, "fps")
-}
-fn frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    ranged(d, 16, 3840, "frame size")
-}
-fn opt_frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    frame_side(d).map(Some)
-}
-fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
-    ranged(d, 0.0, 1.0, "fraction")
-}
-fn grey_level<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    ranged(d, 1, 255, "grey level")
-}
-fn dbfs<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
-    ranged(d, -120.0, 0.0, "level in dBFS")
-}
-
-/// A duration written as `500ms`, `1s`, `2m`… in nanoseconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
-    let v = humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration `{s}` ({e}): expected e.g. `500ms` or `2s`"
-        ))
-    })?;
-    u64::try_from(v.as_nanos())
-        .map_err(|_| serde::de::Error::custom(format!("duration `{s}` is too long")))
-}
-
-fn duration_in<'de, D: Deserializer<'de>>(
-    d: D,
-    lo: u64,
-    hi: u64,
-    what: &str,
-) -> Result<u64, D::Error> {
-    let v = duration(d)?;
-    if v < lo || v > hi {
-        return Err(serde::de::Error::custom(format!(
-            "{what} {} is out of range: expected {} to {}",
-            humantime::format_duration(std::time::Duration::from_nanos(v)),
-            humantime::format_duration(std::time::Duration::from_nanos(lo)),
-            humantime::format_duration(std::time::Duration::from_nanos(hi)),
-        )));
-    }
-    Ok(v)
-}
-
-fn hop<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 100 * MILLISECOND, 10 * SECOND, "hop")
-}
-
-fn caption_span<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND, 60 * SECOND, "caption_span")
-}
-
-fn ser_duration<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(std::time::Duration::from_nanos(*v)).to_string())
-}
-
 impl PipelineConfig {
     /// Reads, parses and validates a pipeline file.
     pub fn load(path: &Path) -> Result<PipelineConfig> {
@@ -514,50 +370,10 @@ impl PipelineConfig {
     }
 }
 
-/// A stream name from a path or URI: the file stem, cleaned up.
-fn stem_name(uri: &str) -> String {
-    let last = uri
-        .trim_end_matches('/')
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or(uri);
-    let stem = last.split('?').next().unwrap_or(last);
-    let stem = Path::new(stem)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let clean: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "stream".into()
-    } else {
-        clean
-    }
-}
-
-/// `line:column: message`, from a byte span of `text`.
-fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
-    let Some(span) = span else {
-        return message.to_string();
-    };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("{line}:{col}: {}", message.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::{MILLISECOND, SECOND};
 
     fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
         PipelineConfig::parse(text, Path::new("p.toml")).map_err(|e| e.to_string())

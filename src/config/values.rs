@@ -1,0 +1,196 @@
+//! Pipeline file values: defaults, and the checks that run while a value is
+//! parsed (so that a bad one is reported at its line and column).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::time::{MILLISECOND, SECOND};
+
+pub(super) fn default_fps() -> u32 {
+    5
+}
+pub(super) fn default_width() -> u32 {
+    640
+}
+pub(super) fn default_hop() -> u64 {
+    SECOND
+}
+pub(super) fn default_max_skew() -> u64 {
+    500 * MILLISECOND
+}
+pub(super) fn default_motion_threshold() -> f32 {
+    0.005
+}
+pub(super) fn default_pixel_threshold() -> u8 {
+    25
+}
+pub(super) fn default_motion_width() -> u32 {
+    160
+}
+pub(super) fn default_motion_min() -> u64 {
+    0
+}
+pub(super) fn default_motion_cooldown() -> u64 {
+    2 * SECOND
+}
+pub(super) fn default_loud_db() -> f32 {
+    -30.0
+}
+pub(super) fn default_loud_min() -> u64 {
+    0
+}
+pub(super) fn default_loud_cooldown() -> u64 {
+    SECOND
+}
+pub(super) fn default_caption_span() -> u64 {
+    5 * SECOND
+}
+pub(super) fn default_jsonl_path() -> PathBuf {
+    "events.jsonl".into()
+}
+pub(super) fn default_vtt_path() -> PathBuf {
+    "captions.vtt".into()
+}
+
+pub(super) fn stream_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "invalid stream name `{s}`: expected 1 to 64 letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    Ok(s)
+}
+
+pub(super) fn expanded<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    expand(&s).map_err(serde::de::Error::custom)
+}
+
+/// Expands `${VAR}`, `${VAR:-default}` and a leading `~` in a path or URI.
+pub fn expand(s: &str) -> std::result::Result<String, String> {
+    let env = shellexpand::env(s).map_err(|e| format!("cannot expand `{s}`: {e}"))?;
+    Ok(shellexpand::tilde(&env).into_owned())
+}
+
+pub(super) fn ranged<'de, D, T>(d: D, lo: T, hi: T, what: &str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
+{
+    let v = T::deserialize(d)?;
+    if v < lo || v > hi {
+        return Err(serde::de::Error::custom(format!(
+            "{what} {v} is out of range: expected {lo} to {hi}"
+        )));
+    }
+    Ok(v)
+}
+
+pub(super) fn fps<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, 1, 60, "fps")
+}
+pub(super) fn frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    ranged(d, 16, 3840, "frame size")
+}
+pub(super) fn opt_frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    frame_side(d).map(Some)
+}
+pub(super) fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    ranged(d, 0.0, 1.0, "fraction")
+}
+pub(super) fn grey_level<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    ranged(d, 1, 255, "grey level")
+}
+pub(super) fn dbfs<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    ranged(d, -120.0, 0.0, "level in dBFS")
+}
+
+/// A duration written as `500ms`, `1s`, `2m`… in nanoseconds.
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration `{s}` ({e}): expected e.g. `500ms` or `2s`"
+        ))
+    })?;
+    u64::try_from(v.as_nanos())
+        .map_err(|_| serde::de::Error::custom(format!("duration `{s}` is too long")))
+}
+
+pub(super) fn duration_in<'de, D: Deserializer<'de>>(
+    d: D,
+    lo: u64,
+    hi: u64,
+    what: &str,
+) -> Result<u64, D::Error> {
+    let v = duration(d)?;
+    if v < lo || v > hi {
+        return Err(serde::de::Error::custom(format!(
+            "{what} {} is out of range: expected {} to {}",
+            humantime::format_duration(std::time::Duration::from_nanos(v)),
+            humantime::format_duration(std::time::Duration::from_nanos(lo)),
+            humantime::format_duration(std::time::Duration::from_nanos(hi)),
+        )));
+    }
+    Ok(v)
+}
+
+pub(super) fn hop<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, 100 * MILLISECOND, 10 * SECOND, "hop")
+}
+
+pub(super) fn caption_span<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, SECOND, 60 * SECOND, "caption_span")
+}
+
+pub(super) fn ser_duration<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(std::time::Duration::from_nanos(*v)).to_string())
+}
+
+/// A stream name from a path or URI: the file stem, cleaned up.
+pub(super) fn stem_name(uri: &str) -> String {
+    let last = uri
+        .trim_end_matches('/')
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(uri);
+    let stem = last.split('?').next().unwrap_or(last);
+    let stem = Path::new(stem)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "stream".into()
+    } else {
+        clean
+    }
+}
+
+/// `line:column: message`, from a byte span of `text`.
+pub(super) fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let Some(span) = span else {
+        return message.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}: {}", message.trim())
+}

@@ -1,0 +1,158 @@
+//! Bugs the property tests found, each fixed, kept as exact cases.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Regressions: bugs these tests found, fixed in the synchroniser
+// ---------------------------------------------------------------------------
+
+#[test]
+fn finish_after_the_last_chunk_emits_nothing_more() {
+    // One frame without a duration, and an audio branch without samples: the
+    // stream is [0, 1 ns). Its last chunk pads audio to sample 1 (62.5 us),
+    // which moves the stream's end, and the next call emits [1 ns, 62.5 us).
+    let mut h = Harness::new(100 * MS, false);
+    h.push(&both_topology(false));
+    h.frame(SECOND, 0);
+    h.push(&Msg::Eos(Branch::Video));
+    h.push(&Msg::Eos(Branch::Audio));
+    assert_eq!(h.chunks.len(), 1);
+    assert!(h.chunks[0].flags.last);
+    assert_eq!(h.chunks[0].span.end.0, 1);
+    assert!(h.sync.ended());
+    h.finish();
+    assert_eq!(
+        h.chunks.len(),
+        1,
+        "a chunk after the last: {:?}",
+        h.chunks[1].span
+    );
+}
+
+#[test]
+fn finish_after_the_last_chunk_emits_nothing_more_with_audio() {
+    // Video [0, 1 s + 10 ns) with audio [0, 1 s): the last chunk ends 10 ns past
+    // 1 s and pads audio to sample 16001; finish() then emits [1 s + 10 ns, 1.0000625 s).
+    let mut h = Harness::new(SECOND, false);
+    h.push(&both_topology(false));
+    h.frame(0, SECOND + 10);
+    h.audio(0, ramp(0, 16_000));
+    h.push(&Msg::Eos(Branch::Video));
+    h.push(&Msg::Eos(Branch::Audio));
+    assert_eq!(h.chunks.len(), 2);
+    assert!(h.chunks[1].flags.last);
+    h.finish();
+    assert_eq!(
+        h.chunks.len(),
+        2,
+        "a chunk after the last: {:?}",
+        h.chunks.last().map(|c| c.span)
+    );
+}
+
+#[test]
+fn live_audio_complete_to_a_boundary_is_not_flagged_missing() {
+    // Live, hop 1 s: audio in 100 ms blocks up to exactly 2 s, then a stall;
+    // video goes on. Chunk [1 s, 2 s) has all of its audio, but since
+    // `audio_ready` wants a sample *past* the end it leaves as audio_missing.
+    let mut h = Harness::new(SECOND, true);
+    h.push(&both_topology(true));
+    for i in 0..=25u64 {
+        h.frame(i * 100 * MS, 100 * MS);
+        if i < 20 {
+            h.audio(i * 100 * MS, ramp(i * 1_600, 1_600));
+        }
+    }
+    assert_eq!(h.chunks.len(), 2);
+    let c1 = &h.chunks[1];
+    assert_eq!(
+        &c1.audio[..],
+        &ramp(16_000, 16_000)[..],
+        "all of the audio is there"
+    );
+    assert!(
+        !c1.flags.audio_missing,
+        "complete audio flagged audio_missing"
+    );
+}
+
+#[test]
+fn long_audio_tail_is_flagged_with_100ms_hop() {
+    // Audio [0, 1 s), video [0, 2 s): chunks 10..20 have no audio at all.
+    let mut msgs = vec![
+        both_topology(false),
+        Msg::Audio {
+            pts: 0,
+            samples: ramp(0, 16_000),
+        },
+        Msg::Eos(Branch::Audio),
+    ];
+    for i in 0..20u64 {
+        msgs.push(Msg::Frame {
+            pts: i * 100 * MS,
+            duration: 100 * MS,
+        });
+    }
+    msgs.push(Msg::Eos(Branch::Video));
+    let (c, _) = run(100 * MS, false, &msgs);
+    check_spans(&c, 100 * MS, true, true).unwrap();
+    assert_eq!(c.len(), 20);
+    assert!(c[10..].iter().all(|c| c.audio.iter().all(|&s| s == 0.0)));
+    let missing: Vec<bool> = c.iter().map(|c| c.flags.audio_missing).collect();
+    let want: Vec<bool> = (0..20).map(|i| i >= 10).collect();
+    assert_eq!(missing, want, "1 s of silence padded without any flag");
+}
+
+#[test]
+fn start_of_long_audio_tail_is_flagged() {
+    // Audio [0, 950 ms), video [0, 3 s): the tail is 2.05 s, not a short one,
+    // but chunk 0's 50 ms of padding carries no flag.
+    let mut msgs = vec![
+        both_topology(false),
+        Msg::Audio {
+            pts: 0,
+            samples: ramp(0, 15_200),
+        },
+        Msg::Eos(Branch::Audio),
+    ];
+    for i in 0..15u64 {
+        msgs.push(Msg::Frame {
+            pts: i * 200 * MS,
+            duration: 200 * MS,
+        });
+    }
+    msgs.push(Msg::Eos(Branch::Video));
+    let (c, _) = run(SECOND, false, &msgs);
+    check_spans(&c, SECOND, true, true).unwrap();
+    assert!(c[0].audio[15_200..].iter().all(|&s| s == 0.0));
+    assert!(c[1].flags.audio_missing && c[2].flags.audio_missing);
+    assert!(
+        c[0].flags.audio_missing || c[0].flags.audio_gap,
+        "50 ms of silence in chunk 0 is not flagged"
+    );
+}
+
+#[test]
+fn live_audio_before_origin_is_trimmed_not_shifted() {
+    // Live: video from source time 10 s; audio has not started when the video
+    // spans more than max_skew, so the origin is fixed at 10 s by video alone.
+    let base = 10 * SECOND;
+    let mut h = Harness::new(SECOND, true);
+    h.push(&both_topology(true));
+    for i in 0..=6u64 {
+        h.frame(base + i * 100 * MS, 100 * MS);
+    }
+    assert_eq!(h.sync.origin(), Some(base));
+    // Then audio arrives, starting 100 ms before the origin: its first 1600
+    // samples lie before stream time 0.
+    h.audio(base - 100 * MS, ramp(0, 4_800));
+    h.audio(base + 200 * MS, ramp(4_800, 16_000));
+    for i in 7..=15u64 {
+        h.frame(base + i * 100 * MS, 100 * MS);
+    }
+    assert_eq!(h.chunks.len(), 1);
+    let c0 = &h.chunks[0];
+    // Sample 1600 of the first block is at source time 10 s = stream time 0.
+    assert_eq!(c0.audio[0], 1_601.0, "audio is 100 ms late against video");
+    assert_eq!(&c0.audio[..], &ramp(1_600, 16_000)[..]);
+}
