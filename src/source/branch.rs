@@ -155,19 +155,39 @@ fn add_video(
         .max_buffers(APPSINK_BUFFERS)
         .sync(false)
         .build();
-    let eos_tx = tx.clone();
     let thumbnail = settings.thumbnail_width;
+    deliver(&sink, Branch::Video, tx, metrics, move |sample| {
+        video_frame(sample, thumbnail).map(Input::Frame)
+    });
+    attach(
+        pipeline,
+        pad,
+        &[&queue, &scale, &convert, sink.upcast_ref()],
+    )
+}
+
+/// Sends what `convert` makes of each sample of `sink` to the synchroniser,
+/// then the branch's end. A sample that cannot be converted fails the stream
+/// (a flow error, never a panic); a synchroniser that is gone stops the flow.
+fn deliver(
+    sink: &gst_app::AppSink,
+    branch: Branch,
+    tx: Sender<SourceMessage>,
+    metrics: StageMetrics,
+    convert: impl Fn(&gst::Sample) -> Result<Input, String> + Send + 'static,
+) {
+    let eos_tx = tx.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 metrics.received();
                 let timer = metrics.timer();
-                let frame = video_frame(&sample, thumbnail);
+                let input = convert(&sample);
                 drop(timer);
-                match frame {
-                    Ok(frame) => {
-                        tx.send(SourceMessage::Input(Input::Frame(frame)))
+                match input {
+                    Ok(input) => {
+                        tx.send(SourceMessage::Input(input))
                             .map_err(|_| gst::FlowError::Eos)?;
                         metrics.sent();
                         metrics.queue_depth(tx.len());
@@ -180,15 +200,10 @@ fn add_video(
                 }
             })
             .eos(move |_| {
-                let _ = eos_tx.send(SourceMessage::Input(Input::Eos(Branch::Video)));
+                let _ = eos_tx.send(SourceMessage::Input(Input::Eos(branch)));
             })
             .build(),
     );
-    attach(
-        pipeline,
-        pad,
-        &[&queue, &scale, &convert, sink.upcast_ref()],
-    )
 }
 
 fn video_frame(sample: &gst::Sample, thumbnail: Option<u32>) -> Result<VideoFrame, String> {
@@ -256,34 +271,9 @@ fn add_audio(
         .max_buffers(APPSINK_BUFFERS)
         .sync(false)
         .build();
-    let eos_tx = tx.clone();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                metrics.received();
-                let timer = metrics.timer();
-                let block = audio_block(&sample);
-                drop(timer);
-                match block {
-                    Ok(block) => {
-                        tx.send(SourceMessage::Input(Input::Audio(block)))
-                            .map_err(|_| gst::FlowError::Eos)?;
-                        metrics.sent();
-                        metrics.queue_depth(tx.len());
-                        Ok(gst::FlowSuccess::Ok)
-                    }
-                    Err(e) => {
-                        let _ = tx.send(SourceMessage::Failed(e));
-                        Err(gst::FlowError::Error)
-                    }
-                }
-            })
-            .eos(move |_| {
-                let _ = eos_tx.send(SourceMessage::Input(Input::Eos(Branch::Audio)));
-            })
-            .build(),
-    );
+    deliver(&sink, Branch::Audio, tx, metrics, |sample| {
+        audio_block(sample).map(Input::Audio)
+    });
     attach(
         pipeline,
         pad,
