@@ -197,6 +197,15 @@ fn secs(t: Timestamp) -> String {
 }
 
 fn describe_note(n: &EventNote) -> String {
+    if n.cut {
+        return match n.kind {
+            "loud_sound" => format!(
+                "the loud sound goes on until the stream ends at {}",
+                secs(n.at)
+            ),
+            kind => format!("{kind} goes on until the stream ends at {}", secs(n.at)),
+        };
+    }
     match (n.kind, n.phase) {
         ("motion", Phase::Start) => format!("motion starts at {} {}", secs(n.at), region(n.bbox)),
         ("motion", _) => format!("motion stops at {}", secs(n.at)),
@@ -206,6 +215,7 @@ fn describe_note(n: &EventNote) -> String {
             n.peak_db
         ),
         ("loud_sound", _) => format!("the loud sound ends at {}", secs(n.at)),
+        ("stream_error", _) => format!("the stream fails at {}", secs(n.at)),
         ("stream_gap", Phase::Start) => format!("the stream has a gap from {}", secs(n.at)),
         ("stream_gap", _) => format!("the stream is whole again from {}", secs(n.at)),
         (kind, Phase::Start) => format!("{kind} at {}", secs(n.at)),

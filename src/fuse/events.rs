@@ -127,13 +127,18 @@ impl EventSeries {
                     at: onset,
                     bbox: open.bbox,
                     peak_db: open.peak_db,
+                    cut: false,
                 });
                 out.push(rec);
                 self.open = Some(open);
             }
-            Transition::End { onset, end } => {
+            Transition::End { onset, end, cut } => {
                 let open = self.open.take().unwrap_or_default();
                 let mut details = self.details(&open);
+                if cut {
+                    // Still holding when the stream ended: `end` is the stream's.
+                    details.insert("until_stream_end".into(), json!(true));
+                }
                 details.insert(
                     "duration".into(),
                     json!(Timestamp(end.0 - onset.0.min(end.0)).as_secs_f64_ms()),
@@ -154,6 +159,7 @@ impl EventSeries {
                     at: end,
                     bbox: open.bbox,
                     peak_db: open.peak_db,
+                    cut,
                 });
                 out.push(rec);
             }

@@ -8,9 +8,13 @@ use crate::time::Timestamp;
 pub enum Transition {
     /// The condition has held for `min_duration` since `onset`.
     Start { onset: Timestamp },
-    /// The condition stopped holding at `end` and stayed off for `cooldown`
-    /// (or the stream ended).
-    End { onset: Timestamp, end: Timestamp },
+    /// The condition stopped holding at `end` and stayed off for `cooldown`,
+    /// or the stream ended (`cut`: while the condition still held).
+    End {
+        onset: Timestamp,
+        end: Timestamp,
+        cut: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +79,11 @@ impl Lifecycle {
                 let since = off_since.unwrap_or(at);
                 if until.0.saturating_sub(since.0) >= self.timing.cooldown {
                     self.state = State::Idle;
-                    Some(Transition::End { onset, end: since })
+                    Some(Transition::End {
+                        onset,
+                        end: since,
+                        cut: false,
+                    })
                 } else {
                     self.state = State::Active {
                         onset,
@@ -108,6 +116,7 @@ impl Lifecycle {
             State::Active { onset, off_since } => Some(Transition::End {
                 onset,
                 end: off_since.unwrap_or(end).max(onset),
+                cut: off_since.is_none(),
             }),
             _ => None,
         }
@@ -149,7 +158,8 @@ mod tests {
             t[1].1,
             Transition::End {
                 onset: ms(300),
-                end: ms(1000)
+                end: ms(1000),
+                cut: true,
             }
         );
     }
@@ -180,7 +190,8 @@ mod tests {
                 500,
                 Transition::End {
                     onset: ms(0),
-                    end: ms(300)
+                    end: ms(300),
+                    cut: false,
                 }
             )
         );

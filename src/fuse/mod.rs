@@ -29,6 +29,8 @@ pub struct EventNote {
     pub at: Timestamp,
     pub bbox: Option<[f32; 4]>,
     pub peak_db: f32,
+    /// An end that came because the stream did.
+    pub cut: bool,
 }
 
 /// Makes the records of one stream: run, ids, UTC.
@@ -225,6 +227,7 @@ impl Fuser {
                 at: end,
                 bbox: None,
                 peak_db: 0.0,
+                cut: false,
             });
         }
         let any_notes = !notes.is_empty();
