@@ -139,6 +139,7 @@ pub fn run(
         if !stopping && shutdown.load(Ordering::Relaxed) {
             stopping = true;
             for r in &running {
+                r.status.stop_requested.store(true, Ordering::Relaxed);
                 if let Some(s) = &r.source {
                     s.stop();
                 }

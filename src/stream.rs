@@ -1,7 +1,7 @@
 //! What every stage may know of a stream while it runs: progress and failure.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::media::Chunk;
 
@@ -38,6 +38,8 @@ pub struct StreamStatus {
     pub chunks: AtomicU64,
     pub frames: AtomicU64,
     pub audio_samples: AtomicU64,
+    /// The user asked the stream to stop (Ctrl-C): an early end is expected.
+    pub stop_requested: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 

@@ -60,6 +60,12 @@ pub fn spawn(
 /// Media that ends well before the duration its container declares was cut
 /// short: the decoders often stop without an error, so it is checked here.
 fn truncated(status: &StreamStatus, end: u64) -> Option<String> {
+    if status
+        .stop_requested
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return None;
+    }
     let declared = status.duration.load(std::sync::atomic::Ordering::Relaxed);
     let tolerance = (declared / 50).max(crate::time::SECOND);
     (declared > 0 && end + tolerance < declared).then(|| {

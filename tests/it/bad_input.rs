@@ -81,6 +81,7 @@ fn a_fast_start_mp4_cut_in_half_keeps_the_first_half() {
     // Every start still gets its end, and the failure is on record.
     assert_eq!(r.events("motion", "end").len(), 1);
     assert_eq!(r.events("stream_error", "start").len(), 1);
+    r.assert_lifecycles_closed();
 }
 
 #[test]

@@ -6,4 +6,5 @@ mod clip;
 mod determinism;
 mod metrics;
 mod run;
+mod shutdown;
 mod timing;

@@ -39,6 +39,25 @@ impl RunResult {
             .collect()
     }
 
+    /// Every event that started ended exactly once, after it started, and
+    /// every end belongs to a start.
+    pub fn assert_lifecycles_closed(&self) {
+        use std::collections::HashMap;
+        let mut phases: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.records().iter().filter(|r| r["type"] == "event") {
+            let id = r["event"].as_str().unwrap_or_default().to_string();
+            phases
+                .entry(id)
+                .or_default()
+                .push(r["phase"].as_str().unwrap_or_default().to_string());
+        }
+        for (id, p) in phases {
+            assert_eq!(p.first().map(String::as_str), Some("start"), "{id}: {p:?}");
+            assert_eq!(p.iter().filter(|x| *x == "end").count(), 1, "{id}: {p:?}");
+            assert_eq!(p.last().map(String::as_str), Some("end"), "{id}: {p:?}");
+        }
+    }
+
     /// Lines of stderr that vigil wrote as errors.
     pub fn error_lines(&self) -> Vec<String> {
         self.stderr()

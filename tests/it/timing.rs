@@ -13,6 +13,7 @@ fn onsets(spec: &ClipSpec, name: &str) -> (f64, f64) {
     assert_eq!(loud.len(), 1, "one loud sound: {loud:?}");
     assert_eq!(r.events("motion", "end").len(), 1);
     assert_eq!(r.events("loud_sound", "end").len(), 1);
+    r.assert_lifecycles_closed();
     (secs(&motion[0]["start"]), secs(&loud[0]["start"]))
 }
 

@@ -1,0 +1,63 @@
+//! Ctrl-C ends every stream as if its media had ended: exit 0, every event
+//! closed, the last caption written.
+
+use std::time::{Duration, Instant};
+
+use crate::clip::{self, ClipSpec, SECOND};
+use crate::run::{read_jsonl, vigil};
+
+#[test]
+fn interrupt_drains_and_closes_every_event() {
+    // Long enough that vigil is still reading it when interrupted.
+    let clip = clip::temp(
+        &ClipSpec {
+            duration: 300 * SECOND,
+            ..Default::default()
+        },
+        "long.mkv",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("out");
+    let child = vigil()
+        .args([
+            "run",
+            "--source",
+            clip.path.to_str().unwrap_or_default(),
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    // Wait for the first records: the motion event has started by then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_jsonl(&log).iter().all(|r| r["kind"] != "motion") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("stopping"), "vigil says it stops: {stderr}");
+    let records = read_jsonl(&log);
+    let end = records
+        .iter()
+        .filter(|r| r["kind"] == "motion" && r["phase"] == "end")
+        .map(|r| r["end"].as_f64().unwrap_or(f64::MAX))
+        .next()
+        .expect("the motion event got its end");
+    assert!(
+        end < 299.0,
+        "interrupted before the media ended (end at {end} s)"
+    );
+    assert!(
+        records.iter().any(|r| r["type"] == "caption"),
+        "captions written"
+    );
+}
