@@ -14,7 +14,9 @@ fn onsets(spec: &ClipSpec, name: &str) -> (f64, f64) {
     assert_eq!(r.events("motion", "end").len(), 1);
     assert_eq!(r.events("loud_sound", "end").len(), 1);
     r.assert_lifecycles_closed();
-    (secs(&motion[0]["start"]), secs(&loud[0]["start"]))
+    let found = (secs(&motion[0]["start"]), secs(&loud[0]["start"]));
+    eprintln!("{name}: motion starts at {} s, loud_sound at {} s", found.0, found.1);
+    found
 }
 
 #[test]
