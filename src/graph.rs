@@ -63,6 +63,8 @@ struct Running {
     name: String,
     status: Arc<StreamStatus>,
     source: Option<Source>,
+    /// Where to tell the synchroniser to stop (Ctrl-C).
+    stop: Option<crossbeam_channel::Sender<crate::source::SourceMessage>>,
     sync: Option<JoinHandle<SyncOutcome>>,
     encode: Option<JoinHandle<()>>,
     fuse: Option<JoinHandle<()>>,
@@ -101,6 +103,7 @@ pub fn run(
             name: source.name.clone(),
             status: status.clone(),
             source: None,
+            stop: None,
             sync: None,
             encode: None,
             fuse: None,
@@ -121,6 +124,7 @@ pub fn run(
         if let Err(reason) = start_stream(&mut r, source, config, settings, &wiring) {
             status.fail(reason.clone());
             let mut fuser = Fuser::new(run_id.clone(), source.name.as_str().into(), config);
+            fuser.set_utc_origin(options.start_time.unwrap_or(fallback_utc));
             let records = fuser.finish(Some(&reason));
             let _ = batch_tx.send(Batch {
                 stream: source.name.as_str().into(),
@@ -138,10 +142,10 @@ pub fn run(
         tick(table);
         if !stopping && shutdown.load(Ordering::Relaxed) {
             stopping = true;
-            for r in &running {
+            for r in running.iter_mut() {
                 r.status.stop_requested.store(true, Ordering::Relaxed);
-                if let Some(s) = &r.source {
-                    s.stop();
+                if let Some(stop) = r.stop.take() {
+                    let _ = stop.send(crate::source::SourceMessage::Stop);
                 }
             }
         }
@@ -260,22 +264,27 @@ fn start_stream(
         height: source.height,
         thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
     };
-    metrics.stage("source", &name);
     r.status.set_state(StreamState::Running);
-    r.source = Some(
-        Source::start(
-            settings,
-            src_tx,
-            r.status.clone(),
-            metrics.stage("source", &name),
-        )
-        .map_err(err)?,
-    );
+    r.stop = Some(src_tx.clone());
+    match Source::start(
+        settings,
+        src_tx.clone(),
+        r.status.clone(),
+        metrics.stage("source", &name),
+    ) {
+        Ok(s) => r.source = Some(s),
+        // The stream's own threads are running: they record the failure,
+        // so that its records come from one fuser only.
+        Err(e) => {
+            let _ = src_tx.send(crate::source::SourceMessage::Failed(e.to_string()));
+        }
+    }
     Ok(())
 }
 
 /// Joins a stream's threads once its fusion has finished.
 fn finish_stream(r: &mut Running) {
+    r.stop = None;
     if let Some(f) = r.fuse.take() {
         let _ = f.join();
     }

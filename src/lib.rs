@@ -43,7 +43,10 @@
 //! let options = graph::RunOptions {
 //!     out_dir: "out".into(),
 //!     start_time: None,
-//!     printer: Arc::new(|line| println!("{line}")),
+//!     printer: Arc::new(|line| {
+//!         println!("{line}");
+//!         Ok(())
+//!     }),
 //! };
 //! let report = graph::run(&config, &options, &Metrics::new(), &Default::default(),
 //!                         &AtomicBool::new(false), &mut |_| {})?;

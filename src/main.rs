@@ -224,10 +224,11 @@ impl Progress {
 
     fn printer(&self) -> Printer {
         match self.multi.clone() {
-            Some(m) => Arc::new(move |line: String| {
-                let _ = m.println(line);
+            Some(m) => Arc::new(move |line: String| m.println(line)),
+            None => Arc::new(|line: String| {
+                use std::io::Write;
+                writeln!(std::io::stdout().lock(), "{line}")
             }),
-            None => Arc::new(|line: String| println!("{line}")),
         }
     }
 

@@ -138,6 +138,12 @@ impl Fuser {
         }
     }
 
+    /// UTC of stream time zero, until chunks say (a stream that fails
+    /// before its first chunk still dates its records).
+    pub fn set_utc_origin(&mut self, utc: i64) {
+        self.maker.utc_origin = utc;
+    }
+
     /// Fuses one chunk's features; returns the records it completes.
     pub fn push(&mut self, enc: &Encoded) -> Vec<Record> {
         let chunk = &enc.chunk;

@@ -30,8 +30,9 @@ pub trait Sink: Send {
     async fn flush(&mut self) -> Result<()>;
 }
 
-/// How to print to the terminal without tearing progress bars.
-pub type Printer = Arc<dyn Fn(String) + Send + Sync>;
+/// How to print a line to the terminal without tearing progress bars; an
+/// error (a closed pipe) fails the stdout sink, not the run.
+pub type Printer = Arc<dyn Fn(String) -> std::io::Result<()> + Send + Sync>;
 
 /// Builds the sinks a pipeline lists, writing files under `out_dir`.
 pub fn build(
@@ -112,6 +113,11 @@ async fn run(
         m.queue_depth(input.len());
         let timer = m.timer();
         for (i, sink) in sinks.iter_mut().enumerate() {
+            // A sink other than the log that failed once is left alone: it
+            // must not slow down or take down the others.
+            if failed[i] && sink.name() != "jsonl" {
+                continue;
+            }
             if let Err(e) = sink.send(&batch.records).await {
                 m.error(sink.name());
                 if !failed[i] {
@@ -127,7 +133,10 @@ async fn run(
         }
         report.records += batch.records.len() as u64;
     }
-    for sink in sinks.iter_mut() {
+    for (i, sink) in sinks.iter_mut().enumerate() {
+        if failed[i] {
+            continue;
+        }
         if let Err(e) = sink.flush().await {
             report.errors.push(e.to_string());
         }

@@ -1,6 +1,6 @@
 //! Human-readable lines on the terminal: events, and captions if asked.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::{Phase, Record};
 use crate::sink::{Printer, Sink};
 
@@ -83,7 +83,10 @@ impl Sink for StdoutSink {
     async fn send(&mut self, batch: &[Record]) -> Result<()> {
         for r in batch {
             if let Some(line) = self.line(r) {
-                (self.print)(line);
+                (self.print)(line).map_err(|e| Error::Sink {
+                    sink: "stdout".into(),
+                    message: format!("cannot print ({e}); the other sinks go on"),
+                })?;
             }
         }
         Ok(())

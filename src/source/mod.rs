@@ -30,6 +30,8 @@ pub enum SourceMessage {
     Input(Input),
     /// The source failed; what it sent before stays valid.
     Failed(String),
+    /// The user asked the stream to stop: end it where it is.
+    Stop,
 }
 
 /// What the user asked of one source (validated config, ready to run).
@@ -119,11 +121,6 @@ impl Source {
             bus_thread: Some(bus_thread),
             shutdown,
         })
-    }
-
-    /// Asks the source to end as if its media had ended (drains, then EOS).
-    pub fn stop(&self) {
-        self.pipeline.send_event(gst::event::Eos::new());
     }
 
     /// Waits for the bus thread (until the media ended or failed, or at once

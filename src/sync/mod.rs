@@ -94,6 +94,9 @@ fn run(
                 sync.push(msg, &mut ready);
                 drop(timer);
             }
+            // Ended where it is: what was read is flushed as the last chunks;
+            // the source's callbacks then find the channel closed and stop.
+            Ok(SourceMessage::Stop) => sync.finish(&mut ready),
             Ok(SourceMessage::Failed(reason)) => {
                 failure = Some(reason);
                 sync.finish(&mut ready);

@@ -109,7 +109,7 @@ fn counters_match_the_summary() {
     let options = RunOptions {
         out_dir: PathBuf::from(dir.path()),
         start_time: None,
-        printer: Arc::new(|_| {}),
+        printer: Arc::new(|_| Ok(())),
     };
     let report = vigil::graph::run(
         &config,

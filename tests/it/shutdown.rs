@@ -3,18 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use crate::clip::{self, ClipSpec, SECOND};
+use crate::clip::{self, ClipSpec, Container, SECOND};
 use crate::run::{read_jsonl, vigil};
 
 #[test]
 fn interrupt_drains_and_closes_every_event() {
-    // Long enough that vigil is still reading it when interrupted.
+    // Long enough that vigil is still reading it when interrupted; H.264 in
+    // MP4, whose demuxer pulls from the file (an EOS event does not stop it).
     let clip = clip::temp(
         &ClipSpec {
-            duration: 300 * SECOND,
+            container: Container::Mp4Aac,
+            duration: 120 * SECOND,
             ..Default::default()
         },
-        "long.mkv",
+        "long.mp4",
     );
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("out");

@@ -15,7 +15,10 @@ fn onsets(spec: &ClipSpec, name: &str) -> (f64, f64) {
     assert_eq!(r.events("loud_sound", "end").len(), 1);
     r.assert_lifecycles_closed();
     let found = (secs(&motion[0]["start"]), secs(&loud[0]["start"]));
-    eprintln!("{name}: motion starts at {} s, loud_sound at {} s", found.0, found.1);
+    eprintln!(
+        "{name}: motion starts at {} s, loud_sound at {} s",
+        found.0, found.1
+    );
     found
 }
 
