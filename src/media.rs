@@ -171,6 +171,9 @@ pub struct Chunk {
     /// Whether the stream has an audio / a video branch at all.
     pub has_audio: bool,
     pub has_video: bool,
+    /// Where the video / audio branch ended, once it has (stream time).
+    pub video_end: Option<Timestamp>,
+    pub audio_end: Option<Timestamp>,
     /// When the synchroniser made the chunk, for the latency metric.
     pub made_at: std::time::Instant,
 }

@@ -193,6 +193,8 @@ mod tests {
                 utc_origin: 0,
                 has_audio: true,
                 has_video: false,
+                video_end: None,
+                audio_end: None,
                 made_at: std::time::Instant::now(),
             })
             .collect()

@@ -197,14 +197,17 @@ fn secs(t: Timestamp) -> String {
 }
 
 fn describe_note(n: &EventNote) -> String {
-    if n.cut {
-        return match n.kind {
-            "loud_sound" => format!(
-                "the loud sound goes on until the stream ends at {}",
-                secs(n.at)
-            ),
-            kind => format!("{kind} goes on until the stream ends at {}", secs(n.at)),
+    if let Some(input) = n.cut {
+        let input = match input {
+            "video" => "the picture",
+            "audio" => "the sound",
+            _ => "the stream",
         };
+        let what = match n.kind {
+            "loud_sound" => "the loud sound",
+            kind => kind,
+        };
+        return format!("{what} goes on until {input} ends at {}", secs(n.at));
     }
     match (n.kind, n.phase) {
         ("motion", Phase::Start) => format!("motion starts at {} {}", secs(n.at), region(n.bbox)),

@@ -47,6 +47,8 @@ pub struct EventSeries {
     open: Option<Open>,
     /// Statistics gathered while pending (before the start record).
     gathering: Open,
+    /// What ended the input when an open event is closed by `finish`.
+    cut_by: &'static str,
 }
 
 impl EventSeries {
@@ -57,6 +59,7 @@ impl EventSeries {
             seq: 0,
             open: None,
             gathering: Open::default(),
+            cut_by: "stream",
         }
     }
 
@@ -127,7 +130,7 @@ impl EventSeries {
                     at: onset,
                     bbox: open.bbox,
                     peak_db: open.peak_db,
-                    cut: false,
+                    cut: None,
                 });
                 out.push(rec);
                 self.open = Some(open);
@@ -136,8 +139,8 @@ impl EventSeries {
                 let open = self.open.take().unwrap_or_default();
                 let mut details = self.details(&open);
                 if cut {
-                    // Still holding when the stream ended: `end` is the stream's.
-                    details.insert("until_stream_end".into(), json!(true));
+                    // Still holding when its input ended: `end` is the input's.
+                    details.insert("until".into(), json!(format!("{}_end", self.cut_by)));
                 }
                 details.insert(
                     "duration".into(),
@@ -159,7 +162,7 @@ impl EventSeries {
                     at: end,
                     bbox: open.bbox,
                     peak_db: open.peak_db,
-                    cut,
+                    cut: cut.then_some(self.cut_by),
                 });
                 out.push(rec);
             }
@@ -187,14 +190,17 @@ impl EventSeries {
         d
     }
 
-    /// The stream ended at `end`: closes an open event.
+    /// The input ended at `end` (`cut_by`: the `stream`, or its `video` or
+    /// `audio` branch): closes an open event.
     pub fn finish(
         &mut self,
         maker: &mut RecordMaker,
         end: Timestamp,
+        cut_by: &'static str,
         out: &mut Vec<Record>,
         notes: &mut Vec<EventNote>,
     ) {
+        self.cut_by = cut_by;
         if let Some(t) = self.lifecycle.finish(end) {
             self.transition(maker, t, out, notes);
         }

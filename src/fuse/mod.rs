@@ -29,8 +29,8 @@ pub struct EventNote {
     pub at: Timestamp,
     pub bbox: Option<[f32; 4]>,
     pub peak_db: f32,
-    /// An end that came because the stream did.
-    pub cut: bool,
+    /// An end that came because the input did: `stream`, `video`, `audio`.
+    pub cut: Option<&'static str>,
 }
 
 /// Makes the records of one stream: run, ids, UTC.
@@ -180,6 +180,18 @@ impl Fuser {
                 }
             }
         }
+        // A branch that ended before the stream closes its own events there.
+        // (At the stream's own end, `finish` closes them as the stream's.)
+        let ended_here =
+            |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
+        if let Some(e) = chunk.video_end.filter(ended_here) {
+            self.motion
+                .finish(&mut self.maker, e, "video", &mut out, &mut notes);
+        }
+        if let Some(e) = chunk.audio_end.filter(ended_here) {
+            self.loud
+                .finish(&mut self.maker, e, "audio", &mut out, &mut notes);
+        }
         for n in notes {
             self.captions.note(n);
         }
@@ -206,10 +218,9 @@ impl Fuser {
         let mut out = Vec::new();
         let mut notes = Vec::new();
         let end = self.end;
-        self.motion
-            .finish(&mut self.maker, end, &mut out, &mut notes);
-        self.loud.finish(&mut self.maker, end, &mut out, &mut notes);
-        self.gap.finish(&mut self.maker, end, &mut out, &mut notes);
+        for series in [&mut self.motion, &mut self.loud, &mut self.gap] {
+            series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
+        }
         if let Some(reason) = failure {
             let id = format!("{}/stream_error/1", self.maker.stream);
             let mut details = Map::new();
@@ -233,7 +244,7 @@ impl Fuser {
                 at: end,
                 bbox: None,
                 peak_db: 0.0,
-                cut: false,
+                cut: None,
             });
         }
         let any_notes = !notes.is_empty();

@@ -112,15 +112,23 @@ fn add_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
 }
 
 /// Keeps the first frame at or after each slot of the analysis rate, by PTS,
-/// before anything is converted: frames keep their own PTS.
-fn sample_by_pts(pad: &gst::Pad, fps: (u32, u32)) {
+/// before anything is converted: frames keep their own PTS. Returns where
+/// the decoded video reaches (end of the latest frame, kept or not).
+fn sample_by_pts(pad: &gst::Pad, fps: (u32, u32)) -> Arc<AtomicU64> {
     let (num, den) = (fps.0.max(1) as u64, fps.1.max(1) as u64);
     let next_slot = AtomicU64::new(0);
+    let extent = Arc::new(AtomicU64::new(0));
+    let reach = extent.clone();
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buffer.pts() else {
             return gst::PadProbeReturn::Ok;
         };
         let pts = pts.nseconds();
+        let end = pts + buffer.duration().map_or(0, |d| d.nseconds());
+        reach.fetch_max(end, Ordering::Relaxed);
         if pts < next_slot.load(Ordering::Relaxed) {
             return gst::PadProbeReturn::Drop;
         }
@@ -128,6 +136,7 @@ fn sample_by_pts(pad: &gst::Pad, fps: (u32, u32)) {
         next_slot.store(mul_div_ceil(slot, SECOND * den, num), Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
+    extent
 }
 
 fn add_video(
@@ -137,7 +146,7 @@ fn add_video(
     tx: Sender<SourceMessage>,
     metrics: StageMetrics,
 ) -> Result<(), String> {
-    sample_by_pts(pad, settings.fps);
+    let extent = sample_by_pts(pad, settings.fps);
     let queue = make("queue")?;
     let scale = make("videoscale")?;
     let convert = make("videoconvert")?;
@@ -156,9 +165,14 @@ fn add_video(
         .sync(false)
         .build();
     let thumbnail = settings.thumbnail_width;
-    deliver(&sink, Branch::Video, tx, metrics, move |sample| {
-        video_frame(sample, thumbnail).map(Input::Frame)
-    });
+    deliver(
+        &sink,
+        Branch::Video,
+        Some(extent),
+        tx,
+        metrics,
+        move |sample| video_frame(sample, thumbnail).map(Input::Frame),
+    );
     attach(
         pipeline,
         pad,
@@ -172,6 +186,7 @@ fn add_video(
 fn deliver(
     sink: &gst_app::AppSink,
     branch: Branch,
+    extent: Option<Arc<AtomicU64>>,
     tx: Sender<SourceMessage>,
     metrics: StageMetrics,
     convert: impl Fn(&gst::Sample) -> Result<Input, String> + Send + 'static,
@@ -200,6 +215,9 @@ fn deliver(
                 }
             })
             .eos(move |_| {
+                if let Some(end) = extent.as_ref().map(|e| e.load(Ordering::Relaxed)) {
+                    let _ = eos_tx.send(SourceMessage::Input(Input::VideoExtent(Timestamp(end))));
+                }
                 let _ = eos_tx.send(SourceMessage::Input(Input::Eos(branch)));
             })
             .build(),
@@ -271,7 +289,7 @@ fn add_audio(
         .max_buffers(APPSINK_BUFFERS)
         .sync(false)
         .build();
-    deliver(&sink, Branch::Audio, tx, metrics, |sample| {
+    deliver(&sink, Branch::Audio, None, tx, metrics, |sample| {
         audio_block(sample).map(Input::Audio)
     });
     attach(

@@ -37,6 +37,9 @@ pub enum Input {
     Audio(AudioBlock),
     /// The container's creation time, nanoseconds since the Unix epoch.
     CreationTime(i64),
+    /// Decoded video reaches this PTS (frames between the sampled ones
+    /// included): where the video branch ends, sent before its EOS.
+    VideoExtent(Timestamp),
     Eos(Branch),
 }
 
@@ -221,6 +224,7 @@ impl Synchroniser {
                 self.audio.first_pts.get_or_insert(b.pts.0);
             }
             Input::CreationTime(t) => self.creation_time = Some(*t),
+            Input::VideoExtent(_) => {}
             Input::Eos(Branch::Video) => self.video.eos = true,
             Input::Eos(Branch::Audio) => self.audio.eos = true,
         }
@@ -305,6 +309,13 @@ impl Synchroniser {
                 let rel = Timestamp(b.pts.0.saturating_sub(origin));
                 let start = time_to_sample_nearest(rel, AUDIO_RATE);
                 self.track.push(start, &b.samples[skip as usize..]);
+            }
+            Input::VideoExtent(end) => {
+                let end = Timestamp(end.0.saturating_sub(origin));
+                // Only past frames that reached sync: never before a chunk already out.
+                if self.video_wm.is_some() && end > self.next_start {
+                    self.video_end = self.video_end.max(end);
+                }
             }
             Input::Topology { .. } | Input::CreationTime(_) | Input::Eos(_) => {}
         }
@@ -455,6 +466,8 @@ impl Synchroniser {
             utc_origin: self.utc_origin(),
             has_audio: self.audio.present,
             has_video: self.video.present,
+            video_end: (self.video.present && self.video.eos).then_some(self.video_end),
+            audio_end: self.audio_end().map(|a| sample_to_time(a, AUDIO_RATE)),
             made_at: std::time::Instant::now(),
         };
         self.seq += 1;

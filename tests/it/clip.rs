@@ -26,6 +26,8 @@ pub enum Container {
 pub struct ClipSpec {
     pub container: Container,
     pub duration: u64,
+    /// The picture ends here when set (before `duration`, where the sound ends).
+    pub video_until: Option<u64>,
     pub video: bool,
     pub audio: bool,
     pub fps: u32,
@@ -42,6 +44,7 @@ impl Default for ClipSpec {
         ClipSpec {
             container: Container::MkvPcm,
             duration: 6 * SECOND,
+            video_until: None,
             video: true,
             audio: true,
             fps: 25,
@@ -132,7 +135,7 @@ pub fn make(spec: &ClipSpec, path: &Path) {
     loop {
         let vt = i * frame_ns;
         let at = spec.audio_offset + (n as u128 * SECOND as u128 / spec.audio_rate as u128) as u64;
-        let video_left = v.is_some() && vt < spec.duration;
+        let video_left = v.is_some() && vt < spec.video_until.unwrap_or(spec.duration);
         let audio_left = a.is_some() && (n as u128) < total_samples;
         if !video_left && !audio_left {
             break;

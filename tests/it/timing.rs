@@ -1,6 +1,6 @@
 //! Event onsets land where the media says, to the frame and within 10 ms of sound.
 
-use crate::clip::{self, ClipSpec, Container, MS};
+use crate::clip::{self, ClipSpec, Container, MS, SECOND};
 use crate::run::{run_file, secs};
 
 fn onsets(spec: &ClipSpec, name: &str) -> (f64, f64) {
@@ -59,4 +59,25 @@ fn a_late_sound_track_shows_its_offset() {
         (offset - 0.200).abs() <= 0.010,
         "offset {offset:.3} s, expected 0.200 ± 0.010"
     );
+}
+
+#[test]
+fn an_event_ends_with_the_branch_it_was_seen_in() {
+    // The picture (moving from 3.0 s) ends at 5.0 s; the tone runs to 8.0 s.
+    let spec = ClipSpec {
+        duration: 8 * SECOND,
+        video_until: Some(5 * SECOND),
+        ..Default::default()
+    };
+    let clip = clip::temp(&spec, "short_video.mkv");
+    let r = run_file(&clip.path);
+    assert!(r.ok(), "{}", r.stderr());
+    r.assert_lifecycles_closed();
+    let motion = r.events("motion", "end");
+    assert_eq!(motion.len(), 1);
+    assert_eq!(secs(&motion[0]["end"]), 5.0, "{:?}", motion[0]);
+    assert_eq!(motion[0]["details"]["until"], "video_end");
+    let loud = r.events("loud_sound", "end");
+    assert_eq!(secs(&loud[0]["end"]), 8.0);
+    assert_eq!(loud[0]["details"]["until"], "stream_end");
 }
