@@ -23,8 +23,9 @@ use crate::sync::{SyncOutcome, SyncSettings};
 const SOURCE_QUEUE: usize = 64;
 /// Chunks queued between stages of one stream.
 const CHUNK_QUEUE: usize = 4;
-/// Record batches queued for the sinks.
-const SINK_QUEUE: usize = 256;
+/// Record batches queued for the sinks: small, so that records reach the
+/// durable log within about a chunk (fusion waits when the log is slow).
+const SINK_QUEUE: usize = 16;
 
 /// How to run, beyond the pipeline file.
 pub struct RunOptions {
@@ -88,7 +89,11 @@ pub fn run(
     let sinks = crate::sink::build(
         &config.sinks,
         &options.out_dir,
-        config.sources.len(),
+        &config
+            .sources
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>(),
         options.printer.clone(),
     )?;
     let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);

@@ -86,6 +86,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => run(pipeline, sources, out, start_time),
         Command::Check { pipeline } => {
             let config = PipelineConfig::load(&pipeline)?;
+            if config.sources.is_empty() {
+                println!(
+                    "{}: ok, but it has no [[sources]]: run it with `vigil run {} --source URI`",
+                    pipeline.display(),
+                    pipeline.display()
+                );
+                return Ok(0);
+            }
             println!(
                 "{}: ok ({} source{}, encoders: {})",
                 pipeline.display(),

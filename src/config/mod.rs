@@ -283,6 +283,7 @@ pub struct StdoutConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:9090`.
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: std::net::SocketAddr,
 }
 
@@ -302,9 +303,12 @@ impl PipelineConfig {
             path: path.to_path_buf(),
             message: locate(text, e.span(), e.message()),
         })?;
-        config.validate().map_err(|message| Error::Config {
+        config.check().map_err(|p| Error::Config {
             path: path.to_path_buf(),
-            message,
+            message: match p.find.locate(text) {
+                Some(at) => locate(text, Some(at..at), &p.message),
+                None => p.message,
+            },
         })?;
         Ok(config)
     }
@@ -317,29 +321,53 @@ impl PipelineConfig {
 
     /// Checks what serde cannot see field by field.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        self.check().map_err(|p| p.message)
+    }
+
+    /// What serde cannot see field by field, with where to look in the file.
+    fn check(&self) -> std::result::Result<(), Problem> {
         let mut seen = HashSet::new();
         for s in &self.sources {
             if !seen.insert(s.name.as_str()) {
-                return Err(format!(
-                    "two sources are named `{}`: stream names must be unique",
-                    s.name
-                ));
+                return Err(Problem {
+                    message: format!(
+                        "two sources are named `{}`: stream names must be unique",
+                        s.name
+                    ),
+                    find: Find::Value("name", s.name.clone(), 2),
+                });
             }
         }
         if !self.fusion.caption_span.is_multiple_of(self.sync.hop) {
-            return Err(format!(
-                "[fusion] caption_span ({}) must be a whole number of [sync] hops ({})",
-                humantime::format_duration(std::time::Duration::from_nanos(
-                    self.fusion.caption_span
-                )),
-                humantime::format_duration(std::time::Duration::from_nanos(self.sync.hop)),
-            ));
+            return Err(Problem {
+                message: format!(
+                    "caption_span ({}) must be a whole number of [sync] hops ({})",
+                    humantime::format_duration(std::time::Duration::from_nanos(
+                        self.fusion.caption_span
+                    )),
+                    humantime::format_duration(std::time::Duration::from_nanos(self.sync.hop)),
+                ),
+                find: Find::Key("caption_span"),
+            });
         }
         if self.sinks.jsonl.is_none() && self.sinks.webvtt.is_none() && self.sinks.stdout.is_none()
         {
-            return Err(
-                "[sinks] lists no sink, so nothing would be recorded: add [sinks.jsonl]".into(),
-            );
+            return Err(Problem {
+                message: "[sinks] lists no sink, so nothing would be recorded: add [sinks.jsonl]"
+                    .into(),
+                find: Find::Key("[sinks]"),
+            });
+        }
+        if let (Some(j), Some(v)) = (&self.sinks.jsonl, &self.sinks.webvtt)
+            && j.path == v.path
+        {
+            return Err(Problem {
+                message: format!(
+                    "[sinks.jsonl] and [sinks.webvtt] both write `{}`: the captions would overwrite the event log",
+                    j.path.display()
+                ),
+                find: Find::Key("[sinks.webvtt]"),
+            });
         }
         Ok(())
     }

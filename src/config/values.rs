@@ -85,7 +85,9 @@ where
     T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
 {
     let v = T::deserialize(d)?;
-    if v < lo || v > hi {
+    // Written so that NaN is out of range too.
+    let inside = v >= lo && v <= hi;
+    if !inside {
         return Err(serde::de::Error::custom(format!(
             "{what} {v} is out of range: expected {lo} to {hi}"
         )));
@@ -114,7 +116,20 @@ pub(super) fn dbfs<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
 
 /// A duration written as `500ms`, `1s`, `2m`… in nanoseconds.
 pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Number(f64),
+    }
+    let s = match Written::deserialize(d)? {
+        Written::Text(s) => s,
+        Written::Number(n) => {
+            return Err(serde::de::Error::custom(format!(
+                "a duration needs a unit: write `\"{n}s\"` or e.g. `\"500ms\"`"
+            )));
+        }
+    };
     let v = humantime::parse_duration(&s).map_err(|e| {
         serde::de::Error::custom(format!(
             "invalid duration `{s}` ({e}): expected e.g. `500ms` or `2s`"
@@ -193,4 +208,70 @@ pub(super) fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: 
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!("{line}:{col}: {}", message.trim())
+}
+
+/// An `IP:port` socket address, with a message that says so.
+pub(super) fn socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::net::SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not an address to listen on: expected IP:port, e.g. `127.0.0.1:9090` or `0.0.0.0:9090` (host names are not looked up)"
+        ))
+    })
+}
+
+/// A check that failed after parsing, and how to find its place in the text.
+pub(super) struct Problem {
+    pub message: String,
+    pub find: Find,
+}
+
+/// Where a problem is in a pipeline file.
+pub(super) enum Find {
+    /// The line that starts with this key or table header.
+    Key(&'static str),
+    /// The `n`th (1-based) `key = "value"`.
+    Value(&'static str, String, usize),
+}
+
+impl Find {
+    /// Byte offset of the place in `text`, if it is there as written.
+    pub fn locate(&self, text: &str) -> Option<usize> {
+        let mut offset = 0;
+        let mut seen = 0;
+        for line in text.split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            let at = offset + (line.len() - trimmed.len());
+            offset += line.len();
+            match self {
+                Find::Key(key) => {
+                    let rest = trimmed.strip_prefix(key);
+                    if rest.is_some_and(|r| key.starts_with('[') || r.trim_start().starts_with('='))
+                    {
+                        return Some(at);
+                    }
+                }
+                Find::Value(key, value, n) => {
+                    let Some((k, v)) = trimmed.split_once('=') else {
+                        continue;
+                    };
+                    let v = v
+                        .split('#')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches(['"', '\'']);
+                    if k.trim() == *key && v == value {
+                        seen += 1;
+                        if seen == *n {
+                            return Some(at);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
 }

@@ -19,6 +19,9 @@ pub struct JsonlSink {
     path: PathBuf,
     file: File,
     buf: Vec<u8>,
+    /// A write failed part-way: the next one starts on a new line, so that
+    /// its first record is not glued to the cut one.
+    cut: bool,
 }
 
 impl JsonlSink {
@@ -46,6 +49,7 @@ impl JsonlSink {
             path: path.to_path_buf(),
             file,
             buf: Vec::new(),
+            cut: false,
         })
     }
 }
@@ -58,6 +62,9 @@ impl Sink for JsonlSink {
 
     async fn send(&mut self, batch: &[Record]) -> Result<()> {
         self.buf.clear();
+        if std::mem::take(&mut self.cut) {
+            self.buf.push(b'\n');
+        }
         for r in batch {
             serde_json::to_writer(&mut self.buf, r).map_err(|e| Error::Sink {
                 sink: "jsonl".into(),
@@ -71,7 +78,10 @@ impl Sink for JsonlSink {
                 e,
             )
         };
-        self.file.write_all(&self.buf).map_err(err)?;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            self.cut = true;
+            return Err(err(e));
+        }
         self.file.sync_data().map_err(err)
     }
 

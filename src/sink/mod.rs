@@ -38,7 +38,7 @@ pub type Printer = Arc<dyn Fn(String) -> std::io::Result<()> + Send + Sync>;
 pub fn build(
     config: &SinksConfig,
     out_dir: &Path,
-    streams: usize,
+    streams: &[String],
     printer: Printer,
 ) -> Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -48,13 +48,13 @@ pub fn build(
     if let Some(c) = &config.webvtt {
         sinks.push(Box::new(webvtt::WebVttSink::create(
             &out_dir.join(&c.path),
-            streams > 1,
+            streams,
         )?));
     }
     if let Some(c) = &config.stdout {
         sinks.push(Box::new(stdout::StdoutSink::new(
             c.captions,
-            streams > 1,
+            streams.len() > 1,
             printer,
         )));
     }

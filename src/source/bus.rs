@@ -74,11 +74,24 @@ fn creation_time(tags: &gst::TagList) -> Option<i64> {
 
 /// One line that says what went wrong with the media and what to do.
 pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -> String {
-    let shown = match gst::glib::filename_from_uri(uri) {
-        Ok((path, _)) => path.display().to_string(),
-        Err(_) => uri.to_string(),
-    };
-    let what = if err.matches(gst::StreamError::TypeNotFound) {
+    let file = gst::glib::filename_from_uri(uri).ok().map(|(p, _)| p);
+    let shown = file
+        .as_ref()
+        .map_or(uri.to_string(), |p| p.display().to_string());
+    let detail = debug
+        .and_then(|d| d.lines().last())
+        .and_then(|l| l.rsplit(':').next())
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map_or(String::new(), |d| format!(": {d}"));
+    let what = if err.matches(gst::CoreError::MissingPlugin)
+        && err.message().contains("URI handler")
+    {
+        let scheme = uri.split("://").next().unwrap_or(uri);
+        format!(
+            "vigil cannot read `{scheme}://` addresses (GStreamer has no source for them); give a file path, or a file://, rtsp://, http(s):// URI"
+        )
+    } else if err.matches(gst::StreamError::TypeNotFound) {
         "not a media file GStreamer can read (its type could not be determined); check that the file is audio or video".to_string()
     } else if err.matches(gst::StreamError::CodecNotFound)
         || err.matches(gst::CoreError::MissingPlugin)
@@ -89,19 +102,27 @@ pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -
         )
     } else if err.matches(gst::ResourceError::NotFound) {
         "not found; check the path or address".to_string()
+    } else if file.is_none()
+        && (err.matches(gst::ResourceError::OpenRead)
+            || err.matches(gst::ResourceError::OpenReadWrite)
+            || err.matches(gst::ResourceError::Read)
+            || err.matches(gst::ResourceError::Busy)
+            || err.matches(gst::StreamError::Failed))
+    {
+        format!(
+            "cannot read from it ({}{detail}); check the address, that the server is up and that this machine can reach it",
+            err.message()
+        )
     } else if err.matches(gst::StreamError::Demux)
         || err.matches(gst::StreamError::Decode)
         || err.matches(gst::StreamError::Failed)
     {
-        let detail = debug.and_then(|d| d.lines().last()).unwrap_or("");
         format!(
-            "the media is corrupt or truncated ({}{}{}); what was read before this point was kept",
-            err.message(),
-            if detail.is_empty() { "" } else { ": " },
-            detail.rsplit(':').next().unwrap_or("").trim()
+            "the media is corrupt or truncated ({}{detail}); what was read before this point was kept",
+            err.message()
         )
     } else {
-        err.message().to_string()
+        format!("{}{detail}", err.message())
     };
     format!("{shown}: {what}")
 }

@@ -47,6 +47,17 @@ pub fn spawn(
             if outcome.failure.is_none() {
                 outcome.failure = truncated(&status, outcome.stats.end_pts);
             }
+            if outcome.failure.is_none()
+                && outcome.stats.chunks == 0
+                && !status
+                    .stop_requested
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                outcome.failure = Some(format!(
+                    "{}: no audio or video could be decoded from it; nothing to analyse",
+                    status.source
+                ));
+            }
             // Before `output` closes, so that fusion sees the failure when it ends.
             if let Some(reason) = &outcome.failure {
                 status.fail(reason.clone());

@@ -110,6 +110,46 @@ fn a_malformed_pipeline_file() {
 }
 
 #[test]
+fn a_stream_failing_mid_file_does_not_stop_the_others() {
+    let spec = ClipSpec {
+        container: Container::Mp4Aac,
+        duration: 10 * SECOND,
+        ..Default::default()
+    };
+    let whole = clip::temp(&spec, "whole.mp4");
+    let bytes = std::fs::read(&whole.path).expect("read");
+    let cut = whole.dir.path().join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let good = clip::temp(&ClipSpec::default(), "good.mkv");
+    let r = run(&[
+        "--source",
+        cut.to_str().unwrap_or_default(),
+        "--source",
+        good.path.to_str().unwrap_or_default(),
+    ]);
+    expect_one_error(&r, "stream 'cut'");
+    r.assert_lifecycles_closed();
+    for stream in ["cut", "good"] {
+        let motion: Vec<_> = r
+            .events("motion", "start")
+            .into_iter()
+            .filter(|e| e["stream"] == stream)
+            .collect();
+        assert_eq!(motion.len(), 1, "{stream} recorded its motion");
+    }
+    let good_end = r
+        .events("motion", "end")
+        .into_iter()
+        .find(|e| e["stream"] == "good")
+        .expect("good ends");
+    assert_eq!(
+        secs(&good_end["end"]),
+        6.0,
+        "the good stream ran to its end"
+    );
+}
+
+#[test]
 fn a_bad_stream_does_not_stop_the_others() {
     let clip = clip::temp(&ClipSpec::default(), "good.mkv");
     let r = run(&[

@@ -76,7 +76,7 @@ fn metrics_answer_during_a_cli_run() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let health = get(&format!("http://127.0.0.1:{port}/healthz"));
+    let health = get(&format!("http://127.0.0.1:{port}/healthz")).expect("/healthz answered");
     let out = child.wait_with_output().expect("vigil ends");
     assert!(
         out.status.success(),
@@ -86,9 +86,10 @@ fn metrics_answer_during_a_cli_run() {
     );
     let text = answered.expect("/metrics answered while the run was going");
     assert!(value(&text, series) > 0, "{text}");
-    if let Some(h) = health {
-        assert!(h.contains("\"cam\""), "{h}");
-    }
+    assert!(
+        health.contains("\"cam\":\"running\"") && health.contains("\"status\":\"ok\""),
+        "{health}"
+    );
 }
 
 #[test]
@@ -156,11 +157,15 @@ fn counters_match_the_summary() {
     let lines = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");
     assert_eq!(lines.lines().count() as u64, report.sinks.records);
     for stage in ["source", "sync", "encode", "fuse", "sink"] {
-        assert!(
-            text.contains(&format!(
-                "vigil_stage_seconds_count{{stage=\"{stage}\",{label}}}"
-            )),
-            "{stage} reports vigil_stage_seconds"
+        let timed = value(
+            &text,
+            &format!("vigil_stage_seconds_count{{stage=\"{stage}\",{label}}}"),
         );
+        assert!(timed > 0, "{stage} timed no item");
+        let received = value(
+            &text,
+            &format!("vigil_received_total{{stage=\"{stage}\",{label}}}"),
+        );
+        assert!(received > 0, "{stage} received nothing");
     }
 }
