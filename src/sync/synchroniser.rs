@@ -264,6 +264,16 @@ impl Synchroniser {
             .min()
             .unwrap_or(0);
         self.origin = Some(origin);
+        if self.settings.live {
+            // Stream time zero of a live source is about now: the first
+            // buffer has just arrived. (--start-time and creation times are
+            // for files.)
+            self.utc_origin = Some(
+                chrono::Utc::now()
+                    .timestamp_nanos_opt()
+                    .unwrap_or(self.settings.fallback_utc),
+            );
+        }
     }
 
     fn utc_origin(&mut self) -> i64 {
