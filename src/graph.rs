@@ -177,7 +177,12 @@ pub fn run(
         }
     }
     tick(table);
-    let sinks = sink_thread.join().unwrap_or_default();
+    let sinks = sink_thread.join().unwrap_or_else(|_| SinkReport {
+        errors: vec![
+            "the sink thread stopped unexpectedly: the event log may lack the last records".into(),
+        ],
+        ..Default::default()
+    });
     tracing::debug!("sinks joined");
     let streams = running
         .iter()
