@@ -165,14 +165,11 @@ fn add_video(
         .sync(false)
         .build();
     let thumbnail = settings.thumbnail_width;
-    deliver(
-        &sink,
-        Branch::Video,
-        Some(extent),
-        tx,
-        metrics,
-        move |sample| video_frame(sample, thumbnail).map(Input::Frame),
-    );
+    deliver(&sink, Branch::Video, Some(extent), tx, metrics, {
+        // Caps change rarely: parse them once per change, not per frame.
+        let mut info: Option<(gst::Caps, gst_video::VideoInfo)> = None;
+        move |sample| video_frame(sample, thumbnail, &mut info).map(Input::Frame)
+    });
     attach(
         pipeline,
         pad,
@@ -189,7 +186,7 @@ fn deliver(
     extent: Option<Arc<AtomicU64>>,
     tx: Sender<SourceMessage>,
     metrics: StageMetrics,
-    convert: impl Fn(&gst::Sample) -> Result<Input, String> + Send + 'static,
+    mut convert: impl FnMut(&gst::Sample) -> Result<Input, String> + Send + 'static,
 ) {
     let eos_tx = tx.clone();
     sink.set_callbacks(
@@ -224,13 +221,25 @@ fn deliver(
     );
 }
 
-fn video_frame(sample: &gst::Sample, thumbnail: Option<u32>) -> Result<VideoFrame, String> {
+fn video_frame(
+    sample: &gst::Sample,
+    thumbnail: Option<u32>,
+    known: &mut Option<(gst::Caps, gst_video::VideoInfo)>,
+) -> Result<VideoFrame, String> {
     let buffer = sample.buffer().ok_or("a video sample without a buffer")?;
     let pts = buffer.pts().ok_or(
         "a video buffer has no timestamp (PTS); vigil does not guess time: remux the file",
     )?;
     let caps = sample.caps().ok_or("a video sample without caps")?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("video caps: {e}"))?;
+    let info = match known {
+        Some((c, info)) if c.as_ref() == caps => info.clone(),
+        _ => {
+            let info =
+                gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("video caps: {e}"))?;
+            *known = Some((caps.to_owned(), info.clone()));
+            info
+        }
+    };
     let (w, h) = (info.width(), info.height());
     let row = w as usize * 3;
     let packed = info.stride()[0] as usize == row
