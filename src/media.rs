@@ -42,35 +42,23 @@ pub struct Grey {
 }
 
 impl Grey {
-    /// Grey image `width` pixels wide (BT.601 luma, integer weights).
-    ///
-    /// Each grey pixel averages two samples of its block of the frame, a quarter
-    /// and three quarters across its middle row: enough to damp sensor and
-    /// compression noise, while reading one row in four of the frame. Reading
-    /// the frame is what costs (it was just written by another core), so this
-    /// keeps motion cheap next to decoding whatever the frame size.
+    /// Grey image `width` pixels wide (BT.601 luma, integer weights): one
+    /// sample at the centre of each block of the frame. Made in the
+    /// streaming thread right after conversion, while the frame is in cache;
+    /// reading one row in four keeps it cheap whatever the frame size, and a
+    /// changed-pixel threshold well above compression noise (25 grey levels
+    /// by default) makes up for the lack of averaging.
     pub fn from_rgb(rgb: &[u8], fw: usize, fh: usize, width: usize) -> Grey {
         let w = width.min(fw).max(1);
         let h = (fh * w / fw.max(1)).max(1);
-        let taps = |out: usize, src: usize| -> Vec<[usize; 2]> {
-            (0..out)
-                .map(|i| {
-                    let (a, b) = (i * src / out, ((i + 1) * src / out).max(i * src / out + 1));
-                    let span = b - a;
-                    [a + span / 4, (a + (3 * span) / 4).min(b - 1)]
-                })
-                .collect()
-        };
-        let xs = taps(w, fw);
+        let xs: Vec<usize> = (0..w).map(|i| (2 * i + 1) * fw / (2 * w)).collect();
         let ys: Vec<usize> = (0..h).map(|i| (2 * i + 1) * fh / (2 * h)).collect();
-        let luma = |x: usize, y: usize| -> u32 {
-            let i = (y * fw + x) * 3;
-            (77 * rgb[i] as u32 + 150 * rgb[i + 1] as u32 + 29 * rgb[i + 2] as u32) >> 8
-        };
         let mut pixels = Vec::with_capacity(w * h);
-        for y in &ys {
-            for [x0, x1] in &xs {
-                pixels.push(((luma(*x0, *y) + luma(*x1, *y)) / 2) as u8);
+        for &y in &ys {
+            let row = &rgb[y * fw * 3..(y + 1) * fw * 3];
+            for &x in &xs {
+                let p = &row[x * 3..x * 3 + 3];
+                pixels.push(((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8) as u8);
             }
         }
         Grey {
