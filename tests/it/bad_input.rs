@@ -60,8 +60,9 @@ fn a_zero_byte_file() {
     expect_one_error(&run_file(&path), "empty");
 }
 
-#[test]
-fn a_fast_start_mp4_cut_in_half_keeps_the_first_half() {
+/// A 10 s fast-start MP4 (H.264, AAC; index at the front) cut in half:
+/// the clip (which owns the directory) and the cut file's path.
+fn cut_in_half() -> (clip::TempClip, std::path::PathBuf) {
     let spec = ClipSpec {
         container: Container::Mp4Aac,
         duration: 10 * SECOND,
@@ -71,6 +72,12 @@ fn a_fast_start_mp4_cut_in_half_keeps_the_first_half() {
     let bytes = std::fs::read(&clip.path).expect("read");
     let cut = clip.dir.path().join("cut.mp4");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    (clip, cut)
+}
+
+#[test]
+fn a_fast_start_mp4_cut_in_half_keeps_the_first_half() {
+    let (_clip, cut) = cut_in_half();
     let r = run_file(&cut);
     expect_one_error(&r, "cut.mp4");
     // The picture changes at 3.0 s, the tone at 3.037 s: both in the first half.
@@ -111,15 +118,7 @@ fn a_malformed_pipeline_file() {
 
 #[test]
 fn a_stream_failing_mid_file_does_not_stop_the_others() {
-    let spec = ClipSpec {
-        container: Container::Mp4Aac,
-        duration: 10 * SECOND,
-        ..Default::default()
-    };
-    let whole = clip::temp(&spec, "whole.mp4");
-    let bytes = std::fs::read(&whole.path).expect("read");
-    let cut = whole.dir.path().join("cut.mp4");
-    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let (_whole, cut) = cut_in_half();
     let good = clip::temp(&ClipSpec::default(), "good.mkv");
     let r = run(&[
         "--source",
