@@ -81,3 +81,51 @@ fn an_event_ends_with_the_branch_it_was_seen_in() {
     assert_eq!(secs(&loud[0]["end"]), 8.0);
     assert_eq!(loud[0]["details"]["until"], "stream_end");
 }
+
+#[test]
+fn captions_say_what_moved_where_how_loud_and_what_changed() {
+    let clip = clip::temp(&ClipSpec::default(), "captions.mkv");
+    let r = run_file(&clip.path);
+    assert!(r.ok(), "{}", r.stderr());
+    let vtt = std::fs::read_to_string(r.out_dir.join("captions.vtt")).unwrap_or_default();
+    assert!(vtt.starts_with("WEBVTT\n\n"), "{vtt}");
+    let cues: Vec<&str> = vtt
+        .split("\n\n")
+        .skip(1)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // Two captions for the 6 s clip: [0, 5) with the change, then [5, 6).
+    assert_eq!(cues.len(), 2, "{vtt}");
+    assert!(
+        cues[0].contains("00:00:00.000 --> 00:00:05.000"),
+        "{}",
+        cues[0]
+    );
+    // The square appears at x 20–80, y 60–120 of 320×240: the left third,
+    // the middle band.
+    assert!(
+        cues[0].contains("Motion starts at 3.0 s on the left"),
+        "{}",
+        cues[0]
+    );
+    assert!(
+        cues[0].contains("a loud sound at 3.037 s (peak -6 dBFS)"),
+        "{}",
+        cues[0]
+    );
+    assert!(
+        cues[1].contains("00:00:05.000 --> 00:00:06.000"),
+        "{}",
+        cues[1]
+    );
+    assert!(
+        cues[1].contains("Motion goes on until the stream ends at 6.0 s"),
+        "{}",
+        cues[1]
+    );
+    assert!(
+        cues[1].contains("sound is loud (-9 dBFS, peak -6)"),
+        "{}",
+        cues[1]
+    );
+}
