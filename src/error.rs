@@ -29,6 +29,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A model (or ONNX Runtime) is missing, corrupt or not what its manifest says.
+    #[error("model '{model}': {message}")]
+    Model { model: String, message: String },
+
     /// A sink could not write.
     #[error("sink '{sink}': {message}")]
     Sink { sink: String, message: String },

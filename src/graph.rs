@@ -86,6 +86,7 @@ pub fn run(
     let run_id: Arc<str> = ulid::Ulid::new().to_string().into();
     let fallback_utc = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     crate::source::init()?;
+    crate::encode::check_models(&config.encoders)?;
     let sinks = crate::sink::build(
         &config.sinks,
         &options.out_dir,
@@ -242,7 +243,7 @@ fn start_stream(
         )
         .map_err(err)?,
     );
-    let encoders = crate::encode::build(&config.encoders, source.fps);
+    let encoders = crate::encode::build(&config.encoders, source.fps).map_err(err)?;
     r.encode = Some(
         crate::encode::spawn(
             name.clone(),

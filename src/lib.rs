@@ -17,7 +17,7 @@
 //! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`] |
 //! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged |
-//! | [`encode`] | the [`encode::Encoder`] trait; `motion` and `loudness` |
+//! | [`encode`] | the [`encode::Encoder`] trait; `motion`, `loudness`, `vad` (Silero on ONNX Runtime, [`encode::runtime`]) |
 //! | [`fuse`] | event lifecycles, captions, record ids |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, WebVTT, stdout |

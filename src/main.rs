@@ -127,7 +127,19 @@ fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
 fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<PipelineConfig> {
     let mut config = match (&pipeline, sources.is_empty()) {
         (Some(p), _) => PipelineConfig::load(p)?,
-        (None, false) => PipelineConfig::builtin(),
+        (None, false) => {
+            // The built-in pipeline turns on every encoder whose model is here.
+            let mut config = PipelineConfig::builtin();
+            for (encoder, model) in vigil::encode::missing_models(&config.encoders) {
+                eprintln!(
+                    "warning: encoder '{encoder}' is off: model '{model}' is not installed; run `make setup` (or `bash models/fetch.sh {model}`)"
+                );
+                if encoder == "vad" {
+                    config.encoders.vad = None;
+                }
+            }
+            config
+        }
         (None, true) => PipelineConfig::load(Path::new(DEMO_PIPELINE))
             .with_context(|| format!("`vigil run` alone runs {DEMO_PIPELINE}; run it from the repository, or name a pipeline or --source"))?,
     };

@@ -91,6 +91,50 @@ impl Default for SyncConfig {
 pub struct EncodersConfig {
     pub motion: Option<MotionConfig>,
     pub loudness: Option<LoudnessConfig>,
+    /// Voice activity (Silero VAD; needs its model, `make setup`).
+    pub vad: Option<VadConfig>,
+}
+
+/// Voice activity: `speech` events.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VadConfig {
+    /// Speech probability at which speech starts (it ends 0.15 below).
+    #[serde(default = "default_vad_threshold", deserialize_with = "fraction")]
+    pub threshold: f32,
+    /// Speech shorter than this is not an event.
+    #[serde(
+        default = "default_min_speech",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_speech: u64,
+    /// Pauses shorter than this do not end the event.
+    #[serde(
+        default = "default_min_silence",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_silence: u64,
+}
+
+impl VadConfig {
+    pub fn timing(&self) -> EventTiming {
+        EventTiming {
+            min_duration: self.min_speech,
+            cooldown: self.min_silence,
+        }
+    }
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        VadConfig {
+            threshold: default_vad_threshold(),
+            min_speech: default_min_speech(),
+            min_silence: default_min_silence(),
+        }
+    }
 }
 
 /// When an event starts and ends (DESIGN.md, "Fusion and records").

@@ -43,6 +43,15 @@ pub(super) fn default_loud_min() -> u64 {
 pub(super) fn default_loud_cooldown() -> u64 {
     SECOND
 }
+pub(super) fn default_vad_threshold() -> f32 {
+    0.5
+}
+pub(super) fn default_min_speech() -> u64 {
+    250 * MILLISECOND
+}
+pub(super) fn default_min_silence() -> u64 {
+    300 * MILLISECOND
+}
 pub(super) fn default_caption_span() -> u64 {
     5 * SECOND
 }

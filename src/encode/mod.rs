@@ -6,6 +6,8 @@
 
 pub mod loudness;
 pub mod motion;
+pub mod runtime;
+pub mod vad;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,6 +29,7 @@ pub use motion::{Motion, MotionSample};
 pub enum Features {
     Motion(Vec<MotionSample>),
     Loudness(LoudnessFeatures),
+    Voice(Vec<vad::VoiceWindow>),
 }
 
 /// One modality's analysis of a stream.
@@ -48,7 +51,7 @@ pub struct Encoded {
 }
 
 /// Builds the encoders a pipeline turns on, for one stream.
-pub fn build(config: &EncodersConfig, fps: u32) -> Vec<Box<dyn Encoder>> {
+pub fn build(config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>> {
     let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
     if let Some(m) = &config.motion {
         encoders.push(Box::new(Motion::new(m.clone(), fps)));
@@ -56,7 +59,34 @@ pub fn build(config: &EncodersConfig, fps: u32) -> Vec<Box<dyn Encoder>> {
     if let Some(l) = &config.loudness {
         encoders.push(Box::new(Loudness::new(l.clone())));
     }
-    encoders
+    if let Some(v) = &config.vad {
+        encoders.push(Box::new(vad::Vad::new(v.clone())?));
+    }
+    Ok(encoders)
+}
+
+/// The models the pipeline's encoders need that are not installed, as
+/// `(encoder, model)`.
+pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
+    let mut missing = Vec::new();
+    if config.vad.is_some() {
+        let m = runtime::Manifest::builtin(vad::MANIFEST);
+        if !m.installed() {
+            missing.push(("vad", m.name));
+        } else if !runtime::library_path().is_file() {
+            missing.push(("vad", "onnxruntime".into()));
+        }
+    }
+    missing
+}
+
+/// Loads every model the pipeline needs once, so that a missing, corrupt or
+/// mismatched one stops the run before any media flows.
+pub fn check_models(config: &EncodersConfig) -> Result<()> {
+    if let Some(v) = &config.vad {
+        vad::Vad::new(v.clone())?;
+    }
+    Ok(())
 }
 
 /// Runs a stream's encoders on its own thread, chunk by chunk, in order.

@@ -218,6 +218,8 @@ fn describe_note(n: &EventNote) -> String {
             n.peak_db
         ),
         ("loud_sound", _) => format!("the loud sound ends at {}", secs(n.at)),
+        ("speech", Phase::Start) => format!("someone speaks from {}", secs(n.at)),
+        ("speech", _) => format!("speech ends at {}", secs(n.at)),
         ("stream_error", _) => format!("the stream fails at {}", secs(n.at)),
         ("stream_gap", Phase::Start) => format!("the stream has a gap from {}", secs(n.at)),
         ("stream_gap", _) => format!("the stream is whole again from {}", secs(n.at)),

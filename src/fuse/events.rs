@@ -240,6 +240,27 @@ impl EventSeries {
         );
     }
 
+    pub fn voice(
+        &mut self,
+        maker: &mut RecordMaker,
+        w: &crate::encode::vad::VoiceWindow,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.step(
+            maker,
+            w.start,
+            w.end,
+            w.speaking,
+            None,
+            w.probability,
+            None,
+            None,
+            out,
+            notes,
+        );
+    }
+
     /// A gap flag on the chunk `[at, until)`.
     pub fn gap(
         &mut self,

@@ -107,6 +107,7 @@ pub struct Fuser {
     maker: RecordMaker,
     motion: EventSeries,
     loud: EventSeries,
+    speech: EventSeries,
     gap: EventSeries,
     captions: Captioner,
     has_video: bool,
@@ -123,6 +124,10 @@ impl Fuser {
             maker: RecordMaker::new(run, stream),
             motion: EventSeries::new("motion", motion.timing()),
             loud: EventSeries::new("loud_sound", loud.timing()),
+            speech: EventSeries::new(
+                "speech",
+                config.encoders.vad.clone().unwrap_or_default().timing(),
+            ),
             gap: EventSeries::new(
                 "stream_gap",
                 EventTiming {
@@ -172,6 +177,11 @@ impl Fuser {
                         self.captions.motion(s);
                     }
                 }
+                Features::Voice(windows) => {
+                    for w in windows {
+                        self.speech.voice(&mut self.maker, w, &mut out, &mut notes);
+                    }
+                }
                 Features::Loudness(l) => {
                     for w in &l.windows {
                         self.loud.loudness(&mut self.maker, w, &mut out, &mut notes);
@@ -189,8 +199,9 @@ impl Fuser {
                 .finish(&mut self.maker, e, "video", &mut out, &mut notes);
         }
         if let Some(e) = chunk.audio_end.filter(ended_here) {
-            self.loud
-                .finish(&mut self.maker, e, "audio", &mut out, &mut notes);
+            for series in [&mut self.loud, &mut self.speech] {
+                series.finish(&mut self.maker, e, "audio", &mut out, &mut notes);
+            }
         }
         for n in notes {
             self.captions.note(n);
@@ -218,7 +229,12 @@ impl Fuser {
         let mut out = Vec::new();
         let mut notes = Vec::new();
         let end = self.end;
-        for series in [&mut self.motion, &mut self.loud, &mut self.gap] {
+        for series in [
+            &mut self.motion,
+            &mut self.loud,
+            &mut self.speech,
+            &mut self.gap,
+        ] {
             series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
         }
         if let Some(reason) = failure {

@@ -200,7 +200,7 @@ for src in "$vtest" "$hd"; do
     ((ok_decode)) && { run_once "in$n-decode" "$i" "${decode[@]}" || ok_decode=0; }
     ((ok_chain)) && { run_once "in$n-chain" "$i" "${chain[@]}" || ok_chain=0; }
     if [[ "$skip_vigil" != 1 ]] && ((ok_vigil)); then
-      run_once "in$n-vigil" "$i" env RUST_LOG="${RUST_LOG:-warn}" "$vigil" run --source "$src" --out "$out" || ok_vigil=0
+      run_once "in$n-vigil" "$i" env RUST_LOG="${RUST_LOG:-warn}" "$vigil" run tests/bench/motion-loudness.toml --source "$src" --out "$out" || ok_vigil=0
     fi
   done
 
@@ -311,11 +311,11 @@ gst-launch-1.0 -q uridecodebin uri=\$URI name=d \\
     audio/x-raw,format=F32LE,rate=16000,channels=1 ! fakesink sync=false
 \`\`\`
 
-vigil (the built-in default pipeline; with no models installed it runs
-motion and loudness):
+vigil with motion and loudness (\`tests/bench/motion-loudness.toml\`: the
+model-free encoders, JSONL, WebVTT and stdout sinks):
 
 \`\`\`
-./target/release/vigil run --source \$SRC --out bench-out/vigil-inN
+./target/release/vigil run tests/bench/motion-loudness.toml --source \$SRC --out bench-out/vigil-inN
 \`\`\`
 
 The 1080p input is made once by:

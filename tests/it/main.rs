@@ -7,4 +7,5 @@ mod determinism;
 mod metrics;
 mod run;
 mod shutdown;
+mod speech;
 mod timing;

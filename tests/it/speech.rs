@@ -1,0 +1,81 @@
+//! Voice activity with the real Silero VAD model on recordings with known speech.
+
+use crate::clip;
+use crate::run::{run_file, secs, vigil};
+
+fn speech(path: &std::path::Path) -> Vec<(f64, f64)> {
+    let r = run_file(path);
+    assert!(r.ok(), "{}", r.stderr());
+    r.assert_lifecycles_closed();
+    r.events("speech", "end")
+        .iter()
+        .map(|e| (secs(&e["start"]), secs(&e["end"])))
+        .collect()
+}
+
+#[test]
+fn jfk_speaks_from_the_start_to_the_end() {
+    // "And so my fellow Americans … for your country.", 11.0 s.
+    let s = speech(&clip::shared("jfk.wav"));
+    assert!(s.len() >= 2, "{s:?}");
+    let (first, last) = (s[0], s[s.len() - 1]);
+    assert!((0.2..=0.6).contains(&first.0), "speech starts at {first:?}");
+    assert!((10.0..=11.0).contains(&last.1), "speech ends at {last:?}");
+    let spoken: f64 = s.iter().map(|(a, b)| b - a).sum();
+    assert!(spoken > 6.0, "{spoken} s of speech in {s:?}");
+}
+
+#[test]
+fn no_speech_before_the_first_words_of_the_call() {
+    // sample.wav: a phone call; no speech before 6.68 s (sample.stm).
+    let s = speech(&clip::shared("sample.wav"));
+    assert!(!s.is_empty());
+    assert!((6.5..=7.2).contains(&s[0].0), "first speech at {:?}", s[0]);
+}
+
+#[test]
+fn a_pipeline_naming_a_missing_model_stops_before_any_media() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pipeline = dir.path().join("vad.toml");
+    std::fs::write(&pipeline, "[encoders.vad]\n").expect("write");
+    let out = vigil()
+        .env("VIGIL_CACHE", dir.path().join("empty-cache"))
+        .args(["run", pipeline.to_str().unwrap_or_default(), "--source"])
+        .arg(clip::shared("jfk.wav"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("vigil");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("vigil:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("silero_vad") && lines[0].contains("make setup"),
+        "{}",
+        lines[0]
+    );
+    assert!(!dir.path().join("out/events.jsonl").exists(), "nothing ran");
+}
+
+#[test]
+fn the_builtin_pipeline_skips_a_missing_model_with_one_warning() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = vigil()
+        .env("VIGIL_CACHE", dir.path().join("empty-cache"))
+        .args(["run", "--source"])
+        .arg(clip::shared("jfk.wav"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("vigil");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let warnings: Vec<_> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("'vad'") && warnings[0].contains("make setup"),
+        "{}",
+        warnings[0]
+    );
+}
