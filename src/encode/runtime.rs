@@ -33,11 +33,24 @@ pub fn cache_dir() -> PathBuf {
 #[derive(Clone, Debug, Deserialize)]
 pub struct Manifest {
     pub name: String,
+    pub kind: String,
+    pub licence: String,
+    pub source: Source,
     pub cache: CachePath,
     #[serde(default)]
     pub inputs: Vec<Port>,
     #[serde(default)]
     pub outputs: Vec<Port>,
+}
+
+/// Where a file comes from: a registry package and the file inside it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Source {
+    pub registry: String,
+    pub package: String,
+    pub version: String,
+    pub member: String,
+    pub sha256: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -78,6 +91,48 @@ impl Manifest {
                 self.name
             ),
         }
+    }
+}
+
+/// Every manifest vigil knows, the runtime first.
+pub fn manifests() -> Vec<Manifest> {
+    [RUNTIME_MANIFEST, crate::encode::vad::MANIFEST]
+        .into_iter()
+        .map(Manifest::builtin)
+        .collect()
+}
+
+/// What the cache holds for a manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Installed {
+    Missing,
+    /// Present, sha256 as the manifest says.
+    Verified,
+    /// Present, but not the file the manifest names.
+    Corrupt,
+}
+
+impl Manifest {
+    /// Checks the cached file's sha256 against the manifest.
+    pub fn verify(&self) -> std::io::Result<Installed> {
+        use sha2::Digest;
+        let path = self.file();
+        if !path.is_file() {
+            return Ok(Installed::Missing);
+        }
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(if hex == self.source.sha256 {
+            Installed::Verified
+        } else {
+            Installed::Corrupt
+        })
     }
 }
 

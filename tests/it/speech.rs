@@ -79,3 +79,67 @@ fn the_builtin_pipeline_skips_a_missing_model_with_one_warning() {
         warnings[0]
     );
 }
+
+/// The cache the tests run with (as the Makefile sets it).
+fn cache() -> std::path::PathBuf {
+    match std::env::var_os("VIGIL_CACHE").filter(|c| !c.is_empty()) {
+        Some(c) => c.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/vigil"),
+    }
+}
+
+#[test]
+fn a_corrupt_model_is_caught_by_verify_and_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("cache");
+    std::fs::create_dir_all(bad.join("models")).expect("mkdir");
+    std::fs::create_dir_all(bad.join("ort")).expect("mkdir");
+    let lib = "ort/libonnxruntime.so.1.31.1";
+    std::fs::copy(cache().join(lib), bad.join(lib))
+        .expect("ONNX Runtime is installed (make setup)");
+    let model = std::fs::read(cache().join("models/silero_vad.onnx"))
+        .expect("silero_vad is installed (make setup)");
+    std::fs::write(
+        bad.join("models/silero_vad.onnx"),
+        &model[..model.len() / 3],
+    )
+    .expect("write");
+
+    let verify = vigil()
+        .env("VIGIL_CACHE", &bad)
+        .args(["models", "verify"])
+        .output()
+        .expect("vigil");
+    assert!(!verify.status.success());
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        text.contains("onnxruntime") && text.contains(": ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("silero_vad") && text.contains("sha256 differs"),
+        "{text}"
+    );
+
+    let pipeline = dir.path().join("vad.toml");
+    std::fs::write(&pipeline, "[encoders.vad]\n").expect("write");
+    let out = vigil()
+        .env("VIGIL_CACHE", &bad)
+        .args(["run", pipeline.to_str().unwrap_or_default(), "--source"])
+        .arg(clip::shared("jfk.wav"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("vigil");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("vigil:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("model 'silero_vad'") && lines[0].contains("models/fetch.sh"),
+        "{}",
+        lines[0]
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
