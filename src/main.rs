@@ -199,6 +199,9 @@ fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
     if config.encoders.vad.is_some() {
         v.push("vad");
     }
+    if config.encoders.faces.is_some() {
+        v.push("faces");
+    }
     v
 }
 
@@ -212,8 +215,10 @@ fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<Pipeli
                 eprintln!(
                     "warning: encoder '{encoder}' is off: model '{model}' is not installed; run `make setup` (or `bash models/fetch.sh {model}`)"
                 );
-                if encoder == "vad" {
-                    config.encoders.vad = None;
+                match encoder {
+                    "vad" => config.encoders.vad = None,
+                    "faces" => config.encoders.faces = None,
+                    _ => {}
                 }
             }
             config

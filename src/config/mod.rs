@@ -93,6 +93,52 @@ pub struct EncodersConfig {
     pub loudness: Option<LoudnessConfig>,
     /// Voice activity (Silero VAD; needs its model, `make setup`).
     pub vad: Option<VadConfig>,
+    /// Faces (BlazeFace, short range; needs its model, `make setup`).
+    pub faces: Option<FacesConfig>,
+}
+
+/// Faces: `face` events while a face is in the picture.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacesConfig {
+    /// Score at or above which a detection is a face.
+    #[serde(default = "default_face_threshold", deserialize_with = "fraction")]
+    pub threshold: f32,
+    /// Overlap above which two detections are one face.
+    #[serde(default = "default_face_iou", deserialize_with = "fraction")]
+    pub iou: f32,
+    #[serde(
+        default = "default_motion_min",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_duration: u64,
+    #[serde(
+        default = "default_loud_cooldown",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cooldown: u64,
+}
+
+impl FacesConfig {
+    pub fn timing(&self) -> EventTiming {
+        EventTiming {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+        }
+    }
+}
+
+impl Default for FacesConfig {
+    fn default() -> Self {
+        FacesConfig {
+            threshold: default_face_threshold(),
+            iou: default_face_iou(),
+            min_duration: default_motion_min(),
+            cooldown: default_loud_cooldown(),
+        }
+    }
 }
 
 /// Voice activity: `speech` events.

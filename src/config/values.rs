@@ -43,6 +43,12 @@ pub(super) fn default_loud_min() -> u64 {
 pub(super) fn default_loud_cooldown() -> u64 {
     SECOND
 }
+pub(super) fn default_face_threshold() -> f32 {
+    0.75
+}
+pub(super) fn default_face_iou() -> f32 {
+    0.3
+}
 pub(super) fn default_vad_threshold() -> f32 {
     0.5
 }

@@ -4,6 +4,7 @@
 //! carries a partial window across chunks). Model-free encoders need no
 //! weights; neural ones are built from a manifest in `models/`.
 
+pub mod faces;
 pub mod loudness;
 pub mod motion;
 pub mod runtime;
@@ -30,6 +31,7 @@ pub enum Features {
     Motion(Vec<MotionSample>),
     Loudness(LoudnessFeatures),
     Voice(Vec<vad::VoiceWindow>),
+    Faces(Vec<faces::FrameFaces>),
 }
 
 /// One modality's analysis of a stream.
@@ -62,6 +64,9 @@ pub fn build(config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>>
     if let Some(v) = &config.vad {
         encoders.push(Box::new(vad::Vad::new(v.clone())?));
     }
+    if let Some(f) = &config.faces {
+        encoders.push(Box::new(faces::Faces::new(f.clone(), fps)?));
+    }
     Ok(encoders)
 }
 
@@ -69,12 +74,19 @@ pub fn build(config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>>
 /// `(encoder, model)`.
 pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
     let mut missing = Vec::new();
-    if config.vad.is_some() {
-        let m = runtime::Manifest::builtin(vad::MANIFEST);
+    let wanted = [
+        ("vad", config.vad.is_some(), vad::MANIFEST),
+        ("faces", config.faces.is_some(), faces::MANIFEST),
+    ];
+    for (encoder, on, manifest) in wanted {
+        if !on {
+            continue;
+        }
+        let m = runtime::Manifest::builtin(manifest);
         if !m.installed() {
-            missing.push(("vad", m.name));
+            missing.push((encoder, m.name));
         } else if !runtime::library_path().is_file() {
-            missing.push(("vad", "onnxruntime".into()));
+            missing.push((encoder, "onnxruntime".into()));
         }
     }
     missing
@@ -85,6 +97,9 @@ pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
 pub fn check_models(config: &EncodersConfig) -> Result<()> {
     if let Some(v) = &config.vad {
         vad::Vad::new(v.clone())?;
+    }
+    if let Some(f) = &config.faces {
+        faces::Faces::new(f.clone(), 5)?;
     }
     Ok(())
 }

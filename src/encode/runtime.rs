@@ -96,10 +96,14 @@ impl Manifest {
 
 /// Every manifest vigil knows, the runtime first.
 pub fn manifests() -> Vec<Manifest> {
-    [RUNTIME_MANIFEST, crate::encode::vad::MANIFEST]
-        .into_iter()
-        .map(Manifest::builtin)
-        .collect()
+    [
+        RUNTIME_MANIFEST,
+        crate::encode::vad::MANIFEST,
+        crate::encode::faces::MANIFEST,
+    ]
+    .into_iter()
+    .map(Manifest::builtin)
+    .collect()
 }
 
 /// What the cache holds for a manifest.

@@ -261,6 +261,29 @@ impl EventSeries {
         );
     }
 
+    pub fn faces(
+        &mut self,
+        maker: &mut RecordMaker,
+        f: &crate::encode::faces::FrameFaces,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let score = f.faces.iter().map(|x| x.score).fold(0.0, f32::max);
+        let bbox = f.faces.iter().fold(None, |acc, x| union(acc, Some(x.bbox)));
+        self.step(
+            maker,
+            f.pts,
+            f.until,
+            !f.faces.is_empty(),
+            None,
+            score,
+            bbox,
+            None,
+            out,
+            notes,
+        );
+    }
+
     /// A gap flag on the chunk `[at, until)`.
     pub fn gap(
         &mut self,

@@ -108,6 +108,7 @@ pub struct Fuser {
     motion: EventSeries,
     loud: EventSeries,
     speech: EventSeries,
+    faces: EventSeries,
     gap: EventSeries,
     captions: Captioner,
     has_video: bool,
@@ -124,6 +125,10 @@ impl Fuser {
             maker: RecordMaker::new(run, stream),
             motion: EventSeries::new("motion", motion.timing()),
             loud: EventSeries::new("loud_sound", loud.timing()),
+            faces: EventSeries::new(
+                "face",
+                config.encoders.faces.clone().unwrap_or_default().timing(),
+            ),
             speech: EventSeries::new(
                 "speech",
                 config.encoders.vad.clone().unwrap_or_default().timing(),
@@ -177,6 +182,11 @@ impl Fuser {
                         self.captions.motion(s);
                     }
                 }
+                Features::Faces(frames) => {
+                    for f in frames {
+                        self.faces.faces(&mut self.maker, f, &mut out, &mut notes);
+                    }
+                }
                 Features::Voice(windows) => {
                     for w in windows {
                         self.speech.voice(&mut self.maker, w, &mut out, &mut notes);
@@ -195,8 +205,9 @@ impl Fuser {
         let ended_here =
             |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
         if let Some(e) = chunk.video_end.filter(ended_here) {
-            self.motion
-                .finish(&mut self.maker, e, "video", &mut out, &mut notes);
+            for series in [&mut self.motion, &mut self.faces] {
+                series.finish(&mut self.maker, e, "video", &mut out, &mut notes);
+            }
         }
         if let Some(e) = chunk.audio_end.filter(ended_here) {
             for series in [&mut self.loud, &mut self.speech] {
@@ -231,6 +242,7 @@ impl Fuser {
         let end = self.end;
         for series in [
             &mut self.motion,
+            &mut self.faces,
             &mut self.loud,
             &mut self.speech,
             &mut self.gap,

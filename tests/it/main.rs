@@ -4,6 +4,7 @@ mod bad_input;
 mod branches;
 mod clip;
 mod determinism;
+mod faces;
 mod metrics;
 mod run;
 mod shutdown;

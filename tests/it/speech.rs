@@ -59,7 +59,7 @@ fn a_pipeline_naming_a_missing_model_stops_before_any_media() {
 }
 
 #[test]
-fn the_builtin_pipeline_skips_a_missing_model_with_one_warning() {
+fn the_builtin_pipeline_skips_each_missing_model_with_one_warning() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = vigil()
         .env("VIGIL_CACHE", dir.path().join("empty-cache"))
@@ -72,12 +72,11 @@ fn the_builtin_pipeline_skips_a_missing_model_with_one_warning() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let warnings: Vec<_> = err.lines().filter(|l| l.starts_with("warning:")).collect();
-    assert_eq!(warnings.len(), 1, "{err}");
-    assert!(
-        warnings[0].contains("'vad'") && warnings[0].contains("make setup"),
-        "{}",
-        warnings[0]
-    );
+    // One warning per encoder whose model is missing, each naming the fix.
+    assert_eq!(warnings.len(), 2, "{err}");
+    for (w, encoder) in warnings.iter().zip(["'vad'", "'faces'"]) {
+        assert!(w.contains(encoder) && w.contains("make setup"), "{w}");
+    }
 }
 
 /// The cache the tests run with (as the Makefile sets it).

@@ -1,0 +1,278 @@
+//! Faces with BlazeFace (MediaPipe, short range): anchor decode and weighted
+//! non-maximum suppression, boxes mapped back to the frame.
+
+use ort::session::Session;
+use ort::value::Tensor;
+
+use crate::config::FacesConfig;
+use crate::encode::runtime::{self, Manifest};
+use crate::encode::{Encoder, Features};
+use crate::error::{Error, Result};
+use crate::media::{Chunk, VideoFrame};
+use crate::time::{SECOND, Timestamp};
+
+/// The model's manifest.
+pub const MANIFEST: &str = include_str!("../../models/blazeface.toml");
+/// The model's input side, in pixels.
+const SIDE: usize = 128;
+/// Anchor grids: cells per row and anchors per cell (16×16×2 + 8×8×6 = 896).
+const GRIDS: [(usize, usize); 2] = [(16, 2), (8, 6)];
+
+/// One face: `[x, y, w, h]` normalised to the frame, and its score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Face {
+    pub bbox: [f32; 4],
+    pub score: f32,
+}
+
+/// The faces found in one frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameFaces {
+    pub pts: Timestamp,
+    /// Until the next analysed frame is due.
+    pub until: Timestamp,
+    pub faces: Vec<Face>,
+}
+
+/// The face encoder of one stream.
+pub struct Faces {
+    session: Session,
+    config: FacesConfig,
+    interval: u64,
+}
+
+impl Faces {
+    pub fn new(config: FacesConfig, fps: u32) -> Result<Faces> {
+        Ok(Faces {
+            session: runtime::session(&Manifest::builtin(MANIFEST), 1)?,
+            config,
+            interval: SECOND / fps.max(1) as u64,
+        })
+    }
+
+    fn frame(&mut self, frame: &VideoFrame) -> Result<FrameFaces> {
+        let (input, letterbox) = letterbox(frame);
+        let err = |e: ort::Error| Error::Model {
+            model: "blazeface".into(),
+            message: format!("inference failed: {e}"),
+        };
+        let outputs = self
+            .session
+            .run(ort::inputs!["input:0" => Tensor::from_array(([1usize, SIDE, SIDE, 3], input)).map_err(err)?])
+            .map_err(err)?;
+        // The outputs are told apart by shape: scores [1, N, 1], boxes [1, N, 16].
+        let mut scores: [Vec<f32>; 2] = Default::default();
+        let mut boxes: [Vec<f32>; 2] = Default::default();
+        for (_, value) in outputs.iter() {
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+            let n = shape.get(1).copied().unwrap_or(0) as usize;
+            let grid = if n == 512 { 0 } else { 1 };
+            match shape.get(2) {
+                Some(1) => scores[grid] = data.to_vec(),
+                Some(16) => boxes[grid] = data.to_vec(),
+                _ => {}
+            }
+        }
+        let mut candidates = Vec::new();
+        for (g, &(cells, per_cell)) in GRIDS.iter().enumerate() {
+            if scores[g].len() < cells * cells * per_cell
+                || boxes[g].len() < cells * cells * per_cell * 16
+            {
+                return Err(Error::Model {
+                    model: "blazeface".into(),
+                    message: "outputs are not the [1,512|384,1] scores and [1,512|384,16] boxes this encoder decodes"
+                        .into(),
+                });
+            }
+            for cy in 0..cells {
+                for cx in 0..cells {
+                    for a in 0..per_cell {
+                        let i = (cy * cells + cx) * per_cell + a;
+                        let score = sigmoid(scores[g][i]);
+                        if score < self.config.threshold {
+                            continue;
+                        }
+                        let b = &boxes[g][i * 16..i * 16 + 4];
+                        let (ax, ay) = (
+                            (cx as f32 + 0.5) / cells as f32,
+                            (cy as f32 + 0.5) / cells as f32,
+                        );
+                        let (x, y) = (ax + b[0] / SIDE as f32, ay + b[1] / SIDE as f32);
+                        let (w, h) = (b[2] / SIDE as f32, b[3] / SIDE as f32);
+                        candidates.push(Face {
+                            bbox: letterbox.to_frame([x - w / 2.0, y - h / 2.0, w, h]),
+                            score,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(FrameFaces {
+            pts: frame.pts,
+            until: frame.pts.saturating_add(self.interval),
+            faces: weighted_nms(candidates, self.config.iou),
+        })
+    }
+}
+
+impl Encoder for Faces {
+    fn name(&self) -> &'static str {
+        "faces"
+    }
+
+    fn encode(&mut self, chunks: &[&Chunk]) -> Result<Vec<Features>> {
+        chunks
+            .iter()
+            .map(|c| {
+                c.frames
+                    .iter()
+                    .map(|f| self.frame(f))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Features::Faces)
+            })
+            .collect()
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// How the frame was fitted into the square input.
+struct Letterbox {
+    /// Input pixels per frame pixel.
+    scale: f32,
+    /// Where the frame starts in the input, in input pixels.
+    dx: f32,
+    dy: f32,
+    width: f32,
+    height: f32,
+}
+
+impl Letterbox {
+    /// A box in input coordinates (0–1 of the input) to frame coordinates (0–1).
+    fn to_frame(&self, b: [f32; 4]) -> [f32; 4] {
+        let s = SIDE as f32;
+        let x0 = (b[0] * s - self.dx) / self.scale / self.width;
+        let y0 = (b[1] * s - self.dy) / self.scale / self.height;
+        let w = b[2] * s / self.scale / self.width;
+        let h = b[3] * s / self.scale / self.height;
+        let (x0c, y0c) = (x0.clamp(0.0, 1.0), y0.clamp(0.0, 1.0));
+        [
+            x0c,
+            y0c,
+            (x0 + w).clamp(0.0, 1.0) - x0c,
+            (y0 + h).clamp(0.0, 1.0) - y0c,
+        ]
+    }
+}
+
+/// The frame scaled to fit 128×128 (aspect kept, centred, grey borders),
+/// RGB in [-1, 1], NHWC.
+fn letterbox(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
+    let (fw, fh) = (frame.width as usize, frame.height as usize);
+    let scale = SIDE as f32 / fw.max(fh).max(1) as f32;
+    let (w, h) = (
+        (fw as f32 * scale).round() as usize,
+        (fh as f32 * scale).round() as usize,
+    );
+    let (dx, dy) = ((SIDE - w.min(SIDE)) / 2, (SIDE - h.min(SIDE)) / 2);
+    let mut input = vec![0.0f32; SIDE * SIDE * 3];
+    let rgb: &[u8] = &frame.rgb;
+    for y in 0..h.min(SIDE) {
+        let sy = ((y as f32 + 0.5) / scale) as usize;
+        let sy = sy.min(fh.saturating_sub(1));
+        for x in 0..w.min(SIDE) {
+            let sx = (((x as f32 + 0.5) / scale) as usize).min(fw.saturating_sub(1));
+            let src = (sy * fw + sx) * 3;
+            let dst = ((y + dy) * SIDE + x + dx) * 3;
+            for c in 0..3 {
+                input[dst + c] = rgb[src + c] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    (
+        input,
+        Letterbox {
+            scale,
+            dx: dx as f32,
+            dy: dy as f32,
+            width: fw as f32,
+            height: fh as f32,
+        },
+    )
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let x0 = a[0].max(b[0]);
+    let y0 = a[1].max(b[1]);
+    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
+    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
+    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// MediaPipe's weighted NMS: overlapping candidates are merged, weighted by
+/// score, into the best one.
+fn weighted_nms(mut candidates: Vec<Face>, threshold: f32) -> Vec<Face> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut out = Vec::new();
+    while let Some(best) = candidates.first().cloned() {
+        let (group, rest): (Vec<Face>, Vec<Face>) = candidates
+            .into_iter()
+            .partition(|c| iou(&best.bbox, &c.bbox) >= threshold);
+        let total: f32 = group.iter().map(|f| f.score).sum();
+        let mut bbox = [0.0f32; 4];
+        for f in &group {
+            for (k, v) in bbox.iter_mut().enumerate() {
+                *v += f.bbox[k] * f.score / total;
+            }
+        }
+        out.push(Face {
+            bbox,
+            score: best.score,
+        });
+        candidates = rest;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_nms_merges_overlaps_and_keeps_apart_ones() {
+        let f = |x: f32, s: f32| Face {
+            bbox: [x, 0.1, 0.2, 0.2],
+            score: s,
+        };
+        let out = weighted_nms(vec![f(0.10, 0.9), f(0.12, 0.8), f(0.6, 0.7)], 0.3);
+        assert_eq!(out.len(), 2);
+        assert!((out[0].bbox[0] - (0.10 * 0.9 + 0.12 * 0.8) / 1.7).abs() < 1e-6);
+        assert_eq!(out[0].score, 0.9);
+        assert_eq!(out[1].bbox[0], 0.6);
+    }
+
+    #[test]
+    fn letterbox_maps_boxes_back() {
+        let frame = VideoFrame {
+            pts: Timestamp::ZERO,
+            duration: 0,
+            width: 256,
+            height: 128,
+            rgb: vec![0u8; 256 * 128 * 3].into(),
+            grey: None,
+        };
+        let (_, lb) = letterbox(&frame);
+        // The frame fills the input's width and its middle half in height.
+        let b = lb.to_frame([0.0, 0.25, 1.0, 0.5]);
+        assert!(
+            b.iter()
+                .zip([0.0, 0.0, 1.0, 1.0])
+                .all(|(a, e)| (a - e).abs() < 1e-4),
+            "{b:?}"
+        );
+    }
+}
