@@ -205,6 +205,7 @@ fn describe_note(n: &EventNote) -> String {
         };
         let what = match n.kind {
             "loud_sound" => "the loud sound",
+            "face" => "the face",
             kind => kind,
         };
         return format!("{what} goes on until {input} ends at {}", secs(n.at));
@@ -218,6 +219,8 @@ fn describe_note(n: &EventNote) -> String {
             n.peak_db
         ),
         ("loud_sound", _) => format!("the loud sound ends at {}", secs(n.at)),
+        ("face", Phase::Start) => format!("a face appears at {} {}", secs(n.at), region(n.bbox)),
+        ("face", _) => format!("no face from {}", secs(n.at)),
         ("speech", Phase::Start) => format!("someone speaks from {}", secs(n.at)),
         ("speech", _) => format!("speech ends at {}", secs(n.at)),
         ("stream_error", _) => format!("the stream fails at {}", secs(n.at)),
