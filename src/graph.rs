@@ -243,7 +243,9 @@ fn start_stream(
         )
         .map_err(err)?,
     );
-    let encoders = crate::encode::build(&config.encoders, source.fps).map_err(err)?;
+    let sessions = crate::encode::sessions_per_stream(&config.encoders) * config.sources.len();
+    let threads = config.runtime.per_session(sessions);
+    let encoders = crate::encode::build(&config.encoders, source.fps, threads).map_err(err)?;
     r.encode = Some(
         crate::encode::spawn(
             name.clone(),

@@ -34,6 +34,28 @@ pub struct PipelineConfig {
     pub sinks: SinksConfig,
     /// Serves `/metrics` and `/healthz` while running.
     pub server: Option<ServerConfig>,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// ONNX Runtime.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads for all model sessions together (default: the machine's
+    /// cores); each session gets its share, at least one.
+    #[serde(default, deserialize_with = "opt_threads")]
+    pub threads: Option<usize>,
+}
+
+impl RuntimeConfig {
+    /// Intra-op threads for each of `sessions` sessions.
+    pub fn per_session(&self, sessions: usize) -> usize {
+        let budget = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        (budget / sessions.max(1)).max(1)
+    }
 }
 
 /// One stream.
@@ -512,6 +534,15 @@ mod tests {
         assert!(e.contains("4:7") && e.contains("expected 1 to 60"), "{e}");
         let e = parse("[sync]\nhop = \"fast\"\n").unwrap_err();
         assert!(e.contains("2:7") && e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn the_thread_budget_is_shared_by_the_sessions() {
+        let p = parse("[runtime]\nthreads = 4\n").unwrap();
+        assert_eq!(p.runtime.per_session(2), 2);
+        assert_eq!(p.runtime.per_session(8), 1, "at least one each");
+        let e = parse("[runtime]\nthreads = 0\n").unwrap_err();
+        assert!(e.contains("2:11") && e.contains("expected 1 to 256"), "{e}");
     }
 
     #[test]

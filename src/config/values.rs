@@ -290,3 +290,7 @@ impl Find {
         None
     }
 }
+
+pub(super) fn opt_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    ranged(d, 1, 256, "threads").map(Some)
+}

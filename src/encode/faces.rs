@@ -42,9 +42,9 @@ pub struct Faces {
 }
 
 impl Faces {
-    pub fn new(config: FacesConfig, fps: u32) -> Result<Faces> {
+    pub fn new(config: FacesConfig, fps: u32, threads: usize) -> Result<Faces> {
         Ok(Faces {
-            session: runtime::session(&Manifest::builtin(MANIFEST), 1)?,
+            session: runtime::session(&Manifest::builtin(MANIFEST), threads)?,
             config,
             interval: SECOND / fps.max(1) as u64,
         })

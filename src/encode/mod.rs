@@ -53,7 +53,8 @@ pub struct Encoded {
 }
 
 /// Builds the encoders a pipeline turns on, for one stream.
-pub fn build(config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>> {
+/// `threads`: intra-op threads for each model session.
+pub fn build(config: &EncodersConfig, fps: u32, threads: usize) -> Result<Vec<Box<dyn Encoder>>> {
     let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
     if let Some(m) = &config.motion {
         encoders.push(Box::new(Motion::new(m.clone(), fps)));
@@ -62,12 +63,17 @@ pub fn build(config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>>
         encoders.push(Box::new(Loudness::new(l.clone())));
     }
     if let Some(v) = &config.vad {
-        encoders.push(Box::new(vad::Vad::new(v.clone())?));
+        encoders.push(Box::new(vad::Vad::new(v.clone(), threads)?));
     }
     if let Some(f) = &config.faces {
-        encoders.push(Box::new(faces::Faces::new(f.clone(), fps)?));
+        encoders.push(Box::new(faces::Faces::new(f.clone(), fps, threads)?));
     }
     Ok(encoders)
+}
+
+/// How many model sessions one stream opens.
+pub fn sessions_per_stream(config: &EncodersConfig) -> usize {
+    usize::from(config.vad.is_some()) + usize::from(config.faces.is_some())
 }
 
 /// The models the pipeline's encoders need that are not installed, as
@@ -96,10 +102,10 @@ pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
 /// mismatched one stops the run before any media flows.
 pub fn check_models(config: &EncodersConfig) -> Result<()> {
     if let Some(v) = &config.vad {
-        vad::Vad::new(v.clone())?;
+        vad::Vad::new(v.clone(), 1)?;
     }
     if let Some(f) = &config.faces {
-        faces::Faces::new(f.clone(), 5)?;
+        faces::Faces::new(f.clone(), 5, 1)?;
     }
     Ok(())
 }

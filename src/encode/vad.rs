@@ -44,9 +44,9 @@ pub struct Vad {
 }
 
 impl Vad {
-    /// Loads the model (one session per stream, one thread each).
-    pub fn new(config: VadConfig) -> Result<Vad> {
-        let session = runtime::session(&Manifest::builtin(MANIFEST), 1)?;
+    /// Loads the model (one session per stream, `threads` intra-op threads).
+    pub fn new(config: VadConfig, threads: usize) -> Result<Vad> {
+        let session = runtime::session(&Manifest::builtin(MANIFEST), threads)?;
         Ok(Vad {
             session,
             config,
