@@ -36,26 +36,37 @@ fn no_speech_before_the_first_words_of_the_call() {
 #[test]
 fn a_pipeline_naming_a_missing_model_stops_before_any_media() {
     let dir = tempfile::tempdir().expect("tmp");
-    let pipeline = dir.path().join("vad.toml");
+    let line = vad_pipeline_fails(dir.path(), &dir.path().join("empty-cache"));
+    assert!(
+        line.contains("silero_vad") && line.contains("make setup"),
+        "{line}"
+    );
+}
+
+/// Runs a pipeline naming `vad` on jfk.wav with `cache`: it must fail before
+/// any media flows, with one error line, which is returned.
+fn vad_pipeline_fails(dir: &std::path::Path, cache: &std::path::Path) -> String {
+    let pipeline = dir.join("vad.toml");
     std::fs::write(&pipeline, "[encoders.vad]\n").expect("write");
     let out = vigil()
-        .env("VIGIL_CACHE", dir.path().join("empty-cache"))
+        .env("VIGIL_CACHE", cache)
         .args(["run", pipeline.to_str().unwrap_or_default(), "--source"])
         .arg(clip::shared("jfk.wav"))
         .arg("--out")
-        .arg(dir.path().join("out"))
+        .arg(dir.join("out"))
         .output()
         .expect("vigil");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("vigil:")).collect();
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<String> = err
+        .lines()
+        .filter(|l| l.starts_with("vigil:"))
+        .map(str::to_string)
+        .collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(
-        lines[0].contains("silero_vad") && lines[0].contains("make setup"),
-        "{}",
-        lines[0]
-    );
-    assert!(!dir.path().join("out/events.jsonl").exists(), "nothing ran");
+    assert!(!dir.join("out/events.jsonl").exists(), "nothing ran");
+    lines[0].clone()
 }
 
 #[test]
@@ -121,24 +132,9 @@ fn a_corrupt_model_is_caught_by_verify_and_at_start() {
         "{text}"
     );
 
-    let pipeline = dir.path().join("vad.toml");
-    std::fs::write(&pipeline, "[encoders.vad]\n").expect("write");
-    let out = vigil()
-        .env("VIGIL_CACHE", &bad)
-        .args(["run", pipeline.to_str().unwrap_or_default(), "--source"])
-        .arg(clip::shared("jfk.wav"))
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .output()
-        .expect("vigil");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("vigil:")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
+    let line = vad_pipeline_fails(dir.path(), &bad);
     assert!(
-        lines[0].contains("model 'silero_vad'") && lines[0].contains("models/fetch.sh"),
-        "{}",
-        lines[0]
+        line.contains("model 'silero_vad'") && line.contains("models/fetch.sh"),
+        "{line}"
     );
-    assert!(!err.contains("panicked"), "{err}");
 }
