@@ -52,10 +52,7 @@ impl Faces {
 
     fn frame(&mut self, frame: &VideoFrame) -> Result<FrameFaces> {
         let (input, letterbox) = letterbox(frame);
-        let err = |e: ort::Error| Error::Model {
-            model: "blazeface".into(),
-            message: format!("inference failed: {e}"),
-        };
+        let err = runtime::inference_failed("blazeface");
         let outputs = self
             .session
             .run(ort::inputs!["input:0" => Tensor::from_array(([1usize, SIDE, SIDE, 3], input)).map_err(err)?])

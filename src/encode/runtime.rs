@@ -140,6 +140,14 @@ impl Manifest {
     }
 }
 
+/// Turns an error from running `model` into vigil's error.
+pub fn inference_failed(model: &'static str) -> impl Fn(ort::Error) -> Error + Copy {
+    move |e| Error::Model {
+        model: model.into(),
+        message: format!("inference failed: {e}"),
+    }
+}
+
 /// The path of the ONNX Runtime library vigil loads.
 pub fn library_path() -> PathBuf {
     match std::env::var_os("VIGIL_ORT_LIB").filter(|p| !p.is_empty()) {

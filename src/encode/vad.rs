@@ -7,7 +7,7 @@ use ort::value::Tensor;
 use crate::config::VadConfig;
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::media::Chunk;
 use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
 
@@ -73,10 +73,7 @@ impl Vad {
         input.extend_from_slice(samples);
         self.context
             .copy_from_slice(&input[input.len() - CONTEXT..]);
-        let err = |e: ort::Error| Error::Model {
-            model: "silero_vad".into(),
-            message: format!("inference failed: {e}"),
-        };
+        let err = runtime::inference_failed("silero_vad");
         let inputs = ort::inputs![
             "input" => Tensor::from_array(([1usize, CONTEXT + WINDOW], input)).map_err(err)?,
             "state" => Tensor::from_array(([2usize, 1, 128], self.state.clone())).map_err(err)?,
