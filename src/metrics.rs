@@ -17,6 +17,9 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     stage_seconds: HistogramVec,
     latency: HistogramVec,
+    batch_size: HistogramVec,
+    batch_seconds: HistogramVec,
+    batch_queue: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -72,6 +75,32 @@ impl Metrics {
             &["stream"],
         ));
         must(registry.register(Box::new(latency.clone())));
+        let batch_size = must(HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_batch_size",
+                "Items in one model run of an inference worker (batched across streams).",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            &["model"],
+        ));
+        must(registry.register(Box::new(batch_size.clone())));
+        let batch_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_batch_seconds",
+                "Time of one model run of an inference worker.",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_5, 3.0, 10).unwrap_or_default()),
+            &["model"],
+        ));
+        must(registry.register(Box::new(batch_seconds.clone())));
+        let batch_queue = must(IntGaugeVec::new(
+            Opts::new(
+                "vigil_batch_queue_depth",
+                "Requests waiting at an inference worker after it took a batch.",
+            ),
+            &["model"],
+        ));
+        must(registry.register(Box::new(batch_queue.clone())));
         Arc::new(Metrics {
             registry,
             received,
@@ -81,6 +110,9 @@ impl Metrics {
             queue_depth,
             stage_seconds,
             latency,
+            batch_size,
+            batch_seconds,
+            batch_queue,
         })
     }
 
@@ -102,6 +134,21 @@ impl Metrics {
 
     pub fn observe_latency(&self, stream: &str, seconds: f64) {
         self.latency.with_label_values(&[stream]).observe(seconds);
+    }
+
+    /// One model run of an inference worker: `items` in `seconds`.
+    pub fn batch_run(&self, model: &str, items: usize, seconds: f64) {
+        self.batch_size
+            .with_label_values(&[model])
+            .observe(items as f64);
+        self.batch_seconds
+            .with_label_values(&[model])
+            .observe(seconds);
+    }
+
+    /// Requests still waiting at a model's worker.
+    pub fn batch_queue(&self, model: &str, depth: i64) {
+        self.batch_queue.with_label_values(&[model]).set(depth);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod models;
 mod values;
+pub use models::{BatchConfig, DetectorConfig, SoundConfig};
 pub use values::expand;
 use values::*;
 
@@ -117,6 +119,10 @@ pub struct EncodersConfig {
     pub vad: Option<VadConfig>,
     /// Faces (BlazeFace, short range; needs its model, `make setup`).
     pub faces: Option<FacesConfig>,
+    /// Objects (NanoDet, COCO-80; needs its model, `make setup`).
+    pub detector: Option<DetectorConfig>,
+    /// Sound events (YAMNet, AudioSet; needs its model, `make setup`).
+    pub sound: Option<SoundConfig>,
 }
 
 /// Faces: `face` events while a face is in the picture.
@@ -141,6 +147,10 @@ pub struct FacesConfig {
         serialize_with = "ser_duration"
     )]
     pub cooldown: u64,
+    #[serde(default)]
+    pub provider: crate::encode::runtime::Provider,
+    #[serde(default)]
+    pub batch: BatchConfig,
 }
 
 impl FacesConfig {
@@ -159,6 +169,8 @@ impl Default for FacesConfig {
             iou: default_face_iou(),
             min_duration: default_motion_min(),
             cooldown: default_loud_cooldown(),
+            provider: Default::default(),
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -184,6 +196,8 @@ pub struct VadConfig {
         serialize_with = "ser_duration"
     )]
     pub min_silence: u64,
+    #[serde(default)]
+    pub provider: crate::encode::runtime::Provider,
 }
 
 impl VadConfig {
@@ -201,6 +215,7 @@ impl Default for VadConfig {
             threshold: default_vad_threshold(),
             min_speech: default_min_speech(),
             min_silence: default_min_silence(),
+            provider: Default::default(),
         }
     }
 }

@@ -1,10 +1,8 @@
 //! Faces with BlazeFace (MediaPipe, short range): anchor decode and weighted
 //! non-maximum suppression, boxes mapped back to the frame.
 
-use ort::session::Session;
-use ort::value::Tensor;
-
 use crate::config::FacesConfig;
+use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::{Error, Result};
@@ -34,42 +32,45 @@ pub struct FrameFaces {
     pub faces: Vec<Face>,
 }
 
+/// The model's outputs, in the order the batcher returns them: scores of
+/// the 16×16 and 8×8 grids, then their boxes.
+const OUTPUTS: [&str; 4] = ["Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0"];
+
+/// The model for the inference worker.
+pub fn model(config: &FacesConfig, threads: usize) -> Result<BatchModel> {
+    Ok(BatchModel {
+        name: "blazeface",
+        session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
+        input: "input:0",
+        item_shape: vec![SIDE, SIDE, 3],
+        outputs: OUTPUTS.to_vec(),
+    })
+}
+
 /// The face encoder of one stream.
 pub struct Faces {
-    session: Session,
+    client: BatchClient,
     config: FacesConfig,
     interval: u64,
 }
 
 impl Faces {
-    pub fn new(config: FacesConfig, fps: u32, threads: usize) -> Result<Faces> {
-        Ok(Faces {
-            session: runtime::session(&Manifest::builtin(MANIFEST), threads)?,
+    pub fn new(config: FacesConfig, client: BatchClient, fps: u32) -> Faces {
+        Faces {
+            client,
             config,
             interval: SECOND / fps.max(1) as u64,
-        })
+        }
     }
 
-    fn frame(&mut self, frame: &VideoFrame) -> Result<FrameFaces> {
-        let (input, letterbox) = letterbox(frame);
-        let err = runtime::inference_failed("blazeface");
-        let outputs = self
-            .session
-            .run(ort::inputs!["input:0" => Tensor::from_array(([1usize, SIDE, SIDE, 3], input)).map_err(err)?])
-            .map_err(err)?;
-        // The outputs are told apart by shape: scores [1, N, 1], boxes [1, N, 16].
-        let mut scores: [Vec<f32>; 2] = Default::default();
-        let mut boxes: [Vec<f32>; 2] = Default::default();
-        for (_, value) in outputs.iter() {
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
-            let n = shape.get(1).copied().unwrap_or(0) as usize;
-            let grid = if n == 512 { 0 } else { 1 };
-            match shape.get(2) {
-                Some(1) => scores[grid] = data.to_vec(),
-                Some(16) => boxes[grid] = data.to_vec(),
-                _ => {}
-            }
-        }
+    fn decode(
+        &self,
+        frame: &VideoFrame,
+        outputs: &ItemOutputs,
+        letterbox: &Letterbox,
+    ) -> Result<FrameFaces> {
+        let scores = [&outputs[0], &outputs[1]];
+        let boxes = [&outputs[2], &outputs[3]];
         let mut candidates = Vec::new();
         for (g, &(cells, per_cell)) in GRIDS.iter().enumerate() {
             if scores[g].len() < cells * cells * per_cell
@@ -118,16 +119,21 @@ impl Encoder for Faces {
     }
 
     fn encode(&mut self, chunks: &[&Chunk]) -> Result<Vec<Features>> {
-        chunks
-            .iter()
-            .map(|c| {
-                c.frames
-                    .iter()
-                    .map(|f| self.frame(f))
-                    .collect::<Result<Vec<_>>>()
-                    .map(Features::Faces)
-            })
-            .collect()
+        let mut out = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let (inputs, boxes): (Vec<Vec<f32>>, Vec<Letterbox>) =
+                c.frames.iter().map(letterbox).unzip();
+            let outputs = self.client.infer(inputs)?;
+            let faces = c
+                .frames
+                .iter()
+                .zip(&outputs)
+                .zip(&boxes)
+                .map(|((f, o), lb)| self.decode(f, o, lb))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(Features::Faces(faces));
+        }
+        Ok(out)
     }
 }
 

@@ -4,10 +4,14 @@
 //! carries a partial window across chunks). Model-free encoders need no
 //! weights; neural ones are built from a manifest in `models/`.
 
+pub mod batch;
+pub mod detector;
 pub mod faces;
+pub mod logmel;
 pub mod loudness;
 pub mod motion;
 pub mod runtime;
+pub mod sound;
 pub mod vad;
 
 use std::sync::Arc;
@@ -15,13 +19,14 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use crate::config::EncodersConfig;
+use crate::config::{EncodersConfig, RuntimeConfig};
 use crate::error::{Error, Result};
 use crate::media::Chunk;
-use crate::metrics::StageMetrics;
+use crate::metrics::{Metrics, StageMetrics};
 use crate::stream::StreamStatus;
 use crate::sync::ChunkReceiver;
 use crate::time::Timestamp;
+use batch::Batcher;
 pub use loudness::{LevelWindow, Loudness, LoudnessFeatures};
 pub use motion::{Motion, MotionSample};
 
@@ -32,6 +37,8 @@ pub enum Features {
     Loudness(LoudnessFeatures),
     Voice(Vec<vad::VoiceWindow>),
     Faces(Vec<faces::FrameFaces>),
+    Objects(Vec<detector::FrameObjects>),
+    Sound(Vec<sound::SoundWindow>),
 }
 
 /// One modality's analysis of a stream.
@@ -52,28 +59,89 @@ pub struct Encoded {
     pub features: Vec<Features>,
 }
 
-/// Builds the encoders a pipeline turns on, for one stream.
-/// `threads`: intra-op threads for each model session.
-pub fn build(config: &EncodersConfig, fps: u32, threads: usize) -> Result<Vec<Box<dyn Encoder>>> {
-    let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
-    if let Some(m) = &config.motion {
-        encoders.push(Box::new(Motion::new(m.clone(), fps)));
-    }
-    if let Some(l) = &config.loudness {
-        encoders.push(Box::new(Loudness::new(l.clone())));
-    }
-    if let Some(v) = &config.vad {
-        encoders.push(Box::new(vad::Vad::new(v.clone(), threads)?));
-    }
-    if let Some(f) = &config.faces {
-        encoders.push(Box::new(faces::Faces::new(f.clone(), fps, threads)?));
-    }
-    Ok(encoders)
+/// The inference workers of a run, shared by every stream: one per batched
+/// model. Dropped after the streams' encoders, it joins the workers.
+#[derive(Default)]
+pub struct Workers {
+    detector: Option<Batcher>,
+    faces: Option<Batcher>,
+    sound: Option<Batcher>,
+    /// Intra-op threads of each per-stream session (VAD).
+    per_stream_threads: usize,
 }
 
-/// How many model sessions one stream opens.
-pub fn sessions_per_stream(config: &EncodersConfig) -> usize {
-    usize::from(config.vad.is_some()) + usize::from(config.faces.is_some())
+impl Workers {
+    /// Loads the batched models of `config` for `streams` streams, sharing
+    /// the runtime's thread budget among every session the run opens.
+    pub fn start(
+        config: &EncodersConfig,
+        runtime: &RuntimeConfig,
+        streams: usize,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Workers> {
+        let shared = usize::from(config.detector.is_some())
+            + usize::from(config.faces.is_some())
+            + usize::from(config.sound.is_some());
+        let per_stream = usize::from(config.vad.is_some()) * streams;
+        let threads = runtime.per_session(shared + per_stream);
+        let mut w = Workers {
+            per_stream_threads: threads,
+            ..Workers::default()
+        };
+        if let Some(d) = &config.detector {
+            detector::check_classes(d)?;
+            w.detector = Some(Batcher::spawn(
+                detector::model(d, threads)?,
+                d.batch,
+                metrics.clone(),
+            )?);
+        }
+        if let Some(f) = &config.faces {
+            w.faces = Some(Batcher::spawn(
+                faces::model(f, threads)?,
+                f.batch,
+                metrics.clone(),
+            )?);
+        }
+        if let Some(s) = &config.sound {
+            sound::targets(s, &sound::class_names()?)?;
+            w.sound = Some(Batcher::spawn(
+                sound::model(s, threads)?,
+                s.batch,
+                metrics.clone(),
+            )?);
+        }
+        Ok(w)
+    }
+
+    /// The encoders a pipeline turns on, for one stream whose frames come at
+    /// `fps`.
+    pub fn build(&self, config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>> {
+        let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
+        if let Some(m) = &config.motion {
+            encoders.push(Box::new(Motion::new(m.clone(), fps)));
+        }
+        if let Some(l) = &config.loudness {
+            encoders.push(Box::new(Loudness::new(l.clone())));
+        }
+        if let Some(v) = &config.vad {
+            encoders.push(Box::new(vad::Vad::new(v.clone(), self.per_stream_threads)?));
+        }
+        if let (Some(f), Some(b)) = (&config.faces, &self.faces) {
+            encoders.push(Box::new(faces::Faces::new(f.clone(), b.client(), fps)));
+        }
+        if let (Some(d), Some(b)) = (&config.detector, &self.detector) {
+            encoders.push(Box::new(detector::Detector::new(
+                d.clone(),
+                b.client(),
+                fps,
+            )?));
+        }
+        if let (Some(s), Some(b)) = (&config.sound, &self.sound) {
+            encoders.push(Box::new(sound::Sound::new(s, b.client())?));
+        }
+        Ok(encoders)
+    }
 }
 
 /// The models the pipeline's encoders need that are not installed, as
@@ -83,13 +151,16 @@ pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
     let wanted = [
         ("vad", config.vad.is_some(), vad::MANIFEST),
         ("faces", config.faces.is_some(), faces::MANIFEST),
+        ("detector", config.detector.is_some(), detector::MANIFEST),
+        ("sound", config.sound.is_some(), sound::MANIFEST),
     ];
     for (encoder, on, manifest) in wanted {
         if !on {
             continue;
         }
         let m = runtime::Manifest::builtin(manifest);
-        if !m.installed() {
+        let labels_missing = m.labels_file().is_some_and(|p| !p.is_file());
+        if !m.installed() || labels_missing {
             missing.push((encoder, m.name));
         } else if !runtime::library_path().is_file() {
             missing.push((encoder, "onnxruntime".into()));
@@ -105,7 +176,15 @@ pub fn check_models(config: &EncodersConfig) -> Result<()> {
         vad::Vad::new(v.clone(), 1)?;
     }
     if let Some(f) = &config.faces {
-        faces::Faces::new(f.clone(), 5, 1)?;
+        faces::model(f, 1)?;
+    }
+    if let Some(d) = &config.detector {
+        detector::check_classes(d)?;
+        detector::model(d, 1)?;
+    }
+    if let Some(s) = &config.sound {
+        sound::targets(s, &sound::class_names()?)?;
+        sound::model(s, 1)?;
     }
     Ok(())
 }

@@ -36,6 +36,8 @@ pub struct Manifest {
     pub kind: String,
     pub licence: String,
     pub source: Source,
+    /// Present when the package's file is converted (by `models/SCRIPT`).
+    pub convert: Option<Convert>,
     pub cache: CachePath,
     #[serde(default)]
     pub inputs: Vec<Port>,
@@ -51,11 +53,30 @@ pub struct Source {
     pub version: String,
     pub member: String,
     pub sha256: String,
+    /// Other files the conversion needs from the same package.
+    #[serde(default)]
+    pub also: Vec<Member>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
+pub struct Member {
+    pub member: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Convert {
+    pub script: String,
+}
+
+/// Where the final file lives in the cache.
+#[derive(Clone, Debug, Deserialize)]
 pub struct CachePath {
     pub path: PathBuf,
+    /// sha256 of a converted file, where the conversion is deterministic.
+    pub sha256: Option<String>,
+    /// The class names, when the package ships them.
+    pub labels: Option<PathBuf>,
 }
 
 /// A named input or output, its element type and shape (a string is a
@@ -82,6 +103,20 @@ impl Manifest {
         self.file().is_file()
     }
 
+    /// The sha256 the cached file must have, if it is fixed.
+    pub fn final_sha256(&self) -> Option<&str> {
+        match (&self.cache.sha256, &self.convert) {
+            (Some(s), _) => Some(s),
+            (None, None) => Some(&self.source.sha256),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// The labels file in the cache, if the model has one there.
+    pub fn labels_file(&self) -> Option<PathBuf> {
+        self.cache.labels.as_ref().map(|p| cache_dir().join(p))
+    }
+
     fn missing(&self) -> Error {
         Error::Model {
             model: self.name.clone(),
@@ -100,6 +135,8 @@ pub fn manifests() -> Vec<Manifest> {
         RUNTIME_MANIFEST,
         crate::encode::vad::MANIFEST,
         crate::encode::faces::MANIFEST,
+        crate::encode::detector::MANIFEST,
+        crate::encode::sound::MANIFEST,
     ]
     .into_iter()
     .map(Manifest::builtin)
@@ -112,6 +149,9 @@ pub enum Installed {
     Missing,
     /// Present, sha256 as the manifest says.
     Verified,
+    /// Present; converted by a tool that does not give the same bytes twice,
+    /// so only loading it (`vigil check`, every run) can check it.
+    Converted,
     /// Present, but not the file the manifest names.
     Corrupt,
 }
@@ -124,6 +164,9 @@ impl Manifest {
         if !path.is_file() {
             return Ok(Installed::Missing);
         }
+        let Some(want) = self.final_sha256() else {
+            return Ok(Installed::Converted);
+        };
         let mut file = std::fs::File::open(&path)?;
         let mut hasher = sha2::Sha256::new();
         std::io::copy(&mut file, &mut hasher)?;
@@ -132,7 +175,7 @@ impl Manifest {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(if hex == self.source.sha256 {
+        Ok(if hex == want {
             Installed::Verified
         } else {
             Installed::Corrupt
@@ -181,9 +224,9 @@ fn environment() -> Result<ort::environment::Environment> {
     })
 }
 
-/// A CPU session for `manifest`'s model with `threads` intra-op threads,
-/// its inputs and outputs checked against the manifest.
-pub fn session(manifest: &Manifest, threads: usize) -> Result<Session> {
+/// A session for `manifest`'s model on `provider` with `threads` intra-op
+/// threads, its inputs and outputs checked against the manifest.
+pub fn session(manifest: &Manifest, threads: usize, provider: Provider) -> Result<Session> {
     if !manifest.installed() {
         return Err(manifest.missing());
     }
@@ -192,39 +235,69 @@ pub fn session(manifest: &Manifest, threads: usize) -> Result<Session> {
         model: manifest.name.clone(),
         message: e,
     };
-    let session = Session::builder(&env)
+    let mut builder = Session::builder(&env)
         .map_err(|e| err(e.to_string()))?
         .with_intra_threads(threads.max(1))
         .map_err(|e| err(e.to_string()))?
         .with_inter_threads(1)
-        .map_err(|e| err(e.to_string()))?
-        .commit_from_file(manifest.file())
-        .map_err(|e| {
-            err(format!(
-                "cannot load {}: {e}; run `bash models/fetch.sh {}` to fetch it again",
-                manifest.file().display(),
-                manifest.name
-            ))
-        })?;
-    check_ports(
-        "input",
-        &manifest.inputs,
-        session
-            .inputs()
+        .map_err(|e| err(e.to_string()))?;
+    builder = with_provider(builder, provider).map_err(err)?;
+    let session = builder.commit_from_file(manifest.file()).map_err(|e| {
+        err(format!(
+            "cannot load {}: {e}; run `bash models/fetch.sh {}` to fetch it again",
+            manifest.file().display(),
+            manifest.name
+        ))
+    })?;
+    let ports = |outlets: &[ort::value::Outlet]| -> Vec<(String, &'static str, Vec<i64>)> {
+        outlets
             .iter()
-            .map(|o| (o.name(), o.dtype().tensor_type())),
-    )
-    .map_err(err)?;
-    check_ports(
-        "output",
-        &manifest.outputs,
-        session
-            .outputs()
-            .iter()
-            .map(|o| (o.name(), o.dtype().tensor_type())),
-    )
-    .map_err(err)?;
+            .map(|o| {
+                let shape = o
+                    .dtype()
+                    .tensor_shape()
+                    .map(|s| s.to_vec())
+                    .unwrap_or_default();
+                (
+                    o.name().to_string(),
+                    type_name(o.dtype().tensor_type()),
+                    shape,
+                )
+            })
+            .collect()
+    };
+    check_ports("input", &manifest.inputs, &ports(session.inputs())).map_err(err)?;
+    check_ports("output", &manifest.outputs, &ports(session.outputs())).map_err(err)?;
     Ok(session)
+}
+
+/// Registers `provider` on a session builder. `Cuda` must work; `Auto` uses
+/// CUDA when the loaded ONNX Runtime has it and a GPU answers, else the CPU.
+fn with_provider(
+    builder: ort::session::builder::SessionBuilder,
+    provider: Provider,
+) -> std::result::Result<ort::session::builder::SessionBuilder, String> {
+    use ort::ep::ExecutionProvider;
+    let cuda_built = || ort::ep::CUDA::is_available().unwrap_or(false);
+    match provider {
+        Provider::Cpu => Ok(builder),
+        Provider::Cuda if !cuda_built() => Err(format!(
+            "provider = \"cuda\", but the ONNX Runtime at {} was built without CUDA; point VIGIL_ORT_LIB at the library of the onnxruntime-gpu wheel (with CUDA 13 and cuDNN 9 on the library path), or set provider = \"cpu\"",
+            library_path().display()
+        )),
+        Provider::Cuda => builder
+            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| {
+                format!("provider = \"cuda\": cannot use the GPU: {e}; set provider = \"cpu\"")
+            }),
+        Provider::Auto if cuda_built() => {
+            // Falls back to the CPU by itself when registration fails.
+            builder
+                .with_execution_providers([ort::ep::CUDA::default().build()])
+                .map_err(|e| e.to_string())
+        }
+        Provider::Auto => Ok(builder),
+    }
 }
 
 fn type_name(t: Option<TensorElementType>) -> &'static str {
@@ -237,30 +310,65 @@ fn type_name(t: Option<TensorElementType>) -> &'static str {
     }
 }
 
-/// The session's ports must be the manifest's, by name and element type.
-fn check_ports<'a>(
+/// A shape as the manifest writes it: numbers, and names for symbolic dims.
+fn shape_text(dims: impl Iterator<Item = String>) -> String {
+    format!("[{}]", dims.collect::<Vec<_>>().join(", "))
+}
+
+/// The session's ports must be the manifest's, by name, element type and
+/// shape (a manifest's named dimension must be symbolic in the model).
+fn check_ports(
     what: &str,
     want: &[Port],
-    have: impl Iterator<Item = (&'a str, Option<TensorElementType>)>,
+    have: &[(String, &'static str, Vec<i64>)],
 ) -> std::result::Result<(), String> {
-    let have: Vec<(&str, &str)> = have.map(|(n, t)| (n, type_name(t))).collect();
     for p in want {
-        match have.iter().find(|(n, _)| *n == p.name) {
-            None => {
-                return Err(format!(
-                    "the model has no {what} `{}` (it has {:?}): the file does not match its manifest; run `bash models/fetch.sh` again",
-                    p.name,
-                    have.iter().map(|(n, _)| *n).collect::<Vec<_>>()
-                ));
-            }
-            Some((_, t)) if *t != p.ty => {
-                return Err(format!(
-                    "{what} `{}` is {t}, its manifest says {}",
-                    p.name, p.ty
-                ));
-            }
-            Some(_) => {}
+        let Some((_, t, shape)) = have.iter().find(|(n, _, _)| *n == p.name) else {
+            return Err(format!(
+                "the model has no {what} `{}` (it has {:?}): the file does not match its manifest; delete it and run `vigil models fetch`",
+                p.name,
+                have.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>()
+            ));
+        };
+        if *t != p.ty {
+            return Err(format!(
+                "{what} `{}` is {t}, its manifest says {}; delete the file and run `vigil models fetch`",
+                p.name, p.ty
+            ));
+        }
+        let fits = shape.len() == p.shape.len()
+            && shape.iter().zip(&p.shape).all(|(d, w)| match w {
+                toml::Value::Integer(n) => d == n,
+                _ => *d < 0,
+            });
+        if !fits {
+            return Err(format!(
+                "{what} `{}` has shape {}, its manifest says {}; delete the file and run `vigil models fetch`",
+                p.name,
+                shape_text(
+                    shape
+                        .iter()
+                        .map(|d| if *d < 0 { "?".into() } else { d.to_string() })
+                ),
+                shape_text(p.shape.iter().map(|d| match d {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })),
+            ));
         }
     }
     Ok(())
+}
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// NVIDIA GPU; an error at start when it cannot be used.
+    Cuda,
+    /// CUDA when the library and a GPU are there, else the CPU.
+    Auto,
 }

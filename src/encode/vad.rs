@@ -46,7 +46,7 @@ pub struct Vad {
 impl Vad {
     /// Loads the model (one session per stream, `threads` intra-op threads).
     pub fn new(config: VadConfig, threads: usize) -> Result<Vad> {
-        let session = runtime::session(&Manifest::builtin(MANIFEST), threads)?;
+        let session = runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?;
         Ok(Vad {
             session,
             config,

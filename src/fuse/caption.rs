@@ -1,8 +1,13 @@
 //! Captions: what happened in each `caption_span` of a stream, in words,
 //! saying what changed rather than repeating what did not.
 
+use std::collections::BTreeMap;
+
+use crate::encode::detector::FrameObjects;
+use crate::encode::sound::SoundWindow;
 use crate::encode::{LevelWindow, MotionSample};
 use crate::fuse::EventNote;
+use crate::fuse::events::EventSeries;
 use crate::fuse::events::union;
 use crate::record::Phase;
 use crate::time::{Span, Timestamp};
@@ -23,6 +28,10 @@ pub struct SpanSummary {
     energy: f64,
     windows: u32,
     peak_db: f32,
+    /// Most of each object class seen in one frame.
+    objects: BTreeMap<&'static str, usize>,
+    /// Sounds heard, in the order first heard.
+    sounds: Vec<String>,
     pub notes: Vec<EventNote>,
 }
 
@@ -31,6 +40,8 @@ pub struct SpanSummary {
 struct State {
     motion_region: Option<&'static str>,
     sound: Option<&'static str>,
+    objects: Vec<(&'static str, usize)>,
+    sounds: Vec<String>,
 }
 
 /// Builds the captions of one stream.
@@ -80,6 +91,28 @@ impl Captioner {
         self.current.peak_db = self.current.peak_db.max(w.peak_db);
     }
 
+    pub fn objects(&mut self, f: &FrameObjects) {
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for d in &f.objects {
+            *counts.entry(d.label).or_default() += 1;
+        }
+        for (label, n) in counts {
+            let most = self.current.objects.entry(label).or_default();
+            *most = (*most).max(n);
+        }
+    }
+
+    /// One sound window; `series` are the sound targets' event series, in
+    /// the window's order.
+    pub fn sounds(&mut self, w: &SoundWindow, series: &[EventSeries]) {
+        for (t, s) in w.targets.iter().zip(series) {
+            let label = s.label().unwrap_or("sound");
+            if t.active && !self.current.sounds.iter().any(|x| x == label) {
+                self.current.sounds.push(label.to_string());
+            }
+        }
+    }
+
     pub fn note(&mut self, n: EventNote) {
         self.current.notes.push(n);
     }
@@ -95,12 +128,61 @@ impl Captioner {
             },
         );
         let span = Span::new(s.start, end.max(s.start));
-        let mut parts: Vec<String> = s.notes.iter().map(describe_note).collect();
+        let mut objects: Vec<(&'static str, usize)> =
+            s.objects.iter().map(|(k, v)| (*k, *v)).collect();
+        // Most numerous first, then by name.
+        objects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let state = State {
             motion_region: (has_video && s.motion_frames > 0).then(|| region(s.motion_bbox)),
             sound: (has_audio && s.windows > 0).then(|| self.band(mean_db(&s))),
+            objects,
+            sounds: s.sounds.clone(),
         };
         let prev = self.previous.clone();
+        let mut parts = Vec::new();
+        if !state.objects.is_empty() {
+            let seen = list(
+                &state
+                    .objects
+                    .iter()
+                    .map(|(l, n)| counted(l, *n))
+                    .collect::<Vec<_>>(),
+            );
+            let same = prev.as_ref().is_some_and(|p| p.objects == state.objects);
+            parts.push(if same {
+                format!("still {seen}")
+            } else {
+                format!("{seen} in view")
+            });
+        } else if prev.as_ref().is_some_and(|p| !p.objects.is_empty()) {
+            parts.push("nothing detected in view any more".into());
+        }
+        if !state.sounds.is_empty() {
+            let heard = list(
+                &state
+                    .sounds
+                    .iter()
+                    .map(|l| counted(l, 1))
+                    .collect::<Vec<_>>(),
+            );
+            let same = prev.as_ref().is_some_and(|p| p.sounds == state.sounds);
+            parts.push(if same {
+                format!("{heard} goes on")
+            } else {
+                format!("{heard} heard")
+            });
+        }
+        // A start the summary above already names is not said twice.
+        let summarised = |n: &&EventNote| {
+            n.phase == Phase::Start
+                && n.cut.is_none()
+                && match (n.kind, n.label.as_deref()) {
+                    ("object", Some(l)) => state.objects.iter().any(|(o, _)| *o == l),
+                    ("sound", Some(l)) => state.sounds.iter().any(|x| x == l),
+                    _ => false,
+                }
+        };
+        parts.extend(s.notes.iter().filter(|n| !summarised(n)).map(describe_note));
         let said = |kind: &str| s.notes.iter().any(|n| n.kind == kind);
         if has_video && !said("motion") {
             let before = prev.as_ref().and_then(|p| p.motion_region);
@@ -150,6 +232,66 @@ impl Captioner {
         } else {
             "silent"
         }
+    }
+}
+
+/// "a person", "two people", "3 handbags" … `label` as the model names it.
+pub fn counted(label: &str, n: usize) -> String {
+    const WORDS: [&str; 10] = [
+        "no", "a", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    // Sounds named by a mass noun take no article.
+    const UNCOUNTED: [&str; 4] = ["speech", "music", "glass", "applause"];
+    if n == 1 && UNCOUNTED.contains(&label) {
+        return label.to_string();
+    }
+    let article = if n == 1 && label.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an".to_string()
+    } else if n < WORDS.len() {
+        WORDS[n].to_string()
+    } else {
+        n.to_string()
+    };
+    let noun = if n == 1 {
+        label.to_string()
+    } else {
+        plural(label)
+    };
+    format!("{article} {noun}")
+}
+
+fn plural(label: &str) -> String {
+    const IRREGULAR: [(&str, &str); 8] = [
+        ("person", "people"),
+        ("mouse", "mice"),
+        ("knife", "knives"),
+        ("sheep", "sheep"),
+        ("skis", "skis"),
+        ("scissors", "scissors"),
+        ("speech", "speech"),
+        ("music", "music"),
+    ];
+    if let Some((_, p)) = IRREGULAR.iter().find(|(s, _)| *s == label) {
+        return p.to_string();
+    }
+    // The last word takes the plural: "traffic light" → "traffic lights".
+    if label.ends_with('s')
+        || label.ends_with("ch")
+        || label.ends_with("sh")
+        || label.ends_with('x')
+    {
+        format!("{label}es")
+    } else {
+        format!("{label}s")
+    }
+}
+
+/// "a, b and c".
+fn list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -203,10 +345,11 @@ fn describe_note(n: &EventNote) -> String {
             "audio" => "the sound",
             _ => "the stream",
         };
-        let what = match n.kind {
-            "loud_sound" => "the loud sound",
-            "face" => "the face",
-            kind => kind,
+        let what = match (n.kind, &n.label) {
+            ("loud_sound", _) => "the loud sound".to_string(),
+            ("face", _) => "the face".to_string(),
+            (_, Some(l)) => format!("the {l}"),
+            (kind, None) => kind.to_string(),
         };
         return format!("{what} goes on until {input} ends at {}", secs(n.at));
     }
@@ -221,6 +364,27 @@ fn describe_note(n: &EventNote) -> String {
         ("loud_sound", _) => format!("the loud sound ends at {}", secs(n.at)),
         ("face", Phase::Start) => format!("a face appears at {} {}", secs(n.at), region(n.bbox)),
         ("face", _) => format!("no face from {}", secs(n.at)),
+        ("object", Phase::Start) => format!(
+            "{} appears at {} {}",
+            counted(n.label.as_deref().unwrap_or("object"), 1),
+            secs(n.at),
+            region(n.bbox)
+        ),
+        ("object", _) => format!(
+            "no {} from {}",
+            n.label.as_deref().unwrap_or("object"),
+            secs(n.at)
+        ),
+        ("sound", Phase::Start) => format!(
+            "{} from {}",
+            counted(n.label.as_deref().unwrap_or("sound"), 1),
+            secs(n.at)
+        ),
+        ("sound", _) => format!(
+            "the {} stops at {}",
+            n.label.as_deref().unwrap_or("sound"),
+            secs(n.at)
+        ),
         ("speech", Phase::Start) => format!("someone speaks from {}", secs(n.at)),
         ("speech", _) => format!("speech ends at {}", secs(n.at)),
         ("stream_error", _) => format!("the stream fails at {}", secs(n.at)),
@@ -243,6 +407,19 @@ mod tests {
         assert_eq!(
             region(Some([0.0, 0.0, 1.0, 1.0])),
             "across the whole picture"
+        );
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(counted("person", 2), "two people");
+        assert_eq!(counted("car", 1), "a car");
+        assert_eq!(counted("umbrella", 1), "an umbrella");
+        assert_eq!(counted("bus", 3), "three buses");
+        assert_eq!(counted("handbag", 12), "12 handbags");
+        assert_eq!(
+            list(&["two people".into(), "a car".into(), "a bus".into()]),
+            "two people, a car and a bus"
         );
     }
 

@@ -37,11 +37,17 @@ struct Open {
     bbox: Option<[f32; 4]>,
     observations: u64,
     peak_db: f32,
+    /// Most of the label seen at once (objects).
+    max_count: u64,
+    /// The model class behind the best score (sounds).
+    class: Option<std::sync::Arc<str>>,
 }
 
 /// One kind of event: its lifecycle and the open event's statistics.
 pub struct EventSeries {
     kind: &'static str,
+    /// What the events are of (`person`, `siren`), for per-label series.
+    label: Option<String>,
     lifecycle: Lifecycle,
     seq: u64,
     open: Option<Open>,
@@ -55,12 +61,25 @@ impl EventSeries {
     pub fn new(kind: &'static str, timing: EventTiming) -> Self {
         EventSeries {
             kind,
+            label: None,
             lifecycle: Lifecycle::new(timing),
             seq: 0,
             open: None,
             gathering: Open::default(),
             cut_by: "stream",
         }
+    }
+
+    /// A series of `kind` events about one `label`.
+    pub fn labelled(kind: &'static str, label: &str, timing: EventTiming) -> Self {
+        EventSeries {
+            label: Some(label.to_string()),
+            ..EventSeries::new(kind, timing)
+        }
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
     }
 
     fn gather(&mut self, active: bool, score: f32, bbox: Option<[f32; 4]>, peak_db: Option<f32>) {
@@ -113,8 +132,17 @@ impl EventSeries {
             Transition::Start { onset } => {
                 self.seq += 1;
                 let mut open = std::mem::take(&mut self.gathering);
-                open.id = format!("{}/{}/{}", maker.stream, self.kind, self.seq);
-                let rec = maker.event(
+                open.id = match &self.label {
+                    Some(l) => format!(
+                        "{}/{}/{}/{}",
+                        maker.stream,
+                        self.kind,
+                        l.replace(' ', "_"),
+                        self.seq
+                    ),
+                    None => format!("{}/{}/{}", maker.stream, self.kind, self.seq),
+                };
+                let mut rec = maker.event(
                     &open.id,
                     self.kind,
                     Phase::Start,
@@ -124,8 +152,10 @@ impl EventSeries {
                     rounded(open.bbox),
                     self.details(&open),
                 );
+                self.set_labels(&mut rec);
                 notes.push(EventNote {
                     kind: self.kind,
+                    label: self.label.clone(),
                     phase: Phase::Start,
                     at: onset,
                     bbox: open.bbox,
@@ -146,7 +176,7 @@ impl EventSeries {
                     "duration".into(),
                     json!(Timestamp(end.0 - onset.0.min(end.0)).as_secs_f64_ms()),
                 );
-                let rec = maker.event(
+                let mut rec = maker.event(
                     &open.id,
                     self.kind,
                     Phase::End,
@@ -156,8 +186,10 @@ impl EventSeries {
                     rounded(open.bbox),
                     details,
                 );
+                self.set_labels(&mut rec);
                 notes.push(EventNote {
                     kind: self.kind,
+                    label: self.label.clone(),
                     phase: Phase::End,
                     at: end,
                     bbox: open.bbox,
@@ -166,6 +198,12 @@ impl EventSeries {
                 });
                 out.push(rec);
             }
+        }
+    }
+
+    fn set_labels(&self, rec: &mut Record) {
+        if let (Record::Event(e), Some(l)) = (rec, &self.label) {
+            e.labels = vec![l.clone()];
         }
     }
 
@@ -178,6 +216,15 @@ impl EventSeries {
                     json!((open.score as f64 * 1e4).round() / 1e4),
                 );
                 d.insert("frames".into(), json!(open.observations));
+            }
+            "object" => {
+                d.insert("frames".into(), json!(open.observations));
+                d.insert("max_count".into(), json!(open.max_count));
+            }
+            "sound" => {
+                if let Some(c) = &open.class {
+                    d.insert("class".into(), json!(c.as_ref()));
+                }
             }
             "loud_sound" => {
                 d.insert(
@@ -281,6 +328,56 @@ impl EventSeries {
             None,
             out,
             notes,
+        );
+    }
+
+    /// One analysed frame, for this series' label: `found` are the
+    /// detections of the label in it.
+    pub fn objects(
+        &mut self,
+        maker: &mut RecordMaker,
+        frame: &crate::encode::detector::FrameObjects,
+        found: &[&crate::encode::detector::Detection],
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let score = found.iter().map(|d| d.score).fold(0.0, f32::max);
+        let bbox = found.iter().fold(None, |acc, d| union(acc, Some(d.bbox)));
+        if !found.is_empty() {
+            let g = self.open.as_mut().unwrap_or(&mut self.gathering);
+            g.max_count = g.max_count.max(found.len() as u64);
+        }
+        self.step(
+            maker,
+            frame.pts,
+            frame.until,
+            !found.is_empty(),
+            None,
+            score,
+            bbox,
+            None,
+            out,
+            notes,
+        );
+    }
+
+    /// One sound window's score for this series' target.
+    pub fn sound(
+        &mut self,
+        maker: &mut RecordMaker,
+        w: &crate::encode::sound::SoundWindow,
+        t: &crate::encode::sound::TargetScore,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        if t.active {
+            let g = self.open.as_mut().unwrap_or(&mut self.gathering);
+            if g.class.is_none() || t.score > g.score {
+                g.class = Some(t.class.clone());
+            }
+        }
+        self.step(
+            maker, w.start, w.end, t.active, None, t.score, None, None, out, notes,
         );
     }
 

@@ -5,6 +5,7 @@ pub mod caption;
 pub mod events;
 pub mod lifecycle;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -25,6 +26,8 @@ use events::EventSeries;
 #[derive(Clone, Debug)]
 pub struct EventNote {
     pub kind: &'static str,
+    /// What it is about, for per-label events (`person`, `siren`).
+    pub label: Option<String>,
     pub phase: Phase,
     pub at: Timestamp,
     pub bbox: Option<[f32; 4]>,
@@ -109,6 +112,11 @@ pub struct Fuser {
     loud: EventSeries,
     speech: EventSeries,
     faces: EventSeries,
+    /// One series per object class seen so far (created when first seen).
+    objects: BTreeMap<&'static str, EventSeries>,
+    object_timing: EventTiming,
+    /// One series per sound target, in the pipeline's order.
+    sounds: Vec<EventSeries>,
     gap: EventSeries,
     captions: Captioner,
     has_video: bool,
@@ -133,6 +141,24 @@ impl Fuser {
                 "speech",
                 config.encoders.vad.clone().unwrap_or_default().timing(),
             ),
+            objects: BTreeMap::new(),
+            object_timing: config
+                .encoders
+                .detector
+                .clone()
+                .unwrap_or_default()
+                .timing(),
+            sounds: config
+                .encoders
+                .sound
+                .as_ref()
+                .map(|s| {
+                    s.classes
+                        .iter()
+                        .map(|c| EventSeries::labelled("sound", &c.to_lowercase(), s.timing()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             gap: EventSeries::new(
                 "stream_gap",
                 EventTiming {
@@ -187,6 +213,30 @@ impl Fuser {
                         self.faces.faces(&mut self.maker, f, &mut out, &mut notes);
                     }
                 }
+                Features::Objects(frames) => {
+                    for f in frames {
+                        for d in &f.objects {
+                            let timing = self.object_timing;
+                            self.objects.entry(d.label).or_insert_with(|| {
+                                EventSeries::labelled("object", d.label, timing)
+                            });
+                        }
+                        for (label, series) in self.objects.iter_mut() {
+                            let found: Vec<_> =
+                                f.objects.iter().filter(|d| d.label == *label).collect();
+                            series.objects(&mut self.maker, f, &found, &mut out, &mut notes);
+                        }
+                        self.captions.objects(f);
+                    }
+                }
+                Features::Sound(windows) => {
+                    for w in windows {
+                        for (series, t) in self.sounds.iter_mut().zip(&w.targets) {
+                            series.sound(&mut self.maker, w, t, &mut out, &mut notes);
+                        }
+                        self.captions.sounds(w, &self.sounds);
+                    }
+                }
                 Features::Voice(windows) => {
                     for w in windows {
                         self.speech.voice(&mut self.maker, w, &mut out, &mut notes);
@@ -205,12 +255,18 @@ impl Fuser {
         let ended_here =
             |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
         if let Some(e) = chunk.video_end.filter(ended_here) {
-            for series in [&mut self.motion, &mut self.faces] {
+            for series in [&mut self.motion, &mut self.faces]
+                .into_iter()
+                .chain(self.objects.values_mut())
+            {
                 series.finish(&mut self.maker, e, "video", &mut out, &mut notes);
             }
         }
         if let Some(e) = chunk.audio_end.filter(ended_here) {
-            for series in [&mut self.loud, &mut self.speech] {
+            for series in [&mut self.loud, &mut self.speech]
+                .into_iter()
+                .chain(self.sounds.iter_mut())
+            {
                 series.finish(&mut self.maker, e, "audio", &mut out, &mut notes);
             }
         }
@@ -245,8 +301,12 @@ impl Fuser {
             &mut self.faces,
             &mut self.loud,
             &mut self.speech,
-            &mut self.gap,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.objects.values_mut())
+        .chain(self.sounds.iter_mut())
+        .chain([&mut self.gap])
+        {
             series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
         }
         if let Some(reason) = failure {
@@ -268,6 +328,7 @@ impl Fuser {
             }
             notes.push(EventNote {
                 kind: "stream_error",
+                label: None,
                 phase: Phase::Start,
                 at: end,
                 bbox: None,

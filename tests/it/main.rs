@@ -1,12 +1,16 @@
 //! Integration tests: one binary, one module per concern.
 
 mod bad_input;
+mod batching;
 mod branches;
 mod clip;
 mod determinism;
 mod faces;
+mod frames;
 mod metrics;
+mod objects;
 mod run;
 mod shutdown;
+mod sounds;
 mod speech;
 mod timing;

@@ -33,6 +33,64 @@ fn no_speech_before_the_first_words_of_the_call() {
     assert!((6.5..=7.2).contains(&s[0].0), "first speech at {:?}", s[0]);
 }
 
+/// Total length of `[a, b)` intervals after merging overlaps.
+fn covered(mut spans: Vec<(f64, f64)>) -> f64 {
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total = 0.0;
+    let mut current: Option<(f64, f64)> = None;
+    for (a, b) in spans {
+        current = match current {
+            Some((x, y)) if a <= y => Some((x, y.max(b))),
+            Some((x, y)) => {
+                total += y - x;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    total + current.map_or(0.0, |(x, y)| y - x)
+}
+
+fn intersection(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
+    let mut parts = Vec::new();
+    for x in a {
+        for y in b {
+            let (s, e) = (x.0.max(y.0), x.1.min(y.1));
+            if e > s {
+                parts.push((s, e));
+            }
+        }
+    }
+    covered(parts)
+}
+
+#[test]
+fn vad_covers_the_spoken_time_of_the_call_and_little_else() {
+    // sample.stm: start and end of every utterance.
+    let truth: Vec<(f64, f64)> = std::fs::read_to_string(clip::shared("sample.stm"))
+        .expect("sample.stm")
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(3)?.parse().ok()?, f.get(4)?.parse().ok()?))
+        })
+        .collect();
+    assert!(truth.len() >= 10);
+    let vad = speech(&clip::shared("sample.wav"));
+    let spoken = covered(truth.clone());
+    let hit = intersection(&vad, &truth);
+    let extra = covered(vad.clone()) - hit;
+    eprintln!("sample.wav: spoken {spoken:.2} s, VAD covers {hit:.2} s, extra {extra:.2} s");
+    assert!(
+        hit >= 0.9 * spoken,
+        "VAD covers {hit:.2} of {spoken:.2} s: {vad:?}"
+    );
+    assert!(
+        extra <= 0.1 * spoken,
+        "VAD adds {extra:.2} s to {spoken:.2} s: {vad:?}"
+    );
+}
+
 #[test]
 fn a_pipeline_naming_a_missing_model_stops_before_any_media() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -84,8 +142,11 @@ fn the_builtin_pipeline_skips_each_missing_model_with_one_warning() {
     assert!(out.status.success(), "{err}");
     let warnings: Vec<_> = err.lines().filter(|l| l.starts_with("warning:")).collect();
     // One warning per encoder whose model is missing, each naming the fix.
-    assert_eq!(warnings.len(), 2, "{err}");
-    for (w, encoder) in warnings.iter().zip(["'vad'", "'faces'"]) {
+    assert_eq!(warnings.len(), 4, "{err}");
+    for (w, encoder) in warnings
+        .iter()
+        .zip(["'vad'", "'faces'", "'detector'", "'sound'"])
+    {
         assert!(w.contains(encoder) && w.contains("make setup"), "{w}");
     }
 }

@@ -1,0 +1,247 @@
+//! Settings of the encoders that run models: the detector, the sound
+//! tagger, and the batching of their inference workers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::EventTiming;
+use super::values::*;
+use crate::encode::runtime::Provider;
+use crate::time::{MILLISECOND, SECOND};
+
+/// How an inference worker groups work across streams.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Items (frames, patches) in one model run at most.
+    #[serde(default = "default_max_batch", deserialize_with = "max_batch")]
+    pub max_batch: usize,
+    /// How long the worker waits for other streams' work once it has some.
+    #[serde(
+        default = "default_max_wait",
+        deserialize_with = "max_wait",
+        serialize_with = "ser_duration"
+    )]
+    pub max_wait: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch: default_max_batch(),
+            max_wait: default_max_wait(),
+        }
+    }
+}
+
+fn default_max_batch() -> usize {
+    8
+}
+fn default_max_wait() -> u64 {
+    10 * MILLISECOND
+}
+fn max_batch<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    ranged(d, 1, 64, "max_batch")
+}
+fn max_wait<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, 0, SECOND, "max_wait")
+}
+
+/// Objects (NanoDet, COCO-80): `object` events per class present.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Score at or above which a detection counts, for classes without
+    /// their own in `thresholds`.
+    #[serde(default = "default_object_threshold", deserialize_with = "fraction")]
+    pub threshold: f32,
+    /// Per-class thresholds, by COCO name (`person = 0.4`).
+    #[serde(default = "default_object_thresholds", deserialize_with = "thresholds")]
+    pub thresholds: BTreeMap<String, f32>,
+    /// Only these classes (COCO names); empty: all 80.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Overlap above which two boxes of one class are one object.
+    #[serde(default = "default_object_iou", deserialize_with = "fraction")]
+    pub iou: f32,
+    /// Frames analysed per second at most (the source's fps when higher
+    /// than the stream's).
+    #[serde(default = "default_object_fps", deserialize_with = "fps")]
+    pub fps: u32,
+    #[serde(
+        default = "default_zero",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_duration: u64,
+    #[serde(
+        default = "default_object_cooldown",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cooldown: u64,
+    #[serde(default)]
+    pub provider: Provider,
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+impl DetectorConfig {
+    pub fn timing(&self) -> EventTiming {
+        EventTiming {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+        }
+    }
+
+    /// The threshold for `label`.
+    pub fn threshold_for(&self, label: &str) -> f32 {
+        self.thresholds
+            .get(label)
+            .copied()
+            .unwrap_or(self.threshold)
+    }
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            threshold: default_object_threshold(),
+            thresholds: default_object_thresholds(),
+            classes: Vec::new(),
+            iou: default_object_iou(),
+            fps: default_object_fps(),
+            min_duration: default_zero(),
+            cooldown: default_object_cooldown(),
+            provider: Provider::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+fn default_object_threshold() -> f32 {
+    0.5
+}
+/// Classes NanoDet finds reliably get a lower bar; small, easily confused
+/// ones a higher one (on vtest.avi, a paving detail scores 0.5–0.6 as a
+/// sports ball, and birds appear below 0.5).
+fn default_object_thresholds() -> BTreeMap<String, f32> {
+    [
+        ("person", 0.4),
+        ("car", 0.4),
+        ("sports ball", 0.7),
+        ("bird", 0.6),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+fn default_object_iou() -> f32 {
+    0.5
+}
+fn default_object_fps() -> u32 {
+    5
+}
+fn default_zero() -> u64 {
+    0
+}
+fn default_object_cooldown() -> u64 {
+    2 * SECOND
+}
+
+fn thresholds<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f32>, D::Error> {
+    let map = BTreeMap::<String, f32>::deserialize(d)?;
+    for (k, v) in &map {
+        let inside = *v >= 0.0 && *v <= 1.0;
+        if !inside {
+            return Err(serde::de::Error::custom(format!(
+                "threshold of `{k}` is {v}: expected 0 to 1"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// Sound events (YAMNet, AudioSet 521): `sound` events per class or group.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoundConfig {
+    /// What to report: YAMNet class names (`"Car alarm"`) or groups
+    /// (`siren`, `dog`, …), case-insensitive.
+    #[serde(default = "default_sound_classes")]
+    pub classes: Vec<String>,
+    /// Score (sigmoid of the logit) at which a sound starts; it ends below
+    /// three quarters of it.
+    #[serde(default = "default_sound_threshold", deserialize_with = "fraction")]
+    pub threshold: f32,
+    /// Per-class or per-group thresholds.
+    #[serde(default, deserialize_with = "thresholds")]
+    pub thresholds: BTreeMap<String, f32>,
+    /// Extra groups, or groups redefined: name → YAMNet class names.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(
+        default = "default_zero",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_duration: u64,
+    #[serde(
+        default = "default_sound_cooldown",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub cooldown: u64,
+    #[serde(default)]
+    pub provider: Provider,
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+impl SoundConfig {
+    pub fn timing(&self) -> EventTiming {
+        EventTiming {
+            min_duration: self.min_duration,
+            cooldown: self.cooldown,
+        }
+    }
+
+    pub fn threshold_for(&self, class: &str) -> f32 {
+        self.thresholds
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(class))
+            .map_or(self.threshold, |(_, v)| *v)
+    }
+}
+
+impl Default for SoundConfig {
+    fn default() -> Self {
+        SoundConfig {
+            classes: default_sound_classes(),
+            threshold: default_sound_threshold(),
+            thresholds: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            min_duration: default_zero(),
+            cooldown: default_sound_cooldown(),
+            provider: Provider::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+fn default_sound_classes() -> Vec<String> {
+    [
+        "siren", "alarm", "dog", "cat", "glass", "gunshot", "scream", "vehicle", "horn", "baby",
+        "knock", "doorbell", "music", "speech",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+fn default_sound_threshold() -> f32 {
+    0.3
+}
+fn default_sound_cooldown() -> u64 {
+    SECOND
+}

@@ -1,0 +1,237 @@
+//! Batching across streams: one inference worker per model, fed by every
+//! stream's encoder.
+//!
+//! Each stream's encoder prepares its inputs (letterbox, log-mel, …) on its
+//! own thread and hands them to the model's [`Batcher`] through a
+//! [`BatchClient`]; the worker gathers requests until it holds `max_batch`
+//! items, every client has a request waiting, or `max_wait` has passed since
+//! the first, runs the session once per `max_batch` items, and answers each
+//! request with its own items' outputs. The worker owns the session: no lock
+//! is held around `run`. Because a batch of N gives what N runs of batch 1
+//! give (the model tests check it), how requests happen to be grouped never
+//! changes what a stream's records say.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use ort::session::Session;
+use ort::value::Tensor;
+
+use crate::config::BatchConfig;
+use crate::encode::runtime;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// One item's outputs, in the order the batcher was given their names.
+pub type ItemOutputs = Vec<Vec<f32>>;
+
+struct Request {
+    items: Vec<Vec<f32>>,
+    reply: Sender<Result<Vec<ItemOutputs>>>,
+}
+
+/// What the worker runs: a session with one batched input.
+pub struct BatchModel {
+    /// The model's name, in errors and metrics.
+    pub name: &'static str,
+    pub session: Session,
+    pub input: &'static str,
+    /// One item's shape, without the batch dimension.
+    pub item_shape: Vec<usize>,
+    pub outputs: Vec<&'static str>,
+}
+
+/// The inference worker of one model; hands out clients.
+pub struct Batcher {
+    tx: Sender<Request>,
+    clients: Arc<AtomicUsize>,
+    name: &'static str,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Batcher {
+    /// Starts the model's worker thread.
+    pub fn spawn(model: BatchModel, config: BatchConfig, metrics: Arc<Metrics>) -> Result<Batcher> {
+        let (tx, rx) = unbounded::<Request>();
+        let clients = Arc::new(AtomicUsize::new(0));
+        let name = model.name;
+        let worker = Worker {
+            model,
+            config,
+            rx,
+            clients: clients.clone(),
+            metrics,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("infer-{name}"))
+            .spawn(move || worker.run())
+            .map_err(|e| Error::io("cannot start an inference thread", e))?;
+        Ok(Batcher {
+            tx,
+            clients,
+            name,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for one stream's encoder.
+    pub fn client(&self) -> BatchClient {
+        self.clients.fetch_add(1, Ordering::SeqCst);
+        BatchClient {
+            tx: self.tx.clone(),
+            clients: self.clients.clone(),
+            name: self.name,
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        // The worker ends when the last client is gone too.
+        let (tx, _) = bounded(0);
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One stream's way to the model's worker.
+pub struct BatchClient {
+    tx: Sender<Request>,
+    clients: Arc<AtomicUsize>,
+    name: &'static str,
+}
+
+impl BatchClient {
+    /// Runs the model on `items` (each of the model's item shape); returns
+    /// each item's outputs. Blocks until the worker has run them.
+    pub fn infer(&self, items: Vec<Vec<f32>>) -> Result<Vec<ItemOutputs>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = bounded(1);
+        let gone = || Error::Model {
+            model: self.name.into(),
+            message: "its inference worker has stopped".into(),
+        };
+        self.tx.send(Request { items, reply }).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+}
+
+impl Drop for BatchClient {
+    fn drop(&mut self) {
+        self.clients.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Worker {
+    model: BatchModel,
+    config: BatchConfig,
+    rx: Receiver<Request>,
+    clients: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let max_batch = self.config.max_batch.max(1);
+        let max_wait = Duration::from_nanos(self.config.max_wait);
+        while let Ok(first) = self.rx.recv() {
+            let deadline = Instant::now() + max_wait;
+            let mut items = first.items.len();
+            let mut requests = vec![first];
+            // Wait for more only while some other stream may still send.
+            while items < max_batch && requests.len() < self.clients.load(Ordering::SeqCst) {
+                match self.rx.recv_deadline(deadline) {
+                    Ok(r) => {
+                        items += r.items.len();
+                        requests.push(r);
+                    }
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            self.metrics
+                .batch_queue(self.model.name, self.rx.len() as i64);
+            let counts: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
+            let (all, replies): (Vec<Vec<Vec<f32>>>, Vec<_>) =
+                requests.into_iter().map(|r| (r.items, r.reply)).unzip();
+            let flat: Vec<Vec<f32>> = all.into_iter().flatten().collect();
+            let result = self.infer_all(flat, max_batch);
+            match result {
+                Ok(outputs) => {
+                    let mut outputs = outputs.into_iter();
+                    for (reply, n) in replies.into_iter().zip(counts) {
+                        let _ = reply.send(Ok(outputs.by_ref().take(n).collect()));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Model {
+                            model: self.model.name.into(),
+                            message: message.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn infer_all(&mut self, items: Vec<Vec<f32>>, max_batch: usize) -> Result<Vec<ItemOutputs>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let batch: Vec<Vec<f32>> = items.by_ref().take(max_batch).collect();
+            out.extend(self.infer(batch)?);
+        }
+        Ok(out)
+    }
+
+    /// One session run over `batch` items.
+    fn infer(&mut self, batch: Vec<Vec<f32>>) -> Result<Vec<ItemOutputs>> {
+        let m = &mut self.model;
+        let n = batch.len();
+        let per_item: usize = m.item_shape.iter().product();
+        if let Some(bad) = batch.iter().find(|i| i.len() != per_item) {
+            return Err(Error::Model {
+                model: m.name.into(),
+                message: format!(
+                    "an input of {} values, the model takes {per_item}",
+                    bad.len()
+                ),
+            });
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(&m.item_shape);
+        let data: Vec<f32> = batch.into_iter().flatten().collect();
+        let err = runtime::inference_failed(m.name);
+        let started = Instant::now();
+        let tensor = Tensor::from_array((shape, data)).map_err(err)?;
+        let outputs = m
+            .session
+            .run(ort::inputs![m.input => tensor])
+            .map_err(err)?;
+        let mut items: Vec<ItemOutputs> = (0..n)
+            .map(|_| Vec::with_capacity(m.outputs.len()))
+            .collect();
+        for name in &m.outputs {
+            let value = outputs.get(name).ok_or_else(|| Error::Model {
+                model: m.name.into(),
+                message: format!("no output `{name}`"),
+            })?;
+            let (_, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+            let each = data.len() / n;
+            for (k, item) in items.iter_mut().enumerate() {
+                item.push(data[k * each..(k + 1) * each].to_vec());
+            }
+        }
+        self.metrics
+            .batch_run(m.name, n, started.elapsed().as_secs_f64());
+        Ok(items)
+    }
+}

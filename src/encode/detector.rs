@@ -1,0 +1,429 @@
+//! Objects with NanoDet (COCO-80, 416×416): letterbox with NanoDet's own
+//! normalisation, distribution-focal-loss box decode, per-class NMS, boxes
+//! mapped back to the frame.
+
+use std::sync::Arc;
+
+use crate::config::DetectorConfig;
+use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs};
+use crate::encode::runtime::{self, Manifest};
+use crate::encode::{Encoder, Features};
+use crate::error::{Error, Result};
+use crate::media::{Chunk, VideoFrame};
+use crate::time::{SECOND, Timestamp};
+
+/// The model's manifest.
+pub const MANIFEST: &str = include_str!("../../models/nanodet.toml");
+/// The 80 class names, in the model's output order.
+const LABELS: &str = include_str!("../../models/coco80.txt");
+/// The model's input side, in pixels.
+pub const SIDE: usize = 416;
+/// Strides of the three heads, with the outputs the batcher returns in
+/// this order: scores then boxes per stride.
+const STRIDES: [usize; 3] = [8, 16, 32];
+const OUTPUTS: [&str; 6] = [
+    "scores_8",
+    "boxes_8",
+    "scores_16",
+    "boxes_16",
+    "scores_32",
+    "boxes_32",
+];
+/// Bins of the box side distributions.
+const BINS: usize = 11;
+const CLASSES: usize = 80;
+/// Per channel, in BGR order (NanoDet's training normalisation).
+const MEAN: [f32; 3] = [103.53, 116.28, 123.675];
+const STD: [f32; 3] = [57.375, 57.12, 58.395];
+/// Grey of the letterbox borders.
+const PAD: u8 = 114;
+
+/// The COCO class names.
+pub fn labels() -> Vec<&'static str> {
+    LABELS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// One object: its class, score and `[x, y, w, h]` normalised to the frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    pub label: &'static str,
+    pub score: f32,
+    pub bbox: [f32; 4],
+}
+
+/// The objects found in one analysed frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameObjects {
+    pub pts: Timestamp,
+    /// Until the next analysed frame is due.
+    pub until: Timestamp,
+    pub objects: Vec<Detection>,
+}
+
+/// The model for the inference worker.
+pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
+    let manifest = Manifest::builtin(MANIFEST);
+    Ok(BatchModel {
+        name: "nanodet",
+        session: runtime::session(&manifest, threads, config.provider)?,
+        input: "image",
+        item_shape: vec![3, SIDE, SIDE],
+        outputs: OUTPUTS.to_vec(),
+    })
+}
+
+/// Checks the class names of a detector's settings against COCO's.
+pub fn check_classes(config: &DetectorConfig) -> Result<()> {
+    let labels = labels();
+    for name in config.classes.iter().chain(config.thresholds.keys()) {
+        if !labels.contains(&name.as_str()) {
+            return Err(Error::Invalid(format!(
+                "[encoders.detector]: `{name}` is not a COCO class; the detector knows: {}",
+                labels.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The object detector of one stream.
+pub struct Detector {
+    client: BatchClient,
+    config: DetectorConfig,
+    labels: Arc<[&'static str]>,
+    /// Per class: reported at all, and its threshold.
+    wanted: Vec<Option<f32>>,
+    interval: u64,
+    next_due: u64,
+}
+
+impl Detector {
+    pub fn new(config: DetectorConfig, client: BatchClient, source_fps: u32) -> Result<Detector> {
+        check_classes(&config)?;
+        let labels: Arc<[&'static str]> = labels().into();
+        let wanted = labels
+            .iter()
+            .map(|l| {
+                (config.classes.is_empty() || config.classes.iter().any(|c| c == l))
+                    .then(|| config.threshold_for(l))
+            })
+            .collect();
+        let fps = config.fps.min(source_fps).max(1);
+        Ok(Detector {
+            client,
+            config,
+            labels,
+            wanted,
+            interval: SECOND / fps as u64,
+            next_due: 0,
+        })
+    }
+
+    /// Whether `pts` is due for analysis; frames come at the source's fps,
+    /// the detector takes at most its own.
+    fn due(&mut self, pts: Timestamp) -> bool {
+        if pts.0 + self.interval / 10 < self.next_due {
+            return false;
+        }
+        self.next_due = (pts.0 / self.interval + 1) * self.interval;
+        true
+    }
+
+    /// Decodes one frame's outputs.
+    pub fn decode(&self, outputs: &ItemOutputs, letterbox: &Letterbox) -> Result<Vec<Detection>> {
+        let mut candidates: Vec<(usize, f32, [f32; 4])> = Vec::new();
+        for (k, &stride) in STRIDES.iter().enumerate() {
+            let cells_x = SIDE / stride;
+            let cells = cells_x * cells_x;
+            let (scores, boxes) = (&outputs[2 * k], &outputs[2 * k + 1]);
+            if scores.len() != cells * CLASSES || boxes.len() != cells * 4 * BINS {
+                return Err(Error::Model {
+                    model: "nanodet".into(),
+                    message: format!(
+                        "stride {stride}: outputs of {} and {} values, expected {} and {}",
+                        scores.len(),
+                        boxes.len(),
+                        cells * CLASSES,
+                        cells * 4 * BINS
+                    ),
+                });
+            }
+            for cell in 0..cells {
+                let row = &scores[cell * CLASSES..(cell + 1) * CLASSES];
+                let dist = &boxes[cell * 4 * BINS..(cell + 1) * 4 * BINS];
+                let mut sides: Option<[f32; 4]> = None;
+                for (class, &score) in row.iter().enumerate() {
+                    let Some(threshold) = self.wanted[class] else {
+                        continue;
+                    };
+                    if score < threshold {
+                        continue;
+                    }
+                    let d = *sides.get_or_insert_with(|| dfl(dist));
+                    let cx = (cell % cells_x) as f32 + 0.5;
+                    let cy = (cell / cells_x) as f32 + 0.5;
+                    let s = stride as f32;
+                    let (x0, y0) = (cx * s - d[0] * s, cy * s - d[1] * s);
+                    let (x1, y1) = (cx * s + d[2] * s, cy * s + d[3] * s);
+                    let bbox = letterbox.to_frame([x0, y0, x1, y1]);
+                    if bbox[2] > 0.0 && bbox[3] > 0.0 {
+                        candidates.push((class, score, bbox));
+                    }
+                }
+            }
+        }
+        let kept = nms_per_class(candidates, self.config.iou);
+        Ok(kept
+            .into_iter()
+            .map(|(class, score, bbox)| Detection {
+                label: self.labels[class],
+                score,
+                bbox,
+            })
+            .collect())
+    }
+}
+
+impl Detector {
+    /// The objects in each of `frames` (all of them, whatever the fps).
+    pub fn detect(&mut self, frames: &[&VideoFrame]) -> Result<Vec<FrameObjects>> {
+        let (inputs, boxes): (Vec<Vec<f32>>, Vec<Letterbox>) =
+            frames.iter().map(|f| preprocess(f)).unzip();
+        let outputs = self.client.infer(inputs)?;
+        let mut out = Vec::with_capacity(frames.len());
+        for ((frame, o), lb) in frames.iter().zip(&outputs).zip(&boxes) {
+            out.push(FrameObjects {
+                pts: frame.pts,
+                until: frame.pts.saturating_add(self.interval),
+                objects: self.decode(o, lb)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Encoder for Detector {
+    fn name(&self) -> &'static str {
+        "detector"
+    }
+
+    fn encode(&mut self, chunks: &[&Chunk]) -> Result<Vec<Features>> {
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let due: Vec<&VideoFrame> = chunk.frames.iter().filter(|f| self.due(f.pts)).collect();
+            out.push(Features::Objects(self.detect(&due)?));
+        }
+        Ok(out)
+    }
+}
+
+/// Expected value of each side's distribution (softmax over the bins), in
+/// strides: left, top, right, bottom.
+fn dfl(dist: &[f32]) -> [f32; 4] {
+    let mut sides = [0.0f32; 4];
+    for (side, bins) in dist.chunks_exact(BINS).enumerate().take(4) {
+        let max = bins.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (mut sum, mut weighted) = (0.0f32, 0.0f32);
+        for (i, &b) in bins.iter().enumerate() {
+            let e = (b - max).exp();
+            sum += e;
+            weighted += e * i as f32;
+        }
+        sides[side] = weighted / sum;
+    }
+    sides
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let ix = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// Greedy non-maximum suppression within each class; the result is ordered
+/// by score, best first (ties by class, then position, so it is stable).
+fn nms_per_class(
+    mut c: Vec<(usize, f32, [f32; 4])>,
+    threshold: f32,
+) -> Vec<(usize, f32, [f32; 4])> {
+    c.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(a.0.cmp(&b.0))
+            .then(a.2[0].total_cmp(&b.2[0]))
+            .then(a.2[1].total_cmp(&b.2[1]))
+    });
+    let mut kept: Vec<(usize, f32, [f32; 4])> = Vec::new();
+    for cand in c {
+        if !kept
+            .iter()
+            .any(|k| k.0 == cand.0 && iou(&k.2, &cand.2) > threshold)
+        {
+            kept.push(cand);
+        }
+    }
+    kept
+}
+
+/// How a frame was fitted into the square input.
+#[derive(Clone, Debug)]
+pub struct Letterbox {
+    /// Input pixels per frame pixel.
+    scale: f32,
+    /// Where the frame starts in the input, in input pixels.
+    dx: f32,
+    dy: f32,
+    width: f32,
+    height: f32,
+}
+
+impl Letterbox {
+    /// Corners `[x0, y0, x1, y1]` in input pixels to `[x, y, w, h]`
+    /// normalised to the frame, clipped to it.
+    fn to_frame(&self, c: [f32; 4]) -> [f32; 4] {
+        let x = |v: f32| ((v - self.dx) / self.scale / self.width).clamp(0.0, 1.0);
+        let y = |v: f32| ((v - self.dy) / self.scale / self.height).clamp(0.0, 1.0);
+        let (x0, y0, x1, y1) = (x(c[0]), y(c[1]), x(c[2]), y(c[3]));
+        [x0, y0, x1 - x0, y1 - y0]
+    }
+}
+
+/// The frame scaled to fit 416×416 (aspect kept, centred, grey borders,
+/// bilinear), BGR, normalised, NCHW.
+pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
+    let (fw, fh) = (frame.width as usize, frame.height as usize);
+    let scale = SIDE as f32 / fw.max(fh).max(1) as f32;
+    let w = ((fw as f32 * scale).round() as usize).clamp(1, SIDE);
+    let h = ((fh as f32 * scale).round() as usize).clamp(1, SIDE);
+    let (dx, dy) = ((SIDE - w) / 2, (SIDE - h) / 2);
+    let plane = SIDE * SIDE;
+    let mut input = vec![0.0f32; 3 * plane];
+    // The border, already normalised.
+    for c in 0..3 {
+        let v = (PAD as f32 - MEAN[c]) / STD[c];
+        input[c * plane..(c + 1) * plane].fill(v);
+    }
+    let rgb: &[u8] = &frame.rgb;
+    if fw == 0 || fh == 0 || rgb.len() < fw * fh * 3 {
+        return (
+            input,
+            Letterbox {
+                scale,
+                dx: dx as f32,
+                dy: dy as f32,
+                width: fw.max(1) as f32,
+                height: fh.max(1) as f32,
+            },
+        );
+    }
+    // Source coordinate and weight of each output column and row.
+    let taps = |n: usize, src: usize| -> Vec<(usize, usize, f32)> {
+        (0..n)
+            .map(|i| {
+                let s = ((i as f32 + 0.5) / scale - 0.5).clamp(0.0, (src - 1) as f32);
+                let lo = s.floor() as usize;
+                (lo, (lo + 1).min(src - 1), s - lo as f32)
+            })
+            .collect()
+    };
+    let (cols, rows) = (taps(w, fw), taps(h, fh));
+    for (y, &(y0, y1, fy)) in rows.iter().enumerate() {
+        let (r0, r1) = (
+            &rgb[y0 * fw * 3..(y0 + 1) * fw * 3],
+            &rgb[y1 * fw * 3..(y1 + 1) * fw * 3],
+        );
+        let base = (y + dy) * SIDE + dx;
+        for (x, &(x0, x1, fx)) in cols.iter().enumerate() {
+            for c in 0..3 {
+                let top = r0[x0 * 3 + c] as f32 * (1.0 - fx) + r0[x1 * 3 + c] as f32 * fx;
+                let bottom = r1[x0 * 3 + c] as f32 * (1.0 - fx) + r1[x1 * 3 + c] as f32 * fx;
+                let v = top * (1.0 - fy) + bottom * fy;
+                // RGB in, BGR out: channel c goes to plane 2 - c.
+                let b = 2 - c;
+                input[b * plane + base + x] = (v - MEAN[b]) / STD[b];
+            }
+        }
+    }
+    (
+        input,
+        Letterbox {
+            scale,
+            dx: dx as f32,
+            dy: dy as f32,
+            width: fw as f32,
+            height: fh as f32,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dfl_is_the_expected_bin() {
+        let mut dist = vec![-100.0f32; 44];
+        dist[3] = 10.0; // left: bin 3
+        dist[11 + 5] = 10.0; // top: bin 5
+        dist[22] = 0.0; // right: half bin 0, half bin 1
+        dist[23] = 0.0;
+        dist[33 + 10] = 10.0; // bottom: bin 10
+        let d = dfl(&dist);
+        assert!((d[0] - 3.0).abs() < 1e-4, "{d:?}");
+        assert!((d[1] - 5.0).abs() < 1e-4, "{d:?}");
+        assert!((d[2] - 0.5).abs() < 1e-4, "{d:?}");
+        assert!((d[3] - 10.0).abs() < 1e-4, "{d:?}");
+    }
+
+    #[test]
+    fn nms_keeps_overlaps_of_different_classes() {
+        let b = [0.1, 0.1, 0.3, 0.3];
+        let near = [0.12, 0.1, 0.3, 0.3];
+        let far = [0.6, 0.6, 0.2, 0.2];
+        let kept = nms_per_class(
+            vec![(0, 0.9, b), (0, 0.8, near), (2, 0.7, near), (0, 0.6, far)],
+            0.5,
+        );
+        assert_eq!(
+            kept.iter().map(|k| (k.0, k.1)).collect::<Vec<_>>(),
+            vec![(0, 0.9), (2, 0.7), (0, 0.6)]
+        );
+    }
+
+    #[test]
+    fn letterbox_centres_the_frame_and_maps_boxes_back() {
+        let frame = VideoFrame {
+            pts: Timestamp::ZERO,
+            duration: 0,
+            width: 640,
+            height: 320,
+            rgb: vec![200u8; 640 * 320 * 3].into(),
+            grey: None,
+        };
+        let (input, lb) = preprocess(&frame);
+        // Scale 0.65: 416×208, rows 104..312 hold the picture.
+        let border = (PAD as f32 - MEAN[0]) / STD[0];
+        let inside = (200.0 - MEAN[0]) / STD[0];
+        assert!((input[50 * SIDE + 200] - border).abs() < 1e-5);
+        assert!((input[200 * SIDE + 200] - inside).abs() < 1e-4);
+        let b = lb.to_frame([0.0, 104.0, 416.0, 312.0]);
+        for (got, want) in b.iter().zip([0.0, 0.0, 1.0, 1.0]) {
+            assert!((got - want).abs() < 1e-4, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn coco_has_eighty_classes_in_order() {
+        let l = labels();
+        assert_eq!(l.len(), 80);
+        assert_eq!(
+            (l[0], l[2], l[15], l[79]),
+            ("person", "car", "cat", "toothbrush")
+        );
+    }
+}

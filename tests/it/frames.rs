@@ -1,0 +1,64 @@
+//! Frames of a real file, decoded by GStreamer as vigil's source does
+//! (RGB, 640 wide, sampled at a fixed rate), for tests of the encoders
+//! through their API.
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use vigil::media::VideoFrame;
+use vigil::time::Timestamp;
+
+/// Every frame of `path` at `fps` (a still image: one frame), `width` wide.
+pub fn decode(path: &Path, fps: u32, width: u32) -> Vec<VideoFrame> {
+    gst::init().expect("GStreamer initialises");
+    let still = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png") || e.eq_ignore_ascii_case("jpg"));
+    let rate = if still {
+        String::new()
+    } else {
+        format!("videorate ! video/x-raw,framerate={fps}/1 ! ")
+    };
+    let description = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! {rate}videoscale ! video/x-raw,format=RGB,width={width},pixel-aspect-ratio=1/1 ! appsink name=sink sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&description)
+        .expect("a pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let sink = pipeline
+        .by_name("sink")
+        .expect("the sink")
+        .downcast::<gst_app::AppSink>()
+        .expect("an appsink");
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let mut frames = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let caps = sample.caps().expect("caps");
+        let info = gstreamer_video::VideoInfo::from_caps(caps).expect("video caps");
+        let buffer = sample.buffer().expect("a buffer");
+        let map = buffer.map_readable().expect("readable");
+        let (w, h, stride) = (
+            info.width() as usize,
+            info.height() as usize,
+            info.stride()[0] as usize,
+        );
+        let mut rgb = Vec::with_capacity(w * h * 3);
+        for row in 0..h {
+            rgb.extend_from_slice(&map[row * stride..row * stride + w * 3]);
+        }
+        frames.push(VideoFrame {
+            pts: Timestamp(buffer.pts().map_or(0, |p| p.nseconds())),
+            duration: 0,
+            width: w as u32,
+            height: h as u32,
+            rgb: rgb.into(),
+            grey: None,
+        });
+    }
+    pipeline.set_state(gst::State::Null).expect("stops");
+    frames
+}
