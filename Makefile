@@ -75,6 +75,7 @@ test: setup
 	$(CARGO) test --release
 
 bench: build
+	$(CARGO) build --release --examples
 	bash tests/bench/run.sh
 
 clean:

@@ -88,18 +88,7 @@ pub fn run(
     crate::source::init()?;
     // Loads every model before any media flows: a missing or mismatched one
     // stops the run here. Dropped at the end, after the streams' encoders.
-    let workers = crate::encode::Workers::start(
-        &config.encoders,
-        &config.runtime,
-        config.sources.len(),
-        metrics,
-    )?;
-    if config.encoders.vad.is_some() {
-        crate::encode::check_models(&crate::config::EncodersConfig {
-            vad: config.encoders.vad.clone(),
-            ..Default::default()
-        })?;
-    }
+    let workers = crate::encode::Workers::start(&config.encoders, &config.runtime, metrics)?;
     let sinks = crate::sink::build(
         &config.sinks,
         &options.out_dir,

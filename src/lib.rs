@@ -17,7 +17,7 @@
 //! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`] |
 //! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged |
-//! | [`encode`] | the [`encode::Encoder`] trait; `motion`, `loudness`, `vad` (Silero on ONNX Runtime, [`encode::runtime`]) |
+//! | [`encode`] | the [`encode::Encoder`] trait; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace), `detector` (NanoDet, COCO-80), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
 //! | [`fuse`] | event lifecycles, captions, record ids |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, WebVTT, stdout |
@@ -26,7 +26,10 @@
 //! | [`graph`] | wiring a validated config into threads and channels; drain and shutdown |
 //! | [`stream`] | what stages share about a stream: progress, state, failure |
 //!
-//! Each stage of each stream runs on its own thread; bounded
+//! Each stage of each stream runs on its own thread, and each model on one
+//! inference worker shared by all streams (no lock around a model run; a
+//! batch of N gives exactly what N single runs give, so grouping never
+//! changes the records); bounded
 //! `crossbeam-channel` queues between them carry back-pressure from the
 //! encoders back to GStreamer (appsink callbacks block when the queue is
 //! full). Time is integer nanoseconds throughout; audio sample `n` sits at

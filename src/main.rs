@@ -101,6 +101,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => run(pipeline, sources, out, start_time),
         Command::Check { pipeline } => {
             let config = PipelineConfig::load(&pipeline)?;
+            // Loads each model the pipeline names: missing, corrupt or
+            // mismatched ones, and unknown classes, are found here too.
+            vigil::encode::check_models(&config.encoders)?;
             if config.sources.is_empty() {
                 println!(
                     "{}: ok, but it has no [[sources]]: run it with `vigil run {} --source URI`",

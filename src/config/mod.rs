@@ -198,6 +198,10 @@ pub struct VadConfig {
     pub min_silence: u64,
     #[serde(default)]
     pub provider: crate::encode::runtime::Provider,
+    /// A window is a fraction of a millisecond of work: by default the
+    /// worker batches what has queued up and never waits for more.
+    #[serde(default = "BatchConfig::no_wait")]
+    pub batch: BatchConfig,
 }
 
 impl VadConfig {
@@ -216,6 +220,7 @@ impl Default for VadConfig {
             min_speech: default_min_speech(),
             min_silence: default_min_silence(),
             provider: Default::default(),
+            batch: BatchConfig::no_wait(),
         }
     }
 }

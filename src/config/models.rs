@@ -26,6 +26,16 @@ pub struct BatchConfig {
     pub max_wait: u64,
 }
 
+impl BatchConfig {
+    /// Batches what has queued up while the worker was busy; never waits.
+    pub fn no_wait() -> Self {
+        BatchConfig {
+            max_wait: 0,
+            ..BatchConfig::default()
+        }
+    }
+}
+
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {

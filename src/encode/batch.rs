@@ -27,21 +27,45 @@ use crate::metrics::Metrics;
 
 /// One item's outputs, in the order the batcher was given their names.
 pub type ItemOutputs = Vec<Vec<f32>>;
+/// One item's inputs, in the order of [`BatchModel::inputs`].
+pub type ItemInputs = Vec<Vec<f32>>;
 
 struct Request {
-    items: Vec<Vec<f32>>,
+    items: Vec<ItemInputs>,
     reply: Sender<Result<Vec<ItemOutputs>>>,
 }
 
-/// What the worker runs: a session with one batched input.
+/// A batched tensor: its name, one item's shape, and where the batch
+/// dimension goes (0 for most models; Silero's state has it second).
+#[derive(Clone, Debug)]
+pub struct Port {
+    pub name: &'static str,
+    /// One item's shape, without the batch dimension (inputs only).
+    pub item_shape: Vec<usize>,
+    pub batch_axis: usize,
+}
+
+impl Port {
+    /// A tensor batched on its first dimension.
+    pub fn first(name: &'static str, item_shape: Vec<usize>) -> Port {
+        Port {
+            name,
+            item_shape,
+            batch_axis: 0,
+        }
+    }
+}
+
+/// What the worker runs: a session, its batched inputs and outputs, and
+/// inputs that are the same for every item.
 pub struct BatchModel {
     /// The model's name, in errors and metrics.
     pub name: &'static str,
     pub session: Session,
-    pub input: &'static str,
-    /// One item's shape, without the batch dimension.
-    pub item_shape: Vec<usize>,
-    pub outputs: Vec<&'static str>,
+    pub inputs: Vec<Port>,
+    /// Scalar i64 inputs given as they are (Silero's sample rate).
+    pub scalars: Vec<(&'static str, i64)>,
+    pub outputs: Vec<Port>,
 }
 
 /// The inference worker of one model; hands out clients.
@@ -107,9 +131,14 @@ pub struct BatchClient {
 }
 
 impl BatchClient {
-    /// Runs the model on `items` (each of the model's item shape); returns
-    /// each item's outputs. Blocks until the worker has run them.
+    /// Runs a model of one input on `items` (each of its item shape);
+    /// returns each item's outputs. Blocks until the worker has run them.
     pub fn infer(&self, items: Vec<Vec<f32>>) -> Result<Vec<ItemOutputs>> {
+        self.infer_each(items.into_iter().map(|i| vec![i]).collect())
+    }
+
+    /// As [`infer`](Self::infer), for models of several inputs.
+    pub fn infer_each(&self, items: Vec<ItemInputs>) -> Result<Vec<ItemOutputs>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -158,9 +187,9 @@ impl Worker {
             self.metrics
                 .batch_queue(self.model.name, self.rx.len() as i64);
             let counts: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
-            let (all, replies): (Vec<Vec<Vec<f32>>>, Vec<_>) =
+            let (all, replies): (Vec<Vec<ItemInputs>>, Vec<_>) =
                 requests.into_iter().map(|r| (r.items, r.reply)).unzip();
-            let flat: Vec<Vec<f32>> = all.into_iter().flatten().collect();
+            let flat: Vec<ItemInputs> = all.into_iter().flatten().collect();
             let result = self.infer_all(flat, max_batch);
             match result {
                 Ok(outputs) => {
@@ -182,52 +211,88 @@ impl Worker {
         }
     }
 
-    fn infer_all(&mut self, items: Vec<Vec<f32>>, max_batch: usize) -> Result<Vec<ItemOutputs>> {
+    fn infer_all(&mut self, items: Vec<ItemInputs>, max_batch: usize) -> Result<Vec<ItemOutputs>> {
         let mut out = Vec::with_capacity(items.len());
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
-            let batch: Vec<Vec<f32>> = items.by_ref().take(max_batch).collect();
+            let batch: Vec<ItemInputs> = items.by_ref().take(max_batch).collect();
             out.extend(self.infer(batch)?);
         }
         Ok(out)
     }
 
     /// One session run over `batch` items.
-    fn infer(&mut self, batch: Vec<Vec<f32>>) -> Result<Vec<ItemOutputs>> {
+    fn infer(&mut self, batch: Vec<ItemInputs>) -> Result<Vec<ItemOutputs>> {
         let m = &mut self.model;
         let n = batch.len();
-        let per_item: usize = m.item_shape.iter().product();
-        if let Some(bad) = batch.iter().find(|i| i.len() != per_item) {
-            return Err(Error::Model {
-                model: m.name.into(),
-                message: format!(
-                    "an input of {} values, the model takes {per_item}",
-                    bad.len()
-                ),
-            });
-        }
-        let mut shape = vec![n];
-        shape.extend_from_slice(&m.item_shape);
-        let data: Vec<f32> = batch.into_iter().flatten().collect();
         let err = runtime::inference_failed(m.name);
+        let mut inputs: Vec<(String, ort::value::DynValue)> = Vec::new();
+        for (k, port) in m.inputs.iter().enumerate() {
+            let per_item: usize = port.item_shape.iter().product();
+            if let Some(bad) = batch
+                .iter()
+                .find(|i| i.get(k).map_or(0, Vec::len) != per_item)
+            {
+                return Err(Error::Model {
+                    model: m.name.into(),
+                    message: format!(
+                        "input `{}`: an item of {} values, the model takes {per_item}",
+                        port.name,
+                        bad.get(k).map_or(0, Vec::len)
+                    ),
+                });
+            }
+            let axis = port.batch_axis.min(port.item_shape.len());
+            let mut shape = port.item_shape.clone();
+            shape.insert(axis, n);
+            let inner: usize = port.item_shape[axis..].iter().product();
+            let outer = per_item / inner.max(1);
+            let mut data = Vec::with_capacity(per_item * n);
+            for o in 0..outer {
+                for item in &batch {
+                    data.extend_from_slice(&item[k][o * inner..(o + 1) * inner]);
+                }
+            }
+            let tensor = Tensor::from_array((shape, data)).map_err(err)?;
+            inputs.push((port.name.to_string(), tensor.into_dyn()));
+        }
+        for (name, v) in &m.scalars {
+            let tensor = Tensor::from_array(((), vec![*v])).map_err(err)?;
+            inputs.push((name.to_string(), tensor.into_dyn()));
+        }
         let started = Instant::now();
-        let tensor = Tensor::from_array((shape, data)).map_err(err)?;
-        let outputs = m
-            .session
-            .run(ort::inputs![m.input => tensor])
-            .map_err(err)?;
+        let outputs = m.session.run(inputs).map_err(err)?;
         let mut items: Vec<ItemOutputs> = (0..n)
             .map(|_| Vec::with_capacity(m.outputs.len()))
             .collect();
-        for name in &m.outputs {
-            let value = outputs.get(name).ok_or_else(|| Error::Model {
+        for port in &m.outputs {
+            let value = outputs.get(port.name).ok_or_else(|| Error::Model {
                 model: m.name.into(),
-                message: format!("no output `{name}`"),
+                message: format!("no output `{}`", port.name),
             })?;
-            let (_, data) = value.try_extract_tensor::<f32>().map_err(err)?;
-            let each = data.len() / n;
-            for (k, item) in items.iter_mut().enumerate() {
-                item.push(data[k * each..(k + 1) * each].to_vec());
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+            let axis = port.batch_axis.min(shape.len().saturating_sub(1));
+            if shape.get(axis).copied() != Some(n as i64) {
+                return Err(Error::Model {
+                    model: m.name.into(),
+                    message: format!(
+                        "output `{}` has shape {shape:?}, not a batch of {n} on axis {axis}",
+                        port.name
+                    ),
+                });
+            }
+            let inner: usize = shape[axis + 1..]
+                .iter()
+                .map(|&d| d.max(0) as usize)
+                .product();
+            let outer = data.len() / (inner * n).max(1);
+            for (b, item) in items.iter_mut().enumerate() {
+                let mut v = Vec::with_capacity(outer * inner);
+                for o in 0..outer {
+                    let at = (o * n + b) * inner;
+                    v.extend_from_slice(&data[at..at + inner]);
+                }
+                item.push(v);
             }
         }
         self.metrics

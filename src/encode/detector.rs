@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::DetectorConfig;
-use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs};
+use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::{Error, Result};
@@ -70,9 +70,9 @@ pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
     Ok(BatchModel {
         name: "nanodet",
         session: runtime::session(&manifest, threads, config.provider)?,
-        input: "image",
-        item_shape: vec![3, SIDE, SIDE],
-        outputs: OUTPUTS.to_vec(),
+        inputs: vec![Port::first("image", vec![3, SIDE, SIDE])],
+        scalars: Vec::new(),
+        outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
     })
 }
 

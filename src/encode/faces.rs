@@ -2,7 +2,7 @@
 //! non-maximum suppression, boxes mapped back to the frame.
 
 use crate::config::FacesConfig;
-use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs};
+use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::{Error, Result};
@@ -41,9 +41,9 @@ pub fn model(config: &FacesConfig, threads: usize) -> Result<BatchModel> {
     Ok(BatchModel {
         name: "blazeface",
         session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
-        input: "input:0",
-        item_shape: vec![SIDE, SIDE, 3],
-        outputs: OUTPUTS.to_vec(),
+        inputs: vec![Port::first("input:0", vec![SIDE, SIDE, 3])],
+        scalars: Vec::new(),
+        outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
     })
 }
 

@@ -66,28 +66,30 @@ pub struct Workers {
     detector: Option<Batcher>,
     faces: Option<Batcher>,
     sound: Option<Batcher>,
-    /// Intra-op threads of each per-stream session (VAD).
-    per_stream_threads: usize,
+    vad: Option<Batcher>,
 }
 
 impl Workers {
-    /// Loads the batched models of `config` for `streams` streams, sharing
-    /// the runtime's thread budget among every session the run opens.
+    /// Loads the models of `config`, one session each, sharing the
+    /// runtime's thread budget among them.
     pub fn start(
         config: &EncodersConfig,
         runtime: &RuntimeConfig,
-        streams: usize,
         metrics: &Arc<Metrics>,
     ) -> Result<Workers> {
-        let shared = usize::from(config.detector.is_some())
+        let sessions = usize::from(config.detector.is_some())
             + usize::from(config.faces.is_some())
-            + usize::from(config.sound.is_some());
-        let per_stream = usize::from(config.vad.is_some()) * streams;
-        let threads = runtime.per_session(shared + per_stream);
-        let mut w = Workers {
-            per_stream_threads: threads,
-            ..Workers::default()
-        };
+            + usize::from(config.sound.is_some())
+            + usize::from(config.vad.is_some());
+        let threads = runtime.per_session(sessions);
+        let mut w = Workers::default();
+        if let Some(v) = &config.vad {
+            w.vad = Some(Batcher::spawn(
+                vad::model(v, threads)?,
+                v.batch,
+                metrics.clone(),
+            )?);
+        }
         if let Some(d) = &config.detector {
             detector::check_classes(d)?;
             w.detector = Some(Batcher::spawn(
@@ -124,8 +126,8 @@ impl Workers {
         if let Some(l) = &config.loudness {
             encoders.push(Box::new(Loudness::new(l.clone())));
         }
-        if let Some(v) = &config.vad {
-            encoders.push(Box::new(vad::Vad::new(v.clone(), self.per_stream_threads)?));
+        if let (Some(v), Some(b)) = (&config.vad, &self.vad) {
+            encoders.push(Box::new(vad::Vad::new(v.clone(), b.client())));
         }
         if let (Some(f), Some(b)) = (&config.faces, &self.faces) {
             encoders.push(Box::new(faces::Faces::new(f.clone(), b.client(), fps)));
@@ -173,7 +175,7 @@ pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
 /// mismatched one stops the run before any media flows.
 pub fn check_models(config: &EncodersConfig) -> Result<()> {
     if let Some(v) = &config.vad {
-        vad::Vad::new(v.clone(), 1)?;
+        vad::model(v, 1)?;
     }
     if let Some(f) = &config.faces {
         faces::model(f, 1)?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::config::SoundConfig;
-use crate::encode::batch::{BatchClient, BatchModel};
+use crate::encode::batch::{BatchClient, BatchModel, Port};
 use crate::encode::logmel::{BANDS, HOP, LogMel, WINDOW};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
@@ -204,9 +204,9 @@ pub fn model(config: &SoundConfig, threads: usize) -> Result<BatchModel> {
     Ok(BatchModel {
         name: "yamnet",
         session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
-        input: "patch",
-        item_shape: vec![1, PATCH, BANDS],
-        outputs: vec!["logits"],
+        inputs: vec![Port::first("patch", vec![1, PATCH, BANDS])],
+        scalars: Vec::new(),
+        outputs: vec![Port::first("logits", Vec::new())],
     })
 }
 

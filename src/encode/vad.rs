@@ -1,10 +1,10 @@
 //! Voice activity with Silero VAD: a speech probability every 32 ms, its
-//! recurrent state carried across chunks of one stream.
-
-use ort::session::Session;
-use ort::value::Tensor;
+//! recurrent state carried across chunks of one stream. The model runs on
+//! the shared inference worker: windows of several streams run together,
+//! each with its own state (the state's batch dimension is its second).
 
 use crate::config::VadConfig;
+use crate::encode::batch::{BatchClient, BatchModel, Port};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::Result;
@@ -31,9 +31,34 @@ pub struct VoiceWindow {
     pub speaking: bool,
 }
 
+/// The model for the inference worker.
+pub fn model(config: &VadConfig, threads: usize) -> Result<BatchModel> {
+    Ok(BatchModel {
+        name: "silero_vad",
+        session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
+        inputs: vec![
+            Port::first("input", vec![CONTEXT + WINDOW]),
+            Port {
+                name: "state",
+                item_shape: vec![2, 128],
+                batch_axis: 1,
+            },
+        ],
+        scalars: vec![("sr", AUDIO_RATE as i64)],
+        outputs: vec![
+            Port::first("output", Vec::new()),
+            Port {
+                name: "stateN",
+                item_shape: Vec::new(),
+                batch_axis: 1,
+            },
+        ],
+    })
+}
+
 /// The VAD encoder of one stream.
 pub struct Vad {
-    session: Session,
+    client: BatchClient,
     config: VadConfig,
     state: Vec<f32>,
     context: [f32; CONTEXT],
@@ -44,18 +69,16 @@ pub struct Vad {
 }
 
 impl Vad {
-    /// Loads the model (one session per stream, `threads` intra-op threads).
-    pub fn new(config: VadConfig, threads: usize) -> Result<Vad> {
-        let session = runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?;
-        Ok(Vad {
-            session,
+    pub fn new(config: VadConfig, client: BatchClient) -> Vad {
+        Vad {
+            client,
             config,
             state: vec![0.0; STATE],
             context: [0.0; CONTEXT],
             pending: Vec::new(),
             pending_start: 0,
             speaking: false,
-        })
+        }
     }
 
     fn reset(&mut self, at: u64) {
@@ -73,17 +96,18 @@ impl Vad {
         input.extend_from_slice(samples);
         self.context
             .copy_from_slice(&input[input.len() - CONTEXT..]);
-        let err = runtime::inference_failed("silero_vad");
-        let inputs = ort::inputs![
-            "input" => Tensor::from_array(([1usize, CONTEXT + WINDOW], input)).map_err(err)?,
-            "state" => Tensor::from_array(([2usize, 1, 128], self.state.clone())).map_err(err)?,
-            "sr" => Tensor::from_array(((), vec![AUDIO_RATE as i64])).map_err(err)?,
-        ];
-        let outputs = self.session.run(inputs).map_err(err)?;
-        let (_, p) = outputs["output"].try_extract_tensor::<f32>().map_err(err)?;
-        let (_, state) = outputs["stateN"].try_extract_tensor::<f32>().map_err(err)?;
+        let mut out = self
+            .client
+            .infer_each(vec![vec![input, self.state.clone()]])?;
+        let (p, state) = match out.pop() {
+            Some(mut o) if o.len() == 2 => {
+                let state = o.pop().unwrap_or_default();
+                (o.pop().unwrap_or_default(), state)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         if state.len() == STATE {
-            self.state.copy_from_slice(state);
+            self.state.copy_from_slice(&state);
         }
         Ok(p.first().copied().unwrap_or(0.0))
     }

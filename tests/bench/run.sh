@@ -20,6 +20,7 @@
 #   BENCH_SKIP_VIGIL  1: measure GStreamer only (no vigil binary needed);
 #                     the report then goes to bench-out/BENCHMARKS.md
 #   BENCH_REPORT      where to write the report (default BENCHMARKS.md)
+#   BENCH_SKIP_MODELS 1: leave out the model benchmarks (tests/bench/models.sh)
 #
 # Exit status: 0 when all was measured (whatever PASS/FAIL says), 1 on an
 # error (vigil missing, a run that failed or wrote no events.jsonl); after a
@@ -256,6 +257,18 @@ vigil / chain alone throughput: $verdict
 "
 done
 
+# --- models ------------------------------------------------------------------
+models=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_MODELS:-0}" != 1 ]]; then
+  if bash tests/bench/models.sh >"$work/models.md"; then
+    models="$(cat "$work/models.md")"
+    summary+="- models: see the Models section (detector in vigil vs bare ONNX Runtime, whole pipeline, VAD, YAMNet)"$'\n'
+  else
+    log "model benchmarks failed (bench-out/models/)"
+    failed=1
+  fi
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -333,6 +346,7 @@ gst-launch-1.0 -e matroskamux name=mux ! filesink location=\$VIGIL_CACHE/media/b
 ## Results
 
 ${tables}
+${models}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"

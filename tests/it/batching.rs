@@ -1,9 +1,10 @@
 //! Batching across streams: a batch of N gives what N runs of batch 1 give,
 //! and for files the grouping never changes the records.
 
+use vigil::config::VadConfig;
 use vigil::config::{BatchConfig, DetectorConfig, FacesConfig, SoundConfig};
-use vigil::encode::batch::{BatchModel, Batcher};
-use vigil::encode::{detector, faces, sound};
+use vigil::encode::batch::{BatchModel, Batcher, ItemInputs};
+use vigil::encode::{detector, faces, sound, vad};
 use vigil::metrics::Metrics;
 
 use crate::clip;
@@ -27,7 +28,7 @@ fn inputs(n: usize, len: usize, lo: f32, hi: f32) -> Vec<Vec<f32>> {
 }
 
 /// The largest difference between outputs at `max_batch` and at batch 1.
-fn batched_vs_single(make: impl Fn() -> BatchModel, items: Vec<Vec<f32>>) -> f32 {
+fn batched_vs_single(make: impl Fn() -> BatchModel, items: Vec<ItemInputs>) -> f32 {
     let run = |max_batch: usize| {
         let b = Batcher::spawn(
             make(),
@@ -38,7 +39,7 @@ fn batched_vs_single(make: impl Fn() -> BatchModel, items: Vec<Vec<f32>>) -> f32
             Metrics::new(),
         )
         .expect("a worker");
-        b.client().infer(items.clone()).expect("inference")
+        b.client().infer_each(items.clone()).expect("inference")
     };
     let (together, alone) = (run(items.len()), run(1));
     assert_eq!(together.len(), items.len());
@@ -56,20 +57,38 @@ fn batched_vs_single(make: impl Fn() -> BatchModel, items: Vec<Vec<f32>>) -> f32
 
 #[test]
 fn a_batch_of_n_gives_what_n_single_runs_give() {
+    let one = |v: Vec<Vec<f32>>| v.into_iter().map(|x| vec![x]).collect::<Vec<_>>();
     let d = batched_vs_single(
         || detector::model(&DetectorConfig::default(), 2).expect("nanodet (make setup)"),
-        inputs(4, 3 * 416 * 416, -2.0, 2.0),
+        one(inputs(4, 3 * 416 * 416, -2.0, 2.0)),
     );
     let f = batched_vs_single(
         || faces::model(&FacesConfig::default(), 2).expect("blazeface (make setup)"),
-        inputs(5, 128 * 128 * 3, -1.0, 1.0),
+        one(inputs(5, 128 * 128 * 3, -1.0, 1.0)),
     );
     let s = batched_vs_single(
         || sound::model(&SoundConfig::default(), 2).expect("yamnet (make setup)"),
-        inputs(6, 96 * 64, -7.0, 2.0),
+        one(inputs(6, 96 * 64, -7.0, 2.0)),
     );
-    eprintln!("largest difference, batch N vs N × 1: nanodet {d:e}, blazeface {f:e}, yamnet {s:e}");
-    for (model, diff) in [("nanodet", d), ("blazeface", f), ("yamnet", s)] {
+    // Silero: each item has its own samples and its own recurrent state,
+    // whose batch dimension is the second.
+    let v = batched_vs_single(
+        || vad::model(&VadConfig::default(), 2).expect("silero_vad (make setup)"),
+        inputs(8, 576, -0.5, 0.5)
+            .into_iter()
+            .zip(inputs(8, 256, -1.0, 1.0))
+            .map(|(x, state)| vec![x, state])
+            .collect(),
+    );
+    eprintln!(
+        "largest difference, batch N vs N × 1: nanodet {d:e}, blazeface {f:e}, yamnet {s:e}, silero {v:e}"
+    );
+    for (model, diff) in [
+        ("nanodet", d),
+        ("blazeface", f),
+        ("yamnet", s),
+        ("silero_vad", v),
+    ] {
         assert!(diff <= 1e-5, "{model}: {diff}");
     }
 }
@@ -92,11 +111,16 @@ uri = "{bikes}"
 [[sources]]
 name = "park"
 uri = "{park}"
+[[sources]]
+name = "call"
+uri = "{call}"
 [encoders.detector]
 batch = {{ max_batch = {max_batch}, max_wait = "20ms" }}
 [encoders.faces]
 batch = {{ max_batch = {max_batch} }}
 [encoders.sound]
+batch = {{ max_batch = {max_batch} }}
+[encoders.vad]
 batch = {{ max_batch = {max_batch} }}
 [sinks.jsonl]
 path = "events.jsonl"
@@ -104,6 +128,7 @@ path = "events.jsonl"
                 vtest = clip::shared("vtest.avi").display(),
                 bikes = clip::shared("bikes.mp4").display(),
                 park = clip::shared("soundscape_20200501_22050.wav").display(),
+                call = clip::shared("sample.wav").display(),
             ),
         )
         .expect("write");

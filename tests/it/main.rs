@@ -8,6 +8,7 @@ mod determinism;
 mod faces;
 mod frames;
 mod metrics;
+mod models;
 mod objects;
 mod run;
 mod shutdown;

@@ -1,0 +1,67 @@
+//! A bare ONNX Runtime loop over one of vigil's models, for `make bench`:
+//! how fast the model alone runs with a given thread count, to compare with
+//! the same model inside vigil.
+//!
+//!     cargo run --release --example ort_loop -- nanodet 2 200
+//!
+//! Arguments: model (nanodet, yamnet, blazeface, silero_vad), intra-op
+//! threads, runs (after 5 warm-up runs). Prints one line:
+//! `MODEL THREADS RUNS SECONDS RUNS_PER_SECOND`.
+
+use std::time::Instant;
+
+use ort::value::Tensor;
+use vigil::encode::runtime::{self, Manifest, Provider};
+use vigil::encode::{detector, faces, sound, vad};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (model, threads, runs) = match args.as_slice() {
+        [m, t, r] => (m.as_str(), t.parse::<usize>()?, r.parse::<usize>()?),
+        _ => return Err("usage: ort_loop MODEL THREADS RUNS".into()),
+    };
+    let manifest = match model {
+        "nanodet" => detector::MANIFEST,
+        "yamnet" => sound::MANIFEST,
+        "blazeface" => faces::MANIFEST,
+        "silero_vad" => vad::MANIFEST,
+        other => return Err(format!("unknown model {other}").into()),
+    };
+    let mut session = runtime::session(&Manifest::builtin(manifest), threads, Provider::Cpu)?;
+    let mut once = || -> Result<(), Box<dyn std::error::Error>> {
+        match model {
+            "nanodet" => {
+                let x = Tensor::from_array(([1usize, 3, 416, 416], vec![0.1f32; 3 * 416 * 416]))?;
+                session.run(ort::inputs!["image" => x])?;
+            }
+            "yamnet" => {
+                let x = Tensor::from_array(([1usize, 1, 96, 64], vec![-3.0f32; 96 * 64]))?;
+                session.run(ort::inputs!["patch" => x])?;
+            }
+            "blazeface" => {
+                let x = Tensor::from_array(([1usize, 128, 128, 3], vec![0.1f32; 128 * 128 * 3]))?;
+                session.run(ort::inputs!["input:0" => x])?;
+            }
+            _ => {
+                let x = Tensor::from_array(([1usize, 576], vec![0.01f32; 576]))?;
+                let s = Tensor::from_array(([2usize, 1, 128], vec![0.0f32; 256]))?;
+                let sr = Tensor::from_array(((), vec![16_000i64]))?;
+                session.run(ort::inputs!["input" => x, "state" => s, "sr" => sr])?;
+            }
+        }
+        Ok(())
+    };
+    for _ in 0..5 {
+        once()?;
+    }
+    let start = Instant::now();
+    for _ in 0..runs {
+        once()?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{model} {threads} {runs} {secs:.3} {:.2}",
+        runs as f64 / secs
+    );
+    Ok(())
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Model benchmarks for make bench: prints a Markdown section on stdout (run.sh
+# puts it in BENCHMARKS.md); progress goes to stderr.
+#
+# - the detector (NanoDet 416) inside vigil against a bare ONNX Runtime loop
+#   over the same model, input size and thread count (examples/ort_loop.rs),
+#   at 1 and 2 threads; target: vigil >= 0.95 × the bare loop;
+# - the whole pipeline (motion, loudness, vad, faces, detector at 5 fps,
+#   sound) on the demo clip (vtest.avi with a sound track), × real time;
+# - Silero VAD per stream, one stream (batch 1) and 8 streams batched;
+#   target >= 100 × real time per stream at batch 1;
+# - YAMNet × real time on one core (one intra-op thread);
+# - peak RSS of each run.
+#
+# Each vigil run is repeated BENCH_MODEL_REPEAT times (default 3); medians.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
+export VIGIL_CACHE="${VIGIL_CACHE:-$HOME/.cache/vigil}"
+repeat="${BENCH_MODEL_REPEAT:-3}"
+vigil="./target/release/vigil"
+loop="./target/release/examples/ort_loop"
+work="$repo/bench-out/models"
+media="$repo/../shared/media"
+mkdir -p "$work"
+
+log() { printf 'bench-models: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+[[ -x "$vigil" && -x "$loop" ]] || die "build first: cargo build --release --examples"
+[[ -s "$VIGIL_CACHE/media/demo.mkv" ]] || die "no demo clip: run make setup"
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# vigil_run NAME PIPELINE -> sets r_wall (median s), r_rss (max MiB), r_frames,
+# r_media (s, of all streams), from `repeat` runs.
+vigil_run() {
+  local name="$1" pipeline="$2" i t0 t1
+  rm -f "$work/$name.walls" "$work/$name.rss"
+  for ((i = 1; i <= repeat; i++)); do
+    rm -rf "$work/$name.out"
+    t0="$(date +%s%N)"
+    /usr/bin/time -v -o "$work/$name.time" "$vigil" run "$pipeline" --out "$work/$name.out" \
+      >"$work/$name.log" 2>&1 || { tail -20 "$work/$name.log" >&2; die "$name failed"; }
+    t1="$(date +%s%N)"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }' >>"$work/$name.walls"
+    awk -F': ' '/Maximum resident set size/ { printf "%.0f\n", $2 / 1024 }' "$work/$name.time" >>"$work/$name.rss"
+  done
+  r_wall="$(median <"$work/$name.walls")"
+  r_rss="$(sort -g "$work/$name.rss" | tail -1)"
+  # The summary line: "streams N (…) · chunks C · frames F · audio A s · media M s"
+  r_frames="$(sed -n 's/.*· frames \([0-9]*\) ·.*/\1/p' "$work/$name.log" | tail -1)"
+  r_media="$(sed -n 's/.*· media \([0-9.]*\) s.*/\1/p' "$work/$name.log" | tail -1)"
+  log "$name: median $r_wall s, peak RSS $r_rss MiB, frames $r_frames, media $r_media s"
+}
+
+# bare MODEL THREADS RUNS -> b_rate (runs per second, median)
+bare() {
+  local i
+  rm -f "$work/bare.rates"
+  for ((i = 1; i <= repeat; i++)); do
+    "$loop" "$1" "$2" "$3" | awk '{ print $5 }' >>"$work/bare.rates"
+  done
+  b_rate="$(median <"$work/bare.rates")"
+  log "bare $1 at $2 threads: $b_rate runs/s"
+}
+
+pipeline() { # NAME -> path; the TOML comes on stdin
+  cat >"$work/$1.toml"
+  printf '%s' "$work/$1.toml"
+}
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# --- detector inside vigil against the bare loop ------------------------------
+det_rows=""
+for threads in 1 2; do
+  p="$(pipeline "detector-t$threads" <<TOML
+[[sources]]
+name = "walk"
+uri = "$media/vtest.avi"
+fps = 5
+[encoders.detector]
+fps = 5
+[runtime]
+threads = $threads
+[sinks.jsonl]
+path = "events.jsonl"
+TOML
+)"
+  bare nanodet "$threads" 200
+  vigil_run "detector-t$threads" "$p"
+  fps="$(div "$r_frames" "$r_wall")"
+  ratio="$(div "$fps" "$b_rate")"
+  verdict="$(awk -v r="$ratio" 'BEGIN { print (r >= 0.95) ? "PASS" : "FAIL" }')"
+  det_rows+="| $threads | $b_rate | $r_frames frames in $r_wall s = $fps | $ratio (**$verdict**) | $r_rss |"$'\n'
+done
+
+# --- the whole pipeline on the demo clip ----------------------------------------
+p="$(pipeline whole <<TOML
+[[sources]]
+name = "walkway"
+uri = "$VIGIL_CACHE/media/demo.mkv"
+fps = 5
+[encoders.motion]
+[encoders.loudness]
+[encoders.vad]
+[encoders.faces]
+[encoders.detector]
+fps = 5
+[encoders.sound]
+[sinks.jsonl]
+path = "events.jsonl"
+TOML
+)"
+vigil_run whole "$p"
+whole_row="| demo.mkv (79.5 s, 768x576 at 10 fps, sound) | $r_wall | $(div "$r_media" "$r_wall") | $r_rss |"
+
+# --- VAD: one stream, and eight batched ---------------------------------------
+vad_pipeline() { # NAME STREAMS
+  local k text=""
+  for ((k = 1; k <= $2; k++)); do
+    text+=$'[[sources]]\n'"name = \"call$k\""$'\n'"uri = \"$media/sample.wav\""$'\n'
+  done
+  text+=$'[encoders.vad]\nbatch = { max_batch = 8, max_wait = "0s" }\n[runtime]\nthreads = 1\n[sinks.jsonl]\npath = "events.jsonl"\n'
+  printf '%s' "$text" | pipeline "$1"
+}
+bare silero_vad 1 2000
+vad_bare="$(awk -v r="$b_rate" 'BEGIN { printf "%.0f", r * 0.032 }')"
+vigil_run vad-1 "$(vad_pipeline vad-1 1)"
+vad1="$(awk -v m="$r_media" -v w="$r_wall" 'BEGIN { printf "%.0f", m / w }')"
+vad1_rss=$r_rss
+vigil_run vad-8 "$(vad_pipeline vad-8 8)"
+vad8="$(awk -v m="$r_media" -v w="$r_wall" 'BEGIN { printf "%.0f", m / w / 8 }')"
+vad8_total="$(awk -v m="$r_media" -v w="$r_wall" 'BEGIN { printf "%.0f", m / w }')"
+vad8_rss=$r_rss
+vad_verdict="$(awk -v r="$vad1" 'BEGIN { print (r >= 100) ? "PASS" : "FAIL" }')"
+
+# --- YAMNet on one core -------------------------------------------------------
+bare yamnet 1 300
+yam_bare="$(awk -v r="$b_rate" 'BEGIN { printf "%.0f", r * 0.48 }')"
+p="$(pipeline sound-t1 <<TOML
+[[sources]]
+name = "call"
+uri = "$media/sample.wav"
+[encoders.sound]
+[runtime]
+threads = 1
+[sinks.jsonl]
+path = "events.jsonl"
+TOML
+)"
+vigil_run sound-t1 "$p"
+yam="$(div "$r_media" "$r_wall")"
+
+cat <<EOF
+## Models
+
+\`tests/bench/models.sh\`: vigil runs ($repeat each, median wall time,
+highest peak RSS) on \`../shared/media\` files and the demo clip, against
+\`examples/ort_loop.rs\`, a bare ONNX Runtime loop over the same model file,
+input size and intra-op thread count. Pipelines as run are in
+\`bench-out/models/*.toml\`.
+
+### Detector (NanoDet 416×416) inside vigil against the bare loop
+
+vtest.avi (79.5 s) at 5 frames/s, detector only. vigil's figure includes
+decoding, letterboxing, decoding the boxes, events and the log, and model
+loading at start.
+
+| intra-op threads | bare loop frames/s | vigil frames/s | vigil / bare (target ≥ 0.95) | vigil peak RSS MiB |
+|---:|---:|---|---:|---:|
+${det_rows}
+MODELS.md measured NanoDet alone at 16.7 frames/s (1 thread) and 18.7 (2).
+
+### Whole pipeline
+
+motion, loudness, VAD, faces, detector at 5 frames/s, sound events; all
+threads of the machine.
+
+| input | wall s | × real time | peak RSS MiB |
+|---|---:|---:|---:|
+${whole_row}
+
+### Voice activity (Silero VAD), one intra-op thread
+
+| | × real time per stream | peak RSS MiB |
+|---|---:|---:|
+| bare loop, batch 1 (windows/s × 32 ms) | $vad_bare | |
+| vigil, 1 stream (sample.wav, 30 s) | $vad1 (target ≥ 100: **$vad_verdict**) | $vad1_rss |
+| vigil, 8 streams batched (max_batch 8) | $vad8 ($vad8_total in all) | $vad8_rss |
+
+MODELS.md: about 120–150 × at batch 1, 290 × at batch 8.
+
+### Sound events (YAMNet), one core
+
+| | × real time |
+|---|---:|
+| bare loop (patches/s × 0.48 s) | $yam_bare |
+| vigil, sample.wav (30 s), front end + model + events | $yam |
+
+EOF
