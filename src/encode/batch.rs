@@ -139,16 +139,44 @@ impl BatchClient {
 
     /// As [`infer`](Self::infer), for models of several inputs.
     pub fn infer_each(&self, items: Vec<ItemInputs>) -> Result<Vec<ItemOutputs>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
+        self.submit(items)?.wait()
+    }
+
+    /// Hands `items` to the worker and returns at once: the caller can
+    /// prepare more while the model runs, then [`Pending::wait`]s.
+    pub fn submit(&self, items: Vec<ItemInputs>) -> Result<Pending> {
         let (reply, answer) = bounded(1);
-        let gone = || Error::Model {
-            model: self.name.into(),
-            message: "its inference worker has stopped".into(),
-        };
-        self.tx.send(Request { items, reply }).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        if !items.is_empty() {
+            self.tx
+                .send(Request { items, reply })
+                .map_err(|_| stopped(self.name))?;
+        } else {
+            let _ = reply.send(Ok(Vec::new()));
+        }
+        Ok(Pending {
+            answer,
+            name: self.name,
+        })
+    }
+}
+
+fn stopped(name: &'static str) -> Error {
+    Error::Model {
+        model: name.into(),
+        message: "its inference worker has stopped".into(),
+    }
+}
+
+/// Items handed to the worker, not yet answered.
+pub struct Pending {
+    answer: Receiver<Result<Vec<ItemOutputs>>>,
+    name: &'static str,
+}
+
+impl Pending {
+    /// Blocks until the worker has run the items; their outputs, in order.
+    pub fn wait(self) -> Result<Vec<ItemOutputs>> {
+        self.answer.recv().map_err(|_| stopped(self.name))?
     }
 }
 
@@ -182,6 +210,17 @@ impl Worker {
                         requests.push(r);
                     }
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // And whatever else is already queued (a stream that hands over
+            // its items one by one as it prepares them), up to a batch.
+            while items < max_batch {
+                match self.rx.try_recv() {
+                    Ok(r) => {
+                        items += r.items.len();
+                        requests.push(r);
+                    }
+                    Err(_) => break,
                 }
             }
             self.metrics
@@ -222,7 +261,7 @@ impl Worker {
     }
 
     /// One session run over `batch` items.
-    fn infer(&mut self, batch: Vec<ItemInputs>) -> Result<Vec<ItemOutputs>> {
+    fn infer(&mut self, mut batch: Vec<ItemInputs>) -> Result<Vec<ItemOutputs>> {
         let m = &mut self.model;
         let n = batch.len();
         let err = runtime::inference_failed(m.name);
@@ -247,12 +286,18 @@ impl Worker {
             shape.insert(axis, n);
             let inner: usize = port.item_shape[axis..].iter().product();
             let outer = per_item / inner.max(1);
-            let mut data = Vec::with_capacity(per_item * n);
-            for o in 0..outer {
-                for item in &batch {
-                    data.extend_from_slice(&item[k][o * inner..(o + 1) * inner]);
+            let data = if n == 1 {
+                // One item is already the tensor: no copy.
+                std::mem::take(&mut batch[0][k])
+            } else {
+                let mut data = Vec::with_capacity(per_item * n);
+                for o in 0..outer {
+                    for item in &batch {
+                        data.extend_from_slice(&item[k][o * inner..(o + 1) * inner]);
+                    }
                 }
-            }
+                data
+            };
             let tensor = Tensor::from_array((shape, data)).map_err(err)?;
             inputs.push((port.name.to_string(), tensor.into_dyn()));
         }

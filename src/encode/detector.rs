@@ -191,9 +191,19 @@ impl Detector {
 impl Detector {
     /// The objects in each of `frames` (all of them, whatever the fps).
     pub fn detect(&mut self, frames: &[&VideoFrame]) -> Result<Vec<FrameObjects>> {
-        let (inputs, boxes): (Vec<Vec<f32>>, Vec<Letterbox>) =
-            frames.iter().map(|f| preprocess(f)).unzip();
-        let outputs = self.client.infer(inputs)?;
+        // Each frame goes to the worker as soon as it is letterboxed, so
+        // that the model runs while the next one is prepared.
+        let mut pending = Vec::with_capacity(frames.len());
+        let mut boxes = Vec::with_capacity(frames.len());
+        for f in frames {
+            let (input, lb) = preprocess(f);
+            pending.push(self.client.submit(vec![vec![input]])?);
+            boxes.push(lb);
+        }
+        let mut outputs = Vec::with_capacity(frames.len());
+        for p in pending {
+            outputs.extend(p.wait()?);
+        }
         let mut out = Vec::with_capacity(frames.len());
         for ((frame, o), lb) in frames.iter().zip(&outputs).zip(&boxes) {
             out.push(FrameObjects {

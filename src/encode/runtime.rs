@@ -226,7 +226,23 @@ fn environment() -> Result<ort::environment::Environment> {
 
 /// A session for `manifest`'s model on `provider` with `threads` intra-op
 /// threads, its inputs and outputs checked against the manifest.
+///
+/// The intra-op threads do not spin while waiting for work: vigil runs
+/// several sessions and GStreamer beside each other, and a spinning pool
+/// takes the cores they need (on 2 cores, spinning makes NanoDet alone 30 %
+/// faster and vigil's detector no faster; `make bench` shows both).
 pub fn session(manifest: &Manifest, threads: usize, provider: Provider) -> Result<Session> {
+    session_with(manifest, threads, provider, false)
+}
+
+/// [`session`], choosing whether the intra-op threads spin (ONNX Runtime's
+/// default) — for benchmarks.
+pub fn session_with(
+    manifest: &Manifest,
+    threads: usize,
+    provider: Provider,
+    spinning: bool,
+) -> Result<Session> {
     if !manifest.installed() {
         return Err(manifest.missing());
     }
@@ -240,6 +256,11 @@ pub fn session(manifest: &Manifest, threads: usize, provider: Provider) -> Resul
         .with_intra_threads(threads.max(1))
         .map_err(|e| err(e.to_string()))?
         .with_inter_threads(1)
+        .map_err(|e| err(e.to_string()))?
+        .with_config_entry(
+            "session.intra_op.allow_spinning",
+            if spinning { "1" } else { "0" },
+        )
         .map_err(|e| err(e.to_string()))?;
     builder = with_provider(builder, provider).map_err(err)?;
     let session = builder.commit_from_file(manifest.file()).map_err(|e| {
