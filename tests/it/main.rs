@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per concern.
 
+mod asr;
 mod bad_input;
 mod batching;
 mod branches;
