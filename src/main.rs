@@ -228,6 +228,9 @@ fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
     if config.encoders.sound.is_some() {
         v.push("sound");
     }
+    if config.encoders.asr.is_some() {
+        v.push("asr");
+    }
     v
 }
 
@@ -242,10 +245,15 @@ fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<Pipeli
                     "warning: encoder '{encoder}' is off: model '{model}' is not installed; run `make setup` (or `bash models/fetch.sh {model}`)"
                 );
                 match encoder {
-                    "vad" => config.encoders.vad = None,
+                    "vad" => {
+                        config.encoders.vad = None;
+                        // Speech to text works on what VAD hears.
+                        config.encoders.asr = None;
+                    }
                     "faces" => config.encoders.faces = None,
                     "detector" => config.encoders.detector = None,
                     "sound" => config.encoders.sound = None,
+                    "asr" => config.encoders.asr = None,
                     _ => {}
                 }
             }

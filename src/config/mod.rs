@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 mod models;
 mod values;
-pub use models::{BatchConfig, DetectorConfig, SoundConfig};
+pub use models::{AsrConfig, BatchConfig, DetectorConfig, SoundConfig};
 pub use values::expand;
 use values::*;
 
@@ -123,6 +123,8 @@ pub struct EncodersConfig {
     pub detector: Option<DetectorConfig>,
     /// Sound events (YAMNet, AudioSet; needs its model, `make setup`).
     pub sound: Option<SoundConfig>,
+    /// Speech to text (Whisper tiny.en) on what `vad` hears.
+    pub asr: Option<AsrConfig>,
 }
 
 /// Faces: `face` events while a face is in the picture.
@@ -458,6 +460,14 @@ impl PipelineConfig {
 
     /// What serde cannot see field by field, with where to look in the file.
     fn check(&self) -> std::result::Result<(), Problem> {
+        if self.encoders.asr.is_some() && self.encoders.vad.is_none() {
+            return Err(Problem {
+                message:
+                    "[encoders.asr] transcribes the speech voice activity finds: add [encoders.vad]"
+                        .into(),
+                find: Find::Key("[encoders.asr]"),
+            });
+        }
         let mut seen = HashSet::new();
         for s in &self.sources {
             if !seen.insert(s.name.as_str()) {

@@ -255,3 +255,61 @@ fn default_sound_threshold() -> f32 {
 fn default_sound_cooldown() -> u64 {
     SECOND
 }
+
+/// Speech to text (Whisper tiny.en) on the speech VAD hears: needs
+/// `[encoders.vad]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsrConfig {
+    /// A pause this long ends a segment (it is then transcribed).
+    #[serde(
+        default = "default_asr_silence",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub min_silence: u64,
+    /// Longer speech is cut into segments this long at most (up to 30 s,
+    /// Whisper's window).
+    #[serde(
+        default = "default_asr_segment",
+        deserialize_with = "asr_segment",
+        serialize_with = "ser_duration"
+    )]
+    pub max_segment: u64,
+    /// Audio kept before and after the speech VAD heard.
+    #[serde(
+        default = "default_asr_context",
+        deserialize_with = "asr_context",
+        serialize_with = "ser_duration"
+    )]
+    pub context: u64,
+    #[serde(default)]
+    pub provider: Provider,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        AsrConfig {
+            min_silence: default_asr_silence(),
+            max_segment: default_asr_segment(),
+            context: default_asr_context(),
+            provider: Provider::default(),
+        }
+    }
+}
+
+fn default_asr_silence() -> u64 {
+    500 * MILLISECOND
+}
+fn default_asr_segment() -> u64 {
+    30 * SECOND
+}
+fn default_asr_context() -> u64 {
+    200 * MILLISECOND
+}
+fn asr_segment<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, 2 * SECOND, 30 * SECOND, "max_segment")
+}
+fn asr_context<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, 0, SECOND, "context")
+}

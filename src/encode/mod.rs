@@ -4,6 +4,7 @@
 //! carries a partial window across chunks). Model-free encoders need no
 //! weights; neural ones are built from a manifest in `models/`.
 
+pub mod asr;
 pub mod batch;
 pub mod detector;
 pub mod faces;
@@ -41,6 +42,8 @@ pub enum Features {
     Faces(Vec<faces::FrameFaces>),
     Objects(Vec<detector::FrameObjects>),
     Sound(Vec<sound::SoundWindow>),
+    /// What was said in speech segments that ended in this chunk.
+    Said(Vec<asr::Said>),
 }
 
 /// One modality's analysis of a stream.
@@ -69,6 +72,13 @@ pub struct Workers {
     faces: Option<Batcher>,
     sound: Option<Batcher>,
     vad: Option<Batcher>,
+    asr: Option<asr::AsrWorker>,
+}
+
+/// One stream's encoders, and its speech cutter when speech is transcribed.
+pub struct StreamEncoders {
+    pub encoders: Vec<Box<dyn Encoder>>,
+    pub asr: Option<asr::Cutter>,
 }
 
 impl Workers {
@@ -82,9 +92,13 @@ impl Workers {
         let sessions = usize::from(config.detector.is_some())
             + usize::from(config.faces.is_some())
             + usize::from(config.sound.is_some())
-            + usize::from(config.vad.is_some());
+            + usize::from(config.vad.is_some())
+            + usize::from(config.asr.is_some());
         let threads = runtime.per_session(sessions);
         let mut w = Workers::default();
+        if let Some(a) = &config.asr {
+            w.asr = Some(asr::AsrWorker::start(a, threads)?);
+        }
         if let Some(v) = &config.vad {
             w.vad = Some(Batcher::spawn(
                 vad::model(v, threads)?,
@@ -120,7 +134,7 @@ impl Workers {
 
     /// The encoders a pipeline turns on, for one stream whose frames come at
     /// `fps`.
-    pub fn build(&self, config: &EncodersConfig, fps: u32) -> Result<Vec<Box<dyn Encoder>>> {
+    pub fn build(&self, config: &EncodersConfig, fps: u32) -> Result<StreamEncoders> {
         let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
         if let Some(m) = &config.motion {
             encoders.push(Box::new(Motion::new(m.clone(), fps)));
@@ -144,7 +158,11 @@ impl Workers {
         if let (Some(s), Some(b)) = (&config.sound, &self.sound) {
             encoders.push(Box::new(sound::Sound::new(s, b.client())?));
         }
-        Ok(encoders)
+        let asr = match (&config.asr, &self.asr) {
+            (Some(a), Some(w)) => Some(asr::Cutter::new(a.clone(), w.handle())),
+            _ => None,
+        };
+        Ok(StreamEncoders { encoders, asr })
     }
 }
 
@@ -157,6 +175,7 @@ pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
         ("faces", config.faces.is_some(), faces::MANIFEST),
         ("detector", config.detector.is_some(), detector::MANIFEST),
         ("sound", config.sound.is_some(), sound::MANIFEST),
+        ("asr", config.asr.is_some(), whisper::MANIFEST),
     ];
     for (encoder, on, manifest) in wanted {
         if !on {
@@ -190,13 +209,16 @@ pub fn check_models(config: &EncodersConfig) -> Result<()> {
         sound::targets(s, &sound::class_names()?)?;
         sound::model(s, 1)?;
     }
+    if let Some(a) = &config.asr {
+        whisper::Whisper::load(1, a.provider)?;
+    }
     Ok(())
 }
 
 /// Runs a stream's encoders on its own thread, chunk by chunk, in order.
 pub fn spawn(
     stream: Arc<str>,
-    mut encoders: Vec<Box<dyn Encoder>>,
+    mut encoders: StreamEncoders,
     input: ChunkReceiver,
     output: Sender<Encoded>,
     metrics: StageMetrics,
@@ -215,27 +237,120 @@ pub fn spawn(
         .map_err(|e| Error::io("cannot start an encoder thread", e))
 }
 
+/// Chunks whose transcripts may still be on their way at most; then the
+/// stream waits for the oldest (a bound on memory, not a stall: recognition
+/// runs far faster than real time).
+const MAX_HELD: usize = 32;
+
+/// A chunk encoded but not sent: the speech segments it closed are still
+/// being transcribed.
+struct Held {
+    chunk: Chunk,
+    features: Vec<Features>,
+    pending: std::collections::VecDeque<asr::Pending>,
+    said: Vec<asr::Said>,
+}
+
+impl Held {
+    /// Whether every transcript of the chunk is in (waiting for them when
+    /// `block`).
+    fn ready(&mut self, block: bool) -> Result<bool> {
+        while let Some(p) = self.pending.front() {
+            let answer = if block {
+                self.pending.pop_front().map(asr::Pending::wait)
+            } else {
+                let a = p.try_take();
+                if a.is_some() {
+                    self.pending.pop_front();
+                }
+                a
+            };
+            match answer {
+                Some(said) => self.said.extend(said?),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn run(
-    encoders: &mut [Box<dyn Encoder>],
+    stage: &mut StreamEncoders,
     input: &ChunkReceiver,
     output: &Sender<Encoded>,
     metrics: &StageMetrics,
 ) -> Result<()> {
+    let mut held: std::collections::VecDeque<Held> = std::collections::VecDeque::new();
     for chunk in input.iter() {
         metrics.received();
         metrics.queue_depth(input.len());
         let timer = metrics.timer();
-        let mut features = Vec::with_capacity(encoders.len());
-        for encoder in encoders.iter_mut() {
+        let mut features = Vec::with_capacity(stage.encoders.len());
+        for encoder in stage.encoders.iter_mut() {
             features.append(&mut encoder.encode(&[&chunk])?);
         }
+        let pending = match &mut stage.asr {
+            Some(cutter) => {
+                let windows: Vec<vad::VoiceWindow> = features
+                    .iter()
+                    .filter_map(|f| match f {
+                        Features::Voice(w) => Some(w.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                cutter.push(&chunk, &windows)?
+            }
+            None => Vec::new(),
+        };
         drop(timer);
-        if output.send(Encoded { chunk, features }).is_err() {
+        held.push_back(Held {
+            chunk,
+            features,
+            pending: pending.into(),
+            said: Vec::new(),
+        });
+        if !send_ready(&mut held, output, metrics, false)? {
+            return Ok(());
+        }
+    }
+    send_ready(&mut held, output, metrics, true)?;
+    Ok(())
+}
+
+/// Sends held chunks, oldest first, while their transcripts are in; waits
+/// for them when `all` or when too many are held. False once fusion is gone.
+fn send_ready(
+    held: &mut std::collections::VecDeque<Held>,
+    output: &Sender<Encoded>,
+    metrics: &StageMetrics,
+    all: bool,
+) -> Result<bool> {
+    loop {
+        let block = all || held.len() > MAX_HELD;
+        let ready = match held.front_mut() {
+            Some(front) => front.ready(block)?,
+            None => false,
+        };
+        if !ready {
             break;
+        }
+        let Some(mut h) = held.pop_front() else { break };
+        if !h.said.is_empty() {
+            h.features.push(Features::Said(std::mem::take(&mut h.said)));
+        }
+        if output
+            .send(Encoded {
+                chunk: h.chunk,
+                features: h.features,
+            })
+            .is_err()
+        {
+            return Ok(false);
         }
         metrics.sent();
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Level in dBFS of a linear amplitude, floored at -120 dB.

@@ -32,6 +32,8 @@ pub struct SpanSummary {
     objects: BTreeMap<&'static str, usize>,
     /// Sounds heard, in the order first heard.
     sounds: Vec<String>,
+    /// What was said (transcripts that ended in the span), in order.
+    words: Vec<String>,
     pub notes: Vec<EventNote>,
 }
 
@@ -113,6 +115,10 @@ impl Captioner {
         }
     }
 
+    pub fn said(&mut self, s: &crate::encode::asr::Said) {
+        self.current.words.push(s.text.clone());
+    }
+
     pub fn note(&mut self, n: EventNote) {
         self.current.notes.push(n);
     }
@@ -182,6 +188,9 @@ impl Captioner {
                     _ => false,
                 }
         };
+        if !s.words.is_empty() {
+            parts.push(format!("someone says “{}”", s.words.join(" ")));
+        }
         parts.extend(s.notes.iter().filter(|n| !summarised(n)).map(describe_note));
         let said = |kind: &str| s.notes.iter().any(|n| n.kind == kind);
         if has_video && !said("motion") {
@@ -212,7 +221,7 @@ impl Captioner {
             });
         }
         parts.retain(|p| !p.is_empty());
-        let changed = prev.as_ref() != Some(&state) || !s.notes.is_empty();
+        let changed = prev.as_ref() != Some(&state) || !s.notes.is_empty() || !s.words.is_empty();
         self.previous = Some(state);
         let text = match (parts.is_empty(), changed) {
             (true, _) => "no change".to_string(),

@@ -92,6 +92,25 @@ impl RecordMaker {
         })
     }
 
+    pub fn transcript(
+        &mut self,
+        start: Timestamp,
+        end: Timestamp,
+        text: String,
+        confidence: f32,
+    ) -> Record {
+        Record::Transcript(crate::record::TranscriptRecord {
+            run: self.run.to_string(),
+            id: self.id(),
+            stream: self.stream.to_string(),
+            start,
+            end,
+            utc: utc_string(self.utc_origin, start),
+            text,
+            confidence: crate::record::round4(confidence),
+        })
+    }
+
     pub fn caption(&mut self, start: Timestamp, end: Timestamp, text: String) -> Record {
         Record::Caption(CaptionRecord {
             run: self.run.to_string(),
@@ -235,6 +254,17 @@ impl Fuser {
                             series.sound(&mut self.maker, w, t, &mut out, &mut notes);
                         }
                         self.captions.sounds(w, &self.sounds);
+                    }
+                }
+                Features::Said(said) => {
+                    for x in said {
+                        out.push(self.maker.transcript(
+                            x.start,
+                            x.end,
+                            x.text.clone(),
+                            x.confidence,
+                        ));
+                        self.captions.said(x);
                     }
                 }
                 Features::Voice(windows) => {

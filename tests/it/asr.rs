@@ -116,3 +116,100 @@ fn word_error_rate_counts_edits() {
     assert_eq!(wer("a b c d", "a x c"), 0.5);
     assert_eq!(wer("Ask not, what", "ask NOT what"), 0.0);
 }
+
+/// `(start, end, text)` of every transcript of a run of the built-in
+/// pipeline on `path`.
+fn transcripts(path: &std::path::Path) -> Vec<(f64, f64, String)> {
+    let r = crate::run::run_file(path);
+    assert!(r.ok(), "{}", r.stderr());
+    r.records()
+        .into_iter()
+        .filter(|x| x["type"] == "transcript")
+        .map(|x| {
+            (
+                crate::run::secs(&x["start"]),
+                crate::run::secs(&x["end"]),
+                x["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn joined(t: &[(f64, f64, String)]) -> String {
+    t.iter().map(|x| x.2.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// jfk.wav re-encoded by GStreamer (`encoder ! muxer`), into `dir`.
+fn reencode(dir: &std::path::Path, name: &str, chain: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let status = std::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(
+            format!(
+                "filesrc location={} ! wavparse ! audioconvert ! audioresample ! {chain} ! filesink location={}",
+                clip::shared("jfk.wav").display(),
+                out.display()
+            )
+            .split_whitespace(),
+        )
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(status.success(), "{chain}");
+    out
+}
+
+#[test]
+fn jfk_in_a_pipeline_as_wav_mp3_and_aac_in_mp4() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = [
+        clip::shared("jfk.wav"),
+        reencode(dir.path(), "jfk.mp3", "lamemp3enc bitrate=128 ! id3v2mux"),
+        reencode(dir.path(), "jfk.mp4", "avenc_aac ! mp4mux"),
+    ];
+    for f in files {
+        let t = transcripts(&f);
+        let text = joined(&t);
+        let rate = wer(JFK, &text);
+        eprintln!("{}: {text:?} WER {:.1}% {t:?}", f.display(), rate * 100.0);
+        assert!(rate <= 0.10, "{}: WER {rate}: {text}", f.display());
+        // The voice runs from about 0.35 s to 10.6 s.
+        let (first, last) = (t[0].0, t[t.len() - 1].1);
+        assert!(
+            (first - 0.35).abs() <= 0.5,
+            "{}: starts at {first}",
+            f.display()
+        );
+        assert!(
+            (last - 10.6).abs() <= 0.5,
+            "{}: ends at {last}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn a_phone_call_with_two_speakers() {
+    let stm: Vec<(f64, f64, String)> = std::fs::read_to_string(clip::shared("sample.stm"))
+        .expect("sample.stm")
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.get(3)?.parse().ok()?,
+                f.get(4)?.parse().ok()?,
+                f.get(5..)?.join(" "),
+            ))
+        })
+        .collect();
+    let t = transcripts(&clip::shared("sample.wav"));
+    let rate = wer(&joined(&stm), &joined(&t));
+    eprintln!("sample.wav: WER {:.1}%: {:?}", rate * 100.0, joined(&t));
+    assert!(rate <= 0.35, "WER {rate}");
+    for (start, end, text) in &t {
+        assert!(
+            stm.iter().any(|(a, b, _)| a < end && b > start),
+            "{start}–{end} {text:?} overlaps no utterance"
+        );
+    }
+    assert!(t[0].0 >= 6.5, "nothing is said before 6.68 s: {t:?}");
+}

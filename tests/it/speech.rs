@@ -142,10 +142,10 @@ fn the_builtin_pipeline_skips_each_missing_model_with_one_warning() {
     assert!(out.status.success(), "{err}");
     let warnings: Vec<_> = err.lines().filter(|l| l.starts_with("warning:")).collect();
     // One warning per encoder whose model is missing, each naming the fix.
-    assert_eq!(warnings.len(), 4, "{err}");
+    assert_eq!(warnings.len(), 5, "{err}");
     for (w, encoder) in warnings
         .iter()
-        .zip(["'vad'", "'faces'", "'detector'", "'sound'"])
+        .zip(["'vad'", "'faces'", "'detector'", "'sound'", "'asr'"])
     {
         assert!(w.contains(encoder) && w.contains("make setup"), "{w}");
     }
