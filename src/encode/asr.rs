@@ -120,6 +120,8 @@ pub struct AsrHandle {
 /// A segment handed to the worker, not yet answered.
 pub struct Pending {
     answer: Receiver<Result<Vec<Said>>>,
+    /// Where the speech of the segment ended (stream time).
+    pub speech_end: Timestamp,
 }
 
 impl Pending {
@@ -238,7 +240,10 @@ impl Cutter {
             Some(tx) => tx.send(job).map_err(|_| stopped())?,
             None => return Err(stopped()),
         }
-        Ok(Pending { answer })
+        Ok(Pending {
+            answer,
+            speech_end: sample_to_time(end, AUDIO_RATE),
+        })
     }
 
     /// Forgets audio no segment can need any more.
