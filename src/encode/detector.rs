@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::DetectorConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
 use crate::encode::runtime::{self, Manifest};
-use crate::encode::{Encoder, Features};
+use crate::encode::{Encoder, Features, iou};
 use crate::error::{Error, Result};
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
@@ -246,14 +246,6 @@ fn dfl(dist: &[f32]) -> [f32; 4] {
         sides[side] = weighted / sum;
     }
     sides
-}
-
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let ix = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// Greedy non-maximum suppression within each class; the result is ordered

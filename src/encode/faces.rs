@@ -4,7 +4,7 @@
 use crate::config::FacesConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
 use crate::encode::runtime::{self, Manifest};
-use crate::encode::{Encoder, Features};
+use crate::encode::{Encoder, Features, iou};
 use crate::error::{Error, Result};
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
@@ -204,16 +204,6 @@ fn letterbox(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
             height: fh as f32,
         },
     )
-}
-
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let x0 = a[0].max(b[0]);
-    let y0 = a[1].max(b[1]);
-    let x1 = (a[0] + a[2]).min(b[0] + b[2]);
-    let y1 = (a[1] + a[3]).min(b[1] + b[3]);
-    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// MediaPipe's weighted NMS: overlapping candidates are merged, weighted by

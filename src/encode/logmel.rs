@@ -133,6 +133,21 @@ impl LogMel {
     }
 }
 
+/// The signal of the front ends' fixtures (`models/*_frontend.py`): 0.1 s
+/// of two tones and a chirp.
+#[cfg(test)]
+pub(crate) fn known_signal() -> Vec<f32> {
+    let pi2 = 2.0 * std::f64::consts::PI;
+    (0..1600)
+        .map(|n| {
+            let n = n as f64;
+            (0.4 * (pi2 * 440.0 * n / 16000.0).sin()
+                + 0.2 * (pi2 * 3000.0 * n / 16000.0).sin()
+                + 0.1 * (pi2 * (200.0 + 20.0 * n / 16.0) * n / 16000.0).sin()) as f32
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,17 +229,7 @@ mod tests {
         let fixture: serde_json::Value =
             serde_json::from_str(include_str!("../../tests/fixtures/yamnet_logmel.json"))
                 .expect("the fixture is JSON");
-        let pi2 = 2.0 * std::f64::consts::PI;
-        let signal: Vec<f32> = (0..1600)
-            .map(|n| {
-                let n = n as f64;
-                (0.4 * (pi2 * 440.0 * n / 16000.0).sin()
-                    + 0.2 * (pi2 * 3000.0 * n / 16000.0).sin()
-                    + 0.1 * (pi2 * (200.0 + 20.0 * n / 16.0) * n / 16000.0).sin())
-                    as f32
-            })
-            .collect();
-        let ours = LogMel::new().push(&signal);
+        let ours = LogMel::new().push(&known_signal());
         let theirs = fixture["frames"].as_array().expect("frames");
         assert_eq!(ours.len(), theirs.len());
         // Compared as mel energies: relative 0.1 %, plus an absolute 1e-5

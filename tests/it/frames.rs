@@ -25,18 +25,8 @@ pub fn decode(path: &Path, fps: u32, width: u32) -> Vec<VideoFrame> {
         "filesrc location=\"{}\" ! decodebin ! videoconvert ! {rate}videoscale ! video/x-raw,format=RGB,width={width},pixel-aspect-ratio=1/1 ! appsink name=sink sync=false",
         path.display()
     );
-    let pipeline = gst::parse::launch(&description)
-        .expect("a pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
-    let sink = pipeline
-        .by_name("sink")
-        .expect("the sink")
-        .downcast::<gst_app::AppSink>()
-        .expect("an appsink");
-    pipeline.set_state(gst::State::Playing).expect("plays");
     let mut frames = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
+    each_sample(&description, |sample| {
         let caps = sample.caps().expect("caps");
         let info = gstreamer_video::VideoInfo::from_caps(caps).expect("video caps");
         let buffer = sample.buffer().expect("a buffer");
@@ -58,19 +48,14 @@ pub fn decode(path: &Path, fps: u32, width: u32) -> Vec<VideoFrame> {
             rgb: rgb.into(),
             grey: None,
         });
-    }
-    pipeline.set_state(gst::State::Null).expect("stops");
+    });
     frames
 }
 
-/// The sound of `path` as vigil's source gives it: 16 kHz mono f32.
-pub fn audio(path: &Path) -> Vec<f32> {
-    gst::init().expect("GStreamer initialises");
-    let description = format!(
-        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! appsink name=sink sync=false",
-        path.display()
-    );
-    let pipeline = gst::parse::launch(&description)
+/// Runs a `gst-launch` style `description` ending in `appsink name=sink`
+/// to its end, handing each sample to `f`.
+fn each_sample(description: &str, mut f: impl FnMut(&gst::Sample)) {
+    let pipeline = gst::parse::launch(description)
         .expect("a pipeline")
         .downcast::<gst::Pipeline>()
         .expect("a pipeline");
@@ -80,15 +65,27 @@ pub fn audio(path: &Path) -> Vec<f32> {
         .downcast::<gst_app::AppSink>()
         .expect("an appsink");
     pipeline.set_state(gst::State::Playing).expect("plays");
-    let mut samples = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
+        f(&sample);
+    }
+    pipeline.set_state(gst::State::Null).expect("stops");
+}
+
+/// The sound of `path` as vigil's source gives it: 16 kHz mono f32.
+pub fn audio(path: &Path) -> Vec<f32> {
+    gst::init().expect("GStreamer initialises");
+    let description = format!(
+        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! appsink name=sink sync=false",
+        path.display()
+    );
+    let mut samples = Vec::new();
+    each_sample(&description, |sample| {
         let buffer = sample.buffer().expect("a buffer");
         let map = buffer.map_readable().expect("readable");
         samples.extend(
             map.chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
-    }
-    pipeline.set_state(gst::State::Null).expect("stops");
+    });
     samples
 }

@@ -4,50 +4,27 @@
 use std::path::{Path, PathBuf};
 
 use crate::clip;
-use crate::run::vigil;
+use crate::run::{self, cache, vigil};
 
-/// The cache the tests run with (as the Makefile sets it).
-fn cache() -> PathBuf {
-    match std::env::var_os("VIGIL_CACHE").filter(|c| !c.is_empty()) {
-        Some(c) => c.into(),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vigil"),
-    }
+/// Runs `pipeline` on chelsea.png; see [`run::fails_at_start`].
+fn fails_at_start(dir: &Path, cache: &Path, pipeline: &str) -> String {
+    run::fails_at_start(dir, cache, pipeline, &clip::shared("chelsea.png"))
 }
 
-/// Runs `pipeline` (TOML) on chelsea.png with `cache`: it must fail before
-/// any media flows, with one `vigil:` line, which is returned.
-fn fails_at_start(dir: &Path, cache: &Path, pipeline: &str) -> String {
-    let file = dir.join("p.toml");
-    std::fs::write(&file, pipeline).expect("write");
-    let out = vigil()
-        .env("VIGIL_CACHE", cache)
-        .args(["run", file.to_str().unwrap_or_default(), "--source"])
-        .arg(clip::shared("chelsea.png"))
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .expect("vigil");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let lines: Vec<String> = err
-        .lines()
-        .filter(|l| l.starts_with("vigil:"))
-        .map(str::to_string)
-        .collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(!dir.join("out/events.jsonl").exists(), "nothing ran");
-    lines[0].clone()
+/// A cache in `dir` holding ONNX Runtime and nothing else yet.
+fn bare_cache(dir: &Path) -> PathBuf {
+    let bad = dir.join("cache");
+    std::fs::create_dir_all(bad.join("models")).expect("mkdir");
+    std::fs::create_dir_all(bad.join("ort")).expect("mkdir");
+    let lib = "ort/libonnxruntime.so.1.31.1";
+    std::fs::copy(cache().join(lib), bad.join(lib)).expect("ONNX Runtime (make setup)");
+    bad
 }
 
 #[test]
 fn another_model_in_the_detectors_place_is_named_at_start() {
     let dir = tempfile::tempdir().expect("tmp");
-    let bad = dir.path().join("cache");
-    std::fs::create_dir_all(bad.join("models")).expect("mkdir");
-    std::fs::create_dir_all(bad.join("ort")).expect("mkdir");
-    let lib = "ort/libonnxruntime.so.1.31.1";
-    std::fs::copy(cache().join(lib), bad.join(lib)).expect("ONNX Runtime (make setup)");
+    let bad = bare_cache(dir.path());
     // A real, valid ONNX file, but YAMNet's, under NanoDet's name.
     std::fs::copy(
         cache().join("models/yamnet.onnx"),
@@ -66,11 +43,7 @@ fn another_model_in_the_detectors_place_is_named_at_start() {
 #[test]
 fn a_truncated_sound_model_is_named_at_start() {
     let dir = tempfile::tempdir().expect("tmp");
-    let bad = dir.path().join("cache");
-    std::fs::create_dir_all(bad.join("models")).expect("mkdir");
-    std::fs::create_dir_all(bad.join("ort")).expect("mkdir");
-    let lib = "ort/libonnxruntime.so.1.31.1";
-    std::fs::copy(cache().join(lib), bad.join(lib)).expect("ONNX Runtime (make setup)");
+    let bad = bare_cache(dir.path());
     std::fs::copy(
         cache().join("models/yamnet_class_map.csv"),
         bad.join("models/yamnet_class_map.csv"),

@@ -110,3 +110,38 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
 pub fn secs(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
+
+/// The cache the tests run with (as the Makefile sets it).
+pub fn cache() -> std::path::PathBuf {
+    match std::env::var_os("VIGIL_CACHE").filter(|c| !c.is_empty()) {
+        Some(c) => c.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/vigil"),
+    }
+}
+
+/// Runs `pipeline` (TOML) on `source` with `cache` as VIGIL_CACHE: it must
+/// fail before any media flows, with one `vigil:` line, which is returned.
+pub fn fails_at_start(dir: &Path, cache: &Path, pipeline: &str, source: &Path) -> String {
+    let file = dir.join("p.toml");
+    std::fs::write(&file, pipeline).expect("write");
+    let out = vigil()
+        .env("VIGIL_CACHE", cache)
+        .args(["run", file.to_str().unwrap_or_default(), "--source"])
+        .arg(source)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .expect("vigil");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<String> = err
+        .lines()
+        .filter(|l| l.starts_with("vigil:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(!dir.join("out/events.jsonl").exists(), "nothing ran");
+    lines[0].clone()
+}

@@ -1,7 +1,7 @@
 //! Voice activity with the real Silero VAD model on recordings with known speech.
 
 use crate::clip;
-use crate::run::{run_file, secs, vigil};
+use crate::run::{cache, run_file, secs, vigil};
 
 fn speech(path: &std::path::Path) -> Vec<(f64, f64)> {
     let r = run_file(path);
@@ -102,29 +102,9 @@ fn a_pipeline_naming_a_missing_model_stops_before_any_media() {
 }
 
 /// Runs a pipeline naming `vad` on jfk.wav with `cache`: it must fail before
-/// any media flows, with one error line, which is returned.
+/// any media flows; its one error line.
 fn vad_pipeline_fails(dir: &std::path::Path, cache: &std::path::Path) -> String {
-    let pipeline = dir.join("vad.toml");
-    std::fs::write(&pipeline, "[encoders.vad]\n").expect("write");
-    let out = vigil()
-        .env("VIGIL_CACHE", cache)
-        .args(["run", pipeline.to_str().unwrap_or_default(), "--source"])
-        .arg(clip::shared("jfk.wav"))
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .expect("vigil");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    let lines: Vec<String> = err
-        .lines()
-        .filter(|l| l.starts_with("vigil:"))
-        .map(str::to_string)
-        .collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(!dir.join("out/events.jsonl").exists(), "nothing ran");
-    lines[0].clone()
+    crate::run::fails_at_start(dir, cache, "[encoders.vad]\n", &clip::shared("jfk.wav"))
 }
 
 #[test]
@@ -148,15 +128,6 @@ fn the_builtin_pipeline_skips_each_missing_model_with_one_warning() {
         .zip(["'vad'", "'faces'", "'detector'", "'sound'", "'asr'"])
     {
         assert!(w.contains(encoder) && w.contains("make setup"), "{w}");
-    }
-}
-
-/// The cache the tests run with (as the Makefile sets it).
-fn cache() -> std::path::PathBuf {
-    match std::env::var_os("VIGIL_CACHE").filter(|c| !c.is_empty()) {
-        Some(c) => c.into(),
-        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/vigil"),
     }
 }
 
