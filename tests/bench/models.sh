@@ -168,8 +168,11 @@ yam="$(div "$r_media" "$r_wall")"
 asr_out="$("./target/release/examples/asr_bench" "$media/sample.wav" 2)" || die "asr_bench failed"
 log "$asr_out"
 asr_speed="$(awk '/^speed/ { print $2 }' <<<"$asr_out")"
-asr_lat1="$(awk '/^latency/ && /hop 1000/ { print $2 }' <<<"$asr_out")"
-asr_lat05="$(awk '/^latency/ && /hop 500/ { print $2 }' <<<"$asr_out")"
+# "latency hop MS mean S worst S: TEXT"
+asr_lat1="$(awk '/^latency hop 1000 / { print $5 }' <<<"$asr_out")"
+asr_worst1="$(awk '/^latency hop 1000 / { sub(":", "", $7); print $7 }' <<<"$asr_out")"
+asr_lat05="$(awk '/^latency hop 500 / { print $5 }' <<<"$asr_out")"
+asr_worst05="$(awk '/^latency hop 500 / { sub(":", "", $7); print $7 }' <<<"$asr_out")"
 asr_speed_verdict="$(awk -v r="$asr_speed" 'BEGIN { print (r >= 5) ? "PASS" : "FAIL" }')"
 asr_lat1_verdict="$(awk -v r="$asr_lat1" 'BEGIN { print (r <= 1.5) ? "PASS" : "FAIL" }')"
 asr_lat05_verdict="$(awk -v r="$asr_lat05" 'BEGIN { print (r <= 1.5) ? "PASS" : "FAIL" }')"
@@ -231,13 +234,15 @@ segments of sample.wav, 2 intra-op threads (the encoder always runs 30 s
 windows); latency for a 5.2 s utterance (sample.wav 12.0–18.0 s, then
 silence) fed live, one chunk per hop of wall time, through vigil's VAD and
 speech cutter (segment closed after 500 ms of silence) to the Whisper
-worker: wall time from the end of the speech to its transcript.
+worker: wall time from the end of the speech to its transcript. Where the
+speech ends against chunk boundaries is chance, so it is played four times,
+shifted by a quarter of a hop each time: the mean (judged) and the worst.
 
 | | result | target |
 |---|---:|---|
 | speed, 5 s segments | $asr_speed × real time | ≥ 5: **$asr_speed_verdict** |
-| latency, hop 1 s (the default) | $asr_lat1 s | ≤ 1.5: **$asr_lat1_verdict** |
-| latency, hop 500 ms | $asr_lat05 s | ≤ 1.5: **$asr_lat05_verdict** |
+| latency, hop 1 s (the default): mean, worst | $asr_lat1 s, $asr_worst1 s | mean ≤ 1.5: **$asr_lat1_verdict** |
+| latency, hop 500 ms: mean, worst | $asr_lat05 s, $asr_worst05 s | mean ≤ 1.5: **$asr_lat05_verdict** |
 
 MODELS.md: tiny.en about 7 × real time on a 5 s clip.
 
