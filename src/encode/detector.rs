@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::DetectorConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
+use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features, iou};
 use crate::error::{Error, Result};
@@ -272,37 +273,12 @@ fn nms_per_class(
     kept
 }
 
-/// How a frame was fitted into the square input.
-#[derive(Clone, Debug)]
-pub struct Letterbox {
-    /// Input pixels per frame pixel.
-    scale: f32,
-    /// Where the frame starts in the input, in input pixels.
-    dx: f32,
-    dy: f32,
-    width: f32,
-    height: f32,
-}
-
-impl Letterbox {
-    /// Corners `[x0, y0, x1, y1]` in input pixels to `[x, y, w, h]`
-    /// normalised to the frame, clipped to it.
-    fn to_frame(&self, c: [f32; 4]) -> [f32; 4] {
-        let x = |v: f32| ((v - self.dx) / self.scale / self.width).clamp(0.0, 1.0);
-        let y = |v: f32| ((v - self.dy) / self.scale / self.height).clamp(0.0, 1.0);
-        let (x0, y0, x1, y1) = (x(c[0]), y(c[1]), x(c[2]), y(c[3]));
-        [x0, y0, x1 - x0, y1 - y0]
-    }
-}
-
 /// The frame scaled to fit 416×416 (aspect kept, centred, grey borders,
 /// bilinear), BGR, normalised, NCHW.
 pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
     let (fw, fh) = (frame.width as usize, frame.height as usize);
-    let scale = SIDE as f32 / fw.max(fh).max(1) as f32;
-    let w = ((fw as f32 * scale).round() as usize).clamp(1, SIDE);
-    let h = ((fh as f32 * scale).round() as usize).clamp(1, SIDE);
-    let (dx, dy) = ((SIDE - w) / 2, (SIDE - h) / 2);
+    let lb = Letterbox::fit(fw, fh, SIDE);
+    let (scale, w, h, dx, dy) = (lb.scale, lb.width, lb.height, lb.dx, lb.dy);
     let plane = SIDE * SIDE;
     let mut input = vec![0.0f32; 3 * plane];
     // The border, already normalised.
@@ -312,16 +288,7 @@ pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
     }
     let rgb: &[u8] = &frame.rgb;
     if fw == 0 || fh == 0 || rgb.len() < fw * fh * 3 {
-        return (
-            input,
-            Letterbox {
-                scale,
-                dx: dx as f32,
-                dy: dy as f32,
-                width: fw.max(1) as f32,
-                height: fh.max(1) as f32,
-            },
-        );
+        return (input, lb);
     }
     // Source coordinate and weight of each output column and row.
     let taps = |n: usize, src: usize| -> Vec<(usize, usize, f32)> {
@@ -351,16 +318,7 @@ pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
             }
         }
     }
-    (
-        input,
-        Letterbox {
-            scale,
-            dx: dx as f32,
-            dy: dy as f32,
-            width: fw as f32,
-            height: fh as f32,
-        },
-    )
+    (input, lb)
 }
 
 #[cfg(test)]

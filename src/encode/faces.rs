@@ -3,8 +3,9 @@
 
 use crate::config::FacesConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
+use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
-use crate::encode::{Encoder, Features, iou};
+use crate::encode::{Encoder, Features, iou, sigmoid};
 use crate::error::{Error, Result};
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
@@ -98,7 +99,10 @@ impl Faces {
                         let (x, y) = (ax + b[0] / SIDE as f32, ay + b[1] / SIDE as f32);
                         let (w, h) = (b[2] / SIDE as f32, b[3] / SIDE as f32);
                         candidates.push(Face {
-                            bbox: letterbox.to_frame([x - w / 2.0, y - h / 2.0, w, h]),
+                            bbox: letterbox.to_frame(
+                                [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0]
+                                    .map(|v| v * SIDE as f32),
+                            ),
                             score,
                         });
                     }
@@ -137,55 +141,21 @@ impl Encoder for Faces {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// How the frame was fitted into the square input.
-struct Letterbox {
-    /// Input pixels per frame pixel.
-    scale: f32,
-    /// Where the frame starts in the input, in input pixels.
-    dx: f32,
-    dy: f32,
-    width: f32,
-    height: f32,
-}
-
-impl Letterbox {
-    /// A box in input coordinates (0–1 of the input) to frame coordinates (0–1).
-    fn to_frame(&self, b: [f32; 4]) -> [f32; 4] {
-        let s = SIDE as f32;
-        let x0 = (b[0] * s - self.dx) / self.scale / self.width;
-        let y0 = (b[1] * s - self.dy) / self.scale / self.height;
-        let w = b[2] * s / self.scale / self.width;
-        let h = b[3] * s / self.scale / self.height;
-        let (x0c, y0c) = (x0.clamp(0.0, 1.0), y0.clamp(0.0, 1.0));
-        [
-            x0c,
-            y0c,
-            (x0 + w).clamp(0.0, 1.0) - x0c,
-            (y0 + h).clamp(0.0, 1.0) - y0c,
-        ]
-    }
-}
-
 /// The frame scaled to fit 128×128 (aspect kept, centred, grey borders),
 /// RGB in [-1, 1], NHWC.
 fn letterbox(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
     let (fw, fh) = (frame.width as usize, frame.height as usize);
-    let scale = SIDE as f32 / fw.max(fh).max(1) as f32;
-    let (w, h) = (
-        (fw as f32 * scale).round() as usize,
-        (fh as f32 * scale).round() as usize,
-    );
-    let (dx, dy) = ((SIDE - w.min(SIDE)) / 2, (SIDE - h.min(SIDE)) / 2);
+    let lb = Letterbox::fit(fw, fh, SIDE);
+    let (scale, w, h, dx, dy) = (lb.scale, lb.width, lb.height, lb.dx, lb.dy);
     let mut input = vec![0.0f32; SIDE * SIDE * 3];
     let rgb: &[u8] = &frame.rgb;
-    for y in 0..h.min(SIDE) {
+    if fw == 0 || fh == 0 || rgb.len() < fw * fh * 3 {
+        return (input, lb);
+    }
+    for y in 0..h {
         let sy = ((y as f32 + 0.5) / scale) as usize;
         let sy = sy.min(fh.saturating_sub(1));
-        for x in 0..w.min(SIDE) {
+        for x in 0..w {
             let sx = (((x as f32 + 0.5) / scale) as usize).min(fw.saturating_sub(1));
             let src = (sy * fw + sx) * 3;
             let dst = ((y + dy) * SIDE + x + dx) * 3;
@@ -194,16 +164,7 @@ fn letterbox(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
             }
         }
     }
-    (
-        input,
-        Letterbox {
-            scale,
-            dx: dx as f32,
-            dy: dy as f32,
-            width: fw as f32,
-            height: fh as f32,
-        },
-    )
+    (input, lb)
 }
 
 /// MediaPipe's weighted NMS: overlapping candidates are merged, weighted by
@@ -260,7 +221,7 @@ mod tests {
         };
         let (_, lb) = letterbox(&frame);
         // The frame fills the input's width and its middle half in height.
-        let b = lb.to_frame([0.0, 0.25, 1.0, 0.5]);
+        let b = lb.to_frame([0.0, 32.0, 128.0, 96.0]);
         assert!(
             b.iter()
                 .zip([0.0, 0.0, 1.0, 1.0])

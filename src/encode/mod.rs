@@ -8,6 +8,7 @@ pub mod asr;
 pub mod batch;
 pub mod detector;
 pub mod faces;
+pub mod letterbox;
 pub mod logmel;
 pub mod loudness;
 pub mod motion;
@@ -351,6 +352,11 @@ fn send_ready(
         metrics.sent();
     }
     Ok(true)
+}
+
+/// The logistic function: a logit to a probability.
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 /// Intersection over union of two boxes `[x, y, w, h]`.

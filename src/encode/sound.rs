@@ -9,7 +9,7 @@ use crate::config::SoundConfig;
 use crate::encode::batch::{BatchClient, BatchModel, Port};
 use crate::encode::logmel::{BANDS, HOP, LogMel, WINDOW};
 use crate::encode::runtime::{self, Manifest};
-use crate::encode::{Encoder, Features};
+use crate::encode::{Encoder, Features, sigmoid};
 use crate::error::{Error, Result};
 use crate::media::Chunk;
 use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
@@ -371,10 +371,6 @@ impl Sound {
         }
         Ok(windows)
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 impl Encoder for Sound {

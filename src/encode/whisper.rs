@@ -183,7 +183,6 @@ impl Whisper {
         drop(outputs);
         let duration =
             samples.len().min(whisper_mel::SAMPLES) as u64 * 1_000_000_000 / AUDIO_RATE as u64;
-        let mut last = None;
         let temperatures = self.guards.temperatures.clone();
         for (k, &t) in temperatures.iter().enumerate() {
             let decoded = self.decode(&cross, t, 0x5eed_0000 + k as u64)?;
@@ -205,10 +204,8 @@ impl Whisper {
             if believable {
                 return Ok(Some(transcript).filter(|t| !t.pieces.is_empty()));
             }
-            last = Some(transcript);
         }
         // No temperature gave a believable text: say nothing.
-        let _ = last;
         Ok(None)
     }
 

@@ -315,13 +315,32 @@ impl EventSeries {
         out: &mut Vec<Record>,
         notes: &mut Vec<EventNote>,
     ) {
-        let score = f.faces.iter().map(|x| x.score).fold(0.0, f32::max);
-        let bbox = f.faces.iter().fold(None, |acc, x| union(acc, Some(x.bbox)));
+        let found: Vec<_> = f.faces.iter().map(|x| (x.score, x.bbox)).collect();
+        self.boxes(maker, f.pts, f.until, &found, out, notes);
+    }
+
+    /// A frame in which `found` (score, box) were seen, from `at` until
+    /// the next analysed frame: active while there is any.
+    fn boxes(
+        &mut self,
+        maker: &mut RecordMaker,
+        at: Timestamp,
+        until: Timestamp,
+        found: &[(f32, [f32; 4])],
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let score = found.iter().map(|d| d.0).fold(0.0, f32::max);
+        let bbox = found.iter().fold(None, |acc, d| union(acc, Some(d.1)));
+        if !found.is_empty() {
+            let g = self.open.as_mut().unwrap_or(&mut self.gathering);
+            g.max_count = g.max_count.max(found.len() as u64);
+        }
         self.step(
             maker,
-            f.pts,
-            f.until,
-            !f.faces.is_empty(),
+            at,
+            until,
+            !found.is_empty(),
             None,
             score,
             bbox,
@@ -341,24 +360,8 @@ impl EventSeries {
         out: &mut Vec<Record>,
         notes: &mut Vec<EventNote>,
     ) {
-        let score = found.iter().map(|d| d.score).fold(0.0, f32::max);
-        let bbox = found.iter().fold(None, |acc, d| union(acc, Some(d.bbox)));
-        if !found.is_empty() {
-            let g = self.open.as_mut().unwrap_or(&mut self.gathering);
-            g.max_count = g.max_count.max(found.len() as u64);
-        }
-        self.step(
-            maker,
-            frame.pts,
-            frame.until,
-            !found.is_empty(),
-            None,
-            score,
-            bbox,
-            None,
-            out,
-            notes,
-        );
+        let found: Vec<_> = found.iter().map(|d| (d.score, d.bbox)).collect();
+        self.boxes(maker, frame.pts, frame.until, &found, out, notes);
     }
 
     /// One sound window's score for this series' target.
