@@ -273,21 +273,7 @@ fn short_audio_tail_is_padded_without_a_flag() {
 #[test]
 fn long_audio_tail_is_flagged_missing() {
     // Audio stops at 1 s, video goes on to 3 s: chunks 1 and 2 have no audio.
-    let mut msgs = vec![
-        both_topology(false),
-        Msg::Audio {
-            pts: 0,
-            samples: ramp(0, 16_000),
-        },
-        Msg::Eos(Branch::Audio),
-    ];
-    for i in 0..15u64 {
-        msgs.push(Msg::Frame {
-            pts: i * 200 * MS,
-            duration: 200 * MS,
-        });
-    }
-    msgs.push(Msg::Eos(Branch::Video));
+    let msgs = audio_ends_first(16_000, 15, 200 * MS);
     let (c, _) = run(SECOND, false, &msgs);
     check_spans(&c, SECOND, true, true).unwrap();
     assert_eq!(

@@ -311,3 +311,25 @@ fn both_topology(live: bool) -> Msg {
         live,
     }
 }
+
+/// Both branches; `samples` of audio from 0, then its end, then `frames`
+/// frames `step` apart from 0, then the video's end: an audio branch that
+/// stops while the picture goes on.
+fn audio_ends_first(samples: u64, frames: u64, step: u64) -> Vec<Msg> {
+    let mut msgs = vec![
+        both_topology(false),
+        Msg::Audio {
+            pts: 0,
+            samples: ramp(0, samples),
+        },
+        Msg::Eos(Branch::Audio),
+    ];
+    for i in 0..frames {
+        msgs.push(Msg::Frame {
+            pts: i * step,
+            duration: step,
+        });
+    }
+    msgs.push(Msg::Eos(Branch::Video));
+    msgs
+}

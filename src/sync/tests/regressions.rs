@@ -79,21 +79,7 @@ fn live_audio_complete_to_a_boundary_is_not_flagged_missing() {
 #[test]
 fn long_audio_tail_is_flagged_with_100ms_hop() {
     // Audio [0, 1 s), video [0, 2 s): chunks 10..20 have no audio at all.
-    let mut msgs = vec![
-        both_topology(false),
-        Msg::Audio {
-            pts: 0,
-            samples: ramp(0, 16_000),
-        },
-        Msg::Eos(Branch::Audio),
-    ];
-    for i in 0..20u64 {
-        msgs.push(Msg::Frame {
-            pts: i * 100 * MS,
-            duration: 100 * MS,
-        });
-    }
-    msgs.push(Msg::Eos(Branch::Video));
+    let msgs = audio_ends_first(16_000, 20, 100 * MS);
     let (c, _) = run(100 * MS, false, &msgs);
     check_spans(&c, 100 * MS, true, true).unwrap();
     assert_eq!(c.len(), 20);
@@ -107,21 +93,7 @@ fn long_audio_tail_is_flagged_with_100ms_hop() {
 fn start_of_long_audio_tail_is_flagged() {
     // Audio [0, 950 ms), video [0, 3 s): the tail is 2.05 s, not a short one,
     // but chunk 0's 50 ms of padding carries no flag.
-    let mut msgs = vec![
-        both_topology(false),
-        Msg::Audio {
-            pts: 0,
-            samples: ramp(0, 15_200),
-        },
-        Msg::Eos(Branch::Audio),
-    ];
-    for i in 0..15u64 {
-        msgs.push(Msg::Frame {
-            pts: i * 200 * MS,
-            duration: 200 * MS,
-        });
-    }
-    msgs.push(Msg::Eos(Branch::Video));
+    let msgs = audio_ends_first(15_200, 15, 200 * MS);
     let (c, _) = run(SECOND, false, &msgs);
     check_spans(&c, SECOND, true, true).unwrap();
     assert!(c[0].audio[15_200..].iter().all(|&s| s == 0.0));
