@@ -11,8 +11,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod models;
+mod scene;
 mod values;
 pub use models::{AsrConfig, BatchConfig, DetectorConfig, SoundConfig};
+pub use scene::{
+    Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity, SnapshotConfig,
+    TrackerConfig, ZoneConfig,
+};
 pub use values::expand;
 use values::*;
 
@@ -32,6 +37,19 @@ pub struct PipelineConfig {
     pub encoders: EncodersConfig,
     #[serde(default)]
     pub fusion: FusionConfig,
+    /// Polygon zones on the picture, per stream.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// Counting lines on the picture, per stream.
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Rules over the modalities.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// JPEG snapshots of events (off without the table).
+    pub snapshots: Option<SnapshotConfig>,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     #[serde(default)]
     pub sinks: SinksConfig,
     /// Serves `/metrics` and `/healthz` while running.
@@ -327,7 +345,7 @@ impl Default for LoudnessConfig {
     }
 }
 
-/// Fusion: captions.
+/// Fusion: captions, tracking, object groups.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FusionConfig {
@@ -338,12 +356,20 @@ pub struct FusionConfig {
         serialize_with = "ser_duration"
     )]
     pub caption_span: u64,
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// Object groups (`vehicle`, `animal`, …) added or redefined: name →
+    /// COCO class names.
+    #[serde(default)]
+    pub groups: Groups,
 }
 
 impl Default for FusionConfig {
     fn default() -> Self {
         FusionConfig {
             caption_span: default_caption_span(),
+            tracker: TrackerConfig::default(),
+            groups: Groups::new(),
         }
     }
 }

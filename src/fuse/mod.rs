@@ -3,7 +3,11 @@
 
 pub mod caption;
 pub mod events;
+pub mod labels;
 pub mod lifecycle;
+pub mod snapshot;
+pub mod track;
+pub mod zones;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
