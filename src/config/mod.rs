@@ -15,8 +15,8 @@ mod scene;
 mod values;
 pub use models::{AsrConfig, BatchConfig, DetectorConfig, SoundConfig};
 pub use scene::{
-    Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity, SnapshotConfig,
-    TrackerConfig, ZoneConfig,
+    EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
+    SnapshotConfig, TrackerConfig, ZoneConfig,
 };
 pub use values::expand;
 use values::*;
@@ -459,7 +459,7 @@ impl PipelineConfig {
 
     /// Parses and validates pipeline text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig> {
-        let config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config {
+        let mut config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: locate(text, e.span(), e.message()),
         })?;
@@ -470,6 +470,10 @@ impl PipelineConfig {
                 None => p.message,
             },
         })?;
+        let heard = scene::rule_sounds(&config);
+        if let Some(s) = config.encoders.sound.as_mut() {
+            s.classes.extend(heard);
+        }
         Ok(config)
     }
 
@@ -518,6 +522,7 @@ impl PipelineConfig {
                 find: Find::Key("caption_span"),
             });
         }
+        scene::check(self)?;
         if self.sinks.jsonl.is_none() && self.sinks.webvtt.is_none() && self.sinks.stdout.is_none()
         {
             return Err(Problem {

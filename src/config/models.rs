@@ -75,6 +75,11 @@ pub struct DetectorConfig {
     /// Overlap above which two boxes of one class are one object.
     #[serde(default = "default_object_iou", deserialize_with = "fraction")]
     pub iou: f32,
+    /// Detections between this score and their class's threshold are not
+    /// objects by themselves but keep a tracked object going (ByteTrack's
+    /// second pass).
+    #[serde(default = "default_faint", deserialize_with = "fraction")]
+    pub faint: f32,
     /// Frames analysed per second at most (the source's fps when higher
     /// than the stream's).
     #[serde(default = "default_object_fps", deserialize_with = "fps")]
@@ -121,6 +126,7 @@ impl Default for DetectorConfig {
             thresholds: default_object_thresholds(),
             classes: Vec::new(),
             iou: default_object_iou(),
+            faint: default_faint(),
             fps: default_object_fps(),
             min_duration: default_zero(),
             cooldown: default_object_cooldown(),
@@ -149,6 +155,9 @@ fn default_object_thresholds() -> BTreeMap<String, f32> {
 }
 fn default_object_iou() -> f32 {
     0.5
+}
+fn default_faint() -> f32 {
+    0.2
 }
 fn default_object_fps() -> u32 {
     5

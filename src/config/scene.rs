@@ -10,19 +10,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::values::*;
 use crate::time::{MILLISECOND, SECOND};
 
-/// The multi-object tracker (ByteTrack): `[fusion.tracker]`.
+/// The multi-object tracker (ByteTrack): `[fusion.tracker]`. Which
+/// detections are confident and which faint is the detector's to say
+/// (its thresholds and `faint`).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrackerConfig {
-    /// Detections at or above this score are matched first.
-    #[serde(default = "default_high", deserialize_with = "fraction")]
-    pub high: f32,
-    /// Detections between `low` and `high` only continue tracks.
-    #[serde(default = "default_low", deserialize_with = "fraction")]
-    pub low: f32,
-    /// An unmatched detection at or above this starts a track.
-    #[serde(default = "default_new_track", deserialize_with = "fraction")]
-    pub new_track: f32,
     /// Least overlap (IoU) of a detection with a track's predicted box.
     #[serde(default = "default_match_iou", deserialize_with = "fraction")]
     pub match_iou: f32,
@@ -41,9 +34,6 @@ pub struct TrackerConfig {
 impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
-            high: default_high(),
-            low: default_low(),
-            new_track: default_new_track(),
             match_iou: default_match_iou(),
             confirm: default_confirm(),
             lost_after: default_lost_after(),
@@ -51,15 +41,6 @@ impl Default for TrackerConfig {
     }
 }
 
-fn default_high() -> f32 {
-    0.5
-}
-fn default_low() -> f32 {
-    0.1
-}
-fn default_new_track() -> f32 {
-    0.6
-}
 fn default_match_iou() -> f32 {
     0.2
 }
@@ -292,4 +273,219 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f32; 2]>, D::Error> {
         ));
     }
     Ok(v)
+}
+
+/// Checks zones, lines, rules and snapshots against each other and the
+/// encoders, with where to look in the file.
+pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
+    use crate::fuse::labels::ObjectLabels;
+    use crate::fuse::rules::parse::{self, Expr, TermKind};
+
+    let key = |k: &'static str| Find::Key(k);
+    let labels = ObjectLabels::new(&config.fusion.groups).map_err(|message| Problem {
+        message,
+        find: key("[fusion.groups]"),
+    })?;
+    let unique = |names: Vec<&String>, what: &str| -> Result<(), Problem> {
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(Problem {
+                    message: format!("two {what} are named `{n}`: names must be unique"),
+                    find: Find::Value("name", n.to_string(), 2),
+                });
+            }
+        }
+        Ok(())
+    };
+    unique(config.zones.iter().map(|z| &z.name).collect(), "zones")?;
+    unique(config.lines.iter().map(|l| &l.name).collect(), "lines")?;
+    unique(config.rules.iter().map(|r| &r.name).collect(), "rules")?;
+    let needs_detector = |what: String| Problem {
+        message: format!("{what} follows tracked objects: add [encoders.detector]"),
+        find: key("[encoders]"),
+    };
+    for z in &config.zones {
+        labels.resolve_all(&z.labels).map_err(|m| Problem {
+            message: format!("zone `{}`: {m}", z.name),
+            find: Find::Value("name", z.name.clone(), 1),
+        })?;
+    }
+    for l in &config.lines {
+        labels.resolve_all(&l.labels).map_err(|m| Problem {
+            message: format!("line `{}`: {m}", l.name),
+            find: Find::Value("name", l.name.clone(), 1),
+        })?;
+        if l.from == l.to {
+            return Err(Problem {
+                message: format!("line `{}` starts where it ends: give it two points", l.name),
+                find: Find::Value("name", l.name.clone(), 1),
+            });
+        }
+    }
+    if config.encoders.detector.is_none() {
+        if let Some(z) = config.zones.first() {
+            return Err(needs_detector(format!("zone `{}`", z.name)));
+        }
+        if let Some(l) = config.lines.first() {
+            return Err(needs_detector(format!("line `{}`", l.name)));
+        }
+    }
+    let enc = &config.encoders;
+    for (i, r) in config.rules.iter().enumerate() {
+        let nth = config.rules[..i]
+            .iter()
+            .filter(|x| x.when == r.when)
+            .count()
+            + 1;
+        let at = |column: usize| Find::InValue("when", r.when.clone(), nth, column);
+        let expr = parse::parse(&r.when).map_err(|e| Problem {
+            message: format!("rule `{}`: {}", r.name, e.message),
+            find: at(e.column),
+        })?;
+        fn has_then(e: &Expr) -> bool {
+            match e {
+                Expr::Term(_) => false,
+                Expr::Not(a) => has_then(a),
+                Expr::And(a, b) | Expr::Or(a, b) => has_then(a) || has_then(b),
+                Expr::Then(..) => true,
+            }
+        }
+        if has_then(&expr) && r.within == 0 {
+            return Err(Problem {
+                message: format!(
+                    "rule `{}` uses `then`, which needs a window: add e.g. `within = \"10s\"`",
+                    r.name
+                ),
+                find: Find::Value("name", r.name.clone(), 1),
+            });
+        }
+        for t in expr.terms() {
+            let fail = |m: String| Problem {
+                message: format!("rule `{}`: {}: {m}", r.name, t.text),
+                find: at(t.column),
+            };
+            let zone = |z: &Option<String>| match z {
+                Some(z) if !config.zones.iter().any(|x| &x.name == z) => Err(fail(format!(
+                    "there is no zone `{z}` (zones: {})",
+                    names(config.zones.iter().map(|x| &x.name))
+                ))),
+                _ => Ok(()),
+            };
+            match &t.kind {
+                TermKind::Object { label, zone: z, .. } => {
+                    if enc.detector.is_none() {
+                        return Err(fail("add [encoders.detector] to see objects".into()));
+                    }
+                    if let Some(l) = label {
+                        labels.resolve(l).map_err(fail)?;
+                    }
+                    zone(z)?;
+                }
+                TermKind::Sound { .. } if enc.sound.is_none() => {
+                    // Labels are groups or YAMNet class names, checked
+                    // against the model's labels when the encoder starts.
+                    return Err(fail("add [encoders.sound] to hear sounds".into()));
+                }
+                TermKind::Speech { contains } => {
+                    if enc.vad.is_none() {
+                        return Err(fail("add [encoders.vad] to hear speech".into()));
+                    }
+                    if contains.is_some() && enc.asr.is_none() {
+                        return Err(fail("add [encoders.asr] to know what is said".into()));
+                    }
+                }
+                TermKind::Loud { .. } if enc.loudness.is_none() => {
+                    return Err(fail("add [encoders.loudness] to measure loudness".into()));
+                }
+                TermKind::Motion { zone: z } => {
+                    if enc.motion.is_none() {
+                        return Err(fail("add [encoders.motion] to see motion".into()));
+                    }
+                    zone(z)?;
+                }
+                TermKind::Line { name, .. } if !config.lines.iter().any(|l| &l.name == name) => {
+                    return Err(fail(format!(
+                        "there is no line `{name}` (lines: {})",
+                        names(config.lines.iter().map(|x| &x.name))
+                    )));
+                }
+                TermKind::Face if enc.faces.is_none() => {
+                    return Err(fail("add [encoders.faces] to see faces".into()));
+                }
+                _ => {}
+            }
+        }
+    }
+    if config.privacy.blur_faces && enc.faces.is_none() {
+        return Err(Problem {
+            message: "privacy.blur_faces needs the faces found: add [encoders.faces]".into(),
+            find: key("blur_faces"),
+        });
+    }
+    if let Some(s) = &config.snapshots
+        && let Some(k) = s.kinds.iter().find(|k| !EVENT_KINDS.contains(&k.as_str()))
+    {
+        return Err(Problem {
+            message: format!(
+                "[snapshots] kinds: `{k}` is not a kind of event ({})",
+                EVENT_KINDS.join(", ")
+            ),
+            find: key("kinds"),
+        });
+    }
+    Ok(())
+}
+
+/// Every kind of event.
+pub const EVENT_KINDS: &[&str] = &[
+    "motion",
+    "loud_sound",
+    "object",
+    "face",
+    "sound",
+    "speech",
+    "zone_enter",
+    "zone_leave",
+    "line_cross",
+    "stream_gap",
+    "stream_error",
+    "rule",
+];
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Sound labels rules name that the sound encoder does not report yet:
+/// they become targets too.
+pub(super) fn rule_sounds(config: &super::PipelineConfig) -> Vec<String> {
+    use crate::fuse::rules::parse::{self, TermKind};
+    let have = config
+        .encoders
+        .sound
+        .as_ref()
+        .map(|s| s.classes.clone())
+        .unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for r in &config.rules {
+        let Ok(expr) = parse::parse(&r.when) else {
+            continue;
+        };
+        for t in expr.terms() {
+            if let TermKind::Sound { label, .. } = &t.kind
+                && !have
+                    .iter()
+                    .chain(&out)
+                    .any(|c| c.eq_ignore_ascii_case(label))
+            {
+                out.push(label.clone());
+            }
+        }
+    }
+    out
 }

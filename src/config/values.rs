@@ -249,6 +249,9 @@ pub(super) enum Find {
     Key(&'static str),
     /// The `n`th (1-based) `key = "value"`.
     Value(&'static str, String, usize),
+    /// Character `column` (1-based) inside the string of the `n`th
+    /// `key = "value"`.
+    InValue(&'static str, String, usize, usize),
 }
 
 impl Find {
@@ -266,6 +269,25 @@ impl Find {
                     if rest.is_some_and(|r| key.starts_with('[') || r.trim_start().starts_with('='))
                     {
                         return Some(at);
+                    }
+                }
+                Find::InValue(key, value, n, column) => {
+                    let Some((k, v)) = trimmed.split_once('=') else {
+                        continue;
+                    };
+                    let quote = v.find(['"', '\'']);
+                    let inner = quote.map(|q| &v[q + 1..]);
+                    if k.trim() == *key && inner.is_some_and(|i| i.starts_with(value.as_str())) {
+                        seen += 1;
+                        if seen == *n {
+                            let q = quote.unwrap_or(0);
+                            let into: usize = v[q + 1..]
+                                .chars()
+                                .take(column.saturating_sub(1))
+                                .map(char::len_utf8)
+                                .sum();
+                            return Some(at + k.len() + 1 + q + 1 + into);
+                        }
                     }
                 }
                 Find::Value(key, value, n) => {

@@ -62,7 +62,11 @@ pub struct FrameObjects {
     pub pts: Timestamp,
     /// Until the next analysed frame is due.
     pub until: Timestamp,
+    /// Detections over their class's threshold.
     pub objects: Vec<Detection>,
+    /// Weaker ones, down to the detector's `faint` score: they only keep
+    /// existing tracks going (an occluded or blurred person).
+    pub faint: Vec<Detection>,
 }
 
 /// The model for the inference worker.
@@ -134,8 +138,13 @@ impl Detector {
         true
     }
 
-    /// Decodes one frame's outputs.
-    pub fn decode(&self, outputs: &ItemOutputs, letterbox: &Letterbox) -> Result<Vec<Detection>> {
+    /// Decodes one frame's outputs: the detections over their class's
+    /// threshold, and the faint ones.
+    pub fn decode(
+        &self,
+        outputs: &ItemOutputs,
+        letterbox: &Letterbox,
+    ) -> Result<(Vec<Detection>, Vec<Detection>)> {
         let mut candidates: Vec<(usize, f32, [f32; 4])> = Vec::new();
         for (k, &stride) in STRIDES.iter().enumerate() {
             let cells_x = SIDE / stride;
@@ -161,7 +170,7 @@ impl Detector {
                     let Some(threshold) = self.wanted[class] else {
                         continue;
                     };
-                    if score < threshold {
+                    if score < threshold.min(self.config.faint) {
                         continue;
                     }
                     let d = *sides.get_or_insert_with(|| dfl(dist));
@@ -178,14 +187,20 @@ impl Detector {
             }
         }
         let kept = nms_per_class(candidates, self.config.iou);
-        Ok(kept
-            .into_iter()
-            .map(|(class, score, bbox)| Detection {
+        let (mut objects, mut faint) = (Vec::new(), Vec::new());
+        for (class, score, bbox) in kept {
+            let d = Detection {
                 label: self.labels[class],
                 score,
                 bbox,
-            })
-            .collect())
+            };
+            if self.wanted[class].is_some_and(|t| score >= t) {
+                objects.push(d);
+            } else {
+                faint.push(d);
+            }
+        }
+        Ok((objects, faint))
     }
 }
 
@@ -207,10 +222,12 @@ impl Detector {
         }
         let mut out = Vec::with_capacity(frames.len());
         for ((frame, o), lb) in frames.iter().zip(&outputs).zip(&boxes) {
+            let (objects, faint) = self.decode(o, lb)?;
             out.push(FrameObjects {
                 pts: frame.pts,
                 until: frame.pts.saturating_add(self.interval),
-                objects: self.decode(o, lb)?,
+                objects,
+                faint,
             });
         }
         Ok(out)

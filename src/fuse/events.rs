@@ -161,6 +161,9 @@ impl EventSeries {
                     bbox: open.bbox,
                     peak_db: open.peak_db,
                     cut: None,
+                    track: None,
+                    place: None,
+                    direction: None,
                 });
                 out.push(rec);
                 self.open = Some(open);
@@ -195,6 +198,9 @@ impl EventSeries {
                     bbox: open.bbox,
                     peak_db: open.peak_db,
                     cut: cut.then_some(self.cut_by),
+                    track: None,
+                    place: None,
+                    direction: None,
                 });
                 out.push(rec);
             }
@@ -217,7 +223,7 @@ impl EventSeries {
                 );
                 d.insert("frames".into(), json!(open.observations));
             }
-            "object" => {
+            "face" => {
                 d.insert("frames".into(), json!(open.observations));
                 d.insert("max_count".into(), json!(open.max_count));
             }
@@ -348,20 +354,6 @@ impl EventSeries {
             out,
             notes,
         );
-    }
-
-    /// One analysed frame, for this series' label: `found` are the
-    /// detections of the label in it.
-    pub fn objects(
-        &mut self,
-        maker: &mut RecordMaker,
-        frame: &crate::encode::detector::FrameObjects,
-        found: &[&crate::encode::detector::Detection],
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
-        let found: Vec<_> = found.iter().map(|d| (d.score, d.bbox)).collect();
-        self.boxes(maker, frame.pts, frame.until, &found, out, notes);
     }
 
     /// One sound window's score for this series' target.

@@ -5,11 +5,12 @@ pub mod caption;
 pub mod events;
 pub mod labels;
 pub mod lifecycle;
+pub mod rules;
+pub mod scene;
 pub mod snapshot;
 pub mod track;
 pub mod zones;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -25,6 +26,11 @@ use crate::stream::StreamStatus;
 use crate::time::Timestamp;
 use caption::Captioner;
 use events::EventSeries;
+use rules::Engine;
+use scene::Scene;
+
+/// How long the caption said when a rule fires lasts on screen.
+const ALERT_CAPTION: u64 = 3 * crate::time::SECOND;
 
 /// An event transition, as captions tell it.
 #[derive(Clone, Debug)]
@@ -38,6 +44,12 @@ pub struct EventNote {
     pub peak_db: f32,
     /// An end that came because the input did: `stream`, `video`, `audio`.
     pub cut: Option<&'static str>,
+    /// The track it is about.
+    pub track: Option<u64>,
+    /// The zone or line it is about; for an ended track, where it headed.
+    pub place: Option<String>,
+    /// Which way a line was crossed.
+    pub direction: Option<&'static str>,
 }
 
 /// Makes the records of one stream: run, ids, UTC.
@@ -135,9 +147,11 @@ pub struct Fuser {
     loud: EventSeries,
     speech: EventSeries,
     faces: EventSeries,
-    /// One series per object class seen so far (created when first seen).
-    objects: BTreeMap<&'static str, EventSeries>,
-    object_timing: EventTiming,
+    /// Tracked objects, zones and lines.
+    scene: Scene,
+    rules: Engine,
+    /// Stream time rules are decided behind the newest chunk.
+    settle: u64,
     /// One series per sound target, in the pipeline's order.
     sounds: Vec<EventSeries>,
     gap: EventSeries,
@@ -152,8 +166,24 @@ impl Fuser {
     pub fn new(run: Arc<str>, stream: Arc<str>, config: &PipelineConfig) -> Self {
         let motion = config.encoders.motion.clone().unwrap_or_default();
         let loud = config.encoders.loudness.clone().unwrap_or_default();
+        let scene = Scene::new(
+            &stream,
+            config,
+            config
+                .encoders
+                .detector
+                .clone()
+                .unwrap_or_default()
+                .timing(),
+        );
+        let rules = Engine::new(&rules::Context {
+            stream: &stream,
+            config,
+            scene: &scene,
+            sounds: &rules::sound_labels(config),
+        });
         Fuser {
-            maker: RecordMaker::new(run, stream),
+            maker: RecordMaker::new(run, stream.clone()),
             motion: EventSeries::new("motion", motion.timing()),
             loud: EventSeries::new("loud_sound", loud.timing()),
             faces: EventSeries::new(
@@ -164,13 +194,9 @@ impl Fuser {
                 "speech",
                 config.encoders.vad.clone().unwrap_or_default().timing(),
             ),
-            objects: BTreeMap::new(),
-            object_timing: config
-                .encoders
-                .detector
-                .clone()
-                .unwrap_or_default()
-                .timing(),
+            scene,
+            rules,
+            settle: rules::SETTLE,
             sounds: config
                 .encoders
                 .sound
@@ -212,6 +238,9 @@ impl Fuser {
         let mut out = Vec::new();
         let mut notes = Vec::new();
         let flags = chunk.flags;
+        if let Some(f) = chunk.frames.first().filter(|f| f.width > 0) {
+            self.scene.set_aspect(f.height as f32 / f.width as f32);
+        }
         self.gap.gap(
             &mut self.maker,
             chunk.span.start,
@@ -229,27 +258,20 @@ impl Fuser {
                     for s in samples {
                         self.motion.motion(&mut self.maker, s, &mut out, &mut notes);
                         self.captions.motion(s);
+                        self.rules.motion(s);
                     }
                 }
                 Features::Faces(frames) => {
                     for f in frames {
                         self.faces.faces(&mut self.maker, f, &mut out, &mut notes);
+                        self.rules.faces(f);
                     }
                 }
                 Features::Objects(frames) => {
                     for f in frames {
-                        for d in &f.objects {
-                            let timing = self.object_timing;
-                            self.objects.entry(d.label).or_insert_with(|| {
-                                EventSeries::labelled("object", d.label, timing)
-                            });
-                        }
-                        for (label, series) in self.objects.iter_mut() {
-                            let found: Vec<_> =
-                                f.objects.iter().filter(|d| d.label == *label).collect();
-                            series.objects(&mut self.maker, f, &found, &mut out, &mut notes);
-                        }
+                        self.scene.frame(&mut self.maker, f, &mut out, &mut notes);
                         self.captions.objects(f);
+                        self.rules.scene(&self.scene, f.pts, f.until);
                     }
                 }
                 Features::Sound(windows) => {
@@ -258,6 +280,7 @@ impl Fuser {
                             series.sound(&mut self.maker, w, t, &mut out, &mut notes);
                         }
                         self.captions.sounds(w, &self.sounds);
+                        self.rules.sound(w);
                     }
                 }
                 Features::Said(said) => {
@@ -269,17 +292,20 @@ impl Fuser {
                             x.confidence,
                         ));
                         self.captions.said(x);
+                        self.rules.said(x);
                     }
                 }
                 Features::Voice(windows) => {
                     for w in windows {
                         self.speech.voice(&mut self.maker, w, &mut out, &mut notes);
+                        self.rules.voice(w);
                     }
                 }
                 Features::Loudness(l) => {
                     for w in &l.windows {
                         self.loud.loudness(&mut self.maker, w, &mut out, &mut notes);
                         self.captions.level(w);
+                        self.rules.level(w);
                     }
                 }
             }
@@ -289,12 +315,11 @@ impl Fuser {
         let ended_here =
             |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
         if let Some(e) = chunk.video_end.filter(ended_here) {
-            for series in [&mut self.motion, &mut self.faces]
-                .into_iter()
-                .chain(self.objects.values_mut())
-            {
+            for series in [&mut self.motion, &mut self.faces] {
                 series.finish(&mut self.maker, e, "video", &mut out, &mut notes);
             }
+            self.scene
+                .finish(&mut self.maker, "video", &mut out, &mut notes);
         }
         if let Some(e) = chunk.audio_end.filter(ended_here) {
             for series in [&mut self.loud, &mut self.speech]
@@ -303,6 +328,13 @@ impl Fuser {
             {
                 series.finish(&mut self.maker, e, "audio", &mut out, &mut notes);
             }
+        }
+        if !flags.last {
+            let mut fired = Vec::new();
+            let horizon = Timestamp(chunk.span.end.0.saturating_sub(self.settle));
+            self.rules
+                .advance(&mut self.maker, horizon, &mut out, &mut notes, &mut fired);
+            self.alerts(fired, &mut out);
         }
         for n in notes {
             self.captions.note(n);
@@ -313,6 +345,21 @@ impl Fuser {
             out.push(self.caption(self.end));
         }
         out
+    }
+
+    /// A caption at once for each rule that began.
+    fn alerts(&mut self, fired: Vec<rules::Fired>, out: &mut Vec<Record>) {
+        for f in fired {
+            let mut text = format!("{} alert {}", f.severity.as_str(), f.name);
+            if !f.evidence.is_empty() {
+                text.push_str(": ");
+                text.push_str(&f.evidence.join("; "));
+            }
+            out.push(
+                self.maker
+                    .caption(f.at, f.at.saturating_add(ALERT_CAPTION), text),
+            );
+        }
     }
 
     fn caption(&mut self, end: Timestamp) -> Record {
@@ -337,12 +384,17 @@ impl Fuser {
             &mut self.speech,
         ]
         .into_iter()
-        .chain(self.objects.values_mut())
         .chain(self.sounds.iter_mut())
         .chain([&mut self.gap])
         {
             series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
         }
+        self.scene
+            .finish(&mut self.maker, "stream", &mut out, &mut notes);
+        let mut fired = Vec::new();
+        self.rules
+            .finish(&mut self.maker, end, &mut out, &mut notes, &mut fired);
+        self.alerts(fired, &mut out);
         if let Some(reason) = failure {
             let id = format!("{}/stream_error/1", self.maker.stream);
             let mut details = Map::new();
@@ -368,6 +420,9 @@ impl Fuser {
                 bbox: None,
                 peak_db: 0.0,
                 cut: None,
+                track: None,
+                place: None,
+                direction: None,
             });
         }
         let any_notes = !notes.is_empty();

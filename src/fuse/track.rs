@@ -4,16 +4,17 @@
 //! aspect ratio (w/h) and height; it predicts once per analysed frame. Each
 //! frame's detections are associated to tracks of the same label by IoU
 //! against the predicted boxes, with optimal (Hungarian) assignment, in three
-//! passes: high-score detections against every confirmed track (matched or
-//! coasting), then low-score detections against the confirmed tracks still
-//! unmatched that were matched in the previous frame (so weak detections
-//! extend a track but never revive or start one), then the high-score
-//! detections left over against tentative tracks. A tentative track that
-//! misses a frame dies; one matched in `confirm` consecutive frames is
-//! confirmed and only then gets its id, so confirmed ids are 1, 2, 3, ...
-//! without holes. Leftover high detections scoring at least `new_track` start
-//! tentative tracks. A confirmed track coasts on its prediction while
-//! unmatched and is lost once `lost_after` has passed since its last match.
+//! passes: confident detections (over the detector's per-class threshold)
+//! against every confirmed track (matched or coasting), then faint ones
+//! (between the detector's `faint` score and that threshold) against the
+//! confirmed tracks still unmatched that were matched in the previous frame
+//! (so weak detections extend a track but never revive or start one), then
+//! the confident detections left over against tentative tracks. A tentative
+//! track that misses a frame dies; one matched in `confirm` consecutive
+//! frames is confirmed and only then gets its id, so confirmed ids are 1, 2,
+//! 3, ... without holes. Confident detections left over start tentative
+//! tracks. A confirmed track coasts on its prediction while unmatched and is
+//! lost once `lost_after` has passed since its last match.
 
 use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 
@@ -39,17 +40,9 @@ const COST_SCALE: f32 = 1e6;
 const STD_WEIGHT_POSITION: f32 = 1.0 / 20.0;
 const STD_WEIGHT_VELOCITY: f32 = 1.0 / 160.0;
 
-/// Tracker tuning. Scores are detector confidences, IoUs in 0–1.
+/// Tracker tuning. IoUs in 0–1.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrackerParams {
-    /// Detections scoring at least this go to the first association pass.
-    pub high: f32,
-    /// Detections scoring in `[low, high)` go to the second pass only;
-    /// lower ones are ignored.
-    pub low: f32,
-    /// A high detection left unmatched that scores at least this starts a
-    /// tentative track.
-    pub new_track: f32,
     /// Least IoU to associate a high detection with a confirmed or tentative
     /// track (the low-score pass always needs 0.5).
     pub match_iou: f32,
@@ -62,9 +55,6 @@ pub struct TrackerParams {
 impl Default for TrackerParams {
     fn default() -> Self {
         TrackerParams {
-            high: 0.5,
-            low: 0.1,
-            new_track: 0.6,
             match_iou: 0.2,
             confirm: 3,
             lost_after: SECOND,
@@ -224,6 +214,8 @@ pub struct Tracker {
     confirmed: Vec<Entry>,
     /// Tentative tracks, in creation order.
     tentative: Vec<Entry>,
+    /// Frames seen so far.
+    frames: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -241,6 +233,7 @@ impl Tracker {
             next_id: 1,
             confirmed: Vec::new(),
             tentative: Vec::new(),
+            frames: 0,
         }
     }
 
@@ -265,10 +258,16 @@ impl Tracker {
         &mut self,
         pts: Timestamp,
         until: Timestamp,
-        detections: &[Detection],
+        confident: &[Detection],
+        faint: &[Detection],
     ) -> Vec<TrackEvent> {
         let p = self.params;
-        let dets: Vec<&Detection> = detections.iter().filter(|d| usable(d)).collect();
+        let dets: Vec<&Detection> = confident.iter().filter(|d| usable(d)).collect();
+        let strong = dets.len();
+        let dets: Vec<&Detection> = dets
+            .into_iter()
+            .chain(faint.iter().filter(|d| usable(d)))
+            .collect();
         let was_matched: Vec<bool> = self.confirmed.iter().map(|e| e.track.matched).collect();
         for e in self.confirmed.iter_mut().chain(&mut self.tentative) {
             e.kalman.predict(!e.track.matched);
@@ -277,12 +276,8 @@ impl Tracker {
         }
 
         let mut used = vec![false; dets.len()];
-        let high: Vec<usize> = (0..dets.len())
-            .filter(|&d| dets[d].score >= p.high)
-            .collect();
-        let low: Vec<usize> = (0..dets.len())
-            .filter(|&d| dets[d].score >= p.low && dets[d].score < p.high)
-            .collect();
+        let high: Vec<usize> = (0..strong).collect();
+        let low: Vec<usize> = (strong..dets.len()).collect();
 
         // 1: high detections vs every confirmed track, matched or coasting.
         let all: Vec<usize> = (0..self.confirmed.len()).collect();
@@ -305,7 +300,7 @@ impl Tracker {
         self.tentative.retain(|e| e.track.matched);
 
         for &d in &rest {
-            if !used[d] && dets[d].score >= p.new_track {
+            if !used[d] {
                 self.tentative.push(Entry {
                     track: Track::new(dets[d], pts, until, self.aspect),
                     kalman: Kalman::new(measurement(dets[d].bbox)),
@@ -320,7 +315,14 @@ impl Tracker {
             })
             .map(|e| TrackEvent::Lost(e.track))
             .collect();
-        let confirm = p.confirm.max(1);
+        // As in ByteTrack, what the first frame shows is there at once: a
+        // still picture or a stream that starts on a scene is not doubted.
+        self.frames += 1;
+        let confirm = if self.frames == 1 {
+            1
+        } else {
+            p.confirm.max(1)
+        };
         for mut e in self.tentative.extract_if(.., |e| e.track.hits >= confirm) {
             e.track.id = self.next_id;
             self.next_id += 1;
@@ -599,8 +601,39 @@ mod tests {
         }
     }
 
+    /// A tracker past its first frame (which confirms what it shows at once).
+    fn running(params: TrackerParams) -> Tracker {
+        let mut tr = Tracker::new(params);
+        tr.update(at(0), at(0), &[], &[]);
+        tr
+    }
+
+    #[test]
+    fn what_the_first_frame_shows_is_confirmed_at_once() {
+        let mut tr = Tracker::new(TrackerParams::default());
+        let ev = step(&mut tr, 0, &[det("cat", 0.8, 0.3, 0.3, 0.4, 0.4)]);
+        assert_eq!(confirmed(&ev), vec![1]);
+        let ev = step(
+            &mut tr,
+            1,
+            &[
+                det("cat", 0.8, 0.3, 0.3, 0.4, 0.4),
+                det("dog", 0.8, 0.7, 0.3, 0.2, 0.2),
+            ],
+        );
+        assert!(
+            confirmed(&ev).is_empty(),
+            "later arrivals wait for confirmation"
+        );
+    }
+
+    /// One frame; as a detector with a threshold of 0.5 and a faint
+    /// score of 0.1 would split them.
     fn step(tr: &mut Tracker, k: u64, dets: &[Detection]) -> Vec<TrackEvent> {
-        tr.update(at(k), at(k + 1), dets)
+        let (confident, rest): (Vec<Detection>, Vec<Detection>) =
+            dets.iter().cloned().partition(|d| d.score >= 0.5);
+        let faint: Vec<Detection> = rest.into_iter().filter(|d| d.score >= 0.1).collect();
+        tr.update(at(k), at(k + 1), &confident, &faint)
     }
 
     fn confirmed(events: &[TrackEvent]) -> Vec<u64> {
@@ -638,7 +671,7 @@ mod tests {
 
     #[test]
     fn steady_object_one_id_then_lost() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         tr.set_aspect(0.5);
         let n = 30;
         for k in 0..n {
@@ -688,7 +721,7 @@ mod tests {
 
     #[test]
     fn crossing_objects_keep_their_ids() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         let mut ids = Vec::new();
         for k in 0..40 {
             let a = 0.1 + 0.02 * k as f32; // rightwards
@@ -722,7 +755,7 @@ mod tests {
 
     /// An object moving right, absent for frames in `gap`.
     fn run_gap(gap: std::ops::Range<u64>, frames: u64) -> (Vec<(u64, u64)>, Vec<Track>) {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         let (mut ids, mut gone) = (Vec::new(), Vec::new());
         for k in 0..frames {
             let dets = if gap.contains(&k) {
@@ -767,7 +800,7 @@ mod tests {
 
     #[test]
     fn jitter_keeps_one_id() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         let mut rng = Lcg(7);
         let mut ids = Vec::new();
         for k in 0..100 {
@@ -789,7 +822,7 @@ mod tests {
 
     #[test]
     fn low_scores_continue_but_never_start() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         for k in 0..5 {
             step(&mut tr, k, &[det("person", 0.9, 0.3, 0.5, 0.1, 0.3)]);
         }
@@ -803,7 +836,7 @@ mod tests {
         let t = tr.get(1).expect("track");
         assert_eq!((t.hits, t.best_score, t.best_at), (15, 0.9, at(0)));
 
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         for k in 0..20 {
             assert!(step(&mut tr, k, &[det("person", 0.3, 0.3, 0.5, 0.1, 0.3)]).is_empty());
         }
@@ -813,7 +846,7 @@ mod tests {
 
     #[test]
     fn low_score_does_not_revive_a_coasting_track() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         for k in 0..5 {
             step(&mut tr, k, &[det("person", 0.9, 0.3, 0.5, 0.1, 0.3)]);
         }
@@ -828,7 +861,7 @@ mod tests {
 
     #[test]
     fn labels_do_not_mix() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         let mut ids = Vec::new();
         for k in 0..20 {
             let x = 0.4 + 0.005 * k as f32;
@@ -850,7 +883,7 @@ mod tests {
 
     #[test]
     fn ids_follow_confirmation_order_without_holes() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         let mut ids = Vec::new();
         for k in 0..12 {
             let mut dets = Vec::new();
@@ -898,14 +931,14 @@ mod tests {
             confirm: 0,
             ..TrackerParams::default()
         };
-        let mut tr = Tracker::new(params);
+        let mut tr = running(params);
         let ev = step(&mut tr, 0, &[det("person", 0.9, 0.5, 0.5, 0.1, 0.3)]);
         assert_eq!(confirmed(&ev), vec![1]);
     }
 
     #[test]
     fn path_is_bounded_and_keeps_first_point() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         tr.set_aspect(1.0);
         for k in 0..2000 {
             let y = 0.1 + 0.0004 * k as f32;
@@ -922,7 +955,7 @@ mod tests {
 
     #[test]
     fn bad_input_does_not_panic() {
-        let mut tr = Tracker::new(TrackerParams::default());
+        let mut tr = running(TrackerParams::default());
         tr.set_aspect(f32::NAN);
         tr.set_aspect(0.0);
         let weird = [

@@ -1,0 +1,533 @@
+//! The scene of one stream: tracked objects, the zones they are in and the
+//! lines they cross. Detections in; `object` events per track (start when
+//! confirmed, end when lost), `zone_enter`, `zone_leave` and `line_cross`
+//! out. Zone and line events are instants: their start and end records
+//! carry the same time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::config::{EventTiming, PipelineConfig};
+use crate::encode::detector::FrameObjects;
+use crate::fuse::labels::ObjectLabels;
+use crate::fuse::track::{Track, TrackEvent, Tracker, TrackerParams};
+use crate::fuse::zones::{Direction, Line, LineSide, Zone};
+use crate::fuse::{EventNote, RecordMaker};
+use crate::record::{Phase, Record, round4};
+use crate::time::{SECOND, Timestamp};
+
+/// A confirmed track as the latest frame saw it, for rules and captions.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub track: u64,
+    pub label: &'static str,
+    pub best_score: f32,
+    pub bbox: [f32; 4],
+    pub first_seen: Timestamp,
+    /// Zones (by index) the track is in, with when it entered each.
+    pub zones: Vec<(usize, Timestamp)>,
+}
+
+/// A line crossed in the latest frame.
+#[derive(Clone, Debug)]
+pub struct Crossing {
+    pub track: u64,
+    pub label: &'static str,
+    pub line: usize,
+    pub direction: Direction,
+    pub at: Timestamp,
+}
+
+/// A track whose `object` event has started.
+#[derive(Clone, Debug)]
+struct Started {
+    event: String,
+}
+
+/// Tracks, zones and lines of one stream.
+pub struct Scene {
+    tracker: Tracker,
+    timing: EventTiming,
+    pub zones: Vec<Zone>,
+    pub lines: Vec<Line>,
+    started: BTreeMap<u64, Started>,
+    /// (track, zone) → when it entered.
+    inside: BTreeMap<(u64, usize), Timestamp>,
+    sides: BTreeMap<(u64, usize), LineSide>,
+    /// Tracks placed in zones and lines at least once.
+    placed: BTreeSet<u64>,
+    zone_seq: u64,
+    line_seq: u64,
+    /// Confirmed tracks matched in the latest frame.
+    seen: Vec<Seen>,
+    crossings: Vec<Crossing>,
+    /// Tracks lost in the latest frame.
+    lost: Vec<Track>,
+}
+
+impl Scene {
+    /// The scene of `stream`: the zones and lines drawn on it.
+    pub fn new(stream: &str, config: &PipelineConfig, timing: EventTiming) -> Scene {
+        let t = config.fusion.tracker;
+        // Labels were checked when the pipeline was validated.
+        let labels = ObjectLabels::new(&config.fusion.groups).ok();
+        let resolve = |l: &[String]| {
+            labels
+                .as_ref()
+                .and_then(|o| o.resolve_all(l).ok())
+                .unwrap_or_else(|| l.to_vec())
+        };
+        let on = |streams: &[String]| streams.is_empty() || streams.iter().any(|s| s == stream);
+        Scene {
+            tracker: Tracker::new(TrackerParams {
+                match_iou: t.match_iou,
+                confirm: t.confirm,
+                lost_after: t.lost_after,
+            }),
+            timing,
+            zones: config
+                .zones
+                .iter()
+                .filter(|z| on(&z.streams))
+                .map(|z| Zone {
+                    name: z.name.clone(),
+                    polygon: z.polygon.clone(),
+                    labels: resolve(&z.labels),
+                })
+                .collect(),
+            lines: config
+                .lines
+                .iter()
+                .filter(|l| on(&l.streams))
+                .map(|l| Line {
+                    name: l.name.clone(),
+                    from: l.from,
+                    to: l.to,
+                    labels: resolve(&l.labels),
+                })
+                .collect(),
+            started: BTreeMap::new(),
+            inside: BTreeMap::new(),
+            sides: BTreeMap::new(),
+            placed: BTreeSet::new(),
+            zone_seq: 0,
+            line_seq: 0,
+            seen: Vec::new(),
+            crossings: Vec::new(),
+            lost: Vec::new(),
+        }
+    }
+
+    /// Height over width of the picture, for speeds in frame widths.
+    pub fn set_aspect(&mut self, height_over_width: f32) {
+        self.tracker.set_aspect(height_over_width);
+    }
+
+    /// Confirmed tracks matched in the latest frame.
+    pub fn seen(&self) -> &[Seen] {
+        &self.seen
+    }
+
+    /// Lines crossed in the latest frame.
+    pub fn crossings(&self) -> &[Crossing] {
+        &self.crossings
+    }
+
+    /// Tracks lost in the latest frame (or at the end).
+    pub fn lost(&self) -> &[Track] {
+        &self.lost
+    }
+
+    /// Confirmed tracks alive now.
+    pub fn tracks(&self) -> impl Iterator<Item = &Track> {
+        self.tracker.tracks()
+    }
+
+    /// Number of confirmed tracks in zone `zone` now.
+    pub fn occupancy(&self, zone: usize) -> usize {
+        self.inside.keys().filter(|(_, z)| *z == zone).count()
+    }
+
+    /// One analysed frame.
+    pub fn frame(
+        &mut self,
+        maker: &mut RecordMaker,
+        f: &FrameObjects,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.seen.clear();
+        self.crossings.clear();
+        self.lost.clear();
+        let changes = self.tracker.update(f.pts, f.until, &f.objects, &f.faint);
+        for c in &changes {
+            if let TrackEvent::Lost(t) = c {
+                self.end_track(maker, t, "track_lost", out, notes);
+                self.lost.push(t.clone());
+            }
+        }
+        let tracks: Vec<Track> = self.tracker.tracks().cloned().collect();
+        for t in &tracks {
+            if !self.started.contains_key(&t.id) && t.dwell() >= self.timing.min_duration {
+                self.start_track(maker, t, out, notes);
+            }
+            if t.matched && self.started.contains_key(&t.id) {
+                self.place(maker, t, f.pts, out, notes);
+                self.seen.push(Seen {
+                    track: t.id,
+                    label: t.label,
+                    best_score: t.best_score,
+                    bbox: t.bbox,
+                    first_seen: t.first_seen,
+                    zones: self
+                        .inside
+                        .range((t.id, 0)..(t.id, usize::MAX))
+                        .map(|((_, z), at)| (*z, *at))
+                        .collect(),
+                });
+            }
+        }
+    }
+
+    /// The input ended: every track is lost at its last sighting.
+    pub fn finish(
+        &mut self,
+        maker: &mut RecordMaker,
+        cut_by: &'static str,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.seen.clear();
+        self.crossings.clear();
+        self.lost.clear();
+        for c in self.tracker.finish() {
+            if let TrackEvent::Lost(t) = c {
+                self.end_track(maker, &t, cut_by, out, notes);
+                self.lost.push(t);
+            }
+        }
+    }
+
+    fn start_track(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let event = format!(
+            "{}/object/{}/{}",
+            maker.stream,
+            t.label.replace(' ', "_"),
+            t.id
+        );
+        let mut details = Map::new();
+        details.insert("frames".into(), json!(t.hits));
+        let mut rec = maker.event(
+            &event,
+            "object",
+            Phase::Start,
+            t.first_seen,
+            None,
+            t.best_score,
+            Some(t.bbox.map(round4)),
+            details,
+        );
+        tag(&mut rec, t, None);
+        out.push(rec);
+        notes.push(EventNote {
+            kind: "object",
+            label: Some(t.label.to_string()),
+            phase: Phase::Start,
+            at: t.first_seen,
+            bbox: Some(t.bbox),
+            peak_db: 0.0,
+            cut: None,
+            track: Some(t.id),
+            place: None,
+            direction: None,
+        });
+        self.started.insert(t.id, Started { event });
+    }
+
+    fn end_track(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        until: &'static str,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        // Leaving the picture is leaving its zones.
+        let zones: Vec<usize> = self
+            .inside
+            .range((t.id, 0)..(t.id, usize::MAX))
+            .map(|((_, z), _)| *z)
+            .collect();
+        for z in zones {
+            self.leave(maker, t, z, t.until, Some(until), out, notes);
+        }
+        self.sides.retain(|(id, _), _| *id != t.id);
+        self.placed.remove(&t.id);
+        let Some(started) = self.started.remove(&t.id) else {
+            return;
+        };
+        let mut details = Map::new();
+        details.insert("frames".into(), json!(t.hits));
+        details.insert("dwell".into(), json!(secs(t.dwell())));
+        details.insert(
+            "speed".into(),
+            json!((f64::from(mean_speed(t)) * 1e3).round() / 1e3),
+        );
+        if let Some(h) = heading(t) {
+            details.insert("heading".into(), json!(h));
+        }
+        let path = |p: [f32; 2]| json!([round4(p[0]), round4(p[1])]);
+        if let (Some(a), Some(b)) = (t.path.first(), t.path.last()) {
+            details.insert("from".into(), path(a.1));
+            details.insert("to".into(), path(b.1));
+        }
+        details.insert("best_at".into(), json!(t.best_at.as_secs_f64_ms()));
+        if until != "track_lost" {
+            details.insert("until".into(), json!(format!("{until}_end")));
+        }
+        let mut rec = maker.event(
+            &started.event,
+            "object",
+            Phase::End,
+            t.first_seen,
+            Some(t.until),
+            t.best_score,
+            Some(t.best_bbox.map(round4)),
+            details,
+        );
+        tag(&mut rec, t, None);
+        out.push(rec);
+        notes.push(EventNote {
+            kind: "object",
+            label: Some(t.label.to_string()),
+            phase: Phase::End,
+            at: t.until,
+            bbox: Some(t.bbox),
+            peak_db: 0.0,
+            cut: (until != "track_lost").then_some(until),
+            track: Some(t.id),
+            place: heading(t).map(str::to_string),
+            direction: None,
+        });
+    }
+
+    /// Zones and lines for a track matched at `pts`.
+    fn place(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        pts: Timestamp,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let p = t.anchor();
+        let first = self.placed.insert(t.id);
+        for z in 0..self.zones.len() {
+            if !self.zones[z].follows(t.label) {
+                continue;
+            }
+            let was = self.inside.contains_key(&(t.id, z));
+            let now = self.zones[z].holds(p, was);
+            if now && !was {
+                // A track that appears inside a zone entered it when it appeared.
+                let at = if first { t.first_seen } else { pts };
+                self.enter(maker, t, z, at, out, notes);
+            } else if was && !now {
+                self.leave(maker, t, z, pts, None, out, notes);
+            }
+        }
+        for l in 0..self.lines.len() {
+            if !self.lines[l].counts(t.label) {
+                continue;
+            }
+            let side = self.sides.entry((t.id, l)).or_default();
+            if let Some((direction, at)) = side.step(&self.lines[l], pts, p) {
+                self.cross(maker, t, l, direction, at, out, notes);
+            }
+        }
+    }
+
+    fn enter(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        z: usize,
+        at: Timestamp,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.inside.insert((t.id, z), at);
+        self.zone_seq += 1;
+        let name = self.zones[z].name.clone();
+        let mut details = Map::new();
+        details.insert("occupancy".into(), json!(self.occupancy(z)));
+        let event = format!("{}/zone_enter/{name}/{}", maker.stream, self.zone_seq);
+        instant(maker, &event, "zone_enter", at, t, &name, details, out);
+        notes.push(EventNote {
+            kind: "zone_enter",
+            label: Some(t.label.to_string()),
+            phase: Phase::Start,
+            at,
+            bbox: Some(t.bbox),
+            peak_db: 0.0,
+            cut: None,
+            track: Some(t.id),
+            place: Some(name),
+            direction: None,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn leave(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        z: usize,
+        at: Timestamp,
+        why: Option<&'static str>,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let Some(entered) = self.inside.remove(&(t.id, z)) else {
+            return;
+        };
+        self.zone_seq += 1;
+        let name = self.zones[z].name.clone();
+        let mut details = Map::new();
+        details.insert("occupancy".into(), json!(self.occupancy(z)));
+        details.insert("dwell".into(), json!(secs(at.0.saturating_sub(entered.0))));
+        if let Some(w) = why {
+            details.insert("until".into(), json!(w));
+        }
+        let event = format!("{}/zone_leave/{name}/{}", maker.stream, self.zone_seq);
+        instant(maker, &event, "zone_leave", at, t, &name, details, out);
+        notes.push(EventNote {
+            kind: "zone_leave",
+            label: Some(t.label.to_string()),
+            phase: Phase::Start,
+            at,
+            bbox: Some(t.bbox),
+            peak_db: 0.0,
+            cut: None,
+            track: Some(t.id),
+            place: Some(name),
+            direction: None,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cross(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        l: usize,
+        direction: Direction,
+        at: Timestamp,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        self.line_seq += 1;
+        let name = self.lines[l].name.clone();
+        let mut details = Map::new();
+        details.insert("line".into(), json!(name));
+        details.insert("direction".into(), json!(direction.as_str()));
+        let event = format!("{}/line_cross/{name}/{}", maker.stream, self.line_seq);
+        instant(maker, &event, "line_cross", at, t, &name, details, out);
+        notes.push(EventNote {
+            kind: "line_cross",
+            label: Some(t.label.to_string()),
+            phase: Phase::Start,
+            at,
+            bbox: Some(t.bbox),
+            peak_db: 0.0,
+            cut: None,
+            track: Some(t.id),
+            place: Some(name),
+            direction: Some(direction.as_str()),
+        });
+        self.crossings.push(Crossing {
+            track: t.id,
+            label: t.label,
+            line: l,
+            direction,
+            at,
+        });
+    }
+}
+
+/// Start and end records of an instant event.
+#[allow(clippy::too_many_arguments)]
+fn instant(
+    maker: &mut RecordMaker,
+    event: &str,
+    kind: &str,
+    at: Timestamp,
+    t: &Track,
+    place: &str,
+    details: Map<String, Value>,
+    out: &mut Vec<Record>,
+) {
+    for (phase, end) in [(Phase::Start, None), (Phase::End, Some(at))] {
+        let mut rec = maker.event(
+            event,
+            kind,
+            phase,
+            at,
+            end,
+            t.score,
+            Some(t.bbox.map(round4)),
+            details.clone(),
+        );
+        tag(&mut rec, t, Some(place));
+        out.push(rec);
+    }
+}
+
+fn tag(rec: &mut Record, t: &Track, place: Option<&str>) {
+    if let Record::Event(e) = rec {
+        e.labels = vec![t.label.to_string()];
+        e.track = Some(t.id);
+        e.zone = place.map(str::to_string);
+    }
+}
+
+fn secs(ns: u64) -> f64 {
+    Timestamp(ns).as_secs_f64_ms()
+}
+
+/// Mean speed over the whole track, frame widths per second.
+fn mean_speed(t: &Track) -> f32 {
+    let d = t.displacement();
+    let dt = t.dwell();
+    if dt == 0 {
+        return 0.0;
+    }
+    let dist = (d[0] * d[0] + d[1] * d[1]).sqrt();
+    (f64::from(dist) * SECOND as f64 / dt as f64) as f32
+}
+
+/// Where the track went overall, in words: `left`, `right`, `up`, `down`,
+/// or `none` when it moved less than a tenth of the picture.
+pub fn heading(t: &Track) -> Option<&'static str> {
+    let d = t.displacement();
+    let (ax, ay) = (d[0].abs(), d[1].abs());
+    if !(ax.is_finite() && ay.is_finite()) || t.path.len() < 2 {
+        return None;
+    }
+    Some(if ax.max(ay) < 0.1 {
+        "none"
+    } else if ax >= ay {
+        if d[0] < 0.0 { "left" } else { "right" }
+    } else if d[1] < 0.0 {
+        "up"
+    } else {
+        "down"
+    })
+}
