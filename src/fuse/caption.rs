@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::encode::detector::FrameObjects;
 use crate::encode::sound::SoundWindow;
 use crate::encode::{LevelWindow, MotionSample};
 use crate::fuse::EventNote;
 use crate::fuse::events::EventSeries;
 use crate::fuse::events::union;
+use crate::fuse::scene::Scene;
 use crate::record::Phase;
 use crate::time::{Span, Timestamp};
 
@@ -28,13 +28,43 @@ pub struct SpanSummary {
     energy: f64,
     windows: u32,
     peak_db: f32,
-    /// Most of each object class seen in one frame.
+    /// Most of each object class tracked in one frame.
     objects: BTreeMap<&'static str, usize>,
+    /// Where each tracked object was first and last seen in the span.
+    tracks: BTreeMap<u64, Moved>,
     /// Sounds heard, in the order first heard.
     sounds: Vec<String>,
     /// What was said (transcripts that ended in the span), in order.
     words: Vec<String>,
     pub notes: Vec<EventNote>,
+}
+
+/// A tracked object's way through one span.
+#[derive(Clone, Copy, Debug)]
+struct Moved {
+    label: &'static str,
+    first: [f32; 2],
+    last: [f32; 2],
+}
+
+/// Least distance (frame widths or heights) an object must go in a span
+/// to count as moving.
+const MOVED: f32 = 0.03;
+
+impl Moved {
+    /// Which way it went: `left`, `right`, `up`, `down`, or `still`.
+    fn heading(&self) -> &'static str {
+        let (dx, dy) = (self.last[0] - self.first[0], self.last[1] - self.first[1]);
+        if dx.abs().max(dy.abs()) < MOVED || !(dx.is_finite() && dy.is_finite()) {
+            "still"
+        } else if dx.abs() >= dy.abs() {
+            if dx < 0.0 { "left" } else { "right" }
+        } else if dy < 0.0 {
+            "up"
+        } else {
+            "down"
+        }
+    }
 }
 
 /// The coarse state a caption compares against the previous one.
@@ -43,6 +73,8 @@ struct State {
     motion_region: Option<&'static str>,
     sound: Option<&'static str>,
     objects: Vec<(&'static str, usize)>,
+    /// (label, heading, how many), for labels that moved.
+    movement: Vec<(&'static str, &'static str, usize)>,
     sounds: Vec<String>,
 }
 
@@ -93,14 +125,29 @@ impl Captioner {
         self.current.peak_db = self.current.peak_db.max(w.peak_db);
     }
 
-    pub fn objects(&mut self, f: &FrameObjects) {
+    /// The tracked objects of the latest analysed frame.
+    pub fn scene(&mut self, scene: &Scene) {
+        // Only what this frame shows: a track coasting through an
+        // occlusion is not counted twice when it reappears as another.
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for d in &f.objects {
-            *counts.entry(d.label).or_default() += 1;
+        for t in scene.seen() {
+            *counts.entry(t.label).or_default() += 1;
         }
         for (label, n) in counts {
             let most = self.current.objects.entry(label).or_default();
             *most = (*most).max(n);
+        }
+        for s in scene.seen() {
+            let at = [s.bbox[0] + s.bbox[2] / 2.0, s.bbox[1] + s.bbox[3]];
+            self.current
+                .tracks
+                .entry(s.track)
+                .and_modify(|m| m.last = at)
+                .or_insert(Moved {
+                    label: s.label,
+                    first: at,
+                    last: at,
+                });
         }
     }
 
@@ -138,10 +185,24 @@ impl Captioner {
             s.objects.iter().map(|(k, v)| (*k, *v)).collect();
         // Most numerous first, then by name.
         objects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut movement: BTreeMap<(&'static str, &'static str), usize> = BTreeMap::new();
+        for m in s.tracks.values() {
+            *movement.entry((m.label, m.heading())).or_default() += 1;
+        }
+        let mut movement: Vec<(&'static str, &'static str, usize)> =
+            movement.into_iter().map(|((l, h), n)| (l, h, n)).collect();
+        // Most numerous first; what stays still last.
+        movement.sort_by(|a, b| {
+            (a.1 == "still")
+                .cmp(&(b.1 == "still"))
+                .then(b.2.cmp(&a.2))
+                .then(a.0.cmp(b.0))
+        });
         let state = State {
             motion_region: (has_video && s.motion_frames > 0).then(|| region(s.motion_bbox)),
             sound: (has_audio && s.windows > 0).then(|| self.band(mean_db(&s))),
             objects,
+            movement,
             sounds: s.sounds.clone(),
         };
         let prev = self.previous.clone();
@@ -160,9 +221,24 @@ impl Captioner {
             } else {
                 format!("{seen} in view")
             });
+            let moving = state.movement.iter().any(|m| m.1 != "still");
+            let before = prev.as_ref().map(|p| &p.movement);
+            if moving && before != Some(&state.movement) {
+                // What stood still before and still does is not news.
+                let news: Vec<_> = state
+                    .movement
+                    .iter()
+                    .filter(|m| m.1 != "still" || !before.is_some_and(|b| b.contains(m)))
+                    .copied()
+                    .collect();
+                parts.push(movement_words(&news));
+            } else if moving {
+                parts.push("moving as before".into());
+            }
         } else if prev.as_ref().is_some_and(|p| !p.objects.is_empty()) {
             parts.push("nothing detected in view any more".into());
         }
+        parts.extend(scene_notes(&s.notes));
         if !state.sounds.is_empty() {
             let heard = list(
                 &state
@@ -178,15 +254,13 @@ impl Captioner {
                 format!("{heard} heard")
             });
         }
-        // A start the summary above already names is not said twice.
+        // What the summaries above already say is not said twice.
         let summarised = |n: &&EventNote| {
-            n.phase == Phase::Start
-                && n.cut.is_none()
-                && match (n.kind, n.label.as_deref()) {
-                    ("object", Some(l)) => state.objects.iter().any(|(o, _)| *o == l),
-                    ("sound", Some(l)) => state.sounds.iter().any(|x| x == l),
-                    _ => false,
-                }
+            SCENE_KINDS.contains(&n.kind)
+                || n.phase == Phase::Start
+                    && n.cut.is_none()
+                    && matches!((n.kind, n.label.as_deref()),
+                        ("sound", Some(l)) if state.sounds.iter().any(|x| x == l))
         };
         if !s.words.is_empty() {
             parts.push(format!("someone says “{}”", s.words.join(" ")));
@@ -295,6 +369,79 @@ fn plural(label: &str) -> String {
     }
 }
 
+/// Kinds of event the scene summary tells.
+const SCENE_KINDS: &[&str] = &["object", "zone_enter", "zone_leave", "line_cross"];
+
+/// "three people walk left, a person walks right and two cars stay still".
+fn movement_words(movement: &[(&'static str, &'static str, usize)]) -> String {
+    let items: Vec<String> = movement
+        .iter()
+        .map(|&(label, heading, n)| {
+            let walker = label == "person";
+            let verb = match (heading, walker, n == 1) {
+                ("still", true, true) => "stands still".to_string(),
+                ("still", true, false) => "stand still".to_string(),
+                ("still", false, true) => "stays put".to_string(),
+                ("still", false, false) => "stay put".to_string(),
+                (h, w, one) => {
+                    let v = if w { "walk" } else { "move" };
+                    let way = match h {
+                        "up" => "towards the top",
+                        "down" => "towards the bottom",
+                        other => other,
+                    };
+                    format!("{v}{} {way}", if one { "s" } else { "" })
+                }
+            };
+            format!("{} {verb}", counted(label, n))
+        })
+        .collect();
+    list(&items)
+}
+
+/// Arrivals, departures, zones and lines of the span, counted.
+fn scene_notes(notes: &[EventNote]) -> Vec<String> {
+    let mut groups: BTreeMap<(&'static str, String, String, &'static str), usize> =
+        BTreeMap::new();
+    for n in notes.iter().filter(|n| n.cut.is_none()) {
+        let label = n.label.clone().unwrap_or_else(|| "object".into());
+        let place = n.place.clone().unwrap_or_default();
+        let key = match (n.kind, n.phase) {
+            ("object", Phase::Start) => ("arrive", label, String::new(), ""),
+            ("object", _) => ("leave", label, String::new(), ""),
+            ("zone_enter", _) => ("enter", label, place, ""),
+            ("zone_leave", _) => ("exit", label, place, ""),
+            ("line_cross", _) => ("cross", label, place, n.direction.unwrap_or("")),
+            _ => continue,
+        };
+        *groups.entry(key).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    let verb = |n: usize, one: &str, many: &str| if n == 1 { one } else { many }.to_string();
+    let mut crossings: BTreeMap<(String, String), Vec<(&'static str, usize)>> = BTreeMap::new();
+    for ((what, label, place, dir), n) in groups {
+        let who = counted(&label, n);
+        match what {
+            "arrive" => out.push(format!("{who} {}", verb(n, "appears", "appear"))),
+            "leave" => out.push(format!("{who} {}", verb(n, "leaves", "leave"))),
+            "enter" => out.push(format!("{who} {} {place}", verb(n, "enters", "enter"))),
+            "exit" => out.push(format!("{who} {} {place}", verb(n, "leaves", "leave"))),
+            _ => crossings.entry((label, place)).or_default().push((dir, n)),
+        }
+    }
+    for ((label, place), dirs) in crossings {
+        let total: usize = dirs.iter().map(|d| d.1).sum();
+        let ways: Vec<String> = dirs.iter().map(|(d, n)| format!("{n} {d}")).collect();
+        out.push(format!(
+            "{} {} {place} ({})",
+            counted(&label, total),
+            verb(total, "crosses", "cross"),
+            ways.join(", ")
+        ));
+    }
+    out
+}
+
 /// "a, b and c".
 fn list(items: &[String]) -> String {
     match items {
@@ -396,6 +543,16 @@ fn describe_note(n: &EventNote) -> String {
         ),
         ("speech", Phase::Start) => format!("someone speaks from {}", secs(n.at)),
         ("speech", _) => format!("speech ends at {}", secs(n.at)),
+        ("rule", Phase::Start) => format!(
+            "rule {} fires at {}",
+            n.label.as_deref().unwrap_or("?"),
+            secs(n.at)
+        ),
+        ("rule", _) => format!(
+            "rule {} ends at {}",
+            n.label.as_deref().unwrap_or("?"),
+            secs(n.at)
+        ),
         ("stream_error", _) => format!("the stream fails at {}", secs(n.at)),
         ("stream_gap", Phase::Start) => format!("the stream has a gap from {}", secs(n.at)),
         ("stream_gap", _) => format!("the stream is whole again from {}", secs(n.at)),

@@ -270,7 +270,7 @@ impl Fuser {
                 Features::Objects(frames) => {
                     for f in frames {
                         self.scene.frame(&mut self.maker, f, &mut out, &mut notes);
-                        self.captions.objects(f);
+                        self.captions.scene(&self.scene);
                         self.rules.scene(&self.scene, f.pts, f.until);
                     }
                 }

@@ -55,7 +55,7 @@ pub struct TrackerParams {
 impl Default for TrackerParams {
     fn default() -> Self {
         TrackerParams {
-            match_iou: 0.2,
+            match_iou: 0.1,
             confirm: 3,
             lost_after: SECOND,
         }
