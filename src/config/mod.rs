@@ -384,6 +384,8 @@ pub struct SinksConfig {
     #[serde(default)]
     pub webvtt: Option<WebVttConfig>,
     #[serde(default)]
+    pub srt: Option<SrtConfig>,
+    #[serde(default)]
     pub stdout: Option<StdoutConfig>,
 }
 
@@ -392,6 +394,7 @@ impl Default for SinksConfig {
         SinksConfig {
             jsonl: Some(JsonlConfig::default()),
             webvtt: Some(WebVttConfig::default()),
+            srt: Some(SrtConfig::default()),
             stdout: Some(StdoutConfig::default()),
         }
     }
@@ -425,6 +428,22 @@ impl Default for WebVttConfig {
     fn default() -> Self {
         WebVttConfig {
             path: default_vtt_path(),
+        }
+    }
+}
+
+/// Captions as SubRip (`.srt`) cues.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtConfig {
+    #[serde(default = "default_srt_path")]
+    pub path: PathBuf,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        SrtConfig {
+            path: default_srt_path(),
         }
     }
 }
@@ -523,7 +542,11 @@ impl PipelineConfig {
             });
         }
         scene::check(self)?;
-        if self.sinks.jsonl.is_none() && self.sinks.webvtt.is_none() && self.sinks.stdout.is_none()
+        let sinks = &self.sinks;
+        if sinks.jsonl.is_none()
+            && sinks.webvtt.is_none()
+            && sinks.srt.is_none()
+            && sinks.stdout.is_none()
         {
             return Err(Problem {
                 message: "[sinks] lists no sink, so nothing would be recorded: add [sinks.jsonl]"
@@ -531,16 +554,25 @@ impl PipelineConfig {
                 find: Find::Key("[sinks]"),
             });
         }
-        if let (Some(j), Some(v)) = (&self.sinks.jsonl, &self.sinks.webvtt)
-            && j.path == v.path
-        {
-            return Err(Problem {
-                message: format!(
-                    "[sinks.jsonl] and [sinks.webvtt] both write `{}`: the captions would overwrite the event log",
-                    j.path.display()
-                ),
-                find: Find::Key("[sinks.webvtt]"),
-            });
+        let files = [
+            ("[sinks.jsonl]", sinks.jsonl.as_ref().map(|s| &s.path)),
+            ("[sinks.webvtt]", sinks.webvtt.as_ref().map(|s| &s.path)),
+            ("[sinks.srt]", sinks.srt.as_ref().map(|s| &s.path)),
+        ];
+        for (i, (a, pa)) in files.iter().enumerate() {
+            for (b, pb) in &files[i + 1..] {
+                if let (Some(pa), Some(pb)) = (pa, pb)
+                    && pa == pb
+                {
+                    return Err(Problem {
+                        message: format!(
+                            "{a} and {b} both write `{}`: one would overwrite the other",
+                            pa.display()
+                        ),
+                        find: Find::Key(b),
+                    });
+                }
+            }
         }
         Ok(())
     }

@@ -67,6 +67,9 @@ pub(super) fn default_jsonl_path() -> PathBuf {
 pub(super) fn default_vtt_path() -> PathBuf {
     "captions.vtt".into()
 }
+pub(super) fn default_srt_path() -> PathBuf {
+    "captions.srt".into()
+}
 
 pub(super) fn stream_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;

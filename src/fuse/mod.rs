@@ -150,6 +150,10 @@ pub struct Fuser {
     /// Tracked objects, zones and lines.
     scene: Scene,
     rules: Engine,
+    /// Alert captions waiting for the caption of their span.
+    held: Vec<(Timestamp, Record)>,
+    /// Start of the last caption out.
+    last_cue: Timestamp,
     /// Stream time rules are decided behind the newest chunk.
     settle: u64,
     /// One series per sound target, in the pipeline's order.
@@ -196,6 +200,8 @@ impl Fuser {
             ),
             scene,
             rules,
+            held: Vec::new(),
+            last_cue: Timestamp::ZERO,
             settle: rules::SETTLE,
             sounds: config
                 .encoders
@@ -342,29 +348,49 @@ impl Fuser {
         self.end = chunk.span.end;
         // The last chunk's caption waits for `finish`, which knows how the stream ended.
         if !flags.last && self.end >= self.captions.span_end() {
-            out.push(self.caption(self.end));
+            self.caption(self.end, &mut out);
         }
         out
     }
 
-    /// A caption at once for each rule that began.
+    /// A caption for each rule that began. Captions leave in the order
+    /// they start (subtitle files need it): one in the span being gathered
+    /// waits for that span's caption.
     fn alerts(&mut self, fired: Vec<rules::Fired>, out: &mut Vec<Record>) {
         for f in fired {
-            let mut text = format!("{} alert {}", f.severity.as_str(), f.name);
+            let mut text = format!(
+                "{} alert {} at {}",
+                f.severity.as_str(),
+                f.name,
+                f.at
+            );
             if !f.evidence.is_empty() {
                 text.push_str(": ");
                 text.push_str(&f.evidence.join("; "));
             }
-            out.push(
-                self.maker
-                    .caption(f.at, f.at.saturating_add(ALERT_CAPTION), text),
-            );
+            let start = f.at.max(self.last_cue);
+            let cue = self
+                .maker
+                .caption(start, start.saturating_add(ALERT_CAPTION), text);
+            if f.at >= self.captions.current_start() {
+                self.held.push((start, cue));
+            } else {
+                self.last_cue = start;
+                out.push(cue);
+            }
         }
     }
 
-    fn caption(&mut self, end: Timestamp) -> Record {
+    /// Closes the span's caption at `end`, then the alerts it held.
+    fn caption(&mut self, end: Timestamp, out: &mut Vec<Record>) {
         let (span, text) = self.captions.close(end, self.has_video, self.has_audio);
-        self.maker.caption(span.start, span.end, text)
+        out.push(self.maker.caption(span.start, span.end, text));
+        self.last_cue = span.start;
+        self.held.sort_by_key(|h| h.0);
+        for (start, cue) in self.held.drain(..) {
+            self.last_cue = start;
+            out.push(cue);
+        }
     }
 
     /// The stream ended (or failed with `failure`): closes open events and the
@@ -429,8 +455,8 @@ impl Fuser {
         for n in notes {
             self.captions.note(n);
         }
-        if end > self.captions.current_start() || any_notes {
-            out.push(self.caption(end));
+        if end > self.captions.current_start() || any_notes || !self.held.is_empty() {
+            self.caption(end, &mut out);
         }
         out
     }

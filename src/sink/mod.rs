@@ -3,7 +3,7 @@
 
 pub mod jsonl;
 pub mod stdout;
-pub mod webvtt;
+pub mod subtitles;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,7 +46,15 @@ pub fn build(
         sinks.push(Box::new(jsonl::JsonlSink::open(&out_dir.join(&c.path))?));
     }
     if let Some(c) = &config.webvtt {
-        sinks.push(Box::new(webvtt::WebVttSink::create(
+        sinks.push(Box::new(subtitles::SubtitleSink::create(
+            subtitles::Format::WebVtt,
+            &out_dir.join(&c.path),
+            streams,
+        )?));
+    }
+    if let Some(c) = &config.srt {
+        sinks.push(Box::new(subtitles::SubtitleSink::create(
+            subtitles::Format::Srt,
             &out_dir.join(&c.path),
             streams,
         )?));

@@ -1,4 +1,5 @@
-//! Captions as a WebVTT file, one cue per caption, written as they are made.
+//! Captions as subtitle files (WebVTT or SubRip), one cue per caption,
+//! written as they are made.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,15 +11,31 @@ use crate::record::Record;
 use crate::sink::Sink;
 use crate::time::Timestamp;
 
-/// Writes captions as WebVTT cues, rewritten at each run: one file for a
-/// single stream, one per stream (`captions.NAME.vtt`) for several, since a
-/// WebVTT file belongs next to one video and its cues must be in time order.
-pub struct WebVttSink {
-    files: HashMap<String, (PathBuf, BufWriter<File>)>,
+/// A subtitle format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    WebVtt,
+    /// SubRip (`.srt`).
+    Srt,
 }
 
-impl WebVttSink {
-    pub fn create(path: &Path, streams: &[String]) -> Result<WebVttSink> {
+/// One subtitle file being written, and its cues so far.
+struct Subtitles {
+    path: PathBuf,
+    out: BufWriter<File>,
+    cues: u64,
+}
+
+/// Writes captions as subtitle cues, rewritten at each run: one file for a
+/// single stream, one per stream (`captions.NAME.vtt`) for several, since a
+/// subtitle file belongs next to one video and its cues must be in time order.
+pub struct SubtitleSink {
+    format: Format,
+    files: HashMap<String, Subtitles>,
+}
+
+impl SubtitleSink {
+    pub fn create(format: Format, path: &Path, streams: &[String]) -> Result<SubtitleSink> {
         let mut files = HashMap::new();
         for stream in streams {
             let p = if streams.len() == 1 {
@@ -36,11 +53,20 @@ impl WebVttSink {
                 std::fs::create_dir_all(dir).map_err(err)?;
             }
             let mut out = BufWriter::new(File::create(&p).map_err(err)?);
-            out.write_all(b"WEBVTT\n\n").map_err(err)?;
+            if format == Format::WebVtt {
+                out.write_all(b"WEBVTT\n\n").map_err(err)?;
+            }
             out.flush().map_err(err)?;
-            files.insert(stream.clone(), (p, out));
+            files.insert(
+                stream.clone(),
+                Subtitles {
+                    path: p,
+                    out,
+                    cues: 0,
+                },
+            );
         }
-        Ok(WebVttSink { files })
+        Ok(SubtitleSink { format, files })
     }
 }
 
@@ -55,11 +81,12 @@ pub fn per_stream(path: &Path, stream: &str) -> PathBuf {
     path.with_file_name(format!("{stem}.{stream}.{ext}"))
 }
 
-/// `HH:MM:SS.mmm`
-pub fn vtt_time(t: Timestamp) -> String {
+/// `HH:MM:SS.mmm` (WebVTT) or `HH:MM:SS,mmm` (SubRip).
+pub fn cue_time(t: Timestamp, format: Format) -> String {
     let ms = t.millis_rounded();
+    let sep = if format == Format::Srt { ',' } else { '.' };
     format!(
-        "{:02}:{:02}:{:02}.{:03}",
+        "{:02}:{:02}:{:02}{sep}{:03}",
         ms / 3_600_000,
         ms / 60_000 % 60,
         ms / 1000 % 60,
@@ -68,17 +95,21 @@ pub fn vtt_time(t: Timestamp) -> String {
 }
 
 #[async_trait::async_trait]
-impl Sink for WebVttSink {
+impl Sink for SubtitleSink {
     fn name(&self) -> &'static str {
-        "webvtt"
+        match self.format {
+            Format::WebVtt => "webvtt",
+            Format::Srt => "srt",
+        }
     }
 
     async fn send(&mut self, batch: &[Record]) -> Result<()> {
         for r in batch {
             let Record::Caption(c) = r else { continue };
-            let Some((path, out)) = self.files.get_mut(&c.stream) else {
+            let Some(f) = self.files.get_mut(&c.stream) else {
                 continue;
             };
+            let path = &f.path;
             let err = |e| {
                 Error::io(
                     format!("cannot write the captions file {}", path.display()),
@@ -87,24 +118,29 @@ impl Sink for WebVttSink {
             };
             // Cue text may not contain "-->" or blank lines.
             let text = c.text.replace("-->", "->").replace('\n', " ");
+            f.cues += 1;
+            // A WebVTT cue is named by the record's id; SubRip numbers them.
+            let name = match self.format {
+                Format::WebVtt => c.id.clone(),
+                Format::Srt => f.cues.to_string(),
+            };
             write!(
-                out,
-                "{}\n{} --> {}\n{text}\n\n",
-                c.id,
-                vtt_time(c.start),
-                vtt_time(c.end)
+                f.out,
+                "{name}\n{} --> {}\n{text}\n\n",
+                cue_time(c.start, self.format),
+                cue_time(c.end, self.format)
             )
             .map_err(err)?;
-            out.flush().map_err(err)?;
+            f.out.flush().map_err(err)?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<()> {
-        for (path, out) in self.files.values_mut() {
-            out.flush().map_err(|e| {
+        for f in self.files.values_mut() {
+            f.out.flush().map_err(|e| {
                 Error::io(
-                    format!("cannot write the captions file {}", path.display()),
+                    format!("cannot write the captions file {}", f.path.display()),
                     e,
                 )
             })?;
@@ -119,7 +155,12 @@ mod tests {
 
     #[test]
     fn times_are_hours_minutes_seconds_millis() {
-        assert_eq!(vtt_time(Timestamp(3_723_456_000_000)), "01:02:03.456");
-        assert_eq!(vtt_time(Timestamp(5_000_000_000)), "00:00:05.000");
+        let t = Timestamp(3_723_456_000_000);
+        assert_eq!(cue_time(t, Format::WebVtt), "01:02:03.456");
+        assert_eq!(cue_time(t, Format::Srt), "01:02:03,456");
+        assert_eq!(
+            cue_time(Timestamp(5_000_000_000), Format::WebVtt),
+            "00:00:05.000"
+        );
     }
 }
