@@ -129,6 +129,7 @@ pub fn run(
             batch_tx: &batch_tx,
             done_tx: &done_tx,
             workers: &workers,
+            out_dir: &options.out_dir,
         };
         if let Err(reason) = start_stream(&mut r, source, config, settings, &wiring) {
             status.fail(reason.clone());
@@ -219,6 +220,7 @@ struct Wiring<'a> {
     batch_tx: &'a crossbeam_channel::Sender<Batch>,
     done_tx: &'a crossbeam_channel::Sender<Arc<str>>,
     workers: &'a crate::encode::Workers,
+    out_dir: &'a std::path::Path,
 }
 
 fn start_stream(
@@ -259,7 +261,15 @@ fn start_stream(
         )
         .map_err(err)?,
     );
-    let fuser = Fuser::new(run_id.clone(), name.clone(), config);
+    let mut fuser = Fuser::new(run_id.clone(), name.clone(), config);
+    if let Some(s) = &config.snapshots {
+        fuser.take_pictures(crate::fuse::pictures::Pictures::new(
+            w.out_dir,
+            &name,
+            s,
+            config.privacy.blur_faces,
+        ));
+    }
     r.fuse = Some(
         crate::fuse::spawn(
             fuser,

@@ -401,8 +401,7 @@ fn movement_words(movement: &[(&'static str, &'static str, usize)]) -> String {
 
 /// Arrivals, departures, zones and lines of the span, counted.
 fn scene_notes(notes: &[EventNote]) -> Vec<String> {
-    let mut groups: BTreeMap<(&'static str, String, String, &'static str), usize> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(&'static str, String, String, &'static str), usize> = BTreeMap::new();
     for n in notes.iter().filter(|n| n.cut.is_none()) {
         let label = n.label.clone().unwrap_or_else(|| "object".into());
         let place = n.place.clone().unwrap_or_default();

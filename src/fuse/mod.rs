@@ -5,6 +5,7 @@ pub mod caption;
 pub mod events;
 pub mod labels;
 pub mod lifecycle;
+pub mod pictures;
 pub mod rules;
 pub mod scene;
 pub mod snapshot;
@@ -26,6 +27,7 @@ use crate::stream::StreamStatus;
 use crate::time::Timestamp;
 use caption::Captioner;
 use events::EventSeries;
+use pictures::Pictures;
 use rules::Engine;
 use scene::Scene;
 
@@ -150,6 +152,8 @@ pub struct Fuser {
     /// Tracked objects, zones and lines.
     scene: Scene,
     rules: Engine,
+    /// Snapshots, when the pipeline asks for them.
+    pictures: Option<Pictures>,
     /// Alert captions waiting for the caption of their span.
     held: Vec<(Timestamp, Record)>,
     /// Start of the last caption out.
@@ -200,6 +204,7 @@ impl Fuser {
             ),
             scene,
             rules,
+            pictures: None,
             held: Vec::new(),
             last_cue: Timestamp::ZERO,
             settle: rules::SETTLE,
@@ -229,6 +234,11 @@ impl Fuser {
         }
     }
 
+    /// Writes snapshots of events.
+    pub fn take_pictures(&mut self, pictures: Pictures) {
+        self.pictures = Some(pictures);
+    }
+
     /// UTC of stream time zero, until chunks say (a stream that fails
     /// before its first chunk still dates its records).
     pub fn set_utc_origin(&mut self, utc: i64) {
@@ -246,6 +256,9 @@ impl Fuser {
         let flags = chunk.flags;
         if let Some(f) = chunk.frames.first().filter(|f| f.width > 0) {
             self.scene.set_aspect(f.height as f32 / f.width as f32);
+        }
+        if let Some(p) = &mut self.pictures {
+            p.frames(&chunk.frames);
         }
         self.gap.gap(
             &mut self.maker,
@@ -271,6 +284,9 @@ impl Fuser {
                     for f in frames {
                         self.faces.faces(&mut self.maker, f, &mut out, &mut notes);
                         self.rules.faces(f);
+                        if let Some(p) = &mut self.pictures {
+                            p.faces(f);
+                        }
                     }
                 }
                 Features::Objects(frames) => {
@@ -278,6 +294,9 @@ impl Fuser {
                         self.scene.frame(&mut self.maker, f, &mut out, &mut notes);
                         self.captions.scene(&self.scene);
                         self.rules.scene(&self.scene, f.pts, f.until);
+                        if let Some(p) = &mut self.pictures {
+                            p.scene(&self.scene, f.pts);
+                        }
                     }
                 }
                 Features::Sound(windows) => {
@@ -350,6 +369,9 @@ impl Fuser {
         if !flags.last && self.end >= self.captions.span_end() {
             self.caption(self.end, &mut out);
         }
+        if let Some(p) = &mut self.pictures {
+            p.dress(&mut out);
+        }
         out
     }
 
@@ -358,12 +380,7 @@ impl Fuser {
     /// waits for that span's caption.
     fn alerts(&mut self, fired: Vec<rules::Fired>, out: &mut Vec<Record>) {
         for f in fired {
-            let mut text = format!(
-                "{} alert {} at {}",
-                f.severity.as_str(),
-                f.name,
-                f.at
-            );
+            let mut text = format!("{} alert {} at {}", f.severity.as_str(), f.name, f.at);
             if !f.evidence.is_empty() {
                 text.push_str(": ");
                 text.push_str(&f.evidence.join("; "));
@@ -457,6 +474,11 @@ impl Fuser {
         }
         if end > self.captions.current_start() || any_notes || !self.held.is_empty() {
             self.caption(end, &mut out);
+        }
+        if let Some(p) = &mut self.pictures {
+            p.dress(&mut out);
+            let (written, failed) = p.counts();
+            tracing::debug!(stream = %self.maker.stream, written, failed, "snapshots");
         }
         out
     }

@@ -23,6 +23,8 @@ pub struct Seen {
     pub track: u64,
     pub label: &'static str,
     pub best_score: f32,
+    /// When it was seen best.
+    pub best_at: Timestamp,
     pub bbox: [f32; 4],
     pub first_seen: Timestamp,
     /// Zones (by index) the track is in, with when it entered each.
@@ -178,6 +180,7 @@ impl Scene {
                     track: t.id,
                     label: t.label,
                     best_score: t.best_score,
+                    best_at: t.best_at,
                     bbox: t.bbox,
                     first_seen: t.first_seen,
                     zones: self

@@ -1,0 +1,218 @@
+//! Pictures of events: the frame at an event's start, with its box drawn
+//! (and faces blurred when privacy asks), written as a JPEG under the output
+//! folder; for an object track, also the frame where it was seen best. The
+//! record's `snapshot` names the file, relative to the output folder.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use crate::config::SnapshotConfig;
+use crate::encode::faces::FrameFaces;
+use crate::fuse::scene::Scene;
+use crate::fuse::snapshot::{self, Mark};
+use crate::media::VideoFrame;
+use crate::record::{EventRecord, Phase, Record};
+use crate::time::{SECOND, Timestamp};
+
+/// How long recent frames are kept: rules decide half a second behind the
+/// newest chunk, and an onset may lie `min_duration` before that.
+const KEEP: u64 = 10 * SECOND;
+/// Faces found this close to a frame are blurred in it.
+const FACE_NEAR: u64 = SECOND;
+
+/// The snapshots of one stream.
+pub struct Pictures {
+    /// Where files go, and how records name that folder.
+    folder: PathBuf,
+    relative: PathBuf,
+    quality: u8,
+    kinds: Vec<String>,
+    blur: bool,
+    recent: VecDeque<VideoFrame>,
+    faces: VecDeque<(Timestamp, Vec<[f32; 4]>)>,
+    /// The frame each live track was seen best in.
+    best: HashMap<u64, VideoFrame>,
+    /// Tracks lost, whose pictures go once their records are dressed.
+    gone: Vec<u64>,
+    /// Snapshot of each open event, for its end record.
+    open: HashMap<String, String>,
+    written: u64,
+    failed: u64,
+}
+
+impl Pictures {
+    pub fn new(out_dir: &Path, stream: &str, config: &SnapshotConfig, blur: bool) -> Pictures {
+        let relative = config.path.join(stream);
+        Pictures {
+            folder: out_dir.join(&relative),
+            relative,
+            quality: config.quality,
+            kinds: config.kinds.clone(),
+            blur,
+            recent: VecDeque::new(),
+            faces: VecDeque::new(),
+            best: HashMap::new(),
+            gone: Vec::new(),
+            open: HashMap::new(),
+            written: 0,
+            failed: 0,
+        }
+    }
+
+    /// Snapshots written, and that could not be.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.written, self.failed)
+    }
+
+    /// A chunk's frames.
+    pub fn frames(&mut self, frames: &[VideoFrame]) {
+        self.recent.extend(frames.iter().cloned());
+        if let Some(newest) = self.recent.back().map(|f| f.pts) {
+            let oldest = newest.0.saturating_sub(KEEP);
+            while self.recent.front().is_some_and(|f| f.pts.0 < oldest) {
+                self.recent.pop_front();
+            }
+            while self.faces.front().is_some_and(|f| f.0.0 < oldest) {
+                self.faces.pop_front();
+            }
+        }
+    }
+
+    /// The faces of an analysed frame, to blur.
+    pub fn faces(&mut self, f: &FrameFaces) {
+        if self.blur {
+            self.faces
+                .push_back((f.pts, f.faces.iter().map(|x| x.bbox).collect()));
+        }
+    }
+
+    /// After the scene took the frame at `pts`: keeps it for the tracks
+    /// that were never seen better.
+    pub fn scene(&mut self, scene: &Scene, pts: Timestamp) {
+        let Some(frame) = self.recent.iter().rev().find(|f| f.pts == pts) else {
+            return;
+        };
+        for s in scene.seen() {
+            if s.best_at == pts {
+                self.best.insert(s.track, frame.clone());
+            }
+        }
+        // Their end records, still to come, take the picture.
+        self.gone.extend(scene.lost().iter().map(|t| t.id));
+    }
+
+    /// Writes the snapshots `records` call for and names them in the records.
+    pub fn dress(&mut self, records: &mut [Record]) {
+        for r in records {
+            let Record::Event(e) = r else { continue };
+            if !self.kinds.iter().any(|k| k == &e.kind) {
+                continue;
+            }
+            match e.phase {
+                Phase::Start => {
+                    let frame = self.at(e.start).cloned();
+                    if let Some(path) = frame.and_then(|f| self.write(e, &f, "")) {
+                        self.open.insert(e.event.clone(), path.clone());
+                        e.snapshot = Some(path);
+                    }
+                }
+                _ => {
+                    let best = e.track.filter(|_| e.kind == "object");
+                    let best = best.and_then(|t| self.best.remove(&t));
+                    e.snapshot = match best.and_then(|f| self.write(e, &f, ".best")) {
+                        Some(path) => {
+                            self.open.remove(&e.event);
+                            Some(path)
+                        }
+                        None => self.open.remove(&e.event),
+                    };
+                }
+            }
+        }
+        for t in self.gone.drain(..) {
+            self.best.remove(&t);
+        }
+    }
+
+    /// The frame showing `t`: the last one at or before it, else the first.
+    fn at(&self, t: Timestamp) -> Option<&VideoFrame> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|f| f.pts <= t)
+            .or(self.recent.front())
+    }
+
+    fn write(&mut self, e: &EventRecord, frame: &VideoFrame, suffix: &str) -> Option<String> {
+        let marks: Vec<Mark> = e
+            .bbox
+            .iter()
+            .map(|b| Mark {
+                bbox: *b,
+                color: snapshot::color(&e.kind),
+            })
+            .collect();
+        let blur: Vec<[f32; 4]> = self
+            .faces
+            .iter()
+            .filter(|(pts, _)| pts.0.abs_diff(frame.pts.0) <= FACE_NEAR)
+            .min_by_key(|(pts, _)| pts.0.abs_diff(frame.pts.0))
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        let name = format!("{}{suffix}.jpg", file_name(&e.event, &e.stream));
+        let path = self.folder.join(&name);
+        let done = snapshot::render(
+            &frame.rgb,
+            frame.width,
+            frame.height,
+            &marks,
+            &blur,
+            self.quality,
+        )
+        .and_then(|jpeg| snapshot::write(&path, &jpeg));
+        match done {
+            Ok(()) => {
+                self.written += 1;
+                Some(self.relative.join(name).to_string_lossy().into_owned())
+            }
+            Err(err) => {
+                if self.failed == 0 {
+                    tracing::warn!(%err, "cannot write a snapshot; events are recorded without");
+                }
+                self.failed += 1;
+                None
+            }
+        }
+    }
+}
+
+/// `cam1/object/person/3` → `object-person-3`.
+fn file_name(event: &str, stream: &str) -> String {
+    let rest = event
+        .strip_prefix(stream)
+        .map_or(event, |r| r.trim_start_matches('/'));
+    rest.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_after_the_event() {
+        assert_eq!(file_name("cam1/object/person/3", "cam1"), "object-person-3");
+        assert_eq!(
+            file_name("cam1/object/sports_ball/12", "cam1"),
+            "object-sports_ball-12"
+        );
+        assert_eq!(file_name("x/rule/a b/1", "x"), "rule-a-b-1");
+    }
+}
