@@ -84,9 +84,28 @@ fn tone(n: u64, spec: &ClipSpec) -> f32 {
     (0.5 * (2.0 * std::f64::consts::PI * 1000.0 * k / spec.audio_rate as f64).sin()) as f32
 }
 
-fn launch(spec: &ClipSpec, path: &Path) -> String {
+/// Media to write: pictures and sound made by functions of time.
+pub struct Media<'a> {
+    pub container: Container,
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    /// Where the picture ends, ns.
+    pub video_until: u64,
+    /// How many samples of sound, at `audio_rate`, from `audio_offset`.
+    pub samples: u64,
+    pub audio_offset: u64,
+    pub audio_rate: u32,
+    pub channels: u32,
+    /// Frame `i` at `t` ns: packed RGB, `width * height * 3` bytes.
+    pub picture: Option<&'a mut dyn FnMut(u64, u64) -> Vec<u8>>,
+    /// Sample `n` (of each channel).
+    pub sound: Option<&'a dyn Fn(u64) -> f32>,
+}
+
+fn launch(m: &Media, path: &Path) -> String {
     let loc = path.display();
-    let (venc, aenc, mux) = match spec.container {
+    let (venc, aenc, mux) = match m.container {
         Container::MkvPcm => (
             "jpegenc quality=90",
             "audioconvert ! audio/x-raw,format=S16LE",
@@ -99,16 +118,16 @@ fn launch(spec: &ClipSpec, path: &Path) -> String {
         ),
     };
     let mut s = format!("{mux} ! filesink location=\"{loc}\" ");
-    if spec.video {
+    if m.picture.is_some() {
         s += &format!(
-            "appsrc name=v format=time caps=video/x-raw,format=RGB,width={W},height={H},framerate={}/1 ! videoconvert ! {venc} ! queue ! m. ",
-            spec.fps
+            "appsrc name=v format=time caps=video/x-raw,format=RGB,width={},height={},framerate={}/1 ! videoconvert ! {venc} ! queue ! m. ",
+            m.width, m.height, m.fps
         );
     }
-    if spec.audio {
+    if m.sound.is_some() {
         s += &format!(
             "appsrc name=a format=time caps=audio/x-raw,format=F32LE,rate={},channels={},layout=interleaved ! {aenc} ! queue ! m. ",
-            spec.audio_rate, spec.channels
+            m.audio_rate, m.channels
         );
     }
     s
@@ -116,8 +135,32 @@ fn launch(spec: &ClipSpec, path: &Path) -> String {
 
 /// Writes the clip `spec` describes to `path`.
 pub fn make(spec: &ClipSpec, path: &Path) {
+    let mut picture = |i, t| frame(i, t, spec);
+    let sound = |n| tone(n, spec);
+    write(
+        Media {
+            container: spec.container,
+            width: W,
+            height: H,
+            fps: spec.fps,
+            video_until: spec.video_until.unwrap_or(spec.duration),
+            samples: (spec.duration as u128 * spec.audio_rate as u128 / SECOND as u128) as u64,
+            audio_offset: spec.audio_offset,
+            audio_rate: spec.audio_rate,
+            channels: spec.channels,
+            picture: spec
+                .video
+                .then_some(&mut picture as &mut dyn FnMut(u64, u64) -> Vec<u8>),
+            sound: spec.audio.then_some(&sound as &dyn Fn(u64) -> f32),
+        },
+        path,
+    );
+}
+
+/// Writes `m` to `path`, buffer by buffer in time order, exactly timed.
+pub fn write(mut m: Media, path: &Path) {
     gst::init().expect("GStreamer");
-    let pipeline = gst::parse::launch(&launch(spec, path))
+    let pipeline = gst::parse::launch(&launch(&m, path))
         .expect("clip pipeline")
         .downcast::<gst::Pipeline>()
         .expect("a pipeline");
@@ -128,20 +171,21 @@ pub fn make(spec: &ClipSpec, path: &Path) {
     };
     let (v, a) = (src("v"), src("a"));
     pipeline.set_state(gst::State::Playing).expect("playing");
-    let frame_ns = SECOND / spec.fps as u64;
+    let frame_ns = SECOND / m.fps as u64;
     let block = 1024u64;
     let (mut i, mut n) = (0u64, 0u64);
-    let total_samples = spec.duration as u128 * spec.audio_rate as u128 / SECOND as u128;
+    let total_samples = m.samples as u128;
     loop {
         let vt = i * frame_ns;
-        let at = spec.audio_offset + (n as u128 * SECOND as u128 / spec.audio_rate as u128) as u64;
-        let video_left = v.is_some() && vt < spec.video_until.unwrap_or(spec.duration);
+        let at = m.audio_offset + (n as u128 * SECOND as u128 / m.audio_rate as u128) as u64;
+        let video_left = v.is_some() && vt < m.video_until;
         let audio_left = a.is_some() && (n as u128) < total_samples;
         if !video_left && !audio_left {
             break;
         }
         if video_left && (!audio_left || vt <= at) {
-            let mut buf = gst::Buffer::from_mut_slice(frame(i, vt, spec));
+            let picture = m.picture.as_mut().expect("a picture");
+            let mut buf = gst::Buffer::from_mut_slice(picture(i, vt));
             let b = buf.get_mut().expect("fresh buffer");
             b.set_pts(gst::ClockTime::from_nseconds(vt));
             b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
@@ -149,10 +193,11 @@ pub fn make(spec: &ClipSpec, path: &Path) {
             i += 1;
         } else {
             let count = block.min((total_samples - n as u128) as u64);
-            let mut bytes = Vec::with_capacity((count * 4 * spec.channels as u64) as usize);
+            let mut bytes = Vec::with_capacity((count * 4 * m.channels as u64) as usize);
+            let sound = m.sound.expect("a sound");
             for k in n..n + count {
-                let x = tone(k, spec);
-                for _ in 0..spec.channels {
+                let x = sound(k);
+                for _ in 0..m.channels {
                     bytes.extend_from_slice(&x.to_le_bytes());
                 }
             }
@@ -160,7 +205,7 @@ pub fn make(spec: &ClipSpec, path: &Path) {
             let b = buf.get_mut().expect("fresh buffer");
             b.set_pts(gst::ClockTime::from_nseconds(at));
             b.set_duration(gst::ClockTime::from_nseconds(
-                (count as u128 * SECOND as u128 / spec.audio_rate as u128) as u64,
+                (count as u128 * SECOND as u128 / m.audio_rate as u128) as u64,
             ));
             a.as_ref().map(|a| a.push_buffer(buf).expect("push audio"));
             n += count;

@@ -12,6 +12,7 @@ mod metrics;
 mod models;
 mod objects;
 mod run;
+mod scene;
 mod shutdown;
 mod sounds;
 mod speech;
