@@ -327,7 +327,7 @@ fn run(
         progress.tick(t)
     })?;
     progress.clear();
-    print_summary(&report, &out);
+    print_summary(&report, &out, &metrics);
     let mut code = 0;
     for s in &report.streams {
         if let Some(reason) = &s.failure {
@@ -416,7 +416,7 @@ impl Progress {
     }
 }
 
-fn print_summary(r: &RunReport, out: &Path) {
+fn print_summary(r: &RunReport, out: &Path, metrics: &Metrics) {
     let media: u64 = r.streams.iter().map(|s| s.media).sum();
     let chunks: u64 = r.streams.iter().map(|s| s.chunks).sum();
     let frames: u64 = r.streams.iter().map(|s| s.frames).sum();
@@ -446,6 +446,17 @@ fn print_summary(r: &RunReport, out: &Path) {
             kinds.join(", ")
         }
     );
+    let stages: Vec<String> = ["encode", "fuse"]
+        .iter()
+        .map(|stage| {
+            let (n, secs) = metrics.stage_time(stage);
+            format!(
+                "{stage} {secs:.2} s ({:.2} ms a chunk)",
+                secs * 1e3 / n.max(1) as f64
+            )
+        })
+        .collect();
+    eprintln!("stage time: {}", stages.join(" · "));
     eprintln!(
         "drops {} · wall {:.2} s · {:.1}× real time · written to {}",
         r.dropped,

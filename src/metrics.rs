@@ -132,6 +132,25 @@ impl Metrics {
         m
     }
 
+    /// Items and seconds `stage` spent on them, over every stream.
+    pub fn stage_time(&self, stage: &str) -> (u64, f64) {
+        use prometheus::core::Collector;
+        let mut total = (0, 0.0);
+        for family in self.stage_seconds.collect() {
+            for m in family.get_metric() {
+                if m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "stage" && l.value() == stage)
+                {
+                    let h = m.get_histogram();
+                    total.0 += h.get_sample_count();
+                    total.1 += h.get_sample_sum();
+                }
+            }
+        }
+        total
+    }
+
     pub fn observe_latency(&self, stream: &str, seconds: f64) {
         self.latency.with_label_values(&[stream]).observe(seconds);
     }
@@ -298,6 +317,8 @@ mod tests {
         s.sent_n(2);
         drop(s.timer());
         test_util::assert_stage_reports(&m, "sync", "cam1");
+        assert_eq!(m.stage_time("sync").0, 1);
+        assert_eq!(m.stage_time("fuse").0, 0);
         assert_eq!(m.counter("sent", "sync", "cam1"), 2);
     }
 }

@@ -116,6 +116,16 @@ pub fn round4(x: f32) -> f32 {
     (x * 10_000.0).round() / 10_000.0
 }
 
+/// [`round4`] as a JSON number for `details`: through the decimal text, so
+/// that it reads 0.8022, not the f32's binary expansion.
+pub fn num4(x: f32) -> serde_json::Value {
+    format!("{}", round4(x))
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
 mod secs {
     use super::*;
 

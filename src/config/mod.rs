@@ -613,6 +613,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_pipelines_are_valid() {
+        for (name, text) in [
+            ("demo.toml", include_str!("../../pipelines/demo.toml")),
+            (
+                "surveillance.toml",
+                include_str!("../../pipelines/surveillance.toml"),
+            ),
+        ] {
+            let p = PipelineConfig::parse(text, Path::new(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!p.rules.is_empty(), "{name} shows rules");
+        }
+    }
+
+    #[test]
     fn builtin_pipeline_parses_and_enables_every_encoder() {
         let p = PipelineConfig::builtin();
         assert!(p.encoders.motion.is_some() && p.encoders.loudness.is_some());

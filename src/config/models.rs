@@ -84,18 +84,18 @@ pub struct DetectorConfig {
     /// than the stream's).
     #[serde(default = "default_object_fps", deserialize_with = "fps")]
     pub fps: u32,
+    /// How long a track must have been followed before its `object` event
+    /// starts (its onset is still when it was first seen).
     #[serde(
         default = "default_zero",
         deserialize_with = "duration",
         serialize_with = "ser_duration"
     )]
     pub min_duration: u64,
-    #[serde(
-        default = "default_object_cooldown",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub cooldown: u64,
+    /// Gone: a track ends when it is lost, `[fusion.tracker] lost_after`.
+    /// Accepted only to say so.
+    #[serde(default, deserialize_with = "no_cooldown", skip_serializing)]
+    pub cooldown: (),
     #[serde(default)]
     pub provider: Provider,
     #[serde(default)]
@@ -106,7 +106,7 @@ impl DetectorConfig {
     pub fn timing(&self) -> EventTiming {
         EventTiming {
             min_duration: self.min_duration,
-            cooldown: self.cooldown,
+            cooldown: 0,
         }
     }
 
@@ -129,7 +129,7 @@ impl Default for DetectorConfig {
             faint: default_faint(),
             fps: default_object_fps(),
             min_duration: default_zero(),
-            cooldown: default_object_cooldown(),
+            cooldown: (),
             provider: Provider::default(),
             batch: BatchConfig::default(),
         }
@@ -165,8 +165,10 @@ fn default_object_fps() -> u32 {
 fn default_zero() -> u64 {
     0
 }
-fn default_object_cooldown() -> u64 {
-    2 * SECOND
+fn no_cooldown<'de, D: Deserializer<'de>>(_: D) -> Result<(), D::Error> {
+    Err(serde::de::Error::custom(
+        "[encoders.detector] cooldown is gone: objects are tracked, and a track ends when it is lost; set [fusion.tracker] lost_after",
+    ))
 }
 
 fn thresholds<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f32>, D::Error> {

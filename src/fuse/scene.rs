@@ -14,7 +14,7 @@ use crate::fuse::labels::ObjectLabels;
 use crate::fuse::track::{Track, TrackEvent, Tracker, TrackerParams};
 use crate::fuse::zones::{Direction, Line, LineSide, Zone};
 use crate::fuse::{EventNote, RecordMaker};
-use crate::record::{Phase, Record, round4};
+use crate::record::{Phase, Record, num4, round4};
 use crate::time::{SECOND, Timestamp};
 
 /// A confirmed track as the latest frame saw it, for rules and captions.
@@ -286,7 +286,7 @@ impl Scene {
         if let Some(h) = heading(t) {
             details.insert("heading".into(), json!(h));
         }
-        let path = |p: [f32; 2]| json!([round4(p[0]), round4(p[1])]);
+        let path = |p: [f32; 2]| json!([num4(p[0]), num4(p[1])]);
         if let (Some(a), Some(b)) = (t.path.first(), t.path.last()) {
             details.insert("from".into(), path(a.1));
             details.insert("to".into(), path(b.1));

@@ -52,6 +52,15 @@ impl StdoutSink {
                 if !e.labels.is_empty() {
                     extra.push_str(&format!(" [{}]", e.labels.join(", ")));
                 }
+                if let Some(t) = e.track {
+                    extra.push_str(&format!(" #{t}"));
+                }
+                if let Some(z) = &e.zone {
+                    extra.push_str(&format!(" @{z}"));
+                }
+                if let Some(d) = e.details.get("direction").and_then(|d| d.as_str()) {
+                    extra.push_str(&format!(" {d}"));
+                }
                 Some(format!(
                     "{stream}{when} {:<11} {phase} score {:.3}{extra}",
                     e.kind, e.score

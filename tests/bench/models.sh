@@ -5,6 +5,8 @@
 # - the detector (NanoDet 416) inside vigil against a bare ONNX Runtime loop
 #   over the same model, input size and thread count (examples/ort_loop.rs),
 #   at 1 and 2 threads; target: vigil >= 0.95 × the bare loop;
+# - fusion: time per chunk, and the whole pipeline with a scene (line,
+#   zone, rules, snapshots) against without (target >= 0.95 x real time);
 # - the whole pipeline (motion, loudness, vad, faces, detector at 5 fps,
 #   sound) on the demo clip (vtest.avi with a sound track), × real time;
 # - Silero VAD per stream, one stream (batch 1) and 8 streams batched;
@@ -53,6 +55,9 @@ vigil_run() {
   # The summary line: "streams N (…) · chunks C · frames F · audio A s · media M s"
   r_frames="$(sed -n 's/.*· frames \([0-9]*\) ·.*/\1/p' "$work/$name.log" | tail -1)"
   r_media="$(sed -n 's/.*· media \([0-9.]*\) s.*/\1/p' "$work/$name.log" | tail -1)"
+  # "stage time: encode S s (MS ms a chunk) · fuse S s (MS ms a chunk)"
+  r_encode_ms="$(sed -n 's/.*encode [0-9.]* s (\([0-9.]*\) ms a chunk).*/\1/p' "$work/$name.log" | tail -1)"
+  r_fuse_ms="$(sed -n 's/.*fuse [0-9.]* s (\([0-9.]*\) ms a chunk).*/\1/p' "$work/$name.log" | tail -1)"
   log "$name: median $r_wall s, peak RSS $r_rss MiB, frames $r_frames, media $r_media s"
 }
 
@@ -119,7 +124,35 @@ path = "events.jsonl"
 TOML
 )"
 vigil_run whole "$p"
-whole_row="| demo.mkv (79.5 s, 768x576 at 10 fps, sound) | $r_wall | $(div "$r_media" "$r_wall") | $r_rss |"
+whole_xrt="$(div "$r_media" "$r_wall")"
+whole_row="| demo.mkv (79.5 s, 768x576 at 10 fps, sound) | $r_wall | $whole_xrt | $r_rss |"
+fuse_rows="| tracks and captions | $r_encode_ms | $r_fuse_ms | $whole_xrt | |"$'\n'
+
+# --- the same with a scene: line, zone, rules, snapshots ------------------------
+p="$(pipeline scene <<TOML
+$(cat "$work/whole.toml")
+[[lines]]
+name = "across"
+from = [0.45, 0.2]
+to = [0.45, 0.75]
+[[zones]]
+name = "crossing"
+polygon = [[0.55, 0.3], [1.0, 0.3], [1.0, 0.6], [0.55, 0.6]]
+[[rules]]
+name = "siren_near_people"
+when = "sound(siren) and object(person)"
+[[rules]]
+name = "crowd_then_loud"
+when = "object(person, zone=crossing, min_count=2) then loud()"
+within = "10s"
+[snapshots]
+TOML
+)"
+vigil_run scene "$p"
+scene_xrt="$(div "$r_media" "$r_wall")"
+scene_ratio="$(div "$scene_xrt" "$whole_xrt")"
+scene_verdict="$(awk -v r="$scene_ratio" 'BEGIN { print (r >= 0.95) ? "PASS" : "FAIL" }')"
+fuse_rows+="| + a line, a zone, two rules, snapshots | $r_encode_ms | $r_fuse_ms | $scene_xrt | $scene_ratio (target ≥ 0.95: **$scene_verdict**) |"$'\n'
 
 # --- VAD: one stream, and eight batched ---------------------------------------
 # 5 minutes of a phone call (sample.wav ten times), so that starting up
@@ -210,6 +243,15 @@ threads of the machine.
 |---|---:|---:|---:|
 ${whole_row}
 
+### Fusion
+
+The whole pipeline above, and the same with a scene to watch. Time per
+chunk (1 s of media) from the stage timers (\`stage time:\` in vigil's
+summary); fusion runs on its own thread beside the encoders.
+
+| fusion | encode ms a chunk | fuse ms a chunk | × real time | × real time against without |
+|---|---:|---:|---:|---|
+${fuse_rows}
 ### Voice activity (Silero VAD), one intra-op thread
 
 | | × real time per stream | peak RSS MiB |

@@ -30,7 +30,7 @@ use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::scene::Scene;
 use crate::fuse::zones::{Direction, Zone};
 use crate::fuse::{EventNote, RecordMaker};
-use crate::record::{Phase, Record, round4};
+use crate::record::{Phase, Record, num4, round4};
 use crate::time::{MILLISECOND, SECOND, Timestamp};
 use facts::{FactLog, Key, What};
 use parse::{Expr, TermKind};
@@ -110,6 +110,8 @@ struct Rule {
     lifecycle: Lifecycle,
     seq: u64,
     open: Option<Open>,
+    /// The stream's zone names, by index, for evidence.
+    zones: Vec<String>,
 }
 
 struct Open {
@@ -343,6 +345,7 @@ impl Rule {
             }),
             seq: 0,
             open: None,
+            zones: ctx.scene.zones.iter().map(|z| z.name.clone()).collect(),
         }
     }
 
@@ -546,7 +549,7 @@ impl Rule {
                 if !(s <= t && t.0 < e.0.saturating_add(self.within)) {
                     continue;
                 }
-                items.push(describe(f, &mut open));
+                items.push(describe(f, &mut open, &self.zones));
                 if items.len() >= 5 {
                     break;
                 }
@@ -568,8 +571,9 @@ impl Rule {
     }
 }
 
-/// A fact as evidence; gathers the event's score, box, track and zone.
-fn describe(f: &facts::Fact, open: &mut Open) -> Value {
+/// A fact as evidence; gathers the event's score, box, track and zone
+/// (`zones`: the stream's zone names, by index).
+fn describe(f: &facts::Fact, open: &mut Open, zones: &[String]) -> Value {
     let (start, end) = (f.start.as_secs_f64_ms(), f.end.as_secs_f64_ms());
     let mut score = |s: f32| open.score = open.score.max(s);
     match &f.what {
@@ -582,27 +586,30 @@ fn describe(f: &facts::Fact, open: &mut Open) -> Value {
             score(*s);
             open.bbox = union(open.bbox, Some(*bbox));
             open.track.get_or_insert(*track);
-            json!({"track": track, "label": label, "score": round4(*s), "start": start,
+            json!({"track": track, "label": label, "score": num4(*s), "start": start,
                    "says": format!("{label} #{track}")})
         }
         What::InZone {
             track,
             label,
+            zone,
             score: s,
             bbox,
-            ..
         } => {
             score(*s);
             open.bbox = union(open.bbox, Some(*bbox));
             open.track.get_or_insert(*track);
-            json!({"track": track, "label": label, "score": round4(*s), "entered": start,
-                   "says": format!("{label} #{track} in the zone")})
+            let zone = zones.get(*zone).cloned().unwrap_or_default();
+            let says = format!("{label} #{track} in {zone}");
+            open.zone.get_or_insert(zone);
+            json!({"track": track, "label": label, "score": num4(*s), "entered": start,
+                   "says": says})
         }
         What::Sound {
             class, score: s, ..
         } => {
             score(*s);
-            json!({"class": class.as_ref(), "score": round4(*s), "start": start, "end": end,
+            json!({"class": class.as_ref(), "score": num4(*s), "start": start, "end": end,
                    "says": format!("{} heard", class.to_lowercase())})
         }
         What::Voice => json!({"start": start, "end": end, "says": "someone speaks"}),
@@ -610,7 +617,7 @@ fn describe(f: &facts::Fact, open: &mut Open) -> Value {
             "text": text, "start": start.as_secs_f64_ms(), "end": end.as_secs_f64_ms(),
             "says": format!("someone says \"{text}\"")}),
         What::Level { rms_db, .. } => {
-            json!({"rms_dbfs": (f64::from(*rms_db) * 10.0).round() / 10.0,
+            json!({"rms_dbfs": num4((rms_db * 10.0).round() / 10.0),
             "start": start, "says": format!("loud sound ({rms_db:.0} dBFS)")})
         }
         What::Motion { bbox } => {
@@ -629,7 +636,7 @@ fn describe(f: &facts::Fact, open: &mut Open) -> Value {
         }
         What::Face { score: s } => {
             score(*s);
-            json!({"score": round4(*s), "start": start, "says": "a face"})
+            json!({"score": num4(*s), "start": start, "says": "a face"})
         }
     }
 }
