@@ -263,11 +263,14 @@ fn start_stream(
     );
     let mut fuser = Fuser::new(run_id.clone(), name.clone(), config);
     if let Some(s) = &config.snapshots {
+        let lag = fuser.lag();
         fuser.take_pictures(crate::fuse::pictures::Pictures::new(
             w.out_dir,
             &name,
+            w.run_id,
             s,
             config.privacy.blur_faces,
+            lag,
         ));
     }
     r.fuse = Some(

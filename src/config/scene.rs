@@ -301,6 +301,29 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
         }
         Ok(())
     };
+    // A stream named that no source has is a typo, when the file lists
+    // its sources (`--source` names streams after their files).
+    let sources: Vec<&String> = config.sources.iter().map(|s| &s.name).collect();
+    let drawn = config
+        .zones
+        .iter()
+        .map(|z| ("zone", &z.name, &z.streams))
+        .chain(config.lines.iter().map(|l| ("line", &l.name, &l.streams)))
+        .chain(config.rules.iter().map(|r| ("rule", &r.name, &r.streams)));
+    for (what, name, streams) in drawn {
+        if let Some(s) = streams
+            .iter()
+            .find(|s| !sources.is_empty() && !sources.contains(s))
+        {
+            return Err(Problem {
+                message: format!(
+                    "{what} `{name}` is for stream `{s}`, which no source is named (sources: {})",
+                    names(sources.iter().copied())
+                ),
+                find: Find::Value("name", name.clone(), 1),
+            });
+        }
+    }
     unique(config.zones.iter().map(|z| &z.name).collect(), "zones")?;
     unique(config.lines.iter().map(|l| &l.name).collect(), "lines")?;
     unique(config.rules.iter().map(|r| &r.name).collect(), "rules")?;

@@ -130,14 +130,14 @@ impl Captioner {
         // Only what this frame shows: a track coasting through an
         // occlusion is not counted twice when it reappears as another.
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for t in scene.seen() {
+        for t in scene.seen().iter().filter(|t| t.matched) {
             *counts.entry(t.label).or_default() += 1;
         }
         for (label, n) in counts {
             let most = self.current.objects.entry(label).or_default();
             *most = (*most).max(n);
         }
-        for s in scene.seen() {
+        for s in scene.seen().iter().filter(|t| t.matched) {
             let at = [s.bbox[0] + s.bbox[2] / 2.0, s.bbox[1] + s.bbox[3]];
             self.current
                 .tracks

@@ -52,6 +52,11 @@ impl ObjectLabels {
             .map(|(g, m)| (g.to_string(), m.to_vec()))
             .collect();
         for (g, members) in extra {
+            if members.is_empty() {
+                return Err(format!(
+                    "[fusion.groups]: group `{g}` is empty: name at least one COCO class"
+                ));
+            }
             let resolved = members
                 .iter()
                 .map(|m| {

@@ -207,7 +207,14 @@ impl Fuser {
             pictures: None,
             held: Vec::new(),
             last_cue: Timestamp::ZERO,
-            settle: rules::SETTLE,
+            settle: {
+                // Rules wait until the tracker has confirmed what it saw.
+                let d = config.encoders.detector.clone().unwrap_or_default();
+                let confirm = u64::from(config.fusion.tracker.confirm.saturating_sub(1));
+                rules::SETTLE
+                    + d.min_duration
+                    + confirm * crate::time::SECOND / u64::from(d.fps.max(1))
+            },
             sounds: config
                 .encoders
                 .sound
@@ -232,6 +239,11 @@ impl Fuser {
             end: Timestamp::ZERO,
             finished: false,
         }
+    }
+
+    /// How far behind its start an event's start record may come.
+    pub fn lag(&self) -> u64 {
+        self.settle.saturating_add(self.rules.longest_wait())
     }
 
     /// Writes snapshots of events.
@@ -297,6 +309,11 @@ impl Fuser {
                         if let Some(p) = &mut self.pictures {
                             p.scene(&self.scene, f.pts);
                         }
+                        for (event, at) in self.scene.boxes_at() {
+                            if let Some(p) = &mut self.pictures {
+                                p.box_at(event, at);
+                            }
+                        }
                     }
                 }
                 Features::Sound(windows) => {
@@ -344,7 +361,7 @@ impl Fuser {
                 series.finish(&mut self.maker, e, "video", &mut out, &mut notes);
             }
             self.scene
-                .finish(&mut self.maker, "video", &mut out, &mut notes);
+                .finish(&mut self.maker, "video", e, &mut out, &mut notes);
         }
         if let Some(e) = chunk.audio_end.filter(ended_here) {
             for series in [&mut self.loud, &mut self.speech]
@@ -433,7 +450,7 @@ impl Fuser {
             series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
         }
         self.scene
-            .finish(&mut self.maker, "stream", &mut out, &mut notes);
+            .finish(&mut self.maker, "stream", end, &mut out, &mut notes);
         let mut fired = Vec::new();
         self.rules
             .finish(&mut self.maker, end, &mut out, &mut notes, &mut fired);
@@ -477,8 +494,8 @@ impl Fuser {
         }
         if let Some(p) = &mut self.pictures {
             p.dress(&mut out);
-            let (written, failed) = p.counts();
-            tracing::debug!(stream = %self.maker.stream, written, failed, "snapshots");
+            let (written, failed, unblurred) = p.counts();
+            tracing::debug!(stream = %self.maker.stream, written, failed, unblurred, "snapshots");
         }
         out
     }

@@ -1,7 +1,12 @@
-//! Pictures of events: the frame at an event's start, with its box drawn
-//! (and faces blurred when privacy asks), written as a JPEG under the output
-//! folder; for an object track, also the frame where it was seen best. The
-//! record's `snapshot` names the file, relative to the output folder.
+//! Pictures of events: the frame at an event's start (or the frame its box
+//! was taken from), with its box drawn and faces blurred when privacy asks,
+//! written as a JPEG under the output folder, in a folder per stream and
+//! run (the event log outlives runs; pictures are not overwritten); for an
+//! object track, also the frame where it was seen best. The record's
+//! `snapshot` names the file, relative to the output folder.
+//!
+//! With `blur_faces`, a picture is only written when the face encoder has
+//! looked at a frame within [`FACE_NEAR`] of it: no faces known, no picture.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -14,11 +19,11 @@ use crate::media::VideoFrame;
 use crate::record::{EventRecord, Phase, Record};
 use crate::time::{SECOND, Timestamp};
 
-/// How long recent frames are kept: rules decide half a second behind the
-/// newest chunk, and an onset may lie `min_duration` before that.
-const KEEP: u64 = 10 * SECOND;
+/// How long recent frames are kept, beyond how far behind an event's start
+/// record may come (`Pictures::new`'s `lag`).
+const KEEP: u64 = 5 * SECOND;
 /// Faces found this close to a frame are blurred in it.
-const FACE_NEAR: u64 = SECOND;
+pub const FACE_NEAR: u64 = SECOND;
 
 /// The snapshots of one stream.
 pub struct Pictures {
@@ -28,7 +33,13 @@ pub struct Pictures {
     quality: u8,
     kinds: Vec<String>,
     blur: bool,
+    /// How long frames are kept.
+    keep: u64,
+    /// Whether track pictures are wanted.
+    objects: bool,
     recent: VecDeque<VideoFrame>,
+    /// Events whose box is from a frame other than their start's.
+    box_times: HashMap<String, Timestamp>,
     faces: VecDeque<(Timestamp, Vec<[f32; 4]>)>,
     /// The frame each live track was seen best in.
     best: HashMap<u64, VideoFrame>,
@@ -38,37 +49,54 @@ pub struct Pictures {
     open: HashMap<String, String>,
     written: u64,
     failed: u64,
+    /// Pictures not written because no faces were known to blur.
+    unblurred: u64,
 }
 
 impl Pictures {
-    pub fn new(out_dir: &Path, stream: &str, config: &SnapshotConfig, blur: bool) -> Pictures {
-        let relative = config.path.join(stream);
+    /// Pictures of `stream` in run `run`; an event's start record may come
+    /// up to `lag` after its start (rules' `min_duration`, the tracker's
+    /// confirmation).
+    pub fn new(
+        out_dir: &Path,
+        stream: &str,
+        run: &str,
+        config: &SnapshotConfig,
+        blur: bool,
+        lag: u64,
+    ) -> Pictures {
+        let relative = config.path.join(stream).join(run);
         Pictures {
             folder: out_dir.join(&relative),
             relative,
             quality: config.quality,
+            objects: config.kinds.iter().any(|k| k == "object"),
             kinds: config.kinds.clone(),
             blur,
+            keep: KEEP.saturating_add(lag),
             recent: VecDeque::new(),
+            box_times: HashMap::new(),
             faces: VecDeque::new(),
             best: HashMap::new(),
             gone: Vec::new(),
             open: HashMap::new(),
             written: 0,
             failed: 0,
+            unblurred: 0,
         }
     }
 
-    /// Snapshots written, and that could not be.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.written, self.failed)
+    /// Snapshots written, that could not be, and left out for want of
+    /// faces to blur.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.written, self.failed, self.unblurred)
     }
 
     /// A chunk's frames.
     pub fn frames(&mut self, frames: &[VideoFrame]) {
         self.recent.extend(frames.iter().cloned());
         if let Some(newest) = self.recent.back().map(|f| f.pts) {
-            let oldest = newest.0.saturating_sub(KEEP);
+            let oldest = newest.0.saturating_sub(self.keep);
             while self.recent.front().is_some_and(|f| f.pts.0 < oldest) {
                 self.recent.pop_front();
             }
@@ -89,16 +117,24 @@ impl Pictures {
     /// After the scene took the frame at `pts`: keeps it for the tracks
     /// that were never seen better.
     pub fn scene(&mut self, scene: &Scene, pts: Timestamp) {
+        // Their end records, still to come, take the picture.
+        self.gone.extend(scene.lost().iter().map(|t| t.id));
+        if !self.objects {
+            return;
+        }
         let Some(frame) = self.recent.iter().rev().find(|f| f.pts == pts) else {
             return;
         };
         for s in scene.seen() {
-            if s.best_at == pts {
+            if s.matched && s.best_at == pts {
                 self.best.insert(s.track, frame.clone());
             }
         }
-        // Their end records, still to come, take the picture.
-        self.gone.extend(scene.lost().iter().map(|t| t.id));
+    }
+
+    /// The box of `event`'s start record is from the frame at `at`.
+    pub fn box_at(&mut self, event: String, at: Timestamp) {
+        self.box_times.insert(event, at);
     }
 
     /// Writes the snapshots `records` call for and names them in the records.
@@ -110,7 +146,8 @@ impl Pictures {
             }
             match e.phase {
                 Phase::Start => {
-                    let frame = self.at(e.start).cloned();
+                    let when = self.box_times.remove(&e.event).unwrap_or(e.start);
+                    let frame = self.at(when).cloned();
                     if let Some(path) = frame.and_then(|f| self.write(e, &f, "")) {
                         self.open.insert(e.event.clone(), path.clone());
                         e.snapshot = Some(path);
@@ -152,13 +189,21 @@ impl Pictures {
                 color: snapshot::color(&e.kind),
             })
             .collect();
-        let blur: Vec<[f32; 4]> = self
+        let faces = self
             .faces
             .iter()
             .filter(|(pts, _)| pts.0.abs_diff(frame.pts.0) <= FACE_NEAR)
             .min_by_key(|(pts, _)| pts.0.abs_diff(frame.pts.0))
-            .map(|(_, b)| b.clone())
-            .unwrap_or_default();
+            .map(|(_, b)| b.clone());
+        let blur = match faces {
+            Some(b) => b,
+            // Privacy first: without faces known near this frame, no picture.
+            None if self.blur => {
+                self.unblurred += 1;
+                return None;
+            }
+            None => Vec::new(),
+        };
         let name = format!("{}{suffix}.jpg", file_name(&e.event, &e.stream));
         let path = self.folder.join(&name);
         let done = snapshot::render(

@@ -17,10 +17,12 @@ use crate::fuse::{EventNote, RecordMaker};
 use crate::record::{Phase, Record, num4, round4};
 use crate::time::{SECOND, Timestamp};
 
-/// A confirmed track as the latest frame saw it, for rules and captions.
+/// A live track after the latest frame, for rules, captions and pictures.
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub track: u64,
+    /// Seen in the latest frame; else coasting (occluded, not lost yet).
+    pub matched: bool,
     pub label: &'static str,
     pub best_score: f32,
     /// When it was seen best.
@@ -61,8 +63,11 @@ pub struct Scene {
     placed: BTreeSet<u64>,
     zone_seq: u64,
     line_seq: u64,
-    /// Confirmed tracks matched in the latest frame.
+    /// Live tracks whose event started, after the latest frame.
     seen: Vec<Seen>,
+    /// Records made in the latest frame whose box is that frame's: the
+    /// event, and the frame's time (for its picture).
+    boxes_at: Vec<(String, Timestamp)>,
     crossings: Vec<Crossing>,
     /// Tracks lost in the latest frame.
     lost: Vec<Track>,
@@ -116,6 +121,7 @@ impl Scene {
             zone_seq: 0,
             line_seq: 0,
             seen: Vec::new(),
+            boxes_at: Vec::new(),
             crossings: Vec::new(),
             lost: Vec::new(),
         }
@@ -126,9 +132,16 @@ impl Scene {
         self.tracker.set_aspect(height_over_width);
     }
 
-    /// Confirmed tracks matched in the latest frame.
+    /// Live tracks whose event started, after the latest frame: matched
+    /// in it, or coasting through an occlusion.
     pub fn seen(&self) -> &[Seen] {
         &self.seen
+    }
+
+    /// Events of the latest frame whose box was taken from it, with the
+    /// frame's time; drained by the caller.
+    pub fn boxes_at(&mut self) -> std::vec::Drain<'_, (String, Timestamp)> {
+        self.boxes_at.drain(..)
     }
 
     /// Lines crossed in the latest frame.
@@ -174,30 +187,36 @@ impl Scene {
             if !self.started.contains_key(&t.id) && t.dwell() >= self.timing.min_duration {
                 self.start_track(maker, t, out, notes);
             }
-            if t.matched && self.started.contains_key(&t.id) {
-                self.place(maker, t, f.pts, out, notes);
-                self.seen.push(Seen {
-                    track: t.id,
-                    label: t.label,
-                    best_score: t.best_score,
-                    best_at: t.best_at,
-                    bbox: t.bbox,
-                    first_seen: t.first_seen,
-                    zones: self
-                        .inside
-                        .range((t.id, 0)..(t.id, usize::MAX))
-                        .map(|((_, z), at)| (*z, *at))
-                        .collect(),
-                });
+            if !self.started.contains_key(&t.id) {
+                continue;
             }
+            if t.matched {
+                self.place(maker, t, f.pts, out, notes);
+            }
+            self.seen.push(Seen {
+                track: t.id,
+                matched: t.matched,
+                label: t.label,
+                best_score: t.best_score,
+                best_at: t.best_at,
+                bbox: t.bbox,
+                first_seen: t.first_seen,
+                zones: self
+                    .inside
+                    .range((t.id, 0)..(t.id, usize::MAX))
+                    .map(|((_, z), at)| (*z, *at))
+                    .collect(),
+            });
         }
     }
 
-    /// The input ended: every track is lost at its last sighting.
+    /// The input ended at `end`: every track is lost at its last sighting
+    /// (or at `end`, if its last frame would outlast it).
     pub fn finish(
         &mut self,
         maker: &mut RecordMaker,
         cut_by: &'static str,
+        end: Timestamp,
         out: &mut Vec<Record>,
         notes: &mut Vec<EventNote>,
     ) {
@@ -205,7 +224,8 @@ impl Scene {
         self.crossings.clear();
         self.lost.clear();
         for c in self.tracker.finish() {
-            if let TrackEvent::Lost(t) = c {
+            if let TrackEvent::Lost(mut t) = c {
+                t.until = t.until.min(end.max(t.first_seen));
                 self.end_track(maker, &t, cut_by, out, notes);
                 self.lost.push(t);
             }
@@ -225,6 +245,7 @@ impl Scene {
             t.label.replace(' ', "_"),
             t.id
         );
+        self.boxes_at.push((event.clone(), t.last_seen));
         let mut details = Map::new();
         details.insert("frames".into(), json!(t.hits));
         let mut rec = maker.event(
@@ -332,6 +353,9 @@ impl Scene {
     ) {
         let p = t.anchor();
         let first = self.placed.insert(t.id);
+        // Where it stood when first seen: its first box centre, half the
+        // box's height lower.
+        let began = t.path.first().map(|(_, c)| [c[0], c[1] + t.bbox[3] / 2.0]);
         for z in 0..self.zones.len() {
             if !self.zones[z].follows(t.label) {
                 continue;
@@ -339,8 +363,9 @@ impl Scene {
             let was = self.inside.contains_key(&(t.id, z));
             let now = self.zones[z].holds(p, was);
             if now && !was {
-                // A track that appears inside a zone entered it when it appeared.
-                let at = if first { t.first_seen } else { pts };
+                // A track that appeared inside a zone entered it then.
+                let appeared_inside = first && began.is_some_and(|b| self.zones[z].holds(b, false));
+                let at = if appeared_inside { t.first_seen } else { pts };
                 self.enter(maker, t, z, at, out, notes);
             } else if was && !now {
                 self.leave(maker, t, z, pts, None, out, notes);
@@ -372,6 +397,7 @@ impl Scene {
         let mut details = Map::new();
         details.insert("occupancy".into(), json!(self.occupancy(z)));
         let event = format!("{}/zone_enter/{name}/{}", maker.stream, self.zone_seq);
+        self.boxes_at.push((event.clone(), t.last_seen));
         instant(maker, &event, "zone_enter", at, t, &name, details, out);
         notes.push(EventNote {
             kind: "zone_enter",
@@ -410,6 +436,7 @@ impl Scene {
             details.insert("until".into(), json!(w));
         }
         let event = format!("{}/zone_leave/{name}/{}", maker.stream, self.zone_seq);
+        self.boxes_at.push((event.clone(), t.last_seen));
         instant(maker, &event, "zone_leave", at, t, &name, details, out);
         notes.push(EventNote {
             kind: "zone_leave",
@@ -442,6 +469,7 @@ impl Scene {
         details.insert("line".into(), json!(name));
         details.insert("direction".into(), json!(direction.as_str()));
         let event = format!("{}/line_cross/{name}/{}", maker.stream, self.line_seq);
+        self.boxes_at.push((event.clone(), t.last_seen));
         instant(maker, &event, "line_cross", at, t, &name, details, out);
         notes.push(EventNote {
             kind: "line_cross",

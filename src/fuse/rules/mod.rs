@@ -74,6 +74,20 @@ enum Cond {
     },
 }
 
+impl Cond {
+    /// Names a zone or line this stream does not have.
+    fn unresolved(&self) -> bool {
+        matches!(
+            self,
+            Cond::Object {
+                zone: Some(None),
+                ..
+            } | Cond::Motion { zone: Some(None) }
+                | Cond::Line { line: None, .. }
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Term {
     cond: Cond,
@@ -108,6 +122,7 @@ struct Rule {
     node: Node,
     thens: Vec<ThenState>,
     lifecycle: Lifecycle,
+    min_duration: u64,
     seq: u64,
     open: Option<Open>,
     /// The stream's zone names, by index, for evidence.
@@ -141,9 +156,41 @@ pub struct Fired {
     pub evidence: Vec<String>,
 }
 
+/// Which facts the rules read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Needs {
+    objects: bool,
+    zones: bool,
+    sound: bool,
+    voice: bool,
+    said: bool,
+    level: bool,
+    motion: bool,
+    cross: bool,
+    face: bool,
+}
+
+impl Needs {
+    fn add(&mut self, c: &Cond) {
+        match c {
+            Cond::Object { zone: None, .. } => self.objects = true,
+            Cond::Object { zone: Some(_), .. } => self.zones = true,
+            Cond::Sound { .. } => self.sound = true,
+            Cond::Speech { contains: None } => self.voice = true,
+            Cond::Speech { contains: Some(_) } => self.said = true,
+            Cond::Loud { .. } => self.level = true,
+            Cond::Motion { .. } => self.motion = true,
+            Cond::Line { .. } => self.cross = true,
+            Cond::Face => self.face = true,
+            Cond::Time { .. } => {}
+        }
+    }
+}
+
 /// The rules of one stream and the facts they are judged on.
 pub struct Engine {
     rules: Vec<Rule>,
+    needs: Needs,
     facts: FactLog,
     /// Rules are decided up to here.
     decided: Timestamp,
@@ -165,11 +212,29 @@ impl Engine {
             let Ok(expr) = parse::parse(&r.when) else {
                 continue;
             };
-            rules.push(Rule::new(r, &expr, ctx, labels.as_ref()));
+            let rule = Rule::new(r, &expr, ctx, labels.as_ref());
+            // A zone or line the rule names is not drawn on this stream:
+            // the rule is not for it (`not object(zone=…)` would always hold).
+            if rule.terms.iter().any(|t| t.cond.unresolved()) {
+                tracing::debug!(rule = %r.name, stream = ctx.stream, "not drawn on this stream");
+                continue;
+            }
+            rules.push(rule);
         }
-        let memory = rules.iter().map(|r| r.within).max().unwrap_or(0) + 2 * SECOND;
+        let mut needs = Needs::default();
+        for t in rules.iter().flat_map(|r| &r.terms) {
+            needs.add(&t.cond);
+        }
+        // Facts are kept for as long as an onset's evidence may need them.
+        let memory = rules
+            .iter()
+            .map(|r| r.within.saturating_add(r.min_duration))
+            .max()
+            .unwrap_or(0)
+            + 2 * SECOND;
         Engine {
             rules,
+            needs,
             facts: FactLog::default(),
             decided: Timestamp::ZERO,
             memory,
@@ -180,9 +245,16 @@ impl Engine {
         self.rules.is_empty()
     }
 
+    /// The longest a rule holds before its start record.
+    pub fn longest_wait(&self) -> u64 {
+        self.rules.iter().map(|r| r.min_duration).max().unwrap_or(0)
+    }
+
     /// Facts from the latest analysed frame of the scene, `[pts, until)`.
     pub fn scene(&mut self, scene: &Scene, pts: Timestamp, until: Timestamp) {
-        for s in scene.seen() {
+        let n = self.needs;
+        // Tracks coasting through an occlusion are still there.
+        for s in scene.seen().iter().filter(|_| n.objects || n.zones) {
             self.facts.extend(
                 Key::Object(s.track),
                 What::Object {
@@ -209,7 +281,7 @@ impl Engine {
                 );
             }
         }
-        for c in scene.crossings() {
+        for c in scene.crossings().iter().filter(|_| n.cross) {
             self.facts.add(
                 What::Cross {
                     track: c.track,
@@ -224,6 +296,9 @@ impl Engine {
     }
 
     pub fn sound(&mut self, w: &crate::encode::sound::SoundWindow) {
+        if !self.needs.sound {
+            return;
+        }
         for (target, t) in w.targets.iter().enumerate() {
             self.facts.add(
                 What::Sound {
@@ -239,7 +314,7 @@ impl Engine {
     }
 
     pub fn voice(&mut self, w: &crate::encode::vad::VoiceWindow) {
-        if w.speaking {
+        if w.speaking && self.needs.voice {
             self.facts.extend(Key::Voice, What::Voice, w.start, w.end);
         }
     }
@@ -247,6 +322,9 @@ impl Engine {
     /// A transcript: it holds from when it is known (not before rules were
     /// decided), for as long as it took to say.
     pub fn said(&mut self, s: &crate::encode::asr::Said) {
+        if !self.needs.said {
+            return;
+        }
         let from = s.start.max(self.decided);
         let length = s.end.0.saturating_sub(s.start.0).max(100 * MILLISECOND);
         self.facts.add(
@@ -261,6 +339,9 @@ impl Engine {
     }
 
     pub fn level(&mut self, w: &crate::encode::LevelWindow) {
+        if !self.needs.level {
+            return;
+        }
         self.facts.add(
             What::Level {
                 rms_db: w.rms_db,
@@ -272,7 +353,7 @@ impl Engine {
     }
 
     pub fn motion(&mut self, s: &crate::encode::MotionSample) {
-        if s.active {
+        if s.active && self.needs.motion {
             self.facts
                 .add(What::Motion { bbox: s.bbox }, s.pts, s.until.max(s.pts));
         }
@@ -280,7 +361,7 @@ impl Engine {
 
     pub fn faces(&mut self, f: &crate::encode::faces::FrameFaces) {
         let best = f.faces.iter().map(|x| x.score).fold(0.0f32, f32::max);
-        if !f.faces.is_empty() {
+        if !f.faces.is_empty() && self.needs.face {
             self.facts
                 .add(What::Face { score: best }, f.pts, f.until.max(f.pts));
         }
@@ -343,6 +424,7 @@ impl Rule {
                 min_duration: r.min_duration,
                 cooldown: r.cooldown,
             }),
+            min_duration: r.min_duration,
             seq: 0,
             open: None,
             zones: ctx.scene.zones.iter().map(|z| z.name.clone()).collect(),
@@ -828,15 +910,24 @@ fn holds(term: &Term, within: u64, facts: &FactLog, utc: i64, t: Timestamp) -> b
     match &term.cond {
         Cond::Time { from, to } => in_schedule(*from, *to, utc, t),
         Cond::Object { min_count, .. } => {
-            let mut tracks: Vec<u64> = facts
+            // At least `min_count` objects at one instant of the window.
+            let from = Timestamp(t.0.saturating_sub(within));
+            let spans: Vec<(Timestamp, Timestamp, u64)> = facts
                 .iter()
                 .filter_map(|f| span(&term.cond, &f.what, f.start, f.end))
                 .filter(|(s, e, _)| covers(*s, *e))
-                .map(|x| x.2)
                 .collect();
-            tracks.sort_unstable();
-            tracks.dedup();
-            tracks.len() >= *min_count as usize
+            spans.iter().any(|&(s, _, _)| {
+                let at = s.max(from);
+                let mut there: Vec<u64> = spans
+                    .iter()
+                    .filter(|(s2, e2, _)| *s2 <= at && at < *e2)
+                    .map(|x| x.2)
+                    .collect();
+                there.sort_unstable();
+                there.dedup();
+                there.len() >= *min_count as usize
+            })
         }
         cond => facts
             .iter()
@@ -984,6 +1075,20 @@ mod tests {
             }
         }
 
+        /// A person track `track` present over `[from, to)` seconds×10.
+        fn person(&mut self, track: u64, from: u64, to: u64) {
+            self.engine.facts.add(
+                What::Object {
+                    track,
+                    label: "person",
+                    score: 0.9,
+                    bbox: [0.1, 0.1, 0.2, 0.4],
+                },
+                Timestamp(from * S / 10),
+                Timestamp(to * S / 10),
+            );
+        }
+
         fn voice(&mut self, from: u64, to: u64) {
             self.engine.voice(&VoiceWindow {
                 start: Timestamp(from * S / 10),
@@ -1120,6 +1225,46 @@ mod tests {
                 (Phase::End, 3.0, Some(5.0)),
             ]
         );
+    }
+
+    #[test]
+    fn min_count_needs_the_objects_together() {
+        let rule = rule(
+            "object(person, min_count=2) then sound(siren)",
+            "within = \"10s\"",
+        );
+        let mut b = bench(&rule);
+        b.person(1, 10, 20);
+        b.person(2, 30, 40);
+        b.sound(0, 50, 60);
+        assert!(b.run(9).is_empty(), "two people, one after the other");
+        let mut b = bench(&rule);
+        b.person(1, 10, 40);
+        b.person(2, 20, 50);
+        b.sound(0, 60, 70);
+        assert_eq!(
+            b.run(9)[0],
+            (Phase::Start, 6.0, None),
+            "two people together"
+        );
+        // One person seen twice (a track lost and found) is one at a time.
+        let mut b = bench(&rule);
+        b.person(1, 10, 20);
+        b.person(3, 25, 40);
+        b.sound(0, 50, 60);
+        assert!(b.run(9).is_empty());
+    }
+
+    #[test]
+    fn a_rule_about_a_zone_of_another_stream_is_not_for_this_one() {
+        let text =
+            "[[zones]]\nname = \"door\"\nstreams = [\"cam2\"]\npolygon = [[0,0],[1,0],[1,1]]\n"
+                .to_string()
+                + &rule("sound(siren) and not object(person, zone=door)", "");
+        let mut b = bench(&text);
+        b.sound(0, 10, 30);
+        assert!(b.run(5).is_empty(), "cam has no door: the rule is cam2's");
+        assert!(b.engine.is_empty());
     }
 
     #[test]
