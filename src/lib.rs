@@ -4,7 +4,8 @@
 //! GStreamer pipeline per stream feeds a synchroniser, which cuts the stream
 //! into [`media::Chunk`]s of exact, contiguous stream time; encoders turn
 //! chunks into features; fusion turns features into [`record::Record`]s
-//! (events with a start/end lifecycle, and captions); sinks write them.
+//! (events with a start/end lifecycle, tracks, zone and line events, rule
+//! alerts, captions and snapshots); sinks write them.
 //!
 //! ```text
 //!  source ──► sync ──► encode ──► fuse ──► sink
@@ -18,9 +19,9 @@
 //! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged |
 //! | [`encode`] | the [`encode::Encoder`] trait; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace), `detector` (NanoDet, COCO-80), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
-//! | [`fuse`] | event lifecycles, captions, record ids |
+//! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule language ([`fuse::rules::parse`]) and its engine over the modalities; [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]) |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
-//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, WebVTT, stdout |
+//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, WebVTT and SubRip, stdout |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
 //! | [`server`] | `/metrics` and `/healthz` |
 //! | [`graph`] | wiring a validated config into threads and channels; drain and shutdown |

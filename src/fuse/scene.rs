@@ -376,6 +376,11 @@ impl Scene {
                 continue;
             }
             let side = self.sides.entry((t.id, l)).or_default();
+            // A track placed for the first time starts from where it was
+            // first seen, so a crossing while it was being confirmed counts.
+            if let Some(b) = began.filter(|_| first) {
+                side.step(&self.lines[l], t.first_seen, b);
+            }
             if let Some((direction, at)) = side.step(&self.lines[l], pts, p) {
                 self.cross(maker, t, l, direction, at, out, notes);
             }
@@ -561,4 +566,106 @@ pub fn heading(t: &Track) -> Option<&'static str> {
     } else {
         "down"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::detector::Detection;
+    use crate::time::MILLISECOND;
+    use std::path::Path;
+
+    fn scene(extra: &str) -> (Scene, RecordMaker) {
+        let text = format!("[encoders.detector]\n{extra}");
+        let config = PipelineConfig::parse(&text, Path::new("t.toml")).unwrap();
+        let timing = EventTiming {
+            min_duration: 0,
+            cooldown: 0,
+        };
+        (
+            Scene::new("cam", &config, timing),
+            RecordMaker::new("run".into(), "cam".into()),
+        )
+    }
+
+    /// A person whose box centre is at `x` in frame `k` (5 fps).
+    fn frame(k: u64, x: Option<f32>) -> FrameObjects {
+        FrameObjects {
+            pts: Timestamp(k * 200 * MILLISECOND),
+            until: Timestamp((k + 1) * 200 * MILLISECOND),
+            objects: x
+                .map(|x| Detection {
+                    label: "person",
+                    score: 0.9,
+                    bbox: [x - 0.05, 0.3, 0.1, 0.3],
+                })
+                .into_iter()
+                .collect(),
+            faint: vec![],
+        }
+    }
+
+    fn kinds(out: &[Record]) -> Vec<(String, String)> {
+        out.iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some((e.kind.clone(), format!("{:?}", e.phase))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_crossing_while_the_track_is_confirmed_counts_and_a_lost_track_leaves_its_zone() {
+        let (mut s, mut maker) = scene(
+            "[[lines]]\nname = \"mid\"\nfrom = [0.5, 0.0]\nto = [0.5, 1.0]\n[[zones]]\nname = \"right\"\npolygon = [[0.6, 0.0], [1.0, 0.0], [1.0, 1.0], [0.6, 1.0]]\n",
+        );
+        let (mut out, mut notes) = (Vec::new(), Vec::new());
+        // An empty first frame, so the track needs its three frames.
+        s.frame(&mut maker, &frame(0, None), &mut out, &mut notes);
+        // Left of the line when first seen (frame 1), past it when
+        // confirmed (frame 3), into the zone at frame 5.
+        for (k, x) in [
+            (1, 0.44),
+            (2, 0.48),
+            (3, 0.52),
+            (4, 0.56),
+            (5, 0.6),
+            (6, 0.64),
+        ] {
+            s.frame(&mut maker, &frame(k, Some(x)), &mut out, &mut notes);
+        }
+        let got = kinds(&out);
+        assert!(
+            got.contains(&("line_cross".into(), "Start".into())),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("zone_enter".into(), "Start".into())),
+            "{got:?}"
+        );
+        // Gone for longer than lost_after (2 s): lost, and out of the zone.
+        out.clear();
+        for k in 7..25 {
+            s.frame(&mut maker, &frame(k, None), &mut out, &mut notes);
+        }
+        let got = kinds(&out);
+        assert_eq!(
+            got,
+            [
+                ("zone_leave".to_string(), "Start".to_string()),
+                ("zone_leave".into(), "End".into()),
+                ("object".into(), "End".into())
+            ]
+        );
+        let Record::Event(leave) = &out[0] else {
+            unreachable!()
+        };
+        assert_eq!(leave.details["until"], "track_lost");
+        assert_eq!(
+            leave.start,
+            Timestamp(1400 * MILLISECOND),
+            "when its last frame ended"
+        );
+        assert_eq!(s.occupancy(0), 0);
+    }
 }

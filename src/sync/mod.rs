@@ -1,4 +1,4 @@
-//! The synchroniser stage: a source's frames and audio in, [`Chunk`]s out.
+//! The synchroniser stage: a source's frames and audio in, [`Chunk`](crate::media::Chunk)s out.
 //!
 //! One thread per stream drains the source's channel at all times (stalling
 //! one branch while waiting for the other would deadlock the demuxer) and
