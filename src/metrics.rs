@@ -20,6 +20,9 @@ pub struct Metrics {
     batch_size: HistogramVec,
     batch_seconds: HistogramVec,
     batch_queue: IntGaugeVec,
+    zone_occupancy: IntGaugeVec,
+    line_crossings: IntCounterVec,
+    rule_events: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -55,6 +58,21 @@ impl Metrics {
             "Errors in a stage, by kind.",
             &["stage", "stream", "kind"],
         );
+        let line_crossings = counter(
+            "vigil_line_crossings_total",
+            "Tracked objects that crossed a line, by direction.",
+            &["stream", "line", "direction"],
+        );
+        let rule_events = counter(
+            "vigil_rule_events_total",
+            "Rule events started.",
+            &["stream", "rule", "severity"],
+        );
+        let zone_occupancy = must(IntGaugeVec::new(
+            Opts::new("vigil_zone_occupancy", "Tracked objects in a zone."),
+            &["stream", "zone"],
+        ));
+        must(registry.register(Box::new(zone_occupancy.clone())));
         let queue_depth = must(IntGaugeVec::new(
             Opts::new("vigil_queue_depth", "Items waiting at a stage's input."),
             &["stage", "stream"],
@@ -113,6 +131,9 @@ impl Metrics {
             batch_size,
             batch_seconds,
             batch_queue,
+            zone_occupancy,
+            line_crossings,
+            rule_events,
         })
     }
 
@@ -130,6 +151,41 @@ impl Metrics {
         self.queue_depth.with_label_values(&l);
         self.stage_seconds.with_label_values(&l);
         m
+    }
+
+    /// What a stream's scene and rules did, from the records fusion made.
+    pub fn scene(&self, records: &[crate::record::Record]) {
+        use crate::record::{Phase, Record};
+        for r in records {
+            let Record::Event(e) = r else { continue };
+            if e.phase != Phase::Start {
+                continue;
+            }
+            let place = e.zone.as_deref().unwrap_or("");
+            let detail = |k: &str| e.details.get(k);
+            match e.kind.as_str() {
+                "zone_enter" | "zone_leave" => {
+                    let n = detail("occupancy").and_then(|v| v.as_i64()).unwrap_or(0);
+                    self.zone_occupancy
+                        .with_label_values(&[e.stream.as_str(), place])
+                        .set(n);
+                }
+                "line_cross" => {
+                    let d = detail("direction").and_then(|v| v.as_str()).unwrap_or("");
+                    self.line_crossings
+                        .with_label_values(&[e.stream.as_str(), place, d])
+                        .inc();
+                }
+                "rule" => {
+                    let rule = e.labels.first().map_or("", String::as_str);
+                    let severity = detail("severity").and_then(|v| v.as_str()).unwrap_or("");
+                    self.rule_events
+                        .with_label_values(&[e.stream.as_str(), rule, severity])
+                        .inc();
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Items and seconds `stage` spent on them, over every stream.
@@ -281,6 +337,11 @@ impl StageMetrics {
     pub fn latency(&self, seconds: f64) {
         self.metrics.observe_latency(&self.stream, seconds);
     }
+
+    /// Zone occupancy, line crossings and rule events of fusion's records.
+    pub fn scene(&self, records: &[crate::record::Record]) {
+        self.metrics.scene(records);
+    }
 }
 
 #[cfg(test)]
@@ -320,5 +381,46 @@ mod tests {
         assert_eq!(m.stage_time("sync").0, 1);
         assert_eq!(m.stage_time("fuse").0, 0);
         assert_eq!(m.counter("sent", "sync", "cam1"), 2);
+    }
+
+    #[test]
+    fn scene_records_count_crossings_occupancy_and_rules() {
+        use crate::fuse::RecordMaker;
+        use crate::record::Phase;
+        use crate::time::Timestamp;
+        let mut maker = RecordMaker::new("run".into(), "cam1".into());
+        let mut event = |kind: &str, zone: &str, details: serde_json::Value| {
+            let mut r = maker.event(
+                "e",
+                kind,
+                Phase::Start,
+                Timestamp::ZERO,
+                None,
+                1.0,
+                None,
+                details.as_object().cloned().unwrap_or_default(),
+            );
+            if let crate::record::Record::Event(e) = &mut r {
+                e.zone = Some(zone.into());
+                e.labels = vec!["alarm".into()];
+            }
+            r
+        };
+        let records = vec![
+            event("line_cross", "gate", serde_json::json!({"direction": "in"})),
+            event("line_cross", "gate", serde_json::json!({"direction": "in"})),
+            event("zone_enter", "door", serde_json::json!({"occupancy": 2})),
+            event("rule", "door", serde_json::json!({"severity": "high"})),
+        ];
+        let m = Metrics::new();
+        m.scene(&records);
+        let text = m.render();
+        for line in [
+            r#"vigil_line_crossings_total{direction="in",line="gate",stream="cam1"} 2"#,
+            r#"vigil_zone_occupancy{stream="cam1",zone="door"} 2"#,
+            r#"vigil_rule_events_total{rule="alarm",severity="high",stream="cam1"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 }

@@ -527,6 +527,7 @@ pub fn spawn(
                 let timer = metrics.timer();
                 let records = fuser.push(&enc);
                 drop(timer);
+                metrics.scene(&records);
                 status.chunk_done(&enc.chunk);
                 metrics.latency(enc.chunk.made_at.elapsed().as_secs_f64());
                 metrics.sent_n(records.len() as u64);
@@ -543,6 +544,7 @@ pub fn spawn(
             }
             let failure = status.failure();
             let records = fuser.finish(failure.as_deref());
+            metrics.scene(&records);
             metrics.sent_n(records.len() as u64);
             if !records.is_empty() {
                 let _ = output.send(Batch {

@@ -100,7 +100,15 @@ impl Pictures {
             while self.recent.front().is_some_and(|f| f.pts.0 < oldest) {
                 self.recent.pop_front();
             }
-            while self.faces.front().is_some_and(|f| f.0.0 < oldest) {
+            // Faces stay as long as a frame that may still be pictured:
+            // the recent ones, and each live track's best.
+            let needed = self
+                .best
+                .values()
+                .map(|f| f.pts.0)
+                .fold(oldest, u64::min)
+                .saturating_sub(FACE_NEAR);
+            while self.faces.front().is_some_and(|f| f.0.0 < needed) {
                 self.faces.pop_front();
             }
         }

@@ -17,6 +17,9 @@ use crate::fuse::{EventNote, RecordMaker};
 use crate::record::{Phase, Record, num4, round4};
 use crate::time::{SECOND, Timestamp};
 
+/// Most points of a track's path in its end record.
+const PATH_POINTS: usize = 24;
+
 /// A live track after the latest frame, for rules, captions and pictures.
 #[derive(Clone, Debug)]
 pub struct Seen {
@@ -312,6 +315,18 @@ impl Scene {
             details.insert("from".into(), path(a.1));
             details.insert("to".into(), path(b.1));
         }
+        // The way it went: about PATH_POINTS box centres, evenly spread,
+        // as [seconds, x, y].
+        let n = t.path.len();
+        let step = n.div_ceil(PATH_POINTS).max(1);
+        let way: Vec<Value> = t
+            .path
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || *i + 1 == n)
+            .map(|(_, (at, p))| json!([at.as_secs_f64_ms(), num4(p[0]), num4(p[1])]))
+            .collect();
+        details.insert("path".into(), Value::Array(way));
         details.insert("best_at".into(), json!(t.best_at.as_secs_f64_ms()));
         if until != "track_lost" {
             details.insert("until".into(), json!(format!("{until}_end")));
