@@ -37,6 +37,10 @@ pub enum Error {
     #[error("sink '{sink}': {message}")]
     Sink { sink: String, message: String },
 
+    /// The event store (SQLite) at `path`.
+    #[error("event store {}: {message}", path.display())]
+    Store { path: PathBuf, message: String },
+
     #[error("{context}: {source}")]
     Io {
         context: String,

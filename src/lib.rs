@@ -21,7 +21,8 @@
 //! | [`encode`] | the [`encode::Encoder`] trait; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace), `detector` (NanoDet, COCO-80), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
 //! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule language ([`fuse::rules::parse`]) and its engine over the modalities; [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]) |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
-//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, WebVTT and SubRip, stdout |
+//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout |
+//! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
 //! | [`server`] | `/metrics` and `/healthz` |
 //! | [`graph`] | wiring a validated config into threads and channels; drain and shutdown |
@@ -61,6 +62,7 @@
 pub mod config;
 pub mod encode;
 pub mod error;
+pub mod export;
 pub mod fuse;
 pub mod graph;
 pub mod media;

@@ -49,6 +49,33 @@ enum Command {
     },
     /// Validate a pipeline file without running it.
     Check { pipeline: PathBuf },
+    /// Records out of the event store, filtered, streamed to stdout or a file.
+    Events {
+        /// The store (written by `vigil run` as OUT/events.db).
+        #[arg(long, default_value = "out/events.db")]
+        db: PathBuf,
+        /// From this UTC time: RFC 3339, or a time ago (-2h, -30m, -1d).
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        since: Option<String>,
+        /// Before this UTC time (same forms).
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        until: Option<String>,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only this kind of event, or `caption` / `transcript`.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events with this label (`person`, `siren`, a rule's name).
+        #[arg(long)]
+        label: Option<String>,
+        /// jsonl, json, csv, vtt or srt (captions and transcripts).
+        #[arg(long, default_value = "jsonl")]
+        format: vigil::export::Format,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The models and ONNX Runtime: what is installed, and fetching them.
     Models {
         #[command(subcommand)]
@@ -122,6 +149,47 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Models { action } => models(action),
+        Command::Events {
+            db,
+            since,
+            until,
+            stream,
+            kind,
+            label,
+            format,
+            out,
+        } => {
+            let now = chrono::Utc::now();
+            let time = |t: Option<String>, flag: &str| {
+                t.map(|t| vigil::export::parse_time(&t, now))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--{flag} {e}"))
+            };
+            let filter = vigil::export::Filter {
+                since: time(since, "since")?,
+                until: time(until, "until")?,
+                stream,
+                kind,
+                label,
+            };
+            let n = match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    vigil::export::export(&db, &filter, format, &mut w)?
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    vigil::export::export(&db, &filter, format, &mut w)?
+                }
+            };
+            if let Some(path) = out {
+                eprintln!("{n} records written to {}", path.display());
+            }
+            Ok(0)
+        }
         Command::Config { defaults } => {
             if !defaults {
                 bail!("nothing to print: use `vigil config --defaults`");

@@ -382,6 +382,8 @@ pub struct SinksConfig {
     #[serde(default)]
     pub jsonl: Option<JsonlConfig>,
     #[serde(default)]
+    pub store: Option<StoreConfig>,
+    #[serde(default)]
     pub webvtt: Option<WebVttConfig>,
     #[serde(default)]
     pub srt: Option<SrtConfig>,
@@ -393,6 +395,7 @@ impl Default for SinksConfig {
     fn default() -> Self {
         SinksConfig {
             jsonl: Some(JsonlConfig::default()),
+            store: Some(StoreConfig::default()),
             webvtt: Some(WebVttConfig::default()),
             srt: Some(SrtConfig::default()),
             stdout: Some(StdoutConfig::default()),
@@ -428,6 +431,22 @@ impl Default for WebVttConfig {
     fn default() -> Self {
         WebVttConfig {
             path: default_vtt_path(),
+        }
+    }
+}
+
+/// Every record in SQLite, for queries and `vigil events`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
         }
     }
 }
@@ -544,6 +563,7 @@ impl PipelineConfig {
         scene::check(self)?;
         let sinks = &self.sinks;
         if sinks.jsonl.is_none()
+            && sinks.store.is_none()
             && sinks.webvtt.is_none()
             && sinks.srt.is_none()
             && sinks.stdout.is_none()
@@ -556,6 +576,7 @@ impl PipelineConfig {
         }
         let files = [
             ("[sinks.jsonl]", sinks.jsonl.as_ref().map(|s| &s.path)),
+            ("[sinks.store]", sinks.store.as_ref().map(|s| &s.path)),
             ("[sinks.webvtt]", sinks.webvtt.as_ref().map(|s| &s.path)),
             ("[sinks.srt]", sinks.srt.as_ref().map(|s| &s.path)),
         ];

@@ -67,6 +67,9 @@ pub(super) fn default_jsonl_path() -> PathBuf {
 pub(super) fn default_vtt_path() -> PathBuf {
     "captions.vtt".into()
 }
+pub(super) fn default_store_path() -> PathBuf {
+    "events.db".into()
+}
 pub(super) fn default_srt_path() -> PathBuf {
     "captions.srt".into()
 }

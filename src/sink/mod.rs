@@ -3,6 +3,7 @@
 
 pub mod jsonl;
 pub mod stdout;
+pub mod store;
 pub mod subtitles;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,9 @@ pub fn build(
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(c) = &config.jsonl {
         sinks.push(Box::new(jsonl::JsonlSink::open(&out_dir.join(&c.path))?));
+    }
+    if let Some(c) = &config.store {
+        sinks.push(Box::new(store::StoreSink::open(&out_dir.join(&c.path))?));
     }
     if let Some(c) = &config.webvtt {
         sinks.push(Box::new(subtitles::SubtitleSink::create(

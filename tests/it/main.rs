@@ -6,6 +6,7 @@ mod batching;
 mod branches;
 mod clip;
 mod determinism;
+mod export;
 mod faces;
 mod frames;
 mod metrics;
