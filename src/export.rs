@@ -289,7 +289,9 @@ mod tests {
                 Default::default(),
             ),
         ];
-        let mut sink = crate::sink::store::StoreSink::open(&db).unwrap();
+        let mut sink =
+            crate::sink::store::StoreSink::open(&db, crate::sink::store::Retention::default())
+                .unwrap();
         sink.send(&records).await.unwrap();
         let mut out = Vec::new();
         let n = export(&db, &Filter::default(), Format::Csv, &mut out).unwrap();

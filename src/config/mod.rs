@@ -441,12 +441,25 @@ impl Default for WebVttConfig {
 pub struct StoreConfig {
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// Records older than this (by `utc`) are deleted; none: kept.
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub max_age: Option<u64>,
+    /// The oldest records are deleted while the records take more than
+    /// this many MiB; none: no limit.
+    #[serde(default, deserialize_with = "opt_mib")]
+    pub max_size_mib: Option<u64>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: default_store_path(),
+            max_age: None,
+            max_size_mib: None,
         }
     }
 }

@@ -186,6 +186,24 @@ pub(super) fn caption_span<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Er
     duration_in(d, SECOND, 60 * SECOND, "caption_span")
 }
 
+pub(super) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    duration(d).map(Some)
+}
+
+pub(super) fn ser_opt_duration<S: serde::Serializer>(
+    v: &Option<u64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => ser_duration(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+pub(super) fn opt_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    ranged(d, 1, 1 << 30, "max_size_mib").map(Some)
+}
+
 pub(super) fn ser_duration<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(std::time::Duration::from_nanos(*v)).to_string())
 }

@@ -47,7 +47,14 @@ pub fn build(
         sinks.push(Box::new(jsonl::JsonlSink::open(&out_dir.join(&c.path))?));
     }
     if let Some(c) = &config.store {
-        sinks.push(Box::new(store::StoreSink::open(&out_dir.join(&c.path))?));
+        let keep = store::Retention {
+            max_age: c.max_age,
+            max_bytes: c.max_size_mib.map(|m| m.saturating_mul(1 << 20)),
+        };
+        sinks.push(Box::new(store::StoreSink::open(
+            &out_dir.join(&c.path),
+            keep,
+        )?));
     }
     if let Some(c) = &config.webvtt {
         sinks.push(Box::new(subtitles::SubtitleSink::create(

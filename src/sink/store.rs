@@ -43,7 +43,15 @@ CREATE INDEX IF NOT EXISTS records_stream ON records (stream, start_ms);
 CREATE INDEX IF NOT EXISTS records_kind ON records (kind, start_ms);
 CREATE INDEX IF NOT EXISTS records_label ON records (label, start_ms);
 CREATE INDEX IF NOT EXISTS records_utc ON records (utc);
+CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 ";
+
+/// Batches between two retention passes.
+const PRUNE_EVERY: u64 = 64;
+/// While the store is over its size, this fraction of its rows (at most
+/// `PRUNE_STEP` of them) is deleted at a time.
+const PRUNE_FRACTION: i64 = 20;
+const PRUNE_STEP: i64 = 5000;
 
 /// Opens (creating if need be) the store at `path`, checking its version.
 pub fn open(path: &Path) -> Result<Connection> {
@@ -91,18 +99,97 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(db)
 }
 
+/// How long and how much the store keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Nanoseconds of `utc` age.
+    pub max_age: Option<u64>,
+    /// Bytes of pages in use.
+    pub max_bytes: Option<u64>,
+}
+
+/// Deletes what `keep` does not keep, oldest first, but never a record
+/// some sink has not acknowledged (past its cursor). Returns the rows
+/// deleted.
+pub fn prune(
+    db: &Connection,
+    keep: Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<u64> {
+    // Records at or after the lowest cursor are still owed to a sink.
+    let owed: Option<i64> = db.query_row("SELECT min(seq) FROM cursors", [], |r| r.get(0))?;
+    let bound = owed.map_or(i64::MAX, |s| s + 1);
+    let mut deleted = 0u64;
+    if let Some(age) = keep.max_age {
+        let age = chrono::Duration::nanoseconds(i64::try_from(age).unwrap_or(i64::MAX));
+        if let Some(cut) = now.checked_sub_signed(age) {
+            let cut = cut.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            deleted += db.execute(
+                "DELETE FROM records WHERE utc < ?1 AND seq < ?2",
+                params![cut, bound],
+            )? as u64;
+        }
+    }
+    if let Some(max) = keep.max_bytes {
+        let used = |db: &Connection| -> rusqlite::Result<u64> {
+            let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let free: i64 = db.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            let size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            Ok(u64::try_from((pages - free) * size).unwrap_or(0))
+        };
+        while used(db)? > max {
+            let span: i64 = db.query_row(
+                "SELECT coalesce(max(seq) - min(seq), 0) FROM records",
+                [],
+                |r| r.get(0),
+            )?;
+            let step = (span / PRUNE_FRACTION).clamp(1, PRUNE_STEP);
+            let n = db.execute(
+                "DELETE FROM records WHERE seq IN
+                 (SELECT seq FROM records WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+                params![bound, step],
+            )?;
+            if n == 0 {
+                break;
+            }
+            deleted += n as u64;
+        }
+    }
+    Ok(deleted)
+}
+
 /// Writes every record into the store.
 pub struct StoreSink {
     path: PathBuf,
     db: Connection,
+    keep: Retention,
+    batches: u64,
 }
 
 impl StoreSink {
-    pub fn open(path: &Path) -> Result<StoreSink> {
-        Ok(StoreSink {
+    pub fn open(path: &Path, keep: Retention) -> Result<StoreSink> {
+        let mut s = StoreSink {
             path: path.to_path_buf(),
             db: open(path)?,
-        })
+            keep,
+            batches: 0,
+        };
+        s.prune()?;
+        Ok(s)
+    }
+
+    fn prune(&mut self) -> Result<()> {
+        if self.keep == Retention::default() {
+            return Ok(());
+        }
+        let n = prune(&self.db, self.keep, chrono::Utc::now()).map_err(|e| Error::Store {
+            path: self.path.clone(),
+            message: format!("cannot delete old records: {e}"),
+        })?;
+        if n > 0 {
+            tracing::info!(path = %self.path.display(), deleted = n, "event store retention");
+        }
+        Ok(())
     }
 
     fn write(&mut self, batch: &[Record]) -> rusqlite::Result<()> {
@@ -214,7 +301,12 @@ impl Sink for StoreSink {
         self.write(batch).map_err(|e| Error::Store {
             path: self.path.clone(),
             message: format!("cannot store {} records: {e}", batch.len()),
-        })
+        })?;
+        self.batches += 1;
+        if self.batches.is_multiple_of(PRUNE_EVERY) {
+            self.prune()?;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -260,7 +352,7 @@ mod tests {
     async fn records_are_stored_once_with_their_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let mut s = StoreSink::open(&path).unwrap();
+        let mut s = StoreSink::open(&path, Retention::default()).unwrap();
         let batch = records();
         s.send(&batch).await.unwrap();
         s.send(&batch).await.unwrap();
@@ -296,6 +388,62 @@ mod tests {
             )
             .unwrap();
         assert_eq!(schema, VIGIL_SCHEMA.to_string());
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_the_oldest_but_not_what_a_sink_still_owes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut s = StoreSink::open(&path, Retention::default()).unwrap();
+        let mut maker = RecordMaker::new("run1".into(), "cam".into());
+        // 2000 captions of about 1 KiB each, an hour apart in UTC.
+        maker.utc_origin = 1_700_000_000_000_000_000;
+        for i in 0..2000u64 {
+            let c = maker.caption(
+                Timestamp(i * 3_600_000_000_000),
+                Timestamp(i * 3_600_000_000_000 + 1),
+                "x".repeat(1000),
+            );
+            s.send(&[c]).await.unwrap();
+        }
+        let count = |db: &Connection| -> i64 {
+            db.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+                .unwrap()
+        };
+        let now =
+            chrono::DateTime::from_timestamp_nanos(maker.utc_origin + 2000 * 3_600_000_000_000);
+        // A sink has acknowledged up to seq 1500: older ones may go.
+        s.db.execute("INSERT INTO cursors (sink, seq) VALUES ('mqtt', 1500)", [])
+            .unwrap();
+        let by_age = Retention {
+            max_age: Some(100 * 3_600_000_000_000),
+            max_bytes: None,
+        };
+        let n = prune(&s.db, by_age, now).unwrap();
+        assert_eq!(count(&s.db), 2000 - n as i64);
+        let oldest: i64 =
+            s.db.query_row("SELECT min(seq) FROM records", [], |r| r.get(0))
+                .unwrap();
+        assert_eq!(
+            oldest, 1501,
+            "kept from the first record the sink still owes"
+        );
+        // Now everything is acknowledged; 100 hours are kept.
+        s.db.execute("UPDATE cursors SET seq = 2000", []).unwrap();
+        prune(&s.db, by_age, now).unwrap();
+        assert_eq!(count(&s.db), 100);
+        // By size: under 64 KiB of pages.
+        let by_size = Retention {
+            max_age: None,
+            max_bytes: Some(64 * 1024),
+        };
+        prune(&s.db, by_size, now).unwrap();
+        let left = count(&s.db);
+        assert!(left > 0 && left < 64, "{left} left");
+        let newest: i64 =
+            s.db.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))
+                .unwrap();
+        assert_eq!(newest, 2000, "the newest are kept");
     }
 
     #[test]
