@@ -263,18 +263,7 @@ impl Scene {
         );
         tag(&mut rec, t, None);
         out.push(rec);
-        notes.push(EventNote {
-            kind: "object",
-            label: Some(t.label.to_string()),
-            phase: Phase::Start,
-            at: t.first_seen,
-            bbox: Some(t.bbox),
-            peak_db: 0.0,
-            cut: None,
-            track: Some(t.id),
-            place: None,
-            direction: None,
-        });
+        notes.push(note("object", Phase::Start, t.first_seen, t));
         self.started.insert(t.id, Started { event });
     }
 
@@ -344,16 +333,9 @@ impl Scene {
         tag(&mut rec, t, None);
         out.push(rec);
         notes.push(EventNote {
-            kind: "object",
-            label: Some(t.label.to_string()),
-            phase: Phase::End,
-            at: t.until,
-            bbox: Some(t.bbox),
-            peak_db: 0.0,
             cut: (until != "track_lost").then_some(until),
-            track: Some(t.id),
             place: heading(t).map(str::to_string),
-            direction: None,
+            ..note("object", Phase::End, t.until, t)
         });
     }
 
@@ -416,21 +398,15 @@ impl Scene {
         let name = self.zones[z].name.clone();
         let mut details = Map::new();
         details.insert("occupancy".into(), json!(self.occupancy(z)));
-        let event = format!("{}/zone_enter/{name}/{}", maker.stream, self.zone_seq);
-        self.boxes_at.push((event.clone(), t.last_seen));
-        instant(maker, &event, "zone_enter", at, t, &name, details, out);
-        notes.push(EventNote {
+        let what = Instant {
             kind: "zone_enter",
-            label: Some(t.label.to_string()),
-            phase: Phase::Start,
+            seq: self.zone_seq,
+            place: name,
             at,
-            bbox: Some(t.bbox),
-            peak_db: 0.0,
-            cut: None,
-            track: Some(t.id),
-            place: Some(name),
             direction: None,
-        });
+            details,
+        };
+        self.instant(maker, t, what, out, notes);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -455,21 +431,15 @@ impl Scene {
         if let Some(w) = why {
             details.insert("until".into(), json!(w));
         }
-        let event = format!("{}/zone_leave/{name}/{}", maker.stream, self.zone_seq);
-        self.boxes_at.push((event.clone(), t.last_seen));
-        instant(maker, &event, "zone_leave", at, t, &name, details, out);
-        notes.push(EventNote {
+        let what = Instant {
             kind: "zone_leave",
-            label: Some(t.label.to_string()),
-            phase: Phase::Start,
+            seq: self.zone_seq,
+            place: name,
             at,
-            bbox: Some(t.bbox),
-            peak_db: 0.0,
-            cut: None,
-            track: Some(t.id),
-            place: Some(name),
             direction: None,
-        });
+            details,
+        };
+        self.instant(maker, t, what, out, notes);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -488,21 +458,15 @@ impl Scene {
         let mut details = Map::new();
         details.insert("line".into(), json!(name));
         details.insert("direction".into(), json!(direction.as_str()));
-        let event = format!("{}/line_cross/{name}/{}", maker.stream, self.line_seq);
-        self.boxes_at.push((event.clone(), t.last_seen));
-        instant(maker, &event, "line_cross", at, t, &name, details, out);
-        notes.push(EventNote {
+        let what = Instant {
             kind: "line_cross",
-            label: Some(t.label.to_string()),
-            phase: Phase::Start,
+            seq: self.line_seq,
+            place: name,
             at,
-            bbox: Some(t.bbox),
-            peak_db: 0.0,
-            cut: None,
-            track: Some(t.id),
-            place: Some(name),
             direction: Some(direction.as_str()),
-        });
+            details,
+        };
+        self.instant(maker, t, what, out, notes);
         self.crossings.push(Crossing {
             track: t.id,
             label: t.label,
@@ -513,31 +477,67 @@ impl Scene {
     }
 }
 
-/// Start and end records of an instant event.
-#[allow(clippy::too_many_arguments)]
-fn instant(
-    maker: &mut RecordMaker,
-    event: &str,
-    kind: &str,
+/// An instant event of a track at a zone or line.
+struct Instant {
+    kind: &'static str,
+    /// Numbers the event among the scene's zone (or line) events.
+    seq: u64,
+    /// The zone or line.
+    place: String,
     at: Timestamp,
-    t: &Track,
-    place: &str,
+    direction: Option<&'static str>,
     details: Map<String, Value>,
-    out: &mut Vec<Record>,
-) {
-    for (phase, end) in [(Phase::Start, None), (Phase::End, Some(at))] {
-        let mut rec = maker.event(
-            event,
-            kind,
-            phase,
-            at,
-            end,
-            t.score,
-            Some(t.bbox.map(round4)),
-            details.clone(),
-        );
-        tag(&mut rec, t, Some(place));
-        out.push(rec);
+}
+
+impl Scene {
+    /// The start and end records of an instant event (same time), and
+    /// its note for captions.
+    fn instant(
+        &mut self,
+        maker: &mut RecordMaker,
+        t: &Track,
+        what: Instant,
+        out: &mut Vec<Record>,
+        notes: &mut Vec<EventNote>,
+    ) {
+        let (kind, at, place) = (what.kind, what.at, what.place);
+        let event = format!("{}/{kind}/{place}/{}", maker.stream, what.seq);
+        self.boxes_at.push((event.clone(), t.last_seen));
+        for (phase, end) in [(Phase::Start, None), (Phase::End, Some(at))] {
+            let mut rec = maker.event(
+                &event,
+                kind,
+                phase,
+                at,
+                end,
+                t.score,
+                Some(t.bbox.map(round4)),
+                what.details.clone(),
+            );
+            tag(&mut rec, t, Some(&place));
+            out.push(rec);
+        }
+        notes.push(EventNote {
+            place: Some(place),
+            direction: what.direction,
+            ..note(kind, Phase::Start, at, t)
+        });
+    }
+}
+
+/// What captions hear of a track's event.
+fn note(kind: &'static str, phase: Phase, at: Timestamp, t: &Track) -> EventNote {
+    EventNote {
+        kind,
+        label: Some(t.label.to_string()),
+        phase,
+        at,
+        bbox: Some(t.bbox),
+        peak_db: 0.0,
+        cut: None,
+        track: Some(t.id),
+        place: None,
+        direction: None,
     }
 }
 
