@@ -290,7 +290,7 @@ mod tests {
             ),
         ];
         let mut sink =
-            crate::sink::store::StoreSink::open(&db, crate::sink::store::Retention::default())
+            crate::sink::store::StoreSink::open(&db, crate::sink::store::Retention::default(), &[])
                 .unwrap();
         sink.send(&records).await.unwrap();
         let mut out = Vec::new();

@@ -56,6 +56,8 @@ pub struct RunReport {
     pub run: String,
     pub streams: Vec<StreamReport>,
     pub sinks: SinkReport,
+    /// How each live sink delivered.
+    pub deliveries: Vec<crate::sink::outbox::DeliveryReport>,
     pub wall: Duration,
     pub dropped: u64,
 }
@@ -89,7 +91,7 @@ pub fn run(
     // Loads every model before any media flows: a missing or mismatched one
     // stops the run here. Dropped at the end, after the streams' encoders.
     let workers = crate::encode::Workers::start(&config.encoders, &config.runtime, metrics)?;
-    let sinks = crate::sink::build(
+    let built = crate::sink::build(
         &config.sinks,
         &options.out_dir,
         &config
@@ -99,8 +101,14 @@ pub fn run(
             .collect::<Vec<_>>(),
         options.printer.clone(),
     )?;
+    let outbox = match &built.store {
+        Some((path, committed)) if !built.live.is_empty() => Some(
+            crate::sink::outbox::Outbox::start(path, built.live, committed, metrics)?,
+        ),
+        _ => None,
+    };
     let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
-    let sink_thread = crate::sink::spawn(sinks, batch_rx, metrics.clone())?;
+    let sink_thread = crate::sink::spawn(built.sinks, batch_rx, metrics.clone())?;
 
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Arc<str>>();
     let mut running = Vec::new();
@@ -189,6 +197,8 @@ pub fn run(
         ..Default::default()
     });
     tracing::debug!("sinks joined");
+    // The live sinks deliver what they still owe, each for up to its drain.
+    let deliveries = outbox.map(|o| o.finish()).unwrap_or_default();
     let streams = running
         .iter()
         .map(|r| StreamReport {
@@ -204,6 +214,7 @@ pub fn run(
         run: run_id.to_string(),
         streams,
         sinks,
+        deliveries,
         wall: started.elapsed(),
         dropped: metrics.dropped_total(),
     })

@@ -100,6 +100,13 @@ enum ModelsAction {
 }
 
 fn main() {
+    // A file-size limit (RLIMIT_FSIZE) must fail the write that meets it,
+    // with an error saying so, not kill the process and its other streams.
+    // SAFETY: setting a signal's disposition to "ignore" before any thread
+    // starts has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
@@ -407,6 +414,18 @@ fn run(
         eprintln!("vigil: {e}");
         code = 1;
     }
+    for d in report.deliveries.iter().filter(|d| d.pending > 0) {
+        // Not an error: the store keeps them and the next run sends them first.
+        eprintln!(
+            "vigil: {}: {} records not delivered yet{}; they stay in the event store and go first on the next run",
+            d.sink,
+            d.pending,
+            d.last_error
+                .as_ref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
     Ok(code)
 }
 
@@ -525,6 +544,16 @@ fn print_summary(r: &RunReport, out: &Path, metrics: &Metrics) {
         })
         .collect();
     eprintln!("stage time: {}", stages.join(" · "));
+    for d in &r.deliveries {
+        let lag = match (d.lag_p50_ms, d.lag_p95_ms) {
+            (Some(p50), Some(p95)) => format!(" · lag p50 {p50:.0} ms, p95 {p95:.0} ms"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "{}: delivered {} · pending {} · failed attempts {}{lag}",
+            d.sink, d.delivered, d.pending, d.retries
+        );
+    }
     eprintln!(
         "drops {} · wall {:.2} s · {:.1}× real time · written to {}",
         r.dropped,

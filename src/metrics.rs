@@ -23,6 +23,11 @@ pub struct Metrics {
     zone_occupancy: IntGaugeVec,
     line_crossings: IntCounterVec,
     rule_events: IntCounterVec,
+    delivered: IntCounterVec,
+    delivery_retries: IntCounterVec,
+    delivery_pending: IntGaugeVec,
+    delivery_lag: HistogramVec,
+    sink_up: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -68,6 +73,40 @@ impl Metrics {
             "Rule events started.",
             &["stream", "rule", "severity"],
         );
+        let delivered = counter(
+            "vigil_delivered_total",
+            "Records a live sink delivered and had acknowledged.",
+            &["sink"],
+        );
+        let delivery_retries = counter(
+            "vigil_delivery_retries_total",
+            "Failed delivery attempts of a live sink (each is retried).",
+            &["sink"],
+        );
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let delivery_pending = gauge(
+            "vigil_delivery_pending",
+            "Records in the store a live sink has not delivered yet.",
+            &["sink"],
+        );
+        let sink_up = gauge(
+            "vigil_sink_up",
+            "1 while a sink works: a live sink's last attempt succeeded, the store writes.",
+            &["sink"],
+        );
+        let delivery_lag = must(HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_delivery_lag_seconds",
+                "Wall time from a record's commit to the store to its acknowledgement by a live sink.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 3.0, 12).unwrap_or_default()),
+            &["sink"],
+        ));
+        must(registry.register(Box::new(delivery_lag.clone())));
         let zone_occupancy = must(IntGaugeVec::new(
             Opts::new("vigil_zone_occupancy", "Tracked objects in a zone."),
             &["stream", "zone"],
@@ -134,7 +173,36 @@ impl Metrics {
             zone_occupancy,
             line_crossings,
             rule_events,
+            delivered,
+            delivery_retries,
+            delivery_pending,
+            delivery_lag,
+            sink_up,
         })
+    }
+
+    /// A live sink had `n` records acknowledged, committed `lags` seconds ago.
+    pub fn delivered(&self, sink: &str, lags: impl Iterator<Item = f64>) {
+        let mut n = 0;
+        let h = self.delivery_lag.with_label_values(&[sink]);
+        for lag in lags {
+            h.observe(lag);
+            n += 1;
+        }
+        self.delivered.with_label_values(&[sink]).inc_by(n);
+    }
+
+    pub fn delivery_retry(&self, sink: &str) {
+        self.delivery_retries.with_label_values(&[sink]).inc();
+    }
+
+    pub fn delivery_pending(&self, sink: &str, n: i64) {
+        self.delivery_pending.with_label_values(&[sink]).set(n);
+    }
+
+    /// Whether `sink` works (1) or not (0).
+    pub fn sink_up(&self, sink: &str, up: bool) {
+        self.sink_up.with_label_values(&[sink]).set(i64::from(up));
     }
 
     /// The handle one stage of one stream reports through.

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod models;
+mod remote;
 mod scene;
 mod values;
 pub use models::{AsrConfig, BatchConfig, DetectorConfig, SoundConfig};
+pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig, redact};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
     SnapshotConfig, TrackerConfig, ZoneConfig,
@@ -389,6 +391,12 @@ pub struct SinksConfig {
     pub srt: Option<SrtConfig>,
     #[serde(default)]
     pub stdout: Option<StdoutConfig>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    #[serde(default)]
+    pub nats: Option<NatsConfig>,
 }
 
 impl Default for SinksConfig {
@@ -399,6 +407,9 @@ impl Default for SinksConfig {
             webvtt: Some(WebVttConfig::default()),
             srt: Some(SrtConfig::default()),
             stdout: Some(StdoutConfig::default()),
+            webhook: None,
+            mqtt: None,
+            nats: None,
         }
     }
 }
@@ -586,6 +597,27 @@ impl PipelineConfig {
                     .into(),
                 find: Find::Key("[sinks]"),
             });
+        }
+        let remote = [
+            ("[sinks.webhook]", sinks.webhook.as_ref().map(|c| c.check())),
+            ("[sinks.mqtt]", sinks.mqtt.as_ref().map(|c| c.check())),
+            ("[sinks.nats]", sinks.nats.as_ref().map(|c| c.check())),
+        ];
+        for (table, checked) in remote {
+            if let Some(Err(message)) = checked {
+                return Err(Problem {
+                    message: format!("{table} {message}"),
+                    find: Find::Key(table),
+                });
+            }
+            if checked.is_some() && sinks.store.is_none() {
+                return Err(Problem {
+                    message: format!(
+                        "{table} delivers from the event store, which this pipeline turns off: add [sinks.store]"
+                    ),
+                    find: Find::Key(table),
+                });
+            }
         }
         let files = [
             ("[sinks.jsonl]", sinks.jsonl.as_ref().map(|s| &s.path)),

@@ -1,10 +1,17 @@
 //! Sinks: where records go. The local event log is written first and made
-//! durable; the others follow in the order the pipeline lists them.
+//! durable; the others follow in the order the pipeline lists them. The
+//! live sinks (webhook, MQTT, NATS) are not among them: they deliver from
+//! the store on their own threads ([`outbox`]).
 
 pub mod jsonl;
+pub mod mqtt;
+pub mod nats;
+pub mod outbox;
 pub mod stdout;
 pub mod store;
 pub mod subtitles;
+pub mod tls;
+pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -35,14 +42,102 @@ pub trait Sink: Send {
 /// error (a closed pipe) fails the stdout sink, not the run.
 pub type Printer = Arc<dyn Fn(String) -> std::io::Result<()> + Send + Sync>;
 
+/// The sinks of a run: those fed batch by batch, and the live ones that
+/// deliver from the store.
+pub struct Built {
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub live: Vec<outbox::LiveSink>,
+    /// The store the live sinks read, and where it says what it committed.
+    pub store: Option<(std::path::PathBuf, tokio::sync::watch::Receiver<i64>)>,
+}
+
+/// Builds the live sinks a pipeline lists: secrets are read and TLS set
+/// up here, before anything runs; nothing connects yet.
+pub fn build_live(config: &SinksConfig) -> Result<Vec<outbox::LiveSink>> {
+    let invalid = |message: String| Error::Invalid(message);
+    let mut live = Vec::new();
+    if let Some(c) = &config.webhook {
+        live.push(outbox::LiveSink {
+            name: "webhook".into(),
+            transport: Box::new(webhook::WebhookTransport::new(c).map_err(invalid)?),
+            delivery: c.delivery(),
+        });
+    }
+    if let Some(c) = &config.mqtt {
+        let (host, port, tls) = c
+            .endpoint()
+            .map_err(|e| invalid(format!("[sinks.mqtt] {e}")))?;
+        let mut s = mqtt::MqttSettings::new(host, port);
+        if tls {
+            s.tls = Some(Arc::new(
+                tls::client_config("[sinks.mqtt]", c.ca_file.as_deref()).map_err(invalid)?,
+            ));
+        }
+        if let Some(id) = &c.client_id {
+            s.client_id = id.clone();
+        }
+        s.username = c.username.clone();
+        s.password = c
+            .password()
+            .resolve("[sinks.mqtt] password")
+            .map_err(invalid)?;
+        s.prefix = c.prefix.clone();
+        s.keep_alive = std::time::Duration::from_nanos(c.keep_alive);
+        s.timeout = std::time::Duration::from_nanos(c.timeout);
+        live.push(outbox::LiveSink {
+            name: "mqtt".into(),
+            transport: Box::new(mqtt::MqttTransport::new(s)),
+            delivery: c.delivery(),
+        });
+    }
+    if let Some(c) = &config.nats {
+        let mut s = nats::NatsSettings::new(c.url.clone());
+        let secure = c.tls || c.url.split(',').any(|u| u.trim().starts_with("tls://"));
+        if secure {
+            s.tls =
+                Some(tls::client_config("[sinks.nats]", c.ca_file.as_deref()).map_err(invalid)?);
+        }
+        s.auth = if let Some(token) = c.token().resolve("[sinks.nats] token").map_err(invalid)? {
+            nats::NatsAuth::Token(token)
+        } else if let Some(user) = &c.user {
+            let password = c
+                .password()
+                .resolve("[sinks.nats] password")
+                .map_err(invalid)?
+                .unwrap_or_default();
+            nats::NatsAuth::UserPassword {
+                user: user.clone(),
+                password,
+            }
+        } else if let Some(path) = &c.credentials_file {
+            nats::NatsAuth::CredentialsFile(path.clone())
+        } else {
+            nats::NatsAuth::None
+        };
+        s.stream = c.stream.clone();
+        s.create_stream = c.create_stream;
+        s.prefix = c.prefix.clone();
+        s.timeout = std::time::Duration::from_nanos(c.timeout);
+        live.push(outbox::LiveSink {
+            name: "nats".into(),
+            transport: Box::new(nats::NatsTransport::new(s)),
+            delivery: c.delivery(),
+        });
+    }
+    Ok(live)
+}
+
 /// Builds the sinks a pipeline lists, writing files under `out_dir`.
 pub fn build(
     config: &SinksConfig,
     out_dir: &Path,
     streams: &[String],
     printer: Printer,
-) -> Result<Vec<Box<dyn Sink>>> {
+) -> Result<Built> {
+    let live = build_live(config)?;
+    let names: Vec<String> = live.iter().map(|l| l.name.clone()).collect();
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut outbox_store = None;
     if let Some(c) = &config.jsonl {
         sinks.push(Box::new(jsonl::JsonlSink::open(&out_dir.join(&c.path))?));
     }
@@ -51,10 +146,10 @@ pub fn build(
             max_age: c.max_age,
             max_bytes: c.max_size_mib.map(|m| m.saturating_mul(1 << 20)),
         };
-        sinks.push(Box::new(store::StoreSink::open(
-            &out_dir.join(&c.path),
-            keep,
-        )?));
+        let path = out_dir.join(&c.path);
+        let store = store::StoreSink::open(&path, keep, &names)?;
+        outbox_store = Some((path, store.committed()));
+        sinks.push(Box::new(store));
     }
     if let Some(c) = &config.webvtt {
         sinks.push(Box::new(subtitles::SubtitleSink::create(
@@ -77,7 +172,16 @@ pub fn build(
             printer,
         )));
     }
-    Ok(sinks)
+    if !live.is_empty() && outbox_store.is_none() {
+        return Err(Error::Invalid(
+            "the live sinks deliver from the event store: add [sinks.store]".into(),
+        ));
+    }
+    Ok(Built {
+        sinks,
+        live,
+        store: outbox_store,
+    })
 }
 
 /// What the sinks wrote, for the summary.
@@ -141,6 +245,11 @@ async fn run(
                 m.error(sink.name());
                 if !failed[i] {
                     failed[i] = true;
+                    metrics.sink_up(sink.name(), false);
+                    tracing::error!(
+                        "{e}; the {} sink is degraded and left alone for the rest of the run",
+                        sink.name()
+                    );
                     report.errors.push(e.to_string());
                 }
             }

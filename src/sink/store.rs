@@ -7,6 +7,12 @@
 //! `synchronous = FULL` before `send` returns: a crash loses at most the
 //! batch in flight. (`run`, `id`) is unique, so a batch written twice is
 //! stored once.
+//!
+//! The store is also the outbox of the live sinks (webhook, MQTT, NATS):
+//! each reads the records after its row in `cursors` and moves the row on
+//! once the far end acknowledged them. Retention never deletes a record a
+//! configured live sink still owes. `stored_ns` (wall clock at commit)
+//! measures delivery lag.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +24,7 @@ use crate::sink::Sink;
 
 /// The store's own layout; `vigil_schema` (the record format) is kept
 /// beside it.
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +43,7 @@ CREATE TABLE IF NOT EXISTS records (
     utc      TEXT NOT NULL,
     snapshot TEXT,
     json     TEXT NOT NULL,
+    stored_ns INTEGER,
     UNIQUE (run, id)
 );
 CREATE INDEX IF NOT EXISTS records_stream ON records (stream, start_ms);
@@ -87,6 +94,16 @@ pub fn open(path: &Path) -> Result<Connection> {
             .map_err(|e| err("cannot write its version", e))?;
         }
         Some(Ok(LAYOUT)) => {}
+        // Layout 1 lacked the commit time.
+        Some(Ok(1)) => {
+            db.execute_batch(
+                "BEGIN;
+                 ALTER TABLE records ADD COLUMN stored_ns INTEGER;
+                 UPDATE meta SET value = '2' WHERE key = 'layout';
+                 COMMIT;",
+            )
+            .map_err(|e| err("cannot upgrade it from layout 1", e))?;
+        }
         Some(v) => {
             return Err(Error::Store {
                 path: path.to_path_buf(),
@@ -109,16 +126,27 @@ pub struct Retention {
 }
 
 /// Deletes what `keep` does not keep, oldest first, but never a record
-/// some sink has not acknowledged (past its cursor). Returns the rows
-/// deleted.
+/// one of the live sinks `owed_to` has not acknowledged (past its cursor).
+/// The cursors of sinks no longer configured hold nothing back. Returns
+/// the rows deleted.
 pub fn prune(
     db: &Connection,
     keep: Retention,
     now: chrono::DateTime<chrono::Utc>,
+    owed_to: &[String],
 ) -> rusqlite::Result<u64> {
-    // Records at or after the lowest cursor are still owed to a sink.
-    let owed: Option<i64> = db.query_row("SELECT min(seq) FROM cursors", [], |r| r.get(0))?;
-    let bound = owed.map_or(i64::MAX, |s| s + 1);
+    // Records after the lowest cursor are still owed to a sink.
+    let mut bound = i64::MAX;
+    for sink in owed_to {
+        let at: Option<i64> = db
+            .query_row("SELECT seq FROM cursors WHERE sink = ?1", [sink], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(at) = at {
+            bound = bound.min(at + 1);
+        }
+    }
     let mut deleted = 0u64;
     if let Some(age) = keep.max_age {
         let age = chrono::Duration::nanoseconds(i64::try_from(age).unwrap_or(i64::MAX));
@@ -158,33 +186,75 @@ pub fn prune(
     Ok(deleted)
 }
 
+/// Gives each live sink in `sinks` a cursor if it has none: a sink seen
+/// for the first time is owed the records stored from now on.
+pub fn register_cursors(db: &Connection, sinks: &[String]) -> rusqlite::Result<()> {
+    for sink in sinks {
+        db.execute(
+            "INSERT OR IGNORE INTO cursors (sink, seq)
+             VALUES (?1, (SELECT coalesce(max(seq), 0) FROM records))",
+            [sink],
+        )?;
+    }
+    Ok(())
+}
+
+/// The highest `seq` stored, 0 when none.
+pub fn last_seq(db: &Connection) -> rusqlite::Result<i64> {
+    db.query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
+        r.get(0)
+    })
+}
+
 /// Writes every record into the store.
 pub struct StoreSink {
     path: PathBuf,
     db: Connection,
     keep: Retention,
     batches: u64,
+    /// The live sinks that deliver from this store.
+    owed_to: Vec<String>,
+    /// The highest `seq` committed, for the live sinks to wait on.
+    committed: tokio::sync::watch::Sender<i64>,
 }
 
 impl StoreSink {
-    pub fn open(path: &Path, keep: Retention) -> Result<StoreSink> {
+    /// Opens the store for the live sinks `owed_to` (registering their
+    /// cursors) and applies retention once.
+    pub fn open(path: &Path, keep: Retention, owed_to: &[String]) -> Result<StoreSink> {
+        let db = open(path)?;
+        let failed = |what: &str, e: rusqlite::Error| Error::Store {
+            path: path.to_path_buf(),
+            message: format!("{what}: {e}"),
+        };
+        register_cursors(&db, owed_to).map_err(|e| failed("cannot register the live sinks", e))?;
+        let last = last_seq(&db).map_err(|e| failed("cannot read it", e))?;
         let mut s = StoreSink {
             path: path.to_path_buf(),
-            db: open(path)?,
+            db,
             keep,
             batches: 0,
+            owed_to: owed_to.to_vec(),
+            committed: tokio::sync::watch::Sender::new(last),
         };
         s.prune()?;
         Ok(s)
+    }
+
+    /// Where the live sinks learn that records were committed.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.committed.subscribe()
     }
 
     fn prune(&mut self) -> Result<()> {
         if self.keep == Retention::default() {
             return Ok(());
         }
-        let n = prune(&self.db, self.keep, chrono::Utc::now()).map_err(|e| Error::Store {
-            path: self.path.clone(),
-            message: format!("cannot delete old records: {e}"),
+        let n = prune(&self.db, self.keep, chrono::Utc::now(), &self.owed_to).map_err(|e| {
+            Error::Store {
+                path: self.path.clone(),
+                message: format!("cannot delete old records: {e}"),
+            }
         })?;
         if n > 0 {
             tracing::info!(path = %self.path.display(), deleted = n, "event store retention");
@@ -197,9 +267,10 @@ impl StoreSink {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO records
-                 (run, id, type, stream, kind, event, phase, label, start_ms, end_ms, utc, snapshot, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 (run, id, type, stream, kind, event, phase, label, start_ms, end_ms, utc, snapshot, json, stored_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
             for r in batch {
                 let row = Row::of(r);
                 let json = serde_json::to_string(r)
@@ -217,11 +288,45 @@ impl StoreSink {
                     row.end.map(ms),
                     row.utc,
                     row.snapshot,
-                    json
+                    json,
+                    now
                 ])?;
             }
         }
-        tx.commit()
+        tx.commit()?;
+        self.committed.send_replace(last_seq(&self.db)?);
+        Ok(())
+    }
+}
+
+/// An SQLite error with its cause when the operating system gave one: a
+/// full disk or a file-size limit says so, and what to do.
+fn explain(db: &Connection, e: &rusqlite::Error) -> String {
+    use rusqlite::ffi;
+    let Some(code) = e.sqlite_error_code() else {
+        return e.to_string();
+    };
+    if !matches!(
+        code,
+        rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+    ) {
+        return e.to_string();
+    }
+    // SAFETY: the handle is this open connection's; sqlite3_system_errno
+    // only reads the errno SQLite saved for its last failed call.
+    let errno = unsafe { ffi::sqlite3_system_errno(db.handle()) };
+    match errno {
+        libc::EFBIG => format!(
+            "{e}: the file reached the file-size limit (ulimit -f); raise it or set [sinks.store] max_size_mib"
+        ),
+        libc::ENOSPC | libc::EDQUOT => {
+            format!("{e}: the disk is full; free space or set [sinks.store] max_size_mib")
+        }
+        0 if code == rusqlite::ErrorCode::DiskFull => {
+            format!("{e}: free space or set [sinks.store] max_size_mib")
+        }
+        0 => e.to_string(),
+        n => format!("{e}: {}", std::io::Error::from_raw_os_error(n)),
     }
 }
 
@@ -298,9 +403,16 @@ impl Sink for StoreSink {
     }
 
     async fn send(&mut self, batch: &[Record]) -> Result<()> {
-        self.write(batch).map_err(|e| Error::Store {
-            path: self.path.clone(),
-            message: format!("cannot store {} records: {e}", batch.len()),
+        self.write(batch).map_err(|e| {
+            let cause = explain(&self.db, &e);
+            Error::Store {
+                path: self.path.clone(),
+                message: format!(
+                    "cannot store {} record{}: {cause}",
+                    batch.len(),
+                    if batch.len() == 1 { "" } else { "s" }
+                ),
+            }
         })?;
         self.batches += 1;
         if self.batches.is_multiple_of(PRUNE_EVERY) {
@@ -352,7 +464,7 @@ mod tests {
     async fn records_are_stored_once_with_their_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let mut s = StoreSink::open(&path, Retention::default()).unwrap();
+        let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
         let batch = records();
         s.send(&batch).await.unwrap();
         s.send(&batch).await.unwrap();
@@ -394,7 +506,7 @@ mod tests {
     async fn retention_deletes_the_oldest_but_not_what_a_sink_still_owes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let mut s = StoreSink::open(&path, Retention::default()).unwrap();
+        let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
         let mut maker = RecordMaker::new("run1".into(), "cam".into());
         // 2000 captions of about 1 KiB each, an hour apart in UTC.
         maker.utc_origin = 1_700_000_000_000_000_000;
@@ -419,7 +531,11 @@ mod tests {
             max_age: Some(100 * 3_600_000_000_000),
             max_bytes: None,
         };
-        let n = prune(&s.db, by_age, now).unwrap();
+        let owed = ["mqtt".to_string()];
+        // A cursor of a sink no longer configured holds nothing back.
+        s.db.execute("INSERT INTO cursors (sink, seq) VALUES ('gone', 10)", [])
+            .unwrap();
+        let n = prune(&s.db, by_age, now, &owed).unwrap();
         assert_eq!(count(&s.db), 2000 - n as i64);
         let oldest: i64 =
             s.db.query_row("SELECT min(seq) FROM records", [], |r| r.get(0))
@@ -429,15 +545,16 @@ mod tests {
             "kept from the first record the sink still owes"
         );
         // Now everything is acknowledged; 100 hours are kept.
-        s.db.execute("UPDATE cursors SET seq = 2000", []).unwrap();
-        prune(&s.db, by_age, now).unwrap();
+        s.db.execute("UPDATE cursors SET seq = 2000 WHERE sink = 'mqtt'", [])
+            .unwrap();
+        prune(&s.db, by_age, now, &owed).unwrap();
         assert_eq!(count(&s.db), 100);
         // By size: under 64 KiB of pages.
         let by_size = Retention {
             max_age: None,
             max_bytes: Some(64 * 1024),
         };
-        prune(&s.db, by_size, now).unwrap();
+        prune(&s.db, by_size, now, &owed).unwrap();
         let left = count(&s.db);
         assert!(left > 0 && left < 64, "{left} left");
         let newest: i64 =
@@ -457,5 +574,40 @@ mod tests {
         drop(db);
         let e = open(&path).unwrap_err().to_string();
         assert!(e.contains("layout") && e.contains("99"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_layout_1_store_is_upgraded_and_new_sinks_start_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
+        s.send(&records()).await.unwrap();
+        drop(s);
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(
+            "ALTER TABLE records DROP COLUMN stored_ns;
+             UPDATE meta SET value = '1' WHERE key = 'layout';",
+        )
+        .unwrap();
+        drop(db);
+        let s = StoreSink::open(&path, Retention::default(), &["nats".into()]).unwrap();
+        let layout: String =
+            s.db.query_row("SELECT value FROM meta WHERE key = 'layout'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(layout, "2");
+        let (cursor, last): (i64, i64) =
+            s.db.query_row(
+                "SELECT seq, (SELECT max(seq) FROM records) FROM cursors WHERE sink = 'nats'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            cursor, last,
+            "a new sink is owed what is stored from now on"
+        );
+        assert_eq!(*s.committed().borrow(), last);
     }
 }

@@ -45,7 +45,9 @@ pub fn check_input(uri: &str) -> Result<(), String> {
         }
         Err(e) => Err(format!("{shown}: cannot read: {e}")),
         Ok(m) if m.is_dir() => Err(format!("{shown}: is a directory, not a media file")),
-        Ok(m) if m.len() == 0 => Err(format!(
+        // A named pipe (another program writing the media as it goes) has
+        // no length to check.
+        Ok(m) if m.is_file() && m.len() == 0 => Err(format!(
             "{shown}: the file is empty (0 bytes); nothing to play"
         )),
         Ok(_) => Ok(()),

@@ -21,6 +21,8 @@
 #                     the report then goes to bench-out/BENCHMARKS.md
 #   BENCH_REPORT      where to write the report (default BENCHMARKS.md)
 #   BENCH_SKIP_MODELS 1: leave out the model benchmarks (tests/bench/models.sh)
+#   BENCH_SKIP_DELIVERY 1: leave out the store and live-sink benchmark
+#                     (tests/bench/delivery.rs)
 #
 # Exit status: 0 when all was measured (whatever PASS/FAIL says), 1 on an
 # error (vigil missing, a run that failed or wrote no events.jsonl); after a
@@ -269,6 +271,19 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_MODELS:-0}" != 1 ]]; then
   fi
 fi
 
+# --- store and live sinks ----------------------------------------------------
+delivery=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_DELIVERY:-0}" != 1 ]]; then
+  log "store and live sinks (cargo bench --bench delivery)"
+  if "${CARGO:-cargo}" bench --quiet --bench delivery >"$work/delivery.md" 2>"$work/delivery.log"; then
+    delivery="$(cat "$work/delivery.md")"
+    summary+="- store and live sinks: see the Event store and live sinks section (records/s, delivery lag p50/p95)"$'\n'
+  else
+    log "delivery benchmark failed (bench-out/delivery.log)"
+    failed=1
+  fi
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -347,6 +362,8 @@ gst-launch-1.0 -e matroskamux name=mux ! filesink location=\$VIGIL_CACHE/media/b
 
 ${tables}
 ${models}
+
+${delivery}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"

@@ -5,6 +5,7 @@ mod bad_input;
 mod batching;
 mod branches;
 mod clip;
+mod delivery;
 mod determinism;
 mod export;
 mod faces;

@@ -1,0 +1,755 @@
+//! Live sinks against real servers started here (an HTTP receiver,
+//! mosquitto, nats-server with JetStream): outages, `kill -9` of vigil, and
+//! a full store. Every record the store holds must arrive, in store order
+//! per stream, whatever fails on the way.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::run::{read_jsonl, vigil};
+
+/// How long each sink server is down in the outage tests.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A long clip with steady motion (a bouncing ball, 160×120, 5 fps):
+/// 20 minutes of media, a few seconds of work, hundreds of captions.
+fn long_clip(dir: &Path) -> PathBuf {
+    let path = dir.join("ball.mkv");
+    let ok = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=6000",
+            "pattern=ball",
+            "!",
+            "video/x-raw,width=160,height=120,framerate=5/1",
+            "!",
+            "jpegenc",
+            "!",
+            "matroskamux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools)");
+    assert!(ok.success());
+    path
+}
+
+/// Two streams of `clip`, motion and captions, the log, the store and `sink`.
+fn pipeline(dir: &Path, clip: &Path, sink: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    let text = format!(
+        r#"
+[[sources]]
+name = "cam1"
+uri = "{clip}"
+
+[[sources]]
+name = "cam2"
+uri = "{clip}"
+
+[encoders.motion]
+threshold = 0.002
+min_duration = "0s"
+cooldown = "0s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+[sinks.store]
+
+{sink}
+"#,
+        clip = clip.display()
+    );
+    std::fs::write(&path, text).expect("write pipeline");
+    path
+}
+
+/// `(seq, run, id, stream)` of every record in the store, in store order.
+fn stored(db: &Path) -> Vec<(i64, String, String, String)> {
+    let db = rusqlite::Connection::open(db).expect("open store");
+    let mut q = db
+        .prepare("SELECT seq, run, id, stream FROM records ORDER BY seq")
+        .expect("query");
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn integrity(db: &Path) -> String {
+    let db = rusqlite::Connection::open(db).expect("open store");
+    db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}
+
+/// Where `sink`'s cursor stands; 0 while the store is not there yet.
+fn cursor(db: &Path, sink: &str) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|db| {
+            db.query_row("SELECT seq FROM cursors WHERE sink = ?1", [sink], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Every stored record arrived (duplicates allowed), nothing else did, and
+/// per stream the first arrivals are in store order.
+fn assert_all_arrived(db: &Path, arrived: &[(String, String, String)]) {
+    let store = stored(db);
+    assert!(!store.is_empty(), "the store has records");
+    let mut seen = HashSet::new();
+    let mut firsts: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (run, id, stream) in arrived {
+        if seen.insert((run.clone(), id.clone())) {
+            firsts
+                .entry(stream.clone())
+                .or_default()
+                .push((run.clone(), id.clone()));
+        }
+    }
+    let mut expected: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (_, run, id, stream) in &store {
+        expected
+            .entry(stream.clone())
+            .or_default()
+            .push((run.clone(), id.clone()));
+    }
+    let missing: Vec<_> = store
+        .iter()
+        .filter(|(_, run, id, _)| !seen.contains(&(run.clone(), id.clone())))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} stored records never arrived, e.g. {missing:?}",
+        store
+            .iter()
+            .filter(|(_, run, id, _)| !seen.contains(&(run.clone(), id.clone())))
+            .count(),
+        store.len()
+    );
+    assert_eq!(
+        seen.len(),
+        store.len(),
+        "nothing arrived that is not stored"
+    );
+    for (stream, ids) in &expected {
+        assert_eq!(
+            firsts.get(stream),
+            Some(ids),
+            "stream {stream}: records arrived in store order"
+        );
+    }
+    eprintln!(
+        "{} records stored, {} arrived ({} duplicates)",
+        store.len(),
+        arrived.len(),
+        arrived.len() - store.len()
+    );
+}
+
+fn start_vigil(pipeline: &Path, out: &Path, env: &[(&str, &str)]) -> Child {
+    let mut c = vigil();
+    c.args(["run"])
+        .arg(pipeline)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().expect("spawn vigil")
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().expect("SIGKILL vigil");
+    let status = child.wait().expect("reaped");
+    assert!(!status.success(), "vigil was killed, not finished");
+}
+
+fn finish(child: Child) -> String {
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    stderr
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/// What the HTTP receiver got: `(run, id, stream)` per record, in order,
+/// and how many bodies had a wrong signature.
+#[derive(Default)]
+struct Received {
+    records: Vec<(String, String, String)>,
+    bad_signatures: usize,
+}
+
+/// A webhook receiver on a fixed port that can go down (every socket
+/// closed at once, as in a crash) and come back.
+struct HttpReceiver {
+    port: u16,
+    secret: Vec<u8>,
+    got: Arc<Mutex<Received>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl HttpReceiver {
+    fn new(secret: &str) -> HttpReceiver {
+        let mut r = HttpReceiver {
+            port: free_port(),
+            secret: secret.as_bytes().to_vec(),
+            got: Arc::default(),
+            runtime: None,
+        };
+        r.up();
+        r
+    }
+
+    fn up(&mut self) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let got = self.got.clone();
+        let secret = self.secret.clone();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
+            .expect("bind the receiver's port again");
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let got = got.clone();
+                    let secret = secret.clone();
+                    async move {
+                        let signed = headers
+                            .get(vigil::sink::webhook::SIGNATURE)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        let records: Vec<Value> = match serde_json::from_slice(&body) {
+                            Ok(v) => v,
+                            Err(_) => return axum::http::StatusCode::BAD_REQUEST,
+                        };
+                        let mut got = got.lock().unwrap_or_else(|p| p.into_inner());
+                        if signed != vigil::sink::webhook::signature(&secret, &body) {
+                            got.bad_signatures += 1;
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        for r in records {
+                            got.records.push(key(&r));
+                        }
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                },
+            ),
+        );
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        self.runtime = Some(runtime);
+    }
+
+    fn down(&mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.shutdown_background();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.got.lock().map(|g| g.records.len()).unwrap_or(0)
+    }
+}
+
+fn key(r: &Value) -> (String, String, String) {
+    let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+    (s("run"), s("id"), s("stream"))
+}
+
+/// Run 1 delivers, the receiver goes down, run 1 is killed (`kill -9`)
+/// while it is down, run 2 starts and works while it is still down, the
+/// receiver comes back after 30 s: every record of both runs arrives.
+#[test]
+fn webhook_outage_and_kill_9_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = long_clip(dir.path());
+    let mut rx = HttpReceiver::new("s3cret-key");
+    let sink = format!(
+        "[sinks.webhook]\nurl = \"http://127.0.0.1:{}/hook\"\nsecret_env = \"VIGIL_TEST_HOOK_KEY\"\n\
+         batch = 20\nretry_max = \"2s\"\ntimeout = \"2s\"\ndrain = \"90s\"\n",
+        rx.port
+    );
+    let pipeline = pipeline(dir.path(), &clip, &sink);
+    let out = dir.path().join("out");
+    let env = [("VIGIL_TEST_HOOK_KEY", "s3cret-key")];
+
+    let mut first = start_vigil(&pipeline, &out, &env);
+    wait_for("the first deliveries", Duration::from_secs(60), || {
+        rx.count() >= 20
+    });
+    rx.down();
+    let down_at = Instant::now();
+    // Records made while the receiver is down wait in the store.
+    let db = out.join("events.db");
+    wait_for("records owed", Duration::from_secs(60), || {
+        stored(&db).len() > rx.count() + 50
+    });
+    kill9(&mut first);
+    assert_eq!(integrity(&db), "ok");
+    let owed_after_kill = stored(&db).len() as i64 - cursor(&db, "webhook");
+    assert!(owed_after_kill > 0, "the killed run left records owed");
+
+    let second = start_vigil(&pipeline, &out, &env);
+    std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
+    rx.up();
+    let stderr = finish(second);
+    assert!(stderr.contains("webhook: delivered"), "{stderr}");
+    assert!(stderr.contains("pending 0"), "{stderr}");
+    assert!(
+        stderr.contains("cannot deliver"),
+        "the outage was seen: {stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret-key"),
+        "the secret stays out of logs"
+    );
+    let got = rx.got.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(got.bad_signatures, 0, "every body was signed with the key");
+    assert_all_arrived(&db, &got.records);
+    let runs: HashSet<_> = got.records.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(runs.len(), 2, "records of both runs arrived");
+    drop(got);
+    rx.down();
+}
+
+// ---------------------------------------------------------------- MQTT
+
+/// A mosquitto broker on a fixed port, persisting sessions on disk so that
+/// the checking subscriber's queue outlives a restart.
+struct Mosquitto {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    fn new() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("mosquitto.conf"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nuser root\nmax_queued_messages 100000\n",
+                dir.path().display()
+            ),
+        )
+        .expect("config");
+        let mut m = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        m.up();
+        m
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (Debian package mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// Stops the broker cleanly (it saves its sessions).
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A subscriber to `vigil/#` with a persistent session, reconnecting on its
+/// own; keeps `(run, id, stream)` of every record published.
+fn mqtt_checker(port: u16) -> Arc<Mutex<Vec<(String, String, String)>>> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let sink = got.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let mut options = MqttOptions::new("vigil-test-checker", "127.0.0.1", port);
+            options.set_clean_session(false);
+            options.set_keep_alive(Duration::from_secs(5));
+            options.set_max_packet_size(1 << 20, 1 << 20);
+            let (client, mut events) = AsyncClient::new(options, 1000);
+            client
+                .subscribe("vigil/#", QoS::AtLeastOnce)
+                .await
+                .expect("subscribe");
+            let mut ready = Some(ready_tx);
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let kind = p.topic.rsplit('/').next().unwrap_or_default();
+                        if matches!(kind, "events" | "captions" | "transcripts")
+                            && let Ok(v) = serde_json::from_slice::<Value>(&p.payload)
+                        {
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(key(&v));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the checker subscribed");
+    got
+}
+
+/// `kill -9` mid-run with the broker up leaves the store intact and its
+/// cursor on what was acknowledged; then the broker is down for 30 s while
+/// the next run works, and every record of both runs arrives.
+#[test]
+fn mqtt_kill_9_and_outage_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = long_clip(dir.path());
+    let mut broker = Mosquitto::new();
+    let got = mqtt_checker(broker.port);
+    let count = || got.lock().map(|g| g.len()).unwrap_or(0);
+    let sink = format!(
+        "[sinks.mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nbatch = 20\nretry_max = \"2s\"\n\
+         timeout = \"2s\"\ndrain = \"90s\"\n",
+        broker.port
+    );
+    let pipeline = pipeline(dir.path(), &clip, &sink);
+    let out = dir.path().join("out");
+    let db = out.join("events.db");
+
+    let mut first = start_vigil(&pipeline, &out, &[]);
+    wait_for("records arriving", Duration::from_secs(60), || {
+        count() >= 40
+    });
+    kill9(&mut first);
+    assert_eq!(integrity(&db), "ok", "the store survives kill -9");
+    let acked = cursor(&db, "mqtt");
+    let store = stored(&db);
+    assert!(acked > 0 && acked <= store.last().map_or(0, |r| r.0));
+    // Everything up to the cursor was acknowledged, so it has arrived.
+    wait_for(
+        "acknowledged records at the subscriber",
+        Duration::from_secs(10),
+        || {
+            let have: HashSet<(String, String)> = got
+                .lock()
+                .map(|g| g.iter().map(|r| (r.0.clone(), r.1.clone())).collect())
+                .unwrap_or_default();
+            store
+                .iter()
+                .filter(|r| r.0 <= acked)
+                .all(|r| have.contains(&(r.1.clone(), r.2.clone())))
+        },
+    );
+
+    broker.down();
+    let down_at = Instant::now();
+    let second = start_vigil(&pipeline, &out, &[]);
+    std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
+    broker.up();
+    let stderr = finish(second);
+    assert!(stderr.contains("mqtt: delivered"), "{stderr}");
+    assert!(stderr.contains("pending 0"), "{stderr}");
+    let store_len = stored(&db).len();
+    wait_for(
+        "the subscriber to catch up",
+        Duration::from_secs(20),
+        || {
+            let have: HashSet<(String, String)> = got
+                .lock()
+                .map(|g| g.iter().map(|r| (r.0.clone(), r.1.clone())).collect())
+                .unwrap_or_default();
+            have.len() >= store_len
+        },
+    );
+    let got = got.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_all_arrived(&db, &got);
+}
+
+// ---------------------------------------------------------------- NATS
+
+struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    fn new() -> NatsServer {
+        let mut n = NatsServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tmp"),
+            child: None,
+        };
+        n.up();
+        n
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("nats-server to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `(run, id, stream)` of every message in the VIGIL stream, in order;
+    /// the Nats-Msg-Id header must be `run/id`.
+    fn messages(&self) -> Vec<(String, String, String)> {
+        let url = format!("nats://127.0.0.1:{}", self.port);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = async_nats::connect(url).await.expect("connect");
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream("VIGIL").await.expect("stream VIGIL");
+            let state = stream.info().await.expect("info").state.clone();
+            let mut out = Vec::new();
+            if state.messages == 0 {
+                return out;
+            }
+            for seq in state.first_sequence..=state.last_sequence {
+                let m = stream.get_raw_message(seq).await.expect("message");
+                let v: Value = serde_json::from_slice(&m.payload).expect("JSON");
+                let k = key(&v);
+                let header = m
+                    .headers
+                    .get("Nats-Msg-Id")
+                    .map(|h| h.as_str().to_string())
+                    .unwrap_or_default();
+                assert_eq!(header, format!("{}/{}", k.0, k.1));
+                assert_eq!(
+                    m.subject.as_str(),
+                    format!("vigil.{}.{}", k.2, v["type"].as_str().unwrap_or_default())
+                );
+                out.push(k);
+            }
+            out
+        })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// As for the webhook, against JetStream: the server is killed, vigil is
+/// killed while it is down, the next run works through the rest of the
+/// outage, and the stream ends up with every record exactly once.
+#[test]
+fn nats_outage_and_kill_9_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = long_clip(dir.path());
+    let mut server = NatsServer::new();
+    let sink = format!(
+        "[sinks.nats]\nurl = \"nats://127.0.0.1:{}\"\nbatch = 20\nretry_max = \"2s\"\n\
+         timeout = \"2s\"\ndrain = \"90s\"\n",
+        server.port
+    );
+    let pipeline = pipeline(dir.path(), &clip, &sink);
+    let out = dir.path().join("out");
+    let db = out.join("events.db");
+
+    let mut first = start_vigil(&pipeline, &out, &[]);
+    wait_for(
+        "the first acknowledgements",
+        Duration::from_secs(60),
+        || db.exists() && cursor(&db, "nats") > 20,
+    );
+    server.down();
+    let down_at = Instant::now();
+    let acked = cursor(&db, "nats");
+    wait_for("records owed", Duration::from_secs(60), || {
+        stored(&db).len() as i64 > acked + 50
+    });
+    kill9(&mut first);
+    assert_eq!(integrity(&db), "ok");
+
+    let second = start_vigil(&pipeline, &out, &[]);
+    std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
+    server.up();
+    let stderr = finish(second);
+    assert!(stderr.contains("nats: delivered"), "{stderr}");
+    assert!(stderr.contains("pending 0"), "{stderr}");
+    let got = server.messages();
+    assert_all_arrived(&db, &got);
+    assert_eq!(
+        got.len(),
+        stored(&db).len(),
+        "JetStream de-duplicated every redelivery (Nats-Msg-Id)"
+    );
+}
+
+// ---------------------------------------------------------------- full store
+
+/// A file-size limit the store meets mid-run: a clear error, the store
+/// marked degraded and left intact, the other streams and the JSONL log go
+/// on with every record.
+#[test]
+fn a_full_store_degrades_without_losing_the_log() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = long_clip(dir.path());
+    let pipeline = pipeline(dir.path(), &clip, "");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    // Writes past 400 KiB fail (EFBIG). The JSONL log of this run (about
+    // 260 KB) stays under it; the store (pages of the table, four indexes
+    // and the WAL) does not.
+    const LIMIT: u64 = 400 * 1024;
+    let mut c = vigil();
+    c.args(["run"]).arg(&pipeline).arg("--out").arg(&out);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child
+    // between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = c.output().expect("vigil runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("event store")
+            && stderr.contains("degraded")
+            && stderr.contains("file-size limit"),
+        "says the store failed and is degraded: {stderr}"
+    );
+    let log = read_jsonl(&out.join("events.jsonl"));
+    let said: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("records "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary counts the records");
+    assert_eq!(log.len(), said, "the log kept every record");
+    let db = out.join("events.db");
+    assert_eq!(integrity(&db), "ok");
+    let kept = stored(&db);
+    assert!(
+        !kept.is_empty() && kept.len() < log.len(),
+        "the store kept {} of {} records",
+        kept.len(),
+        log.len()
+    );
+    // What the store kept is what the log says, record for record.
+    let in_log: HashSet<(String, String)> = log
+        .iter()
+        .map(|r| {
+            let k = key(r);
+            (k.0, k.1)
+        })
+        .collect();
+    assert!(
+        kept.iter()
+            .all(|r| in_log.contains(&(r.1.clone(), r.2.clone())))
+    );
+    for stream in ["cam1", "cam2"] {
+        assert!(
+            log.iter()
+                .any(|r| r["stream"] == stream && r["kind"] == "motion" && r["phase"] == "end"),
+            "stream {stream} ran to its end"
+        );
+    }
+}
