@@ -22,6 +22,7 @@ packages=(
   pkg-config
   build-essential
   ca-certificates
+  openssl
   libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools

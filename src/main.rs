@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Where each live sink stands in the event store: records acknowledged
+    /// and owed. `--forget NAME` releases a sink that is gone for good, so
+    /// that retention may delete what it was owed.
+    Cursors {
+        #[arg(long, default_value = "out/events.db")]
+        db: PathBuf,
+        #[arg(long, value_name = "SINK")]
+        forget: Option<String>,
+    },
     /// The models and ONNX Runtime: what is installed, and fetching them.
     Models {
         #[command(subcommand)]
@@ -156,6 +165,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Models { action } => models(action),
+        Command::Cursors { db, forget } => {
+            if !db.exists() {
+                anyhow::bail!(
+                    "no event store at {}; give the one `vigil run` wrote with --db OUT/events.db",
+                    db.display()
+                );
+            }
+            let store = vigil::sink::store::open(&db)?;
+            if let Some(sink) = forget {
+                if !vigil::sink::store::forget_cursor(&store, &sink, &db)? {
+                    anyhow::bail!("{} has no cursor named `{sink}`", db.display());
+                }
+                println!("forgot {sink}: retention no longer keeps records for it");
+                return Ok(0);
+            }
+            println!("{:<12} {:>12} {:>10}", "sink", "acknowledged", "owed");
+            for (sink, seq, owed) in vigil::sink::store::cursors(&store, &db)? {
+                println!("{sink:<12} {seq:>12} {owed:>10}");
+            }
+            Ok(0)
+        }
         Command::Events {
             db,
             since,

@@ -163,7 +163,7 @@ delivery_fields! {
         /// Topics start with it: `PREFIX/STREAM/events`.
         #[serde(default = "default_mqtt_prefix")]
         pub prefix: String,
-        /// Client id; `vigil-<host>` when unset.
+        /// Client id; `vigil-HOST-PID` when unset.
         #[serde(default)]
         pub client_id: Option<String>,
         #[serde(default)]

@@ -228,6 +228,9 @@ async fn run(
     let mut report = SinkReport::default();
     let mut stage = HashMap::new();
     let mut failed = vec![false; sinks.len()];
+    for sink in sinks.iter() {
+        metrics.sink_up(sink.name(), true);
+    }
     for batch in input.iter() {
         let m = stage
             .entry(batch.stream.clone())

@@ -71,13 +71,32 @@ impl MqttSettings {
             host: host.into(),
             port,
             tls: None,
-            client_id: format!("vigil-{}", std::process::id()),
+            client_id: default_client_id(),
             username: None,
             password: None,
             prefix: "vigil".to_owned(),
             keep_alive: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// `vigil-HOST-PID`: two vigils on one broker never take each other's
+/// session, even in containers where every PID is 1 (hosts differ there).
+fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    if host.is_empty() {
+        format!("vigil-{}", std::process::id())
+    } else {
+        format!("vigil-{host}-{}", std::process::id())
     }
 }
 

@@ -131,7 +131,13 @@ impl Outbox {
                             };
                         }
                     };
-                    runtime.block_on(worker.run(transport.as_mut(), committed, finishing))
+                    let report =
+                        runtime.block_on(worker.run(transport.as_mut(), committed, finishing));
+                    drop(transport);
+                    // Name lookups still running in the blocking pool must
+                    // not hold up the end of the run.
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                    report
                 })
                 .map_err(|e| Error::io(format!("cannot start the {name} sink thread"), e))?;
             threads.push((name, thread));
@@ -141,9 +147,9 @@ impl Outbox {
 
     /// Tells every live sink the run is over, lets each deliver what it
     /// still owes for up to its `drain`, and reports.
-    pub fn finish(self) -> Vec<DeliveryReport> {
+    pub fn finish(mut self) -> Vec<DeliveryReport> {
         self.finish.send_replace(true);
-        self.threads
+        std::mem::take(&mut self.threads)
             .into_iter()
             .map(|(name, t)| {
                 t.join().unwrap_or_else(|_| DeliveryReport {
@@ -153,6 +159,14 @@ impl Outbox {
                 })
             })
             .collect()
+    }
+}
+
+impl Drop for Outbox {
+    /// An outbox dropped without [`Outbox::finish`] (a run that failed to
+    /// start) still lets its threads drain and end on their own.
+    fn drop(&mut self) {
+        self.finish.send_replace(true);
     }
 }
 
@@ -182,32 +196,53 @@ impl Worker {
         let mut cursor = match cursor(&self.db, &self.name) {
             Ok(c) => c,
             Err(e) => {
-                report.last_error = Some(self.store_error("cannot read the cursor", e));
+                let message = self.store_error("cannot read the cursor", e);
+                tracing::error!(sink = %self.name, "{message}");
+                report.last_error = Some(message);
+                report.pending = owed(&self.db, 0).unwrap_or(0);
                 return report;
             }
         };
+        self.warn_of_a_gap(cursor);
         let timeout = Duration::from_nanos(self.delivery.timeout);
         let drain = Duration::from_nanos(self.delivery.drain);
         let retry_max = Duration::from_nanos(self.delivery.retry_max);
         let mut deadline: Option<Instant> = None;
         let mut failures = 0u32;
         let mut down_since: Option<Instant> = None;
+        let mut store_failed = false;
         let mut lags: Vec<f64> = Vec::new();
+        let mut writing = true;
+        let mut counted: Option<Instant> = None;
         self.metrics.sink_up(&self.name, true);
         loop {
             if deadline.is_none() && *finishing.borrow_and_update() {
                 deadline = Some(Instant::now() + drain);
             }
-            if let Ok(n) = owed(&self.db, cursor) {
-                self.metrics
-                    .delivery_pending(&self.name, i64::try_from(n).unwrap_or(i64::MAX));
+            // The gauge is a count over the owed rows: at most once a second.
+            if counted.is_none_or(|t| t.elapsed() >= IDLE_POLL) {
+                counted = Some(Instant::now());
+                if let Ok(n) = owed(&self.db, cursor) {
+                    self.metrics
+                        .delivery_pending(&self.name, i64::try_from(n).unwrap_or(i64::MAX));
+                }
             }
             let batch = match fetch(&self.db, cursor, self.delivery.batch) {
                 Ok(b) => b,
                 Err(e) => {
-                    // The store is busy or broken: wait as for a failure.
-                    report.last_error = Some(self.store_error("cannot read records", e));
-                    Vec::new()
+                    // The store is busy or broken: say so once, then wait as
+                    // for a failed delivery.
+                    let message = self.store_error("cannot read records", e);
+                    if !store_failed {
+                        tracing::error!(sink = %self.name, "{message}");
+                    }
+                    store_failed = true;
+                    report.last_error = Some(message);
+                    if deadline.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
                 }
             };
             if batch.is_empty() {
@@ -215,21 +250,33 @@ impl Worker {
                     break;
                 }
                 tokio::select! {
-                    _ = committed.changed() => {}
-                    _ = finishing.changed() => {}
+                    // The store's writer is gone once the run's records are
+                    // all stored: then only the finish signal matters.
+                    r = committed.changed(), if writing => writing = r.is_ok(),
+                    r = finishing.changed() => {
+                        if r.is_err() {
+                            // The outbox was dropped without `finish`.
+                            deadline = Some(Instant::now() + drain);
+                        }
+                    }
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                 }
                 continue;
             }
-            let attempt =
-                tokio::time::timeout(timeout + Duration::from_secs(1), transport.deliver(&batch))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Failed(format!(
-                            "no acknowledgement within {}",
-                            humantime::format_duration(timeout)
-                        )))
-                    });
+            // One attempt, bounded by the sink's timeout and, once the run is
+            // over, by what is left of the drain.
+            let mut bound = timeout + Duration::from_secs(1);
+            if let Some(d) = deadline {
+                bound = bound.min(d.saturating_duration_since(Instant::now()));
+            }
+            let attempt = tokio::time::timeout(bound, transport.deliver(&batch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failed(format!(
+                        "no acknowledgement within {}",
+                        humantime::format_duration(bound)
+                    )))
+                });
             match attempt {
                 Ok(()) => {
                     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
@@ -283,7 +330,11 @@ impl Worker {
                     tokio::select! {
                         _ = tokio::time::sleep_until(until) => {}
                         // The run ended: the drain deadline starts now.
-                        _ = finishing.changed(), if deadline.is_none() => {}
+                        r = finishing.changed(), if deadline.is_none() => {
+                            if r.is_err() {
+                                deadline = Some(Instant::now() + drain);
+                            }
+                        }
                     }
                 }
             }
@@ -291,19 +342,45 @@ impl Worker {
                 break;
             }
         }
-        tokio::time::timeout(timeout, transport.close()).await.ok();
+        // A clean goodbye (MQTT's offline status), briefly once past the drain.
+        let close = if deadline.is_some_and(|d| Instant::now() >= d) {
+            timeout.min(Duration::from_secs(2))
+        } else {
+            timeout
+        };
+        tokio::time::timeout(close, transport.close()).await.ok();
         report.pending = owed(&self.db, cursor).unwrap_or(0);
         self.metrics.delivery_pending(
             &self.name,
             i64::try_from(report.pending).unwrap_or(i64::MAX),
         );
-        if report.pending == 0 && down_since.is_none() {
+        if report.pending == 0 && down_since.is_none() && !store_failed {
             report.last_error = None;
         }
         lags.sort_by(f64::total_cmp);
         report.lag_p50_ms = percentile(&lags, 0.50).map(|s| s * 1e3);
         report.lag_p95_ms = percentile(&lags, 0.95).map(|s| s * 1e3);
         report
+    }
+
+    /// Records between the cursor and the oldest stored one were deleted
+    /// before this sink had them (an older vigil's retention, or a cursor
+    /// forgotten and made again): say so, since they cannot be sent.
+    fn warn_of_a_gap(&self, cursor: i64) {
+        let oldest: rusqlite::Result<Option<i64>> =
+            self.db
+                .query_row("SELECT min(seq) FROM records", [], |r| r.get(0));
+        if let Ok(Some(oldest)) = oldest
+            && oldest > cursor + 1
+            && cursor > 0
+        {
+            tracing::warn!(
+                sink = %self.name,
+                "records {}..{} were deleted from the store before this sink delivered them",
+                cursor + 1,
+                oldest - 1
+            );
+        }
     }
 }
 

@@ -126,27 +126,18 @@ pub struct Retention {
 }
 
 /// Deletes what `keep` does not keep, oldest first, but never a record
-/// one of the live sinks `owed_to` has not acknowledged (past its cursor).
-/// The cursors of sinks no longer configured hold nothing back. Returns
-/// the rows deleted.
+/// some live sink has not acknowledged (past its cursor), whether or not
+/// this run delivers to it: a sink left out of a pipeline for a while
+/// still gets what it is owed when it comes back. `vigil cursors --forget`
+/// releases a sink for good. Returns the rows deleted.
 pub fn prune(
     db: &Connection,
     keep: Retention,
     now: chrono::DateTime<chrono::Utc>,
-    owed_to: &[String],
 ) -> rusqlite::Result<u64> {
     // Records after the lowest cursor are still owed to a sink.
-    let mut bound = i64::MAX;
-    for sink in owed_to {
-        let at: Option<i64> = db
-            .query_row("SELECT seq FROM cursors WHERE sink = ?1", [sink], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(at) = at {
-            bound = bound.min(at + 1);
-        }
-    }
+    let owed: Option<i64> = db.query_row("SELECT min(seq) FROM cursors", [], |r| r.get(0))?;
+    let bound = owed.map_or(i64::MAX, |s| s.saturating_add(1));
     let mut deleted = 0u64;
     if let Some(age) = keep.max_age {
         let age = chrono::Duration::nanoseconds(i64::try_from(age).unwrap_or(i64::MAX));
@@ -199,6 +190,38 @@ pub fn register_cursors(db: &Connection, sinks: &[String]) -> rusqlite::Result<(
     Ok(())
 }
 
+/// Every live sink's cursor: name, last seq acknowledged, records owed.
+pub fn cursors(db: &Connection, path: &Path) -> Result<Vec<(String, i64, u64)>> {
+    let read = || -> rusqlite::Result<Vec<(String, i64, u64)>> {
+        let mut q = db.prepare(
+            "SELECT sink, seq, (SELECT count(*) FROM records WHERE records.seq > cursors.seq)
+             FROM cursors ORDER BY sink",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            ))
+        })?;
+        rows.collect()
+    };
+    read().map_err(|e| Error::Store {
+        path: path.to_path_buf(),
+        message: format!("cannot read the cursors: {e}"),
+    })
+}
+
+/// Removes `sink`'s cursor; false when it had none.
+pub fn forget_cursor(db: &Connection, sink: &str, path: &Path) -> Result<bool> {
+    db.execute("DELETE FROM cursors WHERE sink = ?1", [sink])
+        .map(|n| n > 0)
+        .map_err(|e| Error::Store {
+            path: path.to_path_buf(),
+            message: format!("cannot remove the cursor of {sink}: {e}"),
+        })
+}
+
 /// The highest `seq` stored, 0 when none.
 pub fn last_seq(db: &Connection) -> rusqlite::Result<i64> {
     db.query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
@@ -212,8 +235,6 @@ pub struct StoreSink {
     db: Connection,
     keep: Retention,
     batches: u64,
-    /// The live sinks that deliver from this store.
-    owed_to: Vec<String>,
     /// The highest `seq` committed, for the live sinks to wait on.
     committed: tokio::sync::watch::Sender<i64>,
 }
@@ -234,7 +255,6 @@ impl StoreSink {
             db,
             keep,
             batches: 0,
-            owed_to: owed_to.to_vec(),
             committed: tokio::sync::watch::Sender::new(last),
         };
         s.prune()?;
@@ -250,14 +270,18 @@ impl StoreSink {
         if self.keep == Retention::default() {
             return Ok(());
         }
-        let n = prune(&self.db, self.keep, chrono::Utc::now(), &self.owed_to).map_err(|e| {
-            Error::Store {
-                path: self.path.clone(),
-                message: format!("cannot delete old records: {e}"),
+        // Retention failing is not the store failing: records are still
+        // written, and the next pass tries again.
+        match prune(&self.db, self.keep, chrono::Utc::now()) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(path = %self.path.display(), deleted = n, "event store retention")
             }
-        })?;
-        if n > 0 {
-            tracing::info!(path = %self.path.display(), deleted = n, "event store retention");
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                "event store retention: cannot delete old records: {}",
+                explain(&self.db, &e)
+            ),
         }
         Ok(())
     }
@@ -294,7 +318,10 @@ impl StoreSink {
             }
         }
         tx.commit()?;
-        self.committed.send_replace(last_seq(&self.db)?);
+        // The live sinks also look by themselves every second.
+        if let Ok(last) = last_seq(&self.db) {
+            self.committed.send_replace(last);
+        }
         Ok(())
     }
 }
@@ -531,11 +558,7 @@ mod tests {
             max_age: Some(100 * 3_600_000_000_000),
             max_bytes: None,
         };
-        let owed = ["mqtt".to_string()];
-        // A cursor of a sink no longer configured holds nothing back.
-        s.db.execute("INSERT INTO cursors (sink, seq) VALUES ('gone', 10)", [])
-            .unwrap();
-        let n = prune(&s.db, by_age, now, &owed).unwrap();
+        let n = prune(&s.db, by_age, now).unwrap();
         assert_eq!(count(&s.db), 2000 - n as i64);
         let oldest: i64 =
             s.db.query_row("SELECT min(seq) FROM records", [], |r| r.get(0))
@@ -545,22 +568,25 @@ mod tests {
             "kept from the first record the sink still owes"
         );
         // Now everything is acknowledged; 100 hours are kept.
-        s.db.execute("UPDATE cursors SET seq = 2000 WHERE sink = 'mqtt'", [])
-            .unwrap();
-        prune(&s.db, by_age, now, &owed).unwrap();
+        s.db.execute("UPDATE cursors SET seq = 2000", []).unwrap();
+        prune(&s.db, by_age, now).unwrap();
         assert_eq!(count(&s.db), 100);
         // By size: under 64 KiB of pages.
         let by_size = Retention {
             max_age: None,
             max_bytes: Some(64 * 1024),
         };
-        prune(&s.db, by_size, now, &owed).unwrap();
+        prune(&s.db, by_size, now).unwrap();
         let left = count(&s.db);
         assert!(left > 0 && left < 64, "{left} left");
         let newest: i64 =
             s.db.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))
                 .unwrap();
         assert_eq!(newest, 2000, "the newest are kept");
+        let listed = cursors(&s.db, &path).unwrap();
+        assert_eq!(listed, vec![("mqtt".to_string(), 2000, 0)]);
+        assert!(forget_cursor(&s.db, "mqtt", &path).unwrap());
+        assert!(!forget_cursor(&s.db, "mqtt", &path).unwrap());
     }
 
     #[test]

@@ -11,6 +11,24 @@ use rustls::pki_types::pem::PemObject;
 /// A client configuration trusting the system's roots and those in `ca_file`.
 /// `sink` names the sink in errors.
 pub fn client_config(sink: &str, ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    build(sink, ca_file, true)
+}
+
+/// The same for a client that may never use TLS (a plain `http://`
+/// webhook, which a redirect could still not take to HTTPS): no trusted
+/// certificate is not an error.
+pub fn optional_client_config(
+    sink: &str,
+    ca_file: Option<&Path>,
+) -> Result<rustls::ClientConfig, String> {
+    build(sink, ca_file, false)
+}
+
+fn build(
+    sink: &str,
+    ca_file: Option<&Path>,
+    need_roots: bool,
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are skipped (a minimal container may
     // have none); a CA file given by the user must load.
@@ -38,7 +56,7 @@ pub fn client_config(sink: &str, ca_file: Option<&Path>) -> Result<rustls::Clien
             })?;
         }
     }
-    if roots.is_empty() {
+    if roots.is_empty() && need_roots {
         return Err(format!(
             "{sink}: no trusted certificate: the system has none (install ca-certificates) and no ca_file is given"
         ));

@@ -329,8 +329,14 @@ fn webhook_outage_and_kill_9_lose_nothing() {
 
     let second = start_vigil(&pipeline, &out, &env);
     std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
+    let stored_while_down = stored(&db).len();
     rx.up();
     let stderr = finish(second);
+    assert_eq!(
+        stored(&db).len(),
+        stored_while_down,
+        "run 2 stored all its records while the receiver was down: nothing waited on it"
+    );
     assert!(stderr.contains("webhook: delivered"), "{stderr}");
     assert!(stderr.contains("pending 0"), "{stderr}");
     assert!(
@@ -515,8 +521,14 @@ fn mqtt_kill_9_and_outage_lose_nothing() {
     let down_at = Instant::now();
     let second = start_vigil(&pipeline, &out, &[]);
     std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
+    let stored_while_down = stored(&db).len();
     broker.up();
     let stderr = finish(second);
+    assert_eq!(
+        stored(&db).len(),
+        stored_while_down,
+        "run 2 stored all its records while the broker was down: nothing waited on it"
+    );
     assert!(stderr.contains("mqtt: delivered"), "{stderr}");
     assert!(stderr.contains("pending 0"), "{stderr}");
     let store_len = stored(&db).len();
@@ -661,8 +673,14 @@ fn nats_outage_and_kill_9_lose_nothing() {
 
     let second = start_vigil(&pipeline, &out, &[]);
     std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
+    let stored_while_down = stored(&db).len();
     server.up();
     let stderr = finish(second);
+    assert_eq!(
+        stored(&db).len(),
+        stored_while_down,
+        "run 2 stored all its records while the server was down: nothing waited on it"
+    );
     assert!(stderr.contains("nats: delivered"), "{stderr}");
     assert!(stderr.contains("pending 0"), "{stderr}");
     let got = server.messages();
