@@ -113,7 +113,7 @@ pub fn run(
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Arc<str>>();
     let mut running = Vec::new();
     for source in &config.sources {
-        let status = Arc::new(StreamStatus::new(source.uri.clone()));
+        let status = Arc::new(StreamStatus::new(crate::source::redact_uri(&source.uri)));
         lock(table).insert(source.name.clone(), status.clone());
         let mut r = Running {
             name: source.name.clone(),
@@ -302,6 +302,8 @@ fn start_stream(
         width: Some(source.width),
         height: source.height,
         thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
+        rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
+        rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
     };
     r.status.set_state(StreamState::Running);
     r.stop = Some(src_tx.clone());

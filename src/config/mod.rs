@@ -87,9 +87,23 @@ pub struct SourceConfig {
     /// Names the stream in records and metrics (letters, digits, `-`, `_`, `.`).
     #[serde(deserialize_with = "stream_name")]
     pub name: String,
-    /// A file path or any GStreamer URI; `~` and `${VAR:-default}` are expanded.
+    /// A file path or any GStreamer URI; `~` and `${VAR:-default}` are
+    /// expanded, so a camera's password can come from the environment
+    /// (`rtsp://admin:${CAM1_PASSWORD}@cam1/stream`). Messages, logs and
+    /// metrics never show a URI's credentials.
     #[serde(deserialize_with = "expanded")]
     pub uri: String,
+    /// RTSP: `tcp` (interleaved on the RTSP connection: the default, it
+    /// passes NAT and firewalls) or `udp`.
+    #[serde(default)]
+    pub transport: RtspTransport,
+    /// RTSP: the jitter buffer's latency.
+    #[serde(
+        default = "default_rtsp_latency",
+        deserialize_with = "rtsp_latency",
+        serialize_with = "ser_duration"
+    )]
+    pub latency: u64,
     /// Analysis frames per second, sampled by PTS.
     #[serde(default = "default_fps", deserialize_with = "fps")]
     pub fps: u32,
@@ -98,6 +112,15 @@ pub struct SourceConfig {
     pub width: u32,
     #[serde(default, deserialize_with = "opt_frame_side")]
     pub height: Option<u32>,
+}
+
+/// How RTSP media travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// The synchroniser.
@@ -660,6 +683,12 @@ impl PipelineConfig {
                 SourceConfig {
                     name,
                     uri: uri.clone(),
+                    transport: template
+                        .as_ref()
+                        .map_or_else(Default::default, |t| t.transport),
+                    latency: template
+                        .as_ref()
+                        .map_or_else(default_rtsp_latency, |t| t.latency),
                     fps: template.as_ref().map_or(default_fps(), |t| t.fps),
                     width: template.as_ref().map_or(default_width(), |t| t.width),
                     height: template.as_ref().and_then(|t| t.height),

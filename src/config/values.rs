@@ -178,6 +178,14 @@ pub(super) fn duration_in<'de, D: Deserializer<'de>>(
     Ok(v)
 }
 
+pub(super) fn default_rtsp_latency() -> u64 {
+    200 * MILLISECOND
+}
+
+pub(super) fn rtsp_latency<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, 0, 10 * SECOND, "latency")
+}
+
 pub(super) fn hop<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     duration_in(d, 100 * MILLISECOND, 10 * SECOND, "hop")
 }

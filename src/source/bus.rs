@@ -124,5 +124,5 @@ pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -
     } else {
         format!("{}{detail}", err.message())
     };
-    format!("{shown}: {what}")
+    super::uri::scrub(&format!("{}: {what}", super::uri::redact_uri(&shown)), uri)
 }

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::metrics::StageMetrics;
 use crate::stream::StreamStatus;
 use crate::sync::Input;
-pub use uri::{check_input, resolve_uri};
+pub use uri::{check_input, redact_uri, resolve_uri};
 
 /// What a source sends to its synchroniser.
 #[derive(Debug)]
@@ -47,6 +47,9 @@ pub struct SourceSettings {
     pub height: Option<u32>,
     /// Width of the grey thumbnail to make with each frame, if an encoder wants one.
     pub thumbnail_width: Option<u32>,
+    /// RTSP: over TCP (else UDP), and the jitter buffer's latency in ms.
+    pub rtsp_tcp: bool,
+    pub rtsp_latency_ms: u32,
 }
 
 /// A running source: its pipeline and the thread watching its bus.
@@ -86,6 +89,13 @@ impl Source {
         pipeline
             .add(&decode)
             .map_err(|e| source_err(format!("cannot build the pipeline: {e}")))?;
+        let (tcp, latency) = (settings.rtsp_tcp, settings.rtsp_latency_ms);
+        decode.connect("source-setup", false, move |args| {
+            if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                setup_network_source(&src, tcp, latency);
+            }
+            None
+        });
         let live = Arc::new(AtomicBool::new(false));
         branch::connect(
             &pipeline,
@@ -138,6 +148,21 @@ impl Source {
             let _ = t.join();
         }
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Sets what the pipeline file asks of a network source element once
+/// uridecodebin has made it.
+fn setup_network_source(src: &gst::Element, tcp: bool, latency_ms: u32) {
+    let factory = src
+        .factory()
+        .map(|f| f.name().to_string())
+        .unwrap_or_default();
+    if factory == "rtspsrc" {
+        src.set_property_from_str("protocols", if tcp { "tcp" } else { "udp" });
+        src.set_property("latency", latency_ms);
+        // Late packets are dropped rather than held: a live view.
+        src.set_property("drop-on-latency", true);
     }
 }
 

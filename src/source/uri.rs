@@ -29,6 +29,36 @@ fn looks_like_uri(s: &str) -> bool {
     }
 }
 
+/// `uri` fit for messages, logs, metrics and the API: without the user
+/// name and password it may carry (`rtsp://admin:pw@cam/…`). Anything not
+/// a URL (a file path) is returned as it is.
+pub fn redact_uri(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => uri.to_string(),
+    }
+}
+
+/// Removes every copy of `uri`'s credentials from `text` (GStreamer's own
+/// messages may quote the location).
+pub fn scrub(text: &str, uri: &str) -> String {
+    let Ok(u) = url::Url::parse(uri) else {
+        return text.to_string();
+    };
+    let mut out = text.replace(uri, &redact_uri(uri));
+    if let Some(pw) = u.password().filter(|p| p.len() >= 3) {
+        out = out.replace(pw, "***");
+        if let Ok(decoded) = percent_encoding::percent_decode_str(pw).decode_utf8() {
+            out = out.replace(decoded.as_ref(), "***");
+        }
+    }
+    out
+}
+
 /// Checks a `file://` URI's file before GStreamer sees it, so the common
 /// mistakes get a plain answer. Other URIs pass unchecked.
 pub fn check_input(uri: &str) -> Result<(), String> {
@@ -57,6 +87,19 @@ pub fn check_input(uri: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_show() {
+        let uri = "rtsp://admin:s%40cret@cam1:554/stream";
+        assert_eq!(redact_uri(uri), "rtsp://cam1:554/stream");
+        assert_eq!(redact_uri("/tmp/a.mp4"), "/tmp/a.mp4");
+        let said = scrub(&format!("cannot open {uri} (password s@cret)"), uri);
+        assert!(
+            !said.contains("s%40cret") && !said.contains("s@cret"),
+            "{said}"
+        );
+        assert!(said.contains("rtsp://cam1:554/stream"), "{said}");
+    }
 
     #[test]
     fn paths_become_file_uris() {

@@ -47,6 +47,8 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
             width: Some(160),
             height: None,
             thumbnail_width: None,
+            rtsp_tcp: true,
+            rtsp_latency_ms: 200,
         },
         src_tx,
         Arc::new(StreamStatus::default()),

@@ -1,0 +1,233 @@
+//! Live sources: an RTSP server started here (gst-rtsp-server, one shared
+//! media for every client, an already encoded file so nothing is
+//! re-encoded per client) and vigil watching it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+use crate::clip::shared;
+use crate::run::{read_jsonl, vigil};
+
+/// `vtest.avi` (people walking) as H.264 in MP4, 384×288, made once here.
+fn h264_clip(dir: &Path) -> PathBuf {
+    let path = dir.join("vtest.mp4");
+    let ok = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", shared("vtest.avi").display()))
+        .args([
+            "!",
+            "decodebin",
+            "!",
+            "videoconvert",
+            "!",
+            "videoscale",
+            "!",
+            "video/x-raw,width=384,height=288",
+            "!",
+            "x264enc",
+            "speed-preset=ultrafast",
+            "tune=zerolatency",
+            "key-int-max=10",
+            "!",
+            "h264parse",
+            "!",
+            "mp4mux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(ok.success(), "made the H.264 clip");
+    path
+}
+
+/// An RTSP server on 127.0.0.1 serving `file` at `/cam`, shared by every
+/// client, in real time. Stops with its thread when dropped.
+struct RtspServer {
+    port: u16,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RtspServer {
+    fn start(file: &Path) -> RtspServer {
+        gst::init().expect("GStreamer");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let context = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let launch = format!(
+            "( filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            file.display()
+        );
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let lp = main_loop.clone();
+        let thread = std::thread::spawn(move || {
+            let _guard = context.acquire().expect("the server's main context");
+            let server = rtsp::RTSPServer::new();
+            server.set_address("127.0.0.1");
+            server.set_service(&port.to_string());
+            let mounts = server.mount_points().expect("mount points");
+            let factory = rtsp::RTSPMediaFactory::new();
+            factory.set_launch(&launch);
+            factory.set_shared(true);
+            mounts.add_factory("/cam", factory);
+            // The source lives in this thread's own context, which goes
+            // with the thread.
+            let _source = server.attach(Some(&context)).expect("attach the server");
+            let _ = ready_tx.send(());
+            lp.run();
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the RTSP server started");
+        RtspServer {
+            port,
+            main_loop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// vigil watches a live RTSP camera: records flow, stream time follows the
+/// wall clock, `utc` is now, and the password in the URI never shows.
+#[test]
+fn an_rtsp_camera_is_watched_live() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let password = "pa55w0rd-xyz";
+    let pipeline = dir.path().join("live.toml");
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "door"
+uri = "rtsp://viewer:${{VIGIL_TEST_CAM_PW}}@127.0.0.1:{}/cam"
+latency = "100ms"
+
+[encoders.motion]
+min_duration = "0s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+[sinks.store]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#,
+            server.port
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let started = chrono::Utc::now();
+    let t0 = Instant::now();
+    let child = vigil()
+        .args(["run"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .env("VIGIL_TEST_CAM_PW", password)
+        .env("VIGIL_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    // Captions every 2 s of stream time: wait for 6 of them (12 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_jsonl(&log)
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .count()
+        < 6
+    {
+        assert!(Instant::now() < deadline, "captions from the live stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    // What the server shows never carries the camera's credentials.
+    let get = |path: &str| -> String {
+        ureq::get(&format!("http://127.0.0.1:{http}{path}"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    };
+    let health = get("/healthz");
+    assert!(health.contains("\"door\":\"running\""), "{health}");
+    for text in [health, get("/metrics")] {
+        assert!(
+            !text.contains(password) && !text.contains("viewer"),
+            "{text}"
+        );
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stderr}");
+    let records = read_jsonl(&log);
+    assert!(
+        records.iter().any(|r| r["kind"] == "motion"),
+        "people walking are motion"
+    );
+    // A live stream's time runs with the wall clock: 12 s of captions took
+    // about 12 s (the first frames come after connecting and buffering).
+    let last_end = records
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .filter_map(|r| r["end"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(
+        last_end >= 12.0 && last_end <= wall + 1.0,
+        "stream time {last_end} s against {wall:.1} s of wall time"
+    );
+    // utc is the wall clock at the frames, not a file's start time.
+    let first_utc = records
+        .iter()
+        .filter_map(|r| r["utc"].as_str())
+        .filter_map(|u| chrono::DateTime::parse_from_rfc3339(u).ok())
+        .min()
+        .expect("records have utc");
+    let skew = (first_utc.with_timezone(&chrono::Utc) - started)
+        .num_milliseconds()
+        .abs();
+    assert!(skew < 10_000, "utc {first_utc} against start {started}");
+    for text in [&stderr, &stdout] {
+        assert!(!text.contains(password), "the password never shows: {text}");
+    }
+    let everything = std::fs::read_to_string(&log).expect("log");
+    assert!(!everything.contains(password));
+    drop(server);
+}
