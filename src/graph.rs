@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::fuse::{Batch, Fuser};
 use crate::metrics::Metrics;
 use crate::sink::{Printer, SinkReport};
-use crate::source::{Source, SourceSettings};
+use crate::source::SourceSettings;
 use crate::stream::{StreamState, StreamStatus};
 use crate::sync::{SyncOutcome, SyncSettings};
 
@@ -65,7 +65,7 @@ pub struct RunReport {
 struct Running {
     name: String,
     status: Arc<StreamStatus>,
-    source: Option<Source>,
+    source: Option<crate::source::supervise::Supervised>,
     /// Where to tell the synchroniser to stop (Ctrl-C).
     stop: Option<crossbeam_channel::Sender<crate::source::SourceMessage>>,
     sync: Option<JoinHandle<SyncOutcome>>,
@@ -307,11 +307,18 @@ fn start_stream(
     };
     r.status.set_state(StreamState::Running);
     r.stop = Some(src_tx.clone());
-    match Source::start(
+    let policy = crate::source::supervise::Policy {
+        stall: Duration::from_nanos(source.stall),
+        backoff_max: Duration::from_nanos(source.retry_max),
+        // A network source's errors are worth another try; a file's are not.
+        retry_errors: !settings.uri.starts_with("file://"),
+    };
+    match crate::source::supervise::Supervised::start(
         settings,
         src_tx.clone(),
         r.status.clone(),
         metrics.stage("source", &name),
+        policy,
     ) {
         Ok(s) => r.source = Some(s),
         // The stream's own threads are running: they record the failure,

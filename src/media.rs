@@ -107,6 +107,8 @@ pub struct ChunkFlags {
     pub audio_dropped: bool,
     /// The last chunk of the stream (its span may be shorter than the hop).
     pub last: bool,
+    /// A live source was disconnected (and being reconnected) in this span.
+    pub reconnecting: bool,
 }
 
 impl ChunkFlags {
@@ -128,6 +130,9 @@ impl ChunkFlags {
         if self.audio_dropped {
             v.push("audio_dropped");
         }
+        if self.reconnecting {
+            v.push("reconnecting");
+        }
         v
     }
 
@@ -137,6 +142,7 @@ impl ChunkFlags {
             || self.video_missing
             || self.frames_dropped
             || self.audio_dropped
+            || self.reconnecting
     }
 }
 

@@ -12,6 +12,8 @@ pub enum StreamState {
     Running,
     Ended,
     Failed,
+    /// A live source lost its connection and is being reconnected.
+    Reconnecting,
 }
 
 impl StreamState {
@@ -21,6 +23,7 @@ impl StreamState {
             StreamState::Running => "running",
             StreamState::Ended => "ended",
             StreamState::Failed => "failed",
+            StreamState::Reconnecting => "reconnecting",
         }
     }
 }
@@ -72,6 +75,7 @@ impl StreamStatus {
             0 => StreamState::Starting,
             1 => StreamState::Running,
             2 => StreamState::Ended,
+            4 => StreamState::Reconnecting,
             _ => StreamState::Failed,
         }
     }
@@ -83,6 +87,7 @@ impl StreamStatus {
             StreamState::Running => 1,
             StreamState::Ended => 2,
             StreamState::Failed => 3,
+            StreamState::Reconnecting => 4,
         };
         let _ = self
             .state

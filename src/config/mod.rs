@@ -104,6 +104,20 @@ pub struct SourceConfig {
         serialize_with = "ser_duration"
     )]
     pub latency: u64,
+    /// A live source that sent nothing for this long is reconnected.
+    #[serde(
+        default = "default_stall",
+        deserialize_with = "stall",
+        serialize_with = "ser_duration"
+    )]
+    pub stall: u64,
+    /// Longest wait between two reconnection attempts (from 500 ms, doubling).
+    #[serde(
+        default = "default_source_retry_max",
+        deserialize_with = "source_retry_max",
+        serialize_with = "ser_duration"
+    )]
+    pub retry_max: u64,
     /// Analysis frames per second, sampled by PTS.
     #[serde(default = "default_fps", deserialize_with = "fps")]
     pub fps: u32,
@@ -689,6 +703,10 @@ impl PipelineConfig {
                     latency: template
                         .as_ref()
                         .map_or_else(default_rtsp_latency, |t| t.latency),
+                    stall: template.as_ref().map_or_else(default_stall, |t| t.stall),
+                    retry_max: template
+                        .as_ref()
+                        .map_or_else(default_source_retry_max, |t| t.retry_max),
                     fps: template.as_ref().map_or(default_fps(), |t| t.fps),
                     width: template.as_ref().map_or(default_width(), |t| t.width),
                     height: template.as_ref().and_then(|t| t.height),

@@ -186,6 +186,22 @@ pub(super) fn rtsp_latency<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Er
     duration_in(d, 0, 10 * SECOND, "latency")
 }
 
+pub(super) fn default_stall() -> u64 {
+    10 * SECOND
+}
+
+pub(super) fn stall<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, SECOND, 600 * SECOND, "stall")
+}
+
+pub(super) fn default_source_retry_max() -> u64 {
+    30 * SECOND
+}
+
+pub(super) fn source_retry_max<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    duration_in(d, SECOND, 3600 * SECOND, "retry_max")
+}
+
 pub(super) fn hop<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     duration_in(d, 100 * MILLISECOND, 10 * SECOND, "hop")
 }

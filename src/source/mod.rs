@@ -8,6 +8,7 @@
 
 mod branch;
 mod bus;
+pub mod supervise;
 mod uri;
 
 use std::sync::Arc;
@@ -111,8 +112,10 @@ impl Source {
             .ok_or_else(|| source_err("the pipeline has no bus".into()))?;
         // A failure to start is reported on the bus, which the bus thread reads.
         let started = pipeline.set_state(gst::State::Playing);
+        // A source that does not preroll is live; so are the protocols of
+        // cameras, whose sources may preroll all the same (rtspsrc does).
         live.store(
-            started == Ok(gst::StateChangeSuccess::NoPreroll),
+            started == Ok(gst::StateChangeSuccess::NoPreroll) || live_protocol(&settings.uri),
             Ordering::Relaxed,
         );
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -149,6 +152,19 @@ impl Source {
         }
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Whether `uri`'s protocol only ever carries live media.
+fn live_protocol(uri: &str) -> bool {
+    let scheme = uri
+        .split("://")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    matches!(
+        scheme.as_str(),
+        "rtsp" | "rtsps" | "rtspt" | "rtspu" | "rtmp" | "rtmps" | "srt" | "udp" | "rtp" | "v4l2"
+    )
 }
 
 /// Sets what the pipeline file asks of a network source element once

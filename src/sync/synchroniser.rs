@@ -41,6 +41,12 @@ pub enum Input {
     /// included): where the video branch ends, sent before its EOS.
     VideoExtent(Timestamp),
     Eos(Branch),
+    /// A live source was disconnected over `[from, to)` (source time, as
+    /// the PTS): the chunks over it are flagged `reconnecting`.
+    Outage {
+        from: Timestamp,
+        to: Timestamp,
+    },
 }
 
 /// The synchroniser's settings, from the pipeline file.
@@ -98,6 +104,8 @@ pub struct Synchroniser {
     utc_origin: Option<i64>,
     creation_time: Option<i64>,
     pending: Vec<Input>,
+    /// Spans a live source was disconnected, in stream time.
+    outages: Vec<Span>,
     frames: VecDeque<VideoFrame>,
     /// Highest frame PTS seen (stream time).
     video_wm: Option<Timestamp>,
@@ -126,6 +134,7 @@ impl Synchroniser {
             utc_origin: None,
             creation_time: None,
             pending: Vec::new(),
+            outages: Vec::new(),
             frames: VecDeque::new(),
             video_wm: None,
             video_end: Timestamp::ZERO,
@@ -224,7 +233,7 @@ impl Synchroniser {
                 self.audio.first_pts.get_or_insert(b.pts.0);
             }
             Input::CreationTime(t) => self.creation_time = Some(*t),
-            Input::VideoExtent(_) => {}
+            Input::VideoExtent(_) | Input::Outage { .. } => {}
             Input::Eos(Branch::Video) => self.video.eos = true,
             Input::Eos(Branch::Audio) => self.audio.eos = true,
         }
@@ -325,6 +334,12 @@ impl Synchroniser {
                 // Only past frames that reached sync: never before a chunk already out.
                 if self.video_wm.is_some() && end > self.next_start {
                     self.video_end = self.video_end.max(end);
+                }
+            }
+            Input::Outage { from, to } => {
+                let (from, to) = (from.0.saturating_sub(origin), to.0.saturating_sub(origin));
+                if to > from {
+                    self.outages.push(Span::new(Timestamp(from), Timestamp(to)));
                 }
             }
             Input::Topology { .. } | Input::CreationTime(_) | Input::Eos(_) => {}
@@ -444,6 +459,11 @@ impl Synchroniser {
     }
 
     fn make_chunk(&mut self, span: Span, mut flags: ChunkFlags) -> Chunk {
+        flags.reconnecting = self
+            .outages
+            .iter()
+            .any(|o| o.start < span.end && span.start < o.end);
+        self.outages.retain(|o| o.end > span.end);
         let mut frames = Vec::new();
         while self.frames.front().is_some_and(|f| f.pts < span.end) {
             if let Some(f) = self.frames.pop_front() {

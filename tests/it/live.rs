@@ -58,11 +58,23 @@ struct RtspServer {
 
 impl RtspServer {
     fn start(file: &Path) -> RtspServer {
-        gst::init().expect("GStreamer");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        RtspServer::start_on(file, port)
+    }
+
+    /// Stops serving: every client is disconnected and the port closed.
+    fn stop(mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn start_on(file: &Path, port: u16) -> RtspServer {
+        gst::init().expect("GStreamer");
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
         let launch = format!(
@@ -81,11 +93,15 @@ impl RtspServer {
             factory.set_launch(&launch);
             factory.set_shared(true);
             mounts.add_factory("/cam", factory);
-            // The source lives in this thread's own context, which goes
-            // with the thread.
-            let _source = server.attach(Some(&context)).expect("attach the server");
+            let source = server.attach(Some(&context)).expect("attach the server");
             let _ = ready_tx.send(());
             lp.run();
+            // Down for real: clients cut off, the listening socket closed.
+            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+            if let Some(s) = context.find_source_by_id(&source) {
+                s.destroy();
+            }
+            while context.iteration(false) {}
         });
         ready_rx
             .recv_timeout(Duration::from_secs(10))
@@ -229,5 +245,147 @@ listen = "127.0.0.1:{http}"
     }
     let everything = std::fs::read_to_string(&log).expect("log");
     assert!(!everything.contains(password));
+    drop(server);
+}
+
+/// The camera's server goes away for 10 s and comes back: vigil reconnects
+/// on its own, a `stream_gap` event covers the outage, the stream table
+/// says `reconnecting` meanwhile, and records flow again after it.
+#[test]
+fn a_camera_that_drops_is_reconnected_with_a_gap_event() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let port = server.port;
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let pipeline = dir.path().join("live.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "door"
+uri = "rtsp://127.0.0.1:{port}/cam"
+stall = "2s"
+retry_max = "2s"
+
+[encoders.motion]
+min_duration = "0s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let child = vigil()
+        .args(["run"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    let captions = || {
+        read_jsonl(&log)
+            .iter()
+            .filter(|r| r["type"] == "caption")
+            .count()
+    };
+    let wait_captions = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while captions() < n {
+            assert!(Instant::now() < deadline, "{n} captions");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_captions(3);
+    let stopped_at = read_jsonl(&log)
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .filter_map(|r| r["end"].as_f64())
+        .fold(0.0, f64::max);
+    server.stop();
+    let down = Instant::now();
+    // While it is down the stream says so.
+    let health = || {
+        ureq::get(&format!("http://127.0.0.1:{http}/healthz"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    };
+    let mut said_reconnecting = false;
+    while down.elapsed() < Duration::from_secs(10) {
+        said_reconnecting |= health().contains("\"door\":\"reconnecting\"");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let server = RtspServer::start_on(&clip, port);
+    // Stream time goes on through the outage: wait for captions 6 s past it.
+    let latest = || {
+        read_jsonl(&log)
+            .iter()
+            .filter(|r| r["type"] == "caption")
+            .filter_map(|r| r["end"].as_f64())
+            .fold(0.0, f64::max)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latest() < stopped_at + 16.0 {
+        assert!(Instant::now() < deadline, "captions after the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        said_reconnecting,
+        "healthz said reconnecting during the outage"
+    );
+    let records = read_jsonl(&log);
+    let starts: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "stream_gap" && r["phase"] == "start")
+        .filter(|r| {
+            r["labels"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l == "reconnecting"))
+        })
+        .collect();
+    assert_eq!(starts.len(), 1, "one gap event for the outage: {starts:?}");
+    let gaps: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == starts[0]["event"] && r["phase"] == "end")
+        .collect();
+    assert_eq!(gaps.len(), 1, "the gap ended: {gaps:?}");
+    let (start, end) = (
+        gaps[0]["start"].as_f64().unwrap_or(0.0),
+        gaps[0]["end"].as_f64().unwrap_or(0.0),
+    );
+    assert!(
+        end - start >= 8.0 && end - start <= 30.0,
+        "the gap spans the 10 s outage: {start}..{end}"
+    );
+    let after = records
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .filter(|r| r["start"].as_f64().unwrap_or(0.0) >= end)
+        .count();
+    assert!(after >= 2, "records flow again after the outage");
     drop(server);
 }

@@ -1,0 +1,300 @@
+//! Supervision of a live source: when a camera drops, stops sending
+//! (stalls) or ends its stream, its pipeline is torn down and started
+//! again with exponential backoff and jitter, for as long as the run
+//! lasts. Stream time goes on across the outage (each new pipeline's
+//! timestamps are shifted by the wall time since the first one started),
+//! and the synchroniser is told the outage's span, so the chunks over it
+//! are flagged `reconnecting` and fusion makes one `stream_gap` event of
+//! it. Files are not supervised: their end is their end, their errors
+//! final. One stream's supervisor touches nothing of another's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+use super::{Source, SourceMessage, SourceSettings};
+use crate::metrics::StageMetrics;
+use crate::stream::{StreamState, StreamStatus};
+use crate::sync::Input;
+use crate::time::Timestamp;
+
+/// How a live source is kept up.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// No data for this long from a source that was sending: reconnect.
+    pub stall: Duration,
+    /// Longest wait between two attempts.
+    pub backoff_max: Duration,
+    /// Errors are retried (a network source); else only a live source's
+    /// end or stall is.
+    pub retry_errors: bool,
+}
+
+/// First wait before reconnecting; doubled after each failed attempt.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// Messages between a pipeline and its supervisor.
+const QUEUE: usize = 64;
+
+/// The supervisor of one stream: joins like a [`Source`].
+pub struct Supervised {
+    thread: Option<JoinHandle<()>>,
+    stop: Sender<()>,
+}
+
+impl Supervised {
+    /// Runs `settings`' pipeline, forwarding what it sends to `tx`, and
+    /// reconnects it when it is live and fails, stalls or ends.
+    pub fn start(
+        settings: SourceSettings,
+        tx: Sender<SourceMessage>,
+        status: Arc<StreamStatus>,
+        metrics: StageMetrics,
+        policy: Policy,
+    ) -> std::io::Result<Supervised> {
+        let (stop, stopped) = bounded(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("supervise-{}", settings.name))
+            .spawn(move || supervise(settings, tx, status, metrics, policy, stopped))?;
+        Ok(Supervised {
+            thread: Some(thread),
+            stop,
+        })
+    }
+
+    /// Stops the source (at once when `abandon`, else when its media ends).
+    pub fn join(mut self, abandon: bool) {
+        if abandon {
+            let _ = self.stop.try_send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let _ = self.stop.try_send(());
+    }
+}
+
+/// Why a pipeline stopped.
+enum Ended {
+    /// For good: the media ended, the stream was stopped, or it failed and
+    /// is not to be reconnected. Everything was forwarded.
+    Done,
+    /// A live source dropped: reconnect, saying why.
+    Lost(String),
+}
+
+fn supervise(
+    settings: SourceSettings,
+    tx: Sender<SourceMessage>,
+    status: Arc<StreamStatus>,
+    metrics: StageMetrics,
+    policy: Policy,
+    stopped: Receiver<()>,
+) {
+    let first_start = Instant::now();
+    let mut failures = 0u32;
+    // Source time of the last data forwarded, and of the outage under way.
+    let mut last_pts: Option<u64> = None;
+    let mut outage: Option<(u64, String)> = None;
+    let mut live = false;
+    loop {
+        let offset = u64::try_from(first_start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // The first pipeline keeps its own times; later ones are shifted to
+        // follow on in stream time.
+        let offset = if last_pts.is_some() || outage.is_some() {
+            offset
+        } else {
+            0
+        };
+        let (pipe_tx, pipe_rx) = bounded(QUEUE);
+        let ended = match Source::start(settings.clone(), pipe_tx, status.clone(), metrics.clone())
+        {
+            Ok(source) => {
+                let mut run = Run {
+                    rx: &pipe_rx,
+                    tx: &tx,
+                    stopped: &stopped,
+                    status: &status,
+                    offset,
+                    live,
+                    seen_data: false,
+                    last_data: Instant::now(),
+                    last_pts: &mut last_pts,
+                    outage: &mut outage,
+                    policy,
+                };
+                let ended = run.forward();
+                live = run.live;
+                if run.seen_data {
+                    failures = 0;
+                }
+                // Whatever the pipeline still had to say was forwarded. Its
+                // streaming threads may be blocked sending more: closing the
+                // channel first releases them, so that it can stop.
+                drop(pipe_rx);
+                source.join(true);
+                ended
+            }
+            Err(e) if last_pts.is_some() || outage.is_some() => Ended::Lost(e.to_string()),
+            Err(e) => {
+                let _ = tx.send(SourceMessage::Failed(e.to_string()));
+                Ended::Done
+            }
+        };
+        let Ended::Lost(reason) = ended else {
+            return;
+        };
+        if status.stop_requested.load(Ordering::Relaxed) {
+            return;
+        }
+        if outage.is_none() {
+            tracing::warn!(stream = %settings.name, "{reason}; reconnecting");
+            outage = Some((last_pts.unwrap_or(0), reason));
+        }
+        status.set_state(StreamState::Reconnecting);
+        metrics.error("reconnect");
+        failures = failures.saturating_add(1);
+        let wait = backoff(failures, policy.backoff_max);
+        // Waits, unless told to stop.
+        if stopped.recv_timeout(wait).is_ok() {
+            return;
+        }
+    }
+}
+
+/// One pipeline's life, forwarding its messages.
+struct Run<'a> {
+    rx: &'a Receiver<SourceMessage>,
+    tx: &'a Sender<SourceMessage>,
+    stopped: &'a Receiver<()>,
+    status: &'a StreamStatus,
+    offset: u64,
+    live: bool,
+    seen_data: bool,
+    last_data: Instant,
+    last_pts: &'a mut Option<u64>,
+    outage: &'a mut Option<(u64, String)>,
+    policy: Policy,
+}
+
+impl Run<'_> {
+    fn forward(&mut self) -> Ended {
+        let mut eos_branches = 0;
+        let mut branches = 0;
+        loop {
+            if self.stopped.try_recv().is_ok() {
+                return Ended::Done;
+            }
+            // Before the first data a slow connection may take a while; a
+            // stall is only a stall once the source was sending.
+            let wait = if self.seen_data {
+                self.policy.stall
+            } else {
+                self.policy.stall.max(Duration::from_secs(20))
+            };
+            let msg = match self.rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.last_data.elapsed() >= wait && self.live {
+                        return Ended::Lost(format!(
+                            "no data for {}",
+                            humantime::format_duration(wait)
+                        ));
+                    }
+                    continue;
+                }
+                // The pipeline's threads are gone: its media ended.
+                Err(RecvTimeoutError::Disconnected) => {
+                    return if self.live {
+                        Ended::Lost("the source ended its stream".into())
+                    } else {
+                        Ended::Done
+                    };
+                }
+            };
+            match msg {
+                SourceMessage::Input(input) => {
+                    let input = match input {
+                        Input::Topology { video, audio, live } => {
+                            self.live = live;
+                            branches = usize::from(video) + usize::from(audio);
+                            Input::Topology { video, audio, live }
+                        }
+                        Input::Eos(branch) => {
+                            eos_branches += 1;
+                            if self.live {
+                                // A live source's end is a drop: the stream
+                                // goes on with the next connection.
+                                if eos_branches >= branches.max(1) {
+                                    return Ended::Lost("the source ended its stream".into());
+                                }
+                                continue;
+                            }
+                            Input::Eos(branch)
+                        }
+                        Input::Frame(mut f) => {
+                            f.pts = self.shift(f.pts);
+                            self.data(f.pts);
+                            Input::Frame(f)
+                        }
+                        Input::Audio(mut b) => {
+                            b.pts = self.shift(b.pts);
+                            self.data(b.pts);
+                            Input::Audio(b)
+                        }
+                        Input::VideoExtent(t) => Input::VideoExtent(self.shift(t)),
+                        other => other,
+                    };
+                    if self.tx.send(SourceMessage::Input(input)).is_err() {
+                        return Ended::Done;
+                    }
+                }
+                SourceMessage::Failed(reason) if self.live || self.policy.retry_errors => {
+                    return Ended::Lost(reason);
+                }
+                other => {
+                    let _ = self.tx.send(other);
+                    return Ended::Done;
+                }
+            }
+        }
+    }
+
+    fn shift(&self, t: Timestamp) -> Timestamp {
+        Timestamp(t.0.saturating_add(self.offset))
+    }
+
+    /// Data arrived at `pts`: the outage (if any) ends here.
+    fn data(&mut self, pts: Timestamp) {
+        if let Some((from, reason)) = self.outage.take() {
+            tracing::info!(reason = %reason, "reconnected");
+            let _ = self.tx.send(SourceMessage::Input(Input::Outage {
+                from: Timestamp(from),
+                to: pts,
+            }));
+            self.status.set_state(StreamState::Running);
+        }
+        self.seen_data = true;
+        self.last_data = Instant::now();
+        *self.last_pts = Some(self.last_pts.map_or(pts.0, |p| p.max(pts.0)));
+    }
+}
+
+/// The wait before attempt `failures + 1`: from 500 ms, doubling up to
+/// `max`, drawn from the upper half (jitter, so that cameras that dropped
+/// together do not all knock at once).
+pub fn backoff(failures: u32, max: Duration) -> Duration {
+    use rand::Rng;
+    let exp = BACKOFF_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let ceiling = exp.min(max);
+    let floor = ceiling / 2;
+    let span = u64::try_from((ceiling - floor).as_millis()).unwrap_or(0);
+    floor + Duration::from_millis(rand::rng().random_range(0..=span))
+}
