@@ -14,6 +14,22 @@ use gstreamer_rtsp_server::prelude::*;
 use crate::clip::shared;
 use crate::run::{read_jsonl, vigil};
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Ctrl-C, as a user stops a live run.
+fn interrupt(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+}
+
 /// `vtest.avi` (people walking) as H.264 in MP4, 384×288, made once here.
 fn h264_clip(dir: &Path) -> PathBuf {
     let path = dir.join("vtest.mp4");
@@ -58,11 +74,7 @@ struct RtspServer {
 
 impl RtspServer {
     fn start(file: &Path) -> RtspServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        RtspServer::start_on(file, port)
+        RtspServer::start_on(file, free_port())
     }
 
     /// Stops serving: every client is disconnected and the port closed.
@@ -132,10 +144,7 @@ fn an_rtsp_camera_is_watched_live() {
     let server = RtspServer::start(&clip);
     let password = "pa55w0rd-xyz";
     let pipeline = dir.path().join("live.toml");
-    let http = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let http = free_port();
     std::fs::write(
         &pipeline,
         format!(
@@ -204,11 +213,7 @@ listen = "127.0.0.1:{http}"
             "{text}"
         );
     }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    interrupt(&child);
     let output = child.wait_with_output().expect("vigil ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -257,10 +262,7 @@ fn a_camera_that_drops_is_reconnected_with_a_gap_event() {
     let clip = h264_clip(dir.path());
     let server = RtspServer::start(&clip);
     let port = server.port;
-    let http = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let http = free_port();
     let pipeline = dir.path().join("live.toml");
     std::fs::write(
         &pipeline,
@@ -345,11 +347,7 @@ listen = "127.0.0.1:{http}"
         assert!(Instant::now() < deadline, "captions after the outage");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    interrupt(&child);
     let output = child.wait_with_output().expect("vigil ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
