@@ -16,12 +16,12 @@
 //! | [`config`] | pipeline files: parsing and validation (file, line, column in errors) |
 //! | [`time`] | [`time::Timestamp`] (integer ns), spans, exact sample ↔ time arithmetic |
 //! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`] |
-//! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors |
+//! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors, RTSP settings; [`source::supervise`]: each stream's supervisor, reconnecting live sources with backoff across outages |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged |
 //! | [`encode`] | the [`encode::Encoder`] trait; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace), `detector` (NanoDet, COCO-80), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
 //! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule language ([`fuse::rules::parse`]) and its engine over the modalities; [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]) |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
-//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout |
+//! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout; the live sinks deliver from the store at least once ([`sink::outbox`]: cursors, backoff, drain) through [`sink::webhook`], [`sink::mqtt`] and [`sink::nats`] (TLS in [`sink::tls`]) |
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
 //! | [`server`] | `/metrics` and `/healthz` |

@@ -385,7 +385,7 @@ impl Worker {
 }
 
 /// The wait before attempt `failures + 1`: exponential from
-/// [`RETRY_FIRST`] up to `max`, with full jitter over its upper half.
+/// 250 ms up to `max`, with full jitter over its upper half.
 pub fn backoff(failures: u32, max: Duration) -> Duration {
     let exp = RETRY_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
     let ceiling = exp.min(max);
