@@ -93,22 +93,9 @@ pub fn parse_time(
         .ok_or_else(|| format!("`{s}`: too long ago"))
 }
 
-/// Writes the records of the store at `db` that pass `filter` to `out`.
-/// Returns how many were written.
-pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -> Result<u64> {
-    if !db.exists() {
-        return Err(Error::Store {
-            path: db.to_path_buf(),
-            message: "no such store: run vigil first, or name one with --db".into(),
-        });
-    }
-    let conn = crate::sink::store::open(db)?;
-    let store_err = |e: rusqlite::Error| Error::Store {
-        path: db.to_path_buf(),
-        message: format!("cannot read: {e}"),
-    };
-    let write_err = |e: std::io::Error| Error::io("cannot write the export", e);
-    let mut sql = String::from("SELECT json FROM records WHERE 1 = 1");
+/// `SELECT columns FROM records WHERE` `filter` holds, and its arguments.
+fn select(columns: &str, filter: &Filter) -> (String, Vec<Sql>) {
+    let mut sql = format!("SELECT {columns} FROM records WHERE 1 = 1");
     let mut args: Vec<Sql> = Vec::new();
     let mut add = |clause: &str, v: &Option<String>| {
         if let Some(v) = v {
@@ -125,6 +112,45 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
         let n = args.len();
         sql.push_str(&format!(" AND (kind = ?{n} OR type = ?{n})"));
     }
+    (sql, args)
+}
+
+/// The records after store sequence `after` that pass `filter`, in store
+/// order, at most `limit`: `(seq, type, json)`. For following the store live.
+pub fn after(
+    conn: &rusqlite::Connection,
+    filter: &Filter,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(i64, String, String)>> {
+    let (mut sql, mut args) = select("seq, type, json", filter);
+    args.push(Sql::Integer(after));
+    sql.push_str(&format!(" AND seq > ?{} ORDER BY seq", args.len()));
+    args.push(Sql::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// Writes the records of the store at `db` that pass `filter` to `out`.
+/// Returns how many were written.
+pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -> Result<u64> {
+    if !db.exists() {
+        return Err(Error::Store {
+            path: db.to_path_buf(),
+            message: "no such store: run vigil first, or name one with --db".into(),
+        });
+    }
+    let conn = crate::sink::store::open(db)?;
+    let store_err = |e: rusqlite::Error| Error::Store {
+        path: db.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    };
+    let write_err = |e: std::io::Error| Error::io("cannot write the export", e);
+    let (mut sql, args) = select("json", filter);
     let cues = matches!(format, Format::Vtt | Format::Srt);
     if cues {
         sql.push_str(" AND type IN ('caption', 'transcript') ORDER BY start_ms, seq");

@@ -1,17 +1,25 @@
 //! Wires a validated pipeline into running stages, waits for them, and drains
 //! everything on the way out: source → sync → encode → fuse → sink.
+//!
+//! A [`Graph`] holds what every stream shares (the models' inference
+//! workers, the sinks, the live sinks' outbox) and the streams themselves,
+//! which can be attached and detached while the others run: `vigil run`
+//! attaches the pipeline's sources and waits for them to end; `vigil serve`
+//! attaches and detaches them on request. Starting a stream only spawns its
+//! threads (its source connects on its own supervisor thread), and a
+//! stream's threads are joined on a thread of their own once its fusion has
+//! ended, so neither ever waits on another stream.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::config::{PipelineConfig, SourceConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fuse::{Batch, Fuser};
 use crate::metrics::Metrics;
 use crate::sink::{Printer, SinkReport};
@@ -36,7 +44,7 @@ pub struct RunOptions {
 }
 
 /// The streams of a run, as the server and the progress display see them.
-pub type StreamTable = Arc<Mutex<BTreeMap<String, Arc<StreamStatus>>>>;
+pub type StreamTable = Arc<Mutex<std::collections::BTreeMap<String, Arc<StreamStatus>>>>;
 
 /// How one stream went.
 #[derive(Debug)]
@@ -62,17 +70,6 @@ pub struct RunReport {
     pub dropped: u64,
 }
 
-struct Running {
-    name: String,
-    status: Arc<StreamStatus>,
-    source: Option<crate::source::supervise::Supervised>,
-    /// Where to tell the synchroniser to stop (Ctrl-C).
-    stop: Option<crossbeam_channel::Sender<crate::source::SourceMessage>>,
-    sync: Option<JoinHandle<SyncOutcome>>,
-    encode: Option<JoinHandle<()>>,
-    fuse: Option<JoinHandle<()>>,
-}
-
 /// Runs `config` until every stream has ended (or `shutdown` is set, which
 /// ends every stream as if its media had ended). `tick` is called about ten
 /// times a second with the stream table, for progress displays.
@@ -84,266 +81,492 @@ pub fn run(
     shutdown: &AtomicBool,
     tick: &mut dyn FnMut(&StreamTable),
 ) -> Result<RunReport> {
-    let started = Instant::now();
-    let run_id: Arc<str> = ulid::Ulid::new().to_string().into();
-    let fallback_utc = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    crate::source::init()?;
-    // Loads every model before any media flows: a missing or mismatched one
-    // stops the run here. Dropped at the end, after the streams' encoders.
-    let workers = crate::encode::Workers::start(&config.encoders, &config.runtime, metrics)?;
-    let built = crate::sink::build(
-        &config.sinks,
-        &options.out_dir,
-        &config
-            .sources
-            .iter()
-            .map(|s| s.name.clone())
-            .collect::<Vec<_>>(),
-        options.printer.clone(),
-    )?;
-    let outbox = match &built.store {
-        Some((path, committed)) if !built.live.is_empty() => Some(
-            crate::sink::outbox::Outbox::start(path, built.live, committed, metrics)?,
-        ),
-        _ => None,
-    };
-    let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
-    let sink_thread = crate::sink::spawn(built.sinks, batch_rx, metrics.clone())?;
-
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Arc<str>>();
-    let mut running = Vec::new();
+    let mut graph = Graph::start(config, options, metrics, table)?;
     for source in &config.sources {
-        let status = Arc::new(StreamStatus::new(crate::source::redact_uri(&source.uri)));
-        lock(table).insert(source.name.clone(), status.clone());
-        let mut r = Running {
-            name: source.name.clone(),
-            status: status.clone(),
-            source: None,
-            stop: None,
-            sync: None,
-            encode: None,
-            fuse: None,
+        graph.attach(source)?;
+    }
+    tracing::debug!("every stream started");
+    while graph.active() > 0 {
+        tick(table);
+        if shutdown.load(Ordering::Relaxed) {
+            graph.stop_all();
+        }
+        graph.poll(Duration::from_millis(100));
+    }
+    tick(table);
+    Ok(graph.finish())
+}
+
+/// One attached stream: its threads, until they are joined.
+struct Running {
+    config: SourceConfig,
+    status: Arc<StreamStatus>,
+    /// Where to tell the synchroniser to stop.
+    stop: Option<Sender<crate::source::SourceMessage>>,
+    threads: Option<Threads>,
+    /// Joining the threads, once fusion ended.
+    reaper: Option<JoinHandle<()>>,
+    /// Detached: forgotten (and taken out of the table) once joined.
+    detached: bool,
+    /// Joined: nothing of it runs any more.
+    done: bool,
+}
+
+#[derive(Default)]
+struct Threads {
+    source: Option<crate::source::supervise::Supervised>,
+    sync: Option<JoinHandle<SyncOutcome>>,
+    encode: Option<JoinHandle<()>>,
+    fuse: Option<JoinHandle<()>>,
+}
+
+/// The running streams and what they share.
+pub struct Graph {
+    config: PipelineConfig,
+    run_id: Arc<str>,
+    start_time: Option<i64>,
+    out_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    table: StreamTable,
+    /// Dropped in `finish`, after every stream's encoders.
+    workers: Option<crate::encode::Workers>,
+    batch_tx: Option<Sender<Batch>>,
+    sink_thread: Option<JoinHandle<SinkReport>>,
+    outbox: Option<crate::sink::outbox::Outbox>,
+    store: Option<crate::server::StoreHandle>,
+    /// Fusion threads say here that they ended; reapers, that they joined.
+    done_tx: Sender<Arc<str>>,
+    done_rx: Receiver<Arc<str>>,
+    reaped_tx: Sender<()>,
+    reaped_rx: Receiver<()>,
+    streams: Vec<Running>,
+    /// Reports of streams detached and forgotten.
+    gone: Vec<StreamReport>,
+    started: Instant,
+}
+
+impl Graph {
+    /// Loads every model and opens every sink; no stream runs yet.
+    pub fn start(
+        config: &PipelineConfig,
+        options: &RunOptions,
+        metrics: &Arc<Metrics>,
+        table: &StreamTable,
+    ) -> Result<Graph> {
+        let started = Instant::now();
+        crate::source::init()?;
+        // Loads every model before any media flows: a missing or mismatched
+        // one stops the run here.
+        let workers = crate::encode::Workers::start(&config.encoders, &config.runtime, metrics)?;
+        let built = crate::sink::build(
+            &config.sinks,
+            &options.out_dir,
+            &config
+                .sources
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>(),
+            options.printer.clone(),
+        )?;
+        let store = built
+            .store
+            .as_ref()
+            .map(|(path, committed)| crate::server::StoreHandle {
+                path: path.clone(),
+                committed: Some(committed.clone()),
+            });
+        let outbox = match &built.store {
+            Some((path, committed)) if !built.live.is_empty() => Some(
+                crate::sink::outbox::Outbox::start(path, built.live, committed, metrics)?,
+            ),
+            _ => None,
         };
-        let settings = SyncSettings {
+        let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
+        let sink_thread = crate::sink::spawn(built.sinks, batch_rx, metrics.clone())?;
+        let (done_tx, done_rx) = unbounded();
+        let (reaped_tx, reaped_rx) = unbounded();
+        Ok(Graph {
+            config: config.clone(),
+            run_id: ulid::Ulid::new().to_string().into(),
+            start_time: options.start_time,
+            out_dir: options.out_dir.clone(),
+            metrics: metrics.clone(),
+            table: table.clone(),
+            workers: Some(workers),
+            batch_tx: Some(batch_tx),
+            sink_thread: Some(sink_thread),
+            outbox,
+            store,
+            done_tx,
+            done_rx,
+            reaped_tx,
+            reaped_rx,
+            streams: Vec::new(),
+            gone: Vec::new(),
+            started,
+        })
+    }
+
+    /// The run's id, in every record's `run`.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The event store the records go to, when the pipeline has one.
+    pub fn store(&self) -> Option<crate::server::StoreHandle> {
+        self.store.clone()
+    }
+
+    /// Whether a stream of that name is attached (running or ended, not
+    /// detached).
+    pub fn is_attached(&self, name: &str) -> bool {
+        self.streams
+            .iter()
+            .any(|r| !r.detached && r.config.name == name)
+    }
+
+    /// The pipeline the streams share (encoders, fusion, sinks).
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The configuration of each stream attached and not yet forgotten.
+    pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
+        self.streams
+            .iter()
+            .filter(|r| !r.detached)
+            .map(|r| &r.config)
+    }
+
+    /// Streams whose threads are not all joined yet.
+    pub fn active(&self) -> usize {
+        self.streams.iter().filter(|r| !r.done).count()
+    }
+
+    /// Starts a stream. A name already attached is refused; a source that
+    /// cannot start is recorded as the stream's failure (its records say
+    /// why), not returned.
+    pub fn attach(&mut self, source: &SourceConfig) -> Result<()> {
+        if self.is_attached(&source.name) {
+            return Err(Error::Invalid(format!(
+                "a stream named `{}` is already attached: detach it first, or choose another name",
+                source.name
+            )));
+        }
+        let mut with = self.config.clone();
+        with.sources = self.sources().cloned().collect();
+        with.sources.push(source.clone());
+        with.validate().map_err(Error::Invalid)?;
+        let status = Arc::new(StreamStatus::new(crate::source::redact_uri(&source.uri)));
+        lock(&self.table).insert(source.name.clone(), status.clone());
+        let mut r = Running {
+            config: source.clone(),
+            status: status.clone(),
+            stop: None,
+            threads: Some(Threads::default()),
+            reaper: None,
+            detached: false,
+            done: false,
+        };
+        if let Err(reason) = self.start_stream(&mut r) {
+            status.fail(reason.clone());
+            let mut fuser = Fuser::new(
+                self.run_id.clone(),
+                source.name.as_str().into(),
+                &self.config,
+            );
+            fuser.set_utc_origin(self.start_time.unwrap_or_else(now_utc));
+            let records = fuser.finish(Some(&reason));
+            if let Some(tx) = &self.batch_tx {
+                let _ = tx.send(Batch {
+                    stream: source.name.as_str().into(),
+                    records,
+                });
+            }
+            r.threads = None;
+            r.done = true;
+            status.set_state(StreamState::Failed);
+        }
+        self.streams.push(r);
+        Ok(())
+    }
+
+    /// Ends a stream as if its media had ended (what was read is fused and
+    /// recorded), then forgets it. False when no stream has that name.
+    pub fn detach(&mut self, name: &str) -> bool {
+        let Some(r) = self
+            .streams
+            .iter_mut()
+            .find(|r| !r.detached && r.config.name == name)
+        else {
+            return false;
+        };
+        r.detached = true;
+        stop(r);
+        if r.done {
+            lock(&self.table).remove(name);
+        }
+        true
+    }
+
+    /// Ends every stream as if its media had ended.
+    pub fn stop_all(&mut self) {
+        for r in self.streams.iter_mut() {
+            stop(r);
+        }
+    }
+
+    /// Waits up to `wait` for a stream's fusion to end, then hands the
+    /// threads of every stream whose fusion ended to a reaper, and forgets
+    /// detached streams once joined.
+    pub fn poll(&mut self, wait: Duration) {
+        crossbeam_channel::select! {
+            recv(self.done_rx) -> _ => {}
+            recv(self.reaped_rx) -> _ => {}
+            default(wait) => {}
+        }
+        while self.done_rx.try_recv().is_ok() || self.reaped_rx.try_recv().is_ok() {}
+        for r in self.streams.iter_mut() {
+            let fused = r
+                .threads
+                .as_ref()
+                .and_then(|t| t.fuse.as_ref())
+                .is_some_and(|f| f.is_finished());
+            if fused && r.reaper.is_none() {
+                let threads = r.threads.take().unwrap_or_default();
+                let (status, reaped) = (r.status.clone(), self.reaped_tx.clone());
+                let name = r.config.name.clone();
+                r.stop = None;
+                let joined = move || {
+                    tracing::debug!(stream = %name, "fusion ended; joining the stream");
+                    join(threads);
+                    status.set_state(if status.stop_requested.load(Ordering::Relaxed) {
+                        StreamState::Stopped
+                    } else {
+                        StreamState::Ended
+                    });
+                    let _ = reaped.send(());
+                };
+                match std::thread::Builder::new()
+                    .name(format!("reap-{}", r.config.name))
+                    .spawn(joined)
+                {
+                    Ok(h) => r.reaper = Some(h),
+                    Err(e) => tracing::warn!("cannot start a thread to join a stream: {e}"),
+                }
+            }
+            if r.reaper.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = r.reaper.take() {
+                    let _ = h.join();
+                }
+                r.done = true;
+            }
+        }
+        let table = &self.table;
+        let gone = &mut self.gone;
+        self.streams.retain(|r| {
+            let forget = r.detached && r.done;
+            if forget {
+                let mut t = lock(table);
+                // A stream of the same name may have been attached since.
+                if t.get(&r.config.name)
+                    .is_some_and(|s| Arc::ptr_eq(s, &r.status))
+                {
+                    t.remove(&r.config.name);
+                }
+                gone.push(report(r));
+            }
+            !forget
+        });
+    }
+
+    /// Waits for every stream to end (they must have been stopped or be
+    /// ending), then for the sinks and the live sinks' drain.
+    pub fn finish(mut self) -> RunReport {
+        while self.active() > 0 {
+            self.poll(Duration::from_millis(100));
+        }
+        drop(self.batch_tx.take());
+        let sinks = self
+            .sink_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_else(|| SinkReport {
+                errors: vec![
+                    "the sink thread stopped unexpectedly: the event log may lack the last records"
+                        .into(),
+                ],
+                ..Default::default()
+            });
+        tracing::debug!("sinks joined");
+        // The live sinks deliver what they still owe, each for up to its drain.
+        let deliveries = self.outbox.take().map(|o| o.finish()).unwrap_or_default();
+        drop(self.workers.take());
+        let mut streams = std::mem::take(&mut self.gone);
+        streams.extend(self.streams.iter().map(report));
+        RunReport {
+            run: self.run_id.to_string(),
+            streams,
+            sinks,
+            deliveries,
+            wall: self.started.elapsed(),
+            dropped: self.metrics.dropped_total(),
+        }
+    }
+
+    fn start_stream(&self, r: &mut Running) -> std::result::Result<(), String> {
+        let source = &r.config;
+        let config = &self.config;
+        let metrics = &self.metrics;
+        let name: Arc<str> = source.name.as_str().into();
+        let uri = crate::source::resolve_uri(&source.uri)?;
+        crate::source::check_input(&uri)?;
+        let (Some(batch_tx), Some(workers), Some(threads)) =
+            (&self.batch_tx, &self.workers, r.threads.as_mut())
+        else {
+            return Err("the pipeline is shutting down".into());
+        };
+        let sync_settings = SyncSettings {
             hop: config.sync.hop,
             max_skew: config.sync.max_skew,
             live: false,
-            start_time: options.start_time,
-            fallback_utc,
+            start_time: self.start_time,
+            // A file attached while others run starts now, not when they did.
+            fallback_utc: now_utc(),
         };
-        let wiring = Wiring {
-            run_id: &run_id,
-            metrics,
-            batch_tx: &batch_tx,
-            done_tx: &done_tx,
-            workers: &workers,
-            out_dir: &options.out_dir,
-        };
-        if let Err(reason) = start_stream(&mut r, source, config, settings, &wiring) {
-            status.fail(reason.clone());
-            let mut fuser = Fuser::new(run_id.clone(), source.name.as_str().into(), config);
-            fuser.set_utc_origin(options.start_time.unwrap_or(fallback_utc));
-            let records = fuser.finish(Some(&reason));
-            let _ = batch_tx.send(Batch {
-                stream: source.name.as_str().into(),
-                records,
-            });
+        let (src_tx, src_rx) = bounded(SOURCE_QUEUE);
+        let (chunk_tx, chunk_rx) = crate::sync::chunk_queue();
+        let (enc_tx, enc_rx) = bounded(CHUNK_QUEUE);
+        let err = |e: crate::error::Error| e.to_string();
+        threads.sync = Some(
+            crate::sync::spawn(
+                name.clone(),
+                sync_settings,
+                src_rx,
+                chunk_tx,
+                metrics.stage("sync", &name),
+                r.status.clone(),
+            )
+            .map_err(err)?,
+        );
+        let encoders = workers.build(&config.encoders, source.fps).map_err(err)?;
+        threads.encode = Some(
+            crate::encode::spawn(
+                name.clone(),
+                encoders,
+                chunk_rx,
+                enc_tx,
+                metrics.stage("encode", &name),
+                r.status.clone(),
+            )
+            .map_err(err)?,
+        );
+        let mut fuser = Fuser::new(self.run_id.clone(), name.clone(), config);
+        if let Some(s) = &config.snapshots {
+            let lag = fuser.lag();
+            fuser.take_pictures(crate::fuse::pictures::Pictures::new(
+                &self.out_dir,
+                &name,
+                &self.run_id,
+                s,
+                config.privacy.blur_faces,
+                lag,
+            ));
         }
-        running.push(r);
+        threads.fuse = Some(
+            crate::fuse::spawn(
+                fuser,
+                r.status.clone(),
+                enc_rx,
+                batch_tx.clone(),
+                metrics.stage("fuse", &name),
+                self.done_tx.clone(),
+            )
+            .map_err(err)?,
+        );
+        let settings = SourceSettings {
+            name: name.clone(),
+            uri,
+            fps: (source.fps, 1),
+            width: Some(source.width),
+            height: source.height,
+            thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
+            rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
+            rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
+        };
+        r.status.set_state(StreamState::Running);
+        r.stop = Some(src_tx.clone());
+        let policy = crate::source::supervise::Policy {
+            stall: Duration::from_nanos(source.stall),
+            backoff_max: Duration::from_nanos(source.retry_max),
+            // A network source's errors are worth another try; a file's are not.
+            retry_errors: !settings.uri.starts_with("file://"),
+        };
+        match crate::source::supervise::Supervised::start(
+            settings,
+            src_tx.clone(),
+            r.status.clone(),
+            metrics.stage("source", &name),
+            policy,
+        ) {
+            Ok(s) => threads.source = Some(s),
+            // The stream's own threads are running: they record the failure,
+            // so that its records come from one fuser only.
+            Err(e) => {
+                let _ = src_tx.send(crate::source::SourceMessage::Failed(e.to_string()));
+            }
+        }
+        Ok(())
     }
-    drop(batch_tx);
+}
 
-    tracing::debug!("every stream started");
-    let mut stopping = false;
-    let mut ended: Vec<Arc<str>> = Vec::new();
-    loop {
-        tick(table);
-        if !stopping && shutdown.load(Ordering::Relaxed) {
-            stopping = true;
-            for r in running.iter_mut() {
-                r.status.stop_requested.store(true, Ordering::Relaxed);
-                if let Some(stop) = r.stop.take() {
-                    let _ = stop.send(crate::source::SourceMessage::Stop);
-                }
-            }
-        }
-        for r in running.iter_mut() {
-            let said_done = ended.iter().any(|n| **n == *r.name);
-            if r.fuse
-                .as_ref()
-                .is_some_and(|f| said_done || f.is_finished())
-            {
-                tracing::debug!(stream = %r.name, "fusion ended; joining the stream");
-                finish_stream(r);
-                tracing::debug!(stream = %r.name, "stream joined");
-            }
-        }
-        if running.iter().all(|r| r.fuse.is_none()) {
-            break;
-        }
-        // Woken as soon as a stream's fusion ends (its thread is then about
-        // to exit, so joining it does not wait), else ten times a second.
-        ended.clear();
-        if let Ok(name) = done_rx.recv_timeout(Duration::from_millis(100)) {
-            ended.push(name);
-            ended.extend(done_rx.try_iter());
-        }
+impl Drop for Graph {
+    /// A graph dropped without `finish` (an error on the way) still stops
+    /// its streams, so that no thread outlives it feeding nothing.
+    fn drop(&mut self) {
+        self.stop_all();
     }
-    tick(table);
-    let sinks = sink_thread.join().unwrap_or_else(|_| SinkReport {
-        errors: vec![
-            "the sink thread stopped unexpectedly: the event log may lack the last records".into(),
-        ],
-        ..Default::default()
-    });
-    tracing::debug!("sinks joined");
-    // The live sinks deliver what they still owe, each for up to its drain.
-    let deliveries = outbox.map(|o| o.finish()).unwrap_or_default();
-    let streams = running
-        .iter()
-        .map(|r| StreamReport {
-            name: r.name.clone(),
-            failure: r.status.failure(),
-            chunks: r.status.chunks.load(Ordering::Relaxed),
-            frames: r.status.frames.load(Ordering::Relaxed),
-            audio_samples: r.status.audio_samples.load(Ordering::Relaxed),
-            media: r.status.media_done.load(Ordering::Relaxed),
-        })
-        .collect();
-    Ok(RunReport {
-        run: run_id.to_string(),
-        streams,
-        sinks,
-        deliveries,
-        wall: started.elapsed(),
-        dropped: metrics.dropped_total(),
-    })
+}
+
+fn stop(r: &mut Running) {
+    r.status.stop_requested.store(true, Ordering::Relaxed);
+    if let Some(stop) = r.stop.take() {
+        let _ = stop.send(crate::source::SourceMessage::Stop);
+    }
+}
+
+fn report(r: &Running) -> StreamReport {
+    let s = &r.status;
+    StreamReport {
+        name: r.config.name.clone(),
+        failure: s.failure(),
+        chunks: s.chunks.load(Ordering::Relaxed),
+        frames: s.frames.load(Ordering::Relaxed),
+        audio_samples: s.audio_samples.load(Ordering::Relaxed),
+        media: s.media_done.load(Ordering::Relaxed),
+    }
+}
+
+fn now_utc() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What every stream is wired to.
-struct Wiring<'a> {
-    run_id: &'a Arc<str>,
-    metrics: &'a Arc<Metrics>,
-    batch_tx: &'a crossbeam_channel::Sender<Batch>,
-    done_tx: &'a crossbeam_channel::Sender<Arc<str>>,
-    workers: &'a crate::encode::Workers,
-    out_dir: &'a std::path::Path,
-}
-
-fn start_stream(
-    r: &mut Running,
-    source: &SourceConfig,
-    config: &PipelineConfig,
-    sync_settings: SyncSettings,
-    w: &Wiring,
-) -> std::result::Result<(), String> {
-    let (run_id, metrics) = (w.run_id, w.metrics);
-    let name: Arc<str> = source.name.as_str().into();
-    let uri = crate::source::resolve_uri(&source.uri)?;
-    crate::source::check_input(&uri)?;
-    let (src_tx, src_rx) = bounded(SOURCE_QUEUE);
-    let (chunk_tx, chunk_rx) = crate::sync::chunk_queue();
-    let (enc_tx, enc_rx) = bounded(CHUNK_QUEUE);
-    let err = |e: crate::error::Error| e.to_string();
-    r.sync = Some(
-        crate::sync::spawn(
-            name.clone(),
-            sync_settings,
-            src_rx,
-            chunk_tx,
-            metrics.stage("sync", &name),
-            r.status.clone(),
-        )
-        .map_err(err)?,
-    );
-    let encoders = w.workers.build(&config.encoders, source.fps).map_err(err)?;
-    r.encode = Some(
-        crate::encode::spawn(
-            name.clone(),
-            encoders,
-            chunk_rx,
-            enc_tx,
-            metrics.stage("encode", &name),
-            r.status.clone(),
-        )
-        .map_err(err)?,
-    );
-    let mut fuser = Fuser::new(run_id.clone(), name.clone(), config);
-    if let Some(s) = &config.snapshots {
-        let lag = fuser.lag();
-        fuser.take_pictures(crate::fuse::pictures::Pictures::new(
-            w.out_dir,
-            &name,
-            w.run_id,
-            s,
-            config.privacy.blur_faces,
-            lag,
-        ));
-    }
-    r.fuse = Some(
-        crate::fuse::spawn(
-            fuser,
-            r.status.clone(),
-            enc_rx,
-            w.batch_tx.clone(),
-            metrics.stage("fuse", &name),
-            w.done_tx.clone(),
-        )
-        .map_err(err)?,
-    );
-    let settings = SourceSettings {
-        name: name.clone(),
-        uri,
-        fps: (source.fps, 1),
-        width: Some(source.width),
-        height: source.height,
-        thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
-        rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
-        rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
-    };
-    r.status.set_state(StreamState::Running);
-    r.stop = Some(src_tx.clone());
-    let policy = crate::source::supervise::Policy {
-        stall: Duration::from_nanos(source.stall),
-        backoff_max: Duration::from_nanos(source.retry_max),
-        // A network source's errors are worth another try; a file's are not.
-        retry_errors: !settings.uri.starts_with("file://"),
-    };
-    match crate::source::supervise::Supervised::start(
-        settings,
-        src_tx.clone(),
-        r.status.clone(),
-        metrics.stage("source", &name),
-        policy,
-    ) {
-        Ok(s) => r.source = Some(s),
-        // The stream's own threads are running: they record the failure,
-        // so that its records come from one fuser only.
-        Err(e) => {
-            let _ = src_tx.send(crate::source::SourceMessage::Failed(e.to_string()));
-        }
-    }
-    Ok(())
-}
-
 /// Joins a stream's threads once its fusion has finished.
-fn finish_stream(r: &mut Running) {
-    r.stop = None;
-    if let Some(f) = r.fuse.take() {
+fn join(t: Threads) {
+    if let Some(f) = t.fuse {
         let _ = f.join();
     }
-    if let Some(e) = r.encode.take() {
+    if let Some(e) = t.encode {
         let _ = e.join();
     }
-    if let Some(s) = r.sync.take() {
+    if let Some(s) = t.sync {
         let _ = s.join();
     }
-    if let Some(s) = r.source.take() {
+    if let Some(s) = t.source {
         s.join(true);
     }
-    r.status.set_state(StreamState::Ended);
 }

@@ -24,8 +24,9 @@
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout; the live sinks deliver from the store at least once ([`sink::outbox`]: cursors, backoff, drain) through [`sink::webhook`], [`sink::mqtt`] and [`sink::nats`] (TLS in [`sink::tls`]) |
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
-//! | [`server`] | `/metrics` and `/healthz` |
-//! | [`graph`] | wiring a validated config into threads and channels; drain and shutdown |
+//! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; [`server::client`] for `vigil attach`/`detach` |
+//! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
+//! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
 //! | [`stream`] | what stages share about a stream: progress, state, failure |
 //!
 //! Each stage of each stream runs on its own thread, and each model on one
@@ -60,6 +61,7 @@
 //! ```
 
 pub mod config;
+pub mod daemon;
 pub mod encode;
 pub mod error;
 pub mod export;

@@ -47,6 +47,51 @@ enum Command {
         #[arg(long, value_name = "T")]
         start_time: Option<String>,
     },
+    /// Run as a service: the pipeline's streams, plus those attached over
+    /// the control API (kept across restarts), until SIGTERM or Ctrl-C;
+    /// SIGHUP reloads the pipeline file.
+    Serve {
+        /// Pipeline file (TOML); its [[sources]] may be empty.
+        pipeline: PathBuf,
+        /// Address of the API, /metrics and /healthz (default: [server]
+        /// listen, else 127.0.0.1:9090). Off loopback a token is required.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory for the event log, the store and attached.json.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Attach a stream to a running `vigil serve`.
+    Attach {
+        /// File path or URI (rtsp://, http(s)://, v4l2:///dev/video0…);
+        /// `${VAR}` in it is expanded by the server, from its environment.
+        uri: String,
+        /// The stream's name in records and metrics.
+        #[arg(long)]
+        name: String,
+        /// Analysis frames per second.
+        #[arg(long)]
+        fps: Option<u32>,
+        /// RTSP transport: tcp or udp.
+        #[arg(long)]
+        transport: Option<String>,
+        /// Any other source option, as KEY=VALUE (latency=400ms, width=640…).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Detach a stream from a running `vigil serve` (what it read is recorded).
+    Detach {
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The streams of a running `vigil serve`: state, frame rates, drops.
+    Streams {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Validate a pipeline file without running it.
     Check { pipeline: PathBuf },
     /// Records out of the event store, filtered, streamed to stdout or a file.
@@ -98,6 +143,32 @@ enum Command {
     },
 }
 
+/// Where the control API is, and its token.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The server's URL.
+    #[arg(long, env = "VIGIL_SERVER", default_value = vigil::server::client::DEFAULT_SERVER)]
+    server: String,
+    /// A file holding the bearer token (else the VIGIL_TOKEN variable).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<vigil::server::client::Client> {
+        let token = match &self.token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read the token file {}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("VIGIL_TOKEN").ok().filter(|t| !t.is_empty()),
+        };
+        vigil::server::client::Client::new(&self.server, token).map_err(anyhow::Error::msg)
+    }
+}
+
 #[derive(Subcommand)]
 enum ModelsAction {
     /// List every model vigil knows, where it comes from and whether it is installed.
@@ -142,6 +213,62 @@ fn dispatch(cli: Cli) -> Result<i32> {
             out,
             start_time,
         } => run(pipeline, sources, out, start_time),
+        Command::Serve {
+            pipeline,
+            listen,
+            out,
+        } => serve(pipeline, listen, out),
+        Command::Attach {
+            uri,
+            name,
+            fps,
+            transport,
+            set,
+            api,
+        } => {
+            let mut spec = serde_json::json!({ "name": name, "uri": uri });
+            if let Some(fps) = fps {
+                spec["fps"] = fps.into();
+            }
+            if let Some(t) = transport {
+                spec["transport"] = t.into();
+            }
+            for kv in set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
+                // Numbers and booleans as such, anything else as text.
+                spec[k] = serde_json::from_str(v).unwrap_or_else(|_| v.into());
+            }
+            let answer = api_call(api.client()?.attach(&spec))?;
+            println!("attached {}", answer["attached"].as_str().unwrap_or(&name));
+            Ok(0)
+        }
+        Command::Detach { name, api } => {
+            api_call(api.client()?.detach(&name))?;
+            println!("detached {name}");
+            Ok(0)
+        }
+        Command::Streams { api } => {
+            let answer = api_call(api.client()?.streams())?;
+            println!(
+                "{:<14} {:<12} {:>7} {:>7} {:>8} {:>9}  last error",
+                "stream", "state", "fps in", "fps out", "dropped", "uptime"
+            );
+            for s in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{:<14} {:<12} {:>7.1} {:>7.1} {:>8} {:>8}s  {}",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["state"].as_str().unwrap_or("?"),
+                    s["fps_in"].as_f64().unwrap_or(0.0),
+                    s["fps_out"].as_f64().unwrap_or(0.0),
+                    s["dropped"].as_u64().unwrap_or(0),
+                    s["uptime_s"].as_u64().unwrap_or(0),
+                    s["last_error"].as_str().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
         Command::Check { pipeline } => {
             let config = PipelineConfig::load(&pipeline)?;
             // Loads each model the pipeline names: missing, corrupt or
@@ -403,11 +530,20 @@ fn run(
         .build()
         .context("cannot start the async runtime")?;
     if let Some(server) = &config.server {
-        runtime.block_on(vigil::server::bind(
-            server.listen,
-            metrics.clone(),
-            table.clone(),
-        ))?;
+        let mut state = vigil::server::AppState::new(metrics.clone(), table.clone());
+        state.token =
+            vigil::server::token_for(server.listen, Some(server)).map_err(anyhow::Error::msg)?;
+        if let Ok(mut s) = state.store.lock() {
+            *s = config
+                .sinks
+                .store
+                .as_ref()
+                .map(|c| vigil::server::StoreHandle {
+                    path: out.join(&c.path),
+                    committed: None,
+                });
+        }
+        runtime.block_on(vigil::server::bind(server.listen, state))?;
     }
     {
         let shutdown = shutdown.clone();
@@ -457,6 +593,79 @@ fn run(
         );
     }
     Ok(code)
+}
+
+/// Runs a request to the control API.
+fn api_call<T>(f: impl std::future::Future<Output = std::result::Result<T, String>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+        .map_err(anyhow::Error::msg)
+}
+
+fn serve(pipeline: PathBuf, listen: Option<std::net::SocketAddr>, out: PathBuf) -> Result<i32> {
+    let metrics = Metrics::new();
+    let table: StreamTable = Default::default();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    {
+        let (shutdown, reload) = (shutdown.clone(), reload.clone());
+        runtime.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                tracing::error!("cannot install the signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {
+                        reload.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                if shutdown.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+                eprintln!("vigil serve: stopping: finishing what was read (again to abort)");
+            }
+        });
+    }
+    let options = vigil::daemon::ServeOptions {
+        pipeline,
+        listen,
+        run: RunOptions {
+            out_dir: out.clone(),
+            start_time: None,
+            printer: Arc::new(|line: String| {
+                use std::io::Write;
+                writeln!(std::io::stdout().lock(), "{line}")
+            }),
+        },
+    };
+    let report = vigil::daemon::serve(
+        &options,
+        &metrics,
+        &table,
+        runtime.handle(),
+        vigil::daemon::Signals {
+            shutdown: &shutdown,
+            reload: &reload,
+        },
+    )?;
+    print_summary(&report, &out, &metrics);
+    Ok(if report.sinks.errors.is_empty() { 0 } else { 1 })
 }
 
 /// Progress bars on a terminal: media time done and speed, per stream.

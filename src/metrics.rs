@@ -319,6 +319,22 @@ impl Metrics {
         sum_family(&self.registry, "vigil_dropped_total")
     }
 
+    /// Sum of `vigil_dropped_total` of one stream, over stages and reasons.
+    pub fn dropped_for(&self, stream: &str) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "vigil_dropped_total")
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "stream" && l.value() == stream)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     /// Sum of `vigil_errors_total` over every stage, stream and kind.
     pub fn errors_total(&self) -> u64 {
         sum_family(&self.registry, "vigil_errors_total")

@@ -14,16 +14,23 @@ pub enum StreamState {
     Failed,
     /// A live source lost its connection and is being reconnected.
     Reconnecting,
+    /// A live source sent nothing for a while; it is reconnected if that
+    /// lasts `stall`.
+    Stalled,
+    /// Stopped on request (detached, or the run was stopped).
+    Stopped,
 }
 
 impl StreamState {
     pub fn as_str(self) -> &'static str {
         match self {
-            StreamState::Starting => "starting",
+            StreamState::Starting => "connecting",
             StreamState::Running => "running",
             StreamState::Ended => "ended",
             StreamState::Failed => "failed",
             StreamState::Reconnecting => "reconnecting",
+            StreamState::Stalled => "stalled",
+            StreamState::Stopped => "stopped",
         }
     }
 }
@@ -41,15 +48,25 @@ pub struct StreamStatus {
     pub chunks: AtomicU64,
     pub frames: AtomicU64,
     pub audio_samples: AtomicU64,
+    /// Video frames the source delivered (before any drop).
+    pub frames_in: AtomicU64,
+    /// When the stream was attached, ns since the Unix epoch.
+    pub attached_at: AtomicU64,
     /// The user asked the stream to stop (Ctrl-C): an early end is expected.
     pub stop_requested: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// The last problem met, even one recovered from (a lost connection).
+    last_error: Mutex<Option<String>>,
 }
 
 impl StreamStatus {
     pub fn new(source: impl Into<String>) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         StreamStatus {
             source: source.into(),
+            attached_at: AtomicU64::new(now),
             ..Default::default()
         }
     }
@@ -65,9 +82,22 @@ impl StreamStatus {
 
     /// Records the first failure of the stream.
     pub fn fail(&self, reason: String) {
+        self.set_last_error(reason.clone());
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert(reason);
         self.set_state(StreamState::Failed);
+    }
+
+    /// Notes a problem, recovered from or not, for `GET /streams`.
+    pub fn set_last_error(&self, reason: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn state(&self) -> StreamState {
@@ -76,6 +106,8 @@ impl StreamStatus {
             1 => StreamState::Running,
             2 => StreamState::Ended,
             4 => StreamState::Reconnecting,
+            5 => StreamState::Stalled,
+            6 => StreamState::Stopped,
             _ => StreamState::Failed,
         }
     }
@@ -88,6 +120,8 @@ impl StreamStatus {
             StreamState::Ended => 2,
             StreamState::Failed => 3,
             StreamState::Reconnecting => 4,
+            StreamState::Stalled => 5,
+            StreamState::Stopped => 6,
         };
         let _ = self
             .state

@@ -544,6 +544,22 @@ pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:9090`.
     #[serde(deserialize_with = "socket_addr")]
     pub listen: std::net::SocketAddr,
+    /// The bearer token every request must carry, from this environment
+    /// variable; required when `listen` is not a loopback address.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// … or from this file.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    pub fn token(&self) -> remote::SecretRef {
+        remote::SecretRef {
+            env: self.token_env.clone(),
+            file: self.token_file.clone(),
+        }
+    }
 }
 
 impl PipelineConfig {

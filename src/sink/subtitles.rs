@@ -29,8 +29,10 @@ struct Subtitles {
 /// Writes captions as subtitle cues, rewritten at each run: one file for a
 /// single stream, one per stream (`captions.NAME.vtt`) for several, since a
 /// subtitle file belongs next to one video and its cues must be in time order.
+/// A stream attached while running gets its own file at its first caption.
 pub struct SubtitleSink {
     format: Format,
+    path: PathBuf,
     files: HashMap<String, Subtitles>,
 }
 
@@ -43,30 +45,37 @@ impl SubtitleSink {
             } else {
                 per_stream(path, stream)
             };
-            let err = |e| {
-                Error::io(
-                    format!("cannot create the captions file {}", p.display()),
-                    e,
-                )
-            };
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(err)?;
-            }
-            let mut out = BufWriter::new(File::create(&p).map_err(err)?);
-            if format == Format::WebVtt {
-                out.write_all(b"WEBVTT\n\n").map_err(err)?;
-            }
-            out.flush().map_err(err)?;
-            files.insert(
-                stream.clone(),
-                Subtitles {
-                    path: p,
-                    out,
-                    cues: 0,
-                },
-            );
+            files.insert(stream.clone(), Subtitles::create(format, p)?);
         }
-        Ok(SubtitleSink { format, files })
+        Ok(SubtitleSink {
+            format,
+            path: path.to_path_buf(),
+            files,
+        })
+    }
+}
+
+impl Subtitles {
+    fn create(format: Format, p: PathBuf) -> Result<Subtitles> {
+        let err = |e| {
+            Error::io(
+                format!("cannot create the captions file {}", p.display()),
+                e,
+            )
+        };
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut out = BufWriter::new(File::create(&p).map_err(err)?);
+        if format == Format::WebVtt {
+            out.write_all(b"WEBVTT\n\n").map_err(err)?;
+        }
+        out.flush().map_err(err)?;
+        Ok(Subtitles {
+            path: p,
+            out,
+            cues: 0,
+        })
     }
 }
 
@@ -106,6 +115,10 @@ impl Sink for SubtitleSink {
     async fn send(&mut self, batch: &[Record]) -> Result<()> {
         for r in batch {
             let Record::Caption(c) = r else { continue };
+            if !self.files.contains_key(&c.stream) {
+                let file = Subtitles::create(self.format, per_stream(&self.path, &c.stream))?;
+                self.files.insert(c.stream.clone(), file);
+            }
             let Some(f) = self.files.get_mut(&c.stream) else {
                 continue;
             };

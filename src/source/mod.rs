@@ -9,7 +9,7 @@
 mod branch;
 mod bus;
 pub mod supervise;
-mod uri;
+pub mod uri;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

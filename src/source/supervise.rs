@@ -35,6 +35,9 @@ pub struct Policy {
 
 /// First wait before reconnecting; doubled after each failed attempt.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// A live source quiet this long is said to be stalled (until `stall`
+/// passes and it is reconnected, or data comes back).
+const STALLED: Duration = Duration::from_secs(2);
 /// Messages between a pipeline and its supervisor.
 const QUEUE: usize = 64;
 
@@ -154,6 +157,7 @@ fn supervise(
         if status.stop_requested.load(Ordering::Relaxed) {
             return;
         }
+        status.set_last_error(reason.clone());
         if outage.is_none() {
             tracing::warn!(stream = %settings.name, "{reason}; reconnecting");
             outage = Some((last_pts.unwrap_or(0), reason));
@@ -202,7 +206,11 @@ impl Run<'_> {
             let msg = match self.rx.recv_timeout(wait.min(Duration::from_millis(200))) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.last_data.elapsed() >= wait && self.live {
+                    let quiet = self.last_data.elapsed();
+                    if self.live && self.seen_data && quiet >= STALLED {
+                        self.status.set_state(StreamState::Stalled);
+                    }
+                    if quiet >= wait && self.live {
                         return Ended::Lost(format!(
                             "no data for {}",
                             humantime::format_duration(wait)
@@ -273,6 +281,9 @@ impl Run<'_> {
 
     /// Data arrived at `pts`: the outage (if any) ends here.
     fn data(&mut self, pts: Timestamp) {
+        if self.status.state() == StreamState::Stalled {
+            self.status.set_state(StreamState::Running);
+        }
         if let Some((from, reason)) = self.outage.take() {
             tracing::info!(reason = %reason, "reconnected");
             let _ = self.tx.send(SourceMessage::Input(Input::Outage {

@@ -43,7 +43,13 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("sync-{stream}"))
         .spawn(move || {
-            let mut outcome = run(Synchroniser::new(stream, settings), input, &output, metrics);
+            let mut outcome = run(
+                Synchroniser::new(stream, settings),
+                input,
+                &output,
+                metrics,
+                &status,
+            );
             if outcome.failure.is_none() {
                 outcome.failure = truncated(&status, outcome.stats.end_pts);
             }
@@ -94,6 +100,7 @@ fn run(
     input: Receiver<SourceMessage>,
     output: &ChunkSender,
     metrics: StageMetrics,
+    status: &StreamStatus,
 ) -> SyncOutcome {
     let mut ready = Vec::new();
     let mut failure = None;
@@ -101,6 +108,11 @@ fn run(
         match input.recv() {
             Ok(SourceMessage::Input(msg)) => {
                 metrics.received();
+                if matches!(msg, Input::Frame(_)) {
+                    status
+                        .frames_in
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let timer = metrics.timer();
                 sync.push(msg, &mut ready);
                 drop(timer);

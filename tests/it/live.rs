@@ -14,7 +14,7 @@ use gstreamer_rtsp_server::prelude::*;
 use crate::clip::shared;
 use crate::run::{read_jsonl, vigil};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 }
 
 /// Ctrl-C, as a user stops a live run.
-fn interrupt(child: &std::process::Child) {
+pub fn interrupt(child: &std::process::Child) {
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -31,7 +31,7 @@ fn interrupt(child: &std::process::Child) {
 }
 
 /// `vtest.avi` (people walking) as H.264 in MP4, 384×288, made once here.
-fn h264_clip(dir: &Path) -> PathBuf {
+pub fn h264_clip(dir: &Path) -> PathBuf {
     let path = dir.join("vtest.mp4");
     let ok = Command::new("gst-launch-1.0")
         .args(["-q", "filesrc"])
@@ -66,14 +66,14 @@ fn h264_clip(dir: &Path) -> PathBuf {
 
 /// An RTSP server on 127.0.0.1 serving `file` at `/cam`, shared by every
 /// client, in real time. Stops with its thread when dropped.
-struct RtspServer {
-    port: u16,
+pub struct RtspServer {
+    pub port: u16,
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RtspServer {
-    fn start(file: &Path) -> RtspServer {
+    pub fn start(file: &Path) -> RtspServer {
         RtspServer::start_on(file, free_port())
     }
 

@@ -16,6 +16,7 @@ mod models;
 mod objects;
 mod run;
 mod scene;
+mod serve;
 mod shutdown;
 mod sounds;
 mod speech;

@@ -105,7 +105,10 @@ fn counters_match_the_summary() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let addr = format!("127.0.0.1:{port}").parse().expect("addr");
     runtime
-        .block_on(vigil::server::bind(addr, metrics.clone(), table.clone()))
+        .block_on(vigil::server::bind(
+            addr,
+            vigil::server::AppState::new(metrics.clone(), table.clone()),
+        ))
         .expect("server");
     let options = RunOptions {
         out_dir: PathBuf::from(dir.path()),

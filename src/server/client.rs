@@ -1,0 +1,97 @@
+//! What `vigil attach`, `vigil detach` and `vigil streams` send to a
+//! running `vigil serve`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Where `vigil serve` listens unless told otherwise.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9090";
+
+/// A connection to the control API.
+pub struct Client {
+    base: reqwest::Url,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str, token: Option<String>) -> Result<Client, String> {
+        let base = reqwest::Url::parse(server)
+            .map_err(|e| format!("--server `{server}` is not a URL: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(format!(
+                "--server `{server}`: expected http://HOST:PORT or https://HOST:PORT"
+            ));
+        }
+        let tls = crate::sink::tls::optional_client_config("--server", None)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Client { base, token, http })
+    }
+
+    /// `POST /streams` with `spec` (name, uri, options).
+    pub async fn attach(&self, spec: &Value) -> Result<Value, String> {
+        let request = self.http.post(self.url("streams")?).json(spec);
+        self.send(request).await
+    }
+
+    /// `DELETE /streams/NAME`.
+    pub async fn detach(&self, name: &str) -> Result<Value, String> {
+        let mut url = self.url("streams")?;
+        url.path_segments_mut()
+            .map_err(|_| "the server URL cannot take a path".to_string())?
+            .push(name);
+        self.send(self.http.delete(url)).await
+    }
+
+    /// `GET /streams`.
+    pub async fn streams(&self) -> Result<Value, String> {
+        self.send(self.http.get(self.url("streams")?)).await
+    }
+
+    fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        self.base
+            .join(path)
+            .map_err(|e| format!("cannot make a URL of {} and {path}: {e}", self.base))
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> Result<Value, String> {
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                format!(
+                    "cannot reach vigil serve at {}: is it running? (start it with `vigil serve PIPELINE`, or give --server)",
+                    self.base
+                )
+            } else {
+                format!("{}: {e}", self.base)
+            }
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("{}: cannot read the answer: {e}", self.base))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(body);
+        }
+        let reason = body
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| body.to_string(), str::to_string);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "{reason} (the server wants a token: set VIGIL_TOKEN or give --token-file)"
+            ));
+        }
+        Err(format!("{status}: {reason}"))
+    }
+}

@@ -1,0 +1,248 @@
+//! `/events`: the records in the event store, with the filters of
+//! `vigil events` (`since`, `until`, `stream`, `kind`, `label`, `format`),
+//! streamed row by row; `/events/live`: the records as they are committed,
+//! as Server-Sent Events (`id` is the store sequence, so a client that
+//! reconnects with `Last-Event-ID` misses nothing the store still holds).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{AppState, StoreHandle, problem};
+use crate::export::{Filter, Format};
+
+/// Query parameters: those of `vigil events`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// RFC 3339, or a time ago (`-2h`).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub stream: Option<String>,
+    /// An event kind, or `caption` / `transcript`.
+    pub kind: Option<String>,
+    pub label: Option<String>,
+    /// `jsonl` (default), `json`, `csv`, `vtt` or `srt` (`/events` only).
+    pub format: Option<String>,
+    /// `/events/live`: start after this store sequence (as `Last-Event-ID`).
+    pub after: Option<i64>,
+}
+
+impl EventsQuery {
+    fn filter(&self) -> Result<Filter, String> {
+        let now = chrono::Utc::now();
+        let time = |t: &Option<String>, name: &str| {
+            t.as_deref()
+                .map(|t| crate::export::parse_time(t, now))
+                .transpose()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        Ok(Filter {
+            since: time(&self.since, "since")?,
+            until: time(&self.until, "until")?,
+            stream: self.stream.clone(),
+            kind: self.kind.clone(),
+            label: self.label.clone(),
+        })
+    }
+}
+
+/// Chunks of the export on their way to the client.
+const BODY_QUEUE: usize = 16;
+
+/// `GET /events`.
+pub async fn query(
+    State(s): State<AppState>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, problem(e.body_text())).into_response(),
+    };
+    let store = match need_store(&s) {
+        Ok(store) => store,
+        Err(r) => return *r,
+    };
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, problem(e)).into_response(),
+    };
+    let format: Format = match q.format.as_deref().unwrap_or("jsonl").parse() {
+        Ok(f) => f,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, problem(format!("format: {e}"))).into_response();
+        }
+    };
+    let content_type = match format {
+        Format::Jsonl => "application/x-ndjson",
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Vtt => "text/vtt; charset=utf-8",
+        Format::Srt => "application/x-subrip; charset=utf-8",
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(BODY_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, Sender(tx));
+        if let Err(e) = crate::export::export(&store.path, &filter, format, &mut out) {
+            // The status went out with the first bytes: the body is cut
+            // short, and the reason logged.
+            tracing::warn!("GET /events: {e}");
+        }
+        let _ = std::io::Write::flush(&mut out);
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Writes into the response body, waiting while the client is slow.
+struct Sender(tokio::sync::mpsc::Sender<Bytes>);
+
+impl std::io::Write for Sender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn need_store(s: &AppState) -> Result<StoreHandle, Box<Response>> {
+    s.store().ok_or_else(|| {
+        Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                problem("this pipeline keeps no event store: add [sinks.store] to query records"),
+            )
+                .into_response(),
+        )
+    })
+}
+
+/// Records read from the store at a time for a live client.
+const LIVE_BATCH: usize = 256;
+
+/// `GET /events/live`: every record committed from now on (or after
+/// `Last-Event-ID` / `?after=`), passing the filters, as an SSE stream.
+pub async fn live(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, problem(e.body_text())).into_response(),
+    };
+    let store = match need_store(&s) {
+        Ok(store) => store,
+        Err(r) => return *r,
+    };
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, problem(e)).into_response(),
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(q.after);
+    let path = store.path.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let conn = crate::sink::store::open(&path).map_err(|e| e.to_string())?;
+        let start = match resume {
+            Some(seq) => seq,
+            None => crate::sink::store::last_seq(&conn).map_err(|e| e.to_string())?,
+        };
+        Ok((conn, start))
+    })
+    .await;
+    let (conn, start) = match opened {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, problem(e)).into_response(),
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, problem(e.to_string())).into_response();
+        }
+    };
+    let follow = Follow {
+        conn: Some(conn),
+        filter,
+        cursor: start,
+        pending: Default::default(),
+        committed: store.committed,
+    };
+    let events = futures_util::stream::unfold(follow, |mut f| async move {
+        f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// One live client's place in the store.
+struct Follow {
+    /// Moved to a blocking thread for each read, and back.
+    conn: Option<rusqlite::Connection>,
+    filter: Filter,
+    cursor: i64,
+    pending: std::collections::VecDeque<(i64, String, String)>,
+    committed: Option<tokio::sync::watch::Receiver<i64>>,
+}
+
+impl Follow {
+    /// The next record to send; None ends the stream (the store is gone).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some((seq, kind, json)) = self.pending.pop_front() {
+                return Some(Event::default().id(seq.to_string()).event(kind).data(json));
+            }
+            let conn = self.conn.take()?;
+            let (filter, cursor) = (self.filter.clone(), self.cursor);
+            let read = tokio::task::spawn_blocking(move || {
+                let rows = crate::export::after(&conn, &filter, cursor, LIVE_BATCH);
+                (conn, rows)
+            })
+            .await
+            .ok()?;
+            self.conn = Some(read.0);
+            match read.1 {
+                Ok(rows) if !rows.is_empty() => {
+                    self.cursor = rows.last().map_or(self.cursor, |r| r.0);
+                    self.pending.extend(rows);
+                }
+                Ok(_) => {
+                    // Nothing new: wait for the next commit (or look again
+                    // in a second, for commits not signalled).
+                    let second = Duration::from_secs(1);
+                    match self.committed.as_mut() {
+                        Some(c) => {
+                            if let Ok(Err(_)) = tokio::time::timeout(second, c.changed()).await {
+                                // The store was closed (a reload): look each second.
+                                self.committed = None;
+                            }
+                        }
+                        None => tokio::time::sleep(second).await,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("GET /events/live: cannot read the store: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! HTTP while running: `/metrics` (Prometheus text), `/healthz`, the
+//! streams (`GET`, and under `vigil serve` `POST` and `DELETE`:
+//! [`streams`]), and the records (`/events`, `/events/live`: [`events`]).
+//!
+//! It binds 127.0.0.1 unless told otherwise; bound anywhere else it refuses
+//! to start without a bearer token, and with a token every request must
+//! carry it (`Authorization: Bearer TOKEN`).
+
+pub mod client;
+pub mod events;
+pub mod streams;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+
+use crate::error::{Error, Result};
+use crate::graph::StreamTable;
+use crate::metrics::Metrics;
+
+pub use streams::{Control, ControlError};
+
+/// The event store the records go to, as the server reads it.
+#[derive(Clone)]
+pub struct StoreHandle {
+    pub path: PathBuf,
+    /// The last sequence number committed, changed at each commit (when
+    /// the store is written in this process: else it is looked at each second).
+    pub committed: Option<tokio::sync::watch::Receiver<i64>>,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub streams: StreamTable,
+    /// Where attach and detach requests go (`vigil serve` only).
+    pub control: Option<crossbeam_channel::Sender<Control>>,
+    /// The store, when the pipeline has one (it may change on reload).
+    pub store: Arc<Mutex<Option<StoreHandle>>>,
+    /// Every request must carry it, when set.
+    pub token: Option<Arc<str>>,
+    /// Frames per second in and out of each stream, sampled each second.
+    pub rates: streams::Rates,
+}
+
+impl AppState {
+    pub fn new(metrics: Arc<Metrics>, streams: StreamTable) -> AppState {
+        AppState {
+            metrics,
+            streams,
+            control: None,
+            store: Default::default(),
+            token: None,
+            rates: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> Option<StoreHandle> {
+        self.store.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The bearer token the server requires, and whether one is needed:
+/// binding a non-loopback address without one is refused.
+pub fn token_for(
+    addr: SocketAddr,
+    config: Option<&crate::config::ServerConfig>,
+) -> std::result::Result<Option<Arc<str>>, String> {
+    let token = match config {
+        Some(c) => c.token().resolve("[server] token")?,
+        None => None,
+    };
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "the API would listen on {addr}, which is not a loopback address, without a token: anyone who can reach it could attach streams and read the records; set [server] token_env or token_file (a long random string), or listen on 127.0.0.1"
+        ));
+    }
+    Ok(token.map(Into::into))
+}
+
+/// Binds `addr` now (so that a taken port is an error before anything runs)
+/// and serves on the current tokio runtime until the process ends.
+pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::io(
+            format!("[server] cannot listen on {addr}; is another vigil running?"),
+            e,
+        )
+    })?;
+    tokio::spawn(streams::sample_rates(
+        state.streams.clone(),
+        state.rates.clone(),
+    ));
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/streams", get(streams::list).post(streams::attach))
+        .route("/streams/{name}", delete(streams::detach))
+        .route("/events", get(events::query))
+        .route("/events/live", get(events::live))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the HTTP server stopped: {e}");
+        }
+    }))
+}
+
+/// Refuses a request without the token (when there is one).
+async fn require_token(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        problem("a bearer token is required: send `Authorization: Bearer TOKEN`"),
+    )
+        .into_response()
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub fn problem(message: impl Into<String>) -> ([(header::HeaderName, &'static str); 1], String) {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message.into() }).to_string(),
+    )
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+/// 200 with each stream's state while no stream has failed, 503 otherwise.
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let streams = s.streams.lock().map(|t| t.clone()).unwrap_or_default();
+    let mut failed = false;
+    let body: serde_json::Map<String, serde_json::Value> = streams
+        .iter()
+        .map(|(name, st)| {
+            let state = st.state();
+            failed |= state == crate::stream::StreamState::Failed;
+            (name.clone(), serde_json::Value::from(state.as_str()))
+        })
+        .collect();
+    let code = if failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let status = if failed { "degraded" } else { "ok" };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "status": status, "streams": body }).to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret2"));
+        assert!(!same(b"", b"x"));
+    }
+
+    #[test]
+    fn a_token_is_required_off_loopback() {
+        let off: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let on: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9090".parse().unwrap();
+        assert!(token_for(off, None).unwrap_err().contains("token_env"));
+        assert_eq!(token_for(on, None), Ok(None));
+        assert_eq!(token_for(v6, None), Ok(None));
+    }
+}

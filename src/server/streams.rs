@@ -1,0 +1,230 @@
+//! `/streams`: what runs (`GET`), attaching (`POST`) and detaching
+//! (`DELETE /streams/{name}`) under `vigil serve`.
+//!
+//! The handlers never touch a stream: they hand the request to the thread
+//! that owns the graph ([`Control`]) and wait for its answer, so a slow
+//! camera or a slow join never holds the HTTP server, and the HTTP server
+//! never holds a stream.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AppState, problem};
+use crate::config::SourceConfig;
+use crate::graph::StreamTable;
+
+/// A request for the graph's owner.
+pub enum Control {
+    /// Attach `source`; `spec` is the request as given (kept, unexpanded,
+    /// so that the stream is attached again after a restart).
+    Attach {
+        source: Box<SourceConfig>,
+        spec: Value,
+        reply: tokio::sync::oneshot::Sender<Result<(), ControlError>>,
+    },
+    Detach {
+        name: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), ControlError>>,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// The request is wrong (400).
+    Invalid(String),
+    /// A stream of that name is attached already (409).
+    Conflict(String),
+    /// No stream of that name (404).
+    NotFound(String),
+    /// vigil could not do it (500).
+    Failed(String),
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let (code, message) = match self {
+            ControlError::Invalid(m) => (StatusCode::BAD_REQUEST, m),
+            ControlError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ControlError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ControlError::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        };
+        (code, problem(message)).into_response()
+    }
+}
+
+/// Frames per second in and out of each stream, over the last few seconds.
+pub type Rates = Arc<Mutex<BTreeMap<String, (f64, f64)>>>;
+
+/// Seconds of history the rates are taken over.
+const RATE_WINDOW: usize = 5;
+
+/// Samples each stream's frame counters every second into `rates`.
+pub async fn sample_rates(table: StreamTable, rates: Rates) {
+    let mut history: BTreeMap<String, VecDeque<(Instant, u64, u64)>> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let streams = table.lock().map(|t| t.clone()).unwrap_or_default();
+        history.retain(|name, _| streams.contains_key(name));
+        let mut now = BTreeMap::new();
+        for (name, st) in &streams {
+            let h = history.entry(name.clone()).or_default();
+            h.push_back((
+                Instant::now(),
+                st.frames_in.load(Ordering::Relaxed),
+                st.frames.load(Ordering::Relaxed),
+            ));
+            if h.len() > RATE_WINDOW + 1 {
+                h.pop_front();
+            }
+            let rate = match (h.front(), h.back()) {
+                (Some(a), Some(b)) if b.0 > a.0 => {
+                    let dt = (b.0 - a.0).as_secs_f64();
+                    (
+                        b.1.saturating_sub(a.1) as f64 / dt,
+                        b.2.saturating_sub(a.2) as f64 / dt,
+                    )
+                }
+                _ => (0.0, 0.0),
+            };
+            now.insert(name.clone(), rate);
+        }
+        if let Ok(mut r) = rates.lock() {
+            *r = now;
+        }
+    }
+}
+
+/// `GET /streams`: each stream's state, rates, drops, last error, uptime.
+pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
+    let streams = s.streams.lock().map(|t| t.clone()).unwrap_or_default();
+    let rates = s.rates.lock().map(|r| r.clone()).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let body: Vec<Value> = streams
+        .iter()
+        .map(|(name, st)| {
+            let (fps_in, fps_out) = rates.get(name).copied().unwrap_or_default();
+            let uptime = now.saturating_sub(st.attached_at.load(Ordering::Relaxed));
+            json!({
+                "name": name,
+                "uri": st.source,
+                "state": st.state().as_str(),
+                "fps_in": round2(fps_in),
+                "fps_out": round2(fps_out),
+                "frames_in": st.frames_in.load(Ordering::Relaxed),
+                "frames": st.frames.load(Ordering::Relaxed),
+                "chunks": st.chunks.load(Ordering::Relaxed),
+                "dropped": s.metrics.dropped_for(name),
+                "media_s": st.media_done.load(Ordering::Relaxed) as f64 / 1e9,
+                "uptime_s": uptime / 1_000_000_000,
+                "last_error": st.last_error(),
+            })
+        })
+        .collect();
+    Json(body)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `POST /streams`: attach the stream the body describes (a source table
+/// of the pipeline file, as JSON: `{"name": "cam1", "uri": "rtsp://…"}`).
+pub async fn attach(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    let Some(control) = s.control.clone() else {
+        return not_serving();
+    };
+    let spec: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return ControlError::Invalid(
+                "the body must be a JSON object: {\"name\": \"cam1\", \"uri\": \"rtsp://…\"}"
+                    .into(),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            return ControlError::Invalid(format!("the body is not JSON: {e}")).into_response();
+        }
+    };
+    let source: SourceConfig = match serde_json::from_value(spec.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let uri = spec.get("uri").and_then(Value::as_str).unwrap_or_default();
+            let message = crate::source::uri::scrub(&e.to_string(), uri);
+            return ControlError::Invalid(message).into_response();
+        }
+    };
+    let name = source.name.clone();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if control
+        .send(Control::Attach {
+            source: Box::new(source),
+            spec,
+            reply,
+        })
+        .is_err()
+    {
+        return stopping();
+    }
+    match answer.await {
+        Ok(Ok(())) => (
+            StatusCode::CREATED,
+            [(axum::http::header::LOCATION, format!("/streams/{name}"))],
+            Json(json!({ "attached": name })),
+        )
+            .into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => stopping(),
+    }
+}
+
+/// `DELETE /streams/{name}`: stop the stream (what it read is recorded)
+/// and forget it, also across restarts.
+pub async fn detach(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(control) = s.control.clone() else {
+        return not_serving();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if control
+        .send(Control::Detach {
+            name: name.clone(),
+            reply,
+        })
+        .is_err()
+    {
+        return stopping();
+    }
+    match answer.await {
+        Ok(Ok(())) => Json(json!({ "detached": name })).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => stopping(),
+    }
+}
+
+fn not_serving() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        problem("this is `vigil run`: streams are attached and detached under `vigil serve`"),
+    )
+        .into_response()
+}
+
+fn stopping() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        problem("vigil is stopping"),
+    )
+        .into_response()
+}

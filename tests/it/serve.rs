@@ -1,0 +1,423 @@
+//! `vigil serve`: streams attached and detached over the control API while
+//! the others run, kept across restarts, and the API's token.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::clip::shared;
+use crate::live::{RtspServer, free_port, h264_clip};
+use crate::run::vigil;
+
+/// A `vigil serve` child on `http` (127.0.0.1), stopped (SIGTERM) on drop.
+struct Serve {
+    child: Option<Child>,
+    http: u16,
+}
+
+impl Serve {
+    fn start(pipeline: &Path, out: &Path, http: u16) -> Serve {
+        let child = vigil()
+            .args(["serve"])
+            .arg(pipeline)
+            .arg("--out")
+            .arg(out)
+            .env("VIGIL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vigil serve");
+        let serve = Serve {
+            child: Some(child),
+            http,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while serve.get("/healthz").is_none() {
+            assert!(Instant::now() < deadline, "vigil serve answers");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        serve
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let mut r = ureq::get(&self.url(path)).call().ok()?;
+        serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+    }
+
+    /// The stream table, by name.
+    fn streams(&self) -> std::collections::BTreeMap<String, Value> {
+        self.get("/streams")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s["name"].as_str().unwrap_or("?").to_string(), s))
+            .collect()
+    }
+
+    /// `vigil attach`/`detach`/… against this server.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        vigil()
+            .args(args)
+            .env("VIGIL_SERVER", self.url(""))
+            .output()
+            .expect("run vigil")
+    }
+
+    /// Stops it as systemd does (SIGTERM) and returns its stderr.
+    fn stop(mut self) -> String {
+        let child = self.child.take().expect("running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let output = child.wait_with_output().expect("vigil serve ends");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "vigil serve stopped cleanly: {stderr}");
+        stderr
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn post(url: &str, body: &str) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut r = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("POST");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+const HOP: f64 = 1.0;
+
+/// Chunks a stream fused against those its stream time calls for.
+fn on_course(s: &Value) -> f64 {
+    let media = s["media_s"].as_f64().unwrap_or(0.0);
+    let chunks = s["chunks"].as_f64().unwrap_or(0.0);
+    if media <= 0.0 { 0.0 } else { chunks / (media / HOP) }
+}
+
+/// Eight cameras attached over the API, one at an address where nothing
+/// listens: the seven others each process ≥ 90 % of the chunks their
+/// stream time calls for, and their stream time keeps up with the wall
+/// clock; the dead one reconnects on its own without touching them.
+/// Detaching one leaves the others on course, and a restart of `vigil
+/// serve` attaches the remaining ones again.
+#[test]
+fn cameras_attached_over_the_api_run_side_by_side_and_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let http = free_port();
+    let pipeline = dir.path().join("serve.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[sync]
+hop = "1s"
+
+[encoders.motion]
+min_duration = "0s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+[sinks.store]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let serve = Serve::start(&pipeline, &out, http);
+    let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    let dead = format!("rtsp://127.0.0.1:{}/cam", free_port());
+    // Half through `vigil attach`, half straight to the API.
+    let attached_at = Instant::now();
+    for i in 1..=7 {
+        let name = format!("cam{i}");
+        if i % 2 == 1 {
+            let o = serve.cli(&["attach", &cam, "--name", &name, "--set", "retry_max=2s"]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        } else {
+            let (code, body) = post(
+                &serve.url("/streams"),
+                &format!(r#"{{"name": "{name}", "uri": "{cam}", "retry_max": "2s"}}"#),
+            );
+            assert_eq!(code, 201, "{body}");
+        }
+    }
+    let (code, body) = post(
+        &serve.url("/streams"),
+        &format!(r#"{{"name": "dead", "uri": "{dead}", "retry_max": "2s"}}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    // The same name twice is refused; so is an unknown option.
+    let (code, body) = post(
+        &serve.url("/streams"),
+        &format!(r#"{{"name": "cam1", "uri": "{cam}"}}"#),
+    );
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = post(
+        &serve.url("/streams"),
+        &format!(r#"{{"name": "cam9", "uri": "{cam}", "colour": "red"}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown field `colour`"), "{body}");
+
+    std::thread::sleep(Duration::from_secs(20));
+    let wall = attached_at.elapsed().as_secs_f64();
+    let streams = serve.streams();
+    assert_eq!(streams.len(), 8, "{streams:?}");
+    for i in 1..=7 {
+        let s = &streams[&format!("cam{i}")];
+        assert_eq!(s["state"], "running", "{s}");
+        let media = s["media_s"].as_f64().unwrap_or(0.0);
+        // Connecting takes a moment; after it, stream time runs with the wall.
+        assert!(media >= wall - 8.0, "cam{i}: {media} s of stream time in {wall:.1} s: {s}");
+        assert!(on_course(s) >= 0.9, "cam{i} fell behind: {s}");
+        assert!(s["fps_in"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
+    }
+    let d = &streams["dead"];
+    assert!(
+        matches!(d["state"].as_str(), Some("reconnecting" | "connecting")),
+        "{d}"
+    );
+    assert_eq!(d["chunks"], 0, "{d}");
+
+    // Detach one: the others go on.
+    let before = serve.streams();
+    let o = serve.cli(&["detach", "cam4"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_secs(8));
+    let after = serve.streams();
+    assert!(!after.contains_key("cam4"), "{after:?}");
+    for i in [1, 2, 3, 5, 6, 7] {
+        let name = format!("cam{i}");
+        let (b, a) = (&before[&name], &after[&name]);
+        let more = a["chunks"].as_f64().unwrap_or(0.0) - b["chunks"].as_f64().unwrap_or(0.0);
+        assert!(more >= 0.9 * 8.0 / HOP - 1.0, "{name}: {more} chunks in 8 s: {b} → {a}");
+        assert!(on_course(a) >= 0.9, "{name}: {a}");
+    }
+    let o = serve.cli(&["detach", "cam4"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no stream named `cam4`"));
+
+    // What the streams recorded is in the store, through the API.
+    let records = ureq::get(&serve.url("/events?kind=caption&stream=cam1"))
+        .call()
+        .expect("GET /events")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    let captions = records.lines().count();
+    assert!(captions >= 8, "{captions} captions of cam1 over ~28 s");
+
+    let stderr = serve.stop();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The detached stream ended cleanly: its last caption is in the log.
+    let kept = std::fs::read_to_string(out.join("attached.json")).expect("attached.json");
+    assert!(!kept.contains("\"cam4\""), "{kept}");
+
+    // A restart attaches the seven kept streams again.
+    let serve = Serve::start(&pipeline, &out, http);
+    let names: Vec<String> = serve.streams().into_keys().collect();
+    assert_eq!(
+        names,
+        ["cam1", "cam2", "cam3", "cam5", "cam6", "cam7", "dead"],
+        "re-attached after a restart"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve.streams()["cam1"]["chunks"].as_u64().unwrap_or(0) < 3 {
+        assert!(Instant::now() < deadline, "cam1 runs again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    serve.stop();
+    drop(server);
+}
+
+/// A file attached over the API: its records are followed live over
+/// Server-Sent Events, and requests that cannot work are refused with a
+/// reason.
+#[test]
+fn records_of_an_attached_file_are_followed_live() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = free_port();
+    let pipeline = dir.path().join("serve.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[encoders.motion]
+min_duration = "0s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.store]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#
+        ),
+    )
+    .expect("pipeline");
+    let serve = Serve::start(&pipeline, &dir.path().join("out"), http);
+    let live = std::thread::spawn({
+        let url = serve.url("/events/live?kind=caption");
+        move || {
+            use std::io::BufRead;
+            let mut r = ureq::get(&url).call().expect("GET /events/live");
+            let reader = std::io::BufReader::new(r.body_mut().as_reader());
+            let mut captions = Vec::new();
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if let Some(data) = line.strip_prefix("data: ") {
+                    captions.push(serde_json::from_str::<Value>(data).expect("JSON"));
+                    if captions.len() == 5 {
+                        break;
+                    }
+                }
+            }
+            captions
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let walk = shared("vtest.avi");
+    let (code, body) = post(
+        &serve.url("/streams"),
+        &format!(r#"{{"name": "walk", "uri": "{}"}}"#, walk.display()),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = post(
+        &serve.url("/streams"),
+        r#"{"name": "nothing", "uri": "/no/such/file.mp4"}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("no such file"), "{body}");
+    let (code, body) = post(&serve.url("/streams"), r#"{"name": "bad name", "uri": "x"}"#);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = post(&serve.url("/streams"), "not json");
+    assert_eq!(code, 400, "{body}");
+
+    let captions = live.join().expect("the live reader");
+    assert_eq!(captions.len(), 5);
+    for (i, c) in captions.iter().enumerate() {
+        assert_eq!(c["type"], "caption");
+        assert_eq!(c["stream"], "walk");
+        assert_eq!(c["start"].as_f64(), Some(2.0 * i as f64), "in order: {c}");
+    }
+    serve.stop();
+}
+
+/// Bound off loopback the API refuses to start without a token, and with
+/// one refuses every request that does not carry it.
+#[test]
+fn off_loopback_the_api_wants_its_token() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = free_port();
+    let pipeline = dir.path().join("serve.toml");
+    let write = |token: &str| {
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"
+[encoders.motion]
+
+[sinks.store]
+
+[server]
+listen = "0.0.0.0:{http}"
+{token}
+"#
+            ),
+        )
+        .expect("pipeline")
+    };
+    write("");
+    let o = vigil()
+        .args(["serve"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("vigil serve");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("not a loopback address") && stderr.contains("token_env"), "{stderr}");
+
+    write(r#"token_env = "VIGIL_TEST_API_TOKEN""#);
+    let child = vigil()
+        .args(["serve"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("VIGIL_TEST_API_TOKEN", "s3cret-token-0123456789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let serve = Serve {
+        child: Some(child),
+        http,
+    };
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let status = |path: &str, token: Option<&str>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut r = agent.get(serve.url(path));
+            if let Some(t) = token {
+                r = r.header("Authorization", format!("Bearer {t}"));
+            }
+            match r.call() {
+                Ok(r) => return r.status().as_u16(),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("no answer: {e}"),
+            }
+        }
+    };
+    for path in ["/streams", "/healthz", "/metrics", "/events"] {
+        assert_eq!(status(path, None), 401, "{path} without the token");
+        assert_eq!(status(path, Some("wrong")), 401, "{path} with a wrong token");
+        assert_eq!(status(path, Some("s3cret-token-0123456789")), 200, "{path}");
+    }
+    // vigil attach says what is missing.
+    let o = serve.cli(&["attach", "x.mp4", "--name", "x"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("VIGIL_TOKEN"));
+    let o = vigil()
+        .args(["streams"])
+        .env("VIGIL_SERVER", serve.url(""))
+        .env("VIGIL_TOKEN", "s3cret-token-0123456789")
+        .output()
+        .expect("vigil streams");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serve.stop();
+}
