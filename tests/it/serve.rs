@@ -79,7 +79,10 @@ impl Serve {
         assert!(sent.success());
         let output = child.wait_with_output().expect("vigil serve ends");
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "vigil serve stopped cleanly: {stderr}");
+        assert!(
+            output.status.success(),
+            "vigil serve stopped cleanly: {stderr}"
+        );
         stderr
     }
 }
@@ -113,7 +116,11 @@ const HOP: f64 = 1.0;
 fn on_course(s: &Value) -> f64 {
     let media = s["media_s"].as_f64().unwrap_or(0.0);
     let chunks = s["chunks"].as_f64().unwrap_or(0.0);
-    if media <= 0.0 { 0.0 } else { chunks / (media / HOP) }
+    if media <= 0.0 {
+        0.0
+    } else {
+        chunks / (media / HOP)
+    }
 }
 
 /// Eight cameras attached over the API, one at an address where nothing
@@ -197,7 +204,10 @@ listen = "127.0.0.1:{http}"
         assert_eq!(s["state"], "running", "{s}");
         let media = s["media_s"].as_f64().unwrap_or(0.0);
         // Connecting takes a moment; after it, stream time runs with the wall.
-        assert!(media >= wall - 8.0, "cam{i}: {media} s of stream time in {wall:.1} s: {s}");
+        assert!(
+            media >= wall - 8.0,
+            "cam{i}: {media} s of stream time in {wall:.1} s: {s}"
+        );
         assert!(on_course(s) >= 0.9, "cam{i} fell behind: {s}");
         assert!(s["fps_in"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
     }
@@ -219,7 +229,10 @@ listen = "127.0.0.1:{http}"
         let name = format!("cam{i}");
         let (b, a) = (&before[&name], &after[&name]);
         let more = a["chunks"].as_f64().unwrap_or(0.0) - b["chunks"].as_f64().unwrap_or(0.0);
-        assert!(more >= 0.9 * 8.0 / HOP - 1.0, "{name}: {more} chunks in 8 s: {b} → {a}");
+        assert!(
+            more >= 0.9 * 8.0 / HOP - 1.0,
+            "{name}: {more} chunks in 8 s: {b} → {a}"
+        );
         assert!(on_course(a) >= 0.9, "{name}: {a}");
     }
     let o = serve.cli(&["detach", "cam4"]);
@@ -318,7 +331,10 @@ listen = "127.0.0.1:{http}"
     );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("no such file"), "{body}");
-    let (code, body) = post(&serve.url("/streams"), r#"{"name": "bad name", "uri": "x"}"#);
+    let (code, body) = post(
+        &serve.url("/streams"),
+        r#"{"name": "bad name", "uri": "x"}"#,
+    );
     assert_eq!(code, 400, "{body}");
     let (code, body) = post(&serve.url("/streams"), "not json");
     assert_eq!(code, 400, "{body}");
@@ -367,7 +383,10 @@ listen = "0.0.0.0:{http}"
         .expect("vigil serve");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(stderr.contains("not a loopback address") && stderr.contains("token_env"), "{stderr}");
+    assert!(
+        stderr.contains("not a loopback address") && stderr.contains("token_env"),
+        "{stderr}"
+    );
 
     write(r#"token_env = "VIGIL_TEST_API_TOKEN""#);
     let child = vigil()
@@ -406,7 +425,11 @@ listen = "0.0.0.0:{http}"
     };
     for path in ["/streams", "/healthz", "/metrics", "/events"] {
         assert_eq!(status(path, None), 401, "{path} without the token");
-        assert_eq!(status(path, Some("wrong")), 401, "{path} with a wrong token");
+        assert_eq!(
+            status(path, Some("wrong")),
+            401,
+            "{path} with a wrong token"
+        );
         assert_eq!(status(path, Some("s3cret-token-0123456789")), 200, "{path}");
     }
     // vigil attach says what is missing.
@@ -420,4 +443,97 @@ listen = "0.0.0.0:{http}"
         .expect("vigil streams");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serve.stop();
+}
+
+/// `SIGHUP` applies the pipeline file: a changed source restarts, a new one
+/// starts, an unchanged one runs on untouched; a file that does not load is
+/// refused and everything runs on.
+#[test]
+fn sighup_reloads_the_pipeline_and_leaves_unchanged_streams_running() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
+    let http = free_port();
+    let pipeline = dir.path().join("serve.toml");
+    let write = |sources: &str| {
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"
+{sources}
+
+[encoders.motion]
+
+[sinks.jsonl]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#
+            ),
+        )
+        .expect("pipeline")
+    };
+    let source = |name: &str, fps: u32| {
+        format!("[[sources]]\nname = \"{name}\"\nuri = \"{cam}\"\nfps = {fps}\n")
+    };
+    write(&format!("{}{}", source("keep", 5), source("change", 5)));
+    let serve = Serve::start(&pipeline, &dir.path().join("out"), http);
+    let chunks = |name: &str| serve.streams().get(name).and_then(|s| s["chunks"].as_u64());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chunks("keep").unwrap_or(0) < 4 || chunks("change").unwrap_or(0) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "both streams run: {:?}",
+            serve.streams()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hup = |serve: &Serve| {
+        let pid = serve.child.as_ref().expect("running").id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    // A broken file is refused: both run on.
+    std::fs::write(&pipeline, "[[sources]]\nname = 3\n").expect("broken");
+    hup(&serve);
+    std::thread::sleep(Duration::from_secs(2));
+    let (keep0, change0) = (chunks("keep").unwrap_or(0), chunks("change").unwrap_or(0));
+    assert!(keep0 >= 5 && change0 >= 5, "{:?}", serve.streams());
+
+    write(&format!(
+        "{}{}{}",
+        source("keep", 5),
+        source("change", 2),
+        source("new", 5)
+    ));
+    hup(&serve);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chunks("new").unwrap_or(0) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the new source starts: {:?}",
+            serve.streams()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let streams = serve.streams();
+    let keep = streams["keep"]["chunks"].as_u64().unwrap_or(0);
+    let change = streams["change"]["chunks"].as_u64().unwrap_or(0);
+    // The unchanged stream went on counting; the changed one started over.
+    assert!(keep > keep0 + 2, "keep went on: {keep0} → {keep}");
+    assert!(change < change0, "change restarted: {change0} → {change}");
+    assert_eq!(streams["change"]["state"], "running", "{streams:?}");
+    let stderr = serve.stop();
+    assert!(stderr.contains("reload refused"), "{stderr}");
+    assert!(
+        stderr.contains("1 stream(s) stopped, 2 started"),
+        "{stderr}"
+    );
+    drop(server);
 }
