@@ -387,3 +387,126 @@ listen = "127.0.0.1:{http}"
     assert!(after >= 2, "records flow again after the outage");
     drop(server);
 }
+
+/// A static HTTP server on 127.0.0.1 for the files of `dir`, with byte
+/// ranges (so that a demuxer may seek, as souphttpsrc asks). One thread per
+/// connection; runs until the test process ends.
+pub fn http_server(dir: &Path) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Seek, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut conn = conn;
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let mut from = None;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(r) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                            from = r
+                                .split('-')
+                                .next()
+                                .and_then(|n| n.trim().parse::<u64>().ok());
+                        }
+                    }
+                    let Ok(mut file) = std::fs::File::open(dir.join(path.trim_start_matches('/')))
+                    else {
+                        let _ =
+                            conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                        continue;
+                    };
+                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    let start = from.unwrap_or(0).min(len);
+                    let head = match from {
+                        Some(_) => format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n",
+                            len.saturating_sub(1)
+                        ),
+                        None => "HTTP/1.1 200 OK\r\n".to_string(),
+                    };
+                    let _ = file.seek(std::io::SeekFrom::Start(start));
+                    let mut body = Vec::new();
+                    let _ = file.read_to_end(&mut body);
+                    let head = format!(
+                        "{head}Accept-Ranges: bytes\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A file over HTTP, and an HLS playlist of it: both are read to the end,
+/// at file speed, with what they show (people walking: motion).
+#[test]
+fn http_and_hls_sources_are_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let hls = dir.path().join("hls");
+    std::fs::create_dir_all(&hls).expect("hls dir");
+    let ok = Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc"])
+        .arg(format!("location={}", clip.display()))
+        .args(["!", "qtdemux", "!", "h264parse", "!", "hlssink2"])
+        .arg(format!("location={}/seg%05d.ts", hls.display()))
+        .arg(format!("playlist-location={}/live.m3u8", hls.display()))
+        .args(["target-duration=2", "max-files=0", "playlist-length=0"])
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(ok.success(), "made the HLS playlist");
+    let port = http_server(dir.path());
+    let out = dir.path().join("out");
+    let pipeline = dir.path().join("motion.toml");
+    std::fs::write(
+        &pipeline,
+        "[encoders.motion]\n[fusion]\ncaption_span = \"2s\"\n[sinks.jsonl]\n",
+    )
+    .expect("pipeline");
+    let output = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .args(["--source", &format!("http://127.0.0.1:{port}/vtest.mp4")])
+        .args([
+            "--source",
+            &format!("http://127.0.0.1:{port}/hls/live.m3u8"),
+        ])
+        .output()
+        .expect("vigil run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let records = read_jsonl(&out.join("events.jsonl"));
+    for stream in ["vtest", "live"] {
+        let ends: Vec<f64> = records
+            .iter()
+            .filter(|r| r["stream"] == stream && r["type"] == "caption")
+            .filter_map(|r| r["end"].as_f64())
+            .collect();
+        let last = ends.iter().copied().fold(0.0, f64::max);
+        assert!(last >= 78.0, "{stream} read to its end (79.5 s): {last}");
+        assert!(
+            records
+                .iter()
+                .any(|r| r["stream"] == stream && r["kind"] == "motion"),
+            "{stream}: people walking are motion"
+        );
+    }
+}
