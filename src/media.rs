@@ -109,6 +109,9 @@ pub struct ChunkFlags {
     pub last: bool,
     /// A live source was disconnected (and being reconnected) in this span.
     pub reconnecting: bool,
+    /// The whole span lies in such an outage: there is nothing to see or
+    /// hear (its audio is silence), so the encoders pass it by. Not a label.
+    pub no_media: bool,
 }
 
 impl ChunkFlags {

@@ -57,6 +57,9 @@ pub struct StreamStatus {
     failure: Mutex<Option<String>>,
     /// The last problem met, even one recovered from (a lost connection).
     last_error: Mutex<Option<String>>,
+    /// A live source's outage under way: the source time of the last data
+    /// before it, and when that data came.
+    outage: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 impl StreamStatus {
@@ -86,6 +89,21 @@ impl StreamStatus {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert(reason);
         self.set_state(StreamState::Failed);
+    }
+
+    /// A live source lost its connection after data at source time `from`,
+    /// which came at `at`; `None`: it is back.
+    pub fn set_outage(&self, outage: Option<(u64, std::time::Instant)>) {
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = outage;
+    }
+
+    /// The outage under way, as the source time span it covers until now.
+    pub fn outage_until_now(&self) -> Option<(u64, u64)> {
+        let o = *self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        o.map(|(from, at)| {
+            let since = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            (from, from.saturating_add(since))
+        })
     }
 
     /// Notes a problem, recovered from or not, for `GET /streams`.

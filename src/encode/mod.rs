@@ -287,8 +287,11 @@ fn run(
         metrics.queue_depth(input.len());
         let timer = metrics.timer();
         let mut features = Vec::with_capacity(stage.encoders.len());
-        for encoder in stage.encoders.iter_mut() {
-            features.append(&mut encoder.encode(&[&chunk])?);
+        // A span wholly in a live source's outage has nothing to see or hear.
+        if !chunk.flags.no_media {
+            for encoder in stage.encoders.iter_mut() {
+                features.append(&mut encoder.encode(&[&chunk])?);
+            }
         }
         let pending = match &mut stage.asr {
             Some(cutter) => {

@@ -107,6 +107,7 @@ fn supervise(
     let mut last_pts: Option<u64> = None;
     let mut outage: Option<(u64, String)> = None;
     let mut live = false;
+    let mut last_data_at = Instant::now();
     loop {
         let offset = u64::try_from(first_start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // The first pipeline keeps its own times; later ones are shifted to
@@ -136,6 +137,9 @@ fn supervise(
                 let ended = run.forward();
                 live = run.live;
                 if run.seen_data {
+                    last_data_at = run.last_data;
+                }
+                if run.seen_data {
                     failures = 0;
                 }
                 // Whatever the pipeline still had to say was forwarded. Its
@@ -161,6 +165,8 @@ fn supervise(
         if outage.is_none() {
             tracing::warn!(stream = %settings.name, "{reason}; reconnecting");
             outage = Some((last_pts.unwrap_or(0), reason));
+            // Stopped before it is back, the stream still records the outage.
+            status.set_outage(Some((last_pts.unwrap_or(0), last_data_at)));
         }
         status.set_state(StreamState::Reconnecting);
         metrics.error("reconnect");
@@ -291,6 +297,7 @@ impl Run<'_> {
                 to: pts,
             }));
             self.status.set_state(StreamState::Running);
+            self.status.set_outage(None);
         }
         self.seen_data = true;
         self.last_data = Instant::now();

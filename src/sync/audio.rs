@@ -153,6 +153,18 @@ impl AudioTrack {
     /// to spans already emitted); samples not yet placed come back as silence
     /// and count as a gap.
     pub fn take(&mut self, start: u64, end: u64) -> (Vec<f32>, bool) {
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        let gap = self.take_into(start, end, Some(&mut out));
+        (out, gap)
+    }
+
+    /// Like [`AudioTrack::take`], without the samples (a span no one will
+    /// hear: a live source's outage).
+    pub fn skip(&mut self, start: u64, end: u64) -> bool {
+        self.take_into(start, end, None)
+    }
+
+    fn take_into(&mut self, start: u64, end: u64, out: Option<&mut Vec<f32>>) -> bool {
         debug_assert!(start <= end);
         if start > self.base {
             self.consume(start - self.base, None);
@@ -164,9 +176,7 @@ impl AudioTrack {
         if self.next() < end {
             self.fill(end - self.next());
         }
-        let mut out = Vec::with_capacity((end - start) as usize);
-        let gap = self.consume(end - start, Some(&mut out));
-        (out, gap)
+        self.consume(end - start, out)
     }
 }
 

@@ -119,7 +119,20 @@ fn run(
             }
             // Ended where it is: what was read is flushed as the last chunks;
             // the source's callbacks then find the channel closed and stop.
-            Ok(SourceMessage::Stop) => sync.finish(&mut ready),
+            Ok(SourceMessage::Stop) => {
+                // Stopped while its camera is down: the outage lasted until now.
+                if let Some((from, to)) = status.outage_until_now() {
+                    sync.push(
+                        Input::Outage {
+                            from: crate::time::Timestamp(from),
+                            to: crate::time::Timestamp(to),
+                        },
+                        &mut ready,
+                    );
+                    sync.push(Input::VideoExtent(crate::time::Timestamp(to)), &mut ready);
+                }
+                sync.finish(&mut ready)
+            }
             Ok(SourceMessage::Failed(reason)) => {
                 failure = Some(reason);
                 sync.finish(&mut ready);

@@ -123,14 +123,34 @@ fn shed(s: &mut State) -> Drops {
             chunk.flags.frames_dropped = true;
         }
     }
-    while s.queue.len() > LIVE_CHUNKS {
-        if let Some(old) = s.queue.pop_front() {
-            drops.chunks += 1;
-            drops.frames += old.frames.len() as u64;
-            s.dropped_before_next = true;
+    // Chunks of an outage hold nothing (their silence is shared) and cost
+    // the encoders nothing: they do not count, and are never dropped, so the
+    // outage stays whole in the records however long it was.
+    let mut real = s.queue.iter().filter(|c| !c.flags.no_media).count();
+    while real > LIVE_CHUNKS {
+        let Some(i) = s.queue.iter().position(|c| !c.flags.no_media) else {
+            break;
+        };
+        let Some(old) = s.queue.remove(i) else { break };
+        real -= 1;
+        drops.chunks += 1;
+        drops.frames += old.frames.len() as u64;
+        match s.queue.get_mut(i) {
+            Some(next) => mark_dropped(next, old.has_audio),
+            None => s.dropped_before_next = true,
         }
     }
     drops
+}
+
+/// The chunk after one dropped whole says what was lost: its sound, or
+/// (for a stream without sound) its frames.
+fn mark_dropped(next: &mut Chunk, had_audio: bool) {
+    if had_audio {
+        next.flags.audio_dropped = true;
+    } else {
+        next.flags.frames_dropped = true;
+    }
 }
 
 impl Drop for ChunkSender {
@@ -148,7 +168,8 @@ impl ChunkReceiver {
         loop {
             if let Some(mut chunk) = s.queue.pop_front() {
                 if std::mem::take(&mut s.dropped_before_next) {
-                    chunk.flags.audio_dropped = true;
+                    let had_audio = chunk.has_audio;
+                    mark_dropped(&mut chunk, had_audio);
                 }
                 self.shared.changed.notify_all();
                 return Some(chunk);
@@ -247,6 +268,51 @@ mod tests {
             "the chunk after a dropped one says so"
         );
         assert_eq!(next.seq, 20 - LIVE_CHUNKS as u64);
+    }
+
+    #[test]
+    fn an_outage_of_any_length_is_kept_whole_and_costs_nothing() {
+        let (tx, rx) = chunk_queue();
+        let silence: Arc<[f32]> = Arc::from(vec![0.0f32; 16_000]);
+        // An hour of outage comes out at once when the camera is back.
+        let n = 3600;
+        let mut drops = Drops::default();
+        for seq in 0..n {
+            let mut c = chunk(seq, 0);
+            c.audio = silence.clone();
+            c.flags.reconnecting = true;
+            c.flags.no_media = true;
+            let d = tx.send(c, true).unwrap_or_default();
+            drops.chunks += d.chunks;
+        }
+        // Then live data: only it is bounded.
+        for seq in n..n + 20 {
+            let d = tx.send(chunk(seq, 0), true).unwrap_or_default();
+            drops.chunks += d.chunks;
+        }
+        assert_eq!(drops.chunks, 20 - LIVE_CHUNKS as u64);
+        assert_eq!(tx.len(), n as usize + LIVE_CHUNKS);
+        // Every chunk of the outage shares one buffer of silence.
+        assert_eq!(Arc::strong_count(&silence), n as usize + 1);
+        let got: Vec<Chunk> =
+            std::iter::from_fn(|| (!rx.is_empty()).then(|| rx.recv()).flatten()).collect();
+        assert!(got[..n as usize].iter().all(|c| c.flags.no_media));
+        assert_eq!(got[n as usize].seq, n + 20 - LIVE_CHUNKS as u64);
+        assert!(got[n as usize].flags.audio_dropped);
+    }
+
+    #[test]
+    fn a_stream_without_sound_loses_frames_not_audio() {
+        let (tx, rx) = chunk_queue();
+        for seq in 0..=LIVE_CHUNKS as u64 {
+            let mut c = chunk(seq, 0);
+            c.has_audio = false;
+            c.audio = Arc::from(Vec::new());
+            let _ = tx.send(c, true);
+        }
+        let next = rx.recv().unwrap_or_else(|| chunk(99, 0));
+        assert_eq!(next.seq, 1);
+        assert!(next.flags.frames_dropped && !next.flags.audio_dropped);
     }
 
     #[test]

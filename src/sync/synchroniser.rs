@@ -106,6 +106,8 @@ pub struct Synchroniser {
     pending: Vec<Input>,
     /// Spans a live source was disconnected, in stream time.
     outages: Vec<Span>,
+    /// Zeros, shared by the chunks of an outage.
+    silence: Arc<[f32]>,
     frames: VecDeque<VideoFrame>,
     /// Highest frame PTS seen (stream time).
     video_wm: Option<Timestamp>,
@@ -135,6 +137,7 @@ impl Synchroniser {
             creation_time: None,
             pending: Vec::new(),
             outages: Vec::new(),
+            silence: Arc::from(Vec::new()),
             frames: VecDeque::new(),
             video_wm: None,
             video_end: Timestamp::ZERO,
@@ -458,11 +461,23 @@ impl Synchroniser {
         }
     }
 
+    /// `n` samples of silence, shared.
+    fn silence(&mut self, n: usize) -> Arc<[f32]> {
+        if self.silence.len() != n {
+            self.silence = Arc::from(vec![0.0; n]);
+        }
+        self.silence.clone()
+    }
+
     fn make_chunk(&mut self, span: Span, mut flags: ChunkFlags) -> Chunk {
         flags.reconnecting = self
             .outages
             .iter()
             .any(|o| o.start < span.end && span.start < o.end);
+        let in_outage = self
+            .outages
+            .iter()
+            .any(|o| o.start <= span.start && span.end <= o.end);
         self.outages.retain(|o| o.end > span.end);
         let mut frames = Vec::new();
         while self.frames.front().is_some_and(|f| f.pts < span.end) {
@@ -479,10 +494,19 @@ impl Synchroniser {
                     flags.audio_missing = true;
                 }
             }
-            let (samples, gap) = self.track.take(s0, s1);
-            flags.audio_gap |= gap && !flags.audio_missing;
-            samples.into()
+            if in_outage && frames.is_empty() {
+                // Silence shared by every chunk of the outage: a long one
+                // costs no memory per chunk.
+                flags.no_media = true;
+                flags.audio_gap |= self.track.skip(s0, s1) && !flags.audio_missing;
+                self.silence((s1 - s0) as usize)
+            } else {
+                let (samples, gap) = self.track.take(s0, s1);
+                flags.audio_gap |= gap && !flags.audio_missing;
+                samples.into()
+            }
         } else {
+            flags.no_media = in_outage && frames.is_empty();
             Arc::from(Vec::new())
         };
         let chunk = Chunk {

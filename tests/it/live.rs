@@ -347,6 +347,10 @@ listen = "127.0.0.1:{http}"
         assert!(Instant::now() < deadline, "captions after the outage");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Down again, and vigil is stopped before it is back: that outage is
+    // recorded too, up to the stop.
+    server.stop();
+    std::thread::sleep(Duration::from_secs(6));
     interrupt(&child);
     let output = child.wait_with_output().expect("vigil ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -365,12 +369,26 @@ listen = "127.0.0.1:{http}"
                 .is_some_and(|l| l.iter().any(|l| l == "reconnecting"))
         })
         .collect();
-    assert_eq!(starts.len(), 1, "one gap event for the outage: {starts:?}");
+    assert_eq!(starts.len(), 2, "one gap event for each outage: {starts:?}");
     let gaps: Vec<_> = records
         .iter()
         .filter(|r| r["event"] == starts[0]["event"] && r["phase"] == "end")
         .collect();
     assert_eq!(gaps.len(), 1, "the gap ended: {gaps:?}");
+    let last: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == starts[1]["event"] && r["phase"] == "end")
+        .collect();
+    assert_eq!(
+        last.len(),
+        1,
+        "the outage under way at the stop ended: {last:?}"
+    );
+    let span = last[0]["end"].as_f64().unwrap_or(0.0) - last[0]["start"].as_f64().unwrap_or(0.0);
+    assert!(
+        (3.0..=12.0).contains(&span),
+        "it lasts to the stop: {span} s"
+    );
     let (start, end) = (
         gaps[0]["start"].as_f64().unwrap_or(0.0),
         gaps[0]["end"].as_f64().unwrap_or(0.0),
@@ -385,7 +403,6 @@ listen = "127.0.0.1:{http}"
         .filter(|r| r["start"].as_f64().unwrap_or(0.0) >= end)
         .count();
     assert!(after >= 2, "records flow again after the outage");
-    drop(server);
 }
 
 /// A static HTTP server on 127.0.0.1 for the files of `dir`, with byte

@@ -51,6 +51,11 @@ enum Msg {
         samples: Vec<f32>,
     },
     Eos(Branch),
+    /// A live source's outage over `[from, to)`.
+    Outage {
+        from: u64,
+        to: u64,
+    },
 }
 
 impl Msg {
@@ -74,6 +79,10 @@ impl Msg {
                 samples: samples.clone(),
             }),
             Msg::Eos(b) => Input::Eos(*b),
+            Msg::Outage { from, to } => Input::Outage {
+                from: Timestamp(*from),
+                to: Timestamp(*to),
+            },
         }
     }
 }

@@ -128,3 +128,50 @@ fn live_audio_before_origin_is_trimmed_not_shifted() {
     assert_eq!(c0.audio[0], 1_601.0, "audio is 100 ms late against video");
     assert_eq!(&c0.audio[..], &ramp(1_600, 16_000)[..]);
 }
+
+#[test]
+fn chunks_wholly_in_an_outage_carry_no_media_and_share_their_silence() {
+    // Live, hop 1 s: 3 s of data, a 10 s outage, then 3 s more.
+    let mut h = Harness::new(SECOND, true);
+    h.push(&both_topology(true));
+    let data = |h: &mut Harness, from: u64, to: u64| {
+        for t in (from..to).step_by(100) {
+            h.frame(t * MS, 100 * MS);
+            h.audio(t * MS, ramp(0, 1600));
+        }
+    };
+    data(&mut h, 0, 3000);
+    h.push(&Msg::Outage {
+        from: 3 * SECOND,
+        to: 13 * SECOND,
+    });
+    data(&mut h, 13_000, 16_000);
+    h.finish();
+    let outage: Vec<&Chunk> = h
+        .chunks
+        .iter()
+        .filter(|c| c.span.start.0 >= 3 * SECOND && c.span.end.0 <= 13 * SECOND)
+        .collect();
+    assert_eq!(outage.len(), 10);
+    for c in &outage {
+        assert!(c.flags.reconnecting && c.flags.no_media, "{:?}", c.flags);
+        assert!(c.frames.is_empty());
+        assert_eq!(c.audio.len(), 16_000, "exact samples still");
+        assert!(c.audio.iter().all(|&x| x == 0.0));
+        assert!(Arc::ptr_eq(&c.audio, &outage[0].audio), "one buffer");
+        assert!(!c.flags.names().contains(&"no_media"));
+    }
+    for c in h
+        .chunks
+        .iter()
+        .filter(|c| c.span.end.0 <= 3 * SECOND || c.span.start.0 >= 13 * SECOND)
+    {
+        assert!(
+            !c.flags.no_media && !c.flags.reconnecting,
+            "{:?} {:?}",
+            c.span,
+            c.flags
+        );
+        assert!(!c.frames.is_empty());
+    }
+}
