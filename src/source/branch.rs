@@ -168,7 +168,29 @@ fn add_video(
     deliver(&sink, Branch::Video, Some(extent), tx, metrics, {
         // Caps change rarely: parse them once per change, not per frame.
         let mut info: Option<(gst::Caps, gst_video::VideoInfo)> = None;
-        move |sample| video_frame(sample, thumbnail, &mut info).map(Input::Frame)
+        let (mut told_clock, mut told_ntp) = (false, false);
+        move |sink, sample, out| {
+            let frame = video_frame(sample, thumbnail, &mut info)?;
+            // The UTC of the frames: the camera's (RTCP) once known, the
+            // pipeline clock's for the first frame.
+            if !told_ntp && let Some(utc) = sample.buffer().and_then(ntp_utc) {
+                told_ntp = true;
+                out.push(Input::Clock {
+                    pts: frame.pts,
+                    utc,
+                    ntp: true,
+                });
+            } else if !told_clock && let Some(utc) = clock_utc(sink, sample) {
+                told_clock = true;
+                out.push(Input::Clock {
+                    pts: frame.pts,
+                    utc,
+                    ntp: false,
+                });
+            }
+            out.push(Input::Frame(frame));
+            Ok(())
+        }
     });
     attach(
         pipeline,
@@ -186,7 +208,9 @@ fn deliver(
     extent: Option<Arc<AtomicU64>>,
     tx: Sender<SourceMessage>,
     metrics: StageMetrics,
-    mut convert: impl FnMut(&gst::Sample) -> Result<Input, String> + Send + 'static,
+    mut convert: impl FnMut(&gst_app::AppSink, &gst::Sample, &mut Vec<Input>) -> Result<(), String>
+    + Send
+    + 'static,
 ) {
     let eos_tx = tx.clone();
     sink.set_callbacks(
@@ -195,12 +219,15 @@ fn deliver(
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 metrics.received();
                 let timer = metrics.timer();
-                let input = convert(&sample);
+                let mut inputs = Vec::with_capacity(2);
+                let converted = convert(sink, &sample, &mut inputs);
                 drop(timer);
-                match input {
-                    Ok(input) => {
-                        tx.send(SourceMessage::Input(input))
-                            .map_err(|_| gst::FlowError::Eos)?;
+                match converted {
+                    Ok(()) => {
+                        for input in inputs {
+                            tx.send(SourceMessage::Input(input))
+                                .map_err(|_| gst::FlowError::Eos)?;
+                        }
                         metrics.sent();
                         metrics.queue_depth(tx.len());
                         Ok(gst::FlowSuccess::Ok)
@@ -219,6 +246,44 @@ fn deliver(
             })
             .build(),
     );
+}
+
+/// Seconds from 1900 (NTP) to 1970 (Unix).
+const NTP_TO_UNIX: u64 = 2_208_988_800;
+
+/// The sender's capture time of `buffer` (a reference timestamp in NTP
+/// time, which rtpjitterbuffer adds once RTCP sender reports came), as ns
+/// since the Unix epoch.
+fn ntp_utc(buffer: &gst::BufferRef) -> Option<i64> {
+    buffer
+        .iter_meta::<gst::meta::ReferenceTimestampMeta>()
+        .find(|m| {
+            m.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == "timestamp/x-ntp")
+        })
+        .and_then(|m| {
+            let ns = m
+                .timestamp()
+                .nseconds()
+                .checked_sub(NTP_TO_UNIX * 1_000_000_000)?;
+            i64::try_from(ns).ok()
+        })
+}
+
+/// When the pipeline clock says `sample` was captured, as UTC: its running
+/// time on the clock, dated by how long ago that was.
+fn clock_utc(sink: &gst_app::AppSink, sample: &gst::Sample) -> Option<i64> {
+    let clock = sink.clock()?;
+    let base = sink.base_time()?;
+    let pts = sample.buffer()?.pts()?;
+    let segment = sample.segment()?.downcast_ref::<gst::format::Time>()?;
+    let running = segment.to_running_time(pts)?;
+    let now = clock.time();
+    let age =
+        i64::try_from(now.nseconds()).ok()? - i64::try_from((base + running).nseconds()).ok()?;
+    let utc = chrono::Utc::now().timestamp_nanos_opt()?;
+    utc.checked_sub(age)
 }
 
 fn video_frame(
@@ -298,8 +363,9 @@ fn add_audio(
         .max_buffers(APPSINK_BUFFERS)
         .sync(false)
         .build();
-    deliver(&sink, Branch::Audio, None, tx, metrics, |sample| {
-        audio_block(sample).map(Input::Audio)
+    deliver(&sink, Branch::Audio, None, tx, metrics, |_, sample, out| {
+        out.push(Input::Audio(audio_block(sample)?));
+        Ok(())
     });
     attach(
         pipeline,

@@ -179,6 +179,11 @@ fn setup_network_source(src: &gst::Element, tcp: bool, latency_ms: u32) {
         src.set_property("latency", latency_ms);
         // Late packets are dropped rather than held: a live view.
         src.set_property("drop-on-latency", true);
+        // Once the camera's RTCP sender reports arrive, each buffer carries
+        // the camera's own capture time (NTP): the records' utc.
+        if src.has_property("add-reference-timestamp-meta") {
+            src.set_property("add-reference-timestamp-meta", true);
+        }
     }
 }
 

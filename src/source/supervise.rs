@@ -264,6 +264,11 @@ impl Run<'_> {
                             Input::Audio(b)
                         }
                         Input::VideoExtent(t) => Input::VideoExtent(self.shift(t)),
+                        Input::Clock { pts, utc, ntp } => Input::Clock {
+                            pts: self.shift(pts),
+                            utc,
+                            ntp,
+                        },
                         other => other,
                     };
                     if self.tx.send(SourceMessage::Input(input)).is_err() {

@@ -47,6 +47,13 @@ pub enum Input {
         from: Timestamp,
         to: Timestamp,
     },
+    /// The UTC of source time `pts` (a live source): from the camera's
+    /// RTCP sender reports (`ntp`), else from the pipeline clock.
+    Clock {
+        pts: Timestamp,
+        utc: i64,
+        ntp: bool,
+    },
 }
 
 /// The synchroniser's settings, from the pipeline file.
@@ -102,6 +109,8 @@ pub struct Synchroniser {
     /// Source PTS of stream time zero, once known.
     origin: Option<u64>,
     utc_origin: Option<i64>,
+    /// The source time ↔ UTC pair the live UTC comes from.
+    clock: Option<(u64, i64, bool)>,
     creation_time: Option<i64>,
     pending: Vec<Input>,
     /// Spans a live source was disconnected, in stream time.
@@ -133,6 +142,7 @@ impl Synchroniser {
             video: BranchState::default(),
             audio: BranchState::default(),
             origin: None,
+            clock: None,
             utc_origin: None,
             creation_time: None,
             pending: Vec::new(),
@@ -236,6 +246,24 @@ impl Synchroniser {
                 self.audio.first_pts.get_or_insert(b.pts.0);
             }
             Input::CreationTime(t) => self.creation_time = Some(*t),
+            Input::Clock { pts, utc, ntp } => {
+                // The sender's clock wins over ours; the first of each kind counts.
+                let better = self.clock.is_none_or(|(_, _, had)| *ntp && !had);
+                if better {
+                    self.clock = Some((pts.0, *utc, *ntp));
+                    if self.origin.is_some() && self.settings.live {
+                        let before = self.utc_origin;
+                        self.utc_origin = self.clock_origin();
+                        if let (true, Some(b), Some(a)) = (*ntp, before, self.utc_origin) {
+                            tracing::info!(
+                                stream = %self.stream,
+                                "utc now from the camera's RTCP sender reports ({:+} ms from the pipeline clock)",
+                                (a - b) / 1_000_000
+                            );
+                        }
+                    }
+                }
+            }
             Input::VideoExtent(_) | Input::Outage { .. } => {}
             Input::Eos(Branch::Video) => self.video.eos = true,
             Input::Eos(Branch::Audio) => self.audio.eos = true,
@@ -280,12 +308,22 @@ impl Synchroniser {
             // Stream time zero of a live source is about now: the first
             // buffer has just arrived. (--start-time and creation times are
             // for files.)
-            self.utc_origin = Some(
+            // The pipeline clock or the camera's reports say when the
+            // buffers were captured; without them, it is now.
+            self.utc_origin = self.clock_origin().or(Some(
                 chrono::Utc::now()
                     .timestamp_nanos_opt()
                     .unwrap_or(self.settings.fallback_utc),
-            );
+            ));
         }
+    }
+
+    /// UTC of stream time zero from the clock pair, once the origin is fixed.
+    fn clock_origin(&self) -> Option<i64> {
+        let (pts, utc, _) = self.clock?;
+        let origin = self.origin?;
+        let since = i64::try_from(pts).ok()? - i64::try_from(origin).ok()?;
+        utc.checked_sub(since)
     }
 
     fn utc_origin(&mut self) -> i64 {
@@ -345,7 +383,10 @@ impl Synchroniser {
                     self.outages.push(Span::new(Timestamp(from), Timestamp(to)));
                 }
             }
-            Input::Topology { .. } | Input::CreationTime(_) | Input::Eos(_) => {}
+            Input::Topology { .. }
+            | Input::CreationTime(_)
+            | Input::Clock { .. }
+            | Input::Eos(_) => {}
         }
     }
 

@@ -248,6 +248,12 @@ listen = "127.0.0.1:{http}"
     for text in [&stderr, &stdout] {
         assert!(!text.contains(password), "the password never shows: {text}");
     }
+    // The camera's RTCP sender reports date the frames (same host: the
+    // same clock, so within a few ms of the pipeline's).
+    assert!(
+        stderr.contains("utc now from the camera's RTCP sender reports"),
+        "{stderr}"
+    );
     let everything = std::fs::read_to_string(&log).expect("log");
     assert!(!everything.contains(password));
     drop(server);

@@ -51,6 +51,12 @@ enum Msg {
         samples: Vec<f32>,
     },
     Eos(Branch),
+    /// The UTC of source time `pts`.
+    Clock {
+        pts: u64,
+        utc: i64,
+        ntp: bool,
+    },
     /// A live source's outage over `[from, to)`.
     Outage {
         from: u64,
@@ -79,6 +85,11 @@ impl Msg {
                 samples: samples.clone(),
             }),
             Msg::Eos(b) => Input::Eos(*b),
+            Msg::Clock { pts, utc, ntp } => Input::Clock {
+                pts: Timestamp(*pts),
+                utc: *utc,
+                ntp: *ntp,
+            },
             Msg::Outage { from, to } => Input::Outage {
                 from: Timestamp(*from),
                 to: Timestamp(*to),

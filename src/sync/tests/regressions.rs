@@ -175,3 +175,45 @@ fn chunks_wholly_in_an_outage_carry_no_media_and_share_their_silence() {
         assert!(!c.frames.is_empty());
     }
 }
+
+#[test]
+fn live_utc_comes_from_the_clock_then_from_the_camera() {
+    // Live, origin at source time 5 s. The pipeline clock dates the first
+    // frame; the camera's sender reports, once they come, win; later pairs
+    // of either kind change nothing.
+    let mut h = Harness::new(SECOND, true);
+    h.push(&Msg::Topology {
+        video: true,
+        audio: false,
+        live: true,
+    });
+    h.push(&Msg::Clock {
+        pts: 5 * SECOND,
+        utc: UTC,
+        ntp: false,
+    });
+    for i in 0..20u64 {
+        h.frame(5 * SECOND + i * 100 * MS, 100 * MS);
+    }
+    assert!(!h.chunks.is_empty());
+    assert_eq!(
+        h.chunks[0].utc_origin, UTC,
+        "stream time 0 is the first frame's utc"
+    );
+    // The camera's clock is 1.5 s ahead: its frame at 7 s says UTC + 3.5 s.
+    h.push(&Msg::Clock {
+        pts: 7 * SECOND,
+        utc: UTC + 3_500 * MS as i64,
+        ntp: true,
+    });
+    h.push(&Msg::Clock {
+        pts: 7 * SECOND,
+        utc: UTC + 99 * SECOND as i64,
+        ntp: false,
+    });
+    for i in 20..40u64 {
+        h.frame(5 * SECOND + i * 100 * MS, 100 * MS);
+    }
+    let last = h.chunks.last().map_or(0, |c| c.utc_origin);
+    assert_eq!(last, UTC + 1_500 * MS as i64);
+}
