@@ -6,7 +6,12 @@
 //! [`BatchClient`]; the worker gathers requests until it holds `max_batch`
 //! items, every client has a request waiting, or `max_wait` has passed since
 //! the first, runs the session once per `max_batch` items, and answers each
-//! request with its own items' outputs. The worker owns the session: no lock
+//! request with its own items' outputs.
+//!
+//! Streams are served in turn, not in arrival order: each client's requests
+//! wait in a queue of their own, and a batch takes one request from each
+//! client that has one, round after round, so a busy camera with a deep
+//! backlog cannot hold back a quiet one (see [`Fair`]). The worker owns the session: no lock
 //! is held around `run`. Because a batch of N gives what N runs of batch 1
 //! give (the model tests check it), how requests happen to be grouped never
 //! changes what a stream's records say.
@@ -31,8 +36,80 @@ pub type ItemOutputs = Vec<Vec<f32>>;
 pub type ItemInputs = Vec<Vec<f32>>;
 
 struct Request {
+    /// Which client sent it.
+    client: usize,
     items: Vec<ItemInputs>,
     reply: Sender<Result<Vec<ItemOutputs>>>,
+}
+
+/// The requests waiting, one queue per client, served in turn.
+pub struct Fair<R> {
+    queues: std::collections::BTreeMap<usize, std::collections::VecDeque<R>>,
+    /// The client served first in the next batch.
+    next: usize,
+}
+
+impl<R> Default for Fair<R> {
+    fn default() -> Self {
+        Fair {
+            queues: Default::default(),
+            next: 0,
+        }
+    }
+}
+
+impl<R> Fair<R> {
+    /// Requests waiting, over every client.
+    pub fn len(&self) -> usize {
+        self.queues.values().map(|q| q.len()).sum()
+    }
+
+    pub fn push(&mut self, client: usize, request: R) {
+        self.queues.entry(client).or_default().push_back(request);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queues.values().all(|q| q.is_empty())
+    }
+
+    /// Clients with a request waiting.
+    pub fn waiting(&self) -> usize {
+        self.queues.values().filter(|q| !q.is_empty()).count()
+    }
+
+    /// Takes requests for one batch: one from each waiting client in turn
+    /// (from where the last batch stopped), round after round, until their
+    /// items (`size`) reach `max_items`. A batch always has one request.
+    pub fn take(&mut self, max_items: usize, size: impl Fn(&R) -> usize) -> Vec<R> {
+        let mut out = Vec::new();
+        let mut items = 0;
+        loop {
+            let order: Vec<usize> = self
+                .queues
+                .range(self.next..)
+                .chain(self.queues.range(..self.next))
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(c, _)| *c)
+                .collect();
+            if order.is_empty() {
+                break;
+            }
+            for client in order {
+                if items >= max_items && !out.is_empty() {
+                    self.queues.retain(|_, q| !q.is_empty());
+                    return out;
+                }
+                if let Some(r) = self.queues.get_mut(&client).and_then(|q| q.pop_front()) {
+                    items += size(&r);
+                    out.push(r);
+                    // The next batch starts after the last client served.
+                    self.next = client + 1;
+                }
+            }
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        out
+    }
 }
 
 /// A batched tensor: its name, one item's shape, and where the batch
@@ -72,6 +149,8 @@ pub struct BatchModel {
 pub struct Batcher {
     tx: Sender<Request>,
     clients: Arc<AtomicUsize>,
+    /// Ids handed to clients.
+    ids: AtomicUsize,
     name: &'static str,
     thread: Option<JoinHandle<()>>,
 }
@@ -96,6 +175,7 @@ impl Batcher {
         Ok(Batcher {
             tx,
             clients,
+            ids: AtomicUsize::new(0),
             name,
             thread: Some(thread),
         })
@@ -105,6 +185,7 @@ impl Batcher {
     pub fn client(&self) -> BatchClient {
         self.clients.fetch_add(1, Ordering::SeqCst);
         BatchClient {
+            id: self.ids.fetch_add(1, Ordering::Relaxed),
             tx: self.tx.clone(),
             clients: self.clients.clone(),
             name: self.name,
@@ -125,6 +206,7 @@ impl Drop for Batcher {
 
 /// One stream's way to the model's worker.
 pub struct BatchClient {
+    id: usize,
     tx: Sender<Request>,
     clients: Arc<AtomicUsize>,
     name: &'static str,
@@ -148,7 +230,11 @@ impl BatchClient {
         let (reply, answer) = bounded(1);
         if !items.is_empty() {
             self.tx
-                .send(Request { items, reply })
+                .send(Request {
+                    client: self.id,
+                    items,
+                    reply,
+                })
                 .map_err(|_| stopped(self.name))?;
         } else {
             let _ = reply.send(Ok(Vec::new()));
@@ -198,33 +284,40 @@ impl Worker {
     fn run(mut self) {
         let max_batch = self.config.max_batch.max(1);
         let max_wait = Duration::from_nanos(self.config.max_wait);
-        while let Ok(first) = self.rx.recv() {
-            let deadline = Instant::now() + max_wait;
-            let mut items = first.items.len();
-            let mut requests = vec![first];
-            // Wait for more only while some other stream may still send.
-            while items < max_batch && requests.len() < self.clients.load(Ordering::SeqCst) {
-                match self.rx.recv_deadline(deadline) {
+        let mut waiting: Fair<Request> = Fair::default();
+        let mut queued = 0usize;
+        loop {
+            if waiting.is_empty() {
+                match self.rx.recv() {
                     Ok(r) => {
-                        items += r.items.len();
-                        requests.push(r);
-                    }
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            // And whatever else is already queued (a stream that hands over
-            // its items one by one as it prepares them), up to a batch.
-            while items < max_batch {
-                match self.rx.try_recv() {
-                    Ok(r) => {
-                        items += r.items.len();
-                        requests.push(r);
+                        queued += r.items.len();
+                        waiting.push(r.client, r);
                     }
                     Err(_) => break,
                 }
+                // Wait for more only while some other stream may still send.
+                let deadline = Instant::now() + max_wait;
+                while queued < max_batch && waiting.waiting() < self.clients.load(Ordering::SeqCst)
+                {
+                    match self.rx.recv_deadline(deadline) {
+                        Ok(r) => {
+                            queued += r.items.len();
+                            waiting.push(r.client, r);
+                        }
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             }
+            // And whatever else is already queued (a stream that hands over
+            // its items one by one as it prepares them).
+            while let Ok(r) = self.rx.try_recv() {
+                queued += r.items.len();
+                waiting.push(r.client, r);
+            }
+            let requests = waiting.take(max_batch, |r| r.items.len());
+            queued = queued.saturating_sub(requests.iter().map(|r| r.items.len()).sum());
             self.metrics
-                .batch_queue(self.model.name, self.rx.len() as i64);
+                .batch_queue(self.model.name, waiting.len() as i64);
             let counts: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
             let (all, replies): (Vec<Vec<ItemInputs>>, Vec<_>) =
                 requests.into_iter().map(|r| (r.items, r.reply)).unzip();
@@ -343,5 +436,66 @@ impl Worker {
         self.metrics
             .batch_run(m.name, n, started.elapsed().as_secs_f64());
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fair;
+
+    /// (client, item count) of what a batch took.
+    fn take(f: &mut Fair<(usize, usize)>, max: usize) -> Vec<usize> {
+        f.take(max, |r| r.1).into_iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn a_busy_stream_does_not_hold_back_a_quiet_one() {
+        let mut f = Fair::default();
+        // Camera 0 queued 12 frames before camera 1 queued its one.
+        for _ in 0..12 {
+            f.push(0, (0, 1));
+        }
+        f.push(1, (1, 1));
+        assert_eq!(take(&mut f, 4), [0, 1, 0, 0], "1 goes in the first batch");
+        assert_eq!(f.len(), 9);
+        f.push(2, (2, 1));
+        f.push(1, (1, 1));
+        // The next batch starts after the last served: 1, 2, then 0 again.
+        assert_eq!(take(&mut f, 4), [1, 2, 0, 0]);
+        assert_eq!(take(&mut f, 4), [0, 0, 0, 0]);
+        assert_eq!(take(&mut f, 4), [0, 0, 0]);
+        assert!(f.is_empty());
+        assert!(take(&mut f, 4).is_empty());
+    }
+
+    #[test]
+    fn every_stream_gets_its_turn_under_overload() {
+        // Three streams keep 8 requests each waiting; over many batches each
+        // gets a third of the model's runs.
+        let mut f = Fair::default();
+        let mut served = [0usize; 3];
+        for _ in 0..300 {
+            for c in 0..3 {
+                while f.queues.get(&c).map_or(0, |q| q.len()) < 8 {
+                    f.push(c, (c, 1));
+                }
+            }
+            for c in take(&mut f, 4) {
+                served[c] += 1;
+            }
+        }
+        assert_eq!(served.iter().sum::<usize>(), 1200);
+        for s in served {
+            assert_eq!(s, 400, "{served:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_bigger_than_a_batch_goes_alone() {
+        let mut f = Fair::default();
+        f.push(0, (0, 10));
+        f.push(1, (1, 1));
+        assert_eq!(take(&mut f, 4), [0]);
+        assert_eq!(take(&mut f, 4), [1]);
     }
 }
