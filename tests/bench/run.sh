@@ -23,6 +23,11 @@
 #   BENCH_SKIP_MODELS 1: leave out the model benchmarks (tests/bench/models.sh)
 #   BENCH_SKIP_DELIVERY 1: leave out the store and live-sink benchmark
 #                     (tests/bench/delivery.rs)
+#   BENCH_SKIP_LIVE   1: leave out the live RTSP benchmark (tests/bench/live.rs:
+#                     capture-to-record latency, how many 720p streams with the
+#                     detector fit, overload; about 20 minutes; its own
+#                     BENCH_LATENCY_SECS, BENCH_FIT_SECS, BENCH_FIT_MAX,
+#                     BENCH_CAPACITY_SECS and BENCH_OVERLOAD_SECS are passed on)
 #
 # Exit status: 0 when all was measured (whatever PASS/FAIL says), 1 on an
 # error (vigil missing, a run that failed or wrote no events.jsonl); after a
@@ -284,6 +289,20 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_DELIVERY:-0}" != 1 ]]; then
   fi
 fi
 
+# --- live RTSP streams -------------------------------------------------------
+live=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_LIVE:-0}" != 1 ]]; then
+  log "live RTSP streams (cargo bench --bench live; about 20 minutes)"
+  if "${CARGO:-cargo}" bench --quiet --bench live >"$work/live.md" 2>"$work/live.log"; then
+    live="$(cat "$work/live.md")"
+    if grep -q '\*\*FAIL\*\*' "$work/live.md"; then live_verdict="a target is missed (**FAIL**)"; else live_verdict="every target met (**PASS**)"; fi
+    summary+="- live RTSP streams: see the Live RTSP streams section (capture-to-record latency p95, 720p streams with the detector that fit, overload): $live_verdict"$'\n'
+  else
+    log "live benchmark failed (bench-out/live.log, bench-out/live/)"
+    failed=1
+  fi
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -364,6 +383,8 @@ ${tables}
 ${models}
 
 ${delivery}
+
+${live}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"

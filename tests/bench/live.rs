@@ -1,0 +1,1455 @@
+//! Live RTSP streams: capture-to-record latency, how many 720p streams with
+//! the object detector fit on this machine, and what overload does to vigil.
+//! The release binary (`target/release/vigil`) runs as a child process and
+//! watches an RTSP server started in this process (gst-rtsp-server, one
+//! shared media for every client, serving an H.264 MP4 as it is: nothing is
+//! re-encoded per client). Prints a Markdown section for BENCHMARKS.md.
+//!
+//!   cargo bench --bench live        (tests/bench/run.sh runs it)
+//!
+//! Environment (seconds; 0 leaves that measurement out):
+//!   BENCH_LATENCY_SECS  (60)   the latency run
+//!   BENCH_FIT_SECS      (45)   each run of N streams
+//!   BENCH_FIT_MAX       (8)    the most streams tried
+//!   BENCH_CAPACITY_SECS (30)   the detector's capacity, measured on the file
+//!   BENCH_OVERLOAD_SECS (600)  the overloaded live run
+//!   VIGIL_CACHE  (~/.cache/vigil) the 720p clip is made once in its media/
+//!
+//! Runs, their pipelines and vigil's logs are left in bench-out/live/.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// `[sync] hop` of every pipeline here, and the caption span.
+const HOP_SECS: f64 = 1.0;
+/// Analysis rate per stream when counting the streams that fit.
+const FIT_FPS: u32 = 5;
+/// Analysis rate of the overloaded stream: every frame of a 25 fps camera.
+const OVERLOAD_FPS: u32 = 25;
+/// vtest.avi lasts 79.5 s; the live clip is it N times over.
+const VTEST_SECS: f64 = 79.5;
+/// How long vigil may take to finish after SIGINT before it is killed.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+/// RSS and /metrics are sampled this often in the overload run.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// A live stream queues at most 8 chunks (src/sync/queue.rs, LIVE_CHUNKS):
+/// a bounded latency stays under that many hops and one more.
+const LATENCY_BOUND_SECS: f64 = 9.0;
+
+fn main() {
+    if let Err(e) = bench() {
+        eprintln!("live bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn secs_var(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn bench() -> Res<()> {
+    let latency_secs = secs_var("BENCH_LATENCY_SECS", 60);
+    let fit_secs = secs_var("BENCH_FIT_SECS", 45);
+    let fit_max = secs_var("BENCH_FIT_MAX", 8) as usize;
+    let capacity_secs = secs_var("BENCH_CAPACITY_SECS", 30);
+    let overload_secs = secs_var("BENCH_OVERLOAD_SECS", 600);
+
+    let b = Bench::new()?;
+    // The clip must outlast the longest live run (the server starts it over
+    // for every run) and the connection; the file run reads it faster than
+    // real time, but stops after capacity_secs.
+    let longest = latency_secs
+        .max(fit_secs)
+        .max(overload_secs)
+        .max(capacity_secs * 2) as f64;
+    let clip = Clip::get(&b, ((longest + 30.0) / VTEST_SECS).ceil().max(1.0) as u32)?;
+
+    println!("## Live RTSP streams\n");
+    println!(
+        "`cargo bench --bench live` (`tests/bench/live.rs`): `target/release/vigil` runs as a \
+         child process and watches an RTSP server started in the bench process \
+         (gst-rtsp-server on 127.0.0.1, RTP over the RTSP connection, one shared media for \
+         every client, serving an H.264 MP4 as it is: nothing is re-encoded per client; a \
+         fresh server for each run, so each run's stream starts at the clip's start). Each run \
+         is stopped with SIGINT, as Ctrl-C stops it. Runs, pipelines and vigil's logs are in \
+         `bench-out/live/`.\n"
+    );
+    println!(
+        "The stream: `{}`, vtest.avi (people walking, 768x576 at 10 fps) {} times over, \
+         scaled to 1280x720 (pillarboxed) at 25 fps, {:.0} s, made once by:\n",
+        b.show(&clip.path),
+        clip.reps,
+        clip.reps as f64 * VTEST_SECS
+    );
+    println!("```\n{}\n```\n", clip.command);
+
+    if latency_secs > 0 {
+        emit(&latency(&b, &clip, latency_secs)?);
+    }
+    if fit_secs > 0 && fit_max > 0 {
+        emit(&fit(&b, &clip, fit_secs, fit_max)?);
+    }
+    if overload_secs > 0 && capacity_secs > 0 {
+        emit(&overload(&b, &clip, capacity_secs, overload_secs)?);
+    }
+    Ok(())
+}
+
+// --- the measurements -------------------------------------------------------
+
+/// Capture-to-record latency of captions on one live stream.
+fn latency(b: &Bench, clip: &Clip, secs: u64) -> Res<String> {
+    b.progress(&format!("latency: one RTSP stream, motion, {secs} s"));
+    let load = load_average();
+    let server = RtspServer::start(&clip.path)?;
+    let http = free_port()?;
+    let toml = Pipeline {
+        sources: vec![("cam".into(), server.url())],
+        fps: FIT_FPS,
+        motion: true,
+        detector: None,
+        http,
+    }
+    .toml();
+    let dir = b.run_dir("latency")?;
+    let mut vigil = Vigil::spawn(b, &dir, &toml)?;
+    vigil.wait_http(http)?;
+    vigil.run_until(Duration::from_secs(secs))?;
+    let metrics = scrape(http)?;
+    vigil.stop()?;
+    let sent_at = server.playing_at();
+    drop(server);
+
+    let captions = read_captions(&dir.join("out/events.db"))?;
+    // Full spans only: the last caption, cut by SIGINT, is made at the stop.
+    let captions: Vec<&Caption> = captions
+        .iter()
+        .filter(|c| (c.end - c.start - HOP_SECS).abs() < 1e-6)
+        .collect();
+    if captions.len() < 3 {
+        return Err(format!(
+            "latency run: {} captions in {}; see {}",
+            captions.len(),
+            b.show(&dir.join("out/events.db")),
+            b.show(&vigil.log)
+        )
+        .into());
+    }
+    let by_utc: Vec<f64> = captions
+        .iter()
+        .map(|c| (c.stored_ns - c.utc_end_ns()) as f64 / 1e6)
+        .collect();
+    let by_send: Option<Vec<f64>> = sent_at.map(|w0| {
+        captions
+            .iter()
+            .map(|c| (c.stored_ns - (w0 + (c.end * 1e9) as i64)) as f64 / 1e6)
+            .collect()
+    });
+    let origin_after_send = sent_at.map(|w0| (captions[0].origin_ns() - w0) as f64 / 1e6);
+
+    let target = HOP_SECS * 1e3 + 500.0;
+    let (p50, p95, max) = (pct(&by_utc, 0.5), pct(&by_utc, 0.95), pct(&by_utc, 1.0));
+    let mut s = String::new();
+    s += "### Capture-to-record latency, one live stream\n\n";
+    s += &b.machine(&load);
+    s += &format!(
+        "One RTSP source (the clip above), motion at {FIT_FPS} analysed frames/s (640 wide), \
+         `hop` 1 s, one caption a second, the event store; {secs} s, then SIGINT.\n\n"
+    );
+    s += &b.command(&dir, &toml);
+    s += &format!(
+        "Latency of a caption: the store's `stored_ns` (wall clock at its commit) minus the \
+         UTC of the end of the media it covers: its `utc` (the UTC of its `start`) plus `end` \
+         − `start`. A live record's `utc` is the UTC vigil gives the stream's time zero \
+         (`utc_origin`, fixed by the synchroniser: src/sync/synchroniser.rs) plus stream time \
+         (the frames' PTS since the first frame). So the latency runs from when `utc` says the \
+         media at the caption's end was there: the wait for the chunk to close (it leaves once \
+         an analysed frame at or past its end has arrived; analysed frames come 1/fps = \
+         {:.0} ms apart here), the encoders, fusion, the caption and the store's commit \
+         (synchronous = FULL); the delivery to vigil (network, RTSP jitter buffer, \
+         depayloading, decoding) counts only as far as `utc_origin` dates the first frame \
+         before it reached vigil. The second row dates the media independently, by when the \
+         server sent it (its media went to PLAYING at W0; the frame at stream time t left at \
+         W0 + t): from the camera's send to the commit.\n\n",
+        1e3 / FIT_FPS as f64
+    );
+    s += "| dated by | captions | p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|\n";
+    s += &format!(
+        "| `utc` (+ end − start) | {} | {p50:.0} | {p95:.0} | {max:.0} |\n",
+        by_utc.len()
+    );
+    match (&by_send, origin_after_send) {
+        (Some(v), Some(o)) => {
+            s += &format!(
+                "| server's send (W0 + end) | {} | {:.0} | {:.0} | {:.0} |\n\n",
+                v.len(),
+                pct(v, 0.5),
+                pct(v, 0.95),
+                pct(v, 1.0)
+            );
+            s += &format!(
+                "`utc_origin` is {o:.0} ms after the server's W0 (the first caption's `utc` \
+                 against the server's clock): {}\n\n",
+                if o.abs() <= 20.0 {
+                    "`utc` dates the media as it left the server, so both rows count from \
+                     the camera's send."
+                } else if o > 0.0 {
+                    "`utc` is that much late (vigil dated stream time zero after the first \
+                     frame's delivery to it), and the first row leaves that much out."
+                } else {
+                    "`utc` is that much early, and the first row counts that much more."
+                }
+            );
+        }
+        _ => s += "\nThe server did not say when its media went to PLAYING.\n\n",
+    }
+    s += &format!(
+        "Target p95 ≤ hop + 500 ms = {target:.0} ms: {:.0} ms: **{}**\n\n",
+        p95,
+        verdict(p95 <= target)
+    );
+    s += &format!(
+        "`vigil_latency_seconds` (a chunk's arrival at the synchroniser to its records \
+         leaving fusion) at the end: {}.\n",
+        histogram_line(&metrics, "vigil_latency_seconds")
+    );
+    Ok(s)
+}
+
+/// How many 720p streams at 5 analysed frames/s with the detector keep up.
+fn fit(b: &Bench, clip: &Clip, secs: u64, max: usize) -> Res<String> {
+    let load = load_average();
+    let mut rows = String::new();
+    let mut fitting = 0;
+    let mut first: Option<(PathBuf, String)> = None;
+    let mut last_failed = None;
+    for n in 1..=max {
+        b.progress(&format!(
+            "fit: {n} stream(s), detector at {FIT_FPS} fps, {secs} s"
+        ));
+        let server = RtspServer::start(&clip.path)?;
+        let http = free_port()?;
+        let names: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
+        let toml = Pipeline {
+            sources: names.iter().map(|c| (c.clone(), server.url())).collect(),
+            fps: FIT_FPS,
+            motion: false,
+            detector: Some(FIT_FPS),
+            http,
+        }
+        .toml();
+        let dir = b.run_dir(&format!("fit-{n}"))?;
+        let mut vigil = Vigil::spawn(b, &dir, &toml)?;
+        vigil.wait_http(http)?;
+        vigil.run_until(Duration::from_secs(secs))?;
+        let scraped_ns = now_ns();
+        let metrics = scrape(http)?;
+        let wall = vigil.spawned.elapsed().as_secs_f64();
+        let cpu = vigil.cpu_secs()?;
+        vigil.stop()?;
+        drop(server);
+        let captions = read_captions(&dir.join("out/events.db"))?;
+        let frames = metrics.sum("vigil_batch_size_sum", &[("model", "nanodet")]);
+
+        let mut fits_all = true;
+        let mut cells = Vec::new();
+        for name in &names {
+            let st = StreamFit::of(name, &captions, &metrics, scraped_ns);
+            fits_all &= st.fits();
+            cells.push(st);
+        }
+        // Frames/s over the time the streams were watched: from the first frame.
+        let watched = cells
+            .iter()
+            .filter_map(|c| c.since_origin)
+            .fold(0.0, f64::max);
+        let watched = if watched > 0.0 { watched } else { wall };
+        let course: Vec<String> = cells
+            .iter()
+            .map(|c| format!("{:.0}", c.on_course() * 100.0))
+            .collect();
+        let lags: Vec<String> = cells
+            .iter()
+            .map(|c| c.lag().map_or("–".into(), |l| format!("{l:.1}")))
+            .collect();
+        let drops: Vec<String> = cells.iter().map(|c| c.drops_text()).collect();
+        rows += &format!(
+            "| {n} | {} | {} | {} | {:.1} ({}) | {:.0} | {} |\n",
+            course.join(", "),
+            lags.join(", "),
+            drops.join(", "),
+            frames / watched,
+            n as u32 * FIT_FPS,
+            cpu / wall * 100.0,
+            if fits_all { "yes" } else { "**no**" }
+        );
+        if first.is_none() {
+            first = Some((dir.clone(), toml.clone()));
+        }
+        if fits_all {
+            fitting = n;
+        } else {
+            last_failed = Some(n);
+            break;
+        }
+    }
+    let mut s = String::new();
+    s += "### Streams that fit: 720p at 5 analysed frames/s with the detector\n\n";
+    s += &b.machine(&load);
+    s += &format!(
+        "N RTSP sources, all on the one 720p 25 fps stream (served once, shared), each at \
+         {FIT_FPS} analysed frames/s (640 wide) with the detector (NanoDet) at {FIT_FPS} \
+         frames/s and batched across streams; {secs} s each, for N = 1, 2, … until N does \
+         not fit (at most {max}). The command for N = 1 (for N, N `[[sources]]` on the same \
+         URL):\n\n"
+    );
+    if let Some((dir, toml)) = &first {
+        s += &b.command(dir, toml);
+    }
+    s += &format!(
+        "Per stream, read just before SIGINT: the chunks fused (`vigil_received_total` of \
+         the fuse stage) against the stream time the captions covered by then (their \
+         `stored_ns` before the scrape; one chunk a second of it), how far that stream time \
+         was behind the wall clock since its first frame (stream time must keep up: at most \
+         3 s behind, i.e. ≥ wall − connect time − 3 s), and `vigil_dropped_total` by reason. \
+         A stream fits when its chunks are ≥ 90 % of what its stream time calls for, it kept \
+         up, and nothing was dropped for backlog (`frame_backlog`, `chunk_backlog`). CPU is \
+         vigil's utime + stime (/proc/PID/stat) over the run's wall time, in % of one core \
+         ({} cores).\n\n",
+        b.cores
+    );
+    s += "| N | on course % (per stream) | behind the wall clock s | drops | detector frames/s since the first frame (wanted) | vigil CPU % | fits |\n";
+    s += "|---:|---|---|---|---:|---:|---|\n";
+    s += &rows;
+    s += "\n";
+    s += &match (fitting, last_failed) {
+        (0, _) => "**No stream fits**: even one 720p stream with the detector at 5 frames/s \
+                   does not keep up on this machine.\n"
+            .to_string(),
+        (n, Some(_)) => format!("**{n} stream{} fit** on this machine.\n", plural(n)),
+        (n, None) => format!(
+            "**At least {n} stream{} fit** (every N tried fitted; BENCH_FIT_MAX = {max}).\n",
+            plural(n)
+        ),
+    };
+    Ok(s)
+}
+
+/// The detector's capacity on the file, then a live stream that asks more
+/// of it than that.
+fn overload(b: &Bench, clip: &Clip, capacity_secs: u64, secs: u64) -> Res<String> {
+    let load = load_average();
+    // Capacity: the same clip as a file, which vigil reads as fast as it can.
+    b.progress(&format!(
+        "overload: detector capacity on the file, {capacity_secs} s"
+    ));
+    let http = free_port()?;
+    let file_toml = Pipeline {
+        sources: vec![("file".into(), clip.path.display().to_string())],
+        fps: OVERLOAD_FPS,
+        motion: false,
+        detector: Some(OVERLOAD_FPS),
+        http,
+    }
+    .toml();
+    let file_dir = b.run_dir("capacity")?;
+    let mut vigil = Vigil::spawn(b, &file_dir, &file_toml)?;
+    vigil.wait_http(http)?;
+    // From the first frames analysed on, so that loading the model is left out.
+    let (t0, f0) = vigil.wait_frames(http, Duration::from_secs(120))?;
+    vigil.run_for(Duration::from_secs(capacity_secs))?;
+    let f1 = scrape(http)?.sum("vigil_batch_size_sum", &[("model", "nanodet")]);
+    let capacity = (f1 - f0) / t0.elapsed().as_secs_f64();
+    let file_cpu = vigil.cpu_secs()? / vigil.spawned.elapsed().as_secs_f64() * 100.0;
+    vigil.stop()?;
+
+    // Live, overloaded: enough streams that what they offer is more than
+    // the detector's capacity (one 25 fps stream may not be, on a quiet machine).
+    let per_stream = f64::from(OVERLOAD_FPS);
+    let n = ((1.5 * capacity / per_stream).ceil() as usize).max(2);
+    b.progress(&format!(
+        "overload: {n} RTSP streams, detector at {OVERLOAD_FPS} fps each, {secs} s"
+    ));
+    let server = RtspServer::start(&clip.path)?;
+    let http = free_port()?;
+    let toml = Pipeline {
+        sources: (1..=n).map(|i| (format!("cam{i}"), server.url())).collect(),
+        fps: OVERLOAD_FPS,
+        motion: false,
+        detector: Some(OVERLOAD_FPS),
+        http,
+    }
+    .toml();
+    let dir = b.run_dir("overload")?;
+    let mut vigil = Vigil::spawn(b, &dir, &toml)?;
+    vigil.wait_http(http)?;
+    let total = Duration::from_secs(secs);
+    // (seconds since spawn, RSS MiB, detector frames so far)
+    let mut samples: Vec<(f64, f64, f64)> = Vec::new();
+    loop {
+        let at = vigil.spawned.elapsed();
+        let frames = scrape(http)?.sum("vigil_batch_size_sum", &[("model", "nanodet")]);
+        samples.push((at.as_secs_f64(), vigil.rss_mib()?, frames));
+        if at >= total {
+            break;
+        }
+        vigil.run_until(total.min(at + SAMPLE_EVERY))?;
+    }
+    let metrics = scrape(http)?;
+    let wall = vigil.spawned.elapsed().as_secs_f64();
+    let cpu = vigil.cpu_secs()? / wall * 100.0;
+    vigil.stop()?;
+    drop(server);
+    let captions = read_captions(&dir.join("out/events.db"))?;
+
+    // Processed frames/s from the first sample with frames analysed to the end.
+    let end = samples.last().copied().unwrap_or_default();
+    let start = samples
+        .iter()
+        .copied()
+        .find(|s| s.2 > 0.0)
+        .unwrap_or_default();
+    let processed = if end.0 > start.0 {
+        (end.2 - start.2) / (end.0 - start.0)
+    } else {
+        0.0
+    };
+    let ratio = processed / capacity.max(1e-9);
+    let drops = metrics.by_label("vigil_dropped_total", "reason");
+    let dropped: f64 = drops.values().fold(0.0, |a, n| a + n);
+    let rss_1min = samples
+        .iter()
+        .find(|s| s.0 >= 60.0)
+        .or(samples.last())
+        .map_or(0.0, |s| s.1);
+    let rss_end = end.1;
+    let rss_max = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    let flat = rss_1min > 0.0 && (rss_end - rss_1min).abs() <= 0.10 * rss_1min;
+    let p95_bucket = metrics.quantile_bound("vigil_latency_seconds", 0.95);
+    let bounded = p95_bucket.is_some_and(|b| b <= LATENCY_BOUND_SECS);
+    let caption_latency: Vec<f64> = captions
+        .iter()
+        .filter(|c| (c.end - c.start - HOP_SECS).abs() < 1e-6)
+        .map(|c| (c.stored_ns - c.utc_end_ns()) as f64 / 1e9)
+        .collect();
+    let stream_secs = captions.iter().map(|c| c.end).fold(0.0, f64::max);
+
+    let mut s = String::new();
+    s += "### Overload: live streams the detector cannot keep up with\n\n";
+    s += &b.machine(&load);
+    s += &format!(
+        "{n} RTSP sources, each at {OVERLOAD_FPS} analysed frames/s (every frame of the 25 fps \
+         stream, 640 wide) with the detector at {OVERLOAD_FPS} frames/s: together at least 1.5 \
+         times what the detector can do. First its capacity: the same pipeline on the same clip as a \
+         file (files are read as fast as the machine goes, nothing dropped), detector frames \
+         (`vigil_batch_size_sum{{model=\"nanodet\"}}`) per second of wall time over \
+         {capacity_secs} s from the first frames analysed (model loading left out):\n\n"
+    );
+    s += &b.command(&file_dir, &file_toml);
+    s += &format!(
+        "Then live for {secs} s: vigil's RSS (/proc/PID/status VmRSS) and /metrics every \
+         {} s, /metrics again just before SIGINT:\n\n",
+        SAMPLE_EVERY.as_secs()
+    );
+    s += &b.command(&dir, &toml);
+    s += "| what | result | target |\n|---|---:|---|\n";
+    s += &format!(
+        "| detector capacity, file (frames/s; vigil CPU {file_cpu:.0} %) | {capacity:.1} | |\n"
+    );
+    s += &format!(
+        "| frames offered live ({n} × {OVERLOAD_FPS}/s over {stream_secs:.0} s of stream time) | {:.0} | more than capacity (else this is no overload): {} |\n",
+        n as f64 * OVERLOAD_FPS as f64 * stream_secs,
+        if n as f64 * OVERLOAD_FPS as f64 > capacity {
+            "yes"
+        } else {
+            "**no**"
+        }
+    );
+    s += &format!(
+        "| detector frames/s while overloaded (vigil CPU {cpu:.0} %) | {processed:.1} ({ratio:.2} of capacity) | ≥ 0.90 of capacity: **{}** |\n",
+        verdict(ratio >= 0.9)
+    );
+    s += &format!(
+        "| dropped (`vigil_dropped_total`) | {:.0} ({}) | > 0: **{}** |\n",
+        dropped,
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops
+                .iter()
+                .map(|(r, n)| format!("{r} {n:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        verdict(dropped > 0.0)
+    );
+    s += &format!(
+        "| RSS MiB at 1 min / at the end / max | {rss_1min:.0} / {rss_end:.0} / {rss_max:.0} | flat (end within 10 % of 1 min): **{}** |\n",
+        verdict(flat)
+    );
+    s += &format!(
+        "| `vigil_latency_seconds` p95 | {} | bounded (≤ {LATENCY_BOUND_SECS:.0} s: the live queue holds 8 chunks): **{}** |\n",
+        p95_bucket.map_or("none".into(), |b| format!("≤ {b:.3} s (bucket)")),
+        verdict(bounded)
+    );
+    if !caption_latency.is_empty() {
+        s += &format!(
+            "| caption latency from the store (dated by `utc`, as in the latency section), p50 / p95 / max s | {:.2} / {:.2} / {:.2} | |\n",
+            pct(&caption_latency, 0.5),
+            pct(&caption_latency, 0.95),
+            pct(&caption_latency, 1.0)
+        );
+    }
+    s += &format!(
+        "\nRSS every {} s (MiB): {}.\n\n`vigil_latency_seconds` at the end: {}.\n",
+        SAMPLE_EVERY.as_secs(),
+        samples
+            .iter()
+            .map(|s| format!("{:.0}", s.1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        histogram_line(&metrics, "vigil_latency_seconds")
+    );
+    if secs < 60 {
+        s += "\n(The run was shorter than a minute: the 1-minute RSS is the last sample.)\n";
+    }
+    Ok(s)
+}
+
+// --- per-stream figures of a fit run ---------------------------------------
+
+struct StreamFit {
+    /// Stream time the captions stored before the scrape covered, s.
+    stream_secs: f64,
+    /// Wall seconds from the stream's first frame (its `utc_origin`) to the scrape.
+    since_origin: Option<f64>,
+    chunks: f64,
+    drops: BTreeMap<String, f64>,
+}
+
+impl StreamFit {
+    fn of(name: &str, captions: &[Caption], metrics: &Metrics, scraped_ns: i64) -> StreamFit {
+        let mine: Vec<&Caption> = captions
+            .iter()
+            .filter(|c| c.stream == name && c.stored_ns <= scraped_ns)
+            .collect();
+        let stream_secs = mine.iter().map(|c| c.end).fold(0.0, f64::max);
+        let origin = mine.iter().map(|c| c.origin_ns()).min();
+        let drops = metrics
+            .by_label_where("vigil_dropped_total", "reason", &[("stream", name)])
+            .into_iter()
+            .filter(|(_, n)| *n > 0.0)
+            .collect();
+        StreamFit {
+            stream_secs,
+            since_origin: origin.map(|o| (scraped_ns - o) as f64 / 1e9),
+            chunks: metrics.sum(
+                "vigil_received_total",
+                &[("stage", "fuse"), ("stream", name)],
+            ),
+            drops,
+        }
+    }
+
+    fn on_course(&self) -> f64 {
+        if self.stream_secs <= 0.0 {
+            return 0.0;
+        }
+        self.chunks / (self.stream_secs / HOP_SECS)
+    }
+
+    /// How far stream time was behind the wall clock since the first frame.
+    fn lag(&self) -> Option<f64> {
+        self.since_origin.map(|w| w - self.stream_secs)
+    }
+
+    fn backlog_drops(&self) -> f64 {
+        ["frame_backlog", "chunk_backlog"]
+            .iter()
+            .filter_map(|r| self.drops.get(*r))
+            .fold(0.0, |a, n| a + n)
+    }
+
+    fn fits(&self) -> bool {
+        self.on_course() >= 0.9
+            && self.lag().is_some_and(|l| l <= 3.0)
+            && self.backlog_drops() == 0.0
+    }
+
+    fn drops_text(&self) -> String {
+        if self.drops.is_empty() {
+            return "0".into();
+        }
+        self.drops
+            .iter()
+            .map(|(r, n)| format!("{r} {n:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+// --- the bench's surroundings ----------------------------------------------
+
+struct Bench {
+    repo: PathBuf,
+    vigil: PathBuf,
+    work: PathBuf,
+    cache: PathBuf,
+    cpu: String,
+    cores: String,
+}
+
+impl Bench {
+    fn new() -> Res<Bench> {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let vigil = repo.join("target/release/vigil");
+        if !vigil.is_file() {
+            return Err(format!(
+                "{} not found: build it first (cargo build --release, or make bench)",
+                vigil.display()
+            )
+            .into());
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let cache = match std::env::var_os("VIGIL_CACHE").filter(|c| !c.is_empty()) {
+            Some(c) => PathBuf::from(c),
+            None => home
+                .ok_or("neither VIGIL_CACHE nor HOME is set")?
+                .join(".cache/vigil"),
+        };
+        let work = repo.join("bench-out/live");
+        if work.exists() {
+            std::fs::remove_dir_all(&work)?;
+        }
+        std::fs::create_dir_all(&work)?;
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = Command::new("nproc")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "?".into());
+        Ok(Bench {
+            repo,
+            vigil,
+            work,
+            cache,
+            cpu,
+            cores,
+        })
+    }
+
+    fn progress(&self, what: &str) {
+        eprintln!("live bench: {what}");
+    }
+
+    fn run_dir(&self, name: &str) -> Res<PathBuf> {
+        let dir = self.work.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// A path as the report shows it: under the repository, $VIGIL_CACHE or
+    /// the repository's parent, never this machine's layout.
+    fn show(&self, p: &Path) -> String {
+        if let Ok(r) = p.strip_prefix(&self.cache) {
+            return format!("$VIGIL_CACHE/{}", r.display());
+        }
+        if let Ok(r) = p.strip_prefix(&self.repo) {
+            return r.display().to_string();
+        }
+        if let Some(parent) = self.repo.parent()
+            && let Ok(r) = p.strip_prefix(parent)
+        {
+            return format!("../{}", r.display());
+        }
+        p.display().to_string()
+    }
+
+    fn machine(&self, load: &str) -> String {
+        format!(
+            "Machine: {}, {} cores (`nproc`); load average before: {load}.\n\n",
+            self.cpu, self.cores
+        )
+    }
+
+    /// The command line of a run and its pipeline file.
+    fn command(&self, dir: &Path, toml: &str) -> String {
+        format!(
+            "```\n./target/release/vigil run {} --out {}\n```\n\n`{}`:\n\n```toml\n{}```\n\n",
+            self.show(&dir.join("pipeline.toml")),
+            self.show(&dir.join("out")),
+            self.show(&dir.join("pipeline.toml")),
+            self.show_text(toml)
+        )
+    }
+
+    fn show_text(&self, text: &str) -> String {
+        let mut t = text.replace(&self.cache.display().to_string(), "$VIGIL_CACHE");
+        if let Some(parent) = self.repo.parent() {
+            t = t.replace(&self.repo.display().to_string(), ".");
+            t = t.replace(&parent.display().to_string(), "..");
+        }
+        t
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn free_port() -> Res<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Nearest-rank percentile of `v` (q in 0–1); NaN when empty.
+fn pct(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+// --- the clip -----------------------------------------------------------------
+
+struct Clip {
+    path: PathBuf,
+    reps: u32,
+    /// How it was made, as the report shows it.
+    command: String,
+}
+
+impl Clip {
+    /// vtest.avi `reps` times over at 1280x720, 25 fps, H.264 in MP4: a
+    /// cached one with at least as many repetitions, or made now.
+    fn get(b: &Bench, reps: u32) -> Res<Clip> {
+        let media = b.cache.join("media");
+        std::fs::create_dir_all(&media)?;
+        let vtest = [
+            b.repo.join("../shared/media/vtest.avi"),
+            PathBuf::from("/usr/share/doc/opencv-doc/examples/data/vtest.avi"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or("vtest.avi not found (../shared/media or opencv-doc; run deploy/setup.sh)")?;
+        let vtest = vtest.canonicalize()?;
+        let name = |k: u32| format!("live-720p-x{k}.mp4");
+        let cached = std::fs::read_dir(&media)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                let k: u32 = n
+                    .strip_prefix("live-720p-x")?
+                    .strip_suffix(".mp4")?
+                    .parse()
+                    .ok()?;
+                (k >= reps && e.metadata().is_ok_and(|m| m.len() > 0)).then_some(k)
+            })
+            .min();
+        let reps = cached.unwrap_or(reps);
+        let path = media.join(name(reps));
+        let tmp = media.join(format!("{}.tmp.{}.mp4", name(reps), std::process::id()));
+        let mut args: Vec<String> = [
+            "-q",
+            "-e",
+            "concat",
+            "name=c",
+            "!",
+            "videoconvert",
+            "!",
+            "videoscale",
+            "!",
+            "videorate",
+            "!",
+            "video/x-raw,width=1280,height=720,framerate=25/1,pixel-aspect-ratio=1/1",
+            "!",
+            "x264enc",
+            "speed-preset=ultrafast",
+            "tune=zerolatency",
+            "key-int-max=25",
+            "!",
+            "h264parse",
+            "!",
+            "mp4mux",
+            "!",
+            "filesink",
+        ]
+        .map(String::from)
+        .to_vec();
+        let shown_args = |out: &str, src: &str| -> String {
+            let mut t = format!(
+                "gst-launch-1.0 -q -e concat name=c ! videoconvert ! videoscale ! videorate ! \\\n  \
+                 video/x-raw,width=1280,height=720,framerate=25/1,pixel-aspect-ratio=1/1 ! \\\n  \
+                 x264enc speed-preset=ultrafast tune=zerolatency key-int-max=25 ! h264parse ! \\\n  \
+                 mp4mux ! filesink location={out}"
+            );
+            for _ in 0..reps {
+                t += &format!(" \\\n  filesrc location={src} ! decodebin ! c.");
+            }
+            t
+        };
+        let command = shown_args(&b.show(&path), &b.show(&vtest));
+        if cached.is_none() {
+            b.progress(&format!("making {} (once)", b.show(&path)));
+            args.push(format!("location={}", tmp.display()));
+            for _ in 0..reps {
+                args.extend([
+                    "filesrc".to_string(),
+                    format!("location={}", vtest.display()),
+                    "!".into(),
+                    "decodebin".into(),
+                    "!".into(),
+                    "c.".into(),
+                ]);
+            }
+            let out = Command::new("gst-launch-1.0")
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("gst-launch-1.0 (deploy/setup.sh installs it): {e}"))?;
+            if !out.status.success() || !tmp.is_file() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!(
+                    "could not make {}: {}{}",
+                    b.show(&path),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(Clip {
+            path,
+            reps,
+            command,
+        })
+    }
+}
+
+// --- vigil as a child process ----------------------------------------------
+
+/// The pipelines run here: sources, analysis rate, encoders, the event store
+/// and the metrics server.
+struct Pipeline {
+    sources: Vec<(String, String)>,
+    fps: u32,
+    motion: bool,
+    detector: Option<u32>,
+    http: u16,
+}
+
+impl Pipeline {
+    fn toml(&self) -> String {
+        let mut t = String::new();
+        for (name, uri) in &self.sources {
+            t += &format!(
+                "[[sources]]\nname = \"{name}\"\nuri = \"{uri}\"\nfps = {}\n\n",
+                self.fps
+            );
+        }
+        t += "[sync]\nhop = \"1s\"\n\n";
+        if self.motion {
+            t += "[encoders.motion]\n\n";
+        }
+        if let Some(fps) = self.detector {
+            t += &format!("[encoders.detector]\nfps = {fps}\n\n");
+        }
+        t += "[fusion]\ncaption_span = \"1s\"\n\n";
+        t += "[sinks.store]\npath = \"events.db\"\n\n";
+        t += &format!("[server]\nlisten = \"127.0.0.1:{}\"\n", self.http);
+        t
+    }
+}
+
+/// A running `vigil run`; stopped with SIGINT (then killed) when dropped.
+struct Vigil {
+    child: Option<Child>,
+    pid: u32,
+    spawned: Instant,
+    log: PathBuf,
+}
+
+impl Vigil {
+    /// Writes `toml` to DIR/pipeline.toml and runs vigil on it with
+    /// `--out DIR/out`, its output to DIR/vigil.log.
+    fn spawn(b: &Bench, dir: &Path, toml: &str) -> Res<Vigil> {
+        let pipeline = dir.join("pipeline.toml");
+        std::fs::write(&pipeline, toml)?;
+        let log = dir.join("vigil.log");
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = Command::new(&b.vigil)
+            .current_dir(&b.repo)
+            .arg("run")
+            .arg(&pipeline)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .env("VIGIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", b.vigil.display()))?;
+        Ok(Vigil {
+            pid: child.id(),
+            child: Some(child),
+            spawned: Instant::now(),
+            log,
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// An error if vigil has already exited.
+    fn check_alive(&mut self) -> Res<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Err("vigil was already stopped".into());
+        };
+        if let Some(status) = child.try_wait()? {
+            self.child = None;
+            return Err(format!(
+                "vigil exited early ({status}); the end of {}:\n{}",
+                self.log.display(),
+                self.log_tail()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Waits until vigil's HTTP server answers /healthz.
+    fn wait_http(&mut self, port: u16) -> Res<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.check_alive()?;
+            if get(port, "/healthz").is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("vigil's server on port {port} did not answer in 60 s").into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the detector has analysed frames: (when, how many).
+    fn wait_frames(&mut self, port: u16, limit: Duration) -> Res<(Instant, f64)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.check_alive()?;
+            let frames = scrape(port)?.sum("vigil_batch_size_sum", &[("model", "nanodet")]);
+            if frames > 0.0 {
+                return Ok((Instant::now(), frames));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the detector analysed nothing in {limit:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Lets vigil run until `at` after its start; an error if it ends before.
+    fn run_until(&mut self, at: Duration) -> Res<()> {
+        while self.spawned.elapsed() < at {
+            self.check_alive()?;
+            let left = at.saturating_sub(self.spawned.elapsed());
+            std::thread::sleep(left.min(Duration::from_millis(500)));
+        }
+        self.check_alive()
+    }
+
+    /// Lets vigil run `d` longer.
+    fn run_for(&mut self, d: Duration) -> Res<()> {
+        let at = self.spawned.elapsed() + d;
+        self.run_until(at)
+    }
+
+    /// CPU seconds vigil has used (utime + stime).
+    fn cpu_secs(&self) -> Res<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .ok_or("unreadable /proc/PID/stat")?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Res<f64> {
+            Ok(f.get(i).ok_or("short /proc/PID/stat")?.parse::<u64>()? as f64)
+        };
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = if hz > 0 { hz as f64 } else { 100.0 };
+        Ok((ticks(11)? + ticks(12)?) / hz)
+    }
+
+    /// Resident set size, MiB.
+    fn rss_mib(&self) -> Res<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or("no VmRSS in /proc/PID/status")?;
+        Ok(kb / 1024.0)
+    }
+
+    fn interrupt(&self) {
+        // SAFETY: kill sends a signal to our own child, whose pid we hold
+        // (it has not been reaped: `child` is still Some).
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
+        }
+    }
+
+    /// SIGINT, as Ctrl-C; killed if it has not ended within STOP_WAIT. An
+    /// error if it had to be killed or did not exit with 0.
+    fn stop(&mut self) -> Res<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            return Err("vigil was already stopped".into());
+        };
+        self.interrupt();
+        let deadline = Instant::now() + STOP_WAIT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    return Err(format!(
+                        "vigil exited with {status} after SIGINT; the end of {}:\n{}",
+                        self.log.display(),
+                        self.log_tail()
+                    )
+                    .into());
+                }
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "vigil did not end within {STOP_WAIT:?} of SIGINT and was killed; see {}",
+                    self.log.display()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            self.interrupt();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+// --- /metrics ----------------------------------------------------------------
+
+fn get(port: u16, path: &str) -> Res<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(&format!("http://127.0.0.1:{port}{path}"))
+        .call()?;
+    Ok(response.body_mut().read_to_string()?)
+}
+
+fn scrape(port: u16) -> Res<Metrics> {
+    Ok(Metrics::parse(&get(port, "/metrics")?))
+}
+
+/// One line of Prometheus text: `name{labels} value`.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// Prometheus text, as samples.
+struct Metrics {
+    samples: Vec<Sample>,
+}
+
+impl Metrics {
+    fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (head, value) = match line.rsplit_once(' ') {
+                Some(x) => x,
+                None => continue,
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = match head.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                None => (head, Vec::new()),
+            };
+            samples.push(Sample {
+                name: name.trim().to_string(),
+                labels,
+                value,
+            });
+        }
+        Metrics { samples }
+    }
+
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        filter: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && filter
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+    }
+
+    /// The sum of `name` over the samples whose labels include `filter`.
+    fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
+        // fold, not sum: an empty f64 sum is -0, which prints as "-0".
+        self.matching(name, filter).fold(0.0, |a, s| a + s.value)
+    }
+
+    /// `name` summed by the value of `label`.
+    fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        self.by_label_where(name, label, &[])
+    }
+
+    fn by_label_where(
+        &self,
+        name: &str,
+        label: &str,
+        filter: &[(&str, &str)],
+    ) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for s in self.matching(name, filter) {
+            if let Some((_, l)) = s.labels.iter().find(|(k, _)| k == label) {
+                *out.entry(l.clone()).or_insert(0.0) += s.value;
+            }
+        }
+        out
+    }
+
+    /// Cumulative buckets of histogram `name`, all series together: (le, count).
+    fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
+        let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for s in self.matching(&format!("{name}_bucket"), &[]) {
+            let le = s
+                .labels
+                .iter()
+                .find(|(k, _)| k == "le")
+                .map(|(_, l)| {
+                    if l == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        l.parse().unwrap_or(f64::NAN)
+                    }
+                })
+                .unwrap_or(f64::NAN);
+            if le.is_nan() {
+                continue;
+            }
+            let e = by_le.entry(le.to_bits()).or_insert((le, 0.0));
+            e.1 += s.value;
+        }
+        let mut b: Vec<(f64, f64)> = by_le.into_values().collect();
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        b
+    }
+
+    /// The upper bound of the bucket holding quantile q; None when empty.
+    fn quantile_bound(&self, name: &str, q: f64) -> Option<f64> {
+        let b = self.buckets(name);
+        let total = b.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        b.iter().find(|(_, c)| *c >= q * total).map(|(le, _)| *le)
+    }
+}
+
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((key.trim_start_matches(',').trim().to_string(), value));
+        rest = &after[end..];
+    }
+    out
+}
+
+/// count, mean and bucket bounds of p50 and p95 of a histogram.
+fn histogram_line(m: &Metrics, name: &str) -> String {
+    let count = m.sum(&format!("{name}_count"), &[]);
+    if count <= 0.0 {
+        return "no observations".into();
+    }
+    let mean = m.sum(&format!("{name}_sum"), &[]) / count;
+    let bound = |q: f64| {
+        m.quantile_bound(name, q)
+            .map_or("?".into(), |b| format!("≤ {b:.3} s"))
+    };
+    format!(
+        "{count:.0} chunks, mean {:.0} ms, p50 {}, p95 {} (bucket bounds)",
+        mean * 1e3,
+        bound(0.5),
+        bound(0.95)
+    )
+}
+
+// --- the event store ---------------------------------------------------------
+
+struct Caption {
+    stream: String,
+    /// Stream time, s.
+    start: f64,
+    end: f64,
+    /// `utc` (the UTC of `start`), ns since the epoch.
+    utc_ns: i64,
+    stored_ns: i64,
+}
+
+impl Caption {
+    /// UTC of the end of the media the caption covers, ns.
+    fn utc_end_ns(&self) -> i64 {
+        self.utc_ns + ((self.end - self.start) * 1e9).round() as i64
+    }
+
+    /// UTC of the stream's time zero, ns.
+    fn origin_ns(&self) -> i64 {
+        self.utc_ns - (self.start * 1e9).round() as i64
+    }
+}
+
+fn read_captions(db: &Path) -> Res<Vec<Caption>> {
+    if !db.is_file() {
+        return Err(format!("no event store at {}", db.display()).into());
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare(
+        "SELECT json, stored_ns FROM records WHERE type = 'caption' AND stored_ns IS NOT NULL ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (json, stored_ns) = row?;
+        let v: serde_json::Value = serde_json::from_str(&json)?;
+        let field = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| format!("caption without `{k}`: {json}"))
+        };
+        let utc = field("utc")?
+            .as_str()
+            .ok_or("caption `utc` is not a string")?;
+        let utc_ns = chrono::DateTime::parse_from_rfc3339(utc)?
+            .timestamp_nanos_opt()
+            .ok_or("caption `utc` out of range")?;
+        out.push(Caption {
+            stream: field("stream")?.as_str().unwrap_or_default().to_string(),
+            start: field("start")?
+                .as_f64()
+                .ok_or("caption `start` is not a number")?,
+            end: field("end")?
+                .as_f64()
+                .ok_or("caption `end` is not a number")?,
+            utc_ns,
+            stored_ns,
+        });
+    }
+    Ok(out)
+}
+
+// --- the RTSP server -----------------------------------------------------------
+
+/// An RTSP server on 127.0.0.1 serving `file` at `/cam`, shared by every
+/// client, in real time. Stops with its thread when dropped. (As in
+/// tests/it/live.rs, and says when its media started playing.)
+struct RtspServer {
+    port: u16,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Wall clock (ns since the epoch) when the media went to PLAYING.
+    playing: Arc<Mutex<Option<i64>>>,
+}
+
+impl RtspServer {
+    fn start(file: &Path) -> Res<RtspServer> {
+        gst::init()?;
+        let port = free_port()?;
+        let context = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let launch = format!(
+            "( filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            file.display()
+        );
+        let playing = Arc::new(Mutex::new(None));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let lp = main_loop.clone();
+        let played = playing.clone();
+        let thread = std::thread::Builder::new()
+            .name("rtsp-server".into())
+            .spawn(move || {
+                let Ok(_guard) = context.acquire() else {
+                    let _ = ready_tx.send(Err("cannot acquire the server's main context".into()));
+                    return;
+                };
+                let server = rtsp::RTSPServer::new();
+                server.set_address("127.0.0.1");
+                server.set_service(&port.to_string());
+                let Some(mounts) = server.mount_points() else {
+                    let _ = ready_tx.send(Err("the RTSP server has no mount points".into()));
+                    return;
+                };
+                let factory = rtsp::RTSPMediaFactory::new();
+                factory.set_launch(&launch);
+                factory.set_shared(true);
+                factory.connect_media_configure(move |_, media| {
+                    let played = played.clone();
+                    media.connect_new_state(move |_, state| {
+                        if state == gst::ffi::GST_STATE_PLAYING
+                            && let Ok(mut p) = played.lock()
+                        {
+                            p.get_or_insert_with(now_ns);
+                        }
+                    });
+                });
+                mounts.add_factory("/cam", factory);
+                let source = match server.attach(Some(&context)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot attach the RTSP server: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                lp.run();
+                // Down for real: clients cut off, the listening socket closed.
+                server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+                if let Some(s) = context.find_source_by_id(&source) {
+                    s.destroy();
+                }
+                while context.iteration(false) {}
+            })?;
+        let server = RtspServer {
+            port,
+            main_loop,
+            thread: Some(thread),
+            playing,
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err("the RTSP server did not start within 10 s".into()),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+
+    fn playing_at(&self) -> Option<i64> {
+        self.playing.lock().ok().and_then(|p| *p)
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Prints a finished section at once, so that a later failure keeps it.
+fn emit(section: &str) {
+    println!("{section}");
+    let _ = std::io::stdout().flush();
+}
