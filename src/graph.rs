@@ -99,6 +99,8 @@ pub fn run(
 
 /// One attached stream: its threads, until they are joined.
 struct Running {
+    /// The run its records carry.
+    run: Arc<str>,
     config: SourceConfig,
     status: Arc<StreamStatus>,
     /// Where to tell the synchroniser to stop.
@@ -140,6 +142,8 @@ pub struct Graph {
     reaped_tx: Sender<()>,
     reaped_rx: Receiver<()>,
     streams: Vec<Running>,
+    /// Every name attached so far.
+    named: std::collections::HashSet<String>,
     /// Reports of streams detached and forgotten.
     gone: Vec<StreamReport>,
     started: Instant,
@@ -202,6 +206,7 @@ impl Graph {
             reaped_tx,
             reaped_rx,
             streams: Vec::new(),
+            named: Default::default(),
             gone: Vec::new(),
             started,
         })
@@ -253,13 +258,21 @@ impl Graph {
                 source.name
             )));
         }
-        let mut with = self.config.clone();
-        with.sources = self.sources().cloned().collect();
-        with.sources.push(source.clone());
-        with.validate().map_err(Error::Invalid)?;
+        // Its fields were checked when it was read; zones, lines and rules
+        // may name streams not attached yet, so the pipeline's own check
+        // (every stream named is a source) does not apply here.
+        //
+        // A name attached before in this run starts a run of its own: its
+        // record ids start again, and (`run`, `id`) must stay unique.
+        let run = if self.named.insert(source.name.clone()) {
+            self.run_id.clone()
+        } else {
+            Arc::from(ulid::Ulid::new().to_string())
+        };
         let status = Arc::new(StreamStatus::new(crate::source::redact_uri(&source.uri)));
         lock(&self.table).insert(source.name.clone(), status.clone());
         let mut r = Running {
+            run: run.clone(),
             config: source.clone(),
             status: status.clone(),
             stop: None,
@@ -270,11 +283,7 @@ impl Graph {
         };
         if let Err(reason) = self.start_stream(&mut r) {
             status.fail(reason.clone());
-            let mut fuser = Fuser::new(
-                self.run_id.clone(),
-                source.name.as_str().into(),
-                &self.config,
-            );
+            let mut fuser = Fuser::new(run, source.name.as_str().into(), &self.config);
             fuser.set_utc_origin(self.start_time.unwrap_or_else(now_utc));
             let records = fuser.finish(Some(&reason));
             if let Some(tx) = &self.batch_tx {
@@ -333,26 +342,36 @@ impl Graph {
                 .and_then(|t| t.fuse.as_ref())
                 .is_some_and(|f| f.is_finished());
             if fused && r.reaper.is_none() {
-                let threads = r.threads.take().unwrap_or_default();
+                let threads = Arc::new(Mutex::new(r.threads.take()));
                 let (status, reaped) = (r.status.clone(), self.reaped_tx.clone());
-                let name = r.config.name.clone();
                 r.stop = None;
-                let joined = move || {
-                    tracing::debug!(stream = %name, "fusion ended; joining the stream");
-                    join(threads);
-                    status.set_state(if status.stop_requested.load(Ordering::Relaxed) {
-                        StreamState::Stopped
-                    } else {
-                        StreamState::Ended
-                    });
-                    let _ = reaped.send(());
+                let joined = {
+                    let threads = threads.clone();
+                    let name = r.config.name.clone();
+                    move || {
+                        tracing::debug!(stream = %name, "fusion ended; joining the stream");
+                        if let Some(t) = lock(&threads).take() {
+                            join(t);
+                        }
+                        status.set_state(if status.stop_requested.load(Ordering::Relaxed) {
+                            StreamState::Stopped
+                        } else {
+                            StreamState::Ended
+                        });
+                        let _ = reaped.send(());
+                    }
                 };
-                match std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(format!("reap-{}", r.config.name))
-                    .spawn(joined)
-                {
+                    .spawn(joined.clone());
+                match spawned {
                     Ok(h) => r.reaper = Some(h),
-                    Err(e) => tracing::warn!("cannot start a thread to join a stream: {e}"),
+                    Err(e) => {
+                        // Joined here then: slower for the others, never stuck.
+                        tracing::warn!("cannot start a thread to join a stream: {e}");
+                        joined();
+                        r.done = true;
+                    }
                 }
             }
             if r.reaper.as_ref().is_some_and(|h| h.is_finished()) {
@@ -461,13 +480,13 @@ impl Graph {
             )
             .map_err(err)?,
         );
-        let mut fuser = Fuser::new(self.run_id.clone(), name.clone(), config);
+        let mut fuser = Fuser::new(r.run.clone(), name.clone(), config);
         if let Some(s) = &config.snapshots {
             let lag = fuser.lag();
             fuser.take_pictures(crate::fuse::pictures::Pictures::new(
                 &self.out_dir,
                 &name,
-                &self.run_id,
+                &r.run,
                 s,
                 config.privacy.blur_faces,
                 lag,
@@ -494,7 +513,7 @@ impl Graph {
             rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
             rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
         };
-        r.status.set_state(StreamState::Running);
+        // Running from its first data on (the supervisor says so).
         r.stop = Some(src_tx.clone());
         let policy = crate::source::supervise::Policy {
             stall: Duration::from_nanos(source.stall),
@@ -531,7 +550,15 @@ impl Drop for Graph {
 fn stop(r: &mut Running) {
     r.status.stop_requested.store(true, Ordering::Relaxed);
     if let Some(stop) = r.stop.take() {
-        let _ = stop.send(crate::source::SourceMessage::Stop);
+        // The queue may be full (a file, read faster than it is analysed):
+        // then a thread of its own waits to say it, not the caller.
+        if let Err(crossbeam_channel::TrySendError::Full(m)) =
+            stop.try_send(crate::source::SourceMessage::Stop)
+        {
+            let _ = std::thread::Builder::new()
+                .name("stop".into())
+                .spawn(move || stop.send(m));
+        }
     }
 }
 
@@ -555,18 +582,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Joins a stream's threads once its fusion has finished.
+/// Joins a stream's threads once its fusion has finished. The source goes
+/// first: fusion may have ended on its own (its sink gone) while a live
+/// source waits for its camera, and the stages between unwind once the
+/// source is gone.
 fn join(t: Threads) {
-    if let Some(f) = t.fuse {
-        let _ = f.join();
-    }
-    if let Some(e) = t.encode {
-        let _ = e.join();
+    if let Some(s) = t.source {
+        s.join(true);
     }
     if let Some(s) = t.sync {
         let _ = s.join();
     }
-    if let Some(s) = t.source {
-        s.join(true);
+    if let Some(e) = t.encode {
+        let _ = e.join();
+    }
+    if let Some(f) = t.fuse {
+        let _ = f.join();
     }
 }

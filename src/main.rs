@@ -160,7 +160,7 @@ impl ApiArgs {
             Some(f) => Some(
                 std::fs::read_to_string(f)
                     .with_context(|| format!("cannot read the token file {}", f.display()))?
-                    .trim()
+                    .trim_end_matches(['\n', '\r'])
                     .to_string(),
             ),
             None => std::env::var("VIGIL_TOKEN").ok().filter(|t| !t.is_empty()),
@@ -228,6 +228,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             set,
             api,
         } => {
+            // A local path means this machine's file: made absolute here,
+            // since the server may run elsewhere (under systemd, in /).
+            let uri = if uri.contains("://") {
+                uri
+            } else {
+                std::path::absolute(&uri)
+                    .with_context(|| format!("cannot make {uri} an absolute path"))?
+                    .display()
+                    .to_string()
+            };
             let mut spec = serde_json::json!({ "name": name, "uri": uri });
             if let Some(fps) = fps {
                 spec["fps"] = fps.into();

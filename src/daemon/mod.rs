@@ -27,6 +27,8 @@ use crate::metrics::Metrics;
 use crate::server::{AppState, Control, ControlError};
 use attached::Attached;
 
+const NOT_RUNNING: &str = "no pipeline runs: a reload failed and the old pipeline could not start again either; fix the pipeline file and send SIGHUP (systemctl reload vigil)";
+
 /// Where `vigil serve` listens without `--listen` or `[server] listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 
@@ -186,7 +188,7 @@ impl Daemon<'_> {
         spec: serde_json::Value,
     ) -> std::result::Result<(), ControlError> {
         let Some(graph) = self.graph.as_mut() else {
-            return Err(ControlError::Failed("the pipeline is not running".into()));
+            return Err(ControlError::Unavailable(NOT_RUNNING.into()));
         };
         if graph.is_attached(&source.name) {
             return Err(ControlError::Conflict(format!(
@@ -214,7 +216,7 @@ impl Daemon<'_> {
 
     fn detach(&mut self, name: &str) -> std::result::Result<(), ControlError> {
         let Some(graph) = self.graph.as_mut() else {
-            return Err(ControlError::Failed("the pipeline is not running".into()));
+            return Err(ControlError::Unavailable(NOT_RUNNING.into()));
         };
         if !graph.detach(name) {
             return Err(ControlError::NotFound(format!(
@@ -224,9 +226,11 @@ impl Daemon<'_> {
         // A source of the pipeline file stays detached until the next
         // reload or restart, which attach what the file says.
         self.config.sources.retain(|s| s.name != name);
-        self.attached
-            .remove(name)
-            .map_err(|e| ControlError::Failed(format!("detached, but {e}")))?;
+        self.attached.remove(name).map_err(|e| {
+            ControlError::Failed(format!(
+                "detached, but {e}: it will be attached again at the next start"
+            ))
+        })?;
         tracing::info!(stream = %name, "detached");
         Ok(())
     }

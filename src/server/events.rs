@@ -123,15 +123,17 @@ impl std::io::Write for Sender {
 }
 
 fn need_store(s: &AppState) -> Result<StoreHandle, Box<Response>> {
-    s.store().ok_or_else(|| {
-        Box::new(
-            (
-                StatusCode::NOT_FOUND,
-                problem("this pipeline keeps no event store: add [sinks.store] to query records"),
-            )
-                .into_response(),
-        )
-    })
+    let missing = |m: String| Box::new((StatusCode::NOT_FOUND, problem(m)).into_response());
+    let store = s.store().ok_or_else(|| {
+        missing("this pipeline keeps no event store: add [sinks.store] to query records".into())
+    })?;
+    if !store.path.exists() {
+        return Err(missing(format!(
+            "the event store {} is not there (yet): nothing was recorded",
+            store.path.display()
+        )));
+    }
+    Ok(store)
 }
 
 /// Records read from the store at a time for a live client.
@@ -184,6 +186,7 @@ pub async fn live(
         cursor: start,
         pending: Default::default(),
         committed: store.committed,
+        errors: 0,
     };
     let events = futures_util::stream::unfold(follow, |mut f| async move {
         f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
@@ -201,7 +204,13 @@ struct Follow {
     cursor: i64,
     pending: std::collections::VecDeque<(i64, String, String)>,
     committed: Option<tokio::sync::watch::Receiver<i64>>,
+    /// Reads failed in a row; the stream ends after LIVE_ERRORS.
+    errors: u32,
 }
+
+/// Failed reads in a row after which a live client is let go (it may
+/// reconnect with `Last-Event-ID`).
+const LIVE_ERRORS: u32 = 30;
 
 impl Follow {
     /// The next record to send; None ends the stream (the store is gone).
@@ -221,10 +230,12 @@ impl Follow {
             self.conn = Some(read.0);
             match read.1 {
                 Ok(rows) if !rows.is_empty() => {
+                    self.errors = 0;
                     self.cursor = rows.last().map_or(self.cursor, |r| r.0);
                     self.pending.extend(rows);
                 }
                 Ok(_) => {
+                    self.errors = 0;
                     // Nothing new: wait for the next commit (or look again
                     // in a second, for commits not signalled).
                     let second = Duration::from_secs(1);
@@ -239,7 +250,11 @@ impl Follow {
                     }
                 }
                 Err(e) => {
+                    self.errors += 1;
                     tracing::warn!("GET /events/live: cannot read the store: {e}");
+                    if self.errors >= LIVE_ERRORS {
+                        return None;
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }

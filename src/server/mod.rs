@@ -118,16 +118,38 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
     }))
 }
 
-/// Refuses a request without the token (when there is one).
+/// Refuses a request without the token (when there is one). Without a
+/// token the server is on loopback, and only requests naming a loopback
+/// host are served: a web page the user visits cannot reach the API by
+/// pointing a name of its own at 127.0.0.1 (DNS rebinding).
 async fn require_token(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = &s.token else {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !loopback_host(host) {
+            return (
+                StatusCode::FORBIDDEN,
+                problem(format!(
+                    "Host `{host}` is not a loopback address: without a token the API answers only 127.0.0.1, [::1] or localhost"
+                )),
+            )
+                .into_response();
+        }
         return next.run(request).await;
     };
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            let (scheme, rest) = v.split_at_checked(7)?;
+            scheme
+                .eq_ignore_ascii_case("bearer ")
+                .then_some(rest.trim())
+        });
     if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
         return next.run(request).await;
     }
@@ -139,9 +161,27 @@ async fn require_token(State(s): State<AppState>, request: Request, next: Next) 
         .into_response()
 }
 
-/// Compares in time independent of where the first difference is.
+/// Compares in time independent of where the first difference is, and of
+/// the lengths (the digests are compared).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// `127.0.0.1:9090`, `[::1]:9090`, `localhost:9090` (the port optional).
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A JSON error body: `{"error": "..."}`.
@@ -197,6 +237,28 @@ mod tests {
         assert!(!same(b"secret", b"secreT"));
         assert!(!same(b"secret", b"secret2"));
         assert!(!same(b"", b"x"));
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass_without_a_token() {
+        for ok in [
+            "127.0.0.1:9090",
+            "127.0.0.1",
+            "localhost:9090",
+            "LOCALHOST",
+            "[::1]:9090",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9090",
+            "10.0.0.1:9090",
+            "",
+            "[::2]:1",
+            "localhost.evil.com",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum ControlError {
     NotFound(String),
     /// vigil could not do it (500).
     Failed(String),
+    /// No pipeline runs now (503).
+    Unavailable(String),
 }
 
 impl IntoResponse for ControlError {
@@ -56,6 +58,7 @@ impl IntoResponse for ControlError {
             ControlError::Conflict(m) => (StatusCode::CONFLICT, m),
             ControlError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ControlError::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+            ControlError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (code, problem(message)).into_response()
     }
@@ -141,10 +144,31 @@ fn round2(x: f64) -> f64 {
 
 /// `POST /streams`: attach the stream the body describes (a source table
 /// of the pipeline file, as JSON: `{"name": "cam1", "uri": "rtsp://…"}`).
-pub async fn attach(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+pub async fn attach(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(control) = s.control.clone() else {
         return not_serving();
     };
+    // A web page can send text/plain anywhere without asking first; JSON
+    // it cannot, so this also keeps other sites' pages out.
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            problem("send the stream as JSON, with `Content-Type: application/json`"),
+        )
+            .into_response();
+    }
     let spec: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
@@ -158,6 +182,16 @@ pub async fn attach(State(s): State<AppState>, body: axum::body::Bytes) -> Respo
             return ControlError::Invalid(format!("the body is not JSON: {e}")).into_response();
         }
     };
+    if let Some(var) = spec
+        .get("uri")
+        .and_then(Value::as_str)
+        .and_then(foreign_variable)
+    {
+        return ControlError::Invalid(format!(
+            "`${{{var}}}`: a stream attached over the API may name only variables starting with {API_VARS} (its URI is shown to whoever can reach the API, and would carry any other secret of the server's environment)"
+        ))
+        .into_response();
+    }
     let source: SourceConfig = match serde_json::from_value(spec.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -213,9 +247,29 @@ pub async fn detach(State(s): State<AppState>, Path(name): Path<String>) -> Resp
     }
 }
 
+/// The variables a URI attached over the API may use.
+pub const API_VARS: &str = "VIGIL_CAM_";
+
+/// The first `${VAR}` in `uri` that is not one of [`API_VARS`].
+fn foreign_variable(uri: &str) -> Option<String> {
+    let mut rest = uri;
+    while let Some(at) = rest.find("${") {
+        rest = &rest[at + 2..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.starts_with(API_VARS) {
+            return Some(name);
+        }
+    }
+    None
+}
+
 fn not_serving() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "GET")],
         problem("this is `vigil run`: streams are attached and detached under `vigil serve`"),
     )
         .into_response()
@@ -227,4 +281,20 @@ fn stopping() -> Response {
         problem("vigil is stopping"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_variable;
+
+    #[test]
+    fn api_uris_may_name_only_camera_variables() {
+        assert_eq!(foreign_variable("rtsp://u:${VIGIL_CAM_DOOR_PW}@h/s"), None);
+        assert_eq!(foreign_variable("rtsp://h/s"), None);
+        assert_eq!(
+            foreign_variable("http://evil/${VIGIL_CAM_X}/${MQTT_PASSWORD}"),
+            Some("MQTT_PASSWORD".into())
+        );
+        assert_eq!(foreign_variable("http://h/${HOME:-x}"), Some("HOME".into()));
+    }
 }

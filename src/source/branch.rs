@@ -280,8 +280,8 @@ fn clock_utc(sink: &gst_app::AppSink, sample: &gst::Sample) -> Option<i64> {
     let segment = sample.segment()?.downcast_ref::<gst::format::Time>()?;
     let running = segment.to_running_time(pts)?;
     let now = clock.time();
-    let age =
-        i64::try_from(now.nseconds()).ok()? - i64::try_from((base + running).nseconds()).ok()?;
+    let captured = base.checked_add(running)?;
+    let age = i64::try_from(now.nseconds()).ok()? - i64::try_from(captured.nseconds()).ok()?;
     let utc = chrono::Utc::now().timestamp_nanos_opt()?;
     utc.checked_sub(age)
 }

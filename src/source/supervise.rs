@@ -292,7 +292,10 @@ impl Run<'_> {
 
     /// Data arrived at `pts`: the outage (if any) ends here.
     fn data(&mut self, pts: Timestamp) {
-        if self.status.state() == StreamState::Stalled {
+        if matches!(
+            self.status.state(),
+            StreamState::Starting | StreamState::Stalled
+        ) {
             self.status.set_state(StreamState::Running);
         }
         if let Some((from, reason)) = self.outage.take() {

@@ -56,6 +56,10 @@ pub enum Input {
     },
 }
 
+/// How far (ns) a camera's clock may be from the pipeline's for its RTCP
+/// sender reports to date the stream: 5 minutes.
+const NTP_SANE: i128 = 300 * 1_000_000_000;
+
 /// The synchroniser's settings, from the pipeline file.
 #[derive(Clone, Debug)]
 pub struct SyncSettings {
@@ -111,6 +115,8 @@ pub struct Synchroniser {
     utc_origin: Option<i64>,
     /// The source time ↔ UTC pair the live UTC comes from.
     clock: Option<(u64, i64, bool)>,
+    /// Said once that the camera's clock is not believed.
+    warned_clock: bool,
     creation_time: Option<i64>,
     pending: Vec<Input>,
     /// Spans a live source was disconnected, in stream time.
@@ -143,6 +149,7 @@ impl Synchroniser {
             audio: BranchState::default(),
             origin: None,
             clock: None,
+            warned_clock: false,
             utc_origin: None,
             creation_time: None,
             pending: Vec::new(),
@@ -247,8 +254,26 @@ impl Synchroniser {
             }
             Input::CreationTime(t) => self.creation_time = Some(*t),
             Input::Clock { pts, utc, ntp } => {
-                // The sender's clock wins over ours; the first of each kind counts.
-                let better = self.clock.is_none_or(|(_, _, had)| *ntp && !had);
+                // The sender's clock wins over ours; the first of each kind
+                // counts. A camera whose clock was never set (off by more
+                // than NTP_SANE from ours) is not believed.
+                let sane = match (self.clock, *ntp) {
+                    (Some((p0, u0, false)), true) => {
+                        let ours = i128::from(u0) + (i128::from(pts.0) - i128::from(p0));
+                        let off = (i128::from(*utc) - ours).abs();
+                        if off > NTP_SANE && !self.warned_clock {
+                            self.warned_clock = true;
+                            tracing::warn!(
+                                stream = %self.stream,
+                                "the camera's clock is {} s off ours: its RTCP sender reports are ignored (set the camera's clock, or its NTP server)",
+                                off / 1_000_000_000
+                            );
+                        }
+                        off <= NTP_SANE
+                    }
+                    _ => true,
+                };
+                let better = sane && self.clock.is_none_or(|(_, _, had)| *ntp && !had);
                 if better {
                     self.clock = Some((pts.0, *utc, *ntp));
                     if self.origin.is_some() && self.settings.live {

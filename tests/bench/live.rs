@@ -1,9 +1,9 @@
 //! Live RTSP streams: capture-to-record latency, how many 720p streams with
 //! the object detector fit on this machine, and what overload does to vigil.
 //! The release binary (`target/release/vigil`) runs as a child process and
-//! watches an RTSP server started in this process (gst-rtsp-server, one
-//! shared media for every client, serving an H.264 MP4 as it is: nothing is
-//! re-encoded per client). Prints a Markdown section for BENCHMARKS.md.
+//! watches an RTSP server started in this process (gst-rtsp-server, a
+//! shared media per mount, one mount per stream, serving an H.264 MP4 as it
+//! is: nothing is re-encoded per client). Prints a Markdown section for BENCHMARKS.md.
 //!
 //!   cargo bench --bench live        (tests/bench/run.sh runs it)
 //!
@@ -38,6 +38,8 @@ const HOP_SECS: f64 = 1.0;
 const FIT_FPS: u32 = 5;
 /// Analysis rate of the overloaded stream: every frame of a 25 fps camera.
 const OVERLOAD_FPS: u32 = 25;
+/// Mounts for runs of several streams (`/cam1` … `/cam16`).
+const MOUNTS: usize = 16;
 /// vtest.avi lasts 79.5 s; the live clip is it N times over.
 const VTEST_SECS: f64 = 79.5;
 /// How long vigil may take to finish after SIGINT before it is killed.
@@ -83,8 +85,9 @@ fn bench() -> Res<()> {
     println!(
         "`cargo bench --bench live` (`tests/bench/live.rs`): `target/release/vigil` runs as a \
          child process and watches an RTSP server started in the bench process \
-         (gst-rtsp-server on 127.0.0.1, RTP over the RTSP connection, one shared media for \
-         every client, serving an H.264 MP4 as it is: nothing is re-encoded per client; a \
+         (gst-rtsp-server on 127.0.0.1, RTP over the RTSP connection, a shared media per \
+         mount and one mount per stream, serving an H.264 MP4 as it is: nothing is \
+         re-encoded; a \
          fresh server for each run, so each run's stream starts at the clip's start). Each run \
          is stopped with SIGINT, as Ctrl-C stops it. Runs, pipelines and vigil's logs are in \
          `bench-out/live/`.\n"
@@ -246,7 +249,11 @@ fn fit(b: &Bench, clip: &Clip, secs: u64, max: usize) -> Res<String> {
         let http = free_port()?;
         let names: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
         let toml = Pipeline {
-            sources: names.iter().map(|c| (c.clone(), server.url())).collect(),
+            sources: names
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), server.url_n(i + 1)))
+                .collect(),
             fps: FIT_FPS,
             motion: false,
             detector: Some(FIT_FPS),
@@ -388,7 +395,9 @@ fn overload(b: &Bench, clip: &Clip, capacity_secs: u64, secs: u64) -> Res<String
     let server = RtspServer::start(&clip.path)?;
     let http = free_port()?;
     let toml = Pipeline {
-        sources: (1..=n).map(|i| (format!("cam{i}"), server.url())).collect(),
+        sources: (1..=n)
+            .map(|i| (format!("cam{i}"), server.url_n(i)))
+            .collect(),
         fps: OVERLOAD_FPS,
         motion: false,
         detector: Some(OVERLOAD_FPS),
@@ -1387,20 +1396,30 @@ impl RtspServer {
                     let _ = ready_tx.send(Err("the RTSP server has no mount points".into()));
                     return;
                 };
-                let factory = rtsp::RTSPMediaFactory::new();
-                factory.set_launch(&launch);
-                factory.set_shared(true);
-                factory.connect_media_configure(move |_, media| {
+                // `/cam`, and `/cam1` … `/cam16` for runs of several
+                // streams: each mount's media is shared, and has one client
+                // here (gst-rtsp-server 1.22 can abort on an assertion,
+                // gst_rtsp_media_get_rates, when many clients set up one
+                // shared media at once).
+                for mount in std::iter::once("/cam".to_string())
+                    .chain((1..=MOUNTS).map(|i| format!("/cam{i}")))
+                {
+                    let factory = rtsp::RTSPMediaFactory::new();
+                    factory.set_launch(&launch);
+                    factory.set_shared(true);
                     let played = played.clone();
-                    media.connect_new_state(move |_, state| {
-                        if state == gst::ffi::GST_STATE_PLAYING
-                            && let Ok(mut p) = played.lock()
-                        {
-                            p.get_or_insert_with(now_ns);
-                        }
+                    factory.connect_media_configure(move |_, media| {
+                        let played = played.clone();
+                        media.connect_new_state(move |_, state| {
+                            if state == gst::ffi::GST_STATE_PLAYING
+                                && let Ok(mut p) = played.lock()
+                            {
+                                p.get_or_insert_with(now_ns);
+                            }
+                        });
                     });
-                });
-                mounts.add_factory("/cam", factory);
+                    mounts.add_factory(&mount, factory);
+                }
                 let source = match server.attach(Some(&context)) {
                     Ok(s) => s,
                     Err(e) => {
@@ -1432,6 +1451,11 @@ impl RtspServer {
 
     fn url(&self) -> String {
         format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+
+    /// Stream `i` (from 1) of a run of several: a mount of its own.
+    fn url_n(&self, i: usize) -> String {
+        format!("rtsp://127.0.0.1:{}/cam{}", self.port, i.min(MOUNTS))
     }
 
     fn playing_at(&self) -> Option<i64> {

@@ -97,13 +97,17 @@ impl Drop for Serve {
 }
 
 fn post(url: &str, body: &str) -> (u16, String) {
+    post_as(url, "application/json", body)
+}
+
+fn post_as(url: &str, content_type: &str, body: &str) -> (u16, String) {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .new_agent();
     let mut r = agent
         .post(url)
-        .header("Content-Type", "application/json")
+        .header("Content-Type", content_type)
         .send(body)
         .expect("POST");
     let status = r.status().as_u16();
@@ -163,9 +167,10 @@ listen = "127.0.0.1:{http}"
     let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
     let dead = format!("rtsp://127.0.0.1:{}/cam", free_port());
     // Half through `vigil attach`, half straight to the API.
-    let attached_at = Instant::now();
+    let mut attached_at = std::collections::BTreeMap::new();
     for i in 1..=7 {
         let name = format!("cam{i}");
+        attached_at.insert(name.clone(), Instant::now());
         if i % 2 == 1 {
             let o = serve.cli(&["attach", &cam, "--name", &name, "--set", "retry_max=2s"]);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -175,6 +180,20 @@ listen = "127.0.0.1:{http}"
                 &format!(r#"{{"name": "{name}", "uri": "{cam}", "retry_max": "2s"}}"#),
             );
             assert_eq!(code, 201, "{body}");
+        }
+        // One at a time: gst-rtsp-server 1.22 can abort (an assertion in
+        // gst_rtsp_media_get_rates) when clients set up one shared media
+        // all at once.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while serve
+            .streams()
+            .get(&name)
+            .and_then(|s| s["chunks"].as_u64())
+            .unwrap_or(0)
+            < 1
+        {
+            assert!(Instant::now() < deadline, "{name} runs");
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     let (code, body) = post(
@@ -196,11 +215,12 @@ listen = "127.0.0.1:{http}"
     assert!(body.contains("unknown field `colour`"), "{body}");
 
     std::thread::sleep(Duration::from_secs(20));
-    let wall = attached_at.elapsed().as_secs_f64();
     let streams = serve.streams();
     assert_eq!(streams.len(), 8, "{streams:?}");
     for i in 1..=7 {
-        let s = &streams[&format!("cam{i}")];
+        let name = format!("cam{i}");
+        let wall = attached_at[&name].elapsed().as_secs_f64();
+        let s = &streams[&name];
         assert_eq!(s["state"], "running", "{s}");
         let media = s["media_s"].as_f64().unwrap_or(0.0);
         // Connecting takes a moment; after it, stream time runs with the wall.
@@ -338,6 +358,30 @@ listen = "127.0.0.1:{http}"
     assert_eq!(code, 400, "{body}");
     let (code, body) = post(&serve.url("/streams"), "not json");
     assert_eq!(code, 400, "{body}");
+    // What a web page could send unasked, and what could carry a secret of
+    // the server's environment out, are refused; so is a foreign Host.
+    let (code, body) = post_as(
+        &serve.url("/streams"),
+        "text/plain",
+        r#"{"name": "x", "uri": "http://127.0.0.1:1/x"}"#,
+    );
+    assert_eq!(code, 415, "{body}");
+    let (code, body) = post(
+        &serve.url("/streams"),
+        r#"{"name": "x", "uri": "http://127.0.0.1:1/${HOME}"}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("VIGIL_CAM_"), "{body}");
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let r = agent
+        .get(serve.url("/streams"))
+        .header("Host", "rebound.example:80")
+        .call()
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 403);
 
     let captions = live.join().expect("the live reader");
     assert_eq!(captions.len(), 5);
@@ -478,7 +522,8 @@ listen = "127.0.0.1:{http}"
         format!("[[sources]]\nname = \"{name}\"\nuri = \"{cam}\"\nfps = {fps}\n")
     };
     write(&format!("{}{}", source("keep", 5), source("change", 5)));
-    let serve = Serve::start(&pipeline, &dir.path().join("out"), http);
+    let out = dir.path().join("out");
+    let serve = Serve::start(&pipeline, &out, http);
     let chunks = |name: &str| serve.streams().get(name).and_then(|s| s["chunks"].as_u64());
     let deadline = Instant::now() + Duration::from_secs(30);
     while chunks("keep").unwrap_or(0) < 4 || chunks("change").unwrap_or(0) < 4 {
@@ -535,5 +580,20 @@ listen = "127.0.0.1:{http}"
         stderr.contains("1 stream(s) stopped, 2 started"),
         "{stderr}"
     );
+    // The restarted stream is a new run of it: (run, id) stays unique.
+    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    let runs: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r["stream"] == "change")
+        .filter_map(|r| r["run"].as_str())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let mut ids = std::collections::HashSet::new();
+    for r in &records {
+        assert!(
+            ids.insert((r["run"].to_string(), r["id"].to_string())),
+            "twice: {r}"
+        );
+    }
     drop(server);
 }
