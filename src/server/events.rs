@@ -62,17 +62,9 @@ pub async fn query(
     State(s): State<AppState>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, problem(e.body_text())).into_response(),
-    };
-    let store = match need_store(&s) {
-        Ok(store) => store,
+    let (q, store, filter) = match prepare(&s, q) {
+        Ok(v) => v,
         Err(r) => return *r,
-    };
-    let filter = match q.filter() {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, problem(e)).into_response(),
     };
     let format: Format = match q.format.as_deref().unwrap_or("jsonl").parse() {
         Ok(f) => f,
@@ -122,6 +114,19 @@ impl std::io::Write for Sender {
     }
 }
 
+/// The query, the store and the filter of a request to `/events` or
+/// `/events/live`, or the answer that says what is wrong.
+fn prepare(
+    s: &AppState,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<(EventsQuery, StoreHandle, Filter), Box<Response>> {
+    let bad = |m: String| Box::new((StatusCode::BAD_REQUEST, problem(m)).into_response());
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
+    let store = need_store(s)?;
+    let filter = q.filter().map_err(bad)?;
+    Ok((q, store, filter))
+}
+
 fn need_store(s: &AppState) -> Result<StoreHandle, Box<Response>> {
     let missing = |m: String| Box::new((StatusCode::NOT_FOUND, problem(m)).into_response());
     let store = s.store().ok_or_else(|| {
@@ -146,17 +151,9 @@ pub async fn live(
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, problem(e.body_text())).into_response(),
-    };
-    let store = match need_store(&s) {
-        Ok(store) => store,
+    let (q, store, filter) = match prepare(&s, q) {
+        Ok(v) => v,
         Err(r) => return *r,
-    };
-    let filter = match q.filter() {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, problem(e)).into_response(),
     };
     let resume = headers
         .get("last-event-id")

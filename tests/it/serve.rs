@@ -18,21 +18,28 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(pipeline: &Path, out: &Path, http: u16) -> Serve {
+    /// Starts it with `env` and returns at once.
+    fn spawn(pipeline: &Path, out: &Path, http: u16, env: &[(&str, &str)]) -> Serve {
         let child = vigil()
             .args(["serve"])
             .arg(pipeline)
             .arg("--out")
             .arg(out)
             .env("VIGIL_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn vigil serve");
-        let serve = Serve {
+        Serve {
             child: Some(child),
             http,
-        };
+        }
+    }
+
+    /// Starts it and waits until it answers.
+    fn start(pipeline: &Path, out: &Path, http: u16) -> Serve {
+        let serve = Serve::spawn(pipeline, out, http, &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while serve.get("/healthz").is_none() {
             assert!(Instant::now() < deadline, "vigil serve answers");
@@ -433,20 +440,12 @@ listen = "0.0.0.0:{http}"
     );
 
     write(r#"token_env = "VIGIL_TEST_API_TOKEN""#);
-    let child = vigil()
-        .args(["serve"])
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .env("VIGIL_TEST_API_TOKEN", "s3cret-token-0123456789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let serve = Serve {
-        child: Some(child),
+    let serve = Serve::spawn(
+        &pipeline,
+        &dir.path().join("out"),
         http,
-    };
+        &[("VIGIL_TEST_API_TOKEN", "s3cret-token-0123456789")],
+    );
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
