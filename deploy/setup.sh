@@ -17,7 +17,8 @@ export HOME
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Debian packages, one per line. gst-discoverer-1.0 lives in
-# gstreamer1.0-plugins-base-apps; /usr/bin/time (for the benchmark) in time.
+# gstreamer1.0-plugins-base-apps; /usr/bin/time (for the benchmark) in time;
+# glib-networking gives souphttpsrc its TLS (https:// sources).
 packages=(
   pkg-config
   build-essential
@@ -30,6 +31,7 @@ packages=(
   gstreamer1.0-plugins-base
   gstreamer1.0-plugins-base-apps
   gstreamer1.0-plugins-good
+  glib-networking
   gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
