@@ -64,7 +64,8 @@ enum Command {
     /// Attach a stream to a running `vigil serve`.
     Attach {
         /// File path or URI (rtsp://, http(s)://, v4l2:///dev/video0…);
-        /// `${VAR}` in it is expanded by the server, from its environment.
+        /// `${VIGIL_CAM_…}` in it is expanded by the server, from its
+        /// environment (no other variable is).
         uri: String,
         /// The stream's name in records and metrics.
         #[arg(long)]
