@@ -440,6 +440,9 @@ impl Graph {
         let name: Arc<str> = source.name.as_str().into();
         let uri = crate::source::resolve_uri(&source.uri)?;
         crate::source::check_input(&uri)?;
+        if let Some(ca_file) = &source.ca_file {
+            crate::source::tls_database(ca_file)?;
+        }
         let (Some(batch_tx), Some(workers), Some(threads)) =
             (&self.batch_tx, &self.workers, r.threads.as_mut())
         else {
@@ -512,6 +515,7 @@ impl Graph {
             thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
             rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
             rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
+            ca_file: source.ca_file.clone(),
         };
         // Running from its first data on (the supervisor says so).
         r.stop = Some(src_tx.clone());

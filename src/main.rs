@@ -252,6 +252,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
                 // Numbers and booleans as such, anything else as text.
                 spec[k] = serde_json::from_str(v).unwrap_or_else(|_| v.into());
+                // A file of this machine, like a local path for the uri.
+                if k == "ca_file" {
+                    spec[k] = std::path::absolute(v)
+                        .with_context(|| format!("cannot make {v} an absolute path"))?
+                        .display()
+                        .to_string()
+                        .into();
+                }
             }
             let answer = api_call(api.client()?.attach(&spec))?;
             println!("attached {}", answer["attached"].as_str().unwrap_or(&name));

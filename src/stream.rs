@@ -43,6 +43,10 @@ pub struct StreamStatus {
     state: AtomicU8,
     /// Media duration when known (files), nanoseconds; 0 when unknown.
     pub duration: AtomicU64,
+    /// The duration was read from a local file, not estimated by a demuxer
+    /// pushed from the network (MPEG-TS over HTTP is guessed from its bit
+    /// rate): only such a duration tells a truncated file.
+    pub duration_exact: AtomicBool,
     /// Stream time fused so far, nanoseconds.
     pub media_done: AtomicU64,
     pub chunks: AtomicU64,

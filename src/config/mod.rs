@@ -126,6 +126,15 @@ pub struct SourceConfig {
     pub width: u32,
     #[serde(default, deserialize_with = "opt_frame_side")]
     pub height: Option<u32>,
+    /// https:// and rtsps://: PEM certificates of the authorities to trust
+    /// for this source instead of the system's (a camera or server with a
+    /// private CA).
+    #[serde(
+        default,
+        deserialize_with = "remote::opt_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How RTSP media travels.
@@ -726,6 +735,7 @@ impl PipelineConfig {
                     fps: template.as_ref().map_or(default_fps(), |t| t.fps),
                     width: template.as_ref().map_or(default_width(), |t| t.width),
                     height: template.as_ref().and_then(|t| t.height),
+                    ca_file: template.as_ref().and_then(|t| t.ca_file.clone()),
                 }
             })
             .collect();

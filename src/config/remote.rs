@@ -90,7 +90,7 @@ fn drain<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     duration_in(d, SECOND / 10, 600 * SECOND, "timeout")
 }
-fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+pub(super) fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     expanded(d).map(|s| Some(PathBuf::from(s)))
 }
 

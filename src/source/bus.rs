@@ -55,6 +55,9 @@ fn run(w: BusWatch) {
             MessageView::AsyncDone(_) | MessageView::DurationChanged(_) => {
                 if let Some(d) = w.pipeline.query_duration::<gst::ClockTime>() {
                     w.status.duration.store(d.nseconds(), Ordering::Relaxed);
+                    w.status
+                        .duration_exact
+                        .store(w.uri.starts_with("file://"), Ordering::Relaxed);
                 }
             }
             _ => {}
@@ -109,8 +112,15 @@ pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -
             || err.matches(gst::ResourceError::Busy)
             || err.matches(gst::StreamError::Failed))
     {
+        // souphttpsrc says why only in its debug log: a certificate this
+        // machine does not trust looks like any other failure.
+        let tls = if uri.starts_with("https://") || uri.starts_with("rtsps://") {
+            ", and that its certificate is signed by an authority this machine trusts (a private CA goes in the source's ca_file)"
+        } else {
+            ""
+        };
         format!(
-            "cannot read from it ({}{detail}); check the address, that the server is up and that this machine can reach it",
+            "cannot read from it ({}{detail}); check the address, that the server is up and that this machine can reach it{tls}",
             err.message()
         )
     } else if err.matches(gst::StreamError::Demux)

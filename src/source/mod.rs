@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::metrics::StageMetrics;
 use crate::stream::StreamStatus;
 use crate::sync::Input;
-pub use uri::{check_input, redact_uri, resolve_uri};
+pub use uri::{check_input, redact_uri, resolve_uri, tls_database};
 
 /// What a source sends to its synchroniser.
 #[derive(Debug)]
@@ -51,6 +51,9 @@ pub struct SourceSettings {
     /// RTSP: over TCP (else UDP), and the jitter buffer's latency in ms.
     pub rtsp_tcp: bool,
     pub rtsp_latency_ms: u32,
+    /// A PEM file of the authorities trusted for TLS (https://, rtsps://)
+    /// instead of the system's; checked with [`tls_database`] beforehand.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A running source: its pipeline and the thread watching its bus.
@@ -91,9 +94,10 @@ impl Source {
             .add(&decode)
             .map_err(|e| source_err(format!("cannot build the pipeline: {e}")))?;
         let (tcp, latency) = (settings.rtsp_tcp, settings.rtsp_latency_ms);
+        let ca_file = settings.ca_file.clone();
         decode.connect("source-setup", false, move |args| {
             if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
-                setup_network_source(&src, tcp, latency);
+                setup_network_source(&src, tcp, latency, ca_file.as_deref());
             }
             None
         });
@@ -169,11 +173,27 @@ fn live_protocol(uri: &str) -> bool {
 
 /// Sets what the pipeline file asks of a network source element once
 /// uridecodebin has made it.
-fn setup_network_source(src: &gst::Element, tcp: bool, latency_ms: u32) {
+fn setup_network_source(
+    src: &gst::Element,
+    tcp: bool,
+    latency_ms: u32,
+    ca_file: Option<&std::path::Path>,
+) {
     let factory = src
         .factory()
         .map(|f| f.name().to_string())
         .unwrap_or_default();
+    // souphttpsrc's `ssl-ca-file` does nothing with libsoup 3; a database
+    // works with both, and rtspsrc takes the same. (It is made here, on each
+    // connection, since GObjects of gio are not `Send`.)
+    if let Some(path) = ca_file
+        && src.has_property("tls-database")
+    {
+        match tls_database(path) {
+            Ok(db) => src.set_property("tls-database", &db),
+            Err(e) => tracing::warn!("{e}: the system's authorities are trusted instead"),
+        }
+    }
     if factory == "rtspsrc" {
         src.set_property_from_str("protocols", if tcp { "tcp" } else { "udp" });
         src.set_property("latency", latency_ms);

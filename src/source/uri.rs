@@ -130,6 +130,31 @@ pub fn check_input(uri: &str) -> Result<(), String> {
     }
 }
 
+/// The authorities in the PEM file `ca_file`, as a TLS database for
+/// https:// and rtsps:// sources.
+pub fn tls_database(ca_file: &Path) -> Result<gio::TlsDatabase, String> {
+    use gio::prelude::*;
+    let shown = ca_file.display();
+    let what = "give a PEM file with the certificates of the authorities to trust";
+    match std::fs::metadata(ca_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("ca_file {shown}: no such file; {what}"));
+        }
+        Err(e) => return Err(format!("ca_file {shown}: cannot read: {e}")),
+        Ok(_) => {}
+    }
+    match gio::TlsCertificate::list_new_from_file(ca_file) {
+        Ok(list) if list.is_empty() => {
+            return Err(format!("ca_file {shown}: holds no certificate; {what}"));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(format!("ca_file {shown}: {e}; {what}")),
+    }
+    gio::TlsFileDatabase::new(ca_file)
+        .map(|db| db.upcast())
+        .map_err(|e| format!("ca_file {shown}: {e}; {what}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,9 @@ fn truncated(status: &StreamStatus, end: u64) -> Option<String> {
     if status
         .stop_requested
         .load(std::sync::atomic::Ordering::Relaxed)
+        || !status
+            .duration_exact
+            .load(std::sync::atomic::Ordering::Relaxed)
     {
         return None;
     }

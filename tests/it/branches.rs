@@ -49,6 +49,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
             thumbnail_width: None,
             rtsp_tcp: true,
             rtsp_latency_ms: 200,
+            ca_file: None,
         },
         src_tx,
         Arc::new(StreamStatus::default()),

@@ -411,69 +411,111 @@ listen = "127.0.0.1:{http}"
     assert!(after >= 2, "records flow again after the outage");
 }
 
-/// A static HTTP server on 127.0.0.1 for the files of `dir`, with byte
-/// ranges (so that a demuxer may seek, as souphttpsrc asks). One thread per
-/// connection; runs until the test process ends.
+/// A static file server on 127.0.0.1 (HTTP/1.1, keep-alive, byte ranges:
+/// what souphttpsrc asks of a server), for files under `dir`.
 pub fn http_server(dir: &Path) -> u16 {
-    use std::io::{BufRead, BufReader, Read, Seek, Write};
+    file_server(dir, None)
+}
+
+/// The same over TLS, with this certificate chain and key (PEM).
+pub fn https_server(dir: &Path, cert: &Path, key: &Path) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    file_server(dir, Some(std::sync::Arc::new(config)))
+}
+
+fn file_server(dir: &Path, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let dir = dir.to_path_buf();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let dir = dir.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                let mut conn = conn;
-                loop {
-                    let mut request = String::new();
-                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+            let tls = tls.clone();
+            std::thread::spawn(move || match tls {
+                None => serve_files(conn, &dir),
+                Some(config) => {
+                    let Ok(session) = rustls::ServerConnection::new(config) else {
                         return;
-                    }
-                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let mut from = None;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some(r) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                            from = r
-                                .split('-')
-                                .next()
-                                .and_then(|n| n.trim().parse::<u64>().ok());
-                        }
-                    }
-                    let Ok(mut file) = std::fs::File::open(dir.join(path.trim_start_matches('/')))
-                    else {
-                        let _ =
-                            conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                        continue;
                     };
-                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                    let start = from.unwrap_or(0).min(len);
-                    let head = match from {
-                        Some(_) => format!(
-                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n",
-                            len.saturating_sub(1)
-                        ),
-                        None => "HTTP/1.1 200 OK\r\n".to_string(),
-                    };
-                    let _ = file.seek(std::io::SeekFrom::Start(start));
-                    let mut body = Vec::new();
-                    let _ = file.read_to_end(&mut body);
-                    let head = format!(
-                        "{head}Accept-Ranges: bytes\r\nContent-Length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
-                        return;
-                    }
+                    serve_files(rustls::StreamOwned::new(session, conn), &dir);
                 }
             });
         }
     });
     port
+}
+
+/// Answers the GET requests of one connection from files under `dir`.
+fn serve_files(conn: impl std::io::Read + std::io::Write, dir: &Path) {
+    use std::io::{BufRead, BufReader, Read, Seek};
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut request = String::new();
+        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut from = None;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some(r) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                from = r
+                    .split('-')
+                    .next()
+                    .and_then(|n| n.trim().parse::<u64>().ok());
+            }
+        }
+        let conn = reader.get_mut();
+        let Ok(mut file) = std::fs::File::open(dir.join(path.trim_start_matches('/'))) else {
+            if conn
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .and_then(|()| conn.flush())
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = from.unwrap_or(0).min(len);
+        let head = match from {
+            Some(_) => format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\n",
+                len.saturating_sub(1)
+            ),
+            None => "HTTP/1.1 200 OK\r\n".to_string(),
+        };
+        let _ = file.seek(std::io::SeekFrom::Start(start));
+        let mut body = Vec::new();
+        let _ = file.read_to_end(&mut body);
+        let head = format!(
+            "{head}Accept-Ranges: bytes\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if conn.write_all(head.as_bytes()).is_err()
+            || conn.write_all(&body).is_err()
+            || conn.flush().is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// A file over HTTP, and an HLS playlist of it: both are read to the end,
@@ -546,4 +588,127 @@ fn http_and_hls_sources_are_read() {
             "{stream}: people walking are motion"
         );
     }
+}
+
+/// A file over HTTPS from a server whose certificate a private CA signed:
+/// read with the source's `ca_file`; without it the source fails, retries
+/// and says to check the certificate; a missing `ca_file` is refused.
+#[test]
+fn https_sources_trust_their_ca_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let made = Command::new("sh")
+        .current_dir(d)
+        .arg("-c")
+        .arg(
+            "set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout ca.key -out ca.pem -days 2 -subj /CN=vigil-test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' > ext.cnf
+openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+  -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null",
+        )
+        .status()
+        .expect("sh");
+    assert!(made.success(), "openssl made the test certificates");
+    // bikes.mp4 (10 s, cyclists: motion) as MPEG-TS, which needs no seeking.
+    let ok = Command::new("timeout")
+        .args(["120", "gst-launch-1.0", "-q", "filesrc"])
+        .arg(format!("location={}", shared("bikes.mp4").display()))
+        .args(["!", "qtdemux", "!", "h264parse", "!", "mpegtsmux", "!"])
+        .args(["filesink", "location=clip.ts"])
+        .current_dir(d)
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(ok.success(), "made the MPEG-TS clip");
+    let port = https_server(d, &d.join("srv.pem"), &d.join("srv.key"));
+    let pipeline = |ca_file: Option<&Path>| {
+        let mut text =
+            format!("[[sources]]\nname = \"bikes\"\nuri = \"https://127.0.0.1:{port}/clip.ts\"\n");
+        if let Some(ca) = ca_file {
+            text += &format!("ca_file = \"{}\"\n", ca.display());
+        }
+        text += "[encoders.motion]\n[fusion]\ncaption_span = \"2s\"\n[sinks.jsonl]\n";
+        text
+    };
+
+    // Trusted: read to the end, with what it shows.
+    std::fs::write(d.join("trusted.toml"), pipeline(Some(&d.join("ca.pem")))).expect("toml");
+    let out = d.join("out");
+    let output = vigil()
+        .arg("run")
+        .arg(d.join("trusted.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("vigil run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let records = read_jsonl(&out.join("events.jsonl"));
+    let last = records
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .filter_map(|r| r["end"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(last >= 9.0, "read to its end (10 s): {last}");
+    assert!(
+        records.iter().any(|r| r["kind"] == "motion"),
+        "cyclists are motion: {records:?}"
+    );
+
+    // Not trusted (the system's authorities do not know this CA): the
+    // source fails and is retried, and the message names the certificate.
+    std::fs::write(d.join("untrusted.toml"), pipeline(None)).expect("toml");
+    let mut child = vigil()
+        .arg("run")
+        .arg(d.join("untrusted.toml"))
+        .arg("--out")
+        .arg(d.join("out2"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vigil run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut said = String::new();
+    while !said.contains("certificate") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => said = line,
+            Err(e) => panic!("no word of the certificate ({e}); last: {said}"),
+        }
+    }
+    assert!(
+        said.contains("certificate") && said.contains("ca_file") && said.contains("reconnecting"),
+        "{said}"
+    );
+    interrupt(&child);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "stops on Ctrl-C: {status}");
+
+    // A ca_file that is not there: the stream fails at once, saying so.
+    std::fs::write(d.join("missing.toml"), pipeline(Some(&d.join("nope.pem")))).expect("toml");
+    let output = vigil()
+        .arg("run")
+        .arg(d.join("missing.toml"))
+        .arg("--out")
+        .arg(d.join("out3"))
+        .output()
+        .expect("vigil run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ca_file") && stderr.contains("nope.pem: no such file"),
+        "{stderr}"
+    );
 }
