@@ -243,6 +243,11 @@ impl EventSeries {
         d
     }
 
+    /// An event of this series has started and not ended.
+    pub fn is_open(&self) -> bool {
+        self.lifecycle.is_active()
+    }
+
     /// The input ended at `end` (`cut_by`: the `stream`, or its `video` or
     /// `audio` branch): closes an open event.
     pub fn finish(

@@ -33,6 +33,9 @@ use scene::Scene;
 
 /// How long the caption said when a rule fires lasts on screen.
 const ALERT_CAPTION: u64 = 3 * crate::time::SECOND;
+/// Gaps less than this apart are one `stream_gap` event: an overloaded
+/// stream drops frames in most chunks, and one event a second says nothing.
+pub const GAP_MERGE: u64 = 3 * crate::time::SECOND;
 
 /// An event transition, as captions tell it.
 #[derive(Clone, Debug)]
@@ -163,6 +166,8 @@ pub struct Fuser {
     /// One series per sound target, in the pipeline's order.
     sounds: Vec<EventSeries>,
     gap: EventSeries,
+    /// The flags of the chunks in the open gap event, as first seen.
+    gap_labels: Vec<&'static str>,
     captions: Captioner,
     has_video: bool,
     has_audio: bool,
@@ -230,9 +235,10 @@ impl Fuser {
                 "stream_gap",
                 EventTiming {
                     min_duration: 0,
-                    cooldown: 0,
+                    cooldown: GAP_MERGE,
                 },
             ),
+            gap_labels: Vec::new(),
             captions: Captioner::new(config.fusion.caption_span, loud.threshold_db),
             has_video: false,
             has_audio: false,
@@ -272,6 +278,12 @@ impl Fuser {
         if let Some(p) = &mut self.pictures {
             p.frames(&chunk.frames);
         }
+        for name in flags.names() {
+            if !self.gap_labels.contains(&name) {
+                self.gap_labels.push(name);
+            }
+        }
+        let from = out.len();
         self.gap.gap(
             &mut self.maker,
             chunk.span.start,
@@ -280,9 +292,7 @@ impl Fuser {
             &mut out,
             &mut notes,
         );
-        if let Some(Record::Event(e)) = out.last_mut().filter(|_| flags.any_gap()) {
-            e.labels = flags.names().iter().map(|s| s.to_string()).collect();
-        }
+        self.label_gap(&mut out[from..]);
         for f in &enc.features {
             match f {
                 Features::Motion(samples) => {
@@ -427,6 +437,22 @@ impl Fuser {
         }
     }
 
+    /// Labels the gap event's records with what the chunks in it lacked: the
+    /// start record with its first chunk's flags, the end record with all.
+    fn label_gap(&mut self, records: &mut [Record]) {
+        for r in records {
+            if let Record::Event(e) = r {
+                e.labels = self.gap_labels.iter().map(|s| s.to_string()).collect();
+                if e.phase == Phase::End {
+                    self.gap_labels.clear();
+                }
+            }
+        }
+        if !self.gap.is_open() {
+            self.gap_labels.clear();
+        }
+    }
+
     /// The stream ended (or failed with `failure`): closes open events and the
     /// last caption. Idempotent.
     pub fn finish(&mut self, failure: Option<&str>) -> Vec<Record> {
@@ -445,10 +471,13 @@ impl Fuser {
         ]
         .into_iter()
         .chain(self.sounds.iter_mut())
-        .chain([&mut self.gap])
         {
             series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
         }
+        let from = out.len();
+        self.gap
+            .finish(&mut self.maker, end, "stream", &mut out, &mut notes);
+        self.label_gap(&mut out[from..]);
         self.scene
             .finish(&mut self.maker, "stream", end, &mut out, &mut notes);
         let mut fired = Vec::new();
@@ -555,4 +584,105 @@ pub fn spawn(
             let _ = done.send(stream);
         })
         .map_err(|e| Error::io("cannot start a fusion thread", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Chunk, ChunkFlags};
+    use crate::time::SECOND;
+    use crate::time::Span;
+
+    fn chunk(seq: u64, flags: ChunkFlags) -> Encoded {
+        Encoded {
+            chunk: Chunk {
+                stream: "cam".into(),
+                seq,
+                span: Span {
+                    start: Timestamp(seq * SECOND),
+                    end: Timestamp((seq + 1) * SECOND),
+                },
+                frames: Vec::new(),
+                audio: Arc::from(Vec::new()),
+                first_sample: 0,
+                flags,
+                utc_origin: 0,
+                has_audio: true,
+                has_video: true,
+                video_end: None,
+                audio_end: None,
+                made_at: std::time::Instant::now(),
+            },
+            features: Vec::new(),
+        }
+    }
+
+    /// The gap events of a stream whose chunks have these flags, one a second.
+    fn gaps(flags: &[ChunkFlags]) -> Vec<EventRecord> {
+        let config = PipelineConfig::parse("[sinks.jsonl]\n", std::path::Path::new("t.toml"))
+            .expect("pipeline");
+        let mut fuser = Fuser::new("run".into(), "cam".into(), &config);
+        let mut out = Vec::new();
+        for (seq, f) in flags.iter().enumerate() {
+            out.extend(fuser.push(&chunk(seq as u64, *f)));
+        }
+        out.extend(fuser.finish(None));
+        out.into_iter()
+            .filter_map(|r| match r {
+                Record::Event(e) if e.kind == "stream_gap" => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gaps_close_together_are_one_event_naming_all_they_lacked() {
+        let ok = ChunkFlags::default();
+        let dropped = ChunkFlags {
+            frames_dropped: true,
+            ..ok
+        };
+        let lost = ChunkFlags {
+            reconnecting: true,
+            ..ok
+        };
+        // Frames dropped in every other chunk (an overloaded stream), then a
+        // reconnection 2 s later: one event, from 1 s to 8 s.
+        let mut flags = vec![ok, dropped, ok, dropped, ok, ok, lost, lost, ok];
+        // 3 s whole, then one more gap: an event of its own.
+        flags.extend([ok, ok, ok, dropped, ok, ok, ok, ok]);
+        let events = gaps(&flags);
+        let phases: Vec<_> = events
+            .iter()
+            .map(|e| (e.phase, e.start.0 / SECOND))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (Phase::Start, 1),
+                (Phase::End, 1),
+                (Phase::Start, 12),
+                (Phase::End, 12)
+            ],
+            "{events:?}"
+        );
+        assert_eq!(events[1].end, Some(Timestamp(8 * SECOND)));
+        assert_eq!(events[0].labels, ["frames_dropped"]);
+        assert_eq!(events[1].labels, ["frames_dropped", "reconnecting"]);
+        assert_eq!(events[3].labels, ["frames_dropped"]);
+        assert_eq!(events[3].end, Some(Timestamp(13 * SECOND)));
+    }
+
+    #[test]
+    fn a_gap_open_at_the_end_closes_there() {
+        let ok = ChunkFlags::default();
+        let gap = ChunkFlags {
+            audio_gap: true,
+            ..ok
+        };
+        let events = gaps(&[ok, gap, ok]);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[1].labels, ["audio_gap"]);
+        assert_eq!(events[1].end, Some(Timestamp(2 * SECOND)));
+    }
 }
