@@ -34,6 +34,8 @@ const CHUNK_QUEUE: usize = 4;
 /// Record batches queued for the sinks: small, so that records reach the
 /// durable log within about a chunk (fusion waits when the log is slow).
 const SINK_QUEUE: usize = 16;
+/// Detached streams whose figures the final report keeps (the latest).
+const GONE_KEPT: usize = 1024;
 
 /// How to run, beyond the pipeline file.
 pub struct RunOptions {
@@ -383,6 +385,7 @@ impl Graph {
         }
         let table = &self.table;
         let gone = &mut self.gone;
+        let metrics = &self.metrics;
         self.streams.retain(|r| {
             let forget = r.detached && r.done;
             if forget {
@@ -392,6 +395,11 @@ impl Graph {
                     .is_some_and(|s| Arc::ptr_eq(s, &r.status))
                 {
                     t.remove(&r.config.name);
+                    metrics.forget_stream(&r.config.name);
+                }
+                // A daemon's detached streams: the last ones are reported.
+                if gone.len() >= GONE_KEPT {
+                    gone.remove(0);
                 }
                 gone.push(report(r));
             }

@@ -128,7 +128,12 @@ impl Metrics {
                 "vigil_latency_seconds",
                 "Wall time from a chunk's capture (its arrival at sync) to its records.",
             )
-            .buckets(prometheus::exponential_buckets(0.001, 3.0, 10).unwrap_or_default()),
+            // Milliseconds when the encoders keep up; seconds (up to the
+            // live queue's 8 chunks) when they do not: fine steps in both.
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0,
+                13.0, 20.0, 30.0,
+            ]),
             &["stream"],
         ));
         must(registry.register(Box::new(latency.clone())));
@@ -339,6 +344,57 @@ impl Metrics {
     pub fn errors_total(&self) -> u64 {
         sum_family(&self.registry, "vigil_errors_total")
     }
+
+    /// Removes every series of `stream` (a stream detached for good), so that
+    /// a daemon attaching and detaching cameras for months does not export
+    /// the dead ones forever. A stream attached again under the name starts
+    /// its counters from zero, which Prometheus reads as a reset.
+    pub fn forget_stream(&self, stream: &str) {
+        macro_rules! forget {
+            ($($vec:ident),*) => {$(
+                for set in series_of(&self.$vec, stream) {
+                    let labels: std::collections::HashMap<&str, &str> =
+                        set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let _ = self.$vec.remove(&labels);
+                }
+            )*};
+        }
+        forget!(
+            received,
+            sent,
+            dropped,
+            errors,
+            queue_depth,
+            stage_seconds,
+            latency,
+            zone_occupancy,
+            line_crossings,
+            rule_events
+        );
+    }
+}
+
+/// The label sets of `collector`'s series whose `stream` label is `stream`.
+fn series_of(
+    collector: &dyn prometheus::core::Collector,
+    stream: &str,
+) -> Vec<Vec<(String, String)>> {
+    collector
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "stream" && l.value() == stream)
+        })
+        .map(|m| {
+            m.get_label()
+                .iter()
+                .map(|l| (l.name().to_string(), l.value().to_string()))
+                .collect()
+        })
+        .collect()
 }
 
 fn sum_family(registry: &Registry, name: &str) -> u64 {
@@ -453,6 +509,28 @@ pub(crate) mod test_util {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_stream_leaves_no_series() {
+        let m = Metrics::new();
+        for stream in ["door", "yard"] {
+            let s = m.stage("source", stream);
+            s.received();
+            s.dropped("frame_backlog", 2);
+            s.error("reconnect");
+            s.queue_depth(3);
+            s.latency(0.2);
+            drop(s.timer());
+        }
+        m.forget_stream("door");
+        let text = m.render();
+        assert!(!text.contains("stream=\"door\""), "{text}");
+        test_util::assert_stage_reports(&m, "source", "yard");
+        assert_eq!(m.dropped_for("yard"), 2);
+        // Attached again: its counters start over.
+        m.stage("source", "door").received();
+        assert_eq!(m.counter("received", "source", "door"), 1);
+    }
 
     #[test]
     fn a_stage_reports_the_whole_set() {

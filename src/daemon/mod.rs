@@ -288,6 +288,9 @@ impl Daemon<'_> {
             return;
         }
         eprintln!("vigil serve: the shared pipeline changed: restarting every stream on it");
+        self.state.set_down(Some(
+            "restarting: the pipeline file changed what every stream shares".into(),
+        ));
         if let Some(mut old) = self.graph.take() {
             old.stop_all();
             let _ = old.finish();
@@ -308,6 +311,7 @@ impl Daemon<'_> {
                     Ok(g) => g,
                     Err(e) => {
                         tracing::error!("cannot restart the old pipeline either: {e}");
+                        self.state.set_down(Some(format!("{NOT_RUNNING} ({e})")));
                         return;
                     }
                 }
@@ -318,6 +322,7 @@ impl Daemon<'_> {
         }
         self.graph = Some(graph);
         self.attach_all();
+        self.state.set_down(None);
     }
 }
 

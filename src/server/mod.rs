@@ -49,6 +49,9 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Frames per second in and out of each stream, sampled each second.
     pub rates: streams::Rates,
+    /// Why no pipeline runs, while none does (`vigil serve` restarting on a
+    /// reload, or unable to start again): `/healthz` says so with a 503.
+    pub down: Arc<Mutex<Option<String>>>,
 }
 
 impl AppState {
@@ -60,6 +63,14 @@ impl AppState {
             store: Default::default(),
             token: None,
             rates: Default::default(),
+            down: Default::default(),
+        }
+    }
+
+    /// Says why no pipeline runs (`None`: one runs).
+    pub fn set_down(&self, why: Option<String>) {
+        if let Ok(mut d) = self.down.lock() {
+            *d = why;
         }
     }
 
@@ -204,6 +215,13 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
 
 /// 200 with each stream's state while no stream has failed, 503 otherwise.
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    if let Some(why) = s.down.lock().ok().and_then(|d| d.clone()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "status": "down", "reason": why, "streams": {} }).to_string(),
+        );
+    }
     let streams = s.streams.lock().map(|t| t.clone()).unwrap_or_default();
     let mut failed = false;
     let body: serde_json::Map<String, serde_json::Value> = streams
@@ -230,6 +248,30 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn healthz_says_when_no_pipeline_runs() {
+        let state = AppState::new(Metrics::new(), Default::default());
+        let answer = |s: AppState| async move {
+            let r = healthz(State(s)).await.into_response();
+            let code = r.status();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16)
+                .await
+                .unwrap_or_default();
+            (code, String::from_utf8_lossy(&body).to_string())
+        };
+        let (code, body) = answer(state.clone()).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        state.set_down(Some("restarting".into()));
+        let (code, body) = answer(state.clone()).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("\"down\"") && body.contains("restarting"),
+            "{body}"
+        );
+        state.set_down(None);
+        assert_eq!(answer(state).await.0, StatusCode::OK);
+    }
 
     #[test]
     fn tokens_compare_whole() {

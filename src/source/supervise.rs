@@ -136,10 +136,9 @@ fn supervise(
                 };
                 let ended = run.forward();
                 live = run.live;
+                // A pipeline that sent data worked: the backoff starts over.
                 if run.seen_data {
                     last_data_at = run.last_data;
-                }
-                if run.seen_data {
                     failures = 0;
                 }
                 // Whatever the pipeline still had to say was forwarded. Its
