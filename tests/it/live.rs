@@ -77,15 +77,43 @@ impl RtspServer {
         RtspServer::start_on(file, free_port())
     }
 
+    /// A client of the shared media kept playing until dropped. Clients that
+    /// set up a shared media while it starts can abort the whole process
+    /// (gst-rtsp-server 1.22: `gst_rtsp_media_get_rates: assertion failed`,
+    /// a PLAY that finds a stream without a segment yet); once the media
+    /// plays, clients join it safely. Tests with several clients on the
+    /// media (and vigil restarting them all at once) hold one.
+    pub fn keep_playing(&self) -> Anchor {
+        let pipeline = gst::parse::launch(&format!(
+            "rtspsrc location=rtsp://127.0.0.1:{}/cam protocols=tcp ! fakesink name=sink signal-handoffs=true",
+            self.port
+        ))
+        .expect("the anchor pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let sink = pipeline.by_name("sink").expect("sink");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        sink.connect("handoff", false, move |_| {
+            let _ = tx.try_send(());
+            None
+        });
+        pipeline
+            .set_state(gst::State::Playing)
+            .expect("the anchor plays");
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the shared media plays");
+        Anchor(pipeline)
+    }
+
     /// Stops serving: every client is disconnected and the port closed.
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         self.main_loop.quit();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 
-    fn start_on(file: &Path, port: u16) -> RtspServer {
+    pub fn start_on(file: &Path, port: u16) -> RtspServer {
         gst::init().expect("GStreamer");
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
@@ -123,6 +151,15 @@ impl RtspServer {
             main_loop,
             thread: Some(thread),
         }
+    }
+}
+
+/// A client keeping a shared media playing (see [`RtspServer::keep_playing`]).
+pub struct Anchor(gst::Pipeline);
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
     }
 }
 
@@ -257,158 +294,6 @@ listen = "127.0.0.1:{http}"
     let everything = std::fs::read_to_string(&log).expect("log");
     assert!(!everything.contains(password));
     drop(server);
-}
-
-/// The camera's server goes away for 10 s and comes back: vigil reconnects
-/// on its own, a `stream_gap` event covers the outage, the stream table
-/// says `reconnecting` meanwhile, and records flow again after it.
-#[test]
-fn a_camera_that_drops_is_reconnected_with_a_gap_event() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let clip = h264_clip(dir.path());
-    let server = RtspServer::start(&clip);
-    let port = server.port;
-    let http = free_port();
-    let pipeline = dir.path().join("live.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"
-[[sources]]
-name = "door"
-uri = "rtsp://127.0.0.1:{port}/cam"
-stall = "2s"
-retry_max = "2s"
-
-[encoders.motion]
-min_duration = "0s"
-
-[fusion]
-caption_span = "2s"
-
-[sinks.jsonl]
-
-[server]
-listen = "127.0.0.1:{http}"
-"#
-        ),
-    )
-    .expect("pipeline");
-    let out = dir.path().join("out");
-    let child = vigil()
-        .args(["run"])
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vigil");
-    let log = out.join("events.jsonl");
-    let captions = || {
-        read_jsonl(&log)
-            .iter()
-            .filter(|r| r["type"] == "caption")
-            .count()
-    };
-    let wait_captions = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while captions() < n {
-            assert!(Instant::now() < deadline, "{n} captions");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait_captions(3);
-    let stopped_at = read_jsonl(&log)
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .filter_map(|r| r["end"].as_f64())
-        .fold(0.0, f64::max);
-    server.stop();
-    let down = Instant::now();
-    // While it is down the stream says so.
-    let health = || {
-        ureq::get(&format!("http://127.0.0.1:{http}/healthz"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default()
-    };
-    let mut said_reconnecting = false;
-    while down.elapsed() < Duration::from_secs(10) {
-        said_reconnecting |= health().contains("\"door\":\"reconnecting\"");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let server = RtspServer::start_on(&clip, port);
-    // Stream time goes on through the outage: wait for captions 6 s past it.
-    let latest = || {
-        read_jsonl(&log)
-            .iter()
-            .filter(|r| r["type"] == "caption")
-            .filter_map(|r| r["end"].as_f64())
-            .fold(0.0, f64::max)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while latest() < stopped_at + 16.0 {
-        assert!(Instant::now() < deadline, "captions after the outage");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Down again, and vigil is stopped before it is back: that outage is
-    // recorded too, up to the stop.
-    server.stop();
-    std::thread::sleep(Duration::from_secs(6));
-    interrupt(&child);
-    let output = child.wait_with_output().expect("vigil ends");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        said_reconnecting,
-        "healthz said reconnecting during the outage"
-    );
-    let records = read_jsonl(&log);
-    let starts: Vec<_> = records
-        .iter()
-        .filter(|r| r["kind"] == "stream_gap" && r["phase"] == "start")
-        .filter(|r| {
-            r["labels"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|l| l == "reconnecting"))
-        })
-        .collect();
-    assert_eq!(starts.len(), 2, "one gap event for each outage: {starts:?}");
-    let gaps: Vec<_> = records
-        .iter()
-        .filter(|r| r["event"] == starts[0]["event"] && r["phase"] == "end")
-        .collect();
-    assert_eq!(gaps.len(), 1, "the gap ended: {gaps:?}");
-    let last: Vec<_> = records
-        .iter()
-        .filter(|r| r["event"] == starts[1]["event"] && r["phase"] == "end")
-        .collect();
-    assert_eq!(
-        last.len(),
-        1,
-        "the outage under way at the stop ended: {last:?}"
-    );
-    let span = last[0]["end"].as_f64().unwrap_or(0.0) - last[0]["start"].as_f64().unwrap_or(0.0);
-    assert!(
-        (3.0..=12.0).contains(&span),
-        "it lasts to the stop: {span} s"
-    );
-    let (start, end) = (
-        gaps[0]["start"].as_f64().unwrap_or(0.0),
-        gaps[0]["end"].as_f64().unwrap_or(0.0),
-    );
-    assert!(
-        end - start >= 8.0 && end - start <= 30.0,
-        "the gap spans the 10 s outage: {start}..{end}"
-    );
-    let after = records
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .filter(|r| r["start"].as_f64().unwrap_or(0.0) >= end)
-        .count();
-    assert!(after >= 2, "records flow again after the outage");
 }
 
 /// A static file server on 127.0.0.1 (HTTP/1.1, keep-alive, byte ranges:

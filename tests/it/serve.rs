@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::clip::shared;
 use crate::live::{RtspServer, free_port, h264_clip};
-use crate::run::vigil;
+use crate::run::{read_jsonl, vigil};
 
 /// A `vigil serve` child on `http` (127.0.0.1), stopped (SIGTERM) on drop.
 struct Serve {
@@ -103,6 +103,157 @@ impl Drop for Serve {
     }
 }
 
+/// A camera attached over the API; its server goes away for 10 s and comes
+/// back: vigil reconnects on its own, a `stream_gap` event covers the
+/// outage, `/healthz` and `/streams` say `reconnecting` meanwhile, and
+/// records flow again after it. Then down again, and `vigil serve` is
+/// stopped before it is back: that outage is recorded up to the stop.
+#[test]
+fn an_attached_camera_that_drops_is_reconnected_with_a_gap_event() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let port = server.port;
+    let http = free_port();
+    let pipeline = dir.path().join("live.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[encoders.motion]
+min_duration = "0s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let serve = Serve::start(&pipeline, &out, http);
+    let (code, answer) = post(
+        &serve.url("/streams"),
+        &format!(
+            r#"{{"name": "door", "uri": "rtsp://127.0.0.1:{port}/cam", "stall": "2s", "retry_max": "2s"}}"#
+        ),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let log = out.join("events.jsonl");
+    let captions = || {
+        read_jsonl(&log)
+            .iter()
+            .filter(|r| r["type"] == "caption")
+            .count()
+    };
+    let wait_captions = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while captions() < n {
+            assert!(Instant::now() < deadline, "{n} captions");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_captions(3);
+    let stopped_at = read_jsonl(&log)
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .filter_map(|r| r["end"].as_f64())
+        .fold(0.0, f64::max);
+    server.stop();
+    let down = Instant::now();
+    // While it is down the stream says so.
+    let health = || {
+        ureq::get(&format!("http://127.0.0.1:{http}/healthz"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    };
+    let (mut said_reconnecting, mut listed_reconnecting) = (false, false);
+    while down.elapsed() < Duration::from_secs(10) {
+        said_reconnecting |= health().contains("\"door\":\"reconnecting\"");
+        let door = serve.streams().remove("door").unwrap_or_default();
+        listed_reconnecting |= door["state"] == "reconnecting" && !door["last_error"].is_null();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let server = RtspServer::start_on(&clip, port);
+    // Stream time goes on through the outage: wait for captions 6 s past it.
+    let latest = || {
+        read_jsonl(&log)
+            .iter()
+            .filter(|r| r["type"] == "caption")
+            .filter_map(|r| r["end"].as_f64())
+            .fold(0.0, f64::max)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latest() < stopped_at + 16.0 {
+        assert!(Instant::now() < deadline, "captions after the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Down again, and vigil is stopped before it is back: that outage is
+    // recorded too, up to the stop.
+    server.stop();
+    std::thread::sleep(Duration::from_secs(6));
+    let stderr = serve.stop();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        said_reconnecting,
+        "healthz said reconnecting during the outage"
+    );
+    assert!(
+        listed_reconnecting,
+        "GET /streams said reconnecting, with the last error, during the outage"
+    );
+    let records = read_jsonl(&log);
+    let starts: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "stream_gap" && r["phase"] == "start")
+        .filter(|r| {
+            r["labels"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l == "reconnecting"))
+        })
+        .collect();
+    assert_eq!(starts.len(), 2, "one gap event for each outage: {starts:?}");
+    let gaps: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == starts[0]["event"] && r["phase"] == "end")
+        .collect();
+    assert_eq!(gaps.len(), 1, "the gap ended: {gaps:?}");
+    let last: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == starts[1]["event"] && r["phase"] == "end")
+        .collect();
+    assert_eq!(
+        last.len(),
+        1,
+        "the outage under way at the stop ended: {last:?}"
+    );
+    let span = last[0]["end"].as_f64().unwrap_or(0.0) - last[0]["start"].as_f64().unwrap_or(0.0);
+    assert!(
+        (3.0..=12.0).contains(&span),
+        "it lasts to the stop: {span} s"
+    );
+    let (start, end) = (
+        gaps[0]["start"].as_f64().unwrap_or(0.0),
+        gaps[0]["end"].as_f64().unwrap_or(0.0),
+    );
+    assert!(
+        end - start >= 8.0 && end - start <= 30.0,
+        "the gap spans the 10 s outage: {start}..{end}"
+    );
+    let after = records
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .filter(|r| r["start"].as_f64().unwrap_or(0.0) >= end)
+        .count();
+    assert!(after >= 2, "records flow again after the outage");
+}
+
 fn post(url: &str, body: &str) -> (u16, String) {
     post_as(url, "application/json", body)
 }
@@ -145,6 +296,7 @@ fn cameras_attached_over_the_api_run_side_by_side_and_come_back_after_a_restart(
     let dir = tempfile::tempdir().expect("tmp");
     let clip = h264_clip(dir.path());
     let server = RtspServer::start(&clip);
+    let _anchor = server.keep_playing();
     let http = free_port();
     let pipeline = dir.path().join("serve.toml");
     std::fs::write(
@@ -252,6 +404,15 @@ listen = "127.0.0.1:{http}"
     std::thread::sleep(Duration::from_secs(8));
     let after = serve.streams();
     assert!(!after.contains_key("cam4"), "{after:?}");
+    // Its metric series went with it; the others' stay.
+    let metrics = ureq::get(&serve.url("/metrics"))
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert!(!metrics.contains("stream=\"cam4\""), "{metrics}");
+    assert!(metrics.contains("stream=\"cam5\""), "{metrics}");
     for i in [1, 2, 3, 5, 6, 7] {
         let name = format!("cam{i}");
         let (b, a) = (&before[&name], &after[&name]);
@@ -496,6 +657,7 @@ fn sighup_reloads_the_pipeline_and_leaves_unchanged_streams_running() {
     let dir = tempfile::tempdir().expect("tmp");
     let clip = h264_clip(dir.path());
     let server = RtspServer::start(&clip);
+    let _anchor = server.keep_playing();
     let cam = format!("rtsp://127.0.0.1:{}/cam", server.port);
     let http = free_port();
     let pipeline = dir.path().join("serve.toml");
@@ -580,7 +742,7 @@ listen = "127.0.0.1:{http}"
         "{stderr}"
     );
     // The restarted stream is a new run of it: (run, id) stays unique.
-    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    let records = read_jsonl(&out.join("events.jsonl"));
     let runs: std::collections::BTreeSet<&str> = records
         .iter()
         .filter(|r| r["stream"] == "change")
