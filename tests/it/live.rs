@@ -597,3 +597,140 @@ openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
         "{stderr}"
     );
 }
+
+/// `transport = "udp"`: RTP comes over UDP (rtspsrc is allowed nothing
+/// else, so the records prove it), and records flow.
+#[test]
+fn rtp_over_udp_is_read_too() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let pipeline = dir.path().join("udp.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[sources]]\nname = \"yard\"\nuri = \"rtsp://127.0.0.1:{}/cam\"\ntransport = \"udp\"\n\n\
+             [encoders.motion]\nmin_duration = \"0s\"\n[fusion]\ncaption_span = \"1s\"\n[sinks.jsonl]\n",
+            server.port
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let child = vigil()
+        .args(["run"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_jsonl(&log)
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < deadline, "captions over UDP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    interrupt(&child);
+    let output = child.wait_with_output().expect("vigil ends");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records = read_jsonl(&log);
+    assert!(
+        records.iter().any(|r| r["kind"] == "motion"),
+        "people walking are motion, over UDP"
+    );
+}
+
+/// A webcam (`v4l2://`) that is not there: the stream says so, counts as
+/// live and is retried (a camera plugged in later is picked up), and the
+/// run stops cleanly. (No machine here has a video device, so a real
+/// webcam's frames are not tested.)
+#[test]
+fn a_missing_webcam_is_retried_and_says_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pipeline = dir.path().join("cam.toml");
+    let http = free_port();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[sources]]\nname = \"webcam\"\nuri = \"v4l2:///dev/video-vigil-none\"\nretry_max = \"1s\"\n\n\
+             [encoders.motion]\n[sinks.jsonl]\n[server]\nlisten = \"127.0.0.1:{http}\"\n"
+        ),
+    )
+    .expect("pipeline");
+    let mut child = vigil()
+        .args(["run"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // It says what is wrong.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let said = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no word of the webcam ({e})"));
+        if line.contains("/dev/video-vigil-none") {
+            break line;
+        }
+    };
+    assert!(
+        said.contains("not found; check the path") && said.contains("reconnecting"),
+        "{said}"
+    );
+    // And tries again and again meanwhile.
+    let get = |path: &str| -> String {
+        ureq::get(&format!("http://127.0.0.1:{http}{path}"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    };
+    let attempts = || {
+        get("/metrics")
+            .lines()
+            .find(|l| {
+                l.starts_with("vigil_errors_total")
+                    && l.contains("kind=\"reconnect\"")
+                    && l.contains("stream=\"webcam\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    while attempts() < 3.0 {
+        assert!(Instant::now() < deadline, "attempts: {}", attempts());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while !get("/healthz").contains("\"webcam\":\"reconnecting\"") {
+        assert!(Instant::now() < deadline, "{}", get("/healthz"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    interrupt(&child);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "stops on Ctrl-C: {status}");
+}
