@@ -180,25 +180,6 @@ enum ModelsAction {
     Fetch,
 }
 
-/// glibc gives threads up to 8 malloc arenas per core and keeps what they
-/// freed. Every reconnection of a camera starts new GStreamer threads, which
-/// spread over the arenas: RSS grew about 20 MiB per outage of 3 cameras
-/// (`cargo bench --bench live`, reconnections) with no object leaked (the
-/// GStreamer leaks tracer counted the same live objects). With one arena per
-/// core it stays flat. `MALLOC_ARENA_MAX` in the environment still rules.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only sets an allocator parameter; called before
-        // any thread is started.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, arenas);
-        }
-    }
-}
-
 fn main() {
     // A file-size limit (RLIMIT_FSIZE) must fail the write that meets it,
     // with an error saying so, not kill the process and its other streams.
@@ -207,7 +188,6 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")

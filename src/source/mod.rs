@@ -158,6 +158,21 @@ impl Source {
     }
 }
 
+/// Gives the memory a torn-down pipeline freed back to the system. glibc
+/// keeps what threads free in their malloc arenas (up to 8 per core), and
+/// every new pipeline's threads spread over them: RSS grew about 20 MiB per
+/// outage of 3 cameras (`cargo bench --bench live`, reconnections) with no
+/// object leaked (the GStreamer leaks tracer counted the same live objects).
+/// Limiting the arenas instead cost a third of the detector's throughput
+/// (lock contention), so the freed pages are returned once per teardown.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Whether `uri`'s protocol only ever carries live media.
 fn live_protocol(uri: &str) -> bool {
     let scheme = uri

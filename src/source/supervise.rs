@@ -146,6 +146,7 @@ fn supervise(
                 // channel first releases them, so that it can stop.
                 drop(pipe_rx);
                 source.join(true);
+                super::release_freed_memory();
                 ended
             }
             Err(e) if last_pts.is_some() || outage.is_some() => Ended::Lost(e.to_string()),

@@ -189,14 +189,14 @@ fn latency(b: &Bench, clip: &Clip, secs: u64) -> Res<String> {
          − `start`. A live record's `utc` is the UTC vigil gives the stream's time zero \
          (`utc_origin`, fixed by the synchroniser: src/sync/synchroniser.rs) plus stream time \
          (the frames' PTS since the first frame). So the latency runs from when `utc` says the \
-         media at the caption's end was there: the wait for the chunk to close (it leaves once \
-         an analysed frame at or past its end has arrived; analysed frames come 1/fps = \
-         {:.0} ms apart here), the encoders, fusion, the caption and the store's commit \
-         (synchronous = FULL); the delivery to vigil (network, RTSP jitter buffer, \
-         depayloading, decoding) counts only as far as `utc_origin` dates the first frame \
-         before it reached vigil. The second row dates the media independently, by when the \
-         server sent it (its media went to PLAYING at W0; the frame at stream time t left at \
-         W0 + t): from the camera's send to the commit.\n\n",
+         media at the caption's end was there: the RTSP jitter buffer (`latency`, 200 ms by \
+         default: rtspsrc holds each packet that long), depayloading and decoding, the wait \
+         for the chunk to close (it leaves once an analysed frame at or past its end has \
+         arrived: analysed frames come {:.0} ms apart, but the 25 fps clip has one exactly \
+         at each chunk's end, so this wait is short here), the encoders, fusion, the caption and the store's \
+         commit (synchronous = FULL). The second row dates the media independently, by when \
+         the server sent it (its media went to PLAYING at W0; the frame at stream time t \
+         left at W0 + t): from the camera's send to the commit.\n\n",
         1e3 / FIT_FPS as f64
     );
     s += "| dated by | captions | p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|\n";
