@@ -30,6 +30,31 @@ pub fn interrupt(child: &std::process::Child) {
     assert!(sent.success());
 }
 
+/// The first line of `child`'s stderr (piped) that contains `needle`,
+/// within `limit`; the rest of its stderr is read and dropped.
+pub fn stderr_line(child: &mut std::process::Child, needle: &str, limit: Duration) -> String {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("vigil said nothing with `{needle}` within {limit:?} ({e})"),
+        }
+    }
+}
+
 /// `vtest.avi` (people walking) as H.264 in MP4, 384×288, made once here.
 pub fn h264_clip(dir: &Path) -> PathBuf {
     let path = dir.join("vtest.mp4");
@@ -114,6 +139,16 @@ impl RtspServer {
     }
 
     pub fn start_on(file: &Path, port: u16) -> RtspServer {
+        RtspServer::start_with(file, port, None)
+    }
+
+    /// RTSPS: over TLS, with this certificate chain and key (PEM files).
+    pub fn start_tls(file: &Path, cert: &Path, key: &Path) -> RtspServer {
+        let tls = (cert.to_path_buf(), key.to_path_buf());
+        RtspServer::start_with(file, free_port(), Some(tls))
+    }
+
+    fn start_with(file: &Path, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
         gst::init().expect("GStreamer");
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
@@ -132,6 +167,25 @@ impl RtspServer {
             let factory = rtsp::RTSPMediaFactory::new();
             factory.set_launch(&launch);
             factory.set_shared(true);
+            if let Some((cert, key)) = &tls {
+                // TLS needs an RTSPAuth, which lets in no one unless told:
+                // anyone may see and make the media.
+                let certificate =
+                    gio::TlsCertificate::from_files(cert, key).expect("the server certificate");
+                let auth = rtsp::RTSPAuth::new();
+                auth.set_tls_certificate(Some(&certificate));
+                let mut token = rtsp::RTSPToken::builder()
+                    .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anyone")
+                    .build();
+                auth.set_default_token(Some(&mut token));
+                server.set_auth(Some(&auth));
+                factory.add_role_from_structure(
+                    &gst::Structure::builder("anyone")
+                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                        .build(),
+                );
+            }
             mounts.add_factory("/cam", factory);
             let source = server.attach(Some(&context)).expect("attach the server");
             let _ = ready_tx.send(());
@@ -475,15 +529,11 @@ fn http_and_hls_sources_are_read() {
     }
 }
 
-/// A file over HTTPS from a server whose certificate a private CA signed:
-/// read with the source's `ca_file`; without it the source fails, retries
-/// and says to check the certificate; a missing `ca_file` is refused.
-#[test]
-fn https_sources_trust_their_ca_file() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let d = dir.path();
+/// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1
+/// (`srv.pem`, `srv.key`) in `dir`, made with the openssl CLI.
+fn private_ca(dir: &Path) {
     let made = Command::new("sh")
-        .current_dir(d)
+        .current_dir(dir)
         .arg("-c")
         .arg(
             "set -e
@@ -498,6 +548,16 @@ openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
         .status()
         .expect("sh");
     assert!(made.success(), "openssl made the test certificates");
+}
+
+/// A file over HTTPS from a server whose certificate a private CA signed:
+/// read with the source's `ca_file`; without it the source fails, retries
+/// and says to check the certificate; a missing `ca_file` is refused.
+#[test]
+fn https_sources_trust_their_ca_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    private_ca(d);
     // bikes.mp4 (10 s, cyclists: motion) as MPEG-TS, which needs no seeking.
     let ok = Command::new("timeout")
         .args(["120", "gst-launch-1.0", "-q", "filesrc"])
@@ -554,26 +614,7 @@ openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
         .stderr(Stdio::piped())
         .spawn()
         .expect("vigil run");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut said = String::new();
-    while !said.contains("certificate") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => said = line,
-            Err(e) => panic!("no word of the certificate ({e}); last: {said}"),
-        }
-    }
+    let said = stderr_line(&mut child, "certificate", Duration::from_secs(30));
     assert!(
         said.contains("certificate") && said.contains("ca_file") && said.contains("reconnecting"),
         "{said}"
@@ -676,28 +717,9 @@ fn a_missing_webcam_is_retried_and_says_so() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn vigil");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
     // It says what is wrong.
+    let said = stderr_line(&mut child, "/dev/video-vigil-none", Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(30);
-    let said = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("no word of the webcam ({e})"));
-        if line.contains("/dev/video-vigil-none") {
-            break line;
-        }
-    };
     assert!(
         said.contains("not found; check the path") && said.contains("reconnecting"),
         "{said}"
@@ -733,4 +755,79 @@ fn a_missing_webcam_is_retried_and_says_so() {
     interrupt(&child);
     let status = child.wait().expect("wait");
     assert!(status.success(), "stops on Ctrl-C: {status}");
+}
+
+/// An RTSPS camera whose certificate a private CA signed: watched with the
+/// source's `ca_file`; without it the stream is retried and the message
+/// names the certificate.
+#[test]
+fn rtsps_cameras_trust_their_ca_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    private_ca(d);
+    let clip = h264_clip(d);
+    let server = RtspServer::start_tls(&clip, &d.join("srv.pem"), &d.join("srv.key"));
+    let pipeline = |name: &str, ca_file: Option<&Path>| {
+        let path = d.join(format!("{name}.toml"));
+        let mut text = format!(
+            "[[sources]]\nname = \"{name}\"\nuri = \"rtsps://127.0.0.1:{}/cam\"\n",
+            server.port
+        );
+        if let Some(ca) = ca_file {
+            text += &format!("ca_file = \"{}\"\n", ca.display());
+        }
+        text += "[encoders.motion]\nmin_duration = \"0s\"\n[fusion]\ncaption_span = \"1s\"\n[sinks.jsonl]\n";
+        std::fs::write(&path, text).expect("pipeline");
+        path
+    };
+
+    let out = d.join("out");
+    let child = vigil()
+        .arg("run")
+        .arg(pipeline("trusted", Some(&d.join("ca.pem"))))
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vigil run");
+    let log = out.join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_jsonl(&log)
+        .iter()
+        .filter(|r| r["type"] == "caption")
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < deadline, "captions over RTSPS");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    interrupt(&child);
+    let output = child.wait_with_output().expect("vigil ends");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        read_jsonl(&log).iter().any(|r| r["kind"] == "motion"),
+        "people walking are motion, over RTSPS"
+    );
+
+    let mut child = vigil()
+        .arg("run")
+        .arg(pipeline("untrusted", None))
+        .arg("--out")
+        .arg(d.join("out2"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vigil run");
+    let said = stderr_line(&mut child, "reconnecting", Duration::from_secs(30));
+    assert!(
+        said.contains("certificate") && said.contains("ca_file"),
+        "{said}"
+    );
+    interrupt(&child);
+    assert!(child.wait().expect("wait").success(), "stops on Ctrl-C");
 }
