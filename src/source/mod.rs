@@ -163,8 +163,9 @@ impl Source {
 /// every new pipeline's threads spread over them: RSS grew about 20 MiB per
 /// outage of 3 cameras (`cargo bench --bench live`, reconnections) with no
 /// object leaked (the GStreamer leaks tracer counted the same live objects).
-/// Limiting the arenas instead cost a third of the detector's throughput
-/// (lock contention), so the freed pages are returned once per teardown.
+/// Limiting the arenas instead cut the 720p streams that fit from 5 to 3
+/// (malloc lock contention), so the freed pages are returned once per
+/// teardown.
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
