@@ -529,6 +529,45 @@ fn http_and_hls_sources_are_read() {
     }
 }
 
+/// Runs `vigil run PIPELINE --out OUT` on a live source until it has
+/// written `captions` captions, stops it as Ctrl-C does (it must exit 0),
+/// and returns its records.
+fn watch_live(pipeline: &Path, out: &Path, captions: usize) -> Vec<serde_json::Value> {
+    let child = vigil()
+        .arg("run")
+        .arg(pipeline)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written = || {
+        read_jsonl(&log)
+            .iter()
+            .filter(|r| r["type"] == "caption")
+            .count()
+    };
+    while written() < captions {
+        assert!(
+            Instant::now() < deadline,
+            "{captions} captions from {}",
+            pipeline.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    interrupt(&child);
+    let output = child.wait_with_output().expect("vigil ends");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    read_jsonl(&log)
+}
+
 /// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1
 /// (`srv.pem`, `srv.key`) in `dir`, made with the openssl CLI.
 fn private_ca(dir: &Path) {
@@ -656,35 +695,7 @@ fn rtp_over_udp_is_read_too() {
         ),
     )
     .expect("pipeline");
-    let out = dir.path().join("out");
-    let child = vigil()
-        .args(["run"])
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vigil");
-    let log = out.join("events.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_jsonl(&log)
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .count()
-        < 4
-    {
-        assert!(Instant::now() < deadline, "captions over UDP");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    interrupt(&child);
-    let output = child.wait_with_output().expect("vigil ends");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let records = read_jsonl(&log);
+    let records = watch_live(&pipeline, &dir.path().join("out"), 4);
     assert!(
         records.iter().any(|r| r["kind"] == "motion"),
         "people walking are motion, over UDP"
@@ -781,36 +792,13 @@ fn rtsps_cameras_trust_their_ca_file() {
         path
     };
 
-    let out = d.join("out");
-    let child = vigil()
-        .arg("run")
-        .arg(pipeline("trusted", Some(&d.join("ca.pem"))))
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vigil run");
-    let log = out.join("events.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_jsonl(&log)
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .count()
-        < 4
-    {
-        assert!(Instant::now() < deadline, "captions over RTSPS");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    interrupt(&child);
-    let output = child.wait_with_output().expect("vigil ends");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let records = watch_live(
+        &pipeline("trusted", Some(&d.join("ca.pem"))),
+        &d.join("out"),
+        4,
     );
     assert!(
-        read_jsonl(&log).iter().any(|r| r["kind"] == "motion"),
+        records.iter().any(|r| r["kind"] == "motion"),
         "people walking are motion, over RTSPS"
     );
 

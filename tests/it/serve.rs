@@ -166,16 +166,11 @@ listen = "127.0.0.1:{http}"
     server.stop();
     let down = Instant::now();
     // While it is down the stream says so.
-    let health = || {
-        ureq::get(&format!("http://127.0.0.1:{http}/healthz"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default()
-    };
     let (mut said_reconnecting, mut listed_reconnecting) = (false, false);
     while down.elapsed() < Duration::from_secs(10) {
-        said_reconnecting |= health().contains("\"door\":\"reconnecting\"");
+        said_reconnecting |= serve
+            .get("/healthz")
+            .is_some_and(|h| h["streams"]["door"] == "reconnecting");
         let door = serve.streams().remove("door").unwrap_or_default();
         listed_reconnecting |= door["state"] == "reconnecting" && !door["last_error"].is_null();
         std::thread::sleep(Duration::from_millis(250));
