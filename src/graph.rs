@@ -459,6 +459,11 @@ impl Graph {
         let sync_settings = SyncSettings {
             hop: config.sync.hop,
             max_skew: config.sync.max_skew,
+            dead_branch: config
+                .sync
+                .max_skew
+                .saturating_mul(crate::sync::DEAD_BRANCH_SKEWS),
+            dead_branch_live: source.stall,
             live: false,
             start_time: self.start_time,
             // A file attached while others run starts now, not when they did.
@@ -524,6 +529,13 @@ impl Graph {
             rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
             rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
             ca_file: source.ca_file.clone(),
+            // Half the synchroniser's dead-branch window: a branch that is
+            // alive never lags far enough to be taken for dead.
+            pace_window: config
+                .sync
+                .max_skew
+                .saturating_mul(crate::sync::DEAD_BRANCH_SKEWS)
+                / 2,
         };
         // Running from its first data on (the supervisor says so).
         r.stop = Some(src_tx.clone());
@@ -544,7 +556,9 @@ impl Graph {
             // The stream's own threads are running: they record the failure,
             // so that its records come from one fuser only.
             Err(e) => {
-                let _ = src_tx.send(crate::source::SourceMessage::Failed(e.to_string()));
+                let _ = src_tx.send(crate::source::SourceMessage::Failed(
+                    crate::stream::Failure::new(crate::stream::FailureKind::Other, e.to_string()),
+                ));
             }
         }
         Ok(())

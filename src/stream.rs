@@ -19,6 +19,10 @@ pub enum StreamState {
     Stalled,
     /// Stopped on request (detached, or the run was stopped).
     Stopped,
+    /// Running, but one branch gives nothing usable (a picture that never
+    /// decodes): the other is analysed alone. [`StreamStatus::degraded`]
+    /// says why.
+    Degraded,
 }
 
 impl StreamState {
@@ -31,6 +35,89 @@ impl StreamState {
             StreamState::Reconnecting => "reconnecting",
             StreamState::Stalled => "stalled",
             StreamState::Stopped => "stopped",
+            StreamState::Degraded => "degraded",
+        }
+    }
+}
+
+/// What kind of failure a stream met: the `kind` label of
+/// `vigil_errors_total`, decided from what GStreamer said (its error domain
+/// and code), never from the wording of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The media could not be decoded or demuxed (corrupt, truncated,
+    /// impossible timestamps, a branch that yields nothing).
+    Decode,
+    /// Elements could not agree on a format (GStreamer's not-negotiated).
+    Negotiate,
+    /// The server could not be reached or read from.
+    Network,
+    /// The server refused the credentials.
+    Auth,
+    /// No such file, device, path or stream.
+    NotFound,
+    /// A live source ended its stream.
+    Eos,
+    /// A live source stopped sending for `stall`.
+    Stall,
+    /// Anything else (a missing plugin, an element that cannot be built).
+    Other,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Decode => "decode",
+            FailureKind::Negotiate => "negotiate",
+            FailureKind::Network => "network",
+            FailureKind::Auth => "auth",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Eos => "eos",
+            FailureKind::Stall => "stall",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// A failure with its kind and the one line that says what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What the media's container and codecs call themselves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaNames {
+    pub container: Option<String>,
+    pub video: Option<String>,
+    pub audio: Option<String>,
+}
+
+impl MediaNames {
+    /// "MPEG-4 Video in Matroska", or what of it is known.
+    pub fn describe(&self, video: bool) -> Option<String> {
+        let codec = if video { &self.video } else { &self.audio };
+        match (codec, &self.container) {
+            (Some(c), Some(k)) => Some(format!("{c} in {k}")),
+            (Some(c), None) => Some(c.clone()),
+            (None, Some(k)) => Some(k.clone()),
+            (None, None) => None,
         }
     }
 }
@@ -61,6 +148,12 @@ pub struct StreamStatus {
     failure: Mutex<Option<String>>,
     /// The last problem met, even one recovered from (a lost connection).
     last_error: Mutex<Option<String>>,
+    /// Why the stream is degraded (one branch gives nothing usable), while
+    /// it is.
+    degraded: Mutex<Option<String>>,
+    /// What the container and codecs call themselves (GStreamer's tags),
+    /// for messages: container, video codec, audio codec.
+    media_names: Mutex<MediaNames>,
     /// A live source's outage under way: the source time of the last data
     /// before it, and when that data came.
     outage: Mutex<Option<(u64, std::time::Instant)>>,
@@ -122,7 +215,48 @@ impl StreamStatus {
             .clone()
     }
 
+    /// Marks the stream degraded with `reason`, or (`None`) no longer.
+    pub fn set_degraded(&self, reason: Option<String>) {
+        if let Some(r) = &reason {
+            self.set_last_error(r.clone());
+        }
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// Why the stream is degraded, while it is.
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes a tag GStreamer read from the media (the first of each kind).
+    pub fn note_media_names(&self, names: MediaNames) {
+        let mut n = self.media_names.lock().unwrap_or_else(|p| p.into_inner());
+        n.container = n.container.take().or(names.container);
+        n.video = n.video.take().or(names.video);
+        n.audio = n.audio.take().or(names.audio);
+    }
+
+    pub fn media_names(&self) -> MediaNames {
+        self.media_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The stream's state; a running stream with a branch that gives
+    /// nothing usable is [`StreamState::Degraded`].
     pub fn state(&self) -> StreamState {
+        let raw = self.raw_state();
+        if raw == StreamState::Running && self.degraded().is_some() {
+            return StreamState::Degraded;
+        }
+        raw
+    }
+
+    fn raw_state(&self) -> StreamState {
         match self.state.load(Ordering::Relaxed) {
             0 => StreamState::Starting,
             1 => StreamState::Running,
@@ -144,6 +278,8 @@ impl StreamStatus {
             StreamState::Reconnecting => 4,
             StreamState::Stalled => 5,
             StreamState::Stopped => 6,
+            // Degraded is running with a reason: see `set_degraded`.
+            StreamState::Degraded => 1,
         };
         let _ = self
             .state

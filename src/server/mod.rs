@@ -228,7 +228,10 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
         .iter()
         .map(|(name, st)| {
             let state = st.state();
-            failed |= state == crate::stream::StreamState::Failed;
+            failed |= matches!(
+                state,
+                crate::stream::StreamState::Failed | crate::stream::StreamState::Degraded
+            );
             (name.clone(), serde_json::Value::from(state.as_str()))
         })
         .collect();
@@ -270,7 +273,23 @@ mod tests {
             "{body}"
         );
         state.set_down(None);
-        assert_eq!(answer(state).await.0, StatusCode::OK);
+        assert_eq!(answer(state.clone()).await.0, StatusCode::OK);
+        // A running stream whose picture gives nothing is degraded.
+        let st = Arc::new(crate::stream::StreamStatus::new("cam.mkv"));
+        st.set_state(crate::stream::StreamState::Running);
+        if let Ok(mut t) = state.streams.lock() {
+            t.insert("cam".into(), st.clone());
+        }
+        st.set_degraded(Some("cam.mkv: video: no frame was decoded".into()));
+        let (code, body) = answer(state.clone()).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("\"status\":\"degraded\"") && body.contains("\"cam\":\"degraded\""),
+            "{body}"
+        );
+        st.set_degraded(None);
+        let (_, body) = answer(state).await;
+        assert!(body.contains("\"cam\":\"running\""), "{body}");
     }
 
     #[test]

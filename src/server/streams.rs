@@ -132,6 +132,8 @@ pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
                 "media_s": st.media_done.load(Ordering::Relaxed) as f64 / 1e9,
                 "uptime_s": uptime / 1_000_000_000,
                 "last_error": st.last_error(),
+                // Why the stream is failed or degraded, while it is.
+                "reason": st.failure().or_else(|| st.degraded()),
             })
         })
         .collect();

@@ -10,11 +10,36 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use super::pace::Pace;
 use super::{SourceMessage, SourceSettings};
 use crate::media::{AudioBlock, Grey, Pixels, VideoFrame};
 use crate::metrics::StageMetrics;
+use crate::stream::{Failure, FailureKind};
 use crate::sync::{Branch, Input};
 use crate::time::{AUDIO_RATE, SECOND, Timestamp, mul_div_ceil, mul_div_floor};
+
+/// Where a pipeline's branches deliver: the synchroniser's channel, the
+/// source's metrics, the pacing of a file's branches, and whether the
+/// source is live (known once it started).
+#[derive(Clone)]
+pub(super) struct Outlet {
+    pub tx: Sender<SourceMessage>,
+    pub metrics: StageMetrics,
+    pub pace: Arc<Pace>,
+    pub live: Arc<AtomicBool>,
+}
+
+/// The span (source time) a frame or a block of sound covers.
+fn reach(input: &Input) -> Option<(u64, u64)> {
+    match input {
+        Input::Frame(f) => Some((f.pts.0, f.pts.0.saturating_add(f.duration))),
+        Input::Audio(b) => {
+            let len = crate::time::sample_to_time(b.samples.len() as u64, AUDIO_RATE).0;
+            Some((b.pts.0, b.pts.0.saturating_add(len)))
+        }
+        _ => None,
+    }
+}
 
 /// Buffers an appsink holds before it blocks the streaming thread.
 const APPSINK_BUFFERS: u32 = 4;
@@ -31,10 +56,9 @@ pub(super) fn connect(
     pipeline: &gst::Pipeline,
     decode: &gst::Element,
     settings: &SourceSettings,
-    tx: Sender<SourceMessage>,
-    live: Arc<AtomicBool>,
-    metrics: StageMetrics,
+    outlet: Outlet,
 ) {
+    let Outlet { tx, live, .. } = outlet.clone();
     let topology = Arc::new(Mutex::new(Topology::default()));
     let weak = pipeline.downgrade();
     let (settings, tx_pad, topo_pad) = (settings.clone(), tx.clone(), topology.clone());
@@ -53,17 +77,18 @@ pub(super) fn connect(
         };
         let result = if kind.starts_with("video/") && !topo.video {
             topo.video = true;
-            add_video(&pipeline, pad, &settings, tx_pad.clone(), metrics.clone())
+            add_video(&pipeline, pad, &settings, outlet.clone())
         } else if kind.starts_with("audio/") && !topo.audio {
             topo.audio = true;
-            add_audio(&pipeline, pad, tx_pad.clone(), metrics.clone())
+            add_audio(&pipeline, pad, outlet.clone())
         } else {
             // A second audio track, subtitles, data: consumed and ignored.
             add_discard(&pipeline, pad)
         };
         if let Err(e) = result {
-            let _ = tx_pad.send(SourceMessage::Failed(format!(
-                "cannot build the {kind} branch: {e}"
+            let _ = tx_pad.send(SourceMessage::Failed(Failure::new(
+                FailureKind::Other,
+                format!("cannot build the {kind} branch: {e}"),
             )));
         }
     });
@@ -143,8 +168,7 @@ fn add_video(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     settings: &SourceSettings,
-    tx: Sender<SourceMessage>,
-    metrics: StageMetrics,
+    outlet: Outlet,
 ) -> Result<(), String> {
     let extent = sample_by_pts(pad, settings.fps);
     let queue = make("queue")?;
@@ -165,7 +189,7 @@ fn add_video(
         .sync(false)
         .build();
     let thumbnail = settings.thumbnail_width;
-    deliver(&sink, Branch::Video, Some(extent), tx, metrics, {
+    deliver(&sink, Branch::Video, Some(extent), outlet, {
         // Caps change rarely: parse them once per change, not per frame.
         let mut info: Option<(gst::Caps, gst_video::VideoInfo)> = None;
         let (mut told_clock, mut told_ntp) = (false, false);
@@ -206,13 +230,19 @@ fn deliver(
     sink: &gst_app::AppSink,
     branch: Branch,
     extent: Option<Arc<AtomicU64>>,
-    tx: Sender<SourceMessage>,
-    metrics: StageMetrics,
+    outlet: Outlet,
     mut convert: impl FnMut(&gst_app::AppSink, &gst::Sample, &mut Vec<Input>) -> Result<(), String>
     + Send
     + 'static,
 ) {
+    let Outlet {
+        tx,
+        metrics,
+        pace,
+        live,
+    } = outlet;
     let eos_tx = tx.clone();
+    let eos_pace = pace.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -224,6 +254,9 @@ fn deliver(
                 drop(timer);
                 match converted {
                     Ok(()) => {
+                        if let Some((start, end)) = inputs.iter().find_map(reach) {
+                            pace.admit(branch, start, end, live.load(Ordering::Relaxed));
+                        }
                         for input in inputs {
                             tx.send(SourceMessage::Input(input))
                                 .map_err(|_| gst::FlowError::Eos)?;
@@ -233,12 +266,14 @@ fn deliver(
                         Ok(gst::FlowSuccess::Ok)
                     }
                     Err(e) => {
-                        let _ = tx.send(SourceMessage::Failed(e));
+                        let _ =
+                            tx.send(SourceMessage::Failed(Failure::new(FailureKind::Decode, e)));
                         Err(gst::FlowError::Error)
                     }
                 }
             })
             .eos(move |_| {
+                eos_pace.end(branch);
                 if let Some(end) = extent.as_ref().map(|e| e.load(Ordering::Relaxed)) {
                     let _ = eos_tx.send(SourceMessage::Input(Input::VideoExtent(Timestamp(end))));
                 }
@@ -343,12 +378,7 @@ fn video_frame(
     })
 }
 
-fn add_audio(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    tx: Sender<SourceMessage>,
-    metrics: StageMetrics,
-) -> Result<(), String> {
+fn add_audio(pipeline: &gst::Pipeline, pad: &gst::Pad, outlet: Outlet) -> Result<(), String> {
     let queue = make("queue")?;
     let convert = make("audioconvert")?;
     let resample = make("audioresample")?;
@@ -363,7 +393,7 @@ fn add_audio(
         .max_buffers(APPSINK_BUFFERS)
         .sync(false)
         .build();
-    deliver(&sink, Branch::Audio, None, tx, metrics, |_, sample, out| {
+    deliver(&sink, Branch::Audio, None, outlet, |_, sample, out| {
         out.push(Input::Audio(audio_block(sample)?));
         Ok(())
     });

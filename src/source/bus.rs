@@ -9,7 +9,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::SourceMessage;
-use crate::stream::StreamStatus;
+use crate::stream::{Failure, FailureKind, MediaNames, StreamStatus};
 use crate::sync::Input;
 
 pub(super) struct BusWatch {
@@ -38,16 +38,18 @@ fn run(w: BusWatch) {
         match msg.view() {
             MessageView::Eos(_) => break,
             MessageView::Error(err) => {
-                let text = describe(&w.uri, &err.error(), err.debug().as_deref());
+                let failure = failure(&w.uri, &err.error(), err.debug().as_deref());
                 tracing::debug!(stream = %w.name, "bus error: {:?} {:?}", err.error(), err.debug());
-                let _ = w.tx.send(SourceMessage::Failed(text));
+                let _ = w.tx.send(SourceMessage::Failed(failure));
                 break;
             }
             MessageView::Warning(warn) => {
                 tracing::warn!(stream = %w.name, "{}", warn.error());
             }
-            MessageView::Tag(tag) if !sent_creation => {
-                if let Some(t) = creation_time(&tag.tags()) {
+            MessageView::Tag(tag) => {
+                let tags = tag.tags();
+                w.status.note_media_names(media_names(&tags));
+                if !sent_creation && let Some(t) = creation_time(&tags) {
                     sent_creation = true;
                     let _ = w.tx.send(SourceMessage::Input(Input::CreationTime(t)));
                 }
@@ -65,6 +67,21 @@ fn run(w: BusWatch) {
     }
 }
 
+/// What the container and codecs call themselves, as far as `tags` say.
+fn media_names(tags: &gst::TagList) -> MediaNames {
+    MediaNames {
+        container: tags
+            .get::<gst::tags::ContainerFormat>()
+            .map(|v| v.get().to_string()),
+        video: tags
+            .get::<gst::tags::VideoCodec>()
+            .map(|v| v.get().to_string()),
+        audio: tags
+            .get::<gst::tags::AudioCodec>()
+            .map(|v| v.get().to_string()),
+    }
+}
+
 /// The container's creation time as nanoseconds since the Unix epoch.
 fn creation_time(tags: &gst::TagList) -> Option<i64> {
     let dt = tags.get::<gst::tags::DateTime>()?.get();
@@ -73,6 +90,48 @@ fn creation_time(tags: &gst::TagList) -> Option<i64> {
     }
     let g = dt.to_g_date_time().ok()?;
     Some(g.to_unix() * 1_000_000_000 + g.microsecond() as i64 * 1_000)
+}
+
+/// What kind of failure GStreamer's `err` is, from its domain and code
+/// (and, for a flow error, the flow return its debug text names).
+pub(super) fn kind_of(err: &gst::glib::Error, debug: Option<&str>) -> FailureKind {
+    let debug = debug.unwrap_or_default();
+    if err.matches(gst::CoreError::Negotiation) || debug.contains("not-negotiated") {
+        FailureKind::Negotiate
+    } else if err.matches(gst::ResourceError::NotAuthorized) {
+        FailureKind::Auth
+    } else if err.matches(gst::ResourceError::NotFound) {
+        FailureKind::NotFound
+    } else if err.matches(gst::ResourceError::OpenRead)
+        || err.matches(gst::ResourceError::OpenReadWrite)
+        || err.matches(gst::ResourceError::Read)
+        || err.matches(gst::ResourceError::Busy)
+        || err.matches(gst::ResourceError::Failed)
+        || err.matches(gst::ResourceError::Settings)
+    {
+        FailureKind::Network
+    } else if err.matches(gst::StreamError::Decode)
+        || err.matches(gst::StreamError::Demux)
+        || err.matches(gst::StreamError::Format)
+        || err.matches(gst::StreamError::TypeNotFound)
+        || err.matches(gst::StreamError::WrongType)
+        || err.matches(gst::StreamError::Failed)
+    {
+        FailureKind::Decode
+    } else {
+        FailureKind::Other
+    }
+}
+
+/// The failure GStreamer's `err` stands for: its kind, and one line that
+/// says what went wrong with the media and what to do.
+pub(super) fn failure(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -> Failure {
+    let mut kind = kind_of(err, debug);
+    // A local file's read errors are not the network's.
+    if kind == FailureKind::Network && uri.starts_with("file://") {
+        kind = FailureKind::Decode;
+    }
+    Failure::new(kind, describe(uri, err, debug))
 }
 
 /// One line that says what went wrong with the media and what to do.
@@ -135,4 +194,50 @@ pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -
         format!("{}{detail}", err.message())
     };
     super::uri::scrub(&format!("{}: {what}", super::uri::redact_uri(&shown)), uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(e: impl gst::glib::error::ErrorDomain, debug: &str) -> FailureKind {
+        kind_of(&gst::glib::Error::new(e, "x"), Some(debug))
+    }
+
+    #[test]
+    fn failures_are_told_apart_by_domain_and_code() {
+        assert_eq!(
+            kind(gst::ResourceError::NotFound, ""),
+            FailureKind::NotFound
+        );
+        assert_eq!(
+            kind(gst::ResourceError::NotAuthorized, ""),
+            FailureKind::Auth
+        );
+        assert_eq!(kind(gst::ResourceError::OpenRead, ""), FailureKind::Network);
+        assert_eq!(kind(gst::StreamError::Decode, ""), FailureKind::Decode);
+        assert_eq!(kind(gst::StreamError::Demux, ""), FailureKind::Decode);
+        assert_eq!(
+            kind(gst::CoreError::Negotiation, ""),
+            FailureKind::Negotiate
+        );
+        assert_eq!(
+            kind(
+                gst::StreamError::Failed,
+                "streaming stopped, reason not-negotiated (-4)"
+            ),
+            FailureKind::Negotiate
+        );
+        assert_eq!(kind(gst::CoreError::MissingPlugin, ""), FailureKind::Other);
+        // A local file's read error is the file's, not the network's.
+        let err = gst::glib::Error::new(gst::ResourceError::Read, "x");
+        assert_eq!(
+            failure("file:///a.mp4", &err, None).kind,
+            FailureKind::Decode
+        );
+        assert_eq!(
+            failure("rtsp://cam/1", &err, None).kind,
+            FailureKind::Network
+        );
+    }
 }

@@ -8,6 +8,7 @@
 
 mod branch;
 mod bus;
+pub mod pace;
 pub mod supervise;
 pub mod uri;
 
@@ -21,7 +22,7 @@ use gstreamer::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::metrics::StageMetrics;
-use crate::stream::StreamStatus;
+use crate::stream::{Failure, StreamStatus};
 use crate::sync::Input;
 pub use uri::{check_input, redact_uri, resolve_uri, tls_database};
 
@@ -30,7 +31,7 @@ pub use uri::{check_input, redact_uri, resolve_uri, tls_database};
 pub enum SourceMessage {
     Input(Input),
     /// The source failed; what it sent before stays valid.
-    Failed(String),
+    Failed(Failure),
     /// The user asked the stream to stop: end it where it is.
     Stop,
 }
@@ -51,6 +52,9 @@ pub struct SourceSettings {
     /// RTSP: over TCP (else UDP), and the jitter buffer's latency in ms.
     pub rtsp_tcp: bool,
     pub rtsp_latency_ms: u32,
+    /// How far (ns) one branch of a file may lead the other before it waits
+    /// for it ([`pace::Pace`]); 0: never held.
+    pub pace_window: u64,
     /// A PEM file of the authorities trusted for TLS (https://, rtsps://)
     /// instead of the system's; checked with [`tls_database`] beforehand.
     pub ca_file: Option<std::path::PathBuf>,
@@ -61,6 +65,7 @@ pub struct Source {
     pipeline: gst::Pipeline,
     bus_thread: Option<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
+    pace: Arc<pace::Pace>,
 }
 
 /// Initialises GStreamer once; cheap to call again.
@@ -102,13 +107,17 @@ impl Source {
             None
         });
         let live = Arc::new(AtomicBool::new(false));
+        let pace = Arc::new(pace::Pace::new(settings.pace_window));
         branch::connect(
             &pipeline,
             &decode,
             &settings,
-            tx.clone(),
-            live.clone(),
-            metrics,
+            branch::Outlet {
+                tx: tx.clone(),
+                metrics,
+                pace: pace.clone(),
+                live: live.clone(),
+            },
         );
 
         let bus = pipeline
@@ -137,6 +146,7 @@ impl Source {
             pipeline,
             bus_thread: Some(bus_thread),
             shutdown,
+            pace,
         })
     }
 
@@ -154,6 +164,7 @@ impl Source {
         if let Some(t) = self.bus_thread.take() {
             let _ = t.join();
         }
+        self.pace.close();
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
@@ -225,6 +236,7 @@ fn setup_network_source(
 
 impl Drop for Source {
     fn drop(&mut self) {
+        self.pace.close();
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use super::{Source, SourceMessage, SourceSettings};
 use crate::metrics::StageMetrics;
-use crate::stream::{StreamState, StreamStatus};
+use crate::stream::{Failure, FailureKind, StreamState, StreamStatus};
 use crate::sync::Input;
 use crate::time::Timestamp;
 
@@ -90,7 +90,7 @@ enum Ended {
     /// is not to be reconnected. Everything was forwarded.
     Done,
     /// A live source dropped: reconnect, saying why.
-    Lost(String),
+    Lost(Failure),
 }
 
 fn supervise(
@@ -133,6 +133,7 @@ fn supervise(
                     last_pts: &mut last_pts,
                     outage: &mut outage,
                     policy,
+                    metrics: &metrics,
                 };
                 let ended = run.forward();
                 live = run.live;
@@ -149,13 +150,21 @@ fn supervise(
                 super::release_freed_memory();
                 ended
             }
-            Err(e) if last_pts.is_some() || outage.is_some() => Ended::Lost(e.to_string()),
+            Err(e) if last_pts.is_some() || outage.is_some() => {
+                Ended::Lost(Failure::new(FailureKind::Other, e.to_string()))
+            }
             Err(e) => {
-                let _ = tx.send(SourceMessage::Failed(e.to_string()));
+                let failure = Failure::new(FailureKind::Other, e.to_string());
+                metrics.error(failure.kind.as_str());
+                let _ = tx.send(SourceMessage::Failed(failure));
                 Ended::Done
             }
         };
-        let Ended::Lost(reason) = ended else {
+        let Ended::Lost(Failure {
+            kind,
+            message: reason,
+        }) = ended
+        else {
             return;
         };
         if status.stop_requested.load(Ordering::Relaxed) {
@@ -169,7 +178,8 @@ fn supervise(
             status.set_outage(Some((last_pts.unwrap_or(0), last_data_at)));
         }
         status.set_state(StreamState::Reconnecting);
-        metrics.error("reconnect");
+        // One per lost pipeline, by what lost it: each is retried.
+        metrics.error(kind.as_str());
         failures = failures.saturating_add(1);
         let wait = backoff(failures, policy.backoff_max);
         // Waits, unless told to stop.
@@ -192,6 +202,7 @@ struct Run<'a> {
     last_pts: &'a mut Option<u64>,
     outage: &'a mut Option<(u64, String)>,
     policy: Policy,
+    metrics: &'a StageMetrics,
 }
 
 impl Run<'_> {
@@ -217,9 +228,9 @@ impl Run<'_> {
                         self.status.set_state(StreamState::Stalled);
                     }
                     if quiet >= wait && self.live {
-                        return Ended::Lost(format!(
-                            "no data for {}",
-                            humantime::format_duration(wait)
+                        return Ended::Lost(Failure::new(
+                            FailureKind::Stall,
+                            format!("no data for {}", humantime::format_duration(wait)),
                         ));
                     }
                     continue;
@@ -227,7 +238,7 @@ impl Run<'_> {
                 // The pipeline's threads are gone: its media ended.
                 Err(RecvTimeoutError::Disconnected) => {
                     return if self.live {
-                        Ended::Lost("the source ended its stream".into())
+                        Ended::Lost(ended_its_stream())
                     } else {
                         Ended::Done
                     };
@@ -247,7 +258,7 @@ impl Run<'_> {
                                 // A live source's end is a drop: the stream
                                 // goes on with the next connection.
                                 if eos_branches >= branches.max(1) {
-                                    return Ended::Lost("the source ended its stream".into());
+                                    return Ended::Lost(ended_its_stream());
                                 }
                                 continue;
                             }
@@ -277,6 +288,12 @@ impl Run<'_> {
                 }
                 SourceMessage::Failed(reason) if self.live || self.policy.retry_errors => {
                     return Ended::Lost(reason);
+                }
+                SourceMessage::Failed(failure) => {
+                    // Final: counted once, here, by its kind.
+                    self.metrics.error(failure.kind.as_str());
+                    let _ = self.tx.send(SourceMessage::Failed(failure));
+                    return Ended::Done;
                 }
                 other => {
                     let _ = self.tx.send(other);
@@ -311,6 +328,10 @@ impl Run<'_> {
         self.last_data = Instant::now();
         *self.last_pts = Some(self.last_pts.map_or(pts.0, |p| p.max(pts.0)));
     }
+}
+
+fn ended_its_stream() -> Failure {
+    Failure::new(FailureKind::Eos, "the source ended its stream")
 }
 
 /// The wait before attempt `failures + 1`: from 500 ms, doubling up to

@@ -12,6 +12,7 @@ pub mod synchroniser;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
@@ -19,16 +20,19 @@ use crossbeam_channel::Receiver;
 use crate::error::{Error, Result};
 use crate::metrics::StageMetrics;
 use crate::source::SourceMessage;
-use crate::stream::StreamStatus;
+use crate::stream::{Failure, FailureKind, StreamStatus};
+use crate::time::Timestamp;
 pub use queue::{ChunkReceiver, ChunkSender, chunk_queue};
-pub use synchroniser::{Branch, Input, SyncSettings, SyncStats, Synchroniser};
+pub use synchroniser::{
+    Branch, BranchProblem, DEAD_BRANCH_SKEWS, Input, SyncSettings, SyncStats, Synchroniser,
+};
 
 /// How a stream's synchroniser ended.
 #[derive(Debug)]
 pub struct SyncOutcome {
     pub stats: SyncStats,
     /// The source's error, if it failed; chunks before it were all sent.
-    pub failure: Option<String>,
+    pub failure: Option<Failure>,
 }
 
 /// Runs the synchroniser of one stream on its own thread.
@@ -47,7 +51,7 @@ pub fn spawn(
                 Synchroniser::new(stream, settings),
                 input,
                 &output,
-                metrics,
+                &metrics,
                 &status,
             );
             if outcome.failure.is_none() {
@@ -55,18 +59,19 @@ pub fn spawn(
             }
             if outcome.failure.is_none()
                 && outcome.stats.chunks == 0
-                && !status
-                    .stop_requested
-                    .load(std::sync::atomic::Ordering::Relaxed)
+                && !status.stop_requested.load(Ordering::Relaxed)
             {
-                outcome.failure = Some(format!(
-                    "{}: no audio or video could be decoded from it; nothing to analyse",
-                    status.source
+                outcome.failure = Some(Failure::new(
+                    FailureKind::Decode,
+                    format!(
+                        "{}: no audio or video could be decoded from it; nothing to analyse",
+                        status.source
+                    ),
                 ));
             }
             // Before `output` closes, so that fusion sees the failure when it ends.
-            if let Some(reason) = &outcome.failure {
-                status.fail(reason.clone());
+            if let Some(failure) = &outcome.failure {
+                status.fail(failure.message.clone());
             }
             drop(output);
             outcome
@@ -76,45 +81,70 @@ pub fn spawn(
 
 /// Media that ends well before the duration its container declares was cut
 /// short: the decoders often stop without an error, so it is checked here.
-fn truncated(status: &StreamStatus, end: u64) -> Option<String> {
-    if status
-        .stop_requested
-        .load(std::sync::atomic::Ordering::Relaxed)
-        || !status
-            .duration_exact
-            .load(std::sync::atomic::Ordering::Relaxed)
+fn truncated(status: &StreamStatus, end: u64) -> Option<Failure> {
+    if status.stop_requested.load(Ordering::Relaxed)
+        || !status.duration_exact.load(Ordering::Relaxed)
     {
         return None;
     }
-    let declared = status.duration.load(std::sync::atomic::Ordering::Relaxed);
+    let declared = status.duration.load(Ordering::Relaxed);
     let tolerance = (declared / 50).max(crate::time::SECOND);
     (declared > 0 && end + tolerance < declared).then(|| {
-        format!(
-            "{}: the media ends at {} but its container says it lasts {}: the file is truncated; what was read was kept",
-            status.source,
-            crate::time::Timestamp(end),
-            crate::time::Timestamp(declared)
+        Failure::new(
+            FailureKind::Decode,
+            format!(
+                "{}: the media ends at {} but its container says it lasts {}: the file is truncated; what was read was kept",
+                status.source,
+                Timestamp(end),
+                Timestamp(declared)
+            ),
         )
     })
+}
+
+/// The one line that says what is wrong with a branch of the stream:
+/// `cam1.mkv: video: no frame was decoded: … (MPEG-4 Video in Matroska); the
+/// sound was analysed alone`.
+fn branch_message(status: &StreamStatus, problem: &BranchProblem) -> String {
+    let (name, other) = match problem.branch {
+        Branch::Video => ("video", "the sound"),
+        Branch::Audio => ("audio", "the picture"),
+    };
+    let media = status
+        .media_names()
+        .describe(problem.branch == Branch::Video)
+        .map_or(String::new(), |m| format!(" ({m})"));
+    let after = if problem.ended {
+        format!("{other} was analysed alone")
+    } else {
+        format!("{other} is analysed alone until it comes back")
+    };
+    format!(
+        "{}: {name}: {}{media}; {after}",
+        status.source, problem.what
+    )
 }
 
 fn run(
     mut sync: Synchroniser,
     input: Receiver<SourceMessage>,
     output: &ChunkSender,
-    metrics: StageMetrics,
+    metrics: &StageMetrics,
     status: &StreamStatus,
 ) -> SyncOutcome {
     let mut ready = Vec::new();
-    let mut failure = None;
+    let mut failure: Option<Failure> = None;
+    // The branch problem last reported, and the first one of a file (its
+    // failure when it ends).
+    let mut reported: Option<BranchProblem> = None;
+    let mut branch_failure: Option<Failure> = None;
+    let mut bad_timestamps = 0;
     loop {
         match input.recv() {
             Ok(SourceMessage::Input(msg)) => {
                 metrics.received();
                 if matches!(msg, Input::Frame(_)) {
-                    status
-                        .frames_in
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    status.frames_in.fetch_add(1, Ordering::Relaxed);
                 }
                 let timer = metrics.timer();
                 sync.push(msg, &mut ready);
@@ -127,12 +157,12 @@ fn run(
                 if let Some((from, to)) = status.outage_until_now() {
                     sync.push(
                         Input::Outage {
-                            from: crate::time::Timestamp(from),
-                            to: crate::time::Timestamp(to),
+                            from: Timestamp(from),
+                            to: Timestamp(to),
                         },
                         &mut ready,
                     );
-                    sync.push(Input::VideoExtent(crate::time::Timestamp(to)), &mut ready);
+                    sync.push(Input::VideoExtent(Timestamp(to)), &mut ready);
                 }
                 sync.finish(&mut ready)
             }
@@ -144,21 +174,52 @@ fn run(
             Err(_) => sync.finish(&mut ready),
         }
         metrics.queue_depth(input.len());
-        for chunk in ready.drain(..) {
-            let Ok(drops) = output.send(chunk, sync.is_live()) else {
-                // Downstream is gone (it failed); nothing more can be delivered.
-                return SyncOutcome {
-                    stats: sync.stats(),
-                    failure: failure.or(Some("the encoders stopped".into())),
+        let stats = sync.stats();
+        if stats.bad_timestamps > bad_timestamps {
+            metrics.dropped("bad_timestamp", stats.bad_timestamps - bad_timestamps);
+            bad_timestamps = stats.bad_timestamps;
+        }
+        if sync.problem() != reported.as_ref() {
+            reported = sync.problem().cloned();
+            match &reported {
+                Some(p) => {
+                    let message = branch_message(status, p);
+                    tracing::warn!(stream = %status.source, "{message}");
+                    metrics.error(FailureKind::Decode.as_str());
+                    if p.ended && branch_failure.is_none() {
+                        branch_failure = Some(Failure::new(FailureKind::Decode, message.clone()));
+                    }
+                    status.set_degraded(Some(message));
+                }
+                None => status.set_degraded(None),
+            }
+        }
+        // A long gap makes many chunks: they leave a batch at a time, each
+        // waiting for room in the queue (files), so none pile up here.
+        loop {
+            for chunk in ready.drain(..) {
+                let Ok(drops) = output.send(chunk, sync.is_live()) else {
+                    // Downstream is gone (it failed); nothing more can be delivered.
+                    return SyncOutcome {
+                        stats: sync.stats(),
+                        failure: failure.or(Some(Failure::new(
+                            FailureKind::Other,
+                            "the encoders stopped",
+                        ))),
+                    };
                 };
-            };
-            if drops.frames > 0 {
-                metrics.dropped("frame_backlog", drops.frames);
+                if drops.frames > 0 {
+                    metrics.dropped("frame_backlog", drops.frames);
+                }
+                if drops.chunks > 0 {
+                    metrics.dropped("chunk_backlog", drops.chunks);
+                }
+                metrics.sent();
             }
-            if drops.chunks > 0 {
-                metrics.dropped("chunk_backlog", drops.chunks);
+            sync.poll(&mut ready);
+            if ready.is_empty() {
+                break;
             }
-            metrics.sent();
         }
         if sync.ended() {
             break;
@@ -168,5 +229,8 @@ fn run(
     if stats.frames_late > 0 {
         metrics.dropped("late_frame", stats.frames_late);
     }
-    SyncOutcome { stats, failure }
+    SyncOutcome {
+        stats,
+        failure: failure.or(branch_failure),
+    }
 }

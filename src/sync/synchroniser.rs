@@ -60,6 +60,22 @@ pub enum Input {
 /// sender reports to date the stream: 5 minutes.
 const NTP_SANE: i128 = 300 * 1_000_000_000;
 
+/// Data stamped further than this past everything the stream has shown is
+/// taken as a broken timestamp, not a gap: dropped and counted. (A
+/// decoder that failed to negotiate was seen stamping frames 292 years
+/// ahead; filling that with silence never ends.) One hour of real gap is
+/// still filled.
+pub const MAX_JUMP: u64 = 3_600 * crate::time::SECOND;
+
+/// Most chunks one call makes: the caller sends them on (waiting on a full
+/// queue for a file) before asking for more, so that a long gap never
+/// makes its chunks all at once.
+pub const EMIT_BATCH: usize = 16;
+
+/// How many times `max_skew` one branch of a file may run ahead of the
+/// other before the lagging one is taken as dead, by default.
+pub const DEAD_BRANCH_SKEWS: u64 = 20;
+
 /// The synchroniser's settings, from the pipeline file.
 #[derive(Clone, Debug)]
 pub struct SyncSettings {
@@ -67,6 +83,14 @@ pub struct SyncSettings {
     pub hop: u64,
     /// For live sources, how far one branch may lag before it is skipped.
     pub max_skew: u64,
+    /// How far (stream time, ns) one branch of a file may run ahead of the
+    /// other, which gives nothing usable, before that one is taken as
+    /// broken and ended: the stream goes on with one branch, and fails at
+    /// its end. 0: never.
+    pub dead_branch: u64,
+    /// The same for a live source (its `stall`): the stream is degraded
+    /// until the branch gives data again. 0: never.
+    pub dead_branch_live: u64,
     pub live: bool,
     /// UTC of stream time zero when the user gave it (`--start-time`).
     pub start_time: Option<i64>,
@@ -85,6 +109,19 @@ pub struct SyncStats {
     pub chunks: u64,
     /// Source PTS where the last chunk ended (origin + stream time), ns.
     pub end_pts: u64,
+    /// Frames and audio blocks dropped for an impossible timestamp
+    /// ([`MAX_JUMP`]).
+    pub bad_timestamps: u64,
+}
+
+/// A branch that gives nothing usable while the other runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchProblem {
+    pub branch: Branch,
+    /// What was seen, without the branch's name ("no frame was decoded…").
+    pub what: String,
+    /// For a file: the branch was ended and the stream goes on without it.
+    pub ended: bool,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +129,16 @@ struct BranchState {
     present: bool,
     first_pts: Option<u64>,
     eos: bool,
+    /// Data kept (not dropped for its timestamp), and where the last of it
+    /// ends (stream time): how far the branch really reaches.
+    usable: u64,
+    reach: Option<u64>,
+    /// Data dropped for an impossible timestamp, and the first such
+    /// timestamp (stream time).
+    bad: u64,
+    first_bad: Option<u64>,
+    /// Why the branch gives nothing usable, while it does not.
+    problem: Option<BranchProblem>,
 }
 
 impl BranchState {
@@ -187,9 +234,18 @@ impl Synchroniser {
         self.settings.live
     }
 
+    /// A branch that gives nothing usable while the other runs on, if any.
+    pub fn problem(&self) -> Option<&BranchProblem> {
+        self.video.problem.as_ref().or(self.audio.problem.as_ref())
+    }
+
     /// Whether every branch has ended (or failed) and everything was emitted.
     pub fn ended(&self) -> bool {
-        self.done || (self.topology_known && self.video.ended() && self.audio.ended())
+        self.done
+            || (self.origin.is_none()
+                && self.topology_known
+                && self.video.ended()
+                && self.audio.ended())
     }
 
     /// Feeds one input; appends every chunk that became complete to `out`.
@@ -200,6 +256,7 @@ impl Synchroniser {
         if self.origin.is_none() {
             self.observe(&input);
             self.pending.push(input);
+            self.check_silent_branches();
             if self.origin_settled() {
                 self.fix_origin();
                 for input in std::mem::take(&mut self.pending) {
@@ -210,7 +267,16 @@ impl Synchroniser {
             self.observe(&input);
             self.apply(input);
         }
+        self.check_branches();
         self.emit_ready(out);
+    }
+
+    /// Makes the chunks that are ready but were held back by
+    /// [`EMIT_BATCH`]; the caller calls it until it adds none.
+    pub fn poll(&mut self, out: &mut Vec<Chunk>) {
+        if !self.done {
+            self.emit_ready(out);
+        }
     }
 
     /// Ends the stream (EOS on every branch, or an error): flushes what is left.
@@ -231,8 +297,10 @@ impl Synchroniser {
                 self.apply(input);
             }
         }
+        // A branch that gave nothing usable while the other did.
+        self.check_branches();
+        // Done once the last chunk is out (`poll` makes what this leaves).
         self.emit_ready(out);
-        self.done = true;
     }
 
     /// Records what decides the origin: topology, first PTS, EOS.
@@ -292,6 +360,155 @@ impl Synchroniser {
             Input::VideoExtent(_) | Input::Outage { .. } => {}
             Input::Eos(Branch::Video) => self.video.eos = true,
             Input::Eos(Branch::Audio) => self.audio.eos = true,
+        }
+    }
+
+    fn pair(&self, branch: Branch) -> (&BranchState, &BranchState) {
+        match branch {
+            Branch::Video => (&self.video, &self.audio),
+            Branch::Audio => (&self.audio, &self.video),
+        }
+    }
+
+    fn branch_mut(&mut self, branch: Branch) -> &mut BranchState {
+        match branch {
+            Branch::Video => &mut self.video,
+            Branch::Audio => &mut self.audio,
+        }
+    }
+
+    /// What to say of `branch`, which gave nothing usable, (`lag`: while the
+    /// other ran this far past its last usable data).
+    fn nothing_usable(&self, branch: Branch, lag: Option<u64>) -> String {
+        let (this, _) = self.pair(branch);
+        let (unit, other) = match branch {
+            Branch::Video => ("frame", "the sound"),
+            Branch::Audio => ("sound", "the picture"),
+        };
+        if let Some(bad) = this.first_bad
+            && this.usable == 0
+        {
+            return format!(
+                "every {unit} came with an impossible timestamp (the first at {}, more than {} past {other}): the decoder is broken or the timestamps corrupt",
+                Timestamp(bad),
+                Timestamp(MAX_JUMP)
+            );
+        }
+        match (lag, this.reach) {
+            (Some(lag), Some(reach)) => format!(
+                "no {unit} came after {} while {other} ran {} further: the decoder stopped",
+                Timestamp(reach),
+                Timestamp(lag)
+            ),
+            (Some(lag), None) => format!(
+                "no {unit} was decoded while {other} ran {}: the decoder could not negotiate a format, or the stream is corrupt",
+                Timestamp(lag)
+            ),
+            (None, _) => format!(
+                "no {unit} was decoded: the decoder could not negotiate a format, or the stream is corrupt"
+            ),
+        }
+    }
+
+    /// Data of `branch` over `[start, end)` (stream time) arrived: whether it
+    /// is usable (not [`MAX_JUMP`] past everything seen). Keeps the branch's
+    /// reach and counts.
+    fn admit(&mut self, branch: Branch, start: u64, end: u64) -> bool {
+        let seen = [self.video.reach, self.audio.reach]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+            .max(self.next_start.0);
+        let state = self.branch_mut(branch);
+        if start > seen.saturating_add(MAX_JUMP) {
+            state.bad += 1;
+            state.first_bad.get_or_insert(start);
+            return false;
+        }
+        state.usable += 1;
+        state.reach = Some(state.reach.map_or(end, |r| r.max(end)));
+        true
+    }
+
+    /// Finds a branch that gives nothing usable: one that ended without
+    /// usable data while the other had some, or that lags the other by
+    /// more than `dead_branch`. A file's is ended (the stream goes on with
+    /// the other alone); a live one's is reported until it gives data.
+    fn check_branches(&mut self) {
+        if self.origin.is_none() {
+            return;
+        }
+        let live = self.settings.live;
+        let limit = if live {
+            self.settings.dead_branch_live
+        } else {
+            self.settings.dead_branch
+        };
+        for branch in [Branch::Video, Branch::Audio] {
+            let (this, other) = self.pair(branch);
+            if !this.present || !other.present {
+                continue;
+            }
+            let lag = other
+                .reach
+                .unwrap_or(0)
+                .saturating_sub(this.reach.unwrap_or(0));
+            let behind = limit > 0 && lag > limit;
+            let what = match &this.problem {
+                // A live branch that gives data again is well.
+                Some(_) if live && !behind => {
+                    self.branch_mut(branch).problem = None;
+                    continue;
+                }
+                Some(_) => continue,
+                None if this.eos => {
+                    if this.usable > 0 || other.usable == 0 {
+                        continue;
+                    }
+                    self.nothing_usable(branch, None)
+                }
+                // A file's branch that ended is no sign: the demuxer may
+                // deliver one track well ahead of the other near the end.
+                None if behind && (live || !other.eos) => self.nothing_usable(branch, Some(lag)),
+                None => continue,
+            };
+            let state = self.branch_mut(branch);
+            state.problem = Some(BranchProblem {
+                branch,
+                what,
+                ended: !live,
+            });
+            // A file's branch is ended: the other goes on alone.
+            if !live {
+                state.eos = true;
+            }
+        }
+    }
+
+    /// Before the origin: a file's branch that has given nothing at all
+    /// while the other's data spans more than `dead_branch` is ended, so
+    /// that the other's is not held for ever.
+    fn check_silent_branches(&mut self) {
+        let limit = self.settings.dead_branch;
+        if self.settings.live || limit == 0 || !self.topology_known {
+            return;
+        }
+        if self.pending_span() <= limit {
+            return;
+        }
+        for branch in [Branch::Video, Branch::Audio] {
+            let (this, other) = self.pair(branch);
+            if this.present && !this.eos && this.first_pts.is_none() && other.first_pts.is_some() {
+                let what = self.nothing_usable(branch, Some(self.pending_span()));
+                let state = self.branch_mut(branch);
+                state.problem = Some(BranchProblem {
+                    branch,
+                    what,
+                    ended: true,
+                });
+                state.eos = true;
+            }
         }
     }
 
@@ -375,6 +592,10 @@ impl Synchroniser {
                     self.stats.frames_late += 1;
                     return;
                 }
+                if !self.admit(Branch::Video, f.pts.0, f.pts.0.saturating_add(f.duration)) {
+                    self.stats.bad_timestamps += 1;
+                    return;
+                }
                 self.video_wm = Some(self.video_wm.map_or(f.pts, |w| w.max(f.pts)));
                 self.video_end = self.video_end.max(f.pts.saturating_add(f.duration));
                 let at = self.frames.partition_point(|q| q.pts <= f.pts);
@@ -390,8 +611,13 @@ impl Synchroniser {
                 } else {
                     0
                 };
-                self.track.trimmed_before_origin += skip;
                 let rel = Timestamp(b.pts.0.saturating_sub(origin));
+                let len = sample_to_time(b.samples.len() as u64, AUDIO_RATE).0;
+                if !self.admit(Branch::Audio, rel.0, rel.0.saturating_add(len)) {
+                    self.stats.bad_timestamps += 1;
+                    return;
+                }
+                self.track.trimmed_before_origin += skip;
                 let start = time_to_sample_nearest(rel, AUDIO_RATE);
                 self.track.push(start, &b.samples[skip as usize..]);
             }
@@ -487,7 +713,7 @@ impl Synchroniser {
         if self.origin.is_none() {
             return;
         }
-        loop {
+        for _ in 0..EMIT_BATCH {
             let start = self.next_start;
             let mut end = start.saturating_add(self.settings.hop);
             let mut flags = ChunkFlags::default();
@@ -496,6 +722,7 @@ impl Synchroniser {
             if self.video.ended() && self.audio.ended() {
                 let stream_end = self.stream_end();
                 if start >= stream_end {
+                    self.done = true;
                     return;
                 }
                 if end >= stream_end {

@@ -165,3 +165,85 @@ fn a_bad_stream_does_not_stop_the_others() {
         .collect();
     assert_eq!(good.len(), 1, "the good stream still ran");
 }
+
+/// A picture that never decodes (MPEG-4 part 2 in Matroska from GStreamer's
+/// own muxer: the decoder fails to negotiate and stamps its frames 292
+/// years on) grew vigil by 2 GB a second until the kernel killed it. Now
+/// the sound is analysed alone and the run says why, in one line.
+#[test]
+fn a_picture_that_never_decodes_leaves_the_sound_analysed_and_says_why() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = clip::mpeg4_in_matroska(dir.path(), 11);
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        "[encoders.loudness]\nthreshold_db = -30.0\n[encoders.vad]\n[sinks.jsonl]\n",
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    // Under 2 GB of address space and 60 s: the old growth fails both.
+    let script = format!(
+        "ulimit -v 2097152; exec timeout 60 /usr/bin/time -f 'peak_rss_kib=%M' \"$0\" run \"{}\" --source \"{}\" --out \"{}\"",
+        pipeline.display(),
+        clip.display(),
+        out.display()
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_vigil")])
+        .output()
+        .expect("sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("vigil:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    // Which the synchroniser meets first, the sound far ahead or the frames
+    // stamped centuries on, depends on the threads; both say the picture.
+    assert!(
+        (lines[0].contains("video: every frame came with an impossible timestamp")
+            || lines[0].contains("video: no frame was decoded"))
+            && lines[0].contains("in Matroska")
+            && lines[0].contains("the sound was analysed alone"),
+        "{}",
+        lines[0]
+    );
+    let peak: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {stderr}"));
+    // Loudness and VAD need ~250 MiB; the bug took gigabytes.
+    assert!(peak < 600 * 1024, "peak RSS {peak} KiB");
+    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    let kinds: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["type"] == "event")
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or_default(),
+                r["phase"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("loud_sound", "start")), "{kinds:?}");
+    assert!(kinds.contains(&("speech", "end")), "{kinds:?}");
+    let error = records
+        .iter()
+        .find(|r| r["kind"] == "stream_error" && r["phase"] == "start")
+        .expect("a stream_error event");
+    assert!(
+        error["details"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("video:")),
+        "{error}"
+    );
+    // The sound was analysed to its end: 11 s, not 292 years.
+    let last_end = records
+        .iter()
+        .filter_map(|r| r["end"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(
+        (10.5..=11.5).contains(&last_end),
+        "records end at {last_end}"
+    );
+}

@@ -25,6 +25,8 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
     let settings = SyncSettings {
         hop: SECOND,
         max_skew: SECOND / 2,
+        dead_branch: 10 * SECOND,
+        dead_branch_live: 10 * SECOND,
         live: false,
         start_time: None,
         fallback_utc: 0,
@@ -49,6 +51,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
             thumbnail_width: None,
             rtsp_tcp: true,
             rtsp_latency_ms: 200,
+            pace_window: 5 * SECOND,
             ca_file: None,
         },
         src_tx,
@@ -59,7 +62,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
     let chunks: Vec<Chunk> = chunk_rx.iter().collect();
     let outcome = sync.join().expect("sync joined");
     source.join(true);
-    (chunks, outcome.failure)
+    (chunks, outcome.failure.map(|f| f.message))
 }
 
 /// Spans contiguous from 0, audio exact, frames inside their span, no flags.

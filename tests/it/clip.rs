@@ -252,3 +252,26 @@ pub fn shared(name: &str) -> PathBuf {
     );
     p
 }
+
+/// `seconds` s of jfk.wav's speech with a picture made by GStreamer's own
+/// `avenc_mpeg4 ! matroskamux`, which avdec_mpeg4 cannot negotiate (its
+/// caps say 0×0) and stamps centuries ahead: a picture that never decodes.
+pub fn mpeg4_in_matroska(dir: &Path, seconds: u64) -> PathBuf {
+    let path = dir.join("mpeg4.mkv");
+    let frames = seconds * 25;
+    let launch = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! avenc_mpeg4 ! queue ! m. \
+         filesrc location=\"{}\" ! wavparse ! audioconvert ! audio/x-raw,format=S16LE ! queue ! m. \
+         matroskamux name=m ! filesink location=\"{}\"",
+        shared("jfk.wav").display(),
+        path.display()
+    );
+    let status = std::process::Command::new("timeout")
+        .args(["60", "gst-launch-1.0", "-q"])
+        .args(launch.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0 (make setup installs gstreamer1.0-tools)");
+    assert!(status.success(), "gst-launch-1.0 {launch}");
+    path
+}

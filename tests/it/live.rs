@@ -735,7 +735,7 @@ fn a_missing_webcam_is_retried_and_says_so() {
         said.contains("not found; check the path") && said.contains("reconnecting"),
         "{said}"
     );
-    // And tries again and again meanwhile.
+    // And tries again and again meanwhile, each failure counted by its kind.
     let get = |path: &str| -> String {
         ureq::get(&format!("http://127.0.0.1:{http}{path}"))
             .call()
@@ -748,7 +748,7 @@ fn a_missing_webcam_is_retried_and_says_so() {
             .lines()
             .find(|l| {
                 l.starts_with("vigil_errors_total")
-                    && l.contains("kind=\"reconnect\"")
+                    && l.contains("kind=\"not_found\"")
                     && l.contains("stream=\"webcam\"")
             })
             .and_then(|l| l.rsplit(' ').next())

@@ -427,3 +427,133 @@ fn live_branch_that_never_starts_does_not_hold_the_stream() {
         assert_eq!(c.frames.len(), 10);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Branches that give nothing usable (issue: a clip whose picture never
+// decodes grew by 2 GB a second)
+// ---------------------------------------------------------------------------
+
+/// A harness whose branches are taken as dead after `dead` ns of lag.
+fn dead_after(dead: u64, live: bool) -> Harness {
+    let mut h = Harness::new(SECOND, live);
+    h.sync = Synchroniser::new(
+        Arc::from("t"),
+        SyncSettings {
+            dead_branch: dead,
+            dead_branch_live: dead,
+            ..settings(SECOND, live)
+        },
+    );
+    h
+}
+
+/// Sound at 16 kHz from `from` s to `to` s, in blocks of 1000 samples.
+fn sound(h: &mut Harness, from: u64, to: u64) {
+    for k in from * 16..to * 16 {
+        h.audio(k * 1000 * NS_PER_SAMPLE, ramp(k * 1000, 1000));
+    }
+}
+
+#[test]
+fn frames_stamped_centuries_ahead_are_dropped_and_the_sound_goes_on_alone() {
+    let mut h = dead_after(10 * SECOND, false);
+    h.push(&both_topology(false));
+    // The decoder that failed to negotiate stamped its frames 2^63 ns on.
+    let bad = 1u64 << 63;
+    for i in 0..30 {
+        h.frame(bad + i * 200 * MS, 200 * MS);
+    }
+    sound(&mut h, 0, 6);
+    h.push(&Msg::Eos(Branch::Video));
+    h.push(&Msg::Eos(Branch::Audio));
+    assert!(h.sync.ended());
+    // Six chunks of sound, not 292 years of them.
+    assert_eq!(h.chunks.len(), 6);
+    assert!(h.chunks.iter().all(|c| c.frames.is_empty()));
+    assert_eq!(h.chunks[5].span.end.0, 6 * SECOND);
+    assert!(h.chunks[5].flags.last);
+    assert_eq!(h.sync.stats().bad_timestamps, 30);
+    let p = h.sync.problem().expect("a problem with the picture");
+    assert_eq!(p.branch, Branch::Video);
+    assert!(p.ended);
+    assert!(p.what.contains("impossible timestamp"), "{}", p.what);
+}
+
+#[test]
+fn a_picture_that_never_decodes_is_ended_once_the_sound_is_far_ahead() {
+    let mut h = dead_after(3 * SECOND, false);
+    h.push(&both_topology(false));
+    // No frame at all: the sound is held (nothing can be cut without the
+    // picture) until it leads by more than 3 s; then it goes on alone.
+    sound(&mut h, 0, 3);
+    assert_eq!(h.chunks.len(), 0);
+    assert_eq!(h.sync.problem(), None);
+    sound(&mut h, 3, 5);
+    let p = h.sync.problem().cloned().expect("the picture is dead");
+    assert_eq!(p.branch, Branch::Video);
+    assert!(p.what.contains("no frame was decoded"), "{}", p.what);
+    assert!(h.chunks.len() >= 3, "{} chunks", h.chunks.len());
+    h.push(&Msg::Eos(Branch::Audio));
+    assert!(h.sync.ended());
+    assert_eq!(h.chunks.len(), 5);
+    assert!(h.chunks.iter().all(|c| !c.flags.video_missing));
+}
+
+#[test]
+fn a_picture_that_ends_without_a_frame_is_reported_at_its_end() {
+    let mut h = dead_after(10 * SECOND, false);
+    h.push(&both_topology(false));
+    h.push(&Msg::Eos(Branch::Video));
+    sound(&mut h, 0, 2);
+    h.push(&Msg::Eos(Branch::Audio));
+    assert_eq!(h.chunks.len(), 2);
+    let p = h.sync.problem().expect("a problem with the picture");
+    assert!(p.ended && p.what.contains("no frame was decoded"), "{p:?}");
+}
+
+#[test]
+fn a_live_picture_that_stops_degrades_the_stream_until_it_comes_back() {
+    let mut h = dead_after(2 * SECOND, true);
+    h.push(&both_topology(true));
+    for k in 0..16 {
+        h.audio(k * 1000 * NS_PER_SAMPLE, ramp(k * 1000, 1000));
+        if k % 3 == 0 {
+            h.frame(k * 1000 * NS_PER_SAMPLE, 200 * MS);
+        }
+    }
+    assert_eq!(h.sync.problem(), None);
+    // Sound alone for 3 s: the picture is said to be missing, not ended.
+    for k in 16..64 {
+        h.audio(k * 1000 * NS_PER_SAMPLE, ramp(k * 1000, 1000));
+    }
+    let p = h.sync.problem().cloned().expect("degraded");
+    assert!(!p.ended);
+    assert!(p.what.contains("no frame came after"), "{}", p.what);
+    // Frames again: well again.
+    h.frame(64 * 1000 * NS_PER_SAMPLE, 200 * MS);
+    assert_eq!(h.sync.problem(), None);
+}
+
+#[test]
+fn a_long_gap_leaves_a_batch_at_a_time() {
+    let mut h = Harness::new(SECOND, false);
+    h.push(&audio_only_topology());
+    h.audio(0, ramp(0, 16_000));
+    // 100 s on: 100 chunks of silence, made a batch at a time.
+    let mut out = Vec::new();
+    h.sync.push(
+        Msg::Audio {
+            pts: 100 * SECOND,
+            samples: ramp(16_000, 16_000),
+        }
+        .input(),
+        &mut out,
+    );
+    assert_eq!(out.len(), crate::sync::synchroniser::EMIT_BATCH);
+    h.sync.poll(&mut out);
+    assert_eq!(out.len(), 2 * crate::sync::synchroniser::EMIT_BATCH);
+    h.chunks.extend(out);
+    h.push(&Msg::Eos(Branch::Audio));
+    assert_eq!(h.chunks.len(), 101);
+    assert!(h.chunks[50].flags.audio_gap);
+}

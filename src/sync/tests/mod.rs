@@ -102,6 +102,10 @@ fn settings(hop: u64, live: bool) -> SyncSettings {
     SyncSettings {
         hop,
         max_skew: SKEW,
+        // The properties hold for any interleaving: no branch is ever
+        // taken as dead here (`cases` tests that on its own).
+        dead_branch: 0,
+        dead_branch_live: 0,
         live,
         start_time: None,
         fallback_utc: UTC,
@@ -121,11 +125,23 @@ impl Harness {
         }
     }
 
-    /// Pushes one message; returns how many chunks it released.
+    /// Pushes one message; returns how many chunks it released (polled
+    /// until none more, as the stage's thread does).
     fn push(&mut self, msg: &Msg) -> usize {
         let before = self.chunks.len();
         self.sync.push(msg.input(), &mut self.chunks);
+        self.drain();
         self.chunks.len() - before
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let n = self.chunks.len();
+            self.sync.poll(&mut self.chunks);
+            if self.chunks.len() == n {
+                break;
+            }
+        }
     }
 
     fn frame(&mut self, pts: u64, duration: u64) -> usize {
@@ -139,6 +155,7 @@ impl Harness {
     fn finish(&mut self) -> usize {
         let before = self.chunks.len();
         self.sync.finish(&mut self.chunks);
+        self.drain();
         self.chunks.len() - before
     }
 }
