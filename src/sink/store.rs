@@ -67,6 +67,9 @@ const STILL_NAMED: &str = "EXISTS (SELECT 1 FROM records WHERE records.snapshot 
 
 /// Batches between two retention passes.
 const PRUNE_EVERY: u64 = 64;
+/// … or sooner, once this share of the size limit was written since the
+/// last pass (snapshots weigh far more than records).
+const PRUNE_SHARE: u64 = 16;
 /// While the store is over its size, this fraction of its rows (at most
 /// `PRUNE_STEP` of them) is deleted at a time.
 const PRUNE_FRACTION: i64 = 20;
@@ -290,6 +293,9 @@ pub struct StoreSink {
     /// then they are measured and deleted with their records.
     media_root: Option<PathBuf>,
     batches: u64,
+    /// Bytes of records and new media files written since the last
+    /// retention pass.
+    written: u64,
     /// The highest `seq` committed, for the live sinks to wait on.
     committed: tokio::sync::watch::Sender<i64>,
 }
@@ -334,6 +340,7 @@ impl StoreSink {
             keep,
             media_root: media_root.map(Path::to_path_buf),
             batches: 0,
+            written: 0,
             committed: tokio::sync::watch::Sender::new(last),
         };
         s.list_media()
@@ -422,7 +429,9 @@ impl StoreSink {
                     .media_root
                     .as_deref()
                     .map_or(0, |root| media_size(root, path));
-                media.execute(params![path, bytes])?;
+                if media.execute(params![path, bytes])? > 0 {
+                    self.written += u64::try_from(bytes).unwrap_or(0);
+                }
             }
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO records
@@ -434,6 +443,7 @@ impl StoreSink {
                 let row = Row::of(r);
                 let json = serde_json::to_string(r)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                self.written += json.len() as u64;
                 insert.execute(params![
                     row.run,
                     row.id,
@@ -587,7 +597,9 @@ impl Sink for StoreSink {
             }
         })?;
         self.batches += 1;
-        if self.batches.is_multiple_of(PRUNE_EVERY) {
+        let share = self.keep.max_bytes.map_or(u64::MAX, |m| m / PRUNE_SHARE);
+        if self.batches.is_multiple_of(PRUNE_EVERY) || self.written >= share {
+            self.written = 0;
             self.prune()?;
         }
         Ok(())
