@@ -128,6 +128,8 @@ struct Threads {
 pub struct Graph {
     config: PipelineConfig,
     run_id: Arc<str>,
+    /// What the disk guard lets the snapshot writers write.
+    disk: Arc<crate::disk::DiskGate>,
     start_time: Option<i64>,
     out_dir: PathBuf,
     metrics: Arc<Metrics>,
@@ -187,13 +189,24 @@ impl Graph {
             ),
             _ => None,
         };
+        let run_id: Arc<str> = ulid::Ulid::new().to_string().into();
+        let disk = Arc::new(crate::disk::DiskGate::default());
+        let guard = (config.disk.min_free_mib > 0).then(|| {
+            crate::sink::retention::guard::DiskGuard::new(
+                options.out_dir.clone(),
+                config.disk.min_free_mib.saturating_mul(1 << 20),
+                run_id.clone(),
+                disk.clone(),
+            )
+        });
         let (batch_tx, batch_rx) = bounded::<Batch>(SINK_QUEUE);
-        let sink_thread = crate::sink::spawn(built.sinks, batch_rx, metrics.clone())?;
+        let sink_thread = crate::sink::spawn(built.sinks, batch_rx, metrics.clone(), guard)?;
         let (done_tx, done_rx) = unbounded();
         let (reaped_tx, reaped_rx) = unbounded();
         Ok(Graph {
             config: config.clone(),
-            run_id: ulid::Ulid::new().to_string().into(),
+            run_id,
+            disk,
             start_time: options.start_time,
             out_dir: options.out_dir.clone(),
             metrics: metrics.clone(),
@@ -499,14 +512,17 @@ impl Graph {
         let mut fuser = Fuser::new(r.run.clone(), name.clone(), config);
         if let Some(s) = &config.snapshots {
             let lag = fuser.lag();
-            fuser.take_pictures(crate::fuse::pictures::Pictures::new(
-                &self.out_dir,
-                &name,
-                &r.run,
-                s,
-                config.privacy.blur_faces,
-                lag,
-            ));
+            fuser.take_pictures(
+                crate::fuse::pictures::Pictures::new(
+                    &self.out_dir,
+                    &name,
+                    &r.run,
+                    s,
+                    config.privacy.blur_faces,
+                    lag,
+                )
+                .gated(self.disk.clone()),
+            );
         }
         threads.fuse = Some(
             crate::fuse::spawn(

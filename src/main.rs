@@ -131,6 +131,23 @@ enum Command {
         #[arg(long, value_name = "SINK")]
         forget: Option<String>,
     },
+    /// Apply a pipeline's retention to its output folder now: the store's
+    /// old records and the snapshots they name, rotated logs beyond `keep`,
+    /// and snapshots no record names (older than --grace).
+    Gc {
+        /// Pipeline file (TOML); without one, the built-in pipeline's
+        /// sinks (no limits: only orphans go).
+        pipeline: Option<PathBuf>,
+        /// The output folder the pipeline writes to.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Snapshots no record names are deleted once older than this.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: Duration,
+    },
     /// The models and ONNX Runtime: what is installed, and fetching them.
     Models {
         #[command(subcommand)]
@@ -290,6 +307,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Gc {
+            pipeline,
+            out,
+            dry_run,
+            grace,
+        } => gc(pipeline, &out, dry_run, grace),
         Command::Check { pipeline } => {
             let config = PipelineConfig::load(&pipeline)?;
             // Loads each model the pipeline names: missing, corrupt or
@@ -614,6 +637,60 @@ fn run(
         );
     }
     Ok(code)
+}
+
+fn gc(pipeline: Option<PathBuf>, out: &Path, dry_run: bool, grace: Duration) -> Result<i32> {
+    use vigil::sink::retention::{gc, media::Deleted};
+    let config = match &pipeline {
+        Some(p) => PipelineConfig::load(p)?,
+        None => PipelineConfig::builtin(),
+    };
+    if !out.is_dir() {
+        bail!("{}: no such output folder (--out)", out.display());
+    }
+    let options = gc::GcOptions { dry_run, grace };
+    let report = gc::gc(&config, out, &options, &mut |path, bytes| {
+        if dry_run {
+            println!("would delete {} ({bytes} bytes)", path.display());
+        }
+    })?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let files = |d: Deleted, what: &str| format!("{} {what} ({})", d.files, size(d.bytes));
+    println!(
+        "store: {verb} {} records, {}",
+        report.store_records,
+        files(report.store_media, "snapshots they named")
+    );
+    println!(
+        "logs: {verb} {}, {}",
+        files(report.logs, "rotated files beyond keep"),
+        files(report.log_media, "snapshots they named")
+    );
+    match &report.orphans_skipped {
+        Some(why) => println!("orphans: not looked for: {why}"),
+        None => println!(
+            "orphans: {verb} {}, {} empty folders",
+            files(report.orphans, "snapshots no record names"),
+            report.folders
+        ),
+    }
+    let total = report.store_media.bytes
+        + report.logs.bytes
+        + report.log_media.bytes
+        + report.orphans.bytes;
+    println!("total: {verb} {}", size(total));
+    Ok(0)
+}
+
+/// Bytes for people: `512 B`, `3.2 KiB`, `1.5 MiB`, `2.0 GiB`.
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
+        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+    }
 }
 
 /// Runs a request to the control API.

@@ -34,6 +34,26 @@ impl Record {
         }
     }
 
+    /// When `start` happened, RFC 3339 UTC.
+    pub fn utc(&self) -> &str {
+        match self {
+            Record::Event(e) => &e.utc,
+            Record::Caption(c) => &c.utc,
+            Record::Transcript(t) => &t.utc,
+        }
+    }
+
+    /// The media files the record names, relative to the output folder:
+    /// its snapshot. Retention deletes a file once no record names it, so
+    /// any other file a record comes to name (a clip) belongs here.
+    pub fn media(&self) -> impl Iterator<Item = &str> {
+        let snapshot = match self {
+            Record::Event(e) => e.snapshot.as_deref(),
+            Record::Caption(_) | Record::Transcript(_) => None,
+        };
+        snapshot.into_iter()
+    }
+
     /// `event`, `caption` or `transcript`; for events, `event:KIND`.
     pub fn kind_label(&self) -> String {
         match self {

@@ -20,8 +20,8 @@ pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
     SnapshotConfig, TrackerConfig, ZoneConfig,
 };
-pub use values::expand;
 use values::*;
+pub use values::{Mib, expand};
 
 /// The built-in pipeline used by `vigil run --source URI…`: every encoder on.
 pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
@@ -54,6 +54,9 @@ pub struct PipelineConfig {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub sinks: SinksConfig,
+    /// The disk the output folder is on.
+    #[serde(default)]
+    pub disk: DiskConfig,
     /// Serves `/metrics` and `/healthz` while running.
     pub server: Option<ServerConfig>,
     #[serde(default)]
@@ -460,18 +463,72 @@ impl Default for SinksConfig {
     }
 }
 
+/// Free space vigil leaves on the output folder's disk.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Below this many MiB free, snapshots stop; below half of it, records
+    /// stop too (counted as dropped). Both resume once free space is back
+    /// above the mark by an eighth of it (at most 256 MiB). 0: off.
+    #[serde(default = "default_min_free_mib", deserialize_with = "min_free_mib")]
+    pub min_free_mib: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            min_free_mib: default_min_free_mib(),
+        }
+    }
+}
+
+/// Rotation of a log file by size: `events.jsonl` becomes
+/// `events.<first record's utc>.jsonl` once it holds `max_size_mib`, and the
+/// oldest rotated files beyond `keep` are deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
 /// Every record, one JSON object per line, fsynced at least once per chunk.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonlConfig {
     #[serde(default = "default_jsonl_path")]
     pub path: PathBuf,
+    /// Rotate the file once it holds this many MiB (fractions allowed);
+    /// none: never.
+    #[serde(
+        default,
+        deserialize_with = "opt_mib",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_size_mib: Option<Mib>,
+    /// Rotated files kept; older ones are deleted.
+    #[serde(default = "default_keep", deserialize_with = "keep")]
+    pub keep: usize,
+}
+
+impl JsonlConfig {
+    pub fn rotation(&self) -> Option<Rotation> {
+        rotation(self.max_size_mib, self.keep)
+    }
+}
+
+fn rotation(max: Option<Mib>, keep: usize) -> Option<Rotation> {
+    max.map(|m| Rotation {
+        max_bytes: m.bytes(),
+        keep,
+    })
 }
 
 impl Default for JsonlConfig {
     fn default() -> Self {
         JsonlConfig {
             path: default_jsonl_path(),
+            max_size_mib: None,
+            keep: default_keep(),
         }
     }
 }
@@ -482,12 +539,30 @@ impl Default for JsonlConfig {
 pub struct WebVttConfig {
     #[serde(default = "default_vtt_path")]
     pub path: PathBuf,
+    /// Rotate the file once it holds this many MiB; none: never.
+    #[serde(
+        default,
+        deserialize_with = "opt_mib",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_size_mib: Option<Mib>,
+    /// Rotated files kept.
+    #[serde(default = "default_keep", deserialize_with = "keep")]
+    pub keep: usize,
+}
+
+impl WebVttConfig {
+    pub fn rotation(&self) -> Option<Rotation> {
+        rotation(self.max_size_mib, self.keep)
+    }
 }
 
 impl Default for WebVttConfig {
     fn default() -> Self {
         WebVttConfig {
             path: default_vtt_path(),
+            max_size_mib: None,
+            keep: default_keep(),
         }
     }
 }
@@ -505,10 +580,15 @@ pub struct StoreConfig {
         serialize_with = "ser_opt_duration"
     )]
     pub max_age: Option<u64>,
-    /// The oldest records are deleted while the records take more than
-    /// this many MiB; none: no limit.
-    #[serde(default, deserialize_with = "opt_mib")]
-    pub max_size_mib: Option<u64>,
+    /// The oldest records are deleted, with the snapshots they name, while
+    /// the records and those snapshots take more than this many MiB
+    /// (fractions allowed); none: no limit.
+    #[serde(
+        default,
+        deserialize_with = "opt_mib",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_size_mib: Option<Mib>,
 }
 
 impl Default for StoreConfig {
@@ -527,12 +607,30 @@ impl Default for StoreConfig {
 pub struct SrtConfig {
     #[serde(default = "default_srt_path")]
     pub path: PathBuf,
+    /// Rotate the file once it holds this many MiB; none: never.
+    #[serde(
+        default,
+        deserialize_with = "opt_mib",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_size_mib: Option<Mib>,
+    /// Rotated files kept.
+    #[serde(default = "default_keep", deserialize_with = "keep")]
+    pub keep: usize,
+}
+
+impl SrtConfig {
+    pub fn rotation(&self) -> Option<Rotation> {
+        rotation(self.max_size_mib, self.keep)
+    }
 }
 
 impl Default for SrtConfig {
     fn default() -> Self {
         SrtConfig {
             path: default_srt_path(),
+            max_size_mib: None,
+            keep: default_keep(),
         }
     }
 }

@@ -224,8 +224,54 @@ pub(super) fn ser_opt_duration<S: serde::Serializer>(
     }
 }
 
-pub(super) fn opt_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(d, 1, 1 << 30, "max_size_mib").map(Some)
+/// A size written in MiB, fractions allowed (`0.5` is 512 KiB), kept in
+/// bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mib(u64);
+
+impl Mib {
+    /// Whole MiB.
+    pub const fn whole(mib: u64) -> Mib {
+        Mib(mib << 20)
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl serde::Serialize for Mib {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_multiple_of(1 << 20) {
+            s.serialize_u64(self.0 >> 20)
+        } else {
+            s.serialize_f64(self.0 as f64 / (1u64 << 20) as f64)
+        }
+    }
+}
+
+/// The smallest size a `max_size_mib` may be: 1 KiB.
+const MIN_MIB: f64 = 1.0 / 1024.0;
+
+pub(super) fn opt_mib<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mib>, D::Error> {
+    let v: f64 = ranged(d, MIN_MIB, (1u64 << 30) as f64, "max_size_mib")?;
+    Ok(Some(Mib((v * (1u64 << 20) as f64).round() as u64)))
+}
+
+pub(super) fn default_keep() -> usize {
+    10
+}
+
+pub(super) fn keep<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    ranged(d, 0, 100_000, "keep")
+}
+
+pub(super) fn default_min_free_mib() -> u64 {
+    1024
+}
+
+pub(super) fn min_free_mib<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    ranged(d, 0, 1 << 30, "min_free_mib")
 }
 
 pub(super) fn ser_duration<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {

@@ -10,8 +10,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::SnapshotConfig;
+use crate::disk::DiskGate;
 use crate::encode::faces::FrameFaces;
 use crate::fuse::scene::Scene;
 use crate::fuse::snapshot::{self, Mark};
@@ -51,6 +53,8 @@ pub struct Pictures {
     failed: u64,
     /// Pictures not written because no faces were known to blur.
     unblurred: u64,
+    /// Whether the disk has room for pictures.
+    gate: Option<Arc<DiskGate>>,
 }
 
 impl Pictures {
@@ -83,7 +87,14 @@ impl Pictures {
             written: 0,
             failed: 0,
             unblurred: 0,
+            gate: None,
         }
+    }
+
+    /// Writes pictures only while `gate` lets media be written.
+    pub fn gated(mut self, gate: Arc<DiskGate>) -> Pictures {
+        self.gate = Some(gate);
+        self
     }
 
     /// Snapshots written, that could not be, and left out for want of
@@ -189,6 +200,10 @@ impl Pictures {
     }
 
     fn write(&mut self, e: &EventRecord, frame: &VideoFrame, suffix: &str) -> Option<String> {
+        // The disk is nearly full: the records say what happened, without.
+        if self.gate.as_ref().is_some_and(|g| !g.media_allowed()) {
+            return None;
+        }
         let marks: Vec<Mark> = e
             .bbox
             .iter()

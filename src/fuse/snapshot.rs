@@ -145,7 +145,16 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    if let Err(e) = std::fs::write(&tmp, bytes) {
+    let mut written = std::fs::write(&tmp, bytes);
+    // Retention removes a run's folder once its last snapshot is deleted:
+    // if that happened just now, the folder is made again.
+    if let (Err(e), Some(dir)) = (&written, path.parent())
+        && e.kind() == std::io::ErrorKind::NotFound
+        && !dir.as_os_str().is_empty()
+    {
+        written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&tmp, bytes));
+    }
+    if let Err(e) = written {
         // Best effort: a partial temp file is of no use to anyone.
         let _ = std::fs::remove_file(&tmp);
         return Err(io(&tmp)(e));

@@ -7,6 +7,7 @@ pub mod jsonl;
 pub mod mqtt;
 pub mod nats;
 pub mod outbox;
+pub mod retention;
 pub mod stdout;
 pub mod store;
 pub mod subtitles;
@@ -34,6 +35,11 @@ use crate::record::Record;
 #[async_trait::async_trait]
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
+    /// Whether it writes under the output folder: the disk guard stops it
+    /// when the disk is nearly full.
+    fn on_disk(&self) -> bool {
+        true
+    }
     async fn send(&mut self, batch: &[Record]) -> Result<()>;
     async fn flush(&mut self) -> Result<()>;
 }
@@ -139,31 +145,41 @@ pub fn build(
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let mut outbox_store = None;
     if let Some(c) = &config.jsonl {
-        sinks.push(Box::new(jsonl::JsonlSink::open(&out_dir.join(&c.path))?));
+        let mut log = jsonl::JsonlSink::open(&out_dir.join(&c.path))?;
+        if let Some(r) = c.rotation() {
+            // Without a store, the log is what says which snapshots are
+            // still wanted.
+            log = log.rotate(r, config.store.is_none().then_some(out_dir));
+        }
+        sinks.push(Box::new(log));
     }
     if let Some(c) = &config.store {
         let keep = store::Retention {
             max_age: c.max_age,
-            max_bytes: c.max_size_mib.map(|m| m.saturating_mul(1 << 20)),
+            max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
         };
         let path = out_dir.join(&c.path);
-        let store = store::StoreSink::open(&path, keep, &names)?;
+        let store = store::StoreSink::open_with_media(&path, keep, &names, Some(out_dir))?;
         outbox_store = Some((path, store.committed()));
         sinks.push(Box::new(store));
     }
-    if let Some(c) = &config.webvtt {
-        sinks.push(Box::new(subtitles::SubtitleSink::create(
+    let subtitles = [
+        (
             subtitles::Format::WebVtt,
-            &out_dir.join(&c.path),
-            streams,
-        )?));
-    }
-    if let Some(c) = &config.srt {
-        sinks.push(Box::new(subtitles::SubtitleSink::create(
+            config.webvtt.as_ref().map(|c| (&c.path, c.rotation())),
+        ),
+        (
             subtitles::Format::Srt,
-            &out_dir.join(&c.path),
-            streams,
-        )?));
+            config.srt.as_ref().map(|c| (&c.path, c.rotation())),
+        ),
+    ];
+    for (format, c) in subtitles {
+        let Some((path, rotation)) = c else { continue };
+        let mut s = subtitles::SubtitleSink::create(format, &out_dir.join(path), streams)?;
+        if let Some(r) = rotation {
+            s = s.rotate(r);
+        }
+        sinks.push(Box::new(s));
     }
     if let Some(c) = &config.stdout {
         sinks.push(Box::new(stdout::StdoutSink::new(
@@ -194,11 +210,13 @@ pub struct SinkReport {
     pub errors: Vec<String>,
 }
 
-/// Runs every sink on one thread, batch by batch, until all fusers are done.
+/// Runs every sink on one thread, batch by batch, until all fusers are done;
+/// with a `guard`, the sinks that write to disk stop while it is nearly full.
 pub fn spawn(
     mut sinks: Vec<Box<dyn Sink>>,
     input: Receiver<Batch>,
     metrics: Arc<Metrics>,
+    guard: Option<retention::guard::DiskGuard>,
 ) -> Result<JoinHandle<SinkReport>> {
     std::thread::Builder::new()
         .name("sinks".into())
@@ -215,7 +233,7 @@ pub fn spawn(
                     };
                 }
             };
-            runtime.block_on(run(&mut sinks, input, metrics))
+            runtime.block_on(run(&mut sinks, input, metrics, guard))
         })
         .map_err(|e| Error::io("cannot start the sink thread", e))
 }
@@ -224,6 +242,7 @@ async fn run(
     sinks: &mut [Box<dyn Sink>],
     input: Receiver<Batch>,
     metrics: Arc<Metrics>,
+    mut guard: Option<retention::guard::DiskGuard>,
 ) -> SinkReport {
     let mut report = SinkReport::default();
     let mut stage = HashMap::new();
@@ -231,38 +250,68 @@ async fn run(
     for sink in sinks.iter() {
         metrics.sink_up(sink.name(), true);
     }
-    for batch in input.iter() {
+    if guard.is_some() {
+        metrics.sink_up("snapshots", true);
+    }
+    loop {
+        // The guard looks at the disk even while no records come.
+        let batch = match input.recv_timeout(retention::guard::EVERY) {
+            Ok(b) => Some(b),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(g) = guard.as_mut()
+            && let Some(warning) = g.poll(std::time::Instant::now())
+        {
+            set_disk_level(sinks, &failed, &metrics, g.level());
+            deliver(
+                sinks,
+                &mut failed,
+                &metrics,
+                &mut stage,
+                &mut report,
+                &[warning],
+                true,
+            )
+            .await;
+        }
+        let Some(batch) = batch else { continue };
         let m = stage
             .entry(batch.stream.clone())
             .or_insert_with(|| metrics.stage("sink", &batch.stream));
         m.received_n(batch.records.len() as u64);
         m.queue_depth(input.len());
-        let timer = m.timer();
-        for (i, sink) in sinks.iter_mut().enumerate() {
-            // A sink other than the log that failed once is left alone: it
-            // must not slow down or take down the others.
-            if failed[i] && sink.name() != "jsonl" {
-                continue;
-            }
-            if let Err(e) = sink.send(&batch.records).await {
-                m.error(sink.name());
-                if !failed[i] {
-                    failed[i] = true;
-                    metrics.sink_up(sink.name(), false);
-                    tracing::error!(
-                        "{e}; the {} sink is degraded and left alone for the rest of the run",
-                        sink.name()
-                    );
-                    report.errors.push(e.to_string());
-                }
+        let on_disk = guard
+            .as_ref()
+            .is_none_or(|g| g.level() < crate::disk::Level::RecordsStopped);
+        if !on_disk {
+            m.dropped("disk_full", batch.records.len() as u64);
+            if let Some(g) = guard.as_mut() {
+                g.dropped(batch.records.len() as u64);
             }
         }
-        drop(timer);
-        m.sent_n(batch.records.len() as u64);
-        for r in &batch.records {
-            *report.by_kind.entry(r.kind_label()).or_default() += 1;
-        }
-        report.records += batch.records.len() as u64;
+        deliver(
+            sinks,
+            &mut failed,
+            &metrics,
+            &mut stage,
+            &mut report,
+            &batch.records,
+            on_disk,
+        )
+        .await;
+    }
+    if let Some(warning) = guard.as_mut().and_then(|g| g.finish()) {
+        deliver(
+            sinks,
+            &mut failed,
+            &metrics,
+            &mut stage,
+            &mut report,
+            &[warning],
+            true,
+        )
+        .await;
     }
     for (i, sink) in sinks.iter_mut().enumerate() {
         if failed[i] {
@@ -273,4 +322,68 @@ async fn run(
         }
     }
     report
+}
+
+/// Says in `vigil_sink_up` which sinks the disk guard stopped or let go on.
+fn set_disk_level(
+    sinks: &[Box<dyn Sink>],
+    failed: &[bool],
+    metrics: &Metrics,
+    level: crate::disk::Level,
+) {
+    use crate::disk::Level;
+    metrics.sink_up("snapshots", level == Level::Ok);
+    for (sink, failed) in sinks.iter().zip(failed) {
+        if sink.on_disk() && !failed {
+            metrics.sink_up(sink.name(), level < Level::RecordsStopped);
+        }
+    }
+}
+
+/// Sends one stream's records to every sink (only those not on disk
+/// unless `on_disk`), in order.
+async fn deliver(
+    sinks: &mut [Box<dyn Sink>],
+    failed: &mut [bool],
+    metrics: &Arc<Metrics>,
+    stage: &mut HashMap<Arc<str>, crate::metrics::StageMetrics>,
+    report: &mut SinkReport,
+    records: &[crate::record::Record],
+    on_disk: bool,
+) {
+    let Some(stream) = records.first().map(|r| r.stream()) else {
+        return;
+    };
+    let m = stage
+        .entry(Arc::from(stream))
+        .or_insert_with(|| metrics.stage("sink", stream));
+    let timer = m.timer();
+    for (i, sink) in sinks.iter_mut().enumerate() {
+        // A sink other than the log that failed once is left alone: it
+        // must not slow down or take down the others.
+        if failed[i] && sink.name() != "jsonl" {
+            continue;
+        }
+        if !on_disk && sink.on_disk() {
+            continue;
+        }
+        if let Err(e) = sink.send(records).await {
+            m.error(sink.name());
+            if !failed[i] {
+                failed[i] = true;
+                metrics.sink_up(sink.name(), false);
+                tracing::error!(
+                    "{e}; the {} sink is degraded and left alone for the rest of the run",
+                    sink.name()
+                );
+                report.errors.push(e.to_string());
+            }
+        }
+    }
+    drop(timer);
+    m.sent_n(records.len() as u64);
+    for r in records {
+        *report.by_kind.entry(r.kind_label()).or_default() += 1;
+    }
+    report.records += records.len() as u64;
 }

@@ -89,6 +89,10 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
+    fn on_disk(&self) -> bool {
+        false
+    }
+
     async fn send(&mut self, batch: &[Record]) -> Result<()> {
         for r in batch {
             if let Some(line) = self.line(r) {

@@ -13,6 +13,12 @@
 //! once the far end acknowledged them. Retention never deletes a record a
 //! configured live sink still owes. `stored_ns` (wall clock at commit)
 //! measures delivery lag.
+//!
+//! The media files records name (snapshots) are listed in `media`, with
+//! their size, once per file: retention counts them in the store's size
+//! and deletes a file with the last record that names it, after the rows
+//! are committed (a crash in between leaves a file no record names, which
+//! `vigil gc` finds; never a record naming a file deleted).
 
 use std::path::{Path, PathBuf};
 
@@ -51,10 +57,19 @@ CREATE INDEX IF NOT EXISTS records_kind ON records (kind, start_ms);
 CREATE INDEX IF NOT EXISTS records_label ON records (label, start_ms);
 CREATE INDEX IF NOT EXISTS records_utc ON records (utc);
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS media (path TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS records_snapshot ON records (snapshot) WHERE snapshot IS NOT NULL;
 ";
+
+/// Whether some record still names `media.path`: the columns that hold
+/// what [`Record::media`] gives (a clip column joins here).
+const STILL_NAMED: &str = "EXISTS (SELECT 1 FROM records WHERE records.snapshot = media.path)";
 
 /// Batches between two retention passes.
 const PRUNE_EVERY: u64 = 64;
+/// … or sooner, once this share of the size limit was written since the
+/// last pass (snapshots weigh far more than records).
+const PRUNE_SHARE: u64 = 16;
 /// While the store is over its size, this fraction of its rows (at most
 /// `PRUNE_STEP` of them) is deleted at a time.
 const PRUNE_FRACTION: i64 = 20;
@@ -125,38 +140,45 @@ pub struct Retention {
     pub max_bytes: Option<u64>,
 }
 
+/// What a retention pass deleted from the store.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Records.
+    pub rows: u64,
+    /// The media files no record names any more (relative to the output
+    /// folder) and their bytes as stored: to delete once this is committed.
+    pub media: Vec<(String, u64)>,
+}
+
 /// Deletes what `keep` does not keep, oldest first, but never a record
 /// some live sink has not acknowledged (past its cursor), whether or not
 /// this run delivers to it: a sink left out of a pipeline for a while
 /// still gets what it is owed when it comes back. `vigil cursors --forget`
-/// releases a sink for good. Returns the rows deleted.
+/// releases a sink for good. The size counted is the pages in use plus
+/// the media files the records name. Run it in a transaction: the files
+/// it returns go once that is committed (or, rolled back, it is a dry run).
 pub fn prune(
     db: &Connection,
     keep: Retention,
     now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<u64> {
+) -> rusqlite::Result<Pruned> {
     // Records after the lowest cursor are still owed to a sink.
     let owed: Option<i64> = db.query_row("SELECT min(seq) FROM cursors", [], |r| r.get(0))?;
     let bound = owed.map_or(i64::MAX, |s| s.saturating_add(1));
-    let mut deleted = 0u64;
+    let mut done = Pruned::default();
     if let Some(age) = keep.max_age {
         let age = chrono::Duration::nanoseconds(i64::try_from(age).unwrap_or(i64::MAX));
         if let Some(cut) = now.checked_sub_signed(age) {
             let cut = cut.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            deleted += db.execute(
+            done.rows += db.execute(
                 "DELETE FROM records WHERE utc < ?1 AND seq < ?2",
                 params![cut, bound],
             )? as u64;
+            done.media.extend(unnamed_media(db)?);
         }
     }
     if let Some(max) = keep.max_bytes {
-        let used = |db: &Connection| -> rusqlite::Result<u64> {
-            let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            let free: i64 = db.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-            let size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            Ok(u64::try_from((pages - free) * size).unwrap_or(0))
-        };
-        while used(db)? > max {
+        while used_bytes(db)? > max {
             let span: i64 = db.query_row(
                 "SELECT coalesce(max(seq) - min(seq), 0) FROM records",
                 [],
@@ -168,13 +190,46 @@ pub fn prune(
                  (SELECT seq FROM records WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
                 params![bound, step],
             )?;
+            done.media.extend(unnamed_media(db)?);
             if n == 0 {
                 break;
             }
-            deleted += n as u64;
+            done.rows += n as u64;
         }
     }
-    Ok(deleted)
+    Ok(done)
+}
+
+/// Bytes the store counts against its size: pages in use, and the media
+/// files its records name.
+pub fn used_bytes(db: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = db.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let media: i64 = db.query_row("SELECT coalesce(sum(bytes), 0) FROM media", [], |r| {
+        r.get(0)
+    })?;
+    Ok(u64::try_from((pages - free) * size + media).unwrap_or(0))
+}
+
+/// Takes the media files no record names any more out of `media`.
+fn unnamed_media(db: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut q = db.prepare_cached(&format!(
+        "DELETE FROM media WHERE NOT {STILL_NAMED} RETURNING path, bytes"
+    ))?;
+    let rows = q.query_map([], |r| {
+        Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+    })?;
+    rows.collect()
+}
+
+/// Whether some record in the store names the media file `path`.
+pub fn names_media(db: &Connection, path: &str) -> rusqlite::Result<bool> {
+    db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM records WHERE snapshot = ?1)",
+        [path],
+        |r| r.get(0),
+    )
 }
 
 /// Gives each live sink in `sinks` a cursor if it has none: a sink seen
@@ -234,7 +289,13 @@ pub struct StoreSink {
     path: PathBuf,
     db: Connection,
     keep: Retention,
+    /// The output folder the records' media files are under, when known:
+    /// then they are measured and deleted with their records.
+    media_root: Option<PathBuf>,
     batches: u64,
+    /// Bytes of records and new media files written since the last
+    /// retention pass.
+    written: u64,
     /// The highest `seq` committed, for the live sinks to wait on.
     committed: tokio::sync::watch::Sender<i64>,
 }
@@ -243,22 +304,73 @@ impl StoreSink {
     /// Opens the store for the live sinks `owed_to` (registering their
     /// cursors) and applies retention once.
     pub fn open(path: &Path, keep: Retention, owed_to: &[String]) -> Result<StoreSink> {
+        Self::open_with_media(path, keep, owed_to, None)
+    }
+
+    /// [`StoreSink::open`], for records whose media files are under
+    /// `media_root` (the output folder): retention counts them and deletes
+    /// them with the last record that names them.
+    pub fn open_with_media(
+        path: &Path,
+        keep: Retention,
+        owed_to: &[String],
+        media_root: Option<&Path>,
+    ) -> Result<StoreSink> {
         let db = open(path)?;
         let failed = |what: &str, e: rusqlite::Error| Error::Store {
             path: path.to_path_buf(),
             message: format!("{what}: {e}"),
         };
         register_cursors(&db, owed_to).map_err(|e| failed("cannot register the live sinks", e))?;
+        if let Some(max) = keep.max_bytes {
+            // The write-ahead log counts on disk too: checkpointed (and cut
+            // back) every sixteenth of the limit rather than every 4 MiB.
+            let page: i64 = db
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(|e| failed("cannot read its page size", e))?;
+            let pages = (i64::try_from(max / 16).unwrap_or(i64::MAX) / page.max(1)).clamp(16, 1000);
+            db.pragma_update(None, "wal_autocheckpoint", pages)
+                .and_then(|()| db.pragma_update(None, "journal_size_limit", pages * page))
+                .map_err(|e| failed("cannot bound its write-ahead log", e))?;
+        }
         let last = last_seq(&db).map_err(|e| failed("cannot read it", e))?;
         let mut s = StoreSink {
             path: path.to_path_buf(),
             db,
             keep,
+            media_root: media_root.map(Path::to_path_buf),
             batches: 0,
+            written: 0,
             committed: tokio::sync::watch::Sender::new(last),
         };
+        s.list_media()
+            .map_err(|e| failed("cannot list the media files its records name", e))?;
         s.prune()?;
         Ok(s)
+    }
+
+    /// Lists in `media` the files records name that it lacks (a store
+    /// written before it had the table).
+    fn list_media(&mut self) -> rusqlite::Result<()> {
+        let Some(root) = self.media_root.clone() else {
+            return Ok(());
+        };
+        let tx = self.db.transaction()?;
+        let missing: Vec<String> = {
+            let mut q = tx.prepare(
+                "SELECT DISTINCT snapshot FROM records WHERE snapshot IS NOT NULL
+                 AND snapshot NOT IN (SELECT path FROM media)",
+            )?;
+            q.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for path in missing {
+            tx.execute(
+                "INSERT OR IGNORE INTO media (path, bytes) VALUES (?1, ?2)",
+                params![path, media_size(&root, &path)],
+            )?;
+        }
+        tx.commit()
     }
 
     /// Where the live sinks learn that records were committed.
@@ -272,10 +384,31 @@ impl StoreSink {
         }
         // Retention failing is not the store failing: records are still
         // written, and the next pass tries again.
-        match prune(&self.db, self.keep, chrono::Utc::now()) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(path = %self.path.display(), deleted = n, "event store retention")
+        let pass = |db: &mut Connection| -> rusqlite::Result<Pruned> {
+            let tx = db.transaction()?;
+            let done = prune(&tx, self.keep, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(done)
+        };
+        match pass(&mut self.db) {
+            Ok(done) if done.rows == 0 && done.media.is_empty() => {}
+            Ok(done) => {
+                let files = match &self.media_root {
+                    Some(root) => crate::sink::retention::media::delete(
+                        root,
+                        done.media.iter().map(|(p, _)| p.as_str()),
+                        false,
+                        &mut |_, _| {},
+                    ),
+                    None => Default::default(),
+                };
+                tracing::info!(
+                    path = %self.path.display(),
+                    deleted = done.rows,
+                    media_files = files.files,
+                    media_bytes = files.bytes,
+                    "event store retention"
+                )
             }
             Err(e) => tracing::warn!(
                 path = %self.path.display(),
@@ -289,6 +422,17 @@ impl StoreSink {
     fn write(&mut self, batch: &[Record]) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
         {
+            let mut media =
+                tx.prepare_cached("INSERT OR IGNORE INTO media (path, bytes) VALUES (?1, ?2)")?;
+            for path in batch.iter().flat_map(Record::media) {
+                let bytes = self
+                    .media_root
+                    .as_deref()
+                    .map_or(0, |root| media_size(root, path));
+                if media.execute(params![path, bytes])? > 0 {
+                    self.written += u64::try_from(bytes).unwrap_or(0);
+                }
+            }
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO records
                  (run, id, type, stream, kind, event, phase, label, start_ms, end_ms, utc, snapshot, json, stored_ns)
@@ -299,6 +443,7 @@ impl StoreSink {
                 let row = Row::of(r);
                 let json = serde_json::to_string(r)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                self.written += json.len() as u64;
                 insert.execute(params![
                     row.run,
                     row.id,
@@ -324,6 +469,16 @@ impl StoreSink {
         }
         Ok(())
     }
+}
+
+/// The size of the media file `path` names under `root`; 0 when it is not
+/// there (or not safely there).
+fn media_size(root: &Path, path: &str) -> i64 {
+    crate::sink::retention::media::resolve(root, path)
+        .ok()
+        .and_then(|p| std::fs::symlink_metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX))
 }
 
 /// An SQLite error with its cause when the operating system gave one: a
@@ -442,13 +597,17 @@ impl Sink for StoreSink {
             }
         })?;
         self.batches += 1;
-        if self.batches.is_multiple_of(PRUNE_EVERY) {
+        let share = self.keep.max_bytes.map_or(u64::MAX, |m| m / PRUNE_SHARE);
+        if self.batches.is_multiple_of(PRUNE_EVERY) || self.written >= share {
+            self.written = 0;
             self.prune()?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<()> {
+        // A run ends with the store within its limits.
+        self.prune()?;
         self.db
             .execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
             .map_err(|e| Error::Store {
@@ -558,7 +717,7 @@ mod tests {
             max_age: Some(100 * 3_600_000_000_000),
             max_bytes: None,
         };
-        let n = prune(&s.db, by_age, now).unwrap();
+        let n = prune(&s.db, by_age, now).unwrap().rows;
         assert_eq!(count(&s.db), 2000 - n as i64);
         let oldest: i64 =
             s.db.query_row("SELECT min(seq) FROM records", [], |r| r.get(0))

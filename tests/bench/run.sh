@@ -28,6 +28,10 @@
 #                     detector fit, overload; about 20 minutes; its own
 #                     BENCH_LATENCY_SECS, BENCH_FIT_SECS, BENCH_FIT_MAX,
 #                     BENCH_CAPACITY_SECS and BENCH_OVERLOAD_SECS are passed on)
+#   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
+#                     vigil serve with snapshots and a 5 MiB store for
+#                     BENCH_SOAK_SECS, default 1800: output folder size against
+#                     its bound, snapshots without a record)
 #
 # Exit status: 0 when all was measured (whatever PASS/FAIL says), 1 on an
 # error (vigil missing, a run that failed or wrote no events.jsonl); after a
@@ -303,6 +307,20 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_LIVE:-0}" != 1 ]]; then
   fi
 fi
 
+# --- bounded disk -------------------------------------------------------------
+soak=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SOAK:-0}" != 1 ]]; then
+  log "bounded-disk soak (cargo bench --bench soak; BENCH_SOAK_SECS=${BENCH_SOAK_SECS:-1800} s)"
+  if "${CARGO:-cargo}" bench --quiet --bench soak >"$work/soak.md" 2>"$work/soak.log"; then
+    soak="$(cat "$work/soak.md")"
+    if grep -q '\*\*FAIL\*\*' "$work/soak.md"; then soak_verdict="**FAIL**"; else soak_verdict="**PASS**"; fi
+    summary+="- bounded disk: see the Soak section (output folder size against its bound, snapshots without a record): $soak_verdict"$'\n'
+  else
+    log "soak benchmark failed (bench-out/soak.log, bench-out/soak/)"
+    failed=1
+  fi
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -385,6 +403,8 @@ ${models}
 ${delivery}
 
 ${live}
+
+${soak}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"

@@ -14,6 +14,7 @@ mod live;
 mod metrics;
 mod models;
 mod objects;
+mod retention;
 mod run;
 mod scene;
 mod serve;
