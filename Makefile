@@ -69,10 +69,13 @@ demo: build
 
 # Release profile throughout: the media tests decode real clips and are much
 # faster optimised, and clippy/test then share one profile's dependencies.
+# The media fuzz suite (tests/it/fuzz.rs) runs on its own, its output shown,
+# for its summary line.
 test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --release -- -D warnings
-	$(CARGO) test --release
+	$(CARGO) test --release -- --skip fuzz::
+	$(CARGO) test --release --test it fuzz:: -- --nocapture
 
 bench: build
 	$(CARGO) build --release --examples
