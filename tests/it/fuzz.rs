@@ -214,21 +214,35 @@ fn damage(clips: &[Clip], donors: &[usize], base: usize, kind: Kind, seed: u64) 
     }
 }
 
-/// Every case, in a fixed order, from `seed`.
+/// Damaged cases run on every seed: inputs that once failed (see
+/// KNOWN_FAILURES), by clip, kind and seed.
+const PINNED: &[(&str, Kind, u64)] = &[("avi-mpeg4", Kind::HeaderSwap, 0x8d6e_91ec_aff1_8397)];
+
+/// Every case, in a fixed order, from `seed`. A clip's cases of one kind
+/// follow from the seed, the clip's name and the kind alone, so changing
+/// PER_KIND or the clips keeps the other cases' ids.
 fn cases(clips: &[Clip], seed: u64) -> Vec<Case> {
     let donors: Vec<usize> = (0..clips.len()).filter(|&i| clips[i].damaged).collect();
-    let mut rng = Rng(seed);
     let mut cases = Vec::new();
-    for base in 0..clips.len() {
+    for (base, clip) in clips.iter().enumerate() {
         cases.push(damage(clips, &donors, base, Kind::Clean, 0));
-        if !clips[base].damaged {
+        if !clip.damaged {
             continue;
         }
         for kind in Kind::DAMAGE {
+            let name = clip
+                .name
+                .bytes()
+                .fold(0u64, |h, b| h.rotate_left(8) ^ b as u64);
+            let mut rng = Rng(seed ^ name ^ (kind as u64) << 56);
             for _ in 0..PER_KIND {
                 cases.push(damage(clips, &donors, base, kind, rng.next()));
             }
         }
+    }
+    for &(name, kind, seed) in PINNED {
+        let base = clips.iter().position(|c| c.name == name).expect("a clip");
+        cases.push(damage(clips, &donors, base, kind, seed));
     }
     cases
 }
