@@ -4,7 +4,7 @@
 #   make build   release build
 #   make demo    run pipelines/demo.toml on the demo clip and sum up what it found
 #   make test    fmt check, clippy (warnings are errors), all tests; what CI runs
-#   make bench   throughput benchmark, writes BENCHMARKS.md
+#   make bench   throughput benchmark, writes BENCHMARKS.md; fuzzes the parsers
 #   make clean   remove build output and run output (not the media cache)
 
 CARGO ?= cargo
@@ -80,7 +80,8 @@ test: setup
 bench: build
 	$(CARGO) build --release --examples
 	bash tests/bench/run.sh
+	bash tests/bench/fuzz.sh
 
 clean:
 	$(CARGO) clean
-	rm -rf out bench-out
+	rm -rf out bench-out fuzz/target
