@@ -4,7 +4,7 @@
 #   make build   release build
 #   make demo    run pipelines/demo.toml on the demo clip and sum up what it found
 #   make test    fmt check, clippy (warnings are errors), all tests; what CI runs
-#   make bench   throughput benchmark, writes BENCHMARKS.md
+#   make bench   throughput benchmark, writes BENCHMARKS.md; fuzzes the parsers
 #   make clean   remove build output and run output (not the media cache)
 
 CARGO ?= cargo
@@ -69,15 +69,19 @@ demo: build
 
 # Release profile throughout: the media tests decode real clips and are much
 # faster optimised, and clippy/test then share one profile's dependencies.
+# The media fuzz suite (tests/it/fuzz.rs) runs on its own, its output shown,
+# for its summary line.
 test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --release -- -D warnings
-	$(CARGO) test --release
+	$(CARGO) test --release -- --skip fuzz::
+	$(CARGO) test --release --test it fuzz:: -- --nocapture
 
 bench: build
 	$(CARGO) build --release --examples
 	bash tests/bench/run.sh
+	bash tests/bench/fuzz.sh
 
 clean:
 	$(CARGO) clean
-	rm -rf out bench-out
+	rm -rf out bench-out fuzz/target

@@ -20,6 +20,24 @@ pub enum Container {
     MkvPcm,
     /// MP4: H.264 picture, AAC sound (index at the front: fast start).
     Mp4Aac,
+    /// Matroska: MPEG-4 Part 2 picture, PCM sound. The track comes out
+    /// without its frame size (width 0), so its picture never decodes.
+    MkvMpeg4,
+    /// AVI: MPEG-4 Part 2 picture, PCM sound.
+    AviMpeg4,
+    /// MPEG-TS: H.264 picture, AAC sound.
+    TsH264,
+    /// WAV: PCM sound only.
+    Wav,
+    /// MP3 (LAME, with a Xing header): sound only.
+    Mp3,
+}
+
+impl Container {
+    /// Whether the container can carry a picture: WAV and MP3 cannot.
+    pub fn has_video(self) -> bool {
+        !matches!(self, Container::Wav | Container::Mp3)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -105,20 +123,25 @@ pub struct Media<'a> {
 
 fn launch(m: &Media, path: &Path) -> String {
     let loc = path.display();
+    const PCM: &str = "audioconvert ! audio/x-raw,format=S16LE";
+    const H264: &str = "x264enc speed-preset=ultrafast key-int-max=25 ! h264parse";
+    const AAC: &str = "audioconvert ! avenc_aac bitrate=128000 ! aacparse";
     let (venc, aenc, mux) = match m.container {
-        Container::MkvPcm => (
-            "jpegenc quality=90",
-            "audioconvert ! audio/x-raw,format=S16LE",
-            "matroskamux name=m",
-        ),
-        Container::Mp4Aac => (
-            "x264enc speed-preset=ultrafast key-int-max=25 ! h264parse",
-            "audioconvert ! avenc_aac bitrate=128000 ! aacparse",
-            "mp4mux name=m faststart=true",
-        ),
+        Container::MkvPcm => ("jpegenc quality=90", PCM, "matroskamux name=m"),
+        Container::Mp4Aac => (H264, AAC, "mp4mux name=m faststart=true"),
+        Container::MkvMpeg4 => ("avenc_mpeg4", PCM, "matroskamux name=m"),
+        Container::AviMpeg4 => ("avenc_mpeg4", PCM, "avimux name=m"),
+        Container::TsH264 => (H264, AAC, "mpegtsmux name=m"),
+        Container::Wav => ("", PCM, "wavenc name=m"),
+        Container::Mp3 => ("", "audioconvert ! lamemp3enc", "xingmux name=m"),
     };
     let mut s = format!("{mux} ! filesink location=\"{loc}\" ");
     if m.picture.is_some() {
+        assert!(
+            m.container.has_video(),
+            "{:?} carries no picture: make it with video: false",
+            m.container
+        );
         s += &format!(
             "appsrc name=v format=time caps=video/x-raw,format=RGB,width={},height={},framerate={}/1 ! videoconvert ! {venc} ! queue ! m. ",
             m.width, m.height, m.fps

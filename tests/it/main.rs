@@ -10,6 +10,7 @@ mod determinism;
 mod export;
 mod faces;
 mod frames;
+mod fuzz;
 mod live;
 mod metrics;
 mod models;

@@ -42,19 +42,8 @@ impl RunResult {
     /// Every event that started ended exactly once, after it started, and
     /// every end belongs to a start.
     pub fn assert_lifecycles_closed(&self) {
-        use std::collections::HashMap;
-        let mut phases: HashMap<String, Vec<String>> = HashMap::new();
-        for r in self.records().iter().filter(|r| r["type"] == "event") {
-            let id = r["event"].as_str().unwrap_or_default().to_string();
-            phases
-                .entry(id)
-                .or_default()
-                .push(r["phase"].as_str().unwrap_or_default().to_string());
-        }
-        for (id, p) in phases {
-            assert_eq!(p.first().map(String::as_str), Some("start"), "{id}: {p:?}");
-            assert_eq!(p.iter().filter(|x| *x == "end").count(), 1, "{id}: {p:?}");
-            assert_eq!(p.last().map(String::as_str), Some("end"), "{id}: {p:?}");
+        if let Err(problem) = lifecycles_closed(&self.records()) {
+            panic!("{problem}");
         }
     }
 
@@ -100,10 +89,41 @@ pub fn run_file(path: &Path) -> RunResult {
 }
 
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    parse_jsonl(&std::fs::read_to_string(path).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The records of JSONL text, or which line is not JSON.
+pub fn parse_jsonl(text: &str) -> Result<Vec<Value>, String> {
     text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line {l:?}: {e}")))
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("line {}: bad JSONL {l:?}: {e}", i + 1))
+        })
         .collect()
+}
+
+/// Every event of `records` that started ended exactly once, after it
+/// started, and every end belongs to a start; else the first that did not.
+pub fn lifecycles_closed(records: &[Value]) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    let mut phases: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r["type"] == "event") {
+        let id = r["event"].as_str().unwrap_or_default();
+        phases
+            .entry(id)
+            .or_default()
+            .push(r["phase"].as_str().unwrap_or_default());
+    }
+    for (id, p) in phases {
+        let ends = p.iter().filter(|x| **x == "end").count();
+        if p.first() != Some(&"start") || ends != 1 || p.last() != Some(&"end") {
+            return Err(format!(
+                "event {id}: phases {p:?}, expected start, updates, one end"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Seconds of a record field.
