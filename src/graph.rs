@@ -27,8 +27,23 @@ use crate::source::SourceSettings;
 use crate::stream::{StreamState, StreamStatus};
 use crate::sync::{SyncOutcome, SyncSettings};
 
-/// Messages a source may queue before its callbacks block (back-pressure).
+/// Messages a source may queue before its callbacks block (back-pressure),
+/// at most; fewer for large frames ([`source_queue`]).
 const SOURCE_QUEUE: usize = 64;
+/// Bytes of frames a source may queue: 64 frames of 640×480.
+const SOURCE_QUEUE_BYTES: u64 = 64 * 640 * 480 * 3;
+
+/// How many messages a source of `width` × `height` (4:3 when unknown)
+/// frames may queue: [`SOURCE_QUEUE`], fewer so that its frames stay
+/// within [`SOURCE_QUEUE_BYTES`], never fewer than 8.
+fn source_queue(width: u32, height: Option<u32>) -> usize {
+    let w = u64::from(width.max(1));
+    let h = height.map_or(w * 3 / 4, u64::from).max(1);
+    let n = SOURCE_QUEUE_BYTES / (w * h * 3);
+    usize::try_from(n)
+        .unwrap_or(SOURCE_QUEUE)
+        .clamp(8, SOURCE_QUEUE)
+}
 /// Chunks queued between stages of one stream.
 const CHUNK_QUEUE: usize = 4;
 /// Record batches queued for the sinks: small, so that records reach the
@@ -482,7 +497,7 @@ impl Graph {
             // A file attached while others run starts now, not when they did.
             fallback_utc: now_utc(),
         };
-        let (src_tx, src_rx) = bounded(SOURCE_QUEUE);
+        let (src_tx, src_rx) = bounded(source_queue(source.width, source.height));
         let (chunk_tx, chunk_rx) = crate::sync::chunk_queue();
         let (enc_tx, enc_rx) = bounded(CHUNK_QUEUE);
         let err = |e: crate::error::Error| e.to_string();
@@ -640,5 +655,18 @@ fn join(t: Threads) {
     }
     if let Some(f) = t.fuse {
         let _ = f.join();
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[test]
+    fn large_frames_get_a_shorter_source_queue() {
+        assert_eq!(source_queue(640, None), 64);
+        assert_eq!(source_queue(320, Some(240)), 64);
+        assert_eq!(source_queue(1920, Some(1080)), 9);
+        assert_eq!(source_queue(3840, None), 8);
     }
 }
