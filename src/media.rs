@@ -114,6 +114,15 @@ pub struct ChunkFlags {
     pub no_media: bool,
 }
 
+impl Chunk {
+    /// The bytes it holds: its frames' pixels and its samples (an outage's
+    /// shared silence counted too: an upper bound).
+    pub fn bytes(&self) -> usize {
+        self.frames.iter().map(|f| f.rgb.len()).sum::<usize>()
+            + self.audio.len() * std::mem::size_of::<f32>()
+    }
+}
+
 impl ChunkFlags {
     /// The names of the flags that are set, for records and captions.
     pub fn names(&self) -> Vec<&'static str> {

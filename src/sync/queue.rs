@@ -14,6 +14,10 @@ use crate::media::Chunk;
 
 /// How many chunks the queue holds for a file before the sender waits.
 pub const FILE_CHUNKS: usize = 4;
+/// How many bytes of chunks the queue holds for a file before the sender
+/// waits (at least one chunk is always let in): 4 chunks of 5 frames of
+/// 1280×720 fit; a high frame rate of large frames waits sooner.
+pub const FILE_BYTES: usize = 4 * 5 * 1280 * 720 * 3;
 /// How many chunks a live queue holds before whole chunks are dropped.
 pub const LIVE_CHUNKS: usize = 8;
 /// How many chunks' worth of frames a live queue holds before frames are dropped.
@@ -80,7 +84,12 @@ impl ChunkSender {
     pub fn send(&self, chunk: Chunk, live: bool) -> Result<Drops, Disconnected> {
         let mut s = self.shared.lock();
         if !live {
-            while s.queue.len() >= FILE_CHUNKS && !s.receiver_gone {
+            while (s.queue.len() >= FILE_CHUNKS
+                || (!s.queue.is_empty()
+                    && s.queue.iter().map(Chunk::bytes).sum::<usize>() + chunk.bytes()
+                        > FILE_BYTES))
+                && !s.receiver_gone
+            {
                 s = self
                     .shared
                     .changed
@@ -326,5 +335,29 @@ mod tests {
         let got: Vec<u64> = rx.iter().map(|c| c.seq).collect();
         assert!(producer.join().is_ok());
         assert_eq!(got, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_file_queue_holds_few_chunks_of_large_frames() {
+        let big = |seq: u64| {
+            let mut c = chunk(seq, 1);
+            c.frames[0].rgb = vec![0u8; FILE_BYTES / 2].into();
+            c
+        };
+        let (tx, rx) = chunk_queue();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        let producer = std::thread::spawn(move || {
+            for seq in 0..4 {
+                assert!(tx.send(big(seq), false).is_ok());
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        // Two chunks of half the budget each would pass it: one waits.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let got: Vec<u64> = rx.iter().map(|c| c.seq).collect();
+        assert!(producer.join().is_ok());
+        assert_eq!(got, [0, 1, 2, 3]);
     }
 }
