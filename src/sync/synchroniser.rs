@@ -168,6 +168,9 @@ pub struct Synchroniser {
     pending: Vec<Input>,
     /// Spans a live source was disconnected, in stream time.
     outages: Vec<Span>,
+    /// Where the latest outage ended (stream time): data after it is not
+    /// taken for a jump.
+    outage_end: u64,
     /// Zeros, shared by the chunks of an outage.
     silence: Arc<[f32]>,
     frames: VecDeque<VideoFrame>,
@@ -201,6 +204,7 @@ impl Synchroniser {
             creation_time: None,
             pending: Vec::new(),
             outages: Vec::new(),
+            outage_end: 0,
             silence: Arc::from(Vec::new()),
             frames: VecDeque::new(),
             video_wm: None,
@@ -419,7 +423,8 @@ impl Synchroniser {
             .flatten()
             .max()
             .unwrap_or(0)
-            .max(self.next_start.0);
+            .max(self.next_start.0)
+            .max(self.outage_end);
         let state = self.branch_mut(branch);
         if start > seen.saturating_add(MAX_JUMP) {
             state.bad += 1;
@@ -633,6 +638,8 @@ impl Synchroniser {
                 if to > from {
                     self.outages.push(Span::new(Timestamp(from), Timestamp(to)));
                 }
+                // A camera back after a long outage is not a jump.
+                self.outage_end = self.outage_end.max(to);
             }
             Input::Topology { .. }
             | Input::CreationTime(_)

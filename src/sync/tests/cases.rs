@@ -557,3 +557,27 @@ fn a_long_gap_leaves_a_batch_at_a_time() {
     assert_eq!(h.chunks.len(), 101);
     assert!(h.chunks[50].flags.audio_gap);
 }
+
+#[test]
+fn a_camera_back_after_hours_is_not_a_jump() {
+    let mut h = Harness::new(SECOND, true);
+    h.push(&both_topology(true));
+    sound(&mut h, 0, 2);
+    h.frame(0, 200 * MS);
+    // Down for two hours: the supervisor says so before the first data.
+    let back = 2 * 3_600 * SECOND;
+    h.push(&Msg::Outage {
+        from: 2 * SECOND,
+        to: back,
+    });
+    h.frame(back, 200 * MS);
+    h.audio(back, ramp(0, 16_000));
+    assert_eq!(h.sync.stats().bad_timestamps, 0);
+    // The same jump without an outage is a broken timestamp.
+    let mut h = Harness::new(SECOND, true);
+    h.push(&both_topology(true));
+    sound(&mut h, 0, 2);
+    h.frame(0, 200 * MS);
+    h.frame(back, 200 * MS);
+    assert_eq!(h.sync.stats().bad_timestamps, 1);
+}
