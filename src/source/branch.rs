@@ -77,9 +77,11 @@ pub(super) fn connect(
         };
         let result = if kind.starts_with("video/") && !topo.video {
             topo.video = true;
+            outlet.pace.link(Branch::Video);
             add_video(&pipeline, pad, &settings, outlet.clone())
         } else if kind.starts_with("audio/") && !topo.audio {
             topo.audio = true;
+            outlet.pace.link(Branch::Audio);
             add_audio(&pipeline, pad, outlet.clone())
         } else {
             // A second audio track, subtitles, data: consumed and ignored.
