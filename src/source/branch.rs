@@ -48,6 +48,9 @@ const APPSINK_BUFFERS: u32 = 4;
 struct Topology {
     video: bool,
     audio: bool,
+    /// The first track of each kind that no decoder takes (its caps).
+    no_video_decoder: Option<String>,
+    no_audio_decoder: Option<String>,
 }
 
 /// Links each new pad of `decode` to a branch; reports the topology when the
@@ -94,19 +97,58 @@ pub(super) fn connect(
             )));
         }
     });
+    // A track no installed decoder takes (an H.265 camera on a machine
+    // without an H.265 decoder): decodebin leaves it out and goes on with
+    // the others, which would analyse the sound alone without a word.
+    let topo_unknown = topology.clone();
+    decode.connect("unknown-type", false, move |args| {
+        let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+        if let Some(name) = caps
+            .as_ref()
+            .and_then(|c| c.structure(0))
+            .map(|s| s.name().to_string())
+        {
+            let mut topo = topo_unknown.lock().unwrap_or_else(|p| p.into_inner());
+            if name.starts_with("video/") {
+                topo.no_video_decoder.get_or_insert(name);
+            } else if name.starts_with("audio/") {
+                topo.no_audio_decoder.get_or_insert(name);
+            }
+        }
+        None
+    });
     decode.connect_no_more_pads(move |_| {
-        let topo = match topology.lock() {
-            Ok(t) => Topology {
-                video: t.video,
-                audio: t.audio,
-            },
-            Err(_) => Topology::default(),
+        let topo = topology.lock().unwrap_or_else(|p| p.into_inner());
+        let topo = Topology {
+            video: topo.video,
+            audio: topo.audio,
+            no_video_decoder: topo.no_video_decoder.clone(),
+            no_audio_decoder: topo.no_audio_decoder.clone(),
         };
         let _ = tx.send(SourceMessage::Input(Input::Topology {
             video: topo.video,
             audio: topo.audio,
             live: live.load(Ordering::Relaxed),
         }));
+        let undecodable = [
+            (Branch::Video, topo.video, topo.no_video_decoder),
+            (Branch::Audio, topo.audio, topo.no_audio_decoder),
+        ];
+        for (branch, linked, caps) in undecodable {
+            if let (false, Some(caps)) = (linked, caps) {
+                let instead = if branch == Branch::Video && caps != "video/x-h264" {
+                    ", or set the camera to H.264"
+                } else {
+                    ""
+                };
+                let _ = tx.send(SourceMessage::Input(Input::Undecodable {
+                    branch,
+                    what: format!(
+                        "no decoder on this machine takes its format ({caps}); run `make setup` to install the GStreamer decoders (gstreamer1.0-libav, -plugins-good, -bad, -ugly){instead}"
+                    ),
+                }));
+            }
+        }
     });
 }
 

@@ -187,7 +187,10 @@ mod tests {
             p.admit(Branch::Audio, 6 * S, 7 * S, false);
         });
         std::thread::sleep(Duration::from_millis(300));
-        assert!(!waiter.is_finished(), "the sound ran ahead of a picture not yet started");
+        assert!(
+            !waiter.is_finished(),
+            "the sound ran ahead of a picture not yet started"
+        );
         pace.admit(Branch::Video, 0, S / 5, false);
         pace.admit(Branch::Video, 2 * S, 2 * S + S / 5, false);
         waiter.join().expect("join");
@@ -199,7 +202,10 @@ mod tests {
         pace.link(Branch::Audio);
         let t0 = Instant::now();
         pace.admit(Branch::Audio, 3600 * S, 3601 * S, false);
-        assert!(t0.elapsed() < Duration::from_millis(50), "no wait within the window");
+        assert!(
+            t0.elapsed() < Duration::from_millis(50),
+            "no wait within the window"
+        );
         pace.admit(Branch::Audio, 3606 * S, 3607 * S, false);
         let waited = t0.elapsed();
         assert!(waited >= START - Duration::from_millis(50), "{waited:?}");

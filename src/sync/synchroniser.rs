@@ -47,6 +47,14 @@ pub enum Input {
         from: Timestamp,
         to: Timestamp,
     },
+    /// The source has a track of this kind that nothing on this machine
+    /// decodes (`what` says which); sent after the topology, in which the
+    /// branch is absent. A file is analysed without it and fails; a live
+    /// stream is degraded.
+    Undecodable {
+        branch: Branch,
+        what: String,
+    },
     /// The UTC of source time `pts` (a live source): from the camera's
     /// RTCP sender reports (`ntp`), else from the pipeline clock.
     Clock {
@@ -257,6 +265,15 @@ impl Synchroniser {
         if self.done {
             return;
         }
+        if let Input::Undecodable { branch, what } = input {
+            let ended = !self.settings.live;
+            self.branch_mut(branch).problem = Some(BranchProblem {
+                branch,
+                what,
+                ended,
+            });
+            return;
+        }
         if self.origin.is_none() {
             self.observe(&input);
             self.pending.push(input);
@@ -361,7 +378,7 @@ impl Synchroniser {
                     }
                 }
             }
-            Input::VideoExtent(_) | Input::Outage { .. } => {}
+            Input::VideoExtent(_) | Input::Outage { .. } | Input::Undecodable { .. } => {}
             Input::Eos(Branch::Video) => self.video.eos = true,
             Input::Eos(Branch::Audio) => self.audio.eos = true,
         }
@@ -644,7 +661,8 @@ impl Synchroniser {
             Input::Topology { .. }
             | Input::CreationTime(_)
             | Input::Clock { .. }
-            | Input::Eos(_) => {}
+            | Input::Eos(_)
+            | Input::Undecodable { .. } => {}
         }
     }
 

@@ -247,3 +247,54 @@ fn a_picture_that_never_decodes_leaves_the_sound_analysed_and_says_why() {
         "records end at {last_end}"
     );
 }
+
+/// A file whose picture no decoder here takes (the H.264 decoders ranked
+/// out, as on a machine without them): decodebin leaves the track out and
+/// went on with the sound without a word. Now the run says so and fails,
+/// and the sound's events are kept.
+#[test]
+fn a_picture_no_decoder_takes_is_named_and_the_sound_still_analysed() {
+    let clip = clip::temp(
+        &ClipSpec {
+            container: Container::Mp4Aac,
+            ..Default::default()
+        },
+        "h264.mp4",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("out");
+    let output = vigil()
+        .args(["run", "--source"])
+        .arg(&clip.path)
+        .arg("--out")
+        .arg(&out)
+        .env(
+            "GST_PLUGIN_FEATURE_RANK",
+            "avdec_h264:NONE,openh264dec:NONE,vah264dec:NONE,vaapih264dec:NONE,nvh264dec:NONE,v4l2h264dec:NONE",
+        )
+        .output()
+        .expect("run vigil");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("vigil:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("video: no decoder on this machine takes its format (video/x-h264)")
+            && lines[0].contains("the sound was analysed alone"),
+        "{}",
+        lines[0]
+    );
+    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "loud_sound" && r["phase"] == "start"),
+        "the tone at 3 s is heard"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "stream_error" && r["phase"] == "start"),
+        "a stream_error event"
+    );
+}

@@ -89,6 +89,14 @@ pub fn h264_clip(dir: &Path) -> PathBuf {
     path
 }
 
+/// The H.264 picture of the MP4 `file` as RTP (pay0).
+fn picture(file: &Path) -> String {
+    format!(
+        "filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1",
+        file.display()
+    )
+}
+
 /// An RTSP server on 127.0.0.1 serving `file` at `/cam`, shared by every
 /// client, in real time. Stops with its thread when dropped.
 pub struct RtspServer {
@@ -139,23 +147,30 @@ impl RtspServer {
     }
 
     pub fn start_on(file: &Path, port: u16) -> RtspServer {
-        RtspServer::start_with(file, port, None)
+        RtspServer::start_with(&picture(file), port, None)
+    }
+
+    /// The picture of `file` and, as L16 sound, an endless 440 Hz tone.
+    pub fn start_with_tone(file: &Path) -> RtspServer {
+        let launch = format!(
+            "{} audiotestsrc freq=440 volume=0.5 ! audioconvert ! audio/x-raw,rate=16000,channels=1 ! rtpL16pay name=pay1 pt=97",
+            picture(file)
+        );
+        RtspServer::start_with(&launch, free_port(), None)
     }
 
     /// RTSPS: over TLS, with this certificate chain and key (PEM files).
     pub fn start_tls(file: &Path, cert: &Path, key: &Path) -> RtspServer {
         let tls = (cert.to_path_buf(), key.to_path_buf());
-        RtspServer::start_with(file, free_port(), Some(tls))
+        RtspServer::start_with(&picture(file), free_port(), Some(tls))
     }
 
-    fn start_with(file: &Path, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
+    /// Serves the elements of `launch` (payloaders named pay0, pay1…).
+    fn start_with(launch: &str, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
         gst::init().expect("GStreamer");
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
-        let launch = format!(
-            "( filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-            file.display()
-        );
+        let launch = format!("( {launch} )");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let lp = main_loop.clone();
         let thread = std::thread::spawn(move || {

@@ -753,3 +753,96 @@ listen = "127.0.0.1:{http}"
     }
     drop(server);
 }
+
+/// A camera whose picture this machine cannot decode (its H.264 decoders
+/// ranked out, as on a machine without them) and whose sound comes through:
+/// the stream runs on the sound, `/streams` says `degraded` with why,
+/// `/healthz` answers 503, and the failure is counted as a decode error.
+#[test]
+fn a_camera_whose_picture_cannot_be_decoded_is_degraded_and_says_why() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start_with_tone(&clip);
+    let http = free_port();
+    let pipeline = dir.path().join("live.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "door"
+uri = "rtsp://127.0.0.1:{}/cam"
+
+[encoders.loudness]
+threshold_db = -30.0
+min_duration = "0s"
+
+[fusion]
+caption_span = "1s"
+
+[sinks.jsonl]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#,
+            server.port
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let no_h264 = "avdec_h264:NONE,openh264dec:NONE,vah264dec:NONE,vaapih264dec:NONE,nvh264dec:NONE,v4l2h264dec:NONE";
+    let serve = Serve::spawn(
+        &pipeline,
+        &out,
+        http,
+        &[("GST_PLUGIN_FEATURE_RANK", no_h264)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let door = loop {
+        let door = serve.streams().remove("door").unwrap_or_default();
+        if door["state"] == "degraded" {
+            break door;
+        }
+        assert!(Instant::now() < deadline, "the stream is degraded: {door}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = door["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("video: no decoder on this machine takes its format (video/x-h264)")
+            && reason.contains("the sound is analysed alone"),
+        "{reason}"
+    );
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut health = agent
+        .get(&serve.url("/healthz"))
+        .call()
+        .expect("GET /healthz");
+    assert_eq!(health.status().as_u16(), 503);
+    let body = health.body_mut().read_to_string().unwrap_or_default();
+    assert!(body.contains("\"door\":\"degraded\""), "{body}");
+    let metrics = ureq::get(&serve.url("/metrics"))
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_default();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("vigil_errors_total")
+            && l.contains("kind=\"decode\"")
+            && l.contains("stream=\"door\"")),
+        "{metrics}"
+    );
+    // The sound is analysed all the while: the tone is loud.
+    let log = out.join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !read_jsonl(&log).iter().any(|r| r["kind"] == "loud_sound") {
+        assert!(Instant::now() < deadline, "the tone is heard");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let still = serve.streams().remove("door").unwrap_or_default();
+    assert_eq!(still["state"], "degraded", "{still}");
+    serve.stop();
+}
