@@ -75,6 +75,28 @@ const PRUNE_SHARE: u64 = 16;
 const PRUNE_FRACTION: i64 = 20;
 const PRUNE_STEP: i64 = 5000;
 
+/// Pages (of 4 KiB) the write-ahead log grows to before a checkpoint.
+const WAL_PAGES: i64 = 256;
+/// What the write-ahead log is cut back to after a checkpoint.
+const WAL_BYTES: i64 = 1 << 20;
+
+/// Gives the pages retention freed back to the disk (a store made with
+/// `auto_vacuum = INCREMENTAL`; on an older one, nothing).
+pub fn release_pages(db: &Connection) -> rusqlite::Result<()> {
+    // It frees a page a step: every step is taken.
+    let mut q = db.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = q.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
+/// Whether the store gives freed pages back (see [`release_pages`]);
+/// `vigil gc` converts one that does not.
+pub fn releases_pages(db: &Connection) -> rusqlite::Result<bool> {
+    db.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0))
+        .map(|mode| mode == 2)
+}
+
 /// Opens (creating if need be) the store at `path`, checking its version.
 pub fn open(path: &Path) -> Result<Connection> {
     let err = |what: &str, e: rusqlite::Error| Error::Store {
@@ -88,8 +110,17 @@ pub fn open(path: &Path) -> Result<Connection> {
     let db = Connection::open(path).map_err(|e| err("cannot open", e))?;
     db.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| err("cannot set a busy timeout", e))?;
+    // Pages freed by retention go back to the disk (a new store; `vigil
+    // gc` converts an older one), and the write-ahead log is checkpointed
+    // and cut back at 1 MiB: the files stay near `max_size_mib`.
+    db.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(|e| err("cannot set auto_vacuum", e))?;
     db.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| err("cannot turn on WAL", e))?;
+    db.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)
+        .map_err(|e| err("cannot set the checkpoint interval", e))?;
+    db.pragma_update(None, "journal_size_limit", WAL_BYTES)
+        .map_err(|e| err("cannot limit the write-ahead log", e))?;
     db.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| err("cannot set synchronous", e))?;
     db.execute_batch(SCHEMA)
@@ -388,6 +419,9 @@ impl StoreSink {
             let tx = db.transaction()?;
             let done = prune(&tx, self.keep, chrono::Utc::now())?;
             tx.commit()?;
+            if done.rows > 0 {
+                release_pages(db)?;
+            }
             Ok(done)
         };
         match pass(&mut self.db) {
@@ -746,6 +780,44 @@ mod tests {
         assert_eq!(listed, vec![("mqtt".to_string(), 2000, 0)]);
         assert!(forget_cursor(&s.db, "mqtt", &path).unwrap());
         assert!(!forget_cursor(&s.db, "mqtt", &path).unwrap());
+    }
+
+    #[tokio::test]
+    async fn pages_retention_frees_go_back_to_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let keep = Retention {
+            max_age: None,
+            max_bytes: Some(256 * 1024),
+        };
+        let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
+        let mut maker = RecordMaker::new("run1".into(), "cam".into());
+        // About 4 MiB of captions, with no retention.
+        for i in 0..4000u64 {
+            let c = maker.caption(Timestamp(i), Timestamp(i + 1), "x".repeat(1000));
+            s.send(&[c]).await.unwrap();
+        }
+        s.flush().await.unwrap();
+        drop(s);
+        let on_disk = || -> u64 {
+            ["events.db", "events.db-wal"]
+                .iter()
+                .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        assert!(on_disk() > 4 << 20, "{} bytes", on_disk());
+        // Retention on: the store keeps 256 KiB of records, and its files
+        // shrink to about that (plus at most the cut-back log).
+        let mut s = StoreSink::open(&path, keep, &[]).unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+        let db = open(&path).unwrap();
+        assert!(releases_pages(&db).unwrap());
+        db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        drop(db);
+        let size = on_disk();
+        assert!(size < 512 * 1024, "{size} bytes on disk for 256 KiB kept");
     }
 
     #[test]

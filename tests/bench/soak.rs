@@ -28,11 +28,15 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 const MIB: f64 = 1048576.0;
 /// The store's limit, records and the snapshots they name.
 const STORE_MIB: f64 = 5.0;
+/// What the store's files hold beyond its limit: the write-ahead log (cut
+/// back to 1 MiB at each checkpoint, up to 1 MiB more before one) and the
+/// records written between two retention passes.
+const STORE_SLACK_MIB: f64 = 1.5;
 /// The event log's rotation.
-const JSONL_MIB: f64 = 1.0;
+const JSONL_MIB: f64 = 0.5;
 const JSONL_KEEP: u64 = 2;
 /// Each stream's WebVTT file's rotation.
-const VTT_MIB: f64 = 0.25;
+const VTT_MIB: f64 = 0.125;
 const VTT_KEEP: u64 = 2;
 /// Stream names used in turn: one subtitle file each.
 const NAMES: [&str; 2] = ["cam0", "cam1"];
@@ -47,11 +51,12 @@ fn main() {
 }
 
 /// The output folder may hold: the store's records and snapshots within
-/// its limit, and its file's pages once as many (the file does not shrink:
-/// freed pages are reused), so twice the limit, its write-ahead log
-/// included; each log's live file and kept rotated files.
+/// its limit (freed pages go back to the disk) and its slack; each log's
+/// live file and kept rotated files. The issue's bound is twice the
+/// store's limit; this one is below it.
 fn bound_mib() -> f64 {
-    2.0 * STORE_MIB
+    STORE_MIB
+        + STORE_SLACK_MIB
         + (JSONL_KEEP + 1) as f64 * JSONL_MIB
         + NAMES.len() as f64 * (VTT_KEEP + 1) as f64 * VTT_MIB
 }
@@ -251,6 +256,7 @@ fn report(samples: &[Sample], out: &Path, secs: u64) -> Res<()> {
         .unwrap_or(0);
     let bound = bound_mib();
     let size_ok = (peak as f64 / MIB) < bound;
+    let twice_ok = (peak as f64 / MIB) < 2.0 * STORE_MIB;
     let verdict = |ok: bool| if ok { "**PASS**" } else { "**FAIL**" };
     let attached = samples.last().map_or(0, |s| s.attached);
     let now = SystemTime::now()
@@ -265,8 +271,8 @@ fn report(samples: &[Sample], out: &Path, secs: u64) -> Res<()> {
          soon as it ends ({attached} attachments). Measured at unix time {now}.\n"
     );
     println!(
-        "Bound on the output folder: 2 × {STORE_MIB} MiB (store: records and snapshots within the limit, \
-         the file's pages once more) + {} × {JSONL_MIB} MiB (events.jsonl and {JSONL_KEEP} rotated) + \
+        "Bound on the output folder: {STORE_MIB} MiB + {STORE_SLACK_MIB} MiB (store: records and snapshots \
+         within the limit, the write-ahead log and what is written between retention passes) + {} × {JSONL_MIB} MiB (events.jsonl and {JSONL_KEEP} rotated) + \
          {} × {} × {VTT_MIB} MiB (a WebVTT file and {VTT_KEEP} rotated per stream) = {bound:.2} MiB.\n",
         JSONL_KEEP + 1,
         NAMES.len(),
@@ -292,6 +298,12 @@ fn report(samples: &[Sample], out: &Path, secs: u64) -> Res<()> {
         "- peak {:.2} MiB against the bound {bound:.2} MiB: {}",
         peak as f64 / MIB,
         verdict(size_ok)
+    );
+    println!(
+        "- peak {:.2} MiB against twice the store's limit, {:.2} MiB, everything in the folder counted: {}",
+        peak as f64 / MIB,
+        2.0 * STORE_MIB,
+        verdict(twice_ok)
     );
     println!(
         "- JPEGs no stored record names at the end: {orphans} (must be 0): {}",

@@ -74,6 +74,13 @@ pub fn gc(
             tx.rollback().map_err(failed)?;
         } else {
             tx.commit().map_err(failed)?;
+            // A store from before incremental vacuum is rewritten once so
+            // that freed pages go back to the disk from now on.
+            if !store::releases_pages(db).map_err(failed)? {
+                db.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+                    .map_err(failed)?;
+            }
+            store::release_pages(db).map_err(failed)?;
         }
         report.store_records = pruned.rows;
         report.store_media = media::delete(
