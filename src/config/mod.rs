@@ -107,7 +107,9 @@ pub struct SourceConfig {
         serialize_with = "ser_duration"
     )]
     pub latency: u64,
-    /// A live source that sent nothing for this long is reconnected.
+    /// A live source that sent nothing for this long is reconnected; a
+    /// file that gave data and then nothing for three times as long, with
+    /// no end and no error, fails.
     #[serde(
         default = "default_stall",
         deserialize_with = "stall",

@@ -38,6 +38,10 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 /// A live source quiet this long is said to be stalled (until `stall`
 /// passes and it is reconnected, or data comes back).
 const STALLED: Duration = Duration::from_secs(2);
+
+/// A file that has given data and then nothing for this many `stall`s,
+/// with no end and no error, is stuck.
+const FILE_STALLS: u32 = 3;
 /// Messages between a pipeline and its supervisor.
 const QUEUE: usize = 64;
 
@@ -146,7 +150,7 @@ fn supervise(
                 // streaming threads may be blocked sending more: closing the
                 // channel first releases them, so that it can stop.
                 drop(pipe_rx);
-                source.join(true);
+                stop_within(source, &settings.name);
                 super::release_freed_memory();
                 ended
             }
@@ -189,6 +193,35 @@ fn supervise(
     }
 }
 
+/// How long a pipeline may take to stop before it is left behind.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Stops `source`, waiting at most [`STOP_LIMIT`]: a streaming thread in a
+/// read that does not return (a pipe whose writer went quiet, a hung
+/// network disk) would hold the stream, and the run, for ever. Such a
+/// pipeline is left to stop on its own, in a thread of its own.
+fn stop_within(source: Source, name: &str) {
+    let (done_tx, done_rx) = bounded::<()>(1);
+    let spawned = std::thread::Builder::new()
+        .name(format!("stop-{name}"))
+        .spawn(move || {
+            source.join(true);
+            let _ = done_tx.send(());
+        });
+    // No thread to spare: the source was dropped with the closure, which
+    // stops it here.
+    if spawned.is_err() {
+        return;
+    }
+    if done_rx.recv_timeout(STOP_LIMIT).is_err() {
+        tracing::warn!(
+            stream = %name,
+            "its pipeline did not stop within {}: a read that does not return; it is left to stop on its own",
+            humantime::format_duration(STOP_LIMIT)
+        );
+    }
+}
+
 /// One pipeline's life, forwarding its messages.
 struct Run<'a> {
     rx: &'a Receiver<SourceMessage>,
@@ -214,11 +247,13 @@ impl Run<'_> {
                 return Ended::Done;
             }
             // Before the first data a slow connection may take a while; a
-            // stall is only a stall once the source was sending.
-            let wait = if self.seen_data {
-                self.policy.stall
-            } else {
-                self.policy.stall.max(Duration::from_secs(20))
+            // stall is only a stall once the source was sending. A file is
+            // read as fast as the machine allows: silent three times as
+            // long, with no end and no error, it is stuck.
+            let wait = match (self.live, self.seen_data) {
+                (true, true) => self.policy.stall,
+                (false, true) => self.policy.stall.saturating_mul(FILE_STALLS),
+                (_, false) => self.policy.stall.max(Duration::from_secs(20)),
             };
             let msg = match self.rx.recv_timeout(wait.min(Duration::from_millis(200))) {
                 Ok(m) => m,
@@ -233,17 +268,29 @@ impl Run<'_> {
                             format!("no data for {}", humantime::format_duration(wait)),
                         ));
                     }
-                    // GStreamer was seen (about 1 run in 100 of an MP4
-                    // header on an AVI body) to neither read a file nor
-                    // say why: nothing would ever end it.
-                    if quiet >= wait && !self.live && !self.seen_data {
-                        let failure = Failure::new(
-                            FailureKind::Decode,
-                            format!(
-                                "nothing came out of it in {} and GStreamer gave no reason; check that it is a media file and plays elsewhere",
-                                humantime::format_duration(wait)
+                    if quiet >= wait && !self.live {
+                        // GStreamer was seen (about 1 run in 100 of an MP4
+                        // header on an AVI body) to neither read a file nor
+                        // say why; a file on a disk that hangs, or a pipe
+                        // whose writer stops, stops mid-way the same: nothing
+                        // would ever end it.
+                        let failure = match *self.last_pts {
+                            Some(pts) if self.seen_data => Failure::new(
+                                FailureKind::Stall,
+                                format!(
+                                    "nothing more came out of it after {} of media for {}, with no end and no error from GStreamer; what came before is kept",
+                                    Timestamp(pts),
+                                    humantime::format_duration(wait)
+                                ),
                             ),
-                        );
+                            _ => Failure::new(
+                                FailureKind::Decode,
+                                format!(
+                                    "nothing came out of it in {} and GStreamer gave no reason; check that it is a media file and plays elsewhere",
+                                    humantime::format_duration(wait)
+                                ),
+                            ),
+                        };
                         if self.policy.retry_errors {
                             return Ended::Lost(failure);
                         }

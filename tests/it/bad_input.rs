@@ -298,3 +298,101 @@ fn a_picture_no_decoder_takes_is_named_and_the_sound_still_analysed() {
         "a stream_error event"
     );
 }
+
+/// A file that stops giving data mid-way with no end and no error (here a
+/// pipe whose writer goes quiet; a hung network disk is the same) used to
+/// hold the run for ever. Now it fails after 3 × `stall`, says where it
+/// stopped, keeps what came before, and the run ends although GStreamer's
+/// read never returns.
+#[test]
+fn a_file_that_stops_mid_way_without_an_end_fails_and_keeps_what_came() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("pipe.wav");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // A WAV header for 60 s, then 5 s of it (a tone over 1–2 s), then
+    // silence on the pipe until the test ends.
+    let (quit_tx, quit_rx) = std::sync::mpsc::channel::<()>();
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open the pipe");
+        let rate = 16_000u32;
+        let bytes = rate * 60 * 2;
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(36 + bytes).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&rate.to_le_bytes());
+        wav.extend_from_slice(&(rate * 2).to_le_bytes());
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&bytes.to_le_bytes());
+        for i in 0..rate * 5 {
+            let tone = (rate..2 * rate).contains(&i);
+            let v = if tone {
+                let phase = (i % 36) as f64 / 36.0 * std::f64::consts::TAU;
+                (phase.sin() * 16_000.0) as i16
+            } else {
+                0
+            };
+            wav.extend_from_slice(&v.to_le_bytes());
+        }
+        // The reader may give up: a broken pipe is fine.
+        let _ = f.write_all(&wav);
+        let _ = f.flush();
+        let _ = quit_rx.recv_timeout(std::time::Duration::from_secs(120));
+    });
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[sources]]\nname = \"pipe\"\nuri = \"{}\"\nstall = \"1s\"\n\
+             [encoders.loudness]\nthreshold_db = -30.0\nmin_duration = \"0s\"\n[sinks.jsonl]\n",
+            fifo.display()
+        ),
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let output = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run vigil");
+    let took = started.elapsed();
+    let _ = quit_tx.send(());
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "the run ended while the pipe stayed open ({took:?})"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("vigil:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("nothing more came out of it after 4.")
+            && lines[0].contains("with no end and no error"),
+        "{}",
+        lines[0]
+    );
+    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "loud_sound" && r["phase"] == "end"),
+        "the tone before the stop is kept: {records:?}"
+    );
+}
