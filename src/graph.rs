@@ -121,7 +121,7 @@ struct Running {
     config: SourceConfig,
     status: Arc<StreamStatus>,
     /// Where to tell the synchroniser to stop.
-    stop: Option<Sender<crate::source::SourceMessage>>,
+    stop: Option<Sender<crate::media::SourceMessage>>,
     threads: Option<Threads>,
     /// Joining the threads, once fusion ended.
     reaper: Option<JoinHandle<()>>,
@@ -587,8 +587,8 @@ impl Graph {
             // The stream's own threads are running: they record the failure,
             // so that its records come from one fuser only.
             Err(e) => {
-                let _ = src_tx.send(crate::source::SourceMessage::Failed(
-                    crate::stream::Failure::new(crate::stream::FailureKind::Other, e.to_string()),
+                let _ = src_tx.send(crate::media::SourceMessage::Failed(
+                    crate::media::Failure::new(crate::media::FailureKind::Other, e.to_string()),
                 ));
             }
         }
@@ -610,7 +610,7 @@ fn stop(r: &mut Running) {
         // The queue may be full (a file, read faster than it is analysed):
         // then a thread of its own waits to say it, not the caller.
         if let Err(crossbeam_channel::TrySendError::Full(m)) =
-            stop.try_send(crate::source::SourceMessage::Stop)
+            stop.try_send(crate::media::SourceMessage::Stop)
         {
             let _ = std::thread::Builder::new()
                 .name("stop".into())

@@ -27,7 +27,7 @@
 //! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; [`server::client`] for `vigil attach`/`detach` |
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
-//! | [`stream`] | what stages share about a stream: progress, state, failure and its kind ([`stream::FailureKind`]) |
+//! | [`stream`] | what stages share about a stream: progress, state, failure and its kind ([`media::FailureKind`]) |
 //! | [`disk`] | free space on the output folder's disk, and what may still be written there (media, records) |
 //!
 //! Each stage of each stream runs on its own thread, and each model on one

@@ -183,3 +183,125 @@ pub struct Chunk {
     /// When the synchroniser made the chunk, for the latency metric.
     pub made_at: std::time::Instant,
 }
+
+// What stages tell each other besides chunks: a source's data and its
+// failures, on their way to the synchroniser.
+
+/// The two kinds of branch a stream can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Branch {
+    Video,
+    Audio,
+}
+
+/// What a source tells its synchroniser. PTS are in the source's own time.
+#[derive(Debug)]
+pub enum Input {
+    /// Which branches the source has; sent once all of its pads are known.
+    Topology {
+        video: bool,
+        audio: bool,
+        live: bool,
+    },
+    Frame(VideoFrame),
+    Audio(AudioBlock),
+    /// The container's creation time, nanoseconds since the Unix epoch.
+    CreationTime(i64),
+    /// Decoded video reaches this PTS (frames between the sampled ones
+    /// included): where the video branch ends, sent before its EOS.
+    VideoExtent(Timestamp),
+    Eos(Branch),
+    /// A live source was disconnected over `[from, to)` (source time, as
+    /// the PTS): the chunks over it are flagged `reconnecting`.
+    Outage {
+        from: Timestamp,
+        to: Timestamp,
+    },
+    /// The source has a track of this kind that nothing on this machine
+    /// decodes (`what` says which); sent after the topology, in which the
+    /// branch is absent. A file is analysed without it and fails; a live
+    /// stream is degraded.
+    Undecodable {
+        branch: Branch,
+        what: String,
+    },
+    /// The UTC of source time `pts` (a live source): from the camera's
+    /// RTCP sender reports (`ntp`), else from the pipeline clock.
+    Clock {
+        pts: Timestamp,
+        utc: i64,
+        ntp: bool,
+    },
+}
+
+/// What a source sends to its synchroniser.
+#[derive(Debug)]
+pub enum SourceMessage {
+    Input(Input),
+    /// The source failed; what it sent before stays valid.
+    Failed(Failure),
+    /// The user asked the stream to stop: end it where it is.
+    Stop,
+}
+
+/// What kind of failure a stream met: the `kind` label of
+/// `vigil_errors_total`, decided from what GStreamer said (its error domain
+/// and code), never from the wording of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The media could not be decoded or demuxed (corrupt, truncated,
+    /// impossible timestamps, a branch that yields nothing).
+    Decode,
+    /// Elements could not agree on a format (GStreamer's not-negotiated).
+    Negotiate,
+    /// The server could not be reached or read from.
+    Network,
+    /// The server refused the credentials.
+    Auth,
+    /// No such file, device, path or stream.
+    NotFound,
+    /// A live source ended its stream.
+    Eos,
+    /// A source stopped sending: a live one for `stall`, a file mid-way
+    /// (with no end and no error) for 3 × `stall`.
+    Stall,
+    /// Anything else (a missing plugin, an element that cannot be built).
+    Other,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Decode => "decode",
+            FailureKind::Negotiate => "negotiate",
+            FailureKind::Network => "network",
+            FailureKind::Auth => "auth",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Eos => "eos",
+            FailureKind::Stall => "stall",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// A failure with its kind and the one line that says what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}

@@ -40,67 +40,6 @@ impl StreamState {
     }
 }
 
-/// What kind of failure a stream met: the `kind` label of
-/// `vigil_errors_total`, decided from what GStreamer said (its error domain
-/// and code), never from the wording of a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// The media could not be decoded or demuxed (corrupt, truncated,
-    /// impossible timestamps, a branch that yields nothing).
-    Decode,
-    /// Elements could not agree on a format (GStreamer's not-negotiated).
-    Negotiate,
-    /// The server could not be reached or read from.
-    Network,
-    /// The server refused the credentials.
-    Auth,
-    /// No such file, device, path or stream.
-    NotFound,
-    /// A live source ended its stream.
-    Eos,
-    /// A live source stopped sending for `stall`.
-    Stall,
-    /// Anything else (a missing plugin, an element that cannot be built).
-    Other,
-}
-
-impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Decode => "decode",
-            FailureKind::Negotiate => "negotiate",
-            FailureKind::Network => "network",
-            FailureKind::Auth => "auth",
-            FailureKind::NotFound => "not_found",
-            FailureKind::Eos => "eos",
-            FailureKind::Stall => "stall",
-            FailureKind::Other => "other",
-        }
-    }
-}
-
-/// A failure with its kind and the one line that says what to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Failure {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
 /// What the media's container and codecs call themselves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaNames {

@@ -10,12 +10,12 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use super::SourceSettings;
 use super::pace::Pace;
-use super::{SourceMessage, SourceSettings};
-use crate::media::{AudioBlock, Grey, Pixels, VideoFrame};
+use crate::media::{
+    AudioBlock, Branch, Failure, FailureKind, Grey, Input, Pixels, SourceMessage, VideoFrame,
+};
 use crate::metrics::StageMetrics;
-use crate::stream::{Failure, FailureKind};
-use crate::sync::{Branch, Input};
 use crate::time::{AUDIO_RATE, SECOND, Timestamp, mul_div_ceil, mul_div_floor};
 
 /// Where a pipeline's branches deliver: the synchroniser's channel, the

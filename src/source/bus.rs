@@ -8,9 +8,8 @@ use crossbeam_channel::Sender;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::SourceMessage;
-use crate::stream::{Failure, FailureKind, MediaNames, StreamStatus};
-use crate::sync::Input;
+use crate::media::{Failure, FailureKind, Input, SourceMessage};
+use crate::stream::{MediaNames, StreamStatus};
 
 pub(super) struct BusWatch {
     pub name: Arc<str>,

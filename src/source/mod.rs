@@ -21,20 +21,10 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::media::SourceMessage;
 use crate::metrics::StageMetrics;
-use crate::stream::{Failure, StreamStatus};
-use crate::sync::Input;
+use crate::stream::StreamStatus;
 pub use uri::{check_input, redact_uri, resolve_uri, tls_database};
-
-/// What a source sends to its synchroniser.
-#[derive(Debug)]
-pub enum SourceMessage {
-    Input(Input),
-    /// The source failed; what it sent before stays valid.
-    Failed(Failure),
-    /// The user asked the stream to stop: end it where it is.
-    Stop,
-}
 
 /// What the user asked of one source (validated config, ready to run).
 #[derive(Clone, Debug)]

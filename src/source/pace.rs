@@ -18,7 +18,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sync::Branch;
+use crate::media::Branch;
 
 /// A branch that has not moved for this long is not waited for.
 pub const STILL: Duration = Duration::from_secs(2);

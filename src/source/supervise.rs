@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-use super::{Source, SourceMessage, SourceSettings};
+use super::{Source, SourceSettings};
+use crate::media::{Failure, FailureKind, Input, SourceMessage};
 use crate::metrics::StageMetrics;
-use crate::stream::{Failure, FailureKind, StreamState, StreamStatus};
-use crate::sync::Input;
+use crate::stream::{StreamState, StreamStatus};
 use crate::time::Timestamp;
 
 /// How a live source is kept up.

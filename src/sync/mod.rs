@@ -18,14 +18,12 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Receiver;
 
 use crate::error::{Error, Result};
+use crate::media::{Branch, Failure, FailureKind, Input, SourceMessage};
 use crate::metrics::StageMetrics;
-use crate::source::SourceMessage;
-use crate::stream::{Failure, FailureKind, StreamStatus};
+use crate::stream::StreamStatus;
 use crate::time::Timestamp;
 pub use queue::{ChunkReceiver, ChunkSender, chunk_queue};
-pub use synchroniser::{
-    Branch, BranchProblem, DEAD_BRANCH_SKEWS, Input, SyncSettings, SyncStats, Synchroniser,
-};
+pub use synchroniser::{BranchProblem, DEAD_BRANCH_SKEWS, SyncSettings, SyncStats, Synchroniser};
 
 /// How a stream's synchroniser ended.
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::media::{AudioBlock, Chunk, ChunkFlags, VideoFrame};
+use crate::media::{Branch, Chunk, ChunkFlags, Input, VideoFrame};
 use crate::sync::audio::AudioTrack;
 use crate::time::{
     AUDIO_RATE, MILLISECOND, Span, Timestamp, sample_to_time, time_to_sample,
@@ -16,53 +16,6 @@ use crate::time::{
 /// A tail shorter than this, where one branch ends before the other, is padded
 /// without flagging it: containers rarely end both tracks on the same sample.
 pub const TAIL_TOLERANCE: u64 = 100 * MILLISECOND;
-
-/// The two kinds of branch a stream can have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Branch {
-    Video,
-    Audio,
-}
-
-/// What a source tells its synchroniser. PTS are in the source's own time.
-#[derive(Debug)]
-pub enum Input {
-    /// Which branches the source has; sent once all of its pads are known.
-    Topology {
-        video: bool,
-        audio: bool,
-        live: bool,
-    },
-    Frame(VideoFrame),
-    Audio(AudioBlock),
-    /// The container's creation time, nanoseconds since the Unix epoch.
-    CreationTime(i64),
-    /// Decoded video reaches this PTS (frames between the sampled ones
-    /// included): where the video branch ends, sent before its EOS.
-    VideoExtent(Timestamp),
-    Eos(Branch),
-    /// A live source was disconnected over `[from, to)` (source time, as
-    /// the PTS): the chunks over it are flagged `reconnecting`.
-    Outage {
-        from: Timestamp,
-        to: Timestamp,
-    },
-    /// The source has a track of this kind that nothing on this machine
-    /// decodes (`what` says which); sent after the topology, in which the
-    /// branch is absent. A file is analysed without it and fails; a live
-    /// stream is degraded.
-    Undecodable {
-        branch: Branch,
-        what: String,
-    },
-    /// The UTC of source time `pts` (a live source): from the camera's
-    /// RTCP sender reports (`ntp`), else from the pipeline clock.
-    Clock {
-        pts: Timestamp,
-        utc: i64,
-        ntp: bool,
-    },
-}
 
 /// How far (ns) a camera's clock may be from the pipeline's for its RTCP
 /// sender reports to date the stream: 5 minutes.

@@ -15,9 +15,10 @@ mod props;
 mod regressions;
 
 use crate::media::{AudioBlock, Chunk, ChunkFlags, VideoFrame};
+use crate::media::{Branch, Input};
 use crate::sync::audio::JITTER_SAMPLES;
 use crate::sync::synchroniser::TAIL_TOLERANCE;
-use crate::sync::{Branch, Input, SyncSettings, SyncStats, Synchroniser};
+use crate::sync::{SyncSettings, SyncStats, Synchroniser};
 use crate::time::{
     AUDIO_RATE, MILLISECOND, SECOND, Timestamp, sample_to_time, time_to_sample,
     time_to_sample_nearest,
