@@ -24,7 +24,7 @@ use crate::fuse::{Batch, Fuser};
 use crate::metrics::Metrics;
 use crate::sink::{Printer, SinkReport};
 use crate::source::SourceSettings;
-use crate::stream::{StreamState, StreamStatus};
+use crate::stream::{StreamState, StreamStatus, StreamTable};
 use crate::sync::{SyncOutcome, SyncSettings};
 
 /// Messages a source may queue before its callbacks block (back-pressure),
@@ -59,9 +59,6 @@ pub struct RunOptions {
     pub start_time: Option<i64>,
     pub printer: Printer,
 }
-
-/// The streams of a run, as the server and the progress display see them.
-pub type StreamTable = Arc<Mutex<std::collections::BTreeMap<String, Arc<StreamStatus>>>>;
 
 /// How one stream went.
 #[derive(Debug)]
@@ -154,7 +151,7 @@ pub struct Graph {
     batch_tx: Option<Sender<Batch>>,
     sink_thread: Option<JoinHandle<SinkReport>>,
     outbox: Option<crate::sink::outbox::Outbox>,
-    store: Option<crate::server::StoreHandle>,
+    store: Option<crate::sink::store::StoreHandle>,
     /// Fusion threads say here that they ended; reapers, that they joined.
     done_tx: Sender<Arc<str>>,
     done_rx: Receiver<Arc<str>>,
@@ -194,7 +191,7 @@ impl Graph {
         let store = built
             .store
             .as_ref()
-            .map(|(path, committed)| crate::server::StoreHandle {
+            .map(|(path, committed)| crate::sink::store::StoreHandle {
                 path: path.clone(),
                 committed: Some(committed.clone()),
             });
@@ -248,7 +245,7 @@ impl Graph {
     }
 
     /// The event store the records go to, when the pipeline has one.
-    pub fn store(&self) -> Option<crate::server::StoreHandle> {
+    pub fn store(&self) -> Option<crate::sink::store::StoreHandle> {
         self.store.clone()
     }
 
@@ -300,7 +297,7 @@ impl Graph {
             Arc::from(ulid::Ulid::new().to_string())
         };
         let status = Arc::new(StreamStatus::new(crate::source::redact_uri(&source.uri)));
-        lock(&self.table).insert(source.name.clone(), status.clone());
+        self.table.insert(source.name.clone(), status.clone());
         let mut r = Running {
             run: run.clone(),
             config: source.clone(),
@@ -343,7 +340,7 @@ impl Graph {
         r.detached = true;
         stop(r);
         if r.done {
-            lock(&self.table).remove(name);
+            self.table.remove(name);
         }
         true
     }
@@ -417,12 +414,8 @@ impl Graph {
         self.streams.retain(|r| {
             let forget = r.detached && r.done;
             if forget {
-                let mut t = lock(table);
                 // A stream of the same name may have been attached since.
-                if t.get(&r.config.name)
-                    .is_some_and(|s| Arc::ptr_eq(s, &r.status))
-                {
-                    t.remove(&r.config.name);
+                if table.remove_if_same(&r.config.name, &r.status) {
                     metrics.forget_stream(&r.config.name);
                 }
                 // A daemon's detached streams: the last ones are reported.

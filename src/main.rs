@@ -11,9 +11,10 @@ use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vigil::config::{DEFAULT_PIPELINE, PipelineConfig};
-use vigil::graph::{RunOptions, RunReport, StreamTable};
+use vigil::graph::{RunOptions, RunReport};
 use vigil::metrics::Metrics;
 use vigil::sink::Printer;
+use vigil::stream::StreamTable;
 
 /// The pipeline `vigil run` runs when given neither a pipeline nor sources.
 const DEMO_PIPELINE: &str = "pipelines/demo.toml";
@@ -582,7 +583,7 @@ fn run(
                 .sinks
                 .store
                 .as_ref()
-                .map(|c| vigil::server::StoreHandle {
+                .map(|c| vigil::sink::store::StoreHandle {
                     path: out.join(&c.path),
                     committed: None,
                 });
@@ -797,7 +798,7 @@ impl Progress {
 
     fn tick(&self, table: &StreamTable) {
         let Some(multi) = &self.multi else { return };
-        let streams = table.lock().map(|t| t.clone()).unwrap_or_default();
+        let streams = table.snapshot();
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         for (name, status) in streams {

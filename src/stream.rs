@@ -1,7 +1,8 @@
 //! What every stage may know of a stream while it runs: progress and failure.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::media::Chunk;
 
@@ -232,5 +233,44 @@ impl StreamStatus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// The streams a process runs, by name: filled by the graph that runs
+/// them, read by the server and the progress display that show them.
+#[derive(Clone, Default)]
+pub struct StreamTable(Arc<Mutex<BTreeMap<String, Arc<StreamStatus>>>>);
+
+impl StreamTable {
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<StreamStatus>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, name: String, status: Arc<StreamStatus>) {
+        self.table().insert(name, status);
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.table().remove(name);
+    }
+
+    /// Takes `name` out if it is still `status` (a stream of the same name
+    /// may have been attached since); says whether it did.
+    pub fn remove_if_same(&self, name: &str, status: &Arc<StreamStatus>) -> bool {
+        let mut t = self.table();
+        let same = t.get(name).is_some_and(|s| Arc::ptr_eq(s, status));
+        if same {
+            t.remove(name);
+        }
+        same
+    }
+
+    pub fn clear(&self) {
+        self.table().clear();
+    }
+
+    /// The streams as they are now, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, Arc<StreamStatus>> {
+        self.table().clone()
     }
 }

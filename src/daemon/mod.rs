@@ -22,9 +22,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, RunOptions, RunReport, StreamTable};
+use crate::graph::{Graph, RunOptions, RunReport};
 use crate::metrics::Metrics;
 use crate::server::{AppState, Control, ControlError};
+use crate::stream::StreamTable;
 use attached::Attached;
 
 const NOT_RUNNING: &str = "no pipeline runs: a reload failed and the old pipeline could not start again either; fix the pipeline file and send SIGHUP (systemctl reload vigil)";
@@ -295,9 +296,7 @@ impl Daemon<'_> {
             old.stop_all();
             let _ = old.finish();
         }
-        if let Ok(mut t) = self.table.lock() {
-            t.clear();
-        }
+        self.table.clear();
         let started = Graph::start(&new, &self.options.run, self.metrics, self.table);
         let graph = match started {
             Ok(g) => {

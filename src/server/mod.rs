@@ -11,7 +11,6 @@ pub mod events;
 pub mod streams;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -22,19 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 
 use crate::error::{Error, Result};
-use crate::graph::StreamTable;
 use crate::metrics::Metrics;
+use crate::stream::StreamTable;
 
+pub use crate::sink::store::StoreHandle;
 pub use streams::{Control, ControlError};
-
-/// The event store the records go to, as the server reads it.
-#[derive(Clone)]
-pub struct StoreHandle {
-    pub path: PathBuf,
-    /// The last sequence number committed, changed at each commit (when
-    /// the store is written in this process: else it is looked at each second).
-    pub committed: Option<tokio::sync::watch::Receiver<i64>>,
-}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -222,7 +213,7 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
             serde_json::json!({ "status": "down", "reason": why, "streams": {} }).to_string(),
         );
     }
-    let streams = s.streams.lock().map(|t| t.clone()).unwrap_or_default();
+    let streams = s.streams.snapshot();
     let mut failed = false;
     let body: serde_json::Map<String, serde_json::Value> = streams
         .iter()
@@ -277,9 +268,7 @@ mod tests {
         // A running stream whose picture gives nothing is degraded.
         let st = Arc::new(crate::stream::StreamStatus::new("cam.mkv"));
         st.set_state(crate::stream::StreamState::Running);
-        if let Ok(mut t) = state.streams.lock() {
-            t.insert("cam".into(), st.clone());
-        }
+        state.streams.insert("cam".into(), st.clone());
         st.set_degraded(Some("cam.mkv: video: no frame was decoded".into()));
         let (code, body) = answer(state.clone()).await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, problem};
 use crate::config::SourceConfig;
-use crate::graph::StreamTable;
+use crate::stream::StreamTable;
 
 /// A request for the graph's owner.
 pub enum Control {
@@ -76,7 +76,7 @@ pub async fn sample_rates(table: StreamTable, rates: Rates) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let streams = table.lock().map(|t| t.clone()).unwrap_or_default();
+        let streams = table.snapshot();
         history.retain(|name, _| streams.contains_key(name));
         let mut now = BTreeMap::new();
         for (name, st) in &streams {
@@ -109,7 +109,7 @@ pub async fn sample_rates(table: StreamTable, rates: Rates) {
 
 /// `GET /streams`: each stream's state, rates, drops, last error, uptime.
 pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
-    let streams = s.streams.lock().map(|t| t.clone()).unwrap_or_default();
+    let streams = s.streams.snapshot();
     let rates = s.rates.lock().map(|r| r.clone()).unwrap_or_default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -75,6 +75,15 @@ const PRUNE_SHARE: u64 = 16;
 const PRUNE_FRACTION: i64 = 20;
 const PRUNE_STEP: i64 = 5000;
 
+/// The event store the records go to, as the server reads it.
+#[derive(Clone)]
+pub struct StoreHandle {
+    pub path: std::path::PathBuf,
+    /// The last sequence number committed, changed at each commit (when
+    /// the store is written in this process: else it is looked at each second).
+    pub committed: Option<tokio::sync::watch::Receiver<i64>>,
+}
+
 /// Pages (of 4 KiB) the write-ahead log grows to before a checkpoint.
 const WAL_PAGES: i64 = 256;
 /// What the write-ahead log is cut back to after a checkpoint.

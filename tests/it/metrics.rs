@@ -6,7 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use vigil::config::PipelineConfig;
-use vigil::graph::{RunOptions, StreamTable};
+use vigil::graph::RunOptions;
+use vigil::stream::StreamTable;
 use vigil::metrics::Metrics;
 
 use crate::clip::{self, ClipSpec, SECOND};
