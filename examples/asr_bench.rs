@@ -22,10 +22,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vigil::config::Provider;
 use vigil::config::{AsrConfig, BatchConfig, VadConfig};
 use vigil::encode::asr::{AsrWorker, Cutter};
 use vigil::encode::batch::Batcher;
-use vigil::encode::runtime::Provider;
 use vigil::encode::whisper::Whisper;
 use vigil::encode::{Encoder, Features, vad};
 use vigil::media::{Chunk, ChunkFlags};

@@ -12,7 +12,8 @@
 use std::time::Instant;
 
 use ort::value::Tensor;
-use vigil::encode::runtime::{self, Manifest, Provider};
+use vigil::config::Provider;
+use vigil::encode::runtime::{self, Manifest};
 use vigil::encode::{detector, faces, sound, vad};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -13,13 +13,14 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`] | pipeline files: parsing and validation (file, line, column in errors) |
+//! | [`config`] | pipeline files: parsing and validation (file, line, column in errors); object labels and groups ([`config::labels`]) |
+//! | [`rule_language`] | what a rule's `when` says, and its parser (pest) |
 //! | [`time`] | [`time::Timestamp`] (integer ns), spans, exact sample ↔ time arithmetic |
-//! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`] |
+//! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`]; what a source tells its synchroniser ([`media::SourceMessage`], [`media::Input`]) and how it failed ([`media::Failure`]) |
 //! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors, RTSP settings; [`source::supervise`]: each stream's supervisor, reconnecting live sources with backoff across outages; [`source::pace`]: a file's leading branch waits for the other |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged; data stamped past all sense dropped, a branch that gives nothing usable ended (files) or reported (live, the stream degraded) |
 //! | [`encode`] | the [`encode::Encoder`] trait; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace), `detector` (NanoDet, COCO-80), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
-//! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule language ([`fuse::rules::parse`]) and its engine over the modalities; [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]) |
+//! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule engine over the modalities; [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]) |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout; the live sinks deliver from the store at least once ([`sink::outbox`]: cursors, backoff, drain) through [`sink::webhook`], [`sink::mqtt`] and [`sink::nats`] (TLS in [`sink::tls`]); [`sink::retention`]: snapshots deleted with their records, logs rotated by size, the disk guard, `vigil gc` |
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
@@ -27,8 +28,27 @@
 //! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; [`server::client`] for `vigil attach`/`detach` |
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
-//! | [`stream`] | what stages share about a stream: progress, state, failure and its kind ([`media::FailureKind`]) |
+//! | [`stream`] | what stages share about a stream: progress, state, failure; the table of a process's streams ([`stream::StreamTable`]) |
 //! | [`disk`] | free space on the output folder's disk, and what may still be written there (media, records) |
+//!
+//! The floor plan: a module imports only from floors below its own, so
+//! there are no import circles; messages between stages live with
+//! [`media::Chunk`], the vocabulary pipeline files speak (labels, the rule
+//! language, model providers) under [`config`] or on its own floor
+//! (`tests/it/floors.rs` checks this block against the code):
+//!
+//! ```text
+//! floor 9: daemon
+//! floor 8: server
+//! floor 7: graph export
+//! floor 6: sink
+//! floor 5: fuse
+//! floor 4: encode
+//! floor 3: source sync
+//! floor 2: stream metrics
+//! floor 1: config media record
+//! floor 0: time error disk rule_language
+//! ```
 //!
 //! Each stage of each stream runs on its own thread, and each model on one
 //! inference worker shared by all streams (no lock around a model run; a
@@ -72,6 +92,7 @@ pub mod graph;
 pub mod media;
 pub mod metrics;
 pub mod record;
+pub mod rule_language;
 pub mod server;
 pub mod sink;
 pub mod source;

@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod labels;
 mod models;
 mod remote;
 mod scene;
 mod values;
-pub use models::{AsrConfig, BatchConfig, DetectorConfig, SoundConfig};
+pub use models::{AsrConfig, BatchConfig, DetectorConfig, Provider, SoundConfig};
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig, redact};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
@@ -221,7 +222,7 @@ pub struct FacesConfig {
     )]
     pub cooldown: u64,
     #[serde(default)]
-    pub provider: crate::encode::runtime::Provider,
+    pub provider: models::Provider,
     #[serde(default)]
     pub batch: BatchConfig,
 }
@@ -270,7 +271,7 @@ pub struct VadConfig {
     )]
     pub min_silence: u64,
     #[serde(default)]
-    pub provider: crate::encode::runtime::Provider,
+    pub provider: models::Provider,
     /// A window is a fraction of a millisecond of work: by default the
     /// worker batches what has queued up and never waits for more.
     #[serde(default = "BatchConfig::no_wait")]

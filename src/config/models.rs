@@ -7,8 +7,20 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::EventTiming;
 use super::values::*;
-use crate::encode::runtime::Provider;
 use crate::time::{MILLISECOND, SECOND};
+
+/// Where a model runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// NVIDIA GPU; an error at start when it cannot be used.
+    Cuda,
+    /// CUDA when the library and a GPU are there, else the CPU.
+    Auto,
+}
 
 /// How an inference worker groups work across streams.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]

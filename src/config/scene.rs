@@ -282,8 +282,8 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f32; 2]>, D::Error> {
 /// Checks zones, lines, rules and snapshots against each other and the
 /// encoders, with where to look in the file.
 pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
-    use crate::fuse::labels::ObjectLabels;
-    use crate::fuse::rules::parse::{self, Expr, TermKind};
+    use super::labels::ObjectLabels;
+    use crate::rule_language::{self as parse, Expr, TermKind};
 
     let key = |k: &'static str| Find::Key(k);
     let labels = ObjectLabels::new(&config.fusion.groups).map_err(|message| Problem {
@@ -491,7 +491,7 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 /// Sound labels rules name that the sound encoder does not report yet:
 /// they become targets too.
 pub(super) fn rule_sounds(config: &super::PipelineConfig) -> Vec<String> {
-    use crate::fuse::rules::parse::{self, TermKind};
+    use crate::rule_language::{self as parse, TermKind};
     let have = config
         .encoders
         .sound

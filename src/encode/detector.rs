@@ -15,8 +15,6 @@ use crate::time::{SECOND, Timestamp};
 
 /// The model's manifest.
 pub const MANIFEST: &str = include_str!("../../models/nanodet.toml");
-/// The 80 class names, in the model's output order.
-const LABELS: &str = include_str!("../../models/coco80.txt");
 /// The model's input side, in pixels.
 pub const SIDE: usize = 416;
 /// Strides of the three heads, with the outputs the batcher returns in
@@ -39,13 +37,9 @@ const STD: [f32; 3] = [57.375, 57.12, 58.395];
 /// Grey of the letterbox borders.
 const PAD: u8 = 114;
 
-/// The COCO class names.
+/// The COCO class names, in the model's output order.
 pub fn labels() -> Vec<&'static str> {
-    LABELS
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect()
+    crate::config::labels::coco_classes()
 }
 
 /// One object: its class, score and `[x, y, w, h]` normalised to the frame.

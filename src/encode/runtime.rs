@@ -6,6 +6,7 @@
 //! (run by `make setup`) puts it. A session's inputs and outputs are checked
 //! against its manifest before any media flows.
 
+use crate::config::Provider;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -442,17 +443,4 @@ fn check_ports(
         }
     }
     Ok(())
-}
-
-/// Where a model runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// ONNX Runtime's CPU provider.
-    #[default]
-    Cpu,
-    /// NVIDIA GPU; an error at start when it cannot be used.
-    Cuda,
-    /// CUDA when the library and a GPU are there, else the CPU.
-    Auto,
 }

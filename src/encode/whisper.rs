@@ -21,7 +21,8 @@ use ort::session::Session;
 use ort::value::Tensor;
 use tokenizers::Tokenizer;
 
-use crate::encode::runtime::{self, Manifest, Provider};
+use crate::config::Provider;
+use crate::encode::runtime::{self, Manifest};
 use crate::encode::whisper_mel::{self, FRAMES, MELS};
 use crate::error::{Error, Result};
 use crate::time::{AUDIO_RATE, MILLISECOND};

@@ -3,7 +3,6 @@
 
 pub mod caption;
 pub mod events;
-pub mod labels;
 pub mod lifecycle;
 pub mod pictures;
 pub mod rules;

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::config::labels::ObjectLabels;
 use crate::config::{EventTiming, PipelineConfig};
 use crate::encode::detector::FrameObjects;
-use crate::fuse::labels::ObjectLabels;
 use crate::fuse::track::{Track, TrackEvent, Tracker, TrackerParams};
 use crate::fuse::zones::{Direction, Line, LineSide, Zone};
 use crate::fuse::{EventNote, RecordMaker};

@@ -1,7 +1,7 @@
 //! Speech to text with Whisper tiny.en on ONNX Runtime, through the model's
 //! API, on recordings with known words.
 
-use vigil::encode::runtime::Provider;
+use vigil::config::Provider;
 use vigil::encode::whisper::{Transcript, Whisper};
 
 use crate::clip;

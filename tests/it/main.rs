@@ -9,6 +9,7 @@ mod delivery;
 mod determinism;
 mod export;
 mod faces;
+mod floors;
 mod frames;
 mod fuzz;
 mod live;

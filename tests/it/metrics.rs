@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use vigil::config::PipelineConfig;
 use vigil::graph::RunOptions;
-use vigil::stream::StreamTable;
 use vigil::metrics::Metrics;
+use vigil::stream::StreamTable;
 
 use crate::clip::{self, ClipSpec, SECOND};
 use crate::run::vigil;

@@ -18,19 +18,19 @@
 //!   known, for as long as they took to say.
 
 pub mod facts;
-pub mod parse;
 
 use chrono::{Local, TimeZone, Timelike};
 use serde_json::{Map, Value, json};
 
+use crate::config::labels::ObjectLabels;
 use crate::config::{PipelineConfig, RuleConfig, Severity};
 use crate::fuse::events::union;
-use crate::fuse::labels::ObjectLabels;
 use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::scene::Scene;
 use crate::fuse::zones::{Direction, Zone};
 use crate::fuse::{EventNote, RecordMaker};
 use crate::record::{Phase, Record, num4, round4};
+use crate::rule_language as parse;
 use crate::time::{MILLISECOND, SECOND, Timestamp};
 use facts::{FactLog, Key, What};
 use parse::{Expr, TermKind};

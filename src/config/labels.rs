@@ -5,8 +5,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Groups;
-use crate::encode::detector;
+use super::Groups;
+
+/// The 80 COCO classes, in the detector's output order.
+const COCO: &str = include_str!("../../models/coco80.txt");
+
+/// The COCO class names, in the detector's output order.
+pub fn coco_classes() -> Vec<&'static str> {
+    COCO.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
 
 /// The built-in object groups: name → COCO class names.
 pub const OBJECT_GROUPS: &[(&str, &[&str])] = &[
@@ -46,7 +56,7 @@ impl ObjectLabels {
     /// The built-in groups with a pipeline's `[fusion.groups]` over them;
     /// an error names a member that is not a COCO class.
     pub fn new(extra: &Groups) -> Result<ObjectLabels, String> {
-        let classes = detector::labels();
+        let classes = coco_classes();
         let mut groups: BTreeMap<String, Vec<&'static str>> = OBJECT_GROUPS
             .iter()
             .map(|(g, m)| (g.to_string(), m.to_vec()))
