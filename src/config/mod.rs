@@ -705,16 +705,22 @@ impl PipelineConfig {
     /// The built-in default pipeline.
     pub fn builtin() -> PipelineConfig {
         // The text is part of the binary and covered by a unit test.
-        toml::from_str(DEFAULT_PIPELINE).unwrap_or_else(|e| panic!("built-in pipeline: {e}"))
+        let mut config: PipelineConfig =
+            toml::from_str(DEFAULT_PIPELINE).unwrap_or_else(|e| panic!("built-in pipeline: {e}"));
+        if let Err(p) = config.check() {
+            panic!("built-in pipeline: {}", p.message);
+        }
+        config
     }
 
-    /// Checks what serde cannot see field by field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks what serde cannot see field by field, and parses the rules.
+    pub fn validate(&mut self) -> std::result::Result<(), String> {
         self.check().map_err(|p| p.message)
     }
 
-    /// What serde cannot see field by field, with where to look in the file.
-    fn check(&self) -> std::result::Result<(), Problem> {
+    /// What serde cannot see field by field, with where to look in the
+    /// file; each rule's `when` is parsed here, once.
+    fn check(&mut self) -> std::result::Result<(), Problem> {
         if self.encoders.asr.is_some() && self.encoders.vad.is_none() {
             return Err(Problem {
                 message:
@@ -747,7 +753,10 @@ impl PipelineConfig {
                 find: Find::Key("caption_span"),
             });
         }
-        scene::check(self)?;
+        let rules = scene::check(self)?;
+        for (rule, expr) in self.rules.iter_mut().zip(rules) {
+            rule.expr = Some(expr);
+        }
         let sinks = &self.sinks;
         if sinks.jsonl.is_none()
             && sinks.store.is_none()
@@ -879,8 +888,22 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_is_parsed_once_when_the_pipeline_is_validated() {
+        let text = "[encoders.loudness]\n[sinks.jsonl]\n[[rules]]\nname = \"bang\"\nwhen = \"loud(min_db=-20)\"\n";
+        let p = PipelineConfig::parse(text, Path::new("p.toml")).unwrap();
+        let expr = p.rules[0].expr.as_ref().expect("parsed");
+        assert_eq!(
+            expr,
+            &crate::rule_language::parse("loud(min_db=-20)").unwrap()
+        );
+        // Not validated: nothing parsed, and fusion leaves the rule out.
+        let raw: PipelineConfig = toml::from_str(text).unwrap();
+        assert!(raw.rules[0].expr.is_none());
+    }
+
+    #[test]
     fn builtin_pipeline_parses_and_enables_every_encoder() {
-        let p = PipelineConfig::builtin();
+        let mut p = PipelineConfig::builtin();
         assert!(p.encoders.motion.is_some() && p.encoders.loudness.is_some());
         assert!(p.validate().is_ok());
     }

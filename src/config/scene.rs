@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::values::*;
+use crate::rule_language::Expr;
 use crate::time::{MILLISECOND, SECOND};
 
 /// The multi-object tracker (ByteTrack): `[fusion.tracker]`. Which
@@ -152,6 +153,9 @@ pub struct RuleConfig {
     /// Streams the rule watches (default: every stream).
     #[serde(default)]
     pub streams: Vec<String>,
+    /// `when`, parsed once when the pipeline is validated; fusion runs it.
+    #[serde(skip)]
+    pub expr: Option<crate::rule_language::Expr>,
 }
 
 fn default_rule_cooldown() -> u64 {
@@ -280,10 +284,11 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f32; 2]>, D::Error> {
 }
 
 /// Checks zones, lines, rules and snapshots against each other and the
-/// encoders, with where to look in the file.
-pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
+/// encoders, with where to look in the file; gives each rule's `when`
+/// parsed, in order.
+pub(super) fn check(config: &super::PipelineConfig) -> Result<Vec<Expr>, Problem> {
     use super::labels::ObjectLabels;
-    use crate::rule_language::{self as parse, Expr, TermKind};
+    use crate::rule_language::{self as parse, TermKind};
 
     let key = |k: &'static str| Find::Key(k);
     let labels = ObjectLabels::new(&config.fusion.groups).map_err(|message| Problem {
@@ -358,6 +363,7 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
         }
     }
     let enc = &config.encoders;
+    let mut parsed = Vec::with_capacity(config.rules.len());
     for (i, r) in config.rules.iter().enumerate() {
         let nth = config.rules[..i]
             .iter()
@@ -442,6 +448,7 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
                 _ => {}
             }
         }
+        parsed.push(expr);
     }
     if config.privacy.blur_faces && enc.faces.is_none() {
         return Err(Problem {
@@ -460,7 +467,7 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<(), Problem> {
             find: key("kinds"),
         });
     }
-    Ok(())
+    Ok(parsed)
 }
 
 /// Every kind of event.
@@ -491,7 +498,7 @@ fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
 /// Sound labels rules name that the sound encoder does not report yet:
 /// they become targets too.
 pub(super) fn rule_sounds(config: &super::PipelineConfig) -> Vec<String> {
-    use crate::rule_language::{self as parse, TermKind};
+    use crate::rule_language::TermKind;
     let have = config
         .encoders
         .sound
@@ -500,7 +507,7 @@ pub(super) fn rule_sounds(config: &super::PipelineConfig) -> Vec<String> {
         .unwrap_or_default();
     let mut out: Vec<String> = Vec::new();
     for r in &config.rules {
-        let Ok(expr) = parse::parse(&r.when) else {
+        let Some(expr) = &r.expr else {
             continue;
         };
         for t in expr.terms() {

@@ -209,10 +209,13 @@ impl Engine {
             if !(r.streams.is_empty() || r.streams.iter().any(|s| s == ctx.stream)) {
                 continue;
             }
-            let Ok(expr) = parse::parse(&r.when) else {
+            // Parsed when the pipeline was validated: a rule of a pipeline
+            // that was not is left out, and says so.
+            let Some(expr) = &r.expr else {
+                tracing::error!(rule = %r.name, "the rule was not validated: left out");
                 continue;
             };
-            let rule = Rule::new(r, &expr, ctx, labels.as_ref());
+            let rule = Rule::new(r, expr, ctx, labels.as_ref());
             // A zone or line the rule names is not drawn on this stream:
             // the rule is not for it (`not object(zone=…)` would always hold).
             if rule.terms.iter().any(|t| t.cond.unresolved()) {
