@@ -276,6 +276,10 @@ pub fn shared(name: &str) -> PathBuf {
     p
 }
 
+/// `GST_PLUGIN_FEATURE_RANK` that leaves GStreamer no H.264 decoder: a
+/// machine without one, made for real.
+pub const NO_H264_DECODER: &str = "avdec_h264:NONE,openh264dec:NONE,vah264dec:NONE,vaapih264dec:NONE,nvh264dec:NONE,v4l2h264dec:NONE";
+
 /// `seconds` s of jfk.wav's speech with a picture made by GStreamer's own
 /// `avenc_mpeg4 ! matroskamux`, which avdec_mpeg4 cannot negotiate (its
 /// caps say 0×0) and stamps centuries ahead: a picture that never decodes.

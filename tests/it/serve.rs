@@ -790,12 +790,11 @@ listen = "127.0.0.1:{http}"
     )
     .expect("pipeline");
     let out = dir.path().join("out");
-    let no_h264 = "avdec_h264:NONE,openh264dec:NONE,vah264dec:NONE,vaapih264dec:NONE,nvh264dec:NONE,v4l2h264dec:NONE";
     let serve = Serve::spawn(
         &pipeline,
         &out,
         http,
-        &[("GST_PLUGIN_FEATURE_RANK", no_h264)],
+        &[("GST_PLUGIN_FEATURE_RANK", crate::clip::NO_H264_DECODER)],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let door = loop {
