@@ -24,13 +24,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gstreamer as gst;
-use gstreamer::glib;
-use gstreamer_rtsp_server as rtsp;
-use gstreamer_rtsp_server::prelude::*;
+#[path = "../support/rtsp.rs"]
+mod support;
+
+use support::{RtspServer, Serving, h264_picture};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -931,9 +930,7 @@ fn now_ns() -> i64 {
 }
 
 fn free_port() -> Res<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(support::free_port()?)
 }
 
 /// Nearest-rank percentile of `v` (q in 0–1); NaN when empty.
@@ -1541,17 +1538,11 @@ fn read_captions(db: &Path) -> Res<Vec<Caption>> {
 
 // --- the RTSP server -----------------------------------------------------------
 
-/// An RTSP server on 127.0.0.1 serving `file` at `/cam`, shared by every
-/// client, in real time. Stops with its thread when dropped. (As in
-/// tests/it/live.rs, and says when its media started playing.)
-struct RtspServer {
-    port: u16,
-    main_loop: glib::MainLoop,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// Wall clock (ns since the epoch) when the media went to PLAYING.
-    playing: Arc<Mutex<Option<i64>>>,
-}
-
+/// The RTSP server of `tests/support/rtsp.rs`, serving `file`'s H.264
+/// picture at `/cam` and `/cam1` … `/cam16` for runs of several streams:
+/// each mount's media is shared, and has one client here (gst-rtsp-server
+/// 1.22 can abort on an assertion, gst_rtsp_media_get_rates, when many
+/// clients set up one shared media at once).
 impl RtspServer {
     fn start(file: &Path) -> Res<RtspServer> {
         RtspServer::start_on(file, free_port()?)
@@ -1559,82 +1550,15 @@ impl RtspServer {
 
     /// On this port (a server started again where its clients look for it).
     fn start_on(file: &Path, port: u16) -> Res<RtspServer> {
-        gst::init()?;
-        let context = glib::MainContext::new();
-        let main_loop = glib::MainLoop::new(Some(&context), false);
-        let launch = format!(
-            "( filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-            file.display()
-        );
-        let playing = Arc::new(Mutex::new(None));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let lp = main_loop.clone();
-        let played = playing.clone();
-        let thread = std::thread::Builder::new()
-            .name("rtsp-server".into())
-            .spawn(move || {
-                let Ok(_guard) = context.acquire() else {
-                    let _ = ready_tx.send(Err("cannot acquire the server's main context".into()));
-                    return;
-                };
-                let server = rtsp::RTSPServer::new();
-                server.set_address("127.0.0.1");
-                server.set_service(&port.to_string());
-                let Some(mounts) = server.mount_points() else {
-                    let _ = ready_tx.send(Err("the RTSP server has no mount points".into()));
-                    return;
-                };
-                // `/cam`, and `/cam1` … `/cam16` for runs of several
-                // streams: each mount's media is shared, and has one client
-                // here (gst-rtsp-server 1.22 can abort on an assertion,
-                // gst_rtsp_media_get_rates, when many clients set up one
-                // shared media at once).
-                for mount in std::iter::once("/cam".to_string())
-                    .chain((1..=MOUNTS).map(|i| format!("/cam{i}")))
-                {
-                    let factory = rtsp::RTSPMediaFactory::new();
-                    factory.set_launch(&launch);
-                    factory.set_shared(true);
-                    let played = played.clone();
-                    factory.connect_media_configure(move |_, media| {
-                        let played = played.clone();
-                        media.connect_new_state(move |_, state| {
-                            if state == gst::ffi::GST_STATE_PLAYING
-                                && let Ok(mut p) = played.lock()
-                            {
-                                p.get_or_insert_with(now_ns);
-                            }
-                        });
-                    });
-                    mounts.add_factory(&mount, factory);
-                }
-                let source = match server.attach(Some(&context)) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("cannot attach the RTSP server: {e}")));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                lp.run();
-                // Down for real: clients cut off, the listening socket closed.
-                server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
-                if let Some(s) = context.find_source_by_id(&source) {
-                    s.destroy();
-                }
-                while context.iteration(false) {}
-            })?;
-        let server = RtspServer {
+        let mounts = std::iter::once("/cam".to_string())
+            .chain((1..=MOUNTS).map(|i| format!("/cam{i}")))
+            .collect();
+        Ok(RtspServer::serve(Serving {
+            launch: h264_picture(file),
+            mounts,
             port,
-            main_loop,
-            thread: Some(thread),
-            playing,
-        };
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(server),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err("the RTSP server did not start within 10 s".into()),
-        }
+            tls: None,
+        })?)
     }
 
     fn url(&self) -> String {
@@ -1644,19 +1568,6 @@ impl RtspServer {
     /// Stream `i` (from 1) of a run of several: a mount of its own.
     fn url_n(&self, i: usize) -> String {
         format!("rtsp://127.0.0.1:{}/cam{}", self.port, i.min(MOUNTS))
-    }
-
-    fn playing_at(&self) -> Option<i64> {
-        self.playing.lock().ok().and_then(|p| *p)
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        self.main_loop.quit();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -7,18 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
-use gstreamer::glib;
-use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
 use crate::clip::shared;
 use crate::run::{read_jsonl, vigil};
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    crate::support::free_port().expect("a free port")
 }
 
 /// Ctrl-C, as a user stops a live run.
@@ -89,25 +84,43 @@ pub fn h264_clip(dir: &Path) -> PathBuf {
     path
 }
 
-/// The H.264 picture of the MP4 `file` as RTP (pay0).
-fn picture(file: &Path) -> String {
-    format!(
-        "filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1",
-        file.display()
-    )
-}
+pub use crate::support::RtspServer;
+use crate::support::{Serving, h264_picture};
 
-/// An RTSP server on 127.0.0.1 serving `file` at `/cam`, shared by every
-/// client, in real time. Stops with its thread when dropped.
-pub struct RtspServer {
-    pub port: u16,
-    main_loop: glib::MainLoop,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
+/// An RTSP server on 127.0.0.1 serving an MP4's H.264 picture at `/cam`,
+/// shared by every client, in real time (`tests/support/rtsp.rs`).
 impl RtspServer {
     pub fn start(file: &Path) -> RtspServer {
         RtspServer::start_on(file, free_port())
+    }
+
+    pub fn start_on(file: &Path, port: u16) -> RtspServer {
+        RtspServer::at_cam(h264_picture(file), port, None)
+    }
+
+    /// The picture of `file` and, as L16 sound, an endless 440 Hz tone.
+    pub fn start_with_tone(file: &Path) -> RtspServer {
+        let launch = format!(
+            "{} audiotestsrc freq=440 volume=0.5 ! audioconvert ! audio/x-raw,rate=16000,channels=1 ! rtpL16pay name=pay1 pt=97",
+            h264_picture(file)
+        );
+        RtspServer::at_cam(launch, free_port(), None)
+    }
+
+    /// RTSPS: over TLS, with this certificate chain and key (PEM files).
+    pub fn start_tls(file: &Path, cert: &Path, key: &Path) -> RtspServer {
+        let tls = (cert.to_path_buf(), key.to_path_buf());
+        RtspServer::at_cam(h264_picture(file), free_port(), Some(tls))
+    }
+
+    fn at_cam(launch: String, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
+        RtspServer::serve(Serving {
+            launch,
+            mounts: vec!["/cam".into()],
+            port,
+            tls,
+        })
+        .expect("the RTSP server started")
     }
 
     /// A client of the shared media kept playing until dropped. Clients that
@@ -137,90 +150,6 @@ impl RtspServer {
             .expect("the shared media plays");
         Anchor(pipeline)
     }
-
-    /// Stops serving: every client is disconnected and the port closed.
-    pub fn stop(mut self) {
-        self.main_loop.quit();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-
-    pub fn start_on(file: &Path, port: u16) -> RtspServer {
-        RtspServer::start_with(&picture(file), port, None)
-    }
-
-    /// The picture of `file` and, as L16 sound, an endless 440 Hz tone.
-    pub fn start_with_tone(file: &Path) -> RtspServer {
-        let launch = format!(
-            "{} audiotestsrc freq=440 volume=0.5 ! audioconvert ! audio/x-raw,rate=16000,channels=1 ! rtpL16pay name=pay1 pt=97",
-            picture(file)
-        );
-        RtspServer::start_with(&launch, free_port(), None)
-    }
-
-    /// RTSPS: over TLS, with this certificate chain and key (PEM files).
-    pub fn start_tls(file: &Path, cert: &Path, key: &Path) -> RtspServer {
-        let tls = (cert.to_path_buf(), key.to_path_buf());
-        RtspServer::start_with(&picture(file), free_port(), Some(tls))
-    }
-
-    /// Serves the elements of `launch` (payloaders named pay0, pay1…).
-    fn start_with(launch: &str, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
-        gst::init().expect("GStreamer");
-        let context = glib::MainContext::new();
-        let main_loop = glib::MainLoop::new(Some(&context), false);
-        let launch = format!("( {launch} )");
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let lp = main_loop.clone();
-        let thread = std::thread::spawn(move || {
-            let _guard = context.acquire().expect("the server's main context");
-            let server = rtsp::RTSPServer::new();
-            server.set_address("127.0.0.1");
-            server.set_service(&port.to_string());
-            let mounts = server.mount_points().expect("mount points");
-            let factory = rtsp::RTSPMediaFactory::new();
-            factory.set_launch(&launch);
-            factory.set_shared(true);
-            if let Some((cert, key)) = &tls {
-                // TLS needs an RTSPAuth, which lets in no one unless told:
-                // anyone may see and make the media.
-                let certificate =
-                    gio::TlsCertificate::from_files(cert, key).expect("the server certificate");
-                let auth = rtsp::RTSPAuth::new();
-                auth.set_tls_certificate(Some(&certificate));
-                let mut token = rtsp::RTSPToken::builder()
-                    .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anyone")
-                    .build();
-                auth.set_default_token(Some(&mut token));
-                server.set_auth(Some(&auth));
-                factory.add_role_from_structure(
-                    &gst::Structure::builder("anyone")
-                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                        .build(),
-                );
-            }
-            mounts.add_factory("/cam", factory);
-            let source = server.attach(Some(&context)).expect("attach the server");
-            let _ = ready_tx.send(());
-            lp.run();
-            // Down for real: clients cut off, the listening socket closed.
-            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
-            if let Some(s) = context.find_source_by_id(&source) {
-                s.destroy();
-            }
-            while context.iteration(false) {}
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the RTSP server started");
-        RtspServer {
-            port,
-            main_loop,
-            thread: Some(thread),
-        }
-    }
 }
 
 /// A client keeping a shared media playing (see [`RtspServer::keep_playing`]).
@@ -229,15 +158,6 @@ pub struct Anchor(gst::Pipeline);
 impl Drop for Anchor {
     fn drop(&mut self) {
         let _ = self.0.set_state(gst::State::Null);
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        self.main_loop.quit();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -23,4 +23,6 @@ mod serve;
 mod shutdown;
 mod sounds;
 mod speech;
+#[path = "../support/rtsp.rs"]
+mod support;
 mod timing;

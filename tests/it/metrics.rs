@@ -13,12 +13,7 @@ use vigil::stream::StreamTable;
 use crate::clip::{self, ClipSpec, SECOND};
 use crate::run::vigil;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::live::free_port;
 
 fn get(url: &str) -> Option<String> {
     ureq::get(url).call().ok()?.body_mut().read_to_string().ok()

@@ -1,0 +1,185 @@
+//! Shared by `tests/it` and `tests/bench` (included with `#[path]`): a free
+//! port, and an RTSP server on 127.0.0.1 (gst-rtsp-server, one shared media
+//! per mount, so nothing is re-encoded per client) in a thread of its own.
+// Each of the two uses a part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+/// A TCP port nobody listens on now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The H.264 picture of the MP4 `file` as RTP (`pay0`), for a launch line.
+pub fn h264_picture(file: &Path) -> String {
+    format!(
+        "filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1",
+        file.display()
+    )
+}
+
+/// What to serve: the elements of `launch` (payloaders `pay0`, `pay1`…) at
+/// each of `mounts`, on `port`, over TLS with this PEM chain and key if set.
+pub struct Serving {
+    pub launch: String,
+    pub mounts: Vec<String>,
+    pub port: u16,
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A running RTSP server; stops (clients cut off, port closed) when
+/// dropped or stopped.
+pub struct RtspServer {
+    pub port: u16,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+    playing: Arc<Mutex<Option<i64>>>,
+}
+
+impl RtspServer {
+    /// Starts serving and returns once the server listens.
+    pub fn serve(serving: Serving) -> Result<RtspServer, String> {
+        gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+        let context = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let launch = format!("( {} )", serving.launch);
+        let port = serving.port;
+        let playing = Arc::new(Mutex::new(None));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let lp = main_loop.clone();
+        let played = playing.clone();
+        let thread = std::thread::Builder::new()
+            .name("rtsp-server".into())
+            .spawn(move || {
+                let Ok(_guard) = context.acquire() else {
+                    let _ = ready_tx.send(Err("cannot acquire the server's main context".into()));
+                    return;
+                };
+                let server = rtsp::RTSPServer::new();
+                server.set_address("127.0.0.1");
+                server.set_service(&port.to_string());
+                let Some(mounts) = server.mount_points() else {
+                    let _ = ready_tx.send(Err("the RTSP server has no mount points".into()));
+                    return;
+                };
+                let auth = match &serving.tls {
+                    Some((cert, key)) => match tls_auth(cert, key) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    },
+                    None => None,
+                };
+                for mount in &serving.mounts {
+                    let factory = rtsp::RTSPMediaFactory::new();
+                    factory.set_launch(&launch);
+                    factory.set_shared(true);
+                    if auth.is_some() {
+                        factory.add_role_from_structure(
+                            &gst::Structure::builder("anyone")
+                                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                                .build(),
+                        );
+                    }
+                    let played = played.clone();
+                    factory.connect_media_configure(move |_, media| {
+                        let played = played.clone();
+                        media.connect_new_state(move |_, state| {
+                            if state == gst::ffi::GST_STATE_PLAYING
+                                && let Ok(mut p) = played.lock()
+                            {
+                                p.get_or_insert_with(now_ns);
+                            }
+                        });
+                    });
+                    mounts.add_factory(mount, factory);
+                }
+                if let Some(auth) = &auth {
+                    server.set_auth(Some(auth));
+                }
+                let source = match server.attach(Some(&context)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot attach the RTSP server: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                lp.run();
+                // Down for real: clients cut off, the listening socket closed.
+                server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+                if let Some(s) = context.find_source_by_id(&source) {
+                    s.destroy();
+                }
+                while context.iteration(false) {}
+            })
+            .map_err(|e| format!("cannot start the RTSP server's thread: {e}"))?;
+        let server = RtspServer {
+            port,
+            main_loop,
+            thread: Some(thread),
+            playing,
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the RTSP server did not start within 10 s".into()),
+        }
+    }
+
+    /// When (Unix ns) a media of this server first played.
+    pub fn playing_at(&self) -> Option<i64> {
+        self.playing.lock().ok().and_then(|p| *p)
+    }
+
+    /// Stops serving: every client is disconnected and the port closed.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// TLS needs an RTSPAuth, which lets in no one unless told: anyone may see
+/// and make the media (the factories get the role).
+fn tls_auth(cert: &Path, key: &Path) -> Result<rtsp::RTSPAuth, String> {
+    let certificate = gio::TlsCertificate::from_files(cert, key)
+        .map_err(|e| format!("the server certificate: {e}"))?;
+    let auth = rtsp::RTSPAuth::new();
+    auth.set_tls_certificate(Some(&certificate));
+    let mut token = rtsp::RTSPToken::builder()
+        .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anyone")
+        .build();
+    auth.set_default_token(Some(&mut token));
+    Ok(auth)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
