@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
 use crate::fuse::{Batch, Fuser};
+use crate::lock::Locked;
 use crate::metrics::Metrics;
 use crate::sink::{Printer, SinkReport};
 use crate::source::SourceSettings;
@@ -377,7 +378,7 @@ impl Graph {
                     let name = r.config.name.clone();
                     move || {
                         tracing::debug!(stream = %name, "fusion ended; joining the stream");
-                        if let Some(t) = lock(&threads).take() {
+                        if let Some(t) = threads.locked().take() {
                             join(t);
                         }
                         status.set_state(if status.stop_requested.load(Ordering::Relaxed) {
@@ -626,10 +627,6 @@ fn report(r: &Running) -> StreamReport {
 
 fn now_utc() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Joins a stream's threads once its fusion has finished. The source goes

@@ -47,7 +47,7 @@
 //! floor 3: source sync
 //! floor 2: stream metrics
 //! floor 1: config media record
-//! floor 0: time error disk rule_language
+//! floor 0: time error disk lock rule_language
 //! ```
 //!
 //! Each stage of each stream runs on its own thread, and each model on one
@@ -89,6 +89,7 @@ pub mod error;
 pub mod export;
 pub mod fuse;
 pub mod graph;
+pub mod lock;
 pub mod media;
 pub mod metrics;
 pub mod record;

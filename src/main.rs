@@ -12,6 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use vigil::config::{DEFAULT_PIPELINE, PipelineConfig};
 use vigil::graph::{RunOptions, RunReport};
+use vigil::lock::Locked;
 use vigil::metrics::Metrics;
 use vigil::sink::Printer;
 use vigil::stream::StreamTable;
@@ -578,8 +579,8 @@ fn run(
         let mut state = vigil::server::AppState::new(metrics.clone(), table.clone());
         state.token =
             vigil::server::token_for(server.listen, Some(server)).map_err(anyhow::Error::msg)?;
-        if let Ok(mut s) = state.store.lock() {
-            *s = config
+        *state.store.locked() =
+            config
                 .sinks
                 .store
                 .as_ref()
@@ -587,7 +588,6 @@ fn run(
                     path: out.join(&c.path),
                     committed: None,
                 });
-        }
         runtime.block_on(vigil::server::bind(server.listen, state))?;
     }
     {
@@ -799,7 +799,7 @@ impl Progress {
     fn tick(&self, table: &StreamTable) {
         let Some(multi) = &self.multi else { return };
         let streams = table.snapshot();
-        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bars = self.bars.locked();
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         for (name, status) in streams {
             let bar = match bars.iter().find(|(n, _)| *n == name) {

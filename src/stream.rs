@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::lock::Locked;
 use crate::media::Chunk;
 
 /// Where a stream is in its life.
@@ -123,7 +124,7 @@ impl StreamStatus {
     /// Records the first failure of the stream.
     pub fn fail(&self, reason: String) {
         self.set_last_error(reason.clone());
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.failure.locked();
         f.get_or_insert(reason);
         self.set_state(StreamState::Failed);
     }
@@ -131,12 +132,12 @@ impl StreamStatus {
     /// A live source lost its connection after data at source time `from`,
     /// which came at `at`; `None`: it is back.
     pub fn set_outage(&self, outage: Option<(u64, std::time::Instant)>) {
-        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = outage;
+        *self.outage.locked() = outage;
     }
 
     /// The outage under way, as the source time span it covers until now.
     pub fn outage_until_now(&self) -> Option<(u64, u64)> {
-        let o = *self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        let o = *self.outage.locked();
         o.map(|(from, at)| {
             let since = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
             (from, from.saturating_add(since))
@@ -145,14 +146,11 @@ impl StreamStatus {
 
     /// Notes a problem, recovered from or not, for `GET /streams`.
     pub fn set_last_error(&self, reason: String) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *self.last_error.locked() = Some(reason);
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.last_error.locked().clone()
     }
 
     /// Marks the stream degraded with `reason`, or (`None`) no longer.
@@ -160,30 +158,24 @@ impl StreamStatus {
         if let Some(r) = &reason {
             self.set_last_error(r.clone());
         }
-        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        *self.degraded.locked() = reason;
     }
 
     /// Why the stream is degraded, while it is.
     pub fn degraded(&self) -> Option<String> {
-        self.degraded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.degraded.locked().clone()
     }
 
     /// Notes a tag GStreamer read from the media (the first of each kind).
     pub fn note_media_names(&self, names: MediaNames) {
-        let mut n = self.media_names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = self.media_names.locked();
         n.container = n.container.take().or(names.container);
         n.video = n.video.take().or(names.video);
         n.audio = n.audio.take().or(names.audio);
     }
 
     pub fn media_names(&self) -> MediaNames {
-        self.media_names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.media_names.locked().clone()
     }
 
     /// The stream's state; a running stream with a branch that gives
@@ -229,10 +221,7 @@ impl StreamStatus {
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.failure.locked().clone()
     }
 }
 
@@ -243,7 +232,7 @@ pub struct StreamTable(Arc<Mutex<BTreeMap<String, Arc<StreamStatus>>>>);
 
 impl StreamTable {
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<StreamStatus>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.locked()
     }
 
     pub fn insert(&self, name: String, status: Arc<StreamStatus>) {

@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, RunOptions, RunReport};
+use crate::lock::Locked;
 use crate::metrics::Metrics;
 use crate::server::{AppState, Control, ControlError};
 use crate::stream::StreamTable;
@@ -73,9 +74,7 @@ pub fn serve(
     let mut state = AppState::new(metrics.clone(), table.clone());
     state.control = Some(control_tx);
     state.token = token;
-    if let Ok(mut s) = state.store.lock() {
-        *s = graph.store();
-    }
+    *state.store.locked() = graph.store();
     let mut daemon = Daemon {
         options,
         metrics,
@@ -316,9 +315,7 @@ impl Daemon<'_> {
                 }
             }
         };
-        if let Ok(mut s) = self.state.store.lock() {
-            *s = graph.store();
-        }
+        *self.state.store.locked() = graph.store();
         self.graph = Some(graph);
         self.attach_all();
         self.state.set_down(None);

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 
 use crate::error::{Error, Result};
+use crate::lock::Locked;
 use crate::metrics::Metrics;
 use crate::stream::StreamTable;
 
@@ -60,13 +61,11 @@ impl AppState {
 
     /// Says why no pipeline runs (`None`: one runs).
     pub fn set_down(&self, why: Option<String>) {
-        if let Ok(mut d) = self.down.lock() {
-            *d = why;
-        }
+        *self.down.locked() = why;
     }
 
     pub fn store(&self) -> Option<StoreHandle> {
-        self.store.lock().map(|s| s.clone()).unwrap_or_default()
+        self.store.locked().clone()
     }
 }
 
@@ -206,7 +205,7 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
 
 /// 200 with each stream's state while no stream has failed, 503 otherwise.
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
-    if let Some(why) = s.down.lock().ok().and_then(|d| d.clone()) {
+    if let Some(why) = s.down.locked().clone() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "application/json")],

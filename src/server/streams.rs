@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, problem};
 use crate::config::SourceConfig;
+use crate::lock::Locked;
 use crate::stream::StreamTable;
 
 /// A request for the graph's owner.
@@ -101,16 +102,14 @@ pub async fn sample_rates(table: StreamTable, rates: Rates) {
             };
             now.insert(name.clone(), rate);
         }
-        if let Ok(mut r) = rates.lock() {
-            *r = now;
-        }
+        *rates.locked() = now;
     }
 }
 
 /// `GET /streams`: each stream's state, rates, drops, last error, uptime.
 pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
     let streams = s.streams.snapshot();
-    let rates = s.rates.lock().map(|r| r.clone()).unwrap_or_default();
+    let rates = s.rates.locked().clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));

@@ -12,6 +12,7 @@ use gstreamer_video::prelude::*;
 
 use super::SourceSettings;
 use super::pace::Pace;
+use crate::lock::Locked;
 use crate::media::{
     AudioBlock, Branch, Failure, FailureKind, Grey, Input, Pixels, SourceMessage, VideoFrame,
 };
@@ -74,10 +75,7 @@ pub(super) fn connect(
             .structure(0)
             .map(|s| s.name().to_string())
             .unwrap_or_default();
-        let mut topo = match topo_pad.lock() {
-            Ok(t) => t,
-            Err(p) => p.into_inner(),
-        };
+        let mut topo = topo_pad.locked();
         let result = if kind.starts_with("video/") && !topo.video {
             topo.video = true;
             outlet.pace.link(Branch::Video);
@@ -108,7 +106,7 @@ pub(super) fn connect(
             .and_then(|c| c.structure(0))
             .map(|s| s.name().to_string())
         {
-            let mut topo = topo_unknown.lock().unwrap_or_else(|p| p.into_inner());
+            let mut topo = topo_unknown.locked();
             if name.starts_with("video/") {
                 topo.no_video_decoder.get_or_insert(name);
             } else if name.starts_with("audio/") {
@@ -118,7 +116,7 @@ pub(super) fn connect(
         None
     });
     decode.connect_no_more_pads(move |_| {
-        let topo = topology.lock().unwrap_or_else(|p| p.into_inner());
+        let topo = topology.locked();
         let topo = Topology {
             video: topo.video,
             audio: topo.audio,

@@ -18,6 +18,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::lock::Locked;
 use crate::media::Branch;
 
 /// A branch that has not moved for this long is not waited for.
@@ -64,7 +65,7 @@ impl Pace {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// `branch` was linked: data is expected from it, and the other waits

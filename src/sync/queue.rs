@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use crate::lock::Locked;
 use crate::media::Chunk;
 
 /// How many chunks the queue holds for a file before the sender waits.
@@ -46,7 +47,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 }
 
