@@ -47,7 +47,7 @@
 //! floor 3: source sync
 //! floor 2: stream metrics
 //! floor 1: config media record
-//! floor 0: time error disk lock rule_language
+//! floor 0: time error disk lock backoff rule_language
 //! ```
 //!
 //! Each stage of each stream runs on its own thread, and each model on one
@@ -81,6 +81,7 @@
 //! # Ok::<(), vigil::error::Error>(())
 //! ```
 
+pub mod backoff;
 pub mod config;
 pub mod daemon;
 pub mod disk;

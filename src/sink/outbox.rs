@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
@@ -321,7 +320,7 @@ impl Worker {
                     }
                     report.last_error = Some(message);
                     failures = failures.saturating_add(1);
-                    let wait = backoff(failures, retry_max);
+                    let wait = crate::backoff::backoff(RETRY_FIRST, failures, retry_max);
                     let until = tokio::time::Instant::now() + wait;
                     let until = match deadline {
                         Some(d) => until.min(tokio::time::Instant::from_std(d)),
@@ -382,16 +381,6 @@ impl Worker {
             );
         }
     }
-}
-
-/// The wait before attempt `failures + 1`: exponential from
-/// 250 ms up to `max`, with full jitter over its upper half.
-pub fn backoff(failures: u32, max: Duration) -> Duration {
-    let exp = RETRY_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    let ceiling = exp.min(max);
-    let floor = ceiling / 2;
-    let span = (ceiling - floor).as_millis() as u64;
-    floor + Duration::from_millis(rand::rng().random_range(0..=span))
 }
 
 fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
@@ -461,21 +450,6 @@ fn owed(db: &Connection, after: i64) -> rusqlite::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_ceiling_with_jitter() {
-        let max = Duration::from_secs(30);
-        for _ in 0..50 {
-            let first = backoff(1, max);
-            assert!(first >= Duration::from_millis(125) && first <= RETRY_FIRST);
-            let fourth = backoff(4, max);
-            assert!(fourth >= Duration::from_secs(1) && fourth <= Duration::from_secs(2));
-            let late = backoff(60, max);
-            assert!(late >= Duration::from_secs(15) && late <= max);
-        }
-        let waits: std::collections::HashSet<_> = (0..50).map(|_| backoff(8, max)).collect();
-        assert!(waits.len() > 10, "jittered: {} distinct waits", waits.len());
-    }
 
     /// Fails its first `fail` attempts (or all, when `fail` is None), then
     /// takes everything; remembers the seqs of each accepted batch.

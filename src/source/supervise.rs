@@ -185,7 +185,7 @@ fn supervise(
         // One per lost pipeline, by what lost it: each is retried.
         metrics.error(kind.as_str());
         failures = failures.saturating_add(1);
-        let wait = backoff(failures, policy.backoff_max);
+        let wait = crate::backoff::backoff(BACKOFF_FIRST, failures, policy.backoff_max);
         // Waits, unless told to stop.
         if stopped.recv_timeout(wait).is_ok() {
             return;
@@ -397,16 +397,4 @@ impl Run<'_> {
 
 fn ended_its_stream() -> Failure {
     Failure::new(FailureKind::Eos, "the source ended its stream")
-}
-
-/// The wait before attempt `failures + 1`: from 500 ms, doubling up to
-/// `max`, drawn from the upper half (jitter, so that cameras that dropped
-/// together do not all knock at once).
-pub fn backoff(failures: u32, max: Duration) -> Duration {
-    use rand::Rng;
-    let exp = BACKOFF_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-    let ceiling = exp.min(max);
-    let floor = ceiling / 2;
-    let span = u64::try_from((ceiling - floor).as_millis()).unwrap_or(0);
-    floor + Duration::from_millis(rand::rng().random_range(0..=span))
 }
