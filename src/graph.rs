@@ -297,7 +297,7 @@ impl Graph {
         } else {
             Arc::from(ulid::Ulid::new().to_string())
         };
-        let status = Arc::new(StreamStatus::new(crate::source::redact_uri(&source.uri)));
+        let status = Arc::new(StreamStatus::new(crate::secret::redact_url(&source.uri)));
         self.table.insert(source.name.clone(), status.clone());
         let mut r = Running {
             run: run.clone(),

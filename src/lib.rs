@@ -47,7 +47,7 @@
 //! floor 3: source sync
 //! floor 2: stream metrics
 //! floor 1: config media record
-//! floor 0: time error disk lock backoff rule_language
+//! floor 0: time error disk lock backoff secret rule_language
 //! ```
 //!
 //! Each stage of each stream runs on its own thread, and each model on one
@@ -95,6 +95,7 @@ pub mod media;
 pub mod metrics;
 pub mod record;
 pub mod rule_language;
+pub mod secret;
 pub mod server;
 pub mod sink;
 pub mod source;

@@ -16,7 +16,7 @@ mod remote;
 mod scene;
 mod values;
 pub use models::{AsrConfig, BatchConfig, DetectorConfig, Provider, SoundConfig};
-pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig, redact};
+pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
     SnapshotConfig, TrackerConfig, ZoneConfig,

@@ -67,7 +67,7 @@ impl Attached {
                     .to_string();
                 let parsed = serde_json::from_value::<SourceConfig>(spec.clone()).map_err(|e| {
                     let uri = spec.get("uri").and_then(Value::as_str).unwrap_or_default();
-                    crate::source::uri::scrub(&e.to_string(), uri)
+                    crate::secret::scrub_url(&e.to_string(), uri)
                 });
                 (name, parsed)
             })

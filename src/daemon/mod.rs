@@ -200,7 +200,7 @@ impl Daemon<'_> {
         // refused now rather than attached, failed and kept.
         crate::source::resolve_uri(&source.uri)
             .and_then(|uri| crate::source::check_input(&uri))
-            .map_err(|e| ControlError::Invalid(crate::source::uri::scrub(&e, &source.uri)))?;
+            .map_err(|e| ControlError::Invalid(crate::secret::scrub_url(&e, &source.uri)))?;
         graph
             .attach(source)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;

@@ -197,7 +197,7 @@ pub async fn attach(
         Ok(s) => s,
         Err(e) => {
             let uri = spec.get("uri").and_then(Value::as_str).unwrap_or_default();
-            let message = crate::source::uri::scrub(&e.to_string(), uri);
+            let message = crate::secret::scrub_url(&e.to_string(), uri);
             return ControlError::Invalid(message).into_response();
         }
     };

@@ -635,10 +635,7 @@ fn describe(s: &MqttSettings, e: &ConnectionError, what: &str) -> String {
 /// Removes the password from a message (defence in depth: rumqttc's errors
 /// do not echo credentials).
 fn redact(msg: String, password: Option<&str>) -> String {
-    match password {
-        Some(p) if p.len() >= 3 && msg.contains(p) => msg.replace(p, "<redacted>"),
-        _ => msg,
-    }
+    crate::secret::scrub(&msg, &password.into_iter().collect::<Vec<_>>())
 }
 
 /// A stream name as one topic level: no level separator or wildcards.

@@ -211,13 +211,8 @@ impl NatsTransport {
         }
     }
 
-    fn scrub(&self, mut msg: String) -> String {
-        for s in &self.secrets {
-            if msg.contains(s.as_str()) {
-                msg = msg.replace(s.as_str(), "***");
-            }
-        }
-        msg
+    fn scrub(&self, msg: String) -> String {
+        crate::secret::scrub(&msg, &self.secrets)
     }
 
     async fn connect_options(&self) -> Result<ConnectOptions, String> {

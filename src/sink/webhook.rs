@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 
-use crate::config::{WebhookConfig, redact};
+use crate::config::WebhookConfig;
+use crate::secret::redact_url;
 use crate::sink::outbox::{Failed, Outgoing, Transport};
 
 /// The signature header.
@@ -78,7 +79,7 @@ fn shown(url: &str) -> String {
             u.host_str().unwrap_or("?"),
             u.port().map(|p| format!(":{p}")).unwrap_or_default()
         ),
-        Err(_) => redact(url),
+        Err(_) => redact_url(url),
     }
 }
 

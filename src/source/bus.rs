@@ -192,7 +192,10 @@ pub(super) fn describe(uri: &str, err: &gst::glib::Error, debug: Option<&str>) -
     } else {
         format!("{}{detail}", err.message())
     };
-    super::uri::scrub(&format!("{}: {what}", super::uri::redact_uri(&shown)), uri)
+    crate::secret::scrub_url(
+        &format!("{}: {what}", crate::secret::redact_url(&shown)),
+        uri,
+    )
 }
 
 #[cfg(test)]

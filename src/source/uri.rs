@@ -29,82 +29,6 @@ fn looks_like_uri(s: &str) -> bool {
     }
 }
 
-/// `uri` fit for messages, logs, metrics and the API: without the user
-/// name and password it may carry (`rtsp://admin:pw@cam/…`), and with the
-/// values of query parameters that look like secrets (`?token=…`) masked.
-/// Anything not a URL (a file path) is returned as it is.
-pub fn redact_uri(uri: &str) -> String {
-    let Ok(mut u) = url::Url::parse(uri) else {
-        return uri.to_string();
-    };
-    let mut changed = false;
-    if !u.username().is_empty() || u.password().is_some() {
-        let _ = u.set_username("");
-        let _ = u.set_password(None);
-        changed = true;
-    }
-    if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let secret = SECRET_KEYS
-                    .iter()
-                    .any(|s| k.to_ascii_lowercase().contains(s));
-                (
-                    k.into_owned(),
-                    if secret { "***".into() } else { v.into_owned() },
-                )
-            })
-            .collect();
-        if pairs.iter().any(|(_, v)| v == "***") {
-            u.query_pairs_mut().clear().extend_pairs(pairs);
-            changed = true;
-        }
-    }
-    if changed {
-        u.to_string()
-    } else {
-        uri.to_string()
-    }
-}
-
-/// Query parameters whose values are not shown.
-const SECRET_KEYS: &[&str] = &[
-    "token",
-    "key",
-    "sig",
-    "auth",
-    "pass",
-    "pwd",
-    "secret",
-    "credential",
-    "session",
-];
-
-/// Removes every copy of `uri`'s credentials from `text` (GStreamer's own
-/// messages may quote the location).
-pub fn scrub(text: &str, uri: &str) -> String {
-    let Ok(u) = url::Url::parse(uri) else {
-        return text.to_string();
-    };
-    let mut out = text.replace(uri, &redact_uri(uri));
-    for (k, v) in u.query_pairs() {
-        let secret = SECRET_KEYS
-            .iter()
-            .any(|s| k.to_ascii_lowercase().contains(s));
-        if secret && v.len() >= 3 {
-            out = out.replace(v.as_ref(), "***");
-        }
-    }
-    if let Some(pw) = u.password().filter(|p| p.len() >= 3) {
-        out = out.replace(pw, "***");
-        if let Ok(decoded) = percent_encoding::percent_decode_str(pw).decode_utf8() {
-            out = out.replace(decoded.as_ref(), "***");
-        }
-    }
-    out
-}
-
 /// Checks a `file://` URI's file before GStreamer sees it, so the common
 /// mistakes get a plain answer. Other URIs pass unchecked.
 pub fn check_input(uri: &str) -> Result<(), String> {
@@ -158,32 +82,6 @@ pub fn tls_database(ca_file: &Path) -> Result<gio::TlsDatabase, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_never_show() {
-        let uri = "rtsp://admin:s%40cret@cam1:554/stream";
-        assert_eq!(redact_uri(uri), "rtsp://cam1:554/stream");
-        assert_eq!(redact_uri("/tmp/a.mp4"), "/tmp/a.mp4");
-        let said = scrub(&format!("cannot open {uri} (password s@cret)"), uri);
-        assert!(
-            !said.contains("s%40cret") && !said.contains("s@cret"),
-            "{said}"
-        );
-        assert!(said.contains("rtsp://cam1:554/stream"), "{said}");
-        // Secrets in the query too; other parameters stay.
-        let hls = "https://cdn.example/live.m3u8?channel=2&access_token=abc123xyz";
-        let shown = redact_uri(hls);
-        assert!(
-            !shown.contains("abc123xyz") && shown.contains("channel=2"),
-            "{shown}"
-        );
-        let said = scrub("403 for token abc123xyz", hls);
-        assert!(!said.contains("abc123xyz"), "{said}");
-        assert_eq!(
-            redact_uri("rtsp://cam/live?channel=1"),
-            "rtsp://cam/live?channel=1"
-        );
-    }
 
     #[test]
     fn paths_become_file_uris() {
