@@ -18,6 +18,7 @@ fn failed_saying(output: &std::process::Output, needles: &[&str]) {
     }
 }
 
+#[track_caller]
 fn expect_one_error(r: &crate::run::RunResult, needle: &str) -> String {
     r.assert_no_panic();
     assert!(!r.ok(), "vigil should have failed:\n{}", r.stderr());

@@ -66,6 +66,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
 }
 
 /// Spans contiguous from 0, audio exact, frames inside their span, no flags.
+#[track_caller]
 fn assert_whole(chunks: &[Chunk], duration_ms: u64, has_video: bool, has_audio: bool) {
     assert!(!chunks.is_empty());
     let mut at = 0;

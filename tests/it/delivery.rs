@@ -18,6 +18,7 @@ const OUTAGE: Duration = Duration::from_secs(30);
 
 use crate::live::free_port;
 
+#[track_caller]
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
@@ -115,6 +116,7 @@ fn cursor(db: &Path, sink: &str) -> i64 {
 
 /// Every stored record arrived (duplicates allowed), nothing else did, and
 /// per stream the first arrivals are in store order.
+#[track_caller]
 fn assert_all_arrived(db: &Path, arrived: &[(String, String, String)]) {
     let store = stored(db);
     assert!(!store.is_empty(), "the store has records");

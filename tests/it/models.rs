@@ -7,6 +7,7 @@ use crate::clip;
 use crate::run::{self, cache, vigil};
 
 /// Runs `pipeline` on chelsea.png; see [`run::fails_at_start`].
+#[track_caller]
 fn fails_at_start(dir: &Path, cache: &Path, pipeline: &str) -> String {
     run::fails_at_start(dir, cache, pipeline, &clip::shared("chelsea.png"))
 }

@@ -41,6 +41,7 @@ impl RunResult {
 
     /// Every event that started ended exactly once, after it started, and
     /// every end belongs to a start.
+    #[track_caller]
     pub fn assert_lifecycles_closed(&self) {
         if let Err(problem) = lifecycles_closed(&self.records()) {
             panic!("{problem}");
@@ -56,6 +57,7 @@ impl RunResult {
             .collect()
     }
 
+    #[track_caller]
     pub fn assert_no_panic(&self) {
         let e = self.stderr();
         assert!(
@@ -142,6 +144,7 @@ pub fn cache() -> std::path::PathBuf {
 
 /// Runs `pipeline` (TOML) on `source` with `cache` as VIGIL_CACHE: it must
 /// fail before any media flows, with one `vigil:` line, which is returned.
+#[track_caller]
 pub fn fails_at_start(dir: &Path, cache: &Path, pipeline: &str, source: &Path) -> String {
     let file = dir.join("p.toml");
     std::fs::write(&file, pipeline).expect("write");
