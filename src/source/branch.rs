@@ -45,7 +45,7 @@ fn reach(input: &Input) -> Option<(u64, u64)> {
 /// Buffers an appsink holds before it blocks the streaming thread.
 const APPSINK_BUFFERS: u32 = 4;
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Topology {
     video: bool,
     audio: bool,
@@ -116,13 +116,7 @@ pub(super) fn connect(
         None
     });
     decode.connect_no_more_pads(move |_| {
-        let topo = topology.locked();
-        let topo = Topology {
-            video: topo.video,
-            audio: topo.audio,
-            no_video_decoder: topo.no_video_decoder.clone(),
-            no_audio_decoder: topo.no_audio_decoder.clone(),
-        };
+        let topo = topology.locked().clone();
         let _ = tx.send(SourceMessage::Input(Input::Topology {
             video: topo.video,
             audio: topo.audio,
