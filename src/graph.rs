@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::sink::{Printer, SinkReport};
 use crate::source::SourceSettings;
 use crate::stream::{StreamState, StreamStatus, StreamTable};
-use crate::sync::{SyncOutcome, SyncSettings};
+use crate::sync::SyncSettings;
 
 /// Messages a source may queue before its callbacks block (back-pressure),
 /// at most; fewer for large frames ([`source_queue`]).
@@ -132,7 +132,7 @@ struct Running {
 #[derive(Default)]
 struct Threads {
     source: Option<crate::source::supervise::Supervised>,
-    sync: Option<JoinHandle<SyncOutcome>>,
+    sync: Option<JoinHandle<()>>,
     encode: Option<JoinHandle<()>>,
     fuse: Option<JoinHandle<()>>,
 }
@@ -501,7 +501,7 @@ impl Graph {
                 sync_settings,
                 src_rx,
                 chunk_tx,
-                metrics.stage("sync", &name),
+                metrics,
                 r.status.clone(),
             )
             .map_err(err)?,
@@ -513,7 +513,7 @@ impl Graph {
                 encoders,
                 chunk_rx,
                 enc_tx,
-                metrics.stage("encode", &name),
+                metrics,
                 r.status.clone(),
             )
             .map_err(err)?,
@@ -539,7 +539,7 @@ impl Graph {
                 r.status.clone(),
                 enc_rx,
                 batch_tx.clone(),
-                metrics.stage("fuse", &name),
+                metrics,
                 self.done_tx.clone(),
             )
             .map_err(err)?,

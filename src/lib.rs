@@ -24,6 +24,7 @@
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout; the live sinks deliver from the store at least once ([`sink::outbox`]: cursors, backoff, drain) through [`sink::webhook`], [`sink::mqtt`] and [`sink::nats`] (TLS in [`sink::tls`]); [`sink::retention`]: snapshots deleted with their records, logs rotated by size, the disk guard, `vigil gc` |
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
+//! | [`stage`] | one driver for a stream's stages ([`stage::Stage`]: push, poll, finish, close; [`stage::spawn_stage`]): threads, channels, the counters every stage reports, a failure marked before the output closes |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
 //! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; [`server::client`] for `vigil attach`/`detach` |
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
@@ -38,13 +39,14 @@
 //! (`tests/it/floors.rs` checks this block against the code):
 //!
 //! ```text
-//! floor 9: daemon
-//! floor 8: server
-//! floor 7: graph export
-//! floor 6: sink
-//! floor 5: fuse
-//! floor 4: encode
-//! floor 3: source sync
+//! floor 10: daemon
+//! floor 9: server
+//! floor 8: graph export
+//! floor 7: sink
+//! floor 6: fuse
+//! floor 5: encode
+//! floor 4: source sync
+//! floor 3: stage
 //! floor 2: stream metrics
 //! floor 1: config media record
 //! floor 0: time error disk lock backoff secret rule_language
@@ -99,6 +101,7 @@ pub mod secret;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod stage;
 pub mod stream;
 pub mod sync;
 pub mod time;

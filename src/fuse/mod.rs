@@ -19,9 +19,11 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{EventTiming, PipelineConfig};
 use crate::encode::{Encoded, Features};
-use crate::error::{Error, Result};
-use crate::metrics::StageMetrics;
+use crate::error::Result;
+use crate::media::Failure;
+use crate::metrics::Metrics;
 use crate::record::{CaptionRecord, EventRecord, Phase, Record, utc_string};
+use crate::stage::{Context, End, Flow, Stage, spawn_stage};
 use crate::stream::StreamStatus;
 use crate::time::Timestamp;
 use caption::Captioner;
@@ -536,53 +538,74 @@ pub struct Batch {
     pub records: Vec<Record>,
 }
 
-/// Runs a stream's fusion on its own thread.
+/// Runs a stream's fusion on its own thread; says `done` with the stream's
+/// name once its last records are sent.
 pub fn spawn(
-    mut fuser: Fuser,
+    fuser: Fuser,
     status: Arc<StreamStatus>,
     input: Receiver<Encoded>,
     output: Sender<Batch>,
-    metrics: StageMetrics,
+    metrics: &Arc<Metrics>,
     done: Sender<Arc<str>>,
 ) -> Result<JoinHandle<()>> {
     let stream = fuser.maker.stream.clone();
-    std::thread::Builder::new()
-        .name(format!("fuse-{stream}"))
-        .spawn(move || {
-            for enc in input.iter() {
-                metrics.received();
-                metrics.queue_depth(input.len());
-                let timer = metrics.timer();
-                let records = fuser.push(&enc);
-                drop(timer);
-                metrics.scene(&records);
-                status.chunk_done(&enc.chunk);
-                metrics.latency(enc.chunk.made_at.elapsed().as_secs_f64());
-                metrics.sent_n(records.len() as u64);
-                if !records.is_empty()
-                    && output
-                        .send(Batch {
-                            stream: stream.clone(),
-                            records,
-                        })
-                        .is_err()
-                {
-                    return;
-                }
-            }
-            let failure = status.failure();
-            let records = fuser.finish(failure.as_deref());
-            metrics.scene(&records);
-            metrics.sent_n(records.len() as u64);
-            if !records.is_empty() {
-                let _ = output.send(Batch {
-                    stream: stream.clone(),
-                    records,
-                });
-            }
-            let _ = done.send(stream);
-        })
-        .map_err(|e| Error::io("cannot start a fusion thread", e))
+    spawn_stage(
+        FuseStage { fuser, done },
+        stream,
+        input,
+        output,
+        metrics,
+        status,
+    )
+}
+
+/// Fusion as a [`Stage`]: encoded chunks in, batches of records out.
+struct FuseStage {
+    fuser: Fuser,
+    done: Sender<Arc<str>>,
+}
+
+impl FuseStage {
+    fn batch(&self, records: Vec<Record>, out: &mut Vec<Batch>, cx: &Context) {
+        cx.metrics.scene(&records);
+        if !records.is_empty() {
+            out.push(Batch {
+                stream: cx.stream.clone(),
+                records,
+            });
+        }
+    }
+}
+
+impl Stage for FuseStage {
+    type In = Encoded;
+    type Out = Batch;
+    const NAME: &'static str = "fuse";
+
+    fn push(&mut self, enc: Encoded, out: &mut Vec<Batch>, cx: &Context) -> Result<Flow> {
+        let records = self.fuser.push(&enc);
+        cx.status.chunk_done(&enc.chunk);
+        cx.metrics
+            .latency(enc.chunk.made_at.elapsed().as_secs_f64());
+        self.batch(records, out, cx);
+        Ok(Flow::More)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Batch>, cx: &Context) -> Result<()> {
+        let failure = cx.status.failure();
+        let records = self.fuser.finish(failure.as_deref());
+        self.batch(records, out, cx);
+        Ok(())
+    }
+
+    fn weight(batch: &Batch) -> u64 {
+        batch.records.len() as u64
+    }
+
+    fn close(self, _end: End, cx: &Context) -> Option<Failure> {
+        let _ = self.done.send(cx.stream.clone());
+        None
+    }
 }
 
 #[cfg(test)]

@@ -17,21 +17,14 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 
-use crate::error::{Error, Result};
-use crate::media::{Branch, Failure, FailureKind, Input, SourceMessage};
-use crate::metrics::StageMetrics;
+use crate::error::Result;
+use crate::media::{Branch, Chunk, Failure, FailureKind, Input, SourceMessage};
+use crate::metrics::Metrics;
+use crate::stage::{Context, End, Flow, Stage, spawn_stage};
 use crate::stream::StreamStatus;
 use crate::time::Timestamp;
-pub use queue::{ChunkReceiver, ChunkSender, chunk_queue};
+pub use queue::{ChunkReceiver, ChunkSender, Paced, chunk_queue};
 pub use synchroniser::{BranchProblem, DEAD_BRANCH_SKEWS, SyncSettings, SyncStats, Synchroniser};
-
-/// How a stream's synchroniser ended.
-#[derive(Debug)]
-pub struct SyncOutcome {
-    pub stats: SyncStats,
-    /// The source's error, if it failed; chunks before it were all sent.
-    pub failure: Option<Failure>,
-}
 
 /// Runs the synchroniser of one stream on its own thread.
 pub fn spawn(
@@ -39,42 +32,160 @@ pub fn spawn(
     settings: SyncSettings,
     input: Receiver<SourceMessage>,
     output: ChunkSender,
-    metrics: StageMetrics,
+    metrics: &Arc<Metrics>,
     status: Arc<StreamStatus>,
-) -> Result<JoinHandle<SyncOutcome>> {
-    std::thread::Builder::new()
-        .name(format!("sync-{stream}"))
-        .spawn(move || {
-            let mut outcome = run(
-                Synchroniser::new(stream, settings),
-                input,
-                &output,
-                &metrics,
-                &status,
-            );
-            if outcome.failure.is_none() {
-                outcome.failure = truncated(&status, outcome.stats.end_pts);
+) -> Result<JoinHandle<()>> {
+    let stage = SyncStage {
+        sync: Synchroniser::new(stream.clone(), settings),
+        failure: None,
+        reported: None,
+        branch_failure: None,
+        bad_timestamps: 0,
+    };
+    spawn_stage(stage, stream, input, output, metrics, status)
+}
+
+/// The synchroniser as a [`Stage`]: source messages in, chunks out.
+struct SyncStage {
+    sync: Synchroniser,
+    /// The source's error, if it failed; chunks before it were all sent.
+    failure: Option<Failure>,
+    /// The branch problem last reported, and the first one of a file (its
+    /// failure when it ends).
+    reported: Option<BranchProblem>,
+    branch_failure: Option<Failure>,
+    bad_timestamps: u64,
+}
+
+impl Stage for SyncStage {
+    type In = SourceMessage;
+    type Out = Paced;
+    const NAME: &'static str = "sync";
+
+    fn counts(input: &SourceMessage) -> bool {
+        matches!(input, SourceMessage::Input(_))
+    }
+
+    fn push(&mut self, msg: SourceMessage, out: &mut Vec<Paced>, cx: &Context) -> Result<Flow> {
+        let mut ready = Vec::new();
+        match msg {
+            SourceMessage::Input(msg) => {
+                if matches!(msg, Input::Frame(_)) {
+                    cx.status.frames_in.fetch_add(1, Ordering::Relaxed);
+                }
+                self.sync.push(msg, &mut ready);
             }
-            if outcome.failure.is_none()
-                && outcome.stats.chunks == 0
-                && !status.stop_requested.load(Ordering::Relaxed)
-            {
-                outcome.failure = Some(Failure::new(
-                    FailureKind::Decode,
-                    format!(
-                        "{}: no audio or video could be decoded from it; nothing to analyse",
-                        status.source
-                    ),
-                ));
+            // Ended where it is: what was read is flushed as the last chunks;
+            // the source's callbacks then find the channel closed and stop.
+            SourceMessage::Stop => {
+                // Stopped while its camera is down: the outage lasted until now.
+                if let Some((from, to)) = cx.status.outage_until_now() {
+                    self.sync.push(
+                        Input::Outage {
+                            from: Timestamp(from),
+                            to: Timestamp(to),
+                        },
+                        &mut ready,
+                    );
+                    self.sync
+                        .push(Input::VideoExtent(Timestamp(to)), &mut ready);
+                }
+                self.sync.finish(&mut ready)
             }
-            // Before `output` closes, so that fusion sees the failure when it ends.
-            if let Some(failure) = &outcome.failure {
-                status.fail(failure.message.clone());
+            SourceMessage::Failed(reason) => {
+                self.failure = Some(reason);
+                self.sync.finish(&mut ready);
             }
-            drop(output);
-            outcome
+        }
+        self.pace(ready, out);
+        self.observe(cx);
+        Ok(if self.sync.ended() {
+            Flow::End
+        } else {
+            Flow::More
         })
-        .map_err(|e| Error::io("cannot start the synchroniser thread", e))
+    }
+
+    /// A long gap makes many chunks: they leave a batch at a time, each
+    /// waiting for room in the queue (files), so none pile up here.
+    fn poll(&mut self, out: &mut Vec<Paced>, _cx: &Context) -> Result<()> {
+        let mut ready = Vec::new();
+        self.sync.poll(&mut ready);
+        self.pace(ready, out);
+        Ok(())
+    }
+
+    /// The source went away without saying why: flush what there is.
+    fn finish(&mut self, out: &mut Vec<Paced>, cx: &Context) -> Result<()> {
+        if !self.sync.ended() {
+            let mut ready = Vec::new();
+            self.sync.finish(&mut ready);
+            self.pace(ready, out);
+            self.observe(cx);
+        }
+        Ok(())
+    }
+
+    fn close(self, end: End, cx: &Context) -> Option<Failure> {
+        let stats = self.sync.stats();
+        if stats.frames_late > 0 {
+            cx.metrics.dropped("late_frame", stats.frames_late);
+        }
+        let mut failure = self.failure.or(self.branch_failure);
+        if end == End::DownstreamGone {
+            failure = failure.or(Some(Failure::new(
+                FailureKind::Other,
+                "the encoders stopped",
+            )));
+        }
+        let status = &cx.status;
+        failure = failure.or_else(|| truncated(status, stats.end_pts));
+        if failure.is_none() && stats.chunks == 0 && !status.stop_requested.load(Ordering::Relaxed)
+        {
+            failure = Some(Failure::new(
+                FailureKind::Decode,
+                format!(
+                    "{}: no audio or video could be decoded from it; nothing to analyse",
+                    status.source
+                ),
+            ));
+        }
+        failure
+    }
+}
+
+impl SyncStage {
+    fn pace(&self, ready: Vec<Chunk>, out: &mut Vec<Paced>) {
+        let live = self.sync.is_live();
+        out.extend(ready.into_iter().map(|chunk| Paced { chunk, live }));
+    }
+
+    /// Counts timestamps dropped and says when a branch goes bad or comes back.
+    fn observe(&mut self, cx: &Context) {
+        let stats = self.sync.stats();
+        if stats.bad_timestamps > self.bad_timestamps {
+            cx.metrics
+                .dropped("bad_timestamp", stats.bad_timestamps - self.bad_timestamps);
+            self.bad_timestamps = stats.bad_timestamps;
+        }
+        if self.sync.problem() == self.reported.as_ref() {
+            return;
+        }
+        self.reported = self.sync.problem().cloned();
+        let status = &cx.status;
+        match &self.reported {
+            Some(p) => {
+                let message = branch_message(status, p);
+                tracing::warn!(stream = %status.source, "{message}");
+                cx.metrics.error(FailureKind::Decode.as_str());
+                if p.ended && self.branch_failure.is_none() {
+                    self.branch_failure = Some(Failure::new(FailureKind::Decode, message.clone()));
+                }
+                status.set_degraded(Some(message));
+            }
+            None => status.set_degraded(None),
+        }
+    }
 }
 
 /// Media that ends well before the duration its container declares was cut
@@ -121,114 +232,4 @@ fn branch_message(status: &StreamStatus, problem: &BranchProblem) -> String {
         "{}: {name}: {}{media}; {after}",
         status.source, problem.what
     )
-}
-
-fn run(
-    mut sync: Synchroniser,
-    input: Receiver<SourceMessage>,
-    output: &ChunkSender,
-    metrics: &StageMetrics,
-    status: &StreamStatus,
-) -> SyncOutcome {
-    let mut ready = Vec::new();
-    let mut failure: Option<Failure> = None;
-    // The branch problem last reported, and the first one of a file (its
-    // failure when it ends).
-    let mut reported: Option<BranchProblem> = None;
-    let mut branch_failure: Option<Failure> = None;
-    let mut bad_timestamps = 0;
-    loop {
-        match input.recv() {
-            Ok(SourceMessage::Input(msg)) => {
-                metrics.received();
-                if matches!(msg, Input::Frame(_)) {
-                    status.frames_in.fetch_add(1, Ordering::Relaxed);
-                }
-                let timer = metrics.timer();
-                sync.push(msg, &mut ready);
-                drop(timer);
-            }
-            // Ended where it is: what was read is flushed as the last chunks;
-            // the source's callbacks then find the channel closed and stop.
-            Ok(SourceMessage::Stop) => {
-                // Stopped while its camera is down: the outage lasted until now.
-                if let Some((from, to)) = status.outage_until_now() {
-                    sync.push(
-                        Input::Outage {
-                            from: Timestamp(from),
-                            to: Timestamp(to),
-                        },
-                        &mut ready,
-                    );
-                    sync.push(Input::VideoExtent(Timestamp(to)), &mut ready);
-                }
-                sync.finish(&mut ready)
-            }
-            Ok(SourceMessage::Failed(reason)) => {
-                failure = Some(reason);
-                sync.finish(&mut ready);
-            }
-            // The source went away without saying why: flush what there is.
-            Err(_) => sync.finish(&mut ready),
-        }
-        metrics.queue_depth(input.len());
-        let stats = sync.stats();
-        if stats.bad_timestamps > bad_timestamps {
-            metrics.dropped("bad_timestamp", stats.bad_timestamps - bad_timestamps);
-            bad_timestamps = stats.bad_timestamps;
-        }
-        if sync.problem() != reported.as_ref() {
-            reported = sync.problem().cloned();
-            match &reported {
-                Some(p) => {
-                    let message = branch_message(status, p);
-                    tracing::warn!(stream = %status.source, "{message}");
-                    metrics.error(FailureKind::Decode.as_str());
-                    if p.ended && branch_failure.is_none() {
-                        branch_failure = Some(Failure::new(FailureKind::Decode, message.clone()));
-                    }
-                    status.set_degraded(Some(message));
-                }
-                None => status.set_degraded(None),
-            }
-        }
-        // A long gap makes many chunks: they leave a batch at a time, each
-        // waiting for room in the queue (files), so none pile up here.
-        loop {
-            for chunk in ready.drain(..) {
-                let Ok(drops) = output.send(chunk, sync.is_live()) else {
-                    // Downstream is gone (it failed); nothing more can be delivered.
-                    return SyncOutcome {
-                        stats: sync.stats(),
-                        failure: failure.or(Some(Failure::new(
-                            FailureKind::Other,
-                            "the encoders stopped",
-                        ))),
-                    };
-                };
-                if drops.frames > 0 {
-                    metrics.dropped("frame_backlog", drops.frames);
-                }
-                if drops.chunks > 0 {
-                    metrics.dropped("chunk_backlog", drops.chunks);
-                }
-                metrics.sent();
-            }
-            sync.poll(&mut ready);
-            if ready.is_empty() {
-                break;
-            }
-        }
-        if sync.ended() {
-            break;
-        }
-    }
-    let stats = sync.stats();
-    if stats.frames_late > 0 {
-        metrics.dropped("late_frame", stats.frames_late);
-    }
-    SyncOutcome {
-        stats,
-        failure: failure.or(branch_failure),
-    }
 }

@@ -12,6 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::lock::Locked;
 use crate::media::Chunk;
+use crate::metrics::StageMetrics;
+use crate::stage::{Gone, Inlet, Outlet};
 
 /// How many chunks the queue holds for a file before the sender waits.
 pub const FILE_CHUNKS: usize = 4;
@@ -73,6 +75,37 @@ pub fn chunk_queue() -> (ChunkSender, ChunkReceiver) {
         },
         ChunkReceiver { shared },
     )
+}
+
+/// A chunk on its way to the encoders, and whether its stream is live (then
+/// old data is dropped rather than waited on).
+#[derive(Debug)]
+pub struct Paced {
+    pub chunk: Chunk,
+    pub live: bool,
+}
+
+impl Outlet<Paced> for ChunkSender {
+    fn put(&self, item: Paced, metrics: &StageMetrics) -> Result<(), Gone> {
+        let drops = self.send(item.chunk, item.live).map_err(|_| Gone)?;
+        if drops.frames > 0 {
+            metrics.dropped("frame_backlog", drops.frames);
+        }
+        if drops.chunks > 0 {
+            metrics.dropped("chunk_backlog", drops.chunks);
+        }
+        Ok(())
+    }
+}
+
+impl Inlet<Chunk> for ChunkReceiver {
+    fn next(&self) -> Option<Chunk> {
+        self.recv()
+    }
+
+    fn depth(&self) -> usize {
+        self.len()
+    }
 }
 
 /// The receiver is gone: nothing more can be delivered.

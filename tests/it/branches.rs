@@ -20,6 +20,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
     let metrics = Metrics::new();
     let status = Arc::new(StreamStatus::default());
     let name: Arc<str> = Arc::from("t");
+    let sync_status = status.clone();
     let (src_tx, src_rx) = bounded(64);
     let (chunk_tx, chunk_rx) = vigil::sync::chunk_queue();
     let settings = SyncSettings {
@@ -36,8 +37,8 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
         settings,
         src_rx,
         chunk_tx,
-        metrics.stage("sync", "t"),
-        status,
+        &metrics,
+        sync_status,
     )
     .expect("sync thread");
     let uri = vigil::source::resolve_uri(path.to_str().expect("utf-8")).expect("uri");
@@ -60,9 +61,9 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
     )
     .expect("source");
     let chunks: Vec<Chunk> = chunk_rx.iter().collect();
-    let outcome = sync.join().expect("sync joined");
+    sync.join().expect("sync joined");
     source.join(true);
-    (chunks, outcome.failure.map(|f| f.message))
+    (chunks, status.failure())
 }
 
 /// Spans contiguous from 0, audio exact, frames inside their span, no flags.
