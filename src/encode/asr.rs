@@ -16,11 +16,39 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, unbounded};
 
 use crate::config::AsrConfig;
+use crate::encode::kind::{Kind, Part, Worker};
 use crate::encode::vad::VoiceWindow;
 use crate::encode::whisper::Whisper;
 use crate::error::{Error, Result};
 use crate::media::Chunk;
 use crate::time::{AUDIO_RATE, SECOND, Timestamp, sample_to_time, time_to_sample};
+
+/// Speech to text (Whisper), on the speech `vad` hears.
+pub const KIND: Kind = Kind {
+    name: "asr",
+    manifest: Some(crate::encode::whisper::MANIFEST),
+    on: |c| c.asr.is_some(),
+    off: |c| c.asr = None,
+    check: |c| {
+        c.asr
+            .as_ref()
+            .map_or(Ok(()), |a| Whisper::load(1, a.provider).map(drop))
+    },
+    start: |c, threads, _| {
+        c.asr
+            .as_ref()
+            .map(|a| AsrWorker::start(a, threads).map(Worker::Asr))
+            .transpose()
+    },
+    build: |c, w, _| {
+        Ok(match (&c.asr, w) {
+            (Some(a), Some(Worker::Asr(w))) => {
+                Some(Part::Cutter(Cutter::new(a.clone(), w.handle())))
+            }
+            _ => None,
+        })
+    },
+};
 
 /// What was said in one stretch of a stream, in stream time.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::DetectorConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
+use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features, iou};
@@ -15,6 +16,37 @@ use crate::time::{SECOND, Timestamp};
 
 /// The model's manifest.
 pub const MANIFEST: &str = include_str!("../../models/nanodet.toml");
+
+/// Objects (NanoDet, COCO-80).
+pub const KIND: Kind = Kind {
+    name: "detector",
+    manifest: Some(MANIFEST),
+    on: |c| c.detector.is_some(),
+    off: |c| c.detector = None,
+    check: |c| match &c.detector {
+        Some(d) => {
+            check_classes(d)?;
+            model(d, 1).map(drop)
+        }
+        None => Ok(()),
+    },
+    start: |c, threads, metrics| {
+        if let Some(d) = &c.detector {
+            check_classes(d)?;
+        }
+        kind::batcher(c.detector.as_ref(), threads, metrics, model, |d| d.batch)
+    },
+    build: |c, w, fps| {
+        Ok(match (&c.detector, kind::batch_worker(w)) {
+            (Some(d), Some(b)) => Some(Part::Encoder(Box::new(Detector::new(
+                d.clone(),
+                b.client(),
+                fps,
+            )?))),
+            _ => None,
+        })
+    },
+};
 /// The model's input side, in pixels.
 pub const SIDE: usize = 416;
 /// Strides of the three heads, with the outputs the batcher returns in

@@ -3,6 +3,7 @@
 
 use crate::config::FacesConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
+use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features, iou, sigmoid};
@@ -12,6 +13,28 @@ use crate::time::{SECOND, Timestamp};
 
 /// The model's manifest.
 pub const MANIFEST: &str = include_str!("../../models/blazeface.toml");
+
+/// Faces (BlazeFace).
+pub const KIND: Kind = Kind {
+    name: "faces",
+    manifest: Some(MANIFEST),
+    on: |c| c.faces.is_some(),
+    off: |c| c.faces = None,
+    check: |c| c.faces.as_ref().map_or(Ok(()), |f| model(f, 1).map(drop)),
+    start: |c, threads, metrics| {
+        kind::batcher(c.faces.as_ref(), threads, metrics, model, |f| f.batch)
+    },
+    build: |c, w, fps| {
+        Ok(match (&c.faces, kind::batch_worker(w)) {
+            (Some(f), Some(b)) => Some(Part::Encoder(Box::new(Faces::new(
+                f.clone(),
+                b.client(),
+                fps,
+            )))),
+            _ => None,
+        })
+    },
+};
 /// The model's input side, in pixels.
 const SIDE: usize = 128;
 /// Anchor grids: cells per row and anchors per cell (16×16×2 + 8×8×6 = 896).

@@ -2,10 +2,26 @@
 //! the onset of loud sound refined inside the window where it starts.
 
 use crate::config::LoudnessConfig;
+use crate::encode::kind::{self, Kind, Part};
 use crate::encode::{Encoder, Features, dbfs};
 use crate::error::Result;
 use crate::media::Chunk;
 use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
+
+/// Loudness: levels over sliding windows.
+pub const KIND: Kind = Kind {
+    name: "loudness",
+    manifest: None,
+    on: |c| c.loudness.is_some(),
+    off: |c| c.loudness = None,
+    check: kind::nothing_to_check,
+    start: kind::no_worker,
+    build: |c, _, _| {
+        Ok(c.loudness
+            .as_ref()
+            .map(|l| Part::Encoder(Box::new(Loudness::new(l.clone())))))
+    },
+};
 
 /// Samples per level window (100 ms at 16 kHz).
 pub const WINDOW: usize = AUDIO_RATE as usize / 10;

@@ -8,6 +8,7 @@ pub mod asr;
 pub mod batch;
 pub mod detector;
 pub mod faces;
+pub mod kind;
 pub mod letterbox;
 pub mod logmel;
 pub mod loudness;
@@ -18,19 +19,21 @@ pub mod vad;
 pub mod whisper;
 pub mod whisper_mel;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
 use crate::config::{EncodersConfig, RuntimeConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::media::Chunk;
-use crate::metrics::{Metrics, StageMetrics};
+use crate::metrics::Metrics;
+use crate::stage::{Context, Flow, Stage, spawn_stage};
 use crate::stream::StreamStatus;
 use crate::sync::ChunkReceiver;
 use crate::time::Timestamp;
-use batch::Batcher;
+pub use kind::{ENCODERS, Kind, Part, Worker};
 pub use loudness::{LevelWindow, Loudness, LoudnessFeatures};
 pub use motion::{Motion, MotionSample};
 
@@ -65,21 +68,22 @@ pub struct Encoded {
     pub features: Vec<Features>,
 }
 
-/// The inference workers of a run, shared by every stream: one per batched
-/// model. Dropped after the streams' encoders, it joins the workers.
+/// The inference workers of a run, shared by every stream: one per model.
+/// Dropped after the streams' encoders, it joins the workers.
 #[derive(Default)]
 pub struct Workers {
-    detector: Option<Batcher>,
-    faces: Option<Batcher>,
-    sound: Option<Batcher>,
-    vad: Option<Batcher>,
-    asr: Option<asr::AsrWorker>,
+    workers: Vec<(&'static str, Worker)>,
 }
 
 /// One stream's encoders, and its speech cutter when speech is transcribed.
 pub struct StreamEncoders {
     pub encoders: Vec<Box<dyn Encoder>>,
     pub asr: Option<asr::Cutter>,
+}
+
+/// The encoders `config` turns on, in table order.
+pub fn enabled(config: &EncodersConfig) -> impl Iterator<Item = &'static Kind> + '_ {
+    ENCODERS.iter().copied().filter(|k| (k.on)(config))
 }
 
 impl Workers {
@@ -90,104 +94,62 @@ impl Workers {
         runtime: &RuntimeConfig,
         metrics: &Arc<Metrics>,
     ) -> Result<Workers> {
-        let sessions = usize::from(config.detector.is_some())
-            + usize::from(config.faces.is_some())
-            + usize::from(config.sound.is_some())
-            + usize::from(config.vad.is_some())
-            + usize::from(config.asr.is_some());
+        let sessions = enabled(config).filter(|k| k.has_model()).count();
         let threads = runtime.per_session(sessions);
-        let mut w = Workers::default();
-        if let Some(a) = &config.asr {
-            w.asr = Some(asr::AsrWorker::start(a, threads)?);
+        let mut workers = Vec::new();
+        for k in enabled(config) {
+            if let Some(w) = (k.start)(config, threads, metrics)? {
+                workers.push((k.name, w));
+            }
         }
-        if let Some(v) = &config.vad {
-            w.vad = Some(Batcher::spawn(
-                vad::model(v, threads)?,
-                v.batch,
-                metrics.clone(),
-            )?);
-        }
-        if let Some(d) = &config.detector {
-            detector::check_classes(d)?;
-            w.detector = Some(Batcher::spawn(
-                detector::model(d, threads)?,
-                d.batch,
-                metrics.clone(),
-            )?);
-        }
-        if let Some(f) = &config.faces {
-            w.faces = Some(Batcher::spawn(
-                faces::model(f, threads)?,
-                f.batch,
-                metrics.clone(),
-            )?);
-        }
-        if let Some(s) = &config.sound {
-            sound::targets(s, &sound::class_names()?)?;
-            w.sound = Some(Batcher::spawn(
-                sound::model(s, threads)?,
-                s.batch,
-                metrics.clone(),
-            )?);
-        }
-        Ok(w)
+        Ok(Workers { workers })
     }
 
     /// The encoders a pipeline turns on, for one stream whose frames come at
     /// `fps`.
     pub fn build(&self, config: &EncodersConfig, fps: u32) -> Result<StreamEncoders> {
-        let mut encoders: Vec<Box<dyn Encoder>> = Vec::new();
-        if let Some(m) = &config.motion {
-            encoders.push(Box::new(Motion::new(m.clone(), fps)));
-        }
-        if let Some(l) = &config.loudness {
-            encoders.push(Box::new(Loudness::new(l.clone())));
-        }
-        if let (Some(v), Some(b)) = (&config.vad, &self.vad) {
-            encoders.push(Box::new(vad::Vad::new(v.clone(), b.client())));
-        }
-        if let (Some(f), Some(b)) = (&config.faces, &self.faces) {
-            encoders.push(Box::new(faces::Faces::new(f.clone(), b.client(), fps)));
-        }
-        if let (Some(d), Some(b)) = (&config.detector, &self.detector) {
-            encoders.push(Box::new(detector::Detector::new(
-                d.clone(),
-                b.client(),
-                fps,
-            )?));
-        }
-        if let (Some(s), Some(b)) = (&config.sound, &self.sound) {
-            encoders.push(Box::new(sound::Sound::new(s, b.client())?));
-        }
-        let asr = match (&config.asr, &self.asr) {
-            (Some(a), Some(w)) => Some(asr::Cutter::new(a.clone(), w.handle())),
-            _ => None,
+        let mut stream = StreamEncoders {
+            encoders: Vec::new(),
+            asr: None,
         };
-        Ok(StreamEncoders { encoders, asr })
+        for k in enabled(config) {
+            let worker = self
+                .workers
+                .iter()
+                .find_map(|(name, w)| (*name == k.name).then_some(w));
+            match (k.build)(config, worker, fps)? {
+                Some(Part::Encoder(e)) => stream.encoders.push(e),
+                Some(Part::Cutter(c)) => stream.asr = Some(c),
+                None => {}
+            }
+        }
+        Ok(stream)
     }
+}
+
+/// The names of the encoders `config` turns on, in the order they run.
+pub fn names(config: &EncodersConfig) -> Vec<&'static str> {
+    enabled(config).map(|k| k.name).collect()
+}
+
+/// Turns the encoder `name` off, and what cannot work without it; false if
+/// there is no such encoder.
+pub fn turn_off(config: &mut EncodersConfig, name: &str) -> bool {
+    kind::kind(name).map(|k| (k.off)(config)).is_some()
 }
 
 /// The models the pipeline's encoders need that are not installed, as
 /// `(encoder, model)`.
 pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
     let mut missing = Vec::new();
-    let wanted = [
-        ("vad", config.vad.is_some(), vad::MANIFEST),
-        ("faces", config.faces.is_some(), faces::MANIFEST),
-        ("detector", config.detector.is_some(), detector::MANIFEST),
-        ("sound", config.sound.is_some(), sound::MANIFEST),
-        ("asr", config.asr.is_some(), whisper::MANIFEST),
-    ];
-    for (encoder, on, manifest) in wanted {
-        if !on {
-            continue;
-        }
+    for k in enabled(config) {
+        let Some(manifest) = k.manifest else { continue };
         let m = runtime::Manifest::builtin(manifest);
         let labels_missing = m.labels_file().is_some_and(|p| !p.is_file());
         if !m.installed() || labels_missing {
-            missing.push((encoder, m.name));
+            missing.push((k.name, m.name));
         } else if !runtime::library_path().is_file() {
-            missing.push((encoder, "onnxruntime".into()));
+            missing.push((k.name, "onnxruntime".into()));
         }
     }
     missing
@@ -196,46 +158,23 @@ pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
 /// Loads every model the pipeline needs once, so that a missing, corrupt or
 /// mismatched one stops the run before any media flows.
 pub fn check_models(config: &EncodersConfig) -> Result<()> {
-    if let Some(v) = &config.vad {
-        vad::model(v, 1)?;
-    }
-    if let Some(f) = &config.faces {
-        faces::model(f, 1)?;
-    }
-    if let Some(d) = &config.detector {
-        detector::check_classes(d)?;
-        detector::model(d, 1)?;
-    }
-    if let Some(s) = &config.sound {
-        sound::targets(s, &sound::class_names()?)?;
-        sound::model(s, 1)?;
-    }
-    if let Some(a) = &config.asr {
-        whisper::Whisper::load(1, a.provider)?;
-    }
-    Ok(())
+    enabled(config).try_for_each(|k| (k.check)(config))
 }
 
 /// Runs a stream's encoders on its own thread, chunk by chunk, in order.
 pub fn spawn(
     stream: Arc<str>,
-    mut encoders: StreamEncoders,
+    encoders: StreamEncoders,
     input: ChunkReceiver,
     output: Sender<Encoded>,
-    metrics: StageMetrics,
+    metrics: &Arc<Metrics>,
     status: Arc<StreamStatus>,
 ) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("encode-{stream}"))
-        .spawn(move || {
-            if let Err(e) = run(&mut encoders, &input, &output, &metrics) {
-                metrics.error("encoder");
-                // Before `output` closes, so that fusion sees the failure when it ends.
-                status.fail(e.to_string());
-            }
-            drop(output);
-        })
-        .map_err(|e| Error::io("cannot start an encoder thread", e))
+    let stage = EncodeStage {
+        encoders,
+        held: VecDeque::new(),
+    };
+    spawn_stage(stage, stream, input, output, metrics, status)
 }
 
 /// Chunks whose transcripts may still be on their way at most; then the
@@ -248,7 +187,7 @@ const MAX_HELD: usize = 32;
 struct Held {
     chunk: Chunk,
     features: Vec<Features>,
-    pending: std::collections::VecDeque<asr::Pending>,
+    pending: VecDeque<asr::Pending>,
     said: Vec<asr::Said>,
 }
 
@@ -275,17 +214,21 @@ impl Held {
     }
 }
 
-fn run(
-    stage: &mut StreamEncoders,
-    input: &ChunkReceiver,
-    output: &Sender<Encoded>,
-    metrics: &StageMetrics,
-) -> Result<()> {
-    let mut held: std::collections::VecDeque<Held> = std::collections::VecDeque::new();
-    for chunk in input.iter() {
-        metrics.received();
-        metrics.queue_depth(input.len());
-        let timer = metrics.timer();
+/// A stream's encoders as a [`Stage`]: chunks in, encoded chunks out, in
+/// order, each once its transcripts are in.
+struct EncodeStage {
+    encoders: StreamEncoders,
+    held: VecDeque<Held>,
+}
+
+impl Stage for EncodeStage {
+    type In = Chunk;
+    type Out = Encoded;
+    const NAME: &'static str = "encode";
+    const ERROR_KIND: &'static str = "encoder";
+
+    fn push(&mut self, chunk: Chunk, _out: &mut Vec<Encoded>, _cx: &Context) -> Result<Flow> {
+        let stage = &mut self.encoders;
         let mut features = Vec::with_capacity(stage.encoders.len());
         // A span wholly in a live source's outage has nothing to see or hear.
         if !chunk.flags.no_media {
@@ -307,54 +250,51 @@ fn run(
             }
             None => Vec::new(),
         };
-        drop(timer);
-        held.push_back(Held {
+        self.held.push_back(Held {
             chunk,
             features,
             pending: pending.into(),
             said: Vec::new(),
         });
-        if !send_ready(&mut held, output, metrics, false)? {
-            return Ok(());
-        }
+        Ok(Flow::More)
     }
-    send_ready(&mut held, output, metrics, true)?;
-    Ok(())
+
+    /// Held chunks, oldest first, while their transcripts are in; waits for
+    /// them when too many are held.
+    fn poll(&mut self, out: &mut Vec<Encoded>, _cx: &Context) -> Result<()> {
+        self.release(out, false)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Encoded>, _cx: &Context) -> Result<()> {
+        self.release(out, true)
+    }
 }
 
-/// Sends held chunks, oldest first, while their transcripts are in; waits
-/// for them when `all` or when too many are held. False once fusion is gone.
-fn send_ready(
-    held: &mut std::collections::VecDeque<Held>,
-    output: &Sender<Encoded>,
-    metrics: &StageMetrics,
-    all: bool,
-) -> Result<bool> {
-    loop {
-        let block = all || held.len() > MAX_HELD;
-        let ready = match held.front_mut() {
-            Some(front) => front.ready(block)?,
-            None => false,
-        };
-        if !ready {
-            break;
-        }
-        let Some(mut h) = held.pop_front() else { break };
-        if !h.said.is_empty() {
-            h.features.push(Features::Said(std::mem::take(&mut h.said)));
-        }
-        if output
-            .send(Encoded {
+impl EncodeStage {
+    /// Moves held chunks whose transcripts are in to `out`, oldest first;
+    /// waits for them when `all` or when too many are held.
+    fn release(&mut self, out: &mut Vec<Encoded>, all: bool) -> Result<()> {
+        loop {
+            let block = all || self.held.len() > MAX_HELD;
+            let ready = match self.held.front_mut() {
+                Some(front) => front.ready(block)?,
+                None => false,
+            };
+            if !ready {
+                return Ok(());
+            }
+            let Some(mut h) = self.held.pop_front() else {
+                return Ok(());
+            };
+            if !h.said.is_empty() {
+                h.features.push(Features::Said(std::mem::take(&mut h.said)));
+            }
+            out.push(Encoded {
                 chunk: h.chunk,
                 features: h.features,
-            })
-            .is_err()
-        {
-            return Ok(false);
+            });
         }
-        metrics.sent();
     }
-    Ok(true)
 }
 
 /// The logistic function: a logit to a probability.

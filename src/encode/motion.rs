@@ -1,12 +1,28 @@
 //! Motion from frame differences on a downscaled grey image.
 
 use crate::config::MotionConfig;
+use crate::encode::kind::{self, Kind, Part};
 use crate::encode::{Encoder, Features};
 use crate::error::Result;
 use std::sync::Arc;
 
 use crate::media::{Chunk, Grey, VideoFrame};
 use crate::time::{SECOND, Timestamp};
+
+/// Motion: what changed between frames, and where.
+pub const KIND: Kind = Kind {
+    name: "motion",
+    manifest: None,
+    on: |c| c.motion.is_some(),
+    off: |c| c.motion = None,
+    check: kind::nothing_to_check,
+    start: kind::no_worker,
+    build: |c, _, fps| {
+        Ok(c.motion
+            .as_ref()
+            .map(|m| Part::Encoder(Box::new(Motion::new(m.clone(), fps)))))
+    },
+};
 
 /// Side of the square cells (in grey pixels) the changed region is built from.
 const CELL: usize = 4;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::SoundConfig;
 use crate::encode::batch::{BatchClient, BatchModel, Port};
+use crate::encode::kind::{self, Kind, Part};
 use crate::encode::logmel::{BANDS, HOP, LogMel, WINDOW};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features, sigmoid};
@@ -16,6 +17,33 @@ use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
 
 /// The model's manifest.
 pub const MANIFEST: &str = include_str!("../../models/yamnet.toml");
+
+/// Sounds (YAMNet, AudioSet classes).
+pub const KIND: Kind = Kind {
+    name: "sound",
+    manifest: Some(MANIFEST),
+    on: |c| c.sound.is_some(),
+    off: |c| c.sound = None,
+    check: |c| match &c.sound {
+        Some(s) => {
+            targets(s, &class_names()?)?;
+            model(s, 1).map(drop)
+        }
+        None => Ok(()),
+    },
+    start: |c, threads, metrics| {
+        if let Some(s) = &c.sound {
+            targets(s, &class_names()?)?;
+        }
+        kind::batcher(c.sound.as_ref(), threads, metrics, model, |s| s.batch)
+    },
+    build: |c, w, _| {
+        Ok(match (&c.sound, kind::batch_worker(w)) {
+            (Some(s), Some(b)) => Some(Part::Encoder(Box::new(Sound::new(s, b.client())?))),
+            _ => None,
+        })
+    },
+};
 /// Frames per patch (0.96 s) and between patches (0.48 s).
 pub const PATCH: usize = 96;
 pub const PATCH_HOP: usize = 48;

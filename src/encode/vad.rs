@@ -5,6 +5,7 @@
 
 use crate::config::VadConfig;
 use crate::encode::batch::{BatchClient, BatchModel, Port};
+use crate::encode::kind::{self, Kind, Part};
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::Result;
@@ -13,6 +14,28 @@ use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
 
 /// The model's manifest.
 pub const MANIFEST: &str = include_str!("../../models/silero_vad.toml");
+
+/// Voice activity (Silero VAD).
+pub const KIND: Kind = Kind {
+    name: "vad",
+    manifest: Some(MANIFEST),
+    on: |c| c.vad.is_some(),
+    off: |c| {
+        c.vad = None;
+        // Speech to text works on what VAD hears.
+        c.asr = None;
+    },
+    check: |c| c.vad.as_ref().map_or(Ok(()), |v| model(v, 1).map(drop)),
+    start: |c, threads, metrics| {
+        kind::batcher(c.vad.as_ref(), threads, metrics, model, |v| v.batch)
+    },
+    build: |c, w, _| {
+        Ok(match (&c.vad, kind::batch_worker(w)) {
+            (Some(v), Some(b)) => Some(Part::Encoder(Box::new(Vad::new(v.clone(), b.client())))),
+            _ => None,
+        })
+    },
+};
 /// New samples per window (32 ms at 16 kHz).
 pub const WINDOW: usize = 512;
 /// Samples of the previous window the model sees again.

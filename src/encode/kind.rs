@@ -1,0 +1,106 @@
+//! What an encoder is to the rest of vigil: one [`Kind`] per encoder,
+//! declared in the encoder's own file, listed once in [`ENCODERS`].
+//!
+//! A kind names the encoder (its `[encoders.NAME]` section, errors,
+//! metrics), its model's manifest, how to load the model once for checking,
+//! how to start the inference worker every stream shares, and how to build
+//! one stream's encoder. Adding an encoder is its file plus a line in the
+//! table.
+
+use std::sync::Arc;
+
+use crate::config::{BatchConfig, EncodersConfig};
+use crate::encode::batch::{BatchModel, Batcher};
+use crate::encode::{Encoder, asr, detector, faces, loudness, motion, sound, vad};
+use crate::error::Result;
+use crate::metrics::Metrics;
+
+/// Every encoder, in the order a stream runs them (their features come to
+/// fusion in this order).
+pub const ENCODERS: &[&Kind] = &[
+    &motion::KIND,
+    &loudness::KIND,
+    &vad::KIND,
+    &faces::KIND,
+    &detector::KIND,
+    &sound::KIND,
+    &asr::KIND,
+];
+
+/// One encoder, as the pipeline, the model checks and the graph see it.
+pub struct Kind {
+    /// Its name: `[encoders.NAME]`, errors, metrics.
+    pub name: &'static str,
+    /// Its model's manifest (`models/*.toml`), if it runs one.
+    pub manifest: Option<&'static str>,
+    /// Whether the pipeline turns it on.
+    pub on: fn(&EncodersConfig) -> bool,
+    /// Turns it off, and what cannot work without it.
+    pub off: fn(&mut EncodersConfig),
+    /// Loads its model once, so that a missing, corrupt or mismatched one
+    /// stops the run before media flows (on only).
+    pub check: fn(&EncodersConfig) -> Result<()>,
+    /// Starts the inference worker all streams share, with `threads` (on
+    /// and model-backed only).
+    pub start: fn(&EncodersConfig, usize, &Arc<Metrics>) -> Result<Option<Worker>>,
+    /// One stream's part, its frames at `fps` (on only).
+    pub build: fn(&EncodersConfig, Option<&Worker>, u32) -> Result<Option<Part>>,
+}
+
+/// An inference worker shared by every stream.
+pub enum Worker {
+    /// Batches the work of every stream for one model.
+    Batch(Batcher),
+    /// Transcribes speech segments, one at a time.
+    Asr(asr::AsrWorker),
+}
+
+/// What an encoder adds to one stream.
+pub enum Part {
+    Encoder(Box<dyn Encoder>),
+    /// Cuts speech for transcription out of what `vad` hears.
+    Cutter(asr::Cutter),
+}
+
+impl Kind {
+    /// Whether it runs a model (and needs a worker).
+    pub fn has_model(&self) -> bool {
+        self.manifest.is_some()
+    }
+}
+
+/// The kind called `name`.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    ENCODERS.iter().copied().find(|k| k.name == name)
+}
+
+/// For model-free encoders: nothing to check or start.
+pub fn nothing_to_check(_: &EncodersConfig) -> Result<()> {
+    Ok(())
+}
+
+/// For model-free encoders: no worker.
+pub fn no_worker(_: &EncodersConfig, _: usize, _: &Arc<Metrics>) -> Result<Option<Worker>> {
+    Ok(None)
+}
+
+/// Starts a batching worker for `section`'s model, if the section is there.
+pub fn batcher<C>(
+    section: Option<&C>,
+    threads: usize,
+    metrics: &Arc<Metrics>,
+    model: fn(&C, usize) -> Result<BatchModel>,
+    batch: fn(&C) -> BatchConfig,
+) -> Result<Option<Worker>> {
+    let Some(c) = section else { return Ok(None) };
+    let b = Batcher::spawn(model(c, threads)?, batch(c), metrics.clone())?;
+    Ok(Some(Worker::Batch(b)))
+}
+
+/// The batching worker `worker` is, if it is one.
+pub fn batch_worker(worker: Option<&Worker>) -> Option<&Batcher> {
+    match worker {
+        Some(Worker::Batch(b)) => Some(b),
+        _ => None,
+    }
+}
