@@ -258,30 +258,32 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     .display()
                     .to_string()
             };
-            let mut spec = serde_json::json!({ "name": name, "uri": uri });
+            let mut spec = vigil::server::api::AttachRequest::new(name, uri);
             if let Some(fps) = fps {
-                spec["fps"] = fps.into();
+                spec.set("fps", fps.into());
             }
             if let Some(t) = transport {
-                spec["transport"] = t.into();
+                spec.set("transport", t.into());
             }
             for kv in set {
                 let (k, v) = kv
                     .split_once('=')
                     .with_context(|| format!("--set {kv}: expected KEY=VALUE"))?;
-                // Numbers and booleans as such, anything else as text.
-                spec[k] = serde_json::from_str(v).unwrap_or_else(|_| v.into());
-                // A file of this machine, like a local path for the uri.
-                if k == "ca_file" {
-                    spec[k] = std::path::absolute(v)
+                let value = if k == "ca_file" {
+                    // A file of this machine, like a local path for the uri.
+                    std::path::absolute(v)
                         .with_context(|| format!("cannot make {v} an absolute path"))?
                         .display()
                         .to_string()
-                        .into();
-                }
+                        .into()
+                } else {
+                    // Numbers and booleans as such, anything else as text.
+                    serde_json::from_str(v).unwrap_or_else(|_| v.into())
+                };
+                spec.set(k, value);
             }
             let answer = api_call(api.client()?.attach(&spec))?;
-            println!("attached {}", answer["attached"].as_str().unwrap_or(&name));
+            println!("attached {}", answer.attached);
             Ok(0)
         }
         Command::Detach { name, api } => {
@@ -295,16 +297,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 "{:<14} {:<12} {:>7} {:>7} {:>8} {:>9}  last error",
                 "stream", "state", "fps in", "fps out", "dropped", "uptime"
             );
-            for s in answer.as_array().into_iter().flatten() {
+            for s in answer {
                 println!(
                     "{:<14} {:<12} {:>7.1} {:>7.1} {:>8} {:>8}s  {}",
-                    s["name"].as_str().unwrap_or("?"),
-                    s["state"].as_str().unwrap_or("?"),
-                    s["fps_in"].as_f64().unwrap_or(0.0),
-                    s["fps_out"].as_f64().unwrap_or(0.0),
-                    s["dropped"].as_u64().unwrap_or(0),
-                    s["uptime_s"].as_u64().unwrap_or(0),
-                    s["last_error"].as_str().unwrap_or("")
+                    s.name,
+                    s.state,
+                    s.fps_in,
+                    s.fps_out,
+                    s.dropped,
+                    s.uptime_s,
+                    s.last_error.as_deref().unwrap_or("")
                 );
             }
             Ok(0)
