@@ -31,6 +31,9 @@
 //! | [`stream`] | what stages share about a stream: progress, state, failure; the table of a process's streams ([`stream::StreamTable`]) |
 //! | [`disk`] | free space on the output folder's disk, and what may still be written there (media, records) |
 //!
+//! The binary, `src/main.rs`, only dispatches: each command is a module of
+//! `src/cli/` (its arguments in `cli/args.rs`), on top of the library.
+//!
 //! The floor plan: a module imports only from floors below its own, so
 //! there are no import circles; messages between stages live with
 //! [`media::Chunk`], the vocabulary pipeline files speak (labels, the rule
