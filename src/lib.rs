@@ -26,11 +26,14 @@
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
 //! | [`stage`] | one driver for a stream's stages ([`stage::Stage`]: push, poll, finish, close; [`stage::spawn_stage`]): threads, channels, the counters every stage reports, a failure marked before the output closes |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
-//! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; [`server::client`] for `vigil attach`/`detach` |
+//! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; the bodies of its answers, typed ([`server::api`]), and [`server::client`], which reads them, for `vigil attach`/`detach`/`streams` |
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
 //! | [`stream`] | what stages share about a stream: progress, state, failure; the table of a process's streams ([`stream::StreamTable`]) |
 //! | [`disk`] | free space on the output folder's disk, and what may still be written there (media, records) |
+//!
+//! The binary, `src/main.rs`, only dispatches: each command is a module of
+//! `src/cli/` (its arguments in `cli/args.rs`), on top of the library.
 //!
 //! The floor plan: a module imports only from floors below its own, so
 //! there are no import circles; messages between stages live with

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use super::api::{AttachRequest, Attached, Detached, Problem, StreamEntry};
 
 /// Where `vigil serve` listens unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9090";
@@ -35,13 +38,13 @@ impl Client {
     }
 
     /// `POST /streams` with `spec` (name, uri, options).
-    pub async fn attach(&self, spec: &Value) -> Result<Value, String> {
+    pub async fn attach(&self, spec: &AttachRequest) -> Result<Attached, String> {
         let request = self.http.post(self.url("streams")?).json(spec);
         self.send(request).await
     }
 
     /// `DELETE /streams/NAME`.
-    pub async fn detach(&self, name: &str) -> Result<Value, String> {
+    pub async fn detach(&self, name: &str) -> Result<Detached, String> {
         let mut url = self.url("streams")?;
         url.path_segments_mut()
             .map_err(|_| "the server URL cannot take a path".to_string())?
@@ -50,7 +53,7 @@ impl Client {
     }
 
     /// `GET /streams`.
-    pub async fn streams(&self) -> Result<Value, String> {
+    pub async fn streams(&self) -> Result<Vec<StreamEntry>, String> {
         self.send(self.http.get(self.url("streams")?)).await
     }
 
@@ -60,7 +63,10 @@ impl Client {
             .map_err(|e| format!("cannot make a URL of {} and {path}: {e}", self.base))
     }
 
-    async fn send(&self, mut request: reqwest::RequestBuilder) -> Result<Value, String> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<T, String> {
         if let Some(t) = &self.token {
             request = request.bearer_auth(t);
         }
@@ -79,14 +85,17 @@ impl Client {
             .text()
             .await
             .map_err(|e| format!("{}: cannot read the answer: {e}", self.base))?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            return Ok(body);
+            return serde_json::from_str(&text)
+                .map_err(|e| format!("{}: cannot read the answer: {e}", self.base));
         }
-        let reason = body
-            .get("error")
-            .and_then(Value::as_str)
-            .map_or_else(|| body.to_string(), str::to_string);
+        let reason = match serde_json::from_str::<Problem>(&text) {
+            Ok(p) => p.error,
+            // Not vigil's answer (a proxy's?): shown as JSON.
+            Err(_) => serde_json::from_str(&text)
+                .unwrap_or(Value::String(text))
+                .to_string(),
+        };
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(format!(
                 "{reason} (the server wants a token: set VIGIL_TOKEN or give --token-file)"

@@ -4,8 +4,10 @@
 //!
 //! It binds 127.0.0.1 unless told otherwise; bound anywhere else it refuses
 //! to start without a bearer token, and with a token every request must
-//! carry it (`Authorization: Bearer TOKEN`).
+//! carry it (`Authorization: Bearer TOKEN`). The bodies it answers with
+//! are typed in [`api`], which [`client`] reads them back with.
 
+pub mod api;
 pub mod client;
 pub mod events;
 pub mod streams;
@@ -13,12 +15,12 @@ pub mod streams;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use axum::{Json, Router};
 
 use crate::error::{Error, Result};
 use crate::lock::Locked;
@@ -185,12 +187,11 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A JSON error body: `{"error": "..."}`.
-pub fn problem(message: impl Into<String>) -> ([(header::HeaderName, &'static str); 1], String) {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "error": message.into() }).to_string(),
-    )
+/// A JSON error body: `{"error": "..."}` ([`api::Problem`]).
+pub fn problem(message: impl Into<String>) -> Json<api::Problem> {
+    Json(api::Problem {
+        error: message.into(),
+    })
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
@@ -208,13 +209,16 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     if let Some(why) = s.down.locked().clone() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "status": "down", "reason": why, "streams": {} }).to_string(),
+            Json(api::Health {
+                reason: Some(why),
+                status: "down".into(),
+                streams: Default::default(),
+            }),
         );
     }
     let streams = s.streams.snapshot();
     let mut failed = false;
-    let body: serde_json::Map<String, serde_json::Value> = streams
+    let states = streams
         .iter()
         .map(|(name, st)| {
             let state = st.state();
@@ -222,7 +226,7 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
                 state,
                 crate::stream::StreamState::Failed | crate::stream::StreamState::Degraded
             );
-            (name.clone(), serde_json::Value::from(state.as_str()))
+            (name.clone(), state.as_str().to_string())
         })
         .collect();
     let code = if failed {
@@ -233,8 +237,11 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     let status = if failed { "degraded" } else { "ok" };
     (
         code,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "status": status, "streams": body }).to_string(),
+        Json(api::Health {
+            reason: None,
+            status: status.into(),
+            streams: states,
+        }),
     )
 }
 

