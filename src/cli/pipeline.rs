@@ -11,30 +11,9 @@ use vigil::config::PipelineConfig;
 /// The pipeline `vigil run` runs when given neither a pipeline nor sources.
 const DEMO_PIPELINE: &str = "pipelines/demo.toml";
 
+/// The encoders the pipeline turns on, in the order they run.
 pub fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if config.encoders.motion.is_some() {
-        v.push("motion");
-    }
-    if config.encoders.loudness.is_some() {
-        v.push("loudness");
-    }
-    if config.encoders.vad.is_some() {
-        v.push("vad");
-    }
-    if config.encoders.faces.is_some() {
-        v.push("faces");
-    }
-    if config.encoders.detector.is_some() {
-        v.push("detector");
-    }
-    if config.encoders.sound.is_some() {
-        v.push("sound");
-    }
-    if config.encoders.asr.is_some() {
-        v.push("asr");
-    }
-    v
+    vigil::encode::names(&config.encoders)
 }
 
 pub fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<PipelineConfig> {
@@ -47,18 +26,8 @@ pub fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<Pi
                 eprintln!(
                     "warning: encoder '{encoder}' is off: model '{model}' is not installed; run `make setup` (or `bash models/fetch.sh {model}`)"
                 );
-                match encoder {
-                    "vad" => {
-                        config.encoders.vad = None;
-                        // Speech to text works on what VAD hears.
-                        config.encoders.asr = None;
-                    }
-                    "faces" => config.encoders.faces = None,
-                    "detector" => config.encoders.detector = None,
-                    "sound" => config.encoders.sound = None,
-                    "asr" => config.encoders.asr = None,
-                    _ => {}
-                }
+                // Turning VAD off turns speech to text off too: it works on what VAD hears.
+                vigil::encode::turn_off(&mut config.encoders, encoder);
             }
             config
         }

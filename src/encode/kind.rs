@@ -104,3 +104,64 @@ pub fn batch_worker(worker: Option<&Worker>) -> Option<&Batcher> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PipelineConfig;
+    use std::path::Path;
+
+    fn encoders(text: &str) -> EncodersConfig {
+        PipelineConfig::parse(text, Path::new("t.toml"))
+            .unwrap()
+            .encoders
+    }
+
+    #[test]
+    fn each_kind_is_turned_on_by_its_own_section_and_named_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in ENCODERS {
+            assert!(seen.insert(k.name), "{} twice", k.name);
+            // Speech to text needs voice activity beside it.
+            let text = match k.name {
+                "asr" => "[encoders.vad]\n[encoders.asr]\n".to_string(),
+                name => format!("[encoders.{name}]\n"),
+            };
+            let c = encoders(&text);
+            assert!((k.on)(&c), "[encoders.{}] turns {} on", k.name, k.name);
+            let on: Vec<_> = crate::encode::names(&c);
+            assert!(on.contains(&k.name), "{on:?}");
+            assert!(on.len() <= 2, "{} turns on {on:?}", k.name);
+        }
+        assert_eq!(
+            crate::encode::names(&PipelineConfig::builtin().encoders),
+            [
+                "motion", "loudness", "vad", "faces", "detector", "sound", "asr"
+            ],
+            "the built-in pipeline runs them all, in table order"
+        );
+    }
+
+    #[test]
+    fn turning_voice_activity_off_turns_speech_to_text_off() {
+        let mut c = PipelineConfig::builtin().encoders;
+        assert!(crate::encode::turn_off(&mut c, "vad"));
+        assert!(c.vad.is_none() && c.asr.is_none());
+        assert!(c.detector.is_some());
+        assert!(!crate::encode::turn_off(&mut c, "brightness"));
+    }
+
+    #[test]
+    fn model_free_encoders_have_no_manifest_and_the_others_a_valid_one() {
+        for k in ENCODERS {
+            match (k.name, k.manifest) {
+                ("motion" | "loudness", m) => assert!(m.is_none()),
+                (name, Some(m)) => {
+                    let m = crate::encode::runtime::Manifest::builtin(m);
+                    assert!(!m.name.is_empty(), "{name}");
+                }
+                (name, None) => panic!("{name} runs a model but names none"),
+            }
+        }
+    }
+}
