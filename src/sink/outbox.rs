@@ -476,7 +476,7 @@ mod tests {
         async fn close(&mut self) {}
     }
 
-    async fn store_with(path: &Path, n: u64) -> crate::sink::store::StoreSink {
+    fn store_with(path: &Path, n: u64) -> crate::sink::store::StoreSink {
         use crate::sink::Sink;
         let mut store = crate::sink::store::StoreSink::open(
             path,
@@ -491,7 +491,7 @@ mod tests {
                 maker.caption(t, t, format!("caption {i}"))
             })
             .collect();
-        store.send(&records).await.unwrap();
+        store.send(&records).unwrap();
         store
     }
 
@@ -520,7 +520,7 @@ mod tests {
     async fn retries_until_acknowledged_then_moves_the_cursor_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let store = store_with(&path, 25).await;
+        let store = store_with(&path, 25);
         let (sink, accepted) = live(Some(2), 30_000);
         let outbox = Outbox::start(&path, vec![sink], &store.committed(), &Metrics::new()).unwrap();
         let reports = tokio::task::spawn_blocking(move || outbox.finish())
@@ -543,7 +543,7 @@ mod tests {
     async fn a_sink_down_at_the_end_leaves_its_records_owed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let store = store_with(&path, 25).await;
+        let store = store_with(&path, 25);
         let (sink, _) = live(None, 300);
         let outbox = Outbox::start(&path, vec![sink], &store.committed(), &Metrics::new()).unwrap();
         let t = Instant::now();

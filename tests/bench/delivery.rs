@@ -79,12 +79,9 @@ fn bench() -> Res<()> {
     let store_path = dir.path().join("store.db");
     let mut store = StoreSink::open(&store_path, Retention::default(), &[])?;
     let t = Instant::now();
-    runtime.block_on(async {
-        for batch in records.chunks(CHUNK) {
-            store.send(batch).await?;
-        }
-        Ok::<_, vigil::error::Error>(())
-    })?;
+    for batch in records.chunks(CHUNK) {
+        store.send(batch)?;
+    }
     let store_secs = t.elapsed().as_secs_f64();
     drop(store);
 
@@ -108,12 +105,9 @@ fn bench() -> Res<()> {
         let config: vigil::config::SinksConfig = toml::from_str(&sinks(&[name]))?;
         let live = vigil::sink::build_live(&config)?;
         let mut store = StoreSink::open(&path, Retention::default(), &[name.to_string()])?;
-        runtime.block_on(async {
-            for batch in records.chunks(500) {
-                store.send(batch).await?;
-            }
-            Ok::<_, vigil::error::Error>(())
-        })?;
+        for batch in records.chunks(500) {
+            store.send(batch)?;
+        }
         let metrics = Metrics::new();
         let t = Instant::now();
         let outbox = Outbox::start(&path, live, &store.committed(), &metrics)?;
@@ -146,7 +140,7 @@ fn bench() -> Res<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         for batch in steady.chunks(CHUNK) {
             tick.tick().await;
-            store.send(batch).await?;
+            store.send(batch)?;
         }
         Ok::<_, vigil::error::Error>(())
     })?;
