@@ -14,6 +14,12 @@ pub mod subtitles;
 pub mod tls;
 pub mod webhook;
 
+/// The far ends of the live sinks, for their tests: real servers
+/// (`tests/support/brokers.rs`, shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/support/brokers.rs"]
+mod brokers;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -94,75 +100,15 @@ pub struct Built {
 /// Builds the live sinks a pipeline lists: secrets are read and TLS set
 /// up here, before anything runs; nothing connects yet.
 pub fn build_live(config: &SinksConfig) -> Result<Vec<outbox::LiveSink>> {
-    let invalid = |message: String| Error::Invalid(message);
     let mut live = Vec::new();
     if let Some(c) = &config.webhook {
-        live.push(outbox::LiveSink {
-            name: "webhook".into(),
-            transport: Box::new(webhook::WebhookTransport::new(c).map_err(invalid)?),
-            delivery: c.delivery(),
-        });
+        live.push(outbox::LiveSink::new(c)?);
     }
     if let Some(c) = &config.mqtt {
-        let (host, port, tls) = c
-            .endpoint()
-            .map_err(|e| invalid(format!("[sinks.mqtt] {e}")))?;
-        let mut s = mqtt::MqttSettings::new(host, port);
-        if tls {
-            s.tls = Some(Arc::new(
-                tls::client_config("[sinks.mqtt]", c.ca_file.as_deref()).map_err(invalid)?,
-            ));
-        }
-        if let Some(id) = &c.client_id {
-            s.client_id = id.clone();
-        }
-        s.username = c.username.clone();
-        s.password = c
-            .password()
-            .resolve("[sinks.mqtt] password")
-            .map_err(invalid)?;
-        s.prefix = c.prefix.clone();
-        s.keep_alive = std::time::Duration::from_nanos(c.keep_alive);
-        s.timeout = std::time::Duration::from_nanos(c.timeout);
-        live.push(outbox::LiveSink {
-            name: "mqtt".into(),
-            transport: Box::new(mqtt::MqttTransport::new(s)),
-            delivery: c.delivery(),
-        });
+        live.push(outbox::LiveSink::new(c)?);
     }
     if let Some(c) = &config.nats {
-        let mut s = nats::NatsSettings::new(c.url.clone());
-        let secure = c.tls || c.url.split(',').any(|u| u.trim().starts_with("tls://"));
-        if secure {
-            s.tls =
-                Some(tls::client_config("[sinks.nats]", c.ca_file.as_deref()).map_err(invalid)?);
-        }
-        s.auth = if let Some(token) = c.token().resolve("[sinks.nats] token").map_err(invalid)? {
-            nats::NatsAuth::Token(token)
-        } else if let Some(user) = &c.user {
-            let password = c
-                .password()
-                .resolve("[sinks.nats] password")
-                .map_err(invalid)?
-                .unwrap_or_default();
-            nats::NatsAuth::UserPassword {
-                user: user.clone(),
-                password,
-            }
-        } else if let Some(path) = &c.credentials_file {
-            nats::NatsAuth::CredentialsFile(path.clone())
-        } else {
-            nats::NatsAuth::None
-        };
-        s.stream = c.stream.clone();
-        s.create_stream = c.create_stream;
-        s.prefix = c.prefix.clone();
-        s.timeout = std::time::Duration::from_nanos(c.timeout);
-        live.push(outbox::LiveSink {
-            name: "nats".into(),
-            transport: Box::new(nats::NatsTransport::new(s)),
-            delivery: c.delivery(),
-        });
+        live.push(outbox::LiveSink::new(c)?);
     }
     Ok(live)
 }

@@ -73,11 +73,34 @@ pub struct DeliveryReport {
     pub last_error: Option<String>,
 }
 
+/// A live sink's configuration (`[sinks.webhook]`, `[sinks.mqtt]`,
+/// `[sinks.nats]`), which builds its running transport: secrets are read
+/// and TLS set up there, before anything runs; nothing connects yet.
+pub trait LiveConfig {
+    /// The sink's name: its cursor in the store, its label in metrics.
+    const NAME: &'static str;
+    type Transport: Transport + 'static;
+    /// The transport, or what is wrong with the configuration.
+    fn build(&self) -> std::result::Result<Self::Transport, String>;
+    fn delivery(&self) -> Delivery;
+}
+
 /// A live sink ready to run: its name (its cursor), transport and settings.
 pub struct LiveSink {
     pub name: String,
     pub transport: Box<dyn Transport>,
     pub delivery: Delivery,
+}
+
+impl LiveSink {
+    /// The live sink `config` describes.
+    pub fn new<C: LiveConfig>(config: &C) -> Result<LiveSink> {
+        Ok(LiveSink {
+            name: C::NAME.into(),
+            transport: Box::new(config.build().map_err(Error::Invalid)?),
+            delivery: config.delivery(),
+        })
+    }
 }
 
 /// The running live sinks.
