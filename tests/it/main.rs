@@ -4,6 +4,8 @@ mod asr;
 mod bad_input;
 mod batching;
 mod branches;
+#[path = "../support/brokers.rs"]
+mod brokers;
 mod clip;
 mod delivery;
 mod determinism;
