@@ -28,3 +28,4 @@ mod speech;
 #[path = "../support/rtsp.rs"]
 mod support;
 mod timing;
+mod transport;
