@@ -229,6 +229,8 @@ pub struct Published {
 /// queue outlives a broker restart), reconnecting on its own.
 pub struct MqttSubscriber {
     got: Arc<Mutex<Vec<Published>>>,
+    /// Tells its thread to end (at its next event or reconnect).
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MqttSubscriber {
@@ -244,6 +246,8 @@ impl MqttSubscriber {
         );
         let got: Arc<Mutex<Vec<Published>>> = Arc::default();
         let sink = got.clone();
+        let stop: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let stopped = stop.clone();
         let filter = filter.to_string();
         let login = login.map(|(u, p)| (u.to_string(), p.to_string()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -266,7 +270,7 @@ impl MqttSubscriber {
                     .await
                     .expect("subscribe");
                 let mut ready = Some(ready_tx);
-                loop {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                     match events.poll().await {
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
                             if let Some(r) = ready.take() {
@@ -290,7 +294,7 @@ impl MqttSubscriber {
         ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the subscriber subscribed");
-        MqttSubscriber { got }
+        MqttSubscriber { got, stop }
     }
 
     /// Everything received so far, in order.
@@ -300,6 +304,12 @@ impl MqttSubscriber {
 
     pub fn count(&self) -> usize {
         self.got.lock().map(|g| g.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for MqttSubscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
