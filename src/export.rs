@@ -296,8 +296,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn csv_keeps_commas_quotes_and_newlines() {
+    #[test]
+    fn csv_keeps_commas_quotes_and_newlines() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("events.db");
         let mut maker = RecordMaker::new("run".into(), "cam".into());
@@ -318,7 +318,7 @@ mod tests {
         let mut sink =
             crate::sink::store::StoreSink::open(&db, crate::sink::store::Retention::default(), &[])
                 .unwrap();
-        sink.send(&records).await.unwrap();
+        sink.send(&records).unwrap();
         let mut out = Vec::new();
         let n = export(&db, &Filter::default(), Format::Csv, &mut out).unwrap();
         assert_eq!(n, 2);

@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use crate::config::Rotation;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::sink::Sink;
 use crate::sink::retention::{self, rotate};
+use crate::sink::{Sink, SinkKind};
 
 /// Appends records to a JSONL file.
 ///
@@ -169,13 +169,12 @@ fn first_utc(path: &Path) -> Option<String> {
     v.get("utc")?.as_str().map(str::to_string)
 }
 
-#[async_trait::async_trait]
 impl Sink for JsonlSink {
-    fn name(&self) -> &'static str {
-        "jsonl"
+    fn kind(&self) -> SinkKind {
+        SinkKind::Jsonl
     }
 
-    async fn send(&mut self, batch: &[Record]) -> Result<()> {
+    fn send(&mut self, batch: &[Record]) -> Result<()> {
         self.buf.clear();
         if std::mem::take(&mut self.cut) {
             self.buf.push(b'\n');
@@ -212,7 +211,7 @@ impl Sink for JsonlSink {
         self.file.sync_data().map_err(err)
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
         if let Some(h) = self.sweeper.take() {
             let _ = h.join();
         }
@@ -251,11 +250,8 @@ mod tests {
         let whole = serde_json::to_string(&caption("s/1")).unwrap_or_default();
         std::fs::write(&path, format!("{whole}\n{}", &whole[..20]))
             .unwrap_or_else(|e| panic!("{e}"));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
         let mut sink = JsonlSink::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(sink.send(&[caption("s/2"), caption("s/3")]))
+        sink.send(&[caption("s/2"), caption("s/3")])
             .unwrap_or_else(|e| panic!("{e}"));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -272,9 +268,6 @@ mod tests {
     fn rotation_splits_between_batches_and_keeps_the_newest() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("events.jsonl");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
         let one = serde_json::to_string(&caption("s/1"))
             .unwrap_or_default()
             .len() as u64
@@ -301,10 +294,9 @@ mod tests {
                     c
                 })
                 .collect();
-            rt.block_on(sink.send(&batch))
-                .unwrap_or_else(|e| panic!("{e}"));
+            sink.send(&batch).unwrap_or_else(|e| panic!("{e}"));
         }
-        rt.block_on(sink.flush()).unwrap_or_else(|e| panic!("{e}"));
+        sink.flush().unwrap_or_else(|e| panic!("{e}"));
         let rotated = rotate::rotated(&path).unwrap_or_default();
         let names: Vec<String> = rotated
             .iter()

@@ -14,6 +14,12 @@ pub mod subtitles;
 pub mod tls;
 pub mod webhook;
 
+/// The far ends of the live sinks, for their tests: real servers
+/// (`tests/support/brokers.rs`, shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/support/brokers.rs"]
+mod brokers;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,21 +33,55 @@ use crate::fuse::Batch;
 use crate::metrics::Metrics;
 use crate::record::Record;
 
-/// A destination for records.
+/// Which file writer (or the terminal) a [`Sink`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// The JSONL event log.
+    Jsonl,
+    /// The SQLite event store.
+    Store,
+    WebVtt,
+    Srt,
+    Stdout,
+}
+
+impl SinkKind {
+    /// Its name in metrics, logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkKind::Jsonl => "jsonl",
+            SinkKind::Store => "store",
+            SinkKind::WebVtt => "webvtt",
+            SinkKind::Srt => "srt",
+            SinkKind::Stdout => "stdout",
+        }
+    }
+
+    /// Whether it writes under the output folder: the disk guard stops it
+    /// when the disk is nearly full.
+    pub fn on_disk(self) -> bool {
+        self != SinkKind::Stdout
+    }
+
+    /// Whether it is tried again after it failed: the event log is the
+    /// record of last resort; any other sink that failed once is left
+    /// alone, so that it neither slows down nor takes down the others.
+    pub fn retried_after_failure(self) -> bool {
+        self == SinkKind::Jsonl
+    }
+}
+
+/// A destination for records, written on the sink thread. Every one
+/// writes a file (or the terminal), so the calls are plain blocking ones;
+/// the live sinks deliver from the store through [`outbox`] instead.
 ///
 /// `send` takes the records one chunk of one stream completed, in order; it
 /// returns once they are as durable as the sink promises. An error is counted
 /// and reported; the records stay in the local log.
-#[async_trait::async_trait]
 pub trait Sink: Send {
-    fn name(&self) -> &'static str;
-    /// Whether it writes under the output folder: the disk guard stops it
-    /// when the disk is nearly full.
-    fn on_disk(&self) -> bool {
-        true
-    }
-    async fn send(&mut self, batch: &[Record]) -> Result<()>;
-    async fn flush(&mut self) -> Result<()>;
+    fn kind(&self) -> SinkKind;
+    fn send(&mut self, batch: &[Record]) -> Result<()>;
+    fn flush(&mut self) -> Result<()>;
 }
 
 /// How to print a line to the terminal without tearing progress bars; an
@@ -60,75 +100,15 @@ pub struct Built {
 /// Builds the live sinks a pipeline lists: secrets are read and TLS set
 /// up here, before anything runs; nothing connects yet.
 pub fn build_live(config: &SinksConfig) -> Result<Vec<outbox::LiveSink>> {
-    let invalid = |message: String| Error::Invalid(message);
     let mut live = Vec::new();
     if let Some(c) = &config.webhook {
-        live.push(outbox::LiveSink {
-            name: "webhook".into(),
-            transport: Box::new(webhook::WebhookTransport::new(c).map_err(invalid)?),
-            delivery: c.delivery(),
-        });
+        live.push(outbox::LiveSink::new(c)?);
     }
     if let Some(c) = &config.mqtt {
-        let (host, port, tls) = c
-            .endpoint()
-            .map_err(|e| invalid(format!("[sinks.mqtt] {e}")))?;
-        let mut s = mqtt::MqttSettings::new(host, port);
-        if tls {
-            s.tls = Some(Arc::new(
-                tls::client_config("[sinks.mqtt]", c.ca_file.as_deref()).map_err(invalid)?,
-            ));
-        }
-        if let Some(id) = &c.client_id {
-            s.client_id = id.clone();
-        }
-        s.username = c.username.clone();
-        s.password = c
-            .password()
-            .resolve("[sinks.mqtt] password")
-            .map_err(invalid)?;
-        s.prefix = c.prefix.clone();
-        s.keep_alive = std::time::Duration::from_nanos(c.keep_alive);
-        s.timeout = std::time::Duration::from_nanos(c.timeout);
-        live.push(outbox::LiveSink {
-            name: "mqtt".into(),
-            transport: Box::new(mqtt::MqttTransport::new(s)),
-            delivery: c.delivery(),
-        });
+        live.push(outbox::LiveSink::new(c)?);
     }
     if let Some(c) = &config.nats {
-        let mut s = nats::NatsSettings::new(c.url.clone());
-        let secure = c.tls || c.url.split(',').any(|u| u.trim().starts_with("tls://"));
-        if secure {
-            s.tls =
-                Some(tls::client_config("[sinks.nats]", c.ca_file.as_deref()).map_err(invalid)?);
-        }
-        s.auth = if let Some(token) = c.token().resolve("[sinks.nats] token").map_err(invalid)? {
-            nats::NatsAuth::Token(token)
-        } else if let Some(user) = &c.user {
-            let password = c
-                .password()
-                .resolve("[sinks.nats] password")
-                .map_err(invalid)?
-                .unwrap_or_default();
-            nats::NatsAuth::UserPassword {
-                user: user.clone(),
-                password,
-            }
-        } else if let Some(path) = &c.credentials_file {
-            nats::NatsAuth::CredentialsFile(path.clone())
-        } else {
-            nats::NatsAuth::None
-        };
-        s.stream = c.stream.clone();
-        s.create_stream = c.create_stream;
-        s.prefix = c.prefix.clone();
-        s.timeout = std::time::Duration::from_nanos(c.timeout);
-        live.push(outbox::LiveSink {
-            name: "nats".into(),
-            transport: Box::new(nats::NatsTransport::new(s)),
-            delivery: c.delivery(),
-        });
+        live.push(outbox::LiveSink::new(c)?);
     }
     Ok(live)
 }
@@ -220,25 +200,11 @@ pub fn spawn(
 ) -> Result<JoinHandle<SinkReport>> {
     std::thread::Builder::new()
         .name("sinks".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return SinkReport {
-                        errors: vec![format!("cannot start the sink runtime: {e}")],
-                        ..Default::default()
-                    };
-                }
-            };
-            runtime.block_on(run(&mut sinks, input, metrics, guard))
-        })
+        .spawn(move || run(&mut sinks, input, metrics, guard))
         .map_err(|e| Error::io("cannot start the sink thread", e))
 }
 
-async fn run(
+fn run(
     sinks: &mut [Box<dyn Sink>],
     input: Receiver<Batch>,
     metrics: Arc<Metrics>,
@@ -248,7 +214,7 @@ async fn run(
     let mut stage = HashMap::new();
     let mut failed = vec![false; sinks.len()];
     for sink in sinks.iter() {
-        metrics.sink_up(sink.name(), true);
+        metrics.sink_up(sink.kind().name(), true);
     }
     if guard.is_some() {
         metrics.sink_up("snapshots", true);
@@ -272,8 +238,7 @@ async fn run(
                 &mut report,
                 &[warning],
                 true,
-            )
-            .await;
+            );
         }
         let Some(batch) = batch else { continue };
         let m = stage
@@ -298,8 +263,7 @@ async fn run(
             &mut report,
             &batch.records,
             on_disk,
-        )
-        .await;
+        );
     }
     if let Some(warning) = guard.as_mut().and_then(|g| g.finish()) {
         deliver(
@@ -310,14 +274,13 @@ async fn run(
             &mut report,
             &[warning],
             true,
-        )
-        .await;
+        );
     }
     for (i, sink) in sinks.iter_mut().enumerate() {
         if failed[i] {
             continue;
         }
-        if let Err(e) = sink.flush().await {
+        if let Err(e) = sink.flush() {
             report.errors.push(e.to_string());
         }
     }
@@ -334,15 +297,15 @@ fn set_disk_level(
     use crate::disk::Level;
     metrics.sink_up("snapshots", level == Level::Ok);
     for (sink, failed) in sinks.iter().zip(failed) {
-        if sink.on_disk() && !failed {
-            metrics.sink_up(sink.name(), level < Level::RecordsStopped);
+        if sink.kind().on_disk() && !failed {
+            metrics.sink_up(sink.kind().name(), level < Level::RecordsStopped);
         }
     }
 }
 
 /// Sends one stream's records to every sink (only those not on disk
 /// unless `on_disk`), in order.
-async fn deliver(
+fn deliver(
     sinks: &mut [Box<dyn Sink>],
     failed: &mut [bool],
     metrics: &Arc<Metrics>,
@@ -359,22 +322,21 @@ async fn deliver(
         .or_insert_with(|| metrics.stage("sink", stream));
     let timer = m.timer();
     for (i, sink) in sinks.iter_mut().enumerate() {
-        // A sink other than the log that failed once is left alone: it
-        // must not slow down or take down the others.
-        if failed[i] && sink.name() != "jsonl" {
+        let kind = sink.kind();
+        if failed[i] && !kind.retried_after_failure() {
             continue;
         }
-        if !on_disk && sink.on_disk() {
+        if !on_disk && kind.on_disk() {
             continue;
         }
-        if let Err(e) = sink.send(records).await {
-            m.error(sink.name());
+        if let Err(e) = sink.send(records) {
+            m.error(kind.name());
             if !failed[i] {
                 failed[i] = true;
-                metrics.sink_up(sink.name(), false);
+                metrics.sink_up(kind.name(), false);
                 tracing::error!(
                     "{e}; the {} sink is degraded and left alone for the rest of the run",
-                    sink.name()
+                    kind.name()
                 );
                 report.errors.push(e.to_string());
             }

@@ -73,11 +73,34 @@ pub struct DeliveryReport {
     pub last_error: Option<String>,
 }
 
+/// A live sink's configuration (`[sinks.webhook]`, `[sinks.mqtt]`,
+/// `[sinks.nats]`), which builds its running transport: secrets are read
+/// and TLS set up there, before anything runs; nothing connects yet.
+pub trait LiveConfig {
+    /// The sink's name: its cursor in the store, its label in metrics.
+    const NAME: &'static str;
+    type Transport: Transport + 'static;
+    /// The transport, or what is wrong with the configuration.
+    fn build(&self) -> std::result::Result<Self::Transport, String>;
+    fn delivery(&self) -> Delivery;
+}
+
 /// A live sink ready to run: its name (its cursor), transport and settings.
 pub struct LiveSink {
     pub name: String,
     pub transport: Box<dyn Transport>,
     pub delivery: Delivery,
+}
+
+impl LiveSink {
+    /// The live sink `config` describes.
+    pub fn new<C: LiveConfig>(config: &C) -> Result<LiveSink> {
+        Ok(LiveSink {
+            name: C::NAME.into(),
+            transport: Box::new(config.build().map_err(Error::Invalid)?),
+            delivery: config.delivery(),
+        })
+    }
 }
 
 /// The running live sinks.
@@ -476,7 +499,7 @@ mod tests {
         async fn close(&mut self) {}
     }
 
-    async fn store_with(path: &Path, n: u64) -> crate::sink::store::StoreSink {
+    fn store_with(path: &Path, n: u64) -> crate::sink::store::StoreSink {
         use crate::sink::Sink;
         let mut store = crate::sink::store::StoreSink::open(
             path,
@@ -491,7 +514,7 @@ mod tests {
                 maker.caption(t, t, format!("caption {i}"))
             })
             .collect();
-        store.send(&records).await.unwrap();
+        store.send(&records).unwrap();
         store
     }
 
@@ -520,7 +543,7 @@ mod tests {
     async fn retries_until_acknowledged_then_moves_the_cursor_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let store = store_with(&path, 25).await;
+        let store = store_with(&path, 25);
         let (sink, accepted) = live(Some(2), 30_000);
         let outbox = Outbox::start(&path, vec![sink], &store.committed(), &Metrics::new()).unwrap();
         let reports = tokio::task::spawn_blocking(move || outbox.finish())
@@ -543,7 +566,7 @@ mod tests {
     async fn a_sink_down_at_the_end_leaves_its_records_owed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
-        let store = store_with(&path, 25).await;
+        let store = store_with(&path, 25);
         let (sink, _) = live(None, 300);
         let outbox = Outbox::start(&path, vec![sink], &store.committed(), &Metrics::new()).unwrap();
         let t = Instant::now();

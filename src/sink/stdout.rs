@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::record::{Phase, Record};
-use crate::sink::{Printer, Sink};
+use crate::sink::{Printer, Sink, SinkKind};
 
 pub struct StdoutSink {
     captions: bool,
@@ -83,17 +83,12 @@ impl StdoutSink {
     }
 }
 
-#[async_trait::async_trait]
 impl Sink for StdoutSink {
-    fn name(&self) -> &'static str {
-        "stdout"
+    fn kind(&self) -> SinkKind {
+        SinkKind::Stdout
     }
 
-    fn on_disk(&self) -> bool {
-        false
-    }
-
-    async fn send(&mut self, batch: &[Record]) -> Result<()> {
+    fn send(&mut self, batch: &[Record]) -> Result<()> {
         for r in batch {
             if let Some(line) = self.line(r) {
                 (self.print)(line).map_err(|e| Error::Sink {
@@ -105,7 +100,7 @@ impl Sink for StdoutSink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::record::{Record, VIGIL_SCHEMA};
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkKind};
 
 /// The store's own layout; `vigil_schema` (the record format) is kept
 /// beside it.
@@ -621,13 +621,12 @@ impl<'a> Row<'a> {
     }
 }
 
-#[async_trait::async_trait]
 impl Sink for StoreSink {
-    fn name(&self) -> &'static str {
-        "store"
+    fn kind(&self) -> SinkKind {
+        SinkKind::Store
     }
 
-    async fn send(&mut self, batch: &[Record]) -> Result<()> {
+    fn send(&mut self, batch: &[Record]) -> Result<()> {
         self.write(batch).map_err(|e| {
             let cause = explain(&self.db, &e);
             Error::Store {
@@ -648,7 +647,7 @@ impl Sink for StoreSink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
         // A run ends with the store within its limits.
         self.prune()?;
         self.db
@@ -689,15 +688,15 @@ mod tests {
         ]
     }
 
-    #[tokio::test]
-    async fn records_are_stored_once_with_their_columns() {
+    #[test]
+    fn records_are_stored_once_with_their_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
         let batch = records();
-        s.send(&batch).await.unwrap();
-        s.send(&batch).await.unwrap();
-        s.flush().await.unwrap();
+        s.send(&batch).unwrap();
+        s.send(&batch).unwrap();
+        s.flush().unwrap();
         let db = open(&path).unwrap();
         let n: i64 = db
             .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
@@ -731,8 +730,8 @@ mod tests {
         assert_eq!(schema, VIGIL_SCHEMA.to_string());
     }
 
-    #[tokio::test]
-    async fn retention_deletes_the_oldest_but_not_what_a_sink_still_owes() {
+    #[test]
+    fn retention_deletes_the_oldest_but_not_what_a_sink_still_owes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
@@ -745,7 +744,7 @@ mod tests {
                 Timestamp(i * 3_600_000_000_000 + 1),
                 "x".repeat(1000),
             );
-            s.send(&[c]).await.unwrap();
+            s.send(&[c]).unwrap();
         }
         let count = |db: &Connection| -> i64 {
             db.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
@@ -791,8 +790,8 @@ mod tests {
         assert!(!forget_cursor(&s.db, "mqtt", &path).unwrap());
     }
 
-    #[tokio::test]
-    async fn pages_retention_frees_go_back_to_the_disk() {
+    #[test]
+    fn pages_retention_frees_go_back_to_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let keep = Retention {
@@ -804,9 +803,9 @@ mod tests {
         // About 4 MiB of captions, with no retention.
         for i in 0..4000u64 {
             let c = maker.caption(Timestamp(i), Timestamp(i + 1), "x".repeat(1000));
-            s.send(&[c]).await.unwrap();
+            s.send(&[c]).unwrap();
         }
-        s.flush().await.unwrap();
+        s.flush().unwrap();
         drop(s);
         let on_disk = || -> u64 {
             ["events.db", "events.db-wal"]
@@ -819,7 +818,7 @@ mod tests {
         // Retention on: the store keeps 256 KiB of records, and its files
         // shrink to about that (plus at most the cut-back log).
         let mut s = StoreSink::open(&path, keep, &[]).unwrap();
-        s.flush().await.unwrap();
+        s.flush().unwrap();
         drop(s);
         let db = open(&path).unwrap();
         assert!(releases_pages(&db).unwrap());
@@ -842,12 +841,12 @@ mod tests {
         assert!(e.contains("layout") && e.contains("99"), "{e}");
     }
 
-    #[tokio::test]
-    async fn a_layout_1_store_is_upgraded_and_new_sinks_start_at_the_end() {
+    #[test]
+    fn a_layout_1_store_is_upgraded_and_new_sinks_start_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         let mut s = StoreSink::open(&path, Retention::default(), &[]).unwrap();
-        s.send(&records()).await.unwrap();
+        s.send(&records()).unwrap();
         drop(s);
         let db = Connection::open(&path).unwrap();
         db.execute_batch(

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Rotation;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::sink::Sink;
 use crate::sink::retention::{self, rotate};
+use crate::sink::{Sink, SinkKind};
 use crate::time::Timestamp;
 
 /// A subtitle format.
@@ -156,16 +156,15 @@ pub fn cue_time(t: Timestamp, format: Format) -> String {
     )
 }
 
-#[async_trait::async_trait]
 impl Sink for SubtitleSink {
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> SinkKind {
         match self.format {
-            Format::WebVtt => "webvtt",
-            Format::Srt => "srt",
+            Format::WebVtt => SinkKind::WebVtt,
+            Format::Srt => SinkKind::Srt,
         }
     }
 
-    async fn send(&mut self, batch: &[Record]) -> Result<()> {
+    fn send(&mut self, batch: &[Record]) -> Result<()> {
         for r in batch {
             let Record::Caption(c) = r else { continue };
             if !self.files.contains_key(&c.stream) {
@@ -215,7 +214,7 @@ impl Sink for SubtitleSink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
         for f in self.files.values_mut() {
             f.out.flush().map_err(|e| {
                 Error::io(
@@ -247,9 +246,6 @@ mod tests {
     fn each_rotated_file_is_a_whole_subtitle_file() {
         use crate::record::CaptionRecord;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
         for (format, name) in [
             (Format::WebVtt, "captions.vtt"),
             (Format::Srt, "captions.srt"),
@@ -271,10 +267,9 @@ mod tests {
                     utc: format!("2026-11-28T15:00:{:02}.000Z", i * 2),
                     text: "a person walks left".into(),
                 });
-                rt.block_on(sink.send(&[c]))
-                    .unwrap_or_else(|e| panic!("{e}"));
+                sink.send(&[c]).unwrap_or_else(|e| panic!("{e}"));
             }
-            rt.block_on(sink.flush()).unwrap_or_else(|e| panic!("{e}"));
+            sink.flush().unwrap_or_else(|e| panic!("{e}"));
             let files: Vec<PathBuf> = rotate::rotated(&path)
                 .unwrap_or_default()
                 .into_iter()

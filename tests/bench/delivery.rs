@@ -1,16 +1,13 @@
 //! Store and live-sink throughput, and delivery lag under a steady load,
 //! on loopback against real servers it starts itself (mosquitto,
-//! nats-server with JetStream, an HTTP receiver in this process). Prints a
+//! nats-server with JetStream, an HTTP receiver in this process;
+//! `tests/support/brokers.rs`). Prints a
 //! Markdown section for BENCHMARKS.md.
 //!
 //!   cargo bench --bench delivery        (tests/bench/run.sh runs it)
 //!
 //! Environment: BENCH_RECORDS (default 20000) records per throughput run.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use vigil::fuse::RecordMaker;
@@ -20,6 +17,10 @@ use vigil::sink::Sink;
 use vigil::sink::outbox::{DeliveryReport, Outbox};
 use vigil::sink::store::{Retention, StoreSink};
 use vigil::time::Timestamp;
+
+#[path = "../support/brokers.rs"]
+mod brokers;
+use brokers::{HttpReceiver, Mosquitto, NatsServer};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -39,13 +40,20 @@ fn bench() -> Res<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let dir = tempfile::tempdir()?;
-    let servers = Servers::start(dir.path())?;
+    // With mosquitto's default, Nagle's algorithm holds each burst of
+    // acknowledgements about 40 ms.
+    let mut mqtt = Mosquitto::configure(
+        brokers::free_port(),
+        "allow_anonymous true\npersistence false\nset_tcp_nodelay true\n",
+    );
+    mqtt.up();
+    let nats = NatsServer::start(&[]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let received = Arc::new(AtomicU64::new(0));
-    let http_port = runtime.block_on(http_receiver(received.clone()))?;
+    let http = HttpReceiver::start();
+    let http_port = http.port;
     let sinks = |names: &[&str]| -> String {
         let mut t = String::new();
         for name in names {
@@ -58,13 +66,13 @@ fn bench() -> Res<()> {
                 "mqtt" => {
                     t += &format!(
                         "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\ndrain = \"10m\"\n",
-                        servers.mqtt
+                        mqtt.port
                     )
                 }
                 "nats" => {
                     t += &format!(
                         "[nats]\nurl = \"nats://127.0.0.1:{}\"\ndrain = \"10m\"\n",
-                        servers.nats
+                        nats.port
                     )
                 }
                 _ => {}
@@ -79,12 +87,9 @@ fn bench() -> Res<()> {
     let store_path = dir.path().join("store.db");
     let mut store = StoreSink::open(&store_path, Retention::default(), &[])?;
     let t = Instant::now();
-    runtime.block_on(async {
-        for batch in records.chunks(CHUNK) {
-            store.send(batch).await?;
-        }
-        Ok::<_, vigil::error::Error>(())
-    })?;
+    for batch in records.chunks(CHUNK) {
+        store.send(batch)?;
+    }
     let store_secs = t.elapsed().as_secs_f64();
     drop(store);
 
@@ -108,12 +113,9 @@ fn bench() -> Res<()> {
         let config: vigil::config::SinksConfig = toml::from_str(&sinks(&[name]))?;
         let live = vigil::sink::build_live(&config)?;
         let mut store = StoreSink::open(&path, Retention::default(), &[name.to_string()])?;
-        runtime.block_on(async {
-            for batch in records.chunks(500) {
-                store.send(batch).await?;
-            }
-            Ok::<_, vigil::error::Error>(())
-        })?;
+        for batch in records.chunks(500) {
+            store.send(batch)?;
+        }
         let metrics = Metrics::new();
         let t = Instant::now();
         let outbox = Outbox::start(&path, live, &store.committed(), &metrics)?;
@@ -128,7 +130,7 @@ fn bench() -> Res<()> {
             n as f64 / secs
         );
     }
-    if received.load(Ordering::Relaxed) < n as u64 {
+    if http.records().len() < n {
         return Err("the HTTP receiver got fewer records than sent".into());
     }
 
@@ -146,7 +148,7 @@ fn bench() -> Res<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         for batch in steady.chunks(CHUNK) {
             tick.tick().await;
-            store.send(batch).await?;
+            store.send(batch)?;
         }
         Ok::<_, vigil::error::Error>(())
     })?;
@@ -218,94 +220,4 @@ fn records_json_bytes(records: &[Record]) -> usize {
         .iter()
         .map(|r| serde_json::to_string(r).map_or(0, |s| s.len()))
         .sum()
-}
-
-/// An HTTP receiver answering 204 to every POST; counts the records.
-async fn http_receiver(received: Arc<AtomicU64>) -> Res<u16> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let received = received.clone();
-            async move {
-                let n =
-                    serde_json::from_slice::<Vec<serde_json::Value>>(&body).map_or(0, |v| v.len());
-                received.fetch_add(n as u64, Ordering::Relaxed);
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(port)
-}
-
-/// mosquitto and nats-server on free loopback ports, killed on drop.
-struct Servers {
-    mqtt: u16,
-    nats: u16,
-    children: Vec<Child>,
-}
-
-impl Servers {
-    fn start(dir: &Path) -> Res<Servers> {
-        let free = || -> Res<u16> {
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port())
-        };
-        let (mqtt, nats) = (free()?, free()?);
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {mqtt} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nset_tcp_nodelay true\n"
-            ),
-        )?;
-        let mut children = vec![
-            Command::new("mosquitto")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("mosquitto (deploy/setup.sh installs it): {e}"))?,
-        ];
-        std::fs::create_dir_all(dir.join("js"))?;
-        children.push(
-            Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &nats.to_string(), "-sd"])
-                .arg(dir.join("js"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("nats-server (deploy/setup.sh installs it): {e}"))?,
-        );
-        let servers = Servers {
-            mqtt,
-            nats,
-            children,
-        };
-        for port in [mqtt, nats] {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if Instant::now() > deadline {
-                    return Err(format!("no server on port {port}").into());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Ok(servers)
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }

@@ -1,22 +1,21 @@
-//! Live sinks against real servers started here (an HTTP receiver,
-//! mosquitto, nats-server with JetStream): outages, `kill -9` of vigil, and
+//! Live sinks against real servers (an HTTP receiver, mosquitto,
+//! nats-server with JetStream; `tests/support/brokers.rs`): outages, `kill -9` of vigil, and
 //! a full store. Every record the store holds must arrive, in store order
 //! per stream, whatever fails on the way.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::brokers::{HttpReceiver, Mosquitto, MqttSubscriber, NatsServer};
 use crate::run::{read_jsonl, vigil};
 
 /// How long each sink server is down in the outage tests.
 const OUTAGE: Duration = Duration::from_secs(30);
-
-use crate::live::free_port;
 
 #[track_caller]
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -200,92 +199,6 @@ fn finish(child: Child) -> String {
 
 // ---------------------------------------------------------------- HTTP
 
-/// What the HTTP receiver got: `(run, id, stream)` per record, in order,
-/// and how many bodies had a wrong signature.
-#[derive(Default)]
-struct Received {
-    records: Vec<(String, String, String)>,
-    bad_signatures: usize,
-}
-
-/// A webhook receiver on a fixed port that can go down (every socket
-/// closed at once, as in a crash) and come back.
-struct HttpReceiver {
-    port: u16,
-    secret: Vec<u8>,
-    got: Arc<Mutex<Received>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl HttpReceiver {
-    fn new(secret: &str) -> HttpReceiver {
-        let mut r = HttpReceiver {
-            port: free_port(),
-            secret: secret.as_bytes().to_vec(),
-            got: Arc::default(),
-            runtime: None,
-        };
-        r.up();
-        r
-    }
-
-    fn up(&mut self) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let got = self.got.clone();
-        let secret = self.secret.clone();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port)))
-            .expect("bind the receiver's port again");
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let got = got.clone();
-                    let secret = secret.clone();
-                    async move {
-                        let signed = headers
-                            .get(vigil::sink::webhook::SIGNATURE)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        let records: Vec<Value> = match serde_json::from_slice(&body) {
-                            Ok(v) => v,
-                            Err(_) => return axum::http::StatusCode::BAD_REQUEST,
-                        };
-                        let mut got = got.lock().unwrap_or_else(|p| p.into_inner());
-                        if signed != vigil::sink::webhook::signature(&secret, &body) {
-                            got.bad_signatures += 1;
-                            return axum::http::StatusCode::UNAUTHORIZED;
-                        }
-                        for r in records {
-                            got.records.push(key(&r));
-                        }
-                        axum::http::StatusCode::NO_CONTENT
-                    }
-                },
-            ),
-        );
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        self.runtime = Some(runtime);
-    }
-
-    fn down(&mut self) {
-        if let Some(r) = self.runtime.take() {
-            r.shutdown_background();
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.got.lock().map(|g| g.records.len()).unwrap_or(0)
-    }
-}
-
 fn key(r: &Value) -> (String, String, String) {
     let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
     (s("run"), s("id"), s("stream"))
@@ -298,7 +211,11 @@ fn key(r: &Value) -> (String, String, String) {
 fn webhook_outage_and_kill_9_lose_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let clip = long_clip(dir.path());
-    let mut rx = HttpReceiver::new("s3cret-key");
+    // Bodies not signed with the key are refused (401).
+    let mut rx = HttpReceiver::with_gate(Arc::new(|r: &crate::brokers::Request| {
+        r.header(vigil::sink::webhook::SIGNATURE)
+            == Some(&vigil::sink::webhook::signature(b"s3cret-key", &r.body))
+    }));
     let sink = format!(
         "[sinks.webhook]\nurl = \"http://127.0.0.1:{}/hook\"\nsecret_env = \"VIGIL_TEST_HOOK_KEY\"\n\
          batch = 20\nretry_max = \"2s\"\ntimeout = \"2s\"\ndrain = \"90s\"\n",
@@ -310,14 +227,14 @@ fn webhook_outage_and_kill_9_lose_nothing() {
 
     let mut first = start_vigil(&pipeline, &out, &env);
     wait_for("the first deliveries", Duration::from_secs(60), || {
-        rx.count() >= 20
+        rx.records().len() >= 20
     });
     rx.down();
     let down_at = Instant::now();
     // Records made while the receiver is down wait in the store.
     let db = out.join("events.db");
     wait_for("records owed", Duration::from_secs(60), || {
-        stored(&db).len() > rx.count() + 50
+        stored(&db).len() > rx.records().len() + 50
     });
     kill9(&mut first);
     assert_eq!(integrity(&db), "ok");
@@ -344,131 +261,15 @@ fn webhook_outage_and_kill_9_lose_nothing() {
         !stderr.contains("s3cret-key"),
         "the secret stays out of logs"
     );
-    let got = rx.got.lock().unwrap_or_else(|p| p.into_inner());
-    assert_eq!(got.bad_signatures, 0, "every body was signed with the key");
-    assert_all_arrived(&db, &got.records);
-    let runs: HashSet<_> = got.records.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(rx.refused(), 0, "every body was signed with the key");
+    let got: Vec<_> = rx.records().iter().map(key).collect();
+    assert_all_arrived(&db, &got);
+    let runs: HashSet<_> = got.iter().map(|r| r.0.clone()).collect();
     assert_eq!(runs.len(), 2, "records of both runs arrived");
-    drop(got);
     rx.down();
 }
 
 // ---------------------------------------------------------------- MQTT
-
-/// A mosquitto broker on a fixed port, persisting sessions on disk so that
-/// the checking subscriber's queue outlives a restart.
-struct Mosquitto {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    fn new() -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tmp");
-        let port = free_port();
-        std::fs::write(
-            dir.path().join("mosquitto.conf"),
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nuser root\nmax_queued_messages 100000\n",
-                dir.path().display()
-            ),
-        )
-        .expect("config");
-        let mut m = Mosquitto {
-            port,
-            dir,
-            child: None,
-        };
-        m.up();
-        m
-    }
-
-    fn up(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto (Debian package mosquitto)");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("mosquitto to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    /// Stops the broker cleanly (it saves its sessions).
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A subscriber to `vigil/#` with a persistent session, reconnecting on its
-/// own; keeps `(run, id, stream)` of every record published.
-fn mqtt_checker(port: u16) -> Arc<Mutex<Vec<(String, String, String)>>> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let got: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
-    let sink = got.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let mut options = MqttOptions::new("vigil-test-checker", "127.0.0.1", port);
-            options.set_clean_session(false);
-            options.set_keep_alive(Duration::from_secs(5));
-            options.set_max_packet_size(1 << 20, 1 << 20);
-            let (client, mut events) = AsyncClient::new(options, 1000);
-            client
-                .subscribe("vigil/#", QoS::AtLeastOnce)
-                .await
-                .expect("subscribe");
-            let mut ready = Some(ready_tx);
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(r) = ready.take() {
-                            let _ = r.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let kind = p.topic.rsplit('/').next().unwrap_or_default();
-                        if matches!(kind, "events" | "captions" | "transcripts")
-                            && let Ok(v) = serde_json::from_slice::<Value>(&p.payload)
-                        {
-                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(key(&v));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        });
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the checker subscribed");
-    got
-}
 
 /// `kill -9` mid-run with the broker up leaves the store intact and its
 /// cursor on what was acknowledged; then the broker is down for 30 s while
@@ -477,9 +278,22 @@ fn mqtt_checker(port: u16) -> Arc<Mutex<Vec<(String, String, String)>>> {
 fn mqtt_kill_9_and_outage_lose_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let clip = long_clip(dir.path());
-    let mut broker = Mosquitto::new();
-    let got = mqtt_checker(broker.port);
-    let count = || got.lock().map(|g| g.len()).unwrap_or(0);
+    let mut broker = Mosquitto::persistent();
+    let checker = MqttSubscriber::new(broker.port, "vigil/#", None);
+    // `(run, id, stream)` of every record published.
+    let got = || -> Vec<(String, String, String)> {
+        checker
+            .messages()
+            .iter()
+            .filter(|m| {
+                let kind = m.topic.rsplit('/').next().unwrap_or_default();
+                matches!(kind, "events" | "captions" | "transcripts")
+            })
+            .filter_map(|m| serde_json::from_str::<Value>(&m.payload).ok())
+            .map(|v| key(&v))
+            .collect()
+    };
+    let count = || got().len();
     let sink = format!(
         "[sinks.mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nbatch = 20\nretry_max = \"2s\"\n\
          timeout = \"2s\"\ndrain = \"90s\"\n",
@@ -503,10 +317,8 @@ fn mqtt_kill_9_and_outage_lose_nothing() {
         "acknowledged records at the subscriber",
         Duration::from_secs(10),
         || {
-            let have: HashSet<(String, String)> = got
-                .lock()
-                .map(|g| g.iter().map(|r| (r.0.clone(), r.1.clone())).collect())
-                .unwrap_or_default();
+            let have: HashSet<(String, String)> =
+                got().iter().map(|r| (r.0.clone(), r.1.clone())).collect();
             store
                 .iter()
                 .filter(|r| r.0 <= acked)
@@ -514,7 +326,7 @@ fn mqtt_kill_9_and_outage_lose_nothing() {
         },
     );
 
-    broker.down();
+    broker.stop();
     let down_at = Instant::now();
     let second = start_vigil(&pipeline, &out, &[]);
     std::thread::sleep(OUTAGE.saturating_sub(down_at.elapsed()));
@@ -533,107 +345,34 @@ fn mqtt_kill_9_and_outage_lose_nothing() {
         "the subscriber to catch up",
         Duration::from_secs(20),
         || {
-            let have: HashSet<(String, String)> = got
-                .lock()
-                .map(|g| g.iter().map(|r| (r.0.clone(), r.1.clone())).collect())
-                .unwrap_or_default();
+            let have: HashSet<(String, String)> =
+                got().iter().map(|r| (r.0.clone(), r.1.clone())).collect();
             have.len() >= store_len
         },
     );
-    let got = got.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert_all_arrived(&db, &got);
+    assert_all_arrived(&db, &got());
 }
 
 // ---------------------------------------------------------------- NATS
 
-struct NatsServer {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    fn new() -> NatsServer {
-        let mut n = NatsServer {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tmp"),
-            child: None,
-        };
-        n.up();
-        n
-    }
-
-    fn up(&mut self) {
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (Debian package nats-server)");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("nats-server to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `(run, id, stream)` of every message in the VIGIL stream, in order;
-    /// the Nats-Msg-Id header must be `run/id`.
-    fn messages(&self) -> Vec<(String, String, String)> {
-        let url = format!("nats://127.0.0.1:{}", self.port);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let client = async_nats::connect(url).await.expect("connect");
-            let js = async_nats::jetstream::new(client);
-            let mut stream = js.get_stream("VIGIL").await.expect("stream VIGIL");
-            let state = stream.info().await.expect("info").state.clone();
-            let mut out = Vec::new();
-            if state.messages == 0 {
-                return out;
-            }
-            for seq in state.first_sequence..=state.last_sequence {
-                let m = stream.get_raw_message(seq).await.expect("message");
-                let v: Value = serde_json::from_slice(&m.payload).expect("JSON");
-                let k = key(&v);
-                let header = m
-                    .headers
-                    .get("Nats-Msg-Id")
-                    .map(|h| h.as_str().to_string())
-                    .unwrap_or_default();
-                assert_eq!(header, format!("{}/{}", k.0, k.1));
-                assert_eq!(
-                    m.subject.as_str(),
-                    format!("vigil.{}.{}", k.2, v["type"].as_str().unwrap_or_default())
-                );
-                out.push(k);
-            }
-            out
+/// `(run, id, stream)` of every message in the VIGIL stream, in order;
+/// the Nats-Msg-Id header must be `run/id`, the subject
+/// `vigil.STREAM.TYPE`.
+fn messages(server: &NatsServer) -> Vec<(String, String, String)> {
+    server
+        .messages("VIGIL", None)
+        .into_iter()
+        .map(|m| {
+            let v: Value = serde_json::from_str(&m.payload).expect("JSON");
+            let k = key(&v);
+            assert_eq!(m.msg_id, format!("{}/{}", k.0, k.1));
+            assert_eq!(
+                m.subject,
+                format!("vigil.{}.{}", k.2, v["type"].as_str().unwrap_or_default())
+            );
+            k
         })
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.down();
-    }
+        .collect()
 }
 
 /// As for the webhook, against JetStream: the server is killed, vigil is
@@ -643,7 +382,7 @@ impl Drop for NatsServer {
 fn nats_outage_and_kill_9_lose_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let clip = long_clip(dir.path());
-    let mut server = NatsServer::new();
+    let mut server = NatsServer::start(&[]);
     let sink = format!(
         "[sinks.nats]\nurl = \"nats://127.0.0.1:{}\"\nbatch = 20\nretry_max = \"2s\"\n\
          timeout = \"2s\"\ndrain = \"90s\"\n",
@@ -659,7 +398,7 @@ fn nats_outage_and_kill_9_lose_nothing() {
         Duration::from_secs(60),
         || db.exists() && cursor(&db, "nats") > 20,
     );
-    server.down();
+    server.kill();
     let down_at = Instant::now();
     let acked = cursor(&db, "nats");
     wait_for("records owed", Duration::from_secs(60), || {
@@ -680,7 +419,7 @@ fn nats_outage_and_kill_9_lose_nothing() {
     );
     assert!(stderr.contains("nats: delivered"), "{stderr}");
     assert!(stderr.contains("pending 0"), "{stderr}");
-    let got = server.messages();
+    let got = messages(&server);
     assert_all_arrived(&db, &got);
     assert_eq!(
         got.len(),

@@ -4,6 +4,8 @@ mod asr;
 mod bad_input;
 mod batching;
 mod branches;
+#[path = "../support/brokers.rs"]
+mod brokers;
 mod clip;
 mod delivery;
 mod determinism;
@@ -26,3 +28,4 @@ mod speech;
 #[path = "../support/rtsp.rs"]
 mod support;
 mod timing;
+mod transport;

@@ -1,0 +1,75 @@
+//! The topics records, state and status go to.
+
+use crate::sink::outbox::Outgoing;
+
+/// The topics under one configured prefix.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    /// The prefix without wildcards or trailing slashes.
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Topics {
+        Topics {
+            prefix: clean_prefix(prefix),
+        }
+    }
+
+    /// `{prefix}/status`: `online`, `offline`, the last will.
+    pub fn status(&self) -> String {
+        join_topic(&self.prefix, "status")
+    }
+
+    /// `{prefix}/{stream}/events` (`captions`, `transcripts`, `other`).
+    pub fn record(&self, rec: &Outgoing) -> String {
+        let leaf = match rec.kind_of.as_str() {
+            "event" => "events",
+            "caption" => "captions",
+            "transcript" => "transcripts",
+            _ => "other",
+        };
+        join_topic(
+            &self.prefix,
+            &format!("{}/{leaf}", topic_segment(&rec.stream)),
+        )
+    }
+
+    /// `{prefix}/{stream}/state`: the retained summary.
+    pub fn state(&self, stream: &str) -> String {
+        join_topic(&self.prefix, &format!("{}/state", topic_segment(stream)))
+    }
+}
+
+/// A stream name as one topic level: no level separator or wildcards.
+fn topic_segment(name: &str) -> String {
+    if name.is_empty() {
+        return "_".to_owned();
+    }
+    name.chars()
+        .map(|c| match c {
+            '/' | '+' | '#' | '\0' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// The configured prefix without wildcards or trailing slashes.
+fn clean_prefix(prefix: &str) -> String {
+    prefix
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| match c {
+            '+' | '#' | '\0' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+fn join_topic(prefix: &str, rest: &str) -> String {
+    if prefix.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{prefix}/{rest}")
+    }
+}
