@@ -311,7 +311,7 @@ mod tests {
                 Timestamp(1_000_000_000),
                 None,
                 0.5,
-                Some([0.1, 0.2, 0.3, 0.4]),
+                Some(crate::geometry::BBox::new(0.1, 0.2, 0.3, 0.4)),
                 Default::default(),
             ),
         ];

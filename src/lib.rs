@@ -16,6 +16,7 @@
 //! | [`config`] | pipeline files: parsing and validation (file, line, column in errors); object labels and groups ([`config::labels`]) |
 //! | [`rule_language`] | what a rule's `when` says, and its parser (pest) |
 //! | [`time`] | [`time::Timestamp`] (integer ns), spans, exact sample ↔ time arithmetic |
+//! | [`geometry`] | [`geometry::BBox`]: boxes in the picture (normalised `[x, y, w, h]`, the array records carry), their IoU, union, edges, centre and anchor |
 //! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`]; what a source tells its synchroniser ([`media::SourceMessage`], [`media::Input`]) and how it failed ([`media::Failure`]) |
 //! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors, RTSP settings; [`source::supervise`]: each stream's supervisor, reconnecting live sources with backoff across outages; [`source::pace`]: a file's leading branch waits for the other |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged; data stamped past all sense dropped, a branch that gives nothing usable ended (files) or reported (live, the stream degraded) |
@@ -52,7 +53,7 @@
 //! floor 3: stage
 //! floor 2: stream metrics
 //! floor 1: config media record
-//! floor 0: time error disk lock backoff secret rule_language
+//! floor 0: time error disk lock backoff secret rule_language geometry
 //! ```
 //!
 //! Each stage of each stream runs on its own thread, and each model on one
@@ -94,6 +95,7 @@ pub mod encode;
 pub mod error;
 pub mod export;
 pub mod fuse;
+pub mod geometry;
 pub mod graph;
 pub mod lock;
 pub mod media;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::geometry::BBox;
 use crate::time::{MILLISECOND, Timestamp};
 
 /// Version of the record format; a change that breaks readers bumps it.
@@ -91,7 +92,7 @@ pub struct EventRecord {
     pub labels: Vec<String>,
     pub track: Option<u64>,
     pub zone: Option<String>,
-    pub bbox: Option<[f32; 4]>,
+    pub bbox: Option<BBox>,
     pub snapshot: Option<String>,
     pub details: serde_json::Map<String, serde_json::Value>,
 }

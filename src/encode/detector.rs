@@ -9,8 +9,9 @@ use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
-use crate::encode::{Encoder, Features, iou};
+use crate::encode::{Encoder, Features};
 use crate::error::{Error, Result};
+use crate::geometry::BBox;
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
 
@@ -74,12 +75,12 @@ pub fn labels() -> Vec<&'static str> {
     crate::config::labels::coco_classes()
 }
 
-/// One object: its class, score and `[x, y, w, h]` normalised to the frame.
+/// One object: its class, score and box normalised to the frame.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {
     pub label: &'static str,
     pub score: f32,
-    pub bbox: [f32; 4],
+    pub bbox: BBox,
 }
 
 /// The objects found in one analysed frame.
@@ -171,7 +172,7 @@ impl Detector {
         outputs: &ItemOutputs,
         letterbox: &Letterbox,
     ) -> Result<(Vec<Detection>, Vec<Detection>)> {
-        let mut candidates: Vec<(usize, f32, [f32; 4])> = Vec::new();
+        let mut candidates: Vec<(usize, f32, BBox)> = Vec::new();
         for (k, &stride) in STRIDES.iter().enumerate() {
             let cells_x = SIDE / stride;
             let cells = cells_x * cells_x;
@@ -206,7 +207,7 @@ impl Detector {
                     let (x0, y0) = (cx * s - d[0] * s, cy * s - d[1] * s);
                     let (x1, y1) = (cx * s + d[2] * s, cy * s + d[3] * s);
                     let bbox = letterbox.to_frame([x0, y0, x1, y1]);
-                    if bbox[2] > 0.0 && bbox[3] > 0.0 {
+                    if bbox.w > 0.0 && bbox.h > 0.0 {
                         candidates.push((class, score, bbox));
                     }
                 }
@@ -294,21 +295,18 @@ fn dfl(dist: &[f32]) -> [f32; 4] {
 
 /// Greedy non-maximum suppression within each class; the result is ordered
 /// by score, best first (ties by class, then position, so it is stable).
-fn nms_per_class(
-    mut c: Vec<(usize, f32, [f32; 4])>,
-    threshold: f32,
-) -> Vec<(usize, f32, [f32; 4])> {
+fn nms_per_class(mut c: Vec<(usize, f32, BBox)>, threshold: f32) -> Vec<(usize, f32, BBox)> {
     c.sort_by(|a, b| {
         b.1.total_cmp(&a.1)
             .then(a.0.cmp(&b.0))
-            .then(a.2[0].total_cmp(&b.2[0]))
-            .then(a.2[1].total_cmp(&b.2[1]))
+            .then(a.2.x.total_cmp(&b.2.x))
+            .then(a.2.y.total_cmp(&b.2.y))
     });
-    let mut kept: Vec<(usize, f32, [f32; 4])> = Vec::new();
+    let mut kept: Vec<(usize, f32, BBox)> = Vec::new();
     for cand in c {
         if !kept
             .iter()
-            .any(|k| k.0 == cand.0 && iou(&k.2, &cand.2) > threshold)
+            .any(|k| k.0 == cand.0 && k.2.iou(cand.2) > threshold)
         {
             kept.push(cand);
         }
@@ -385,9 +383,9 @@ mod tests {
 
     #[test]
     fn nms_keeps_overlaps_of_different_classes() {
-        let b = [0.1, 0.1, 0.3, 0.3];
-        let near = [0.12, 0.1, 0.3, 0.3];
-        let far = [0.6, 0.6, 0.2, 0.2];
+        let b = BBox::new(0.1, 0.1, 0.3, 0.3);
+        let near = BBox::new(0.12, 0.1, 0.3, 0.3);
+        let far = BBox::new(0.6, 0.6, 0.2, 0.2);
         let kept = nms_per_class(
             vec![(0, 0.9, b), (0, 0.8, near), (2, 0.7, near), (0, 0.6, far)],
             0.5,
@@ -415,7 +413,7 @@ mod tests {
         assert!((input[50 * SIDE + 200] - border).abs() < 1e-5);
         assert!((input[200 * SIDE + 200] - inside).abs() < 1e-4);
         let b = lb.to_frame([0.0, 104.0, 416.0, 312.0]);
-        for (got, want) in b.iter().zip([0.0, 0.0, 1.0, 1.0]) {
+        for (got, want) in b.to_array().iter().zip([0.0, 0.0, 1.0, 1.0]) {
             assert!((got - want).abs() < 1e-4, "{b:?}");
         }
     }

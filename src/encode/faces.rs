@@ -6,8 +6,9 @@ use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
-use crate::encode::{Encoder, Features, iou, sigmoid};
+use crate::encode::{Encoder, Features, sigmoid};
 use crate::error::{Error, Result};
+use crate::geometry::BBox;
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
 
@@ -43,7 +44,7 @@ const GRIDS: [(usize, usize); 2] = [(16, 2), (8, 6)];
 /// One face: `[x, y, w, h]` normalised to the frame, and its score.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Face {
-    pub bbox: [f32; 4],
+    pub bbox: BBox,
     pub score: f32,
 }
 
@@ -198,13 +199,14 @@ fn weighted_nms(mut candidates: Vec<Face>, threshold: f32) -> Vec<Face> {
     while let Some(best) = candidates.first().cloned() {
         let (group, rest): (Vec<Face>, Vec<Face>) = candidates
             .into_iter()
-            .partition(|c| iou(&best.bbox, &c.bbox) >= threshold);
+            .partition(|c| best.bbox.iou(c.bbox) >= threshold);
         let total: f32 = group.iter().map(|f| f.score).sum();
-        let mut bbox = [0.0f32; 4];
+        let mut bbox = BBox::default();
         for f in &group {
-            for (k, v) in bbox.iter_mut().enumerate() {
-                *v += f.bbox[k] * f.score / total;
-            }
+            bbox.x += f.bbox.x * f.score / total;
+            bbox.y += f.bbox.y * f.score / total;
+            bbox.w += f.bbox.w * f.score / total;
+            bbox.h += f.bbox.h * f.score / total;
         }
         out.push(Face {
             bbox,
@@ -222,14 +224,14 @@ mod tests {
     #[test]
     fn weighted_nms_merges_overlaps_and_keeps_apart_ones() {
         let f = |x: f32, s: f32| Face {
-            bbox: [x, 0.1, 0.2, 0.2],
+            bbox: BBox::new(x, 0.1, 0.2, 0.2),
             score: s,
         };
         let out = weighted_nms(vec![f(0.10, 0.9), f(0.12, 0.8), f(0.6, 0.7)], 0.3);
         assert_eq!(out.len(), 2);
-        assert!((out[0].bbox[0] - (0.10 * 0.9 + 0.12 * 0.8) / 1.7).abs() < 1e-6);
+        assert!((out[0].bbox.x - (0.10 * 0.9 + 0.12 * 0.8) / 1.7).abs() < 1e-6);
         assert_eq!(out[0].score, 0.9);
-        assert_eq!(out[1].bbox[0], 0.6);
+        assert_eq!(out[1].bbox.x, 0.6);
     }
 
     #[test]
@@ -246,7 +248,8 @@ mod tests {
         // The frame fills the input's width and its middle half in height.
         let b = lb.to_frame([0.0, 32.0, 128.0, 96.0]);
         assert!(
-            b.iter()
+            b.to_array()
+                .iter()
                 .zip([0.0, 0.0, 1.0, 1.0])
                 .all(|(a, e)| (a - e).abs() < 1e-4),
             "{b:?}"

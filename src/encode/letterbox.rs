@@ -1,6 +1,8 @@
 //! Fitting a frame into a model's square input with its aspect kept
 //! (centred, borders around it), and mapping boxes back to the frame.
 
+use crate::geometry::BBox;
+
 /// How a frame was fitted into a square input of `side` pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Letterbox {
@@ -33,13 +35,13 @@ impl Letterbox {
         }
     }
 
-    /// Corners `[x0, y0, x1, y1]` in input pixels to `[x, y, w, h]`
-    /// normalised to the frame, clipped to it.
-    pub fn to_frame(&self, c: [f32; 4]) -> [f32; 4] {
+    /// Corners `[x0, y0, x1, y1]` in input pixels to a box normalised to
+    /// the frame, clipped to it.
+    pub fn to_frame(&self, c: [f32; 4]) -> BBox {
         let x = |v: f32| ((v - self.dx as f32) / self.scale / self.frame_width).clamp(0.0, 1.0);
         let y = |v: f32| ((v - self.dy as f32) / self.scale / self.frame_height).clamp(0.0, 1.0);
         let (x0, y0, x1, y1) = (x(c[0]), y(c[1]), x(c[2]), y(c[3]));
-        [x0, y0, x1 - x0, y1 - y0]
+        BBox::from_corners(x0, y0, x1, y1)
     }
 }
 
@@ -52,15 +54,15 @@ mod tests {
         let lb = Letterbox::fit(640, 320, 416);
         assert_eq!((lb.width, lb.height, lb.dx, lb.dy), (416, 208, 0, 104));
         let b = lb.to_frame([0.0, 104.0, 416.0, 312.0]);
-        for (got, want) in b.iter().zip([0.0, 0.0, 1.0, 1.0]) {
+        for (got, want) in b.to_array().iter().zip([0.0, 0.0, 1.0, 1.0]) {
             assert!((got - want).abs() < 1e-4, "{b:?}");
         }
         // Outside the picture is clipped to it.
         let b = lb.to_frame([-10.0, 0.0, 208.0, 208.0]);
-        assert_eq!(b[0], 0.0);
-        assert_eq!(b[1], 0.0);
+        assert_eq!(b.x, 0.0);
+        assert_eq!(b.y, 0.0);
         assert!(
-            (b[2] - 0.5).abs() < 1e-4 && (b[3] - 0.5).abs() < 1e-4,
+            (b.w - 0.5).abs() < 1e-4 && (b.h - 0.5).abs() < 1e-4,
             "{b:?}"
         );
     }

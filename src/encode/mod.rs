@@ -302,15 +302,6 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Intersection over union of two boxes `[x, y, w, h]`.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let ix = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
-}
-
 /// Level in dBFS of a linear amplitude, floored at -120 dB.
 pub fn dbfs(amplitude: f32) -> f32 {
     if amplitude <= 1e-6 {

@@ -4,6 +4,7 @@ use crate::config::MotionConfig;
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::{Encoder, Features};
 use crate::error::Result;
+use crate::geometry::BBox;
 use std::sync::Arc;
 
 use crate::media::{Chunk, Grey, VideoFrame};
@@ -36,7 +37,7 @@ pub struct MotionSample {
     /// Fraction of the picture that changed since the previous analysed frame.
     pub fraction: f32,
     /// The changed region, `[x, y, w, h]` normalised to 0–1.
-    pub bbox: Option<[f32; 4]>,
+    pub bbox: Option<BBox>,
     pub active: bool,
 }
 
@@ -102,7 +103,7 @@ impl Encoder for Motion {
 ///
 /// The box is built from cells where at least a quarter of the pixels changed,
 /// so that scattered noise does not stretch it across the picture.
-pub fn difference(a: &Grey, b: &Grey, threshold: u8) -> (f32, Option<[f32; 4]>) {
+pub fn difference(a: &Grey, b: &Grey, threshold: u8) -> (f32, Option<BBox>) {
     let (w, h) = (a.width, a.height);
     let (cw, ch) = (w.div_ceil(CELL), h.div_ceil(CELL));
     let mut cells = vec![0u32; cw * ch];
@@ -132,12 +133,12 @@ pub fn difference(a: &Grey, b: &Grey, threshold: u8) -> (f32, Option<[f32; 4]>) 
     let bbox = (x0 != usize::MAX).then(|| {
         let (px0, py0) = (x0 * CELL, y0 * CELL);
         let (px1, py1) = ((x1 * CELL).min(w), (y1 * CELL).min(h));
-        [
+        BBox::new(
             px0 as f32 / w as f32,
             py0 as f32 / h as f32,
             (px1 - px0) as f32 / w as f32,
             (py1 - py0) as f32 / h as f32,
-        ]
+        )
     });
     (fraction, bbox)
 }
@@ -175,7 +176,7 @@ mod tests {
         assert!(!same.active && same.fraction == 0.0);
         let moved = m.analyse(&frame(400, Some((200, 160))));
         assert!(moved.active, "{moved:?}");
-        let [x, y, w, h] = moved.bbox.unwrap_or_default();
+        let BBox { x, y, w, h } = moved.bbox.unwrap_or_default();
         // Both the old and the new place of the square changed.
         assert!(
             x < 0.1 && y < 0.1 && x + w > 0.7 && y + h > 0.8,

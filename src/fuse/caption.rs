@@ -7,8 +7,8 @@ use crate::encode::sound::SoundWindow;
 use crate::encode::{LevelWindow, MotionSample};
 use crate::fuse::EventNote;
 use crate::fuse::events::EventSeries;
-use crate::fuse::events::union;
 use crate::fuse::scene::Scene;
+use crate::geometry::{BBox, union_of};
 use crate::record::Phase;
 use crate::time::{Span, Timestamp};
 
@@ -23,7 +23,7 @@ pub struct SpanSummary {
     pub start: Timestamp,
     frames: u32,
     motion_frames: u32,
-    motion_bbox: Option<[f32; 4]>,
+    motion_bbox: Option<BBox>,
     motion_peak: f32,
     energy: f64,
     windows: u32,
@@ -113,7 +113,7 @@ impl Captioner {
         self.current.frames += 1;
         if s.active {
             self.current.motion_frames += 1;
-            self.current.motion_bbox = union(self.current.motion_bbox, s.bbox);
+            self.current.motion_bbox = union_of(self.current.motion_bbox.into_iter().chain(s.bbox));
             self.current.motion_peak = self.current.motion_peak.max(s.fraction);
         }
     }
@@ -138,7 +138,7 @@ impl Captioner {
             *most = (*most).max(n);
         }
         for s in scene.seen().iter().filter(|t| t.matched) {
-            let at = [s.bbox[0] + s.bbox[2] / 2.0, s.bbox[1] + s.bbox[3]];
+            let at = s.bbox.anchor();
             self.current
                 .tracks
                 .entry(s.track)
@@ -466,8 +466,8 @@ fn capitalise(s: &str) -> String {
 }
 
 /// Where a box sits in the picture, in words.
-pub fn region(bbox: Option<[f32; 4]>) -> &'static str {
-    let Some([x, y, w, h]) = bbox else {
+pub fn region(bbox: Option<BBox>) -> &'static str {
+    let Some(BBox { x, y, w, h }) = bbox else {
         return "in the picture";
     };
     if w > 0.66 && h > 0.66 {
@@ -566,11 +566,17 @@ mod tests {
 
     #[test]
     fn regions_are_named_by_the_box_centre() {
-        assert_eq!(region(Some([0.0, 0.0, 0.2, 0.2])), "at the top left");
-        assert_eq!(region(Some([0.4, 0.4, 0.2, 0.2])), "in the centre");
-        assert_eq!(region(Some([0.7, 0.8, 0.3, 0.2])), "at the bottom right");
         assert_eq!(
-            region(Some([0.0, 0.0, 1.0, 1.0])),
+            region(Some(BBox::new(0.0, 0.0, 0.2, 0.2))),
+            "at the top left"
+        );
+        assert_eq!(region(Some(BBox::new(0.4, 0.4, 0.2, 0.2))), "in the centre");
+        assert_eq!(
+            region(Some(BBox::new(0.7, 0.8, 0.3, 0.2))),
+            "at the bottom right"
+        );
+        assert_eq!(
+            region(Some(BBox::new(0.0, 0.0, 1.0, 1.0))),
             "across the whole picture"
         );
     }
@@ -599,7 +605,7 @@ mod tests {
             pts: Timestamp(10_000_000_000),
             until: Timestamp(10_200_000_000),
             fraction: 0.1,
-            bbox: Some([0.0, 0.0, 0.2, 0.2]),
+            bbox: Some(BBox::new(0.0, 0.0, 0.2, 0.2)),
             active: true,
         });
         let (_, third) = c.close(Timestamp(15_000_000_000), true, false);

@@ -6,26 +6,11 @@ use crate::config::EventTiming;
 use crate::encode::{LevelWindow, MotionSample};
 use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::{EventNote, RecordMaker};
+use crate::geometry::{BBox, union_of};
 use crate::record::{Phase, Record, round4};
 use crate::time::Timestamp;
 
-/// Union of two boxes `[x, y, w, h]`.
-pub fn union(a: Option<[f32; 4]>, b: Option<[f32; 4]>) -> Option<[f32; 4]> {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            let (x0, y0) = (a[0].min(b[0]), a[1].min(b[1]));
-            let (x1, y1) = (
-                (a[0] + a[2]).max(b[0] + b[2]),
-                (a[1] + a[3]).max(b[1] + b[3]),
-            );
-            Some([x0, y0, x1 - x0, y1 - y0])
-        }
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
-fn rounded(b: Option<[f32; 4]>) -> Option<[f32; 4]> {
+fn rounded(b: Option<BBox>) -> Option<BBox> {
     b.map(|b| b.map(round4))
 }
 
@@ -34,7 +19,7 @@ fn rounded(b: Option<[f32; 4]>) -> Option<[f32; 4]> {
 struct Open {
     id: String,
     score: f32,
-    bbox: Option<[f32; 4]>,
+    bbox: Option<BBox>,
     observations: u64,
     peak_db: f32,
     /// Most of the label seen at once (objects).
@@ -82,11 +67,11 @@ impl EventSeries {
         self.label.as_deref()
     }
 
-    fn gather(&mut self, active: bool, score: f32, bbox: Option<[f32; 4]>, peak_db: Option<f32>) {
+    fn gather(&mut self, active: bool, score: f32, bbox: Option<BBox>, peak_db: Option<f32>) {
         let g = self.open.as_mut().unwrap_or(&mut self.gathering);
         if active {
             g.score = g.score.max(score);
-            g.bbox = union(g.bbox, bbox);
+            g.bbox = union_of(g.bbox.into_iter().chain(bbox));
             g.observations += 1;
             if let Some(p) = peak_db {
                 g.peak_db = if g.observations == 1 {
@@ -107,7 +92,7 @@ impl EventSeries {
         active: bool,
         onset: Option<Timestamp>,
         score: f32,
-        bbox: Option<[f32; 4]>,
+        bbox: Option<BBox>,
         peak_db: Option<f32>,
         out: &mut Vec<Record>,
         notes: &mut Vec<EventNote>,
@@ -337,12 +322,12 @@ impl EventSeries {
         maker: &mut RecordMaker,
         at: Timestamp,
         until: Timestamp,
-        found: &[(f32, [f32; 4])],
+        found: &[(f32, BBox)],
         out: &mut Vec<Record>,
         notes: &mut Vec<EventNote>,
     ) {
         let score = found.iter().map(|d| d.0).fold(0.0, f32::max);
-        let bbox = found.iter().fold(None, |acc, d| union(acc, Some(d.1)));
+        let bbox = union_of(found.iter().map(|d| d.1));
         if !found.is_empty() {
             let g = self.open.as_mut().unwrap_or(&mut self.gathering);
             g.max_count = g.max_count.max(found.len() as u64);

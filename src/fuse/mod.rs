@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{EventTiming, PipelineConfig};
 use crate::encode::{Encoded, Features};
 use crate::error::Result;
+use crate::geometry::BBox;
 use crate::media::Failure;
 use crate::metrics::Metrics;
 use crate::record::{CaptionRecord, EventRecord, Phase, Record, utc_string};
@@ -46,7 +47,7 @@ pub struct EventNote {
     pub label: Option<String>,
     pub phase: Phase,
     pub at: Timestamp,
-    pub bbox: Option<[f32; 4]>,
+    pub bbox: Option<BBox>,
     pub peak_db: f32,
     /// An end that came because the input did: `stream`, `video`, `audio`.
     pub cut: Option<&'static str>,
@@ -91,7 +92,7 @@ impl RecordMaker {
         start: Timestamp,
         end: Option<Timestamp>,
         score: f32,
-        bbox: Option<[f32; 4]>,
+        bbox: Option<BBox>,
         details: Map<String, Value>,
     ) -> Record {
         Record::Event(EventRecord {

@@ -17,6 +17,7 @@ use crate::disk::DiskGate;
 use crate::encode::faces::FrameFaces;
 use crate::fuse::scene::Scene;
 use crate::fuse::snapshot::{self, Mark};
+use crate::geometry::BBox;
 use crate::media::VideoFrame;
 use crate::record::{EventRecord, Phase, Record};
 use crate::time::{SECOND, Timestamp};
@@ -42,7 +43,7 @@ pub struct Pictures {
     recent: VecDeque<VideoFrame>,
     /// Events whose box is from a frame other than their start's.
     box_times: HashMap<String, Timestamp>,
-    faces: VecDeque<(Timestamp, Vec<[f32; 4]>)>,
+    faces: VecDeque<(Timestamp, Vec<BBox>)>,
     /// The frame each live track was seen best in.
     best: HashMap<u64, VideoFrame>,
     /// Tracks lost, whose pictures go once their records are dressed.

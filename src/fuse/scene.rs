@@ -14,6 +14,7 @@ use crate::encode::detector::FrameObjects;
 use crate::fuse::track::{Track, TrackEvent, Tracker, TrackerParams};
 use crate::fuse::zones::{Direction, Line, LineSide, Zone};
 use crate::fuse::{EventNote, RecordMaker};
+use crate::geometry::BBox;
 use crate::record::{Phase, Record, num4, round4};
 use crate::time::{SECOND, Timestamp};
 
@@ -30,7 +31,7 @@ pub struct Seen {
     pub best_score: f32,
     /// When it was seen best.
     pub best_at: Timestamp,
-    pub bbox: [f32; 4],
+    pub bbox: BBox,
     pub first_seen: Timestamp,
     /// Zones (by index) the track is in, with when it entered each.
     pub zones: Vec<(usize, Timestamp)>,
@@ -352,7 +353,7 @@ impl Scene {
         let first = self.placed.insert(t.id);
         // Where it stood when first seen: its first box centre, half the
         // box's height lower.
-        let began = t.path.first().map(|(_, c)| [c[0], c[1] + t.bbox[3] / 2.0]);
+        let began = t.path.first().map(|(_, c)| [c[0], c[1] + t.bbox.h / 2.0]);
         for z in 0..self.zones.len() {
             if !self.zones[z].follows(t.label) {
                 continue;
@@ -612,7 +613,7 @@ mod tests {
                 .map(|x| Detection {
                     label: "person",
                     score: 0.9,
-                    bbox: [x - 0.05, 0.3, 0.1, 0.3],
+                    bbox: BBox::new(x - 0.05, 0.3, 0.1, 0.3),
                 })
                 .into_iter()
                 .collect(),

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use jpeg_encoder::{ColorType, Encoder, EncodingError};
 
+use crate::geometry::BBox;
+
 /// How much each blur box grows on every side, as a share of its size.
 const BLUR_MARGIN: f64 = 0.15;
 /// Pixelation blocks are about this share of the box's larger side.
@@ -27,8 +29,8 @@ const MARK_DIVISOR: usize = 320;
 /// A box to draw, with its colour.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mark {
-    /// `[x, y, w, h]`, normalised to 0–1 of the frame.
-    pub bbox: [f32; 4],
+    /// Normalised to 0–1 of the frame.
+    pub bbox: BBox,
     /// Outline colour, RGB.
     pub color: [u8; 3],
 }
@@ -88,7 +90,7 @@ pub fn render(
     width: u32,
     height: u32,
     marks: &[Mark],
-    blur: &[[f32; 4]],
+    blur: &[BBox],
     quality: u8,
 ) -> Result<Vec<u8>, SnapshotError> {
     let bad = |expected| SnapshotError::BadFrame {
@@ -188,8 +190,8 @@ impl Image {
     /// The pixels a normalised box covers, grown by `margin` of its size on
     /// each side and clipped to the frame; `None` for NaN, infinite,
     /// zero-size or negative boxes and for boxes wholly outside.
-    fn rect(&self, b: &[f32; 4], margin: f64) -> Option<Rect> {
-        let [x, y, bw, bh] = b.map(f64::from);
+    fn rect(&self, b: &BBox, margin: f64) -> Option<Rect> {
+        let [x, y, bw, bh] = b.to_array().map(f64::from);
         if !(x.is_finite() && y.is_finite() && bw.is_finite() && bh.is_finite()) {
             return None;
         }
@@ -381,7 +383,7 @@ mod tests {
     fn marks_are_drawn_and_the_inside_is_kept() {
         let (w, h) = (320, 240);
         let mark = Mark {
-            bbox: [0.25, 0.25, 0.5, 0.5],
+            bbox: BBox::new(0.25, 0.25, 0.5, 0.5),
             color: GREEN,
         };
         let jpeg = render(&flat(w, h, GREY), w, h, &[mark], &[], 95).expect("renders");
@@ -402,7 +404,7 @@ mod tests {
     fn marks_on_the_edge_stay_inside_the_frame() {
         let (w, h) = (64, 48);
         let mark = Mark {
-            bbox: [-0.2, -0.2, 0.7, 1.5],
+            bbox: BBox::new(-0.2, -0.2, 0.7, 1.5),
             color: [255, 0, 0],
         };
         let jpeg = render(&flat(w, h, GREY), w, h, &[mark], &[], 100).expect("renders");
@@ -421,7 +423,7 @@ mod tests {
             h: 16,
         };
         let mut img = img;
-        let r = img.rect(&[0.0, 0.0, 1.0, 1.0], 0.0).expect("rect");
+        let r = img.rect(&BBox::new(0.0, 0.0, 1.0, 1.0), 0.0).expect("rect");
         img.outline(r, MIN_THICKNESS.max(1280 / MARK_DIVISOR), GREEN);
         let row = 8 * 1280 * 3;
         assert_eq!(img.px[row + 3 * 3..row + 4 * 3], GREEN);
@@ -431,7 +433,7 @@ mod tests {
     #[test]
     fn blur_destroys_detail_inside_only() {
         let (w, h) = (320, 240);
-        let face = [0.375, 0.375, 0.25, 0.25]; // 120..200 x 90..150
+        let face = BBox::new(0.375, 0.375, 0.25, 0.25); // 120..200 x 90..150
         for cell in [1, 2] {
             let frame = checker(w, h, cell);
             let jpeg = render(&frame, w, h, &[], &[face], 95).expect("renders");
@@ -456,7 +458,9 @@ mod tests {
             h: 200,
         };
         // 60..140 grown by 12 px: 48..152.
-        let r = img.rect(&[0.3, 0.3, 0.4, 0.4], BLUR_MARGIN).expect("rect");
+        let r = img
+            .rect(&BBox::new(0.3, 0.3, 0.4, 0.4), BLUR_MARGIN)
+            .expect("rect");
         assert_eq!((r.x0, r.y0, r.x1, r.y1), (48, 48, 152, 152));
         img.obscure(r, &mut Vec::new());
         for y in 0..200 {
@@ -477,10 +481,10 @@ mod tests {
         let (w, h) = (96, 64);
         let frame = checker(w, h, 2);
         let mark = Mark {
-            bbox: [0.2, 0.2, 0.5, 0.5],
+            bbox: BBox::new(0.2, 0.2, 0.5, 0.5),
             color: GREEN,
         };
-        let blur = [[0.3, 0.3, 0.3, 0.3]];
+        let blur = [BBox::new(0.3, 0.3, 0.3, 0.3)];
         let a = render(&frame, w, h, &[mark], &blur, 80).expect("renders");
         let b = render(&frame, w, h, &[mark, mark], &blur, 80).expect("renders");
         assert_eq!(a, b);
@@ -502,7 +506,8 @@ mod tests {
             [0.0, 0.0, 1e-9, 1e-9],
             [0.999_999, 0.999_999, 1e-9, 1e-9],
             [0.0, 0.0, 1.0, 1.0],
-        ];
+        ]
+        .map(BBox::from);
         let marks: Vec<Mark> = boxes
             .iter()
             .map(|&bbox| Mark { bbox, color: GREEN })
@@ -580,19 +585,19 @@ mod tests {
         }
         let marks = [
             Mark {
-                bbox: [0.1, 0.1, 0.3, 0.5],
+                bbox: BBox::new(0.1, 0.1, 0.3, 0.5),
                 color: color("object"),
             },
             Mark {
-                bbox: [0.5, 0.2, 0.2, 0.2],
+                bbox: BBox::new(0.5, 0.2, 0.2, 0.2),
                 color: color("face"),
             },
             Mark {
-                bbox: [0.0, 0.6, 1.0, 0.4],
+                bbox: BBox::new(0.0, 0.6, 1.0, 0.4),
                 color: color("motion"),
             },
         ];
-        let blur = [[0.5, 0.2, 0.2, 0.2]];
+        let blur = [BBox::new(0.5, 0.2, 0.2, 0.2)];
         let runs = 50;
         for (name, frame) in [("scene", scene), ("3px checkerboard", checker(w, h, 3))] {
             let start = std::time::Instant::now();

@@ -19,6 +19,7 @@
 use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 
 use crate::encode::detector::Detection;
+use crate::geometry::BBox;
 use crate::time::{SECOND, Timestamp};
 
 /// IoU a low-score detection needs with a track in the second pass (as in
@@ -86,11 +87,11 @@ pub struct Track {
     pub best_score: f32,
     /// When the best detection was.
     pub best_at: Timestamp,
-    /// Box of the best detection, `[x, y, w, h]`.
-    pub best_bbox: [f32; 4],
-    /// Current box, `[x, y, w, h]`: the detection's when matched in the
-    /// latest frame, else the Kalman prediction.
-    pub bbox: [f32; 4],
+    /// Box of the best detection.
+    pub best_bbox: BBox,
+    /// Current box: the detection's when matched in the latest frame, else
+    /// the Kalman prediction.
+    pub bbox: BBox,
     /// Time of the first detection (counted from the tentative start).
     pub first_seen: Timestamp,
     /// Time of the last matched detection.
@@ -117,8 +118,7 @@ impl Track {
 
     /// Bottom centre of `bbox`: the point zones and lines use.
     pub fn anchor(&self) -> [f32; 2] {
-        let [x, y, w, h] = self.bbox;
-        [x + w / 2.0, y + h]
+        self.bbox.anchor()
     }
 
     /// Velocity of the box centre in frame widths per second (y scaled by the
@@ -172,7 +172,7 @@ impl Track {
             until,
             hits: 1,
             matched: true,
-            path: vec![(pts, centre(det.bbox))],
+            path: vec![(pts, det.bbox.centre())],
             aspect,
         }
     }
@@ -189,7 +189,7 @@ impl Track {
         self.until = until;
         self.hits = self.hits.saturating_add(1);
         self.matched = true;
-        self.path.push((pts, centre(det.bbox)));
+        self.path.push((pts, det.bbox.centre()));
         if self.path.len() > PATH_MAX {
             // Drop the odd-indexed points of the older part: the first point
             // (index 0) and the recent ones stay.
@@ -358,37 +358,17 @@ impl Tracker {
 
 /// Whether a detection can be tracked at all.
 fn usable(det: &Detection) -> bool {
-    let [_, _, w, h] = det.bbox;
+    let BBox { w, h, .. } = det.bbox;
     det.score.is_finite()
-        && det.bbox.iter().all(|v| v.abs() <= MAX_EXTENT)
+        && det.bbox.to_array().iter().all(|v| v.abs() <= MAX_EXTENT)
         && w >= MIN_SIZE
         && h >= MIN_SIZE
 }
 
-fn centre([x, y, w, h]: [f32; 4]) -> [f32; 2] {
-    [x + w / 2.0, y + h / 2.0]
-}
-
 /// Kalman measurement `(cx, cy, w/h, h)` of a usable box.
-fn measurement(bbox: [f32; 4]) -> [f32; 4] {
-    let [cx, cy] = centre(bbox);
-    [cx, cy, bbox[2] / bbox[3], bbox[3]]
-}
-
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let iw = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
-    let ih = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
-    if !(iw > 0.0 && ih > 0.0) {
-        return 0.0;
-    }
-    let inter = iw * ih;
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    let v = inter / union;
-    if v.is_finite() {
-        v.clamp(0.0, 1.0)
-    } else {
-        0.0
-    }
+fn measurement(bbox: BBox) -> [f32; 4] {
+    let [cx, cy] = bbox.centre();
+    [cx, cy, bbox.w / bbox.h, bbox.h]
 }
 
 /// Matches detections `dets[cands]` to tracks `entries[tracks]` of the same
@@ -424,7 +404,7 @@ fn associate(
             .iter()
             .map(|&t| {
                 let b = entries[t].track.bbox;
-                ds.iter().map(|&d| iou(b, dets[d].bbox)).collect()
+                ds.iter().map(|&d| b.iou(dets[d].bbox)).collect()
             })
             .collect();
         let ok = |v: f32| v > 0.0 && v >= min_iou;
@@ -572,12 +552,12 @@ impl Kalman {
         }
     }
 
-    /// Current box `[x, y, w, h]`.
-    fn bbox(&self) -> [f32; 4] {
+    /// Current box.
+    fn bbox(&self) -> BBox {
         let [cx, cy, a, h] = self.axes.map(|a| a.x);
         let h = h.max(0.0);
         let w = (a * h).max(0.0);
-        [cx - w / 2.0, cy - h / 2.0, w, h]
+        BBox::new(cx - w / 2.0, cy - h / 2.0, w, h)
     }
 }
 
@@ -597,7 +577,7 @@ mod tests {
         Detection {
             label,
             score,
-            bbox: [cx - w / 2.0, cy - h / 2.0, w, h],
+            bbox: BBox::new(cx - w / 2.0, cy - h / 2.0, w, h),
         }
     }
 
@@ -1006,7 +986,7 @@ mod tests {
         }
         assert!(tr.tracks().count() > 50);
         for t in tr.tracks() {
-            assert!(t.speed().is_finite() && t.bbox.iter().all(|v| v.is_finite()));
+            assert!(t.speed().is_finite() && t.bbox.to_array().iter().all(|v| v.is_finite()));
         }
         tr.finish();
         assert!(tr.tracks().next().is_none());
@@ -1021,9 +1001,9 @@ mod tests {
         }
         kf.predict(false);
         let b = kf.bbox();
-        assert!((b[0] + b[2] / 2.0 - 0.5).abs() < 2e-3, "{b:?}");
+        assert!((b.x + b.w / 2.0 - 0.5).abs() < 2e-3, "{b:?}");
         assert!(
-            (b[2] - 0.1).abs() < 1e-3 && (b[3] - 0.2).abs() < 1e-3,
+            (b.w - 0.1).abs() < 1e-3 && (b.h - 0.2).abs() < 1e-3,
             "{b:?}"
         );
     }

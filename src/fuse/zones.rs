@@ -12,10 +12,9 @@
 //!   first frame past the line, so jitter at the line is counted once or
 //!   not at all.
 
+use crate::geometry::BBox;
+pub use crate::geometry::Point;
 use crate::time::Timestamp;
-
-/// A point in normalised picture coordinates.
-pub type Point = [f32; 2];
 
 /// Distance from a boundary (in frame widths or heights) within which a
 /// point keeps the side it had.
@@ -98,25 +97,20 @@ impl Zone {
         inside(&self.polygon, p) || (was_inside && edge_distance(&self.polygon, p) <= MARGIN)
     }
 
-    /// Whether a box `[x, y, w, h]` overlaps the zone.
-    pub fn overlaps(&self, b: [f32; 4]) -> bool {
+    /// Whether a box overlaps the zone.
+    pub fn overlaps(&self, b: BBox) -> bool {
         let corners = [
-            [b[0], b[1]],
-            [b[0] + b[2], b[1]],
-            [b[0], b[1] + b[3]],
-            [b[0] + b[2], b[1] + b[3]],
-            [b[0] + b[2] / 2.0, b[1] + b[3] / 2.0],
+            [b.x, b.y],
+            [b.right(), b.y],
+            [b.x, b.bottom()],
+            [b.right(), b.bottom()],
+            b.centre(),
         ];
         corners.iter().any(|&c| inside(&self.polygon, c))
-            || self
-                .polygon
-                .iter()
-                .any(|v| v[0] >= b[0] && v[0] <= b[0] + b[2] && v[1] >= b[1] && v[1] <= b[1] + b[3])
+            || self.polygon.iter().any(|&v| b.contains(v))
             || self.polygon.iter().enumerate().any(|(i, &a)| {
                 let c = self.polygon[(i + 1) % self.polygon.len()];
-                box_edges(b)
-                    .iter()
-                    .any(|&(p, q)| segments_cross(a, c, p, q))
+                b.edges().iter().any(|&(p, q)| segments_cross(a, c, p, q))
             })
     }
 
@@ -124,16 +118,6 @@ impl Zone {
     pub fn follows(&self, label: &str) -> bool {
         self.labels.is_empty() || self.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
     }
-}
-
-fn box_edges(b: [f32; 4]) -> [(Point, Point); 4] {
-    let (x0, y0, x1, y1) = (b[0], b[1], b[0] + b[2], b[1] + b[3]);
-    [
-        ([x0, y0], [x1, y0]),
-        ([x1, y0], [x1, y1]),
-        ([x1, y1], [x0, y1]),
-        ([x0, y1], [x0, y0]),
-    ]
 }
 
 fn cross(o: Point, a: Point, b: Point) -> f32 {
@@ -331,10 +315,13 @@ mod tests {
             polygon: square(),
             labels: vec!["person".into()],
         };
-        assert!(z.overlaps([0.5, 0.5, 0.3, 0.3]), "corner inside");
-        assert!(z.overlaps([0.1, 0.1, 0.8, 0.8]), "zone inside box");
-        assert!(z.overlaps([0.3, 0.1, 0.05, 0.8]), "box crosses the zone");
-        assert!(!z.overlaps([0.7, 0.7, 0.1, 0.1]));
+        assert!(z.overlaps(BBox::new(0.5, 0.5, 0.3, 0.3)), "corner inside");
+        assert!(z.overlaps(BBox::new(0.1, 0.1, 0.8, 0.8)), "zone inside box");
+        assert!(
+            z.overlaps(BBox::new(0.3, 0.1, 0.05, 0.8)),
+            "box crosses the zone"
+        );
+        assert!(!z.overlaps(BBox::new(0.7, 0.7, 0.1, 0.1)));
         assert!(z.follows("Person") && !z.follows("car"));
     }
 

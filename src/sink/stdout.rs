@@ -40,7 +40,7 @@ impl StdoutSink {
                 if let Some(b) = e.bbox {
                     extra.push_str(&format!(
                         " bbox [{:.2} {:.2} {:.2} {:.2}]",
-                        b[0], b[1], b[2], b[3]
+                        b.x, b.y, b.w, b.h
                     ));
                 }
                 if let Some(v) = e.details.get("peak_dbfs") {

@@ -201,7 +201,7 @@ fn make_records(n: usize) -> Vec<Record> {
                     t,
                     None,
                     0.42,
-                    Some([0.1, 0.2, 0.3, 0.4]),
+                    Some(vigil::geometry::BBox::new(0.1, 0.2, 0.3, 0.4)),
                     Default::default(),
                 )
             } else {

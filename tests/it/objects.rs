@@ -96,7 +96,7 @@ fn a_motorcycle_and_a_cat_are_named() {
             .unwrap_or_else(|| panic!("{file}: nothing found"));
         assert_eq!(best.label, label, "{file}: {:?}", found[0].objects);
         // The subject fills much of the photo.
-        assert!(best.bbox[2] * best.bbox[3] > 0.2, "{file}: {:?}", best);
+        assert!(best.bbox.area() > 0.2, "{file}: {:?}", best);
     }
 }
 

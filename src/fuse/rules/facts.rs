@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::fuse::zones::Direction;
+use crate::geometry::BBox;
 use crate::time::Timestamp;
 
 /// What was observed.
@@ -15,7 +16,7 @@ pub enum What {
         track: u64,
         label: &'static str,
         score: f32,
-        bbox: [f32; 4],
+        bbox: BBox,
     },
     /// A confirmed track is in a zone (index into the scene's zones).
     InZone {
@@ -23,7 +24,7 @@ pub enum What {
         label: &'static str,
         zone: usize,
         score: f32,
-        bbox: [f32; 4],
+        bbox: BBox,
     },
     /// One sound window's score for one target (index into the targets).
     Sound {
@@ -43,7 +44,7 @@ pub enum What {
     /// One loudness window.
     Level { rms_db: f32, active: bool },
     /// Motion in a frame.
-    Motion { bbox: Option<[f32; 4]> },
+    Motion { bbox: Option<BBox> },
     /// A line crossing.
     Cross {
         track: u64,

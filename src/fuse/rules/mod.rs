@@ -24,11 +24,11 @@ use serde_json::{Map, Value, json};
 
 use crate::config::labels::ObjectLabels;
 use crate::config::{PipelineConfig, RuleConfig, Severity};
-use crate::fuse::events::union;
 use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::scene::Scene;
 use crate::fuse::zones::{Direction, Zone};
 use crate::fuse::{EventNote, RecordMaker};
+use crate::geometry::{BBox, union_of};
 use crate::record::{Phase, Record, num4, round4};
 use crate::rule_language as parse;
 use crate::time::{MILLISECOND, SECOND, Timestamp};
@@ -132,7 +132,7 @@ struct Rule {
 struct Open {
     event: String,
     score: f32,
-    bbox: Option<[f32; 4]>,
+    bbox: Option<BBox>,
     track: Option<u64>,
     zone: Option<String>,
     evidence: Vec<Value>,
@@ -669,7 +669,7 @@ fn describe(f: &facts::Fact, open: &mut Open, zones: &[String]) -> Value {
             bbox,
         } => {
             score(*s);
-            open.bbox = union(open.bbox, Some(*bbox));
+            open.bbox = union_of(open.bbox.into_iter().chain(Some(*bbox)));
             open.track.get_or_insert(*track);
             json!({"track": track, "label": label, "score": num4(*s), "start": start,
                    "says": format!("{label} #{track}")})
@@ -682,7 +682,7 @@ fn describe(f: &facts::Fact, open: &mut Open, zones: &[String]) -> Value {
             bbox,
         } => {
             score(*s);
-            open.bbox = union(open.bbox, Some(*bbox));
+            open.bbox = union_of(open.bbox.into_iter().chain(Some(*bbox)));
             open.track.get_or_insert(*track);
             let zone = zones.get(*zone).cloned().unwrap_or_default();
             let says = format!("{label} #{track} in {zone}");
@@ -706,7 +706,7 @@ fn describe(f: &facts::Fact, open: &mut Open, zones: &[String]) -> Value {
             "start": start, "says": format!("loud sound ({rms_db:.0} dBFS)")})
         }
         What::Motion { bbox } => {
-            open.bbox = union(open.bbox, *bbox);
+            open.bbox = union_of(open.bbox.into_iter().chain(*bbox));
             json!({"start": start, "says": "motion"})
         }
         What::Cross {
@@ -1085,7 +1085,7 @@ mod tests {
                     track,
                     label: "person",
                     score: 0.9,
-                    bbox: [0.1, 0.1, 0.2, 0.4],
+                    bbox: BBox::new(0.1, 0.1, 0.2, 0.4),
                 },
                 Timestamp(from * S / 10),
                 Timestamp(to * S / 10),
