@@ -196,10 +196,14 @@ fn letterbox(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
 fn weighted_nms(mut candidates: Vec<Face>, threshold: f32) -> Vec<Face> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut out = Vec::new();
-    while let Some(best) = candidates.first().cloned() {
-        let (group, rest): (Vec<Face>, Vec<Face>) = candidates
+    while !candidates.is_empty() {
+        // The best always heads its own group, even a box of no area (whose
+        // IoU with itself is 0), so that every turn takes at least one.
+        let best = candidates.remove(0);
+        let (mut group, rest): (Vec<Face>, Vec<Face>) = candidates
             .into_iter()
             .partition(|c| best.bbox.iou(c.bbox) >= threshold);
+        group.insert(0, best.clone());
         let total: f32 = group.iter().map(|f| f.score).sum();
         let mut bbox = BBox::default();
         for f in &group {
@@ -220,6 +224,33 @@ fn weighted_nms(mut candidates: Vec<Face>, threshold: f32) -> Vec<Face> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weighted_nms_ends_when_the_best_box_has_no_area() {
+        let flat = Face {
+            bbox: BBox {
+                x: 0.5,
+                y: 0.5,
+                w: 0.0,
+                h: 0.1,
+            },
+            score: 0.9,
+        };
+        let real = Face {
+            bbox: BBox {
+                x: 0.1,
+                y: 0.1,
+                w: 0.2,
+                h: 0.2,
+            },
+            score: 0.8,
+        };
+        let out = weighted_nms(vec![real.clone(), flat.clone()], 0.3);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].score, flat.score);
+        assert_eq!(out[1].score, real.score);
+        assert!((out[1].bbox.w - real.bbox.w).abs() < 1e-6, "{out:?}");
+    }
 
     #[test]
     fn weighted_nms_merges_overlaps_and_keeps_apart_ones() {
