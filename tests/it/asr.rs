@@ -122,14 +122,12 @@ fn word_error_rate_counts_edits() {
 fn transcripts(path: &std::path::Path) -> Vec<(f64, f64, String)> {
     let r = crate::run::run_file(path);
     assert!(r.ok(), "{}", r.stderr());
-    r.records()
-        .into_iter()
-        .filter(|x| x["type"] == "transcript")
+    crate::run::transcripts(&r.records())
         .map(|x| {
             (
-                crate::run::secs(&x["start"]),
-                crate::run::secs(&x["end"]),
-                x["text"].as_str().unwrap_or("").to_string(),
+                crate::run::secs(x.start),
+                crate::run::secs(x.end),
+                x.text.clone(),
             )
         })
         .collect()

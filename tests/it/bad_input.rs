@@ -3,8 +3,10 @@
 
 use std::io::Write;
 
+use vigil::record::Phase;
+
 use crate::clip::{self, ClipSpec, Container, SECOND};
-use crate::run::{run, run_file, secs, vigil};
+use crate::run::{end, end_secs, events, read_records, run, run_file, secs, vigil};
 
 /// vigil exited 1 with one `vigil:` line that says each of `needles`.
 #[track_caller]
@@ -94,13 +96,13 @@ fn a_fast_start_mp4_cut_in_half_keeps_the_first_half() {
     let r = run_file(&cut);
     expect_one_error(&r, "cut.mp4");
     // The picture changes at 3.0 s, the tone at 3.037 s: both in the first half.
-    let motion = r.events("motion", "start");
+    let motion = r.events("motion", Phase::Start);
     assert_eq!(motion.len(), 1, "{:?}", r.records());
-    assert_eq!(secs(&motion[0]["start"]), 3.0);
-    assert_eq!(r.events("loud_sound", "start").len(), 1);
+    assert_eq!(secs(motion[0].start), 3.0);
+    assert_eq!(r.events("loud_sound", Phase::Start).len(), 1);
     // Every start still gets its end, and the failure is on record.
-    assert_eq!(r.events("motion", "end").len(), 1);
-    assert_eq!(r.events("stream_error", "start").len(), 1);
+    assert_eq!(r.events("motion", Phase::End).len(), 1);
+    assert_eq!(r.events("stream_error", Phase::Start).len(), 1);
     r.assert_lifecycles_closed();
 }
 
@@ -143,22 +145,18 @@ fn a_stream_failing_mid_file_does_not_stop_the_others() {
     r.assert_lifecycles_closed();
     for stream in ["cut", "good"] {
         let motion: Vec<_> = r
-            .events("motion", "start")
+            .events("motion", Phase::Start)
             .into_iter()
-            .filter(|e| e["stream"] == stream)
+            .filter(|e| e.stream == stream)
             .collect();
         assert_eq!(motion.len(), 1, "{stream} recorded its motion");
     }
     let good_end = r
-        .events("motion", "end")
+        .events("motion", Phase::End)
         .into_iter()
-        .find(|e| e["stream"] == "good")
+        .find(|e| e.stream == "good")
         .expect("good ends");
-    assert_eq!(
-        secs(&good_end["end"]),
-        6.0,
-        "the good stream ran to its end"
-    );
+    assert_eq!(end_secs(&good_end), 6.0, "the good stream ran to its end");
 }
 
 #[test]
@@ -172,9 +170,9 @@ fn a_bad_stream_does_not_stop_the_others() {
     ]);
     expect_one_error(&r, "stream 'bad'");
     let good: Vec<_> = r
-        .events("motion", "start")
+        .events("motion", Phase::Start)
         .into_iter()
-        .filter(|e| e["stream"] == "good")
+        .filter(|e| e.stream == "good")
         .collect();
     assert_eq!(good.len(), 1, "the good stream still ran");
 }
@@ -227,33 +225,27 @@ fn a_picture_that_never_decodes_leaves_the_sound_analysed_and_says_why() {
         .unwrap_or_else(|| panic!("no peak RSS in {stderr}"));
     // Loudness and VAD took 160 MiB here; the bug took gigabytes.
     assert!(peak < 400 * 1024, "peak RSS {peak} KiB");
-    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
-    let kinds: Vec<(&str, &str)> = records
-        .iter()
-        .filter(|r| r["type"] == "event")
-        .map(|r| {
-            (
-                r["kind"].as_str().unwrap_or_default(),
-                r["phase"].as_str().unwrap_or_default(),
-            )
-        })
+    let records = read_records(&out.join("events.jsonl"));
+    let kinds: Vec<(&str, Phase)> = events(&records)
+        .map(|e| (e.kind.as_str(), e.phase))
         .collect();
-    assert!(kinds.contains(&("loud_sound", "start")), "{kinds:?}");
-    assert!(kinds.contains(&("speech", "end")), "{kinds:?}");
-    let error = records
-        .iter()
-        .find(|r| r["kind"] == "stream_error" && r["phase"] == "start")
+    assert!(kinds.contains(&("loud_sound", Phase::Start)), "{kinds:?}");
+    assert!(kinds.contains(&("speech", Phase::End)), "{kinds:?}");
+    let error = events(&records)
+        .find(|e| e.kind == "stream_error" && e.phase == Phase::Start)
         .expect("a stream_error event");
     assert!(
-        error["details"]["message"]
-            .as_str()
+        error
+            .details
+            .get("message")
+            .and_then(|m| m.as_str())
             .is_some_and(|m| m.contains("video:")),
-        "{error}"
+        "{error:?}"
     );
     // The sound was analysed to its end: 11 s, not 292 years.
     let last_end = records
         .iter()
-        .filter_map(|r| r["end"].as_f64())
+        .filter_map(|r| end(r).map(secs))
         .fold(0.0, f64::max);
     assert!(
         (10.5..=11.5).contains(&last_end),
@@ -291,17 +283,13 @@ fn a_picture_no_decoder_takes_is_named_and_the_sound_still_analysed() {
             "the sound was analysed alone",
         ],
     );
-    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    let records = read_records(&out.join("events.jsonl"));
     assert!(
-        records
-            .iter()
-            .any(|r| r["kind"] == "loud_sound" && r["phase"] == "start"),
+        events(&records).any(|e| e.kind == "loud_sound" && e.phase == Phase::Start),
         "the tone at 3 s is heard"
     );
     assert!(
-        records
-            .iter()
-            .any(|r| r["kind"] == "stream_error" && r["phase"] == "start"),
+        events(&records).any(|e| e.kind == "stream_error" && e.phase == Phase::Start),
         "a stream_error event"
     );
 }
@@ -392,11 +380,9 @@ fn a_file_that_stops_mid_way_without_an_end_fails_and_keeps_what_came() {
             "of media for 6s, with no end and no error",
         ],
     );
-    let records = crate::run::read_jsonl(&out.join("events.jsonl"));
+    let records = read_records(&out.join("events.jsonl"));
     assert!(
-        records
-            .iter()
-            .any(|r| r["kind"] == "loud_sound" && r["phase"] == "end"),
+        events(&records).any(|e| e.kind == "loud_sound" && e.phase == Phase::End),
         "the tone before the stop is kept: {records:?}"
     );
 }

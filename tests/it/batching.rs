@@ -140,24 +140,21 @@ path = "events.jsonl"
             .output()
             .expect("vigil");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let mut records: Vec<serde_json::Value> =
-            crate::run::read_jsonl(&dir.path().join(out).join("events.jsonl"))
-                .into_iter()
-                .map(|mut r| {
-                    let o = r.as_object_mut().expect("an object");
-                    o.remove("run");
-                    o.remove("utc");
-                    r
-                })
-                .collect();
+        let mut records = crate::run::without_run_and_utc(crate::run::read_records(
+            &dir.path().join(out).join("events.jsonl"),
+        ));
         // Streams interleave in the shared log as they go; each stream's own
         // records keep their order.
-        records.sort_by_key(|r| r["stream"].as_str().unwrap_or("").to_string());
+        records.sort_by_key(|r| r.stream().to_string());
         records
     };
     let batched = run(8, "batched");
     let single = run(1, "single");
-    let of = |kind: &str| batched.iter().filter(|r| r["kind"] == kind).count();
+    let of = |kind: &str| {
+        crate::run::events(&batched)
+            .filter(|e| e.kind == kind)
+            .count()
+    };
     eprintln!("{} objects, {} sounds", of("object"), of("sound"));
     assert!(
         of("object") >= 10 && of("sound") >= 4,

@@ -2,9 +2,12 @@
 //! of the store in every format, every field intact.
 
 use serde_json::Value;
+use vigil::record::Record;
 
 use crate::clip;
-use crate::run::{RunResult, read_jsonl, run_file, vigil};
+use crate::run::{
+    RunResult, captions, events as event_records, read_jsonl, run_file, secs, transcripts, vigil,
+};
 
 /// `vigil events --db … ARGS`, its stdout.
 fn events(r: &RunResult, args: &[&str]) -> String {
@@ -68,10 +71,12 @@ fn every_format_gives_back_every_record_of_a_real_run() {
     // Speech (a transcript with commas), sound events, captions.
     let r = run_file(&clip::shared("jfk.wav"));
     assert!(r.ok(), "{}", r.stderr());
+    let records = r.records();
+    assert!(transcripts(&records).next().is_some());
+    assert!(captions(&records).next().is_some());
+    assert!(event_records(&records).next().is_some());
+    // The log as JSON, to compare with what comes out of the store.
     let log = read_jsonl(&r.out_dir.join("events.jsonl"));
-    assert!(log.iter().any(|x| x["type"] == "transcript"));
-    assert!(log.iter().any(|x| x["type"] == "caption"));
-    assert!(log.iter().any(|x| x["type"] == "event"));
 
     // JSONL and JSON: the same records, in the same order.
     let jsonl: Vec<Value> = events(&r, &[])
@@ -107,38 +112,29 @@ fn every_format_gives_back_every_record_of_a_real_run() {
     }
 
     // Subtitles: captions and transcripts, times to the millisecond.
-    let mut spoken: Vec<&Value> = log
+    let mut spoken: Vec<(f64, f64, &str)> = records
         .iter()
-        .filter(|x| x["type"] == "caption" || x["type"] == "transcript")
+        .filter_map(|x| match x {
+            Record::Caption(c) => Some((secs(c.start), secs(c.end), c.text.as_str())),
+            Record::Transcript(t) => Some((secs(t.start), secs(t.end), t.text.as_str())),
+            Record::Event(_) => None,
+        })
         .collect();
-    spoken.sort_by(|a, b| {
-        a["start"]
-            .as_f64()
-            .partial_cmp(&b["start"].as_f64())
-            .expect("times")
-    });
+    spoken.sort_by(|a, b| a.0.partial_cmp(&b.0).expect("times"));
     for format in ["vtt", "srt"] {
         let text = events(&r, &["--format", format]);
         let got = cues(&text);
         assert_eq!(got.len(), spoken.len(), "{format}:\n{text}");
-        for (cue, record) in got.iter().zip(&spoken) {
-            assert_eq!(
-                cue.0,
-                hms(record["start"].as_f64().unwrap_or(-1.0)),
-                "{format}"
-            );
-            assert_eq!(
-                cue.1,
-                hms(record["end"].as_f64().unwrap_or(-1.0)),
-                "{format}"
-            );
-            assert_eq!(cue.2, record["text"].as_str().unwrap_or(""), "{format}");
+        for (cue, &(start, end, said)) in got.iter().zip(&spoken) {
+            assert_eq!(cue.0, hms(start), "{format}");
+            assert_eq!(cue.1, hms(end), "{format}");
+            assert_eq!(cue.2, said, "{format}");
         }
     }
 
     // Filters.
     let transcripts = events(&r, &["--kind", "transcript"]);
-    let said = log.iter().filter(|x| x["type"] == "transcript").count();
+    let said = crate::run::transcripts(&records).count();
     assert_eq!(transcripts.lines().count(), said);
     assert!(transcripts.contains("fellow Americans"), "{transcripts}");
     let speech = events(&r, &["--kind", "speech", "--stream", "jfk"]);

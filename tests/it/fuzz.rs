@@ -21,8 +21,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use vigil::record::Phase;
+
 use crate::clip::{self, ClipSpec, Container, SECOND};
-use crate::run::{lifecycles_closed, parse_jsonl};
+use crate::run::{events, lifecycles_closed, parse_records};
 
 const SEED: u64 = 0x7669_6769_6c00_0015;
 /// Damaged cases of each kind made from each clip.
@@ -347,7 +349,7 @@ fn problems(case: &Case, o: &Outcome, out: &Path) -> Vec<String> {
     }
     let log = out.join("events.jsonl");
     let records = match std::fs::read_to_string(&log) {
-        Ok(text) => parse_jsonl(&text).unwrap_or_else(|e| {
+        Ok(text) => parse_records(&text).unwrap_or_else(|e| {
             p.push(format!("events.jsonl: {e}"));
             Vec::new()
         }),
@@ -356,11 +358,7 @@ fn problems(case: &Case, o: &Outcome, out: &Path) -> Vec<String> {
     if let Err(e) = lifecycles_closed(&records) {
         p.push(format!("events.jsonl: {e}"));
     }
-    let started = |kind: &str| {
-        records
-            .iter()
-            .any(|r| r["type"] == "event" && r["kind"] == kind && r["phase"] == "start")
-    };
+    let started = |kind: &str| events(&records).any(|e| e.kind == kind && e.phase == Phase::Start);
     if case.kind == Kind::Clean && case.broken_picture {
         if o.exit != Ok(1) || !o.stderr.contains("video: ") {
             p.push("a clip whose picture never decodes did not exit 1 saying `video: …`".into());

@@ -10,7 +10,9 @@ use gstreamer as gst;
 use gstreamer_rtsp_server::prelude::*;
 
 use crate::clip::shared;
-use crate::run::{read_jsonl, vigil};
+use vigil::record::Record;
+
+use crate::run::{captions, events, read_records, secs, vigil};
 
 pub fn free_port() -> u16 {
     crate::support::free_port().expect("a free port")
@@ -213,12 +215,7 @@ listen = "127.0.0.1:{http}"
     let log = out.join("events.jsonl");
     // Captions every 2 s of stream time: wait for 6 of them (12 s).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while read_jsonl(&log)
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .count()
-        < 6
-    {
+    while captions(&read_records(&log)).count() < 6 {
         assert!(Instant::now() < deadline, "captions from the live stream");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -244,18 +241,14 @@ listen = "127.0.0.1:{http}"
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stderr}");
-    let records = read_jsonl(&log);
+    let records = read_records(&log);
     assert!(
-        records.iter().any(|r| r["kind"] == "motion"),
+        events(&records).any(|e| e.kind == "motion"),
         "people walking are motion"
     );
     // A live stream's time runs with the wall clock: 12 s of captions took
     // about 12 s (the first frames come after connecting and buffering).
-    let last_end = records
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .filter_map(|r| r["end"].as_f64())
-        .fold(0.0, f64::max);
+    let last_end = captions(&records).map(|c| secs(c.end)).fold(0.0, f64::max);
     assert!(
         last_end >= 12.0 && last_end <= wall + 1.0,
         "stream time {last_end} s against {wall:.1} s of wall time"
@@ -263,8 +256,7 @@ listen = "127.0.0.1:{http}"
     // utc is the wall clock at the frames, not a file's start time.
     let first_utc = records
         .iter()
-        .filter_map(|r| r["utc"].as_str())
-        .filter_map(|u| chrono::DateTime::parse_from_rfc3339(u).ok())
+        .filter_map(|r| chrono::DateTime::parse_from_rfc3339(r.utc()).ok())
         .min()
         .expect("records have utc");
     let skew = (first_utc.with_timezone(&chrono::Utc) - started)
@@ -446,19 +438,16 @@ fn http_and_hls_sources_are_read() {
         .expect("vigil run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let records = read_jsonl(&out.join("events.jsonl"));
+    let records = read_records(&out.join("events.jsonl"));
     for stream in ["vtest", "live"] {
-        let ends: Vec<f64> = records
-            .iter()
-            .filter(|r| r["stream"] == stream && r["type"] == "caption")
-            .filter_map(|r| r["end"].as_f64())
+        let ends: Vec<f64> = captions(&records)
+            .filter(|c| c.stream == stream)
+            .map(|c| secs(c.end))
             .collect();
         let last = ends.iter().copied().fold(0.0, f64::max);
         assert!(last >= 78.0, "{stream} read to its end (79.5 s): {last}");
         assert!(
-            records
-                .iter()
-                .any(|r| r["stream"] == stream && r["kind"] == "motion"),
+            events(&records).any(|e| e.stream == stream && e.kind == "motion"),
             "{stream}: people walking are motion"
         );
     }
@@ -467,7 +456,7 @@ fn http_and_hls_sources_are_read() {
 /// Runs `vigil run PIPELINE --out OUT` on a live source until it has
 /// written `captions` captions, stops it as Ctrl-C does (it must exit 0),
 /// and returns its records.
-fn watch_live(pipeline: &Path, out: &Path, captions: usize) -> Vec<serde_json::Value> {
+fn watch_live(pipeline: &Path, out: &Path, captions: usize) -> Vec<Record> {
     let child = vigil()
         .arg("run")
         .arg(pipeline)
@@ -479,12 +468,7 @@ fn watch_live(pipeline: &Path, out: &Path, captions: usize) -> Vec<serde_json::V
         .expect("spawn vigil");
     let log = out.join("events.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let written = || {
-        read_jsonl(&log)
-            .iter()
-            .filter(|r| r["type"] == "caption")
-            .count()
-    };
+    let written = || crate::run::captions(&read_records(&log)).count();
     while written() < captions {
         assert!(
             Instant::now() < deadline,
@@ -500,7 +484,7 @@ fn watch_live(pipeline: &Path, out: &Path, captions: usize) -> Vec<serde_json::V
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    read_jsonl(&log)
+    read_records(&log)
 }
 
 /// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1
@@ -565,15 +549,11 @@ fn https_sources_trust_their_ca_file() {
         .expect("vigil run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let records = read_jsonl(&out.join("events.jsonl"));
-    let last = records
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .filter_map(|r| r["end"].as_f64())
-        .fold(0.0, f64::max);
+    let records = read_records(&out.join("events.jsonl"));
+    let last = captions(&records).map(|c| secs(c.end)).fold(0.0, f64::max);
     assert!(last >= 9.0, "read to its end (10 s): {last}");
     assert!(
-        records.iter().any(|r| r["kind"] == "motion"),
+        events(&records).any(|e| e.kind == "motion"),
         "cyclists are motion: {records:?}"
     );
 
@@ -632,7 +612,7 @@ fn rtp_over_udp_is_read_too() {
     .expect("pipeline");
     let records = watch_live(&pipeline, &dir.path().join("out"), 4);
     assert!(
-        records.iter().any(|r| r["kind"] == "motion"),
+        events(&records).any(|e| e.kind == "motion"),
         "people walking are motion, over UDP"
     );
 }
@@ -733,7 +713,7 @@ fn rtsps_cameras_trust_their_ca_file() {
         4,
     );
     assert!(
-        records.iter().any(|r| r["kind"] == "motion"),
+        events(&records).any(|e| e.kind == "motion"),
         "people walking are motion, over RTSPS"
     );
 

@@ -6,6 +6,7 @@ use vigil::config::DetectorConfig;
 use vigil::encode::batch::Batcher;
 use vigil::encode::detector::{self, Detector, FrameObjects};
 use vigil::metrics::Metrics;
+use vigil::record::Phase;
 
 use crate::clip;
 use crate::frames;
@@ -106,15 +107,10 @@ fn a_photo_as_a_stream_gives_an_object_event() {
     assert!(r.ok(), "{}", r.stderr());
     r.assert_lifecycles_closed();
     let cats: Vec<_> = r
-        .events("object", "start")
+        .events("object", Phase::Start)
         .into_iter()
-        .filter(|e| e["labels"][0] == "cat")
+        .filter(|e| e.labels.first().is_some_and(|l| l == "cat"))
         .collect();
-    assert_eq!(cats.len(), 1, "{:?}", r.events("object", "start"));
-    assert!(
-        cats[0]["event"]
-            .as_str()
-            .unwrap_or("")
-            .contains("/object/cat/")
-    );
+    assert_eq!(cats.len(), 1, "{:?}", r.events("object", Phase::Start));
+    assert!(cats[0].event.contains("/object/cat/"));
 }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use vigil::record::{EventRecord, Phase, Record};
 
 use crate::clip::{self, Container, Media, SECOND};
 use crate::live::{RtspServer, free_port, h264_clip, interrupt};
-use crate::run::{RunResult, read_jsonl, run, vigil};
+use crate::run::{RunResult, events, id, read_records, run, vigil};
 
 const W: usize = 320;
 const H: usize = 240;
@@ -95,11 +95,8 @@ fn files_under(base: &Path, dir: &Path, suffix: &str) -> BTreeSet<String> {
 }
 
 /// The snapshots a list of records names.
-fn snapshots(records: &[Value]) -> BTreeSet<String> {
-    records
-        .iter()
-        .filter_map(|r| r["snapshot"].as_str().map(str::to_string))
-        .collect()
+fn snapshots(records: &[Record]) -> BTreeSet<String> {
+    events(records).filter_map(|e| e.snapshot.clone()).collect()
 }
 
 fn free_mib(dir: &Path) -> u64 {
@@ -193,19 +190,18 @@ keep = 100
             f.display(),
             text.len()
         );
-        let records = read_jsonl(f);
+        let records = read_records(f);
         assert!(!records.is_empty(), "{}", f.display());
         if f != &log {
             let name = f.file_name().and_then(|n| n.to_str()).expect("a name");
-            let utc = records[0]["utc"].as_str().expect("utc").replace(':', "-");
+            let utc = records[0].utc().replace(':', "-");
             assert_eq!(name, format!("events.{utc}.jsonl"));
         }
         ids.extend(records.iter().map(|x| {
-            x["id"]
-                .as_str()
-                .and_then(|i| i.strip_prefix("blink/"))
+            id(x)
+                .strip_prefix("blink/")
                 .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{x}"))
+                .unwrap_or_else(|| panic!("{x:?}"))
         }));
         kept.extend(records);
     }
@@ -256,37 +252,34 @@ fn below_min_free_snapshots_stop_and_a_disk_low_event_says_so() {
         &clip,
     );
     let records = r.records();
-    let motion = r.events("motion", "start");
+    let motion = r.events("motion", Phase::Start);
     assert!(
         motion.len() >= 10,
         "records go on: {} motion events",
         motion.len()
     );
     assert!(
-        motion.iter().all(|m| m["snapshot"].is_null()),
+        motion.iter().all(|m| m.snapshot.is_none()),
         "no snapshot named"
     );
     assert!(
         !r.out_dir.join("snapshots").exists()
             || files_under(&r.out_dir, &r.out_dir.join("snapshots"), ".jpg").is_empty()
     );
-    let low: Vec<&Value> = records.iter().filter(|x| x["kind"] == "disk_low").collect();
+    let low: Vec<&EventRecord> = events(&records).filter(|x| x.kind == "disk_low").collect();
     assert_eq!(
         low.len(),
         2,
         "one start, one end at the end of the run: {low:?}"
     );
-    assert_eq!(low[0]["phase"], "start");
-    assert_eq!(low[0]["stream"], "@vigil");
+    assert_eq!(low[0].phase, Phase::Start);
+    assert_eq!(low[0].stream, "@vigil");
+    assert_eq!(low[0].details["stopped"], serde_json::json!(["snapshots"]));
+    assert_eq!(low[0].details["min_free_mib"], min_free);
+    assert_eq!(low[1].phase, Phase::End);
+    assert_eq!(low[1].event, low[0].event);
     assert_eq!(
-        low[0]["details"]["stopped"],
-        serde_json::json!(["snapshots"])
-    );
-    assert_eq!(low[0]["details"]["min_free_mib"], min_free);
-    assert_eq!(low[1]["phase"], "end");
-    assert_eq!(low[1]["event"], low[0]["event"]);
-    assert_eq!(
-        low[1]["details"]["snapshots_skipped"].as_u64(),
+        low[1].details["snapshots_skipped"].as_u64(),
         Some(motion.len() as u64),
         "every snapshot left out is counted"
     );
@@ -345,22 +338,19 @@ fn far_below_min_free_records_stop_too_and_are_counted_as_dropped() {
         );
     }
     // Only the warning made it to disk, in the log and the store alike.
-    let log = read_jsonl(&out.join("events.jsonl"));
-    let kinds: Vec<(&str, &str)> = log
-        .iter()
-        .map(|x| {
-            (
-                x["kind"].as_str().unwrap_or("?"),
-                x["phase"].as_str().unwrap_or("?"),
-            )
-        })
-        .collect();
-    assert_eq!(kinds, [("disk_low", "start"), ("disk_low", "end")]);
+    let log = read_records(&out.join("events.jsonl"));
+    let low: Vec<&EventRecord> = events(&log).collect();
+    assert_eq!(low.len(), log.len(), "only events: {log:?}");
+    let kinds: Vec<(&str, Phase)> = low.iter().map(|x| (x.kind.as_str(), x.phase)).collect();
     assert_eq!(
-        log[0]["details"]["stopped"],
+        kinds,
+        [("disk_low", Phase::Start), ("disk_low", Phase::End)]
+    );
+    assert_eq!(
+        low[0].details["stopped"],
         serde_json::json!(["snapshots", "records"])
     );
-    assert_eq!(log[1]["details"]["records_dropped"], dropped);
+    assert_eq!(low[1].details["records_dropped"], dropped);
     let db = rusqlite::Connection::open(out.join("events.db")).expect("store");
     let n: i64 = db
         .query_row("SELECT count(*) FROM records", [], |row| row.get(0))
@@ -443,17 +433,12 @@ fn when_space_returns_snapshots_resume() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let low: Vec<Value> = read_jsonl(&out.join("events.jsonl"))
-        .into_iter()
-        .filter(|x| x["kind"] == "disk_low")
-        .collect();
-    let phases: Vec<&str> = low.iter().filter_map(|x| x["phase"].as_str()).collect();
-    assert_eq!(phases, ["start", "end"], "{low:?}");
-    assert_eq!(
-        low[0]["details"]["stopped"],
-        serde_json::json!(["snapshots"])
-    );
-    assert_eq!(low[1]["details"]["stopped"], serde_json::json!([]));
+    let log = read_records(&out.join("events.jsonl"));
+    let low: Vec<&EventRecord> = events(&log).filter(|x| x.kind == "disk_low").collect();
+    let phases: Vec<Phase> = low.iter().map(|x| x.phase).collect();
+    assert_eq!(phases, [Phase::Start, Phase::End], "{low:?}");
+    assert_eq!(low[0].details["stopped"], serde_json::json!(["snapshots"]));
+    assert_eq!(low[1].details["stopped"], serde_json::json!([]));
 }
 
 #[test]

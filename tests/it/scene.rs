@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use vigil::record::{EventRecord, Phase, Record};
 
 use crate::clip::{self, Container, Media, SECOND};
 use crate::frames;
-use crate::run::{RunResult, run, secs};
+use crate::run::{RunResult, captions, events, run, secs};
 
 /// Runs `pipeline` (TOML, without sources) on `source`.
 fn run_pipeline(dir: &Path, pipeline: &str, source: &Path) -> RunResult {
@@ -126,11 +126,15 @@ fn walking_clip(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn starts<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "event" && e["kind"] == kind && e["phase"] == "start")
+fn starts<'a>(records: &'a [Record], kind: &str) -> Vec<&'a EventRecord> {
+    events(records)
+        .filter(|e| e.kind == kind && e.phase == Phase::Start)
         .collect()
+}
+
+/// The first label of an event, or "".
+fn label(e: &EventRecord) -> &str {
+    e.labels.first().map_or("", String::as_str)
 }
 
 #[test]
@@ -165,8 +169,8 @@ path = "events.jsonl"
         .iter()
         .map(|e| {
             (
-                e["details"]["direction"].as_str().unwrap_or("").to_string(),
-                secs(&e["start"]),
+                e.details["direction"].as_str().unwrap_or("").to_string(),
+                secs(e.start),
             )
         })
         .collect();
@@ -190,39 +194,33 @@ path = "events.jsonl"
     let leave = starts(&records, "zone_leave");
     assert_eq!((enter.len(), leave.len()), (1, 1), "{enter:?} {leave:?}");
     let (into, out_of) = walk_reaches(0.65);
-    let (t_in, t_out) = (secs(&enter[0]["start"]), secs(&leave[0]["start"]));
+    let (t_in, t_out) = (secs(enter[0].start), secs(leave[0].start));
     eprintln!("zone: enter {t_in} (truth {into:.3}), leave {t_out} (truth {out_of:.3})");
     assert!((t_in - into).abs() <= 0.2 + 1e-3, "enter {t_in} vs {into}");
     assert!(
         (t_out - out_of).abs() <= 0.2 + 1e-3,
         "leave {t_out} vs {out_of}"
     );
-    assert_eq!(enter[0]["zone"], "right");
-    assert_eq!(enter[0]["track"], people[0]["track"]);
-    let dwell = leave[0]["details"]["dwell"].as_f64().unwrap_or(0.0);
+    assert_eq!(enter[0].zone.as_deref(), Some("right"));
+    assert_eq!(enter[0].track, people[0].track);
+    let dwell = leave[0].details["dwell"].as_f64().unwrap_or(0.0);
     assert!((dwell - (out_of - into)).abs() < 0.4, "dwell {dwell}");
 
     // Every start has its snapshot, and the track its best frame.
-    for e in records.iter().filter(|e| e["type"] == "event") {
-        let snap = e["snapshot"].as_str().unwrap_or_else(|| panic!("{e}"));
+    for e in events(&records) {
+        let snap = e.snapshot.as_deref().unwrap_or_else(|| panic!("{e:?}"));
         let jpeg = std::fs::read(r.out_dir.join(snap)).expect("the snapshot exists");
         assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG");
     }
-    let end = records
-        .iter()
-        .find(|e| e["kind"] == "object" && e["phase"] == "end")
+    let end = events(&records)
+        .find(|e| e.kind == "object" && e.phase == Phase::End)
         .expect("the track ends");
-    assert!(
-        end["snapshot"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with(".best.jpg")
-    );
+    assert!(end.snapshot.as_deref().unwrap_or("").ends_with(".best.jpg"));
 }
 
 /// The walkway of `vtest.avi` with a line across it, as one run for the
 /// tests below.
-fn walkway(dir: &Path) -> Vec<Value> {
+fn walkway(dir: &Path) -> Vec<Record> {
     let pipeline = r#"
 [encoders.motion]
 
@@ -250,14 +248,13 @@ fn the_walkway_is_crossed_both_ways_by_tracks_that_do_not_churn() {
     let count = |d: &str| {
         crossings
             .iter()
-            .filter(|e| e["details"]["direction"] == d)
+            .filter(|e| e.details["direction"] == d)
             .count()
     };
     let (ins, outs) = (count("in"), count("out"));
-    let tracks: Vec<f64> = records
-        .iter()
-        .filter(|e| e["kind"] == "object" && e["phase"] == "end" && e["labels"][0] == "person")
-        .map(|e| e["details"]["dwell"].as_f64().unwrap_or(0.0))
+    let tracks: Vec<f64> = events(&records)
+        .filter(|e| e.kind == "object" && e.phase == Phase::End && label(e) == "person")
+        .map(|e| e.details["dwell"].as_f64().unwrap_or(0.0))
         .collect();
     let minutes = 79.5 / 60.0;
     let mean = tracks.iter().sum::<f64>() / tracks.len().max(1) as f64;
@@ -276,12 +273,9 @@ fn the_walkway_is_crossed_both_ways_by_tracks_that_do_not_churn() {
     assert!(mean >= 8.0, "mean track {mean:.1} s: ids churn");
     // Each crossing names its track, which exists.
     for c in &crossings {
-        let track = &c["track"];
         assert!(
-            records
-                .iter()
-                .any(|e| e["kind"] == "object" && &e["track"] == track),
-            "{c}"
+            events(&records).any(|e| e.kind == "object" && e.track == c.track),
+            "{c:?}"
         );
     }
 }
@@ -290,11 +284,7 @@ fn the_walkway_is_crossed_both_ways_by_tracks_that_do_not_churn() {
 fn captions_of_the_walkway_tell_people_walking_without_repeating_themselves() {
     let dir = tempfile::tempdir().expect("temp dir");
     let records = walkway(dir.path());
-    let captions: Vec<&str> = records
-        .iter()
-        .filter(|r| r["type"] == "caption")
-        .map(|r| r["text"].as_str().unwrap_or(""))
-        .collect();
+    let captions: Vec<&str> = captions(&records).map(|c| c.text.as_str()).collect();
     for c in &captions {
         eprintln!("{c}");
     }
@@ -386,8 +376,8 @@ path = "events.jsonl"
     let records = r.records();
     let sirens: Vec<f64> = starts(&records, "sound")
         .iter()
-        .filter(|e| e["labels"][0] == "siren")
-        .map(|e| secs(&e["start"]))
+        .filter(|e| label(e) == "siren")
+        .map(|e| secs(e.start))
         .collect();
     eprintln!("sirens heard from {sirens:?}");
     assert!(
@@ -395,7 +385,7 @@ path = "events.jsonl"
         "the second siren is heard too: {sirens:?}"
     );
     let fired = starts(&records, "rule");
-    let onsets: Vec<f64> = fired.iter().map(|e| secs(&e["start"])).collect();
+    let onsets: Vec<f64> = fired.iter().map(|e| secs(e.start)).collect();
     eprintln!("rule fired at {onsets:?}");
     assert_eq!(fired.len(), 1, "once, for the first siren: {onsets:?}");
     assert!(
@@ -404,19 +394,18 @@ path = "events.jsonl"
         onsets[0]
     );
     let e = fired[0];
-    assert_eq!(e["labels"][0], "siren_near_people");
-    assert_eq!(e["details"]["severity"], "high");
-    let evidence = e["details"]["evidence"].as_array().expect("evidence");
+    assert_eq!(
+        e.labels.first().map(String::as_str),
+        Some("siren_near_people")
+    );
+    assert_eq!(e.details["severity"], "high");
+    let evidence = e.details["evidence"].as_array().expect("evidence");
     assert!(evidence.iter().any(|x| x["term"] == "sound(siren)"));
     assert!(evidence.iter().any(|x| x["term"] == "object(person)"));
-    assert!(e["track"].is_u64(), "{e}");
+    assert!(e.track.is_some(), "{e:?}");
     // The caption said at once.
     assert!(
-        records.iter().any(|c| c["type"] == "caption"
-            && c["text"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("high alert siren_near_people")),
+        captions(&records).any(|c| c.text.starts_with("high alert siren_near_people")),
         "no alert caption"
     );
 }

@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use vigil::record::Phase;
+
 use crate::clip::{self, ClipSpec, Container, SECOND};
-use crate::run::{read_jsonl, vigil};
+use crate::run::{captions, events, read_records, secs, vigil};
 
 #[test]
 fn interrupt_drains_and_closes_every_event() {
@@ -35,7 +37,7 @@ fn interrupt_drains_and_closes_every_event() {
     let log = out.join("events.jsonl");
     // Wait for the first records: the motion event has started by then.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while read_jsonl(&log).iter().all(|r| r["kind"] != "motion") && Instant::now() < deadline {
+    while events(&read_records(&log)).all(|e| e.kind != "motion") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let sent = std::process::Command::new("kill")
@@ -47,19 +49,15 @@ fn interrupt_drains_and_closes_every_event() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("stopping"), "vigil says it stops: {stderr}");
-    let records = read_jsonl(&log);
-    let end = records
-        .iter()
-        .filter(|r| r["kind"] == "motion" && r["phase"] == "end")
-        .map(|r| r["end"].as_f64().unwrap_or(f64::MAX))
+    let records = read_records(&log);
+    let end = events(&records)
+        .filter(|e| e.kind == "motion" && e.phase == Phase::End)
+        .map(|e| e.end.map_or(f64::MAX, secs))
         .next()
         .expect("the motion event got its end");
     assert!(
         end < 299.0,
         "interrupted before the media ended (end at {end} s)"
     );
-    assert!(
-        records.iter().any(|r| r["type"] == "caption"),
-        "captions written"
-    );
+    assert!(captions(&records).next().is_some(), "captions written");
 }

@@ -1,20 +1,22 @@
 //! Sound events with the real YAMNet model on recordings with known content.
 
+use vigil::record::Phase;
+
 use crate::clip;
-use crate::run::{run_file, secs};
+use crate::run::{end_secs, run_file, secs};
 
 /// `(label, start, end)` of every closed `sound` event.
 fn sounds(path: &std::path::Path) -> Vec<(String, f64, f64)> {
     let r = run_file(path);
     assert!(r.ok(), "{}", r.stderr());
     r.assert_lifecycles_closed();
-    r.events("sound", "end")
+    r.events("sound", Phase::End)
         .iter()
         .map(|e| {
             (
-                e["labels"][0].as_str().unwrap_or("").to_string(),
-                secs(&e["start"]),
-                secs(&e["end"]),
+                e.labels.first().cloned().unwrap_or_default(),
+                secs(e.start),
+                end_secs(e),
             )
         })
         .collect()

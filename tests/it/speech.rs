@@ -1,15 +1,17 @@
 //! Voice activity with the real Silero VAD model on recordings with known speech.
 
+use vigil::record::Phase;
+
 use crate::clip;
-use crate::run::{cache, run_file, secs, vigil};
+use crate::run::{cache, end_secs, run_file, secs, vigil};
 
 fn speech(path: &std::path::Path) -> Vec<(f64, f64)> {
     let r = run_file(path);
     assert!(r.ok(), "{}", r.stderr());
     r.assert_lifecycles_closed();
-    r.events("speech", "end")
+    r.events("speech", Phase::End)
         .iter()
-        .map(|e| (secs(&e["start"]), secs(&e["end"])))
+        .map(|e| (secs(e.start), end_secs(e)))
         .collect()
 }
 

@@ -1,20 +1,22 @@
 //! Event onsets land where the media says, to the frame and within 10 ms of sound.
 
+use vigil::record::Phase;
+
 use crate::clip::{self, ClipSpec, Container, MS, SECOND};
-use crate::run::{run_file, secs};
+use crate::run::{end_secs, run_file, secs};
 
 fn onsets(spec: &ClipSpec, name: &str) -> (f64, f64) {
     let clip = clip::temp(spec, name);
     let r = run_file(&clip.path);
     assert!(r.ok(), "vigil failed:\n{}", r.stderr());
-    let motion = r.events("motion", "start");
-    let loud = r.events("loud_sound", "start");
+    let motion = r.events("motion", Phase::Start);
+    let loud = r.events("loud_sound", Phase::Start);
     assert_eq!(motion.len(), 1, "one motion event: {motion:?}");
     assert_eq!(loud.len(), 1, "one loud sound: {loud:?}");
-    assert_eq!(r.events("motion", "end").len(), 1);
-    assert_eq!(r.events("loud_sound", "end").len(), 1);
+    assert_eq!(r.events("motion", Phase::End).len(), 1);
+    assert_eq!(r.events("loud_sound", Phase::End).len(), 1);
     r.assert_lifecycles_closed();
-    let found = (secs(&motion[0]["start"]), secs(&loud[0]["start"]));
+    let found = (secs(motion[0].start), secs(loud[0].start));
     eprintln!(
         "{name}: motion starts at {} s, loud_sound at {} s",
         found.0, found.1
@@ -73,13 +75,13 @@ fn an_event_ends_with_the_branch_it_was_seen_in() {
     let r = run_file(&clip.path);
     assert!(r.ok(), "{}", r.stderr());
     r.assert_lifecycles_closed();
-    let motion = r.events("motion", "end");
+    let motion = r.events("motion", Phase::End);
     assert_eq!(motion.len(), 1);
-    assert_eq!(secs(&motion[0]["end"]), 5.0, "{:?}", motion[0]);
-    assert_eq!(motion[0]["details"]["until"], "video_end");
-    let loud = r.events("loud_sound", "end");
-    assert_eq!(secs(&loud[0]["end"]), 8.0);
-    assert_eq!(loud[0]["details"]["until"], "stream_end");
+    assert_eq!(end_secs(&motion[0]), 5.0, "{:?}", motion[0]);
+    assert_eq!(motion[0].details["until"], "video_end");
+    let loud = r.events("loud_sound", Phase::End);
+    assert_eq!(end_secs(&loud[0]), 8.0);
+    assert_eq!(loud[0].details["until"], "stream_end");
 }
 
 #[test]
