@@ -1,16 +1,10 @@
 //! Faces with the real BlazeFace model on photos with known content.
 
+use vigil::geometry::BBox;
 use vigil::record::Phase;
 
 use crate::clip;
 use crate::run::run_file;
-
-fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
-    let ix = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    inter / (a[2] * a[3] + b[2] * b[3] - inter)
-}
 
 #[test]
 fn astronaut_has_exactly_one_face_where_it_is() {
@@ -19,17 +13,15 @@ fn astronaut_has_exactly_one_face_where_it_is() {
     r.assert_lifecycles_closed();
     let faces = r.events("face", Phase::Start);
     assert_eq!(faces.len(), 1, "{faces:?}");
-    // The bbox through JSON: its type is changing.
-    let face = serde_json::to_value(&faces[0]).expect("a record is JSON");
-    let b: Vec<f64> = face["bbox"]
-        .as_array()
-        .expect("a bbox")
-        .iter()
-        .filter_map(|v| v.as_f64())
-        .collect();
+    let b = faces[0].bbox.expect("a face has a box");
     // ../shared/media/README.md: the face is at x 0.34–0.54, y 0.10–0.36.
-    let truth = [0.34, 0.10, 0.20, 0.26];
-    let overlap = iou([b[0], b[1], b[2], b[3]], truth);
+    let truth = BBox {
+        x: 0.34,
+        y: 0.10,
+        w: 0.20,
+        h: 0.26,
+    };
+    let overlap = b.iou(truth);
     assert!(overlap >= 0.5, "IoU {overlap:.2} of {b:?} with {truth:?}");
     assert!(faces[0].score >= 0.75);
 }
