@@ -10,7 +10,7 @@ use std::time::Instant as StdInstant;
 use super::auth::{NatsAuth, split_userinfo};
 use super::{NatsTransport, msg_id, subject};
 use crate::config::NatsConfig;
-use crate::sink::outbox::{LiveConfig, Outgoing, Transport};
+use crate::sink::outbox::{Failed, LiveConfig, Outgoing, Transport};
 
 use crate::sink::brokers::{NatsServer, free_port};
 
@@ -165,14 +165,7 @@ async fn server_down_and_back() {
     let c = records("01DOWN", "cam1", 60, 30);
 
     // Nothing listening yet.
-    let start = StdInstant::now();
-    let err = t.deliver(&a).await.expect_err("server is down");
-    eprintln!("down: {:?}: {err}", start.elapsed());
-    assert!(
-        start.elapsed() < T + Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
-    );
+    let err = fails_promptly(t.deliver(&a), "server is down").await;
     assert!(err.0.contains(&url), "{err}");
 
     server.up();
@@ -181,14 +174,7 @@ async fn server_down_and_back() {
     // Killed while connected.
     server.kill();
     for _ in 0..3 {
-        let start = StdInstant::now();
-        let err = t.deliver(&b).await.expect_err("server was killed");
-        eprintln!("killed: {:?}: {err}", start.elapsed());
-        assert!(
-            start.elapsed() < T + Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
+        let err = fails_promptly(t.deliver(&b), "server was killed").await;
         assert!(err.0.contains(&url), "{err}");
     }
 
@@ -236,14 +222,7 @@ async fn server_stops_answering() {
 
     server.signal("-STOP");
     for _ in 0..4 {
-        let start = StdInstant::now();
-        let err = t.deliver(&b).await.expect_err("server is stopped");
-        eprintln!("stopped: {:?}: {err}", start.elapsed());
-        assert!(
-            start.elapsed() < T + Duration::from_secs(1),
-            "{:?}",
-            start.elapsed()
-        );
+        fails_promptly(t.deliver(&b), "server is stopped").await;
     }
     server.signal("-CONT");
     let mut ok = false;
@@ -368,6 +347,23 @@ async fn tls() {
     let err = t.deliver(&batch).await.expect_err("untrusted server");
     eprintln!("tls untrusted: {err}");
     assert!(start.elapsed() < T + Duration::from_secs(1));
+}
+
+/// The error `delivery` ends in, which must come within the timeout and a
+/// second.
+async fn fails_promptly(
+    delivery: impl std::future::Future<Output = Result<(), Failed>>,
+    why: &str,
+) -> Failed {
+    let start = StdInstant::now();
+    let err = delivery.await.expect_err(why);
+    eprintln!("{why}: {:?}: {err}", start.elapsed());
+    assert!(
+        start.elapsed() < T + Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    err
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
