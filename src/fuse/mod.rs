@@ -147,6 +147,65 @@ impl RecordMaker {
     }
 }
 
+/// What fusion makes of one chunk: records, stamped by the maker, and the
+/// notes captions are told.
+pub struct Emit {
+    pub maker: RecordMaker,
+    records: Vec<Record>,
+    notes: Vec<EventNote>,
+}
+
+impl Emit {
+    pub fn new(maker: RecordMaker) -> Self {
+        Emit {
+            maker,
+            records: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A record out, after those before it.
+    pub fn record(&mut self, r: Record) {
+        self.records.push(r);
+    }
+
+    /// A note for captions.
+    pub fn note(&mut self, n: EventNote) {
+        self.notes.push(n);
+    }
+
+    /// The records made so far.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn records_mut(&mut self) -> &mut [Record] {
+        &mut self.records
+    }
+
+    /// How many records wait to be taken (where the next one will be).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records made since there were `from`.
+    pub fn since_mut(&mut self, from: usize) -> &mut [Record] {
+        self.records.get_mut(from..).unwrap_or_default()
+    }
+
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
+    pub fn take_notes(&mut self) -> Vec<EventNote> {
+        std::mem::take(&mut self.notes)
+    }
+}
+
 /// The fusion state of one stream.
 pub struct Fuser {
     maker: RecordMaker,
