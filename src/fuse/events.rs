@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use crate::config::EventTiming;
 use crate::encode::{LevelWindow, MotionSample};
 use crate::fuse::lifecycle::{Lifecycle, Transition};
-use crate::fuse::{EventNote, RecordMaker};
+use crate::fuse::{Emit, EventNote};
 use crate::geometry::{BBox, union_of};
 use crate::record::{Phase, Record, round4};
 use crate::time::Timestamp;
@@ -86,7 +86,7 @@ impl EventSeries {
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
-        maker: &mut RecordMaker,
+        emit: &mut Emit,
         at: Timestamp,
         until: Timestamp,
         active: bool,
@@ -94,25 +94,17 @@ impl EventSeries {
         score: f32,
         bbox: Option<BBox>,
         peak_db: Option<f32>,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
     ) {
         if !self.lifecycle.is_active() && !active {
             self.gathering = Open::default();
         }
         self.gather(active, score, bbox, peak_db);
         if let Some(t) = self.lifecycle.observe(at, until, active, onset) {
-            self.transition(maker, t, out, notes);
+            self.transition(emit, t);
         }
     }
 
-    fn transition(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: Transition,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn transition(&mut self, emit: &mut Emit, t: Transition) {
         match t {
             Transition::Start { onset } => {
                 self.seq += 1;
@@ -120,14 +112,14 @@ impl EventSeries {
                 open.id = match &self.label {
                     Some(l) => format!(
                         "{}/{}/{}/{}",
-                        maker.stream,
+                        emit.maker.stream,
                         self.kind,
                         l.replace(' ', "_"),
                         self.seq
                     ),
-                    None => format!("{}/{}/{}", maker.stream, self.kind, self.seq),
+                    None => format!("{}/{}/{}", emit.maker.stream, self.kind, self.seq),
                 };
-                let mut rec = maker.event(
+                let mut rec = emit.maker.event(
                     &open.id,
                     self.kind,
                     Phase::Start,
@@ -138,7 +130,7 @@ impl EventSeries {
                     self.details(&open),
                 );
                 self.set_labels(&mut rec);
-                notes.push(EventNote {
+                emit.note(EventNote {
                     kind: self.kind,
                     label: self.label.clone(),
                     phase: Phase::Start,
@@ -150,7 +142,7 @@ impl EventSeries {
                     place: None,
                     direction: None,
                 });
-                out.push(rec);
+                emit.record(rec);
                 self.open = Some(open);
             }
             Transition::End { onset, end, cut } => {
@@ -164,7 +156,7 @@ impl EventSeries {
                     "duration".into(),
                     json!(Timestamp(end.0 - onset.0.min(end.0)).as_secs_f64_ms()),
                 );
-                let mut rec = maker.event(
+                let mut rec = emit.maker.event(
                     &open.id,
                     self.kind,
                     Phase::End,
@@ -175,7 +167,7 @@ impl EventSeries {
                     details,
                 );
                 self.set_labels(&mut rec);
-                notes.push(EventNote {
+                emit.note(EventNote {
                     kind: self.kind,
                     label: self.label.clone(),
                     phase: Phase::End,
@@ -187,7 +179,7 @@ impl EventSeries {
                     place: None,
                     direction: None,
                 });
-                out.push(rec);
+                emit.record(rec);
             }
         }
     }
@@ -235,42 +227,23 @@ impl EventSeries {
 
     /// The input ended at `end` (`cut_by`: the `stream`, or its `video` or
     /// `audio` branch): closes an open event.
-    pub fn finish(
-        &mut self,
-        maker: &mut RecordMaker,
-        end: Timestamp,
-        cut_by: &'static str,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn finish(&mut self, emit: &mut Emit, end: Timestamp, cut_by: &'static str) {
         self.cut_by = cut_by;
         if let Some(t) = self.lifecycle.finish(end) {
-            self.transition(maker, t, out, notes);
+            self.transition(emit, t);
         }
     }
 
-    pub fn motion(
-        &mut self,
-        maker: &mut RecordMaker,
-        s: &MotionSample,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn motion(&mut self, emit: &mut Emit, s: &MotionSample) {
         self.step(
-            maker, s.pts, s.until, s.active, None, s.fraction, s.bbox, None, out, notes,
+            emit, s.pts, s.until, s.active, None, s.fraction, s.bbox, None,
         );
     }
 
-    pub fn loudness(
-        &mut self,
-        maker: &mut RecordMaker,
-        w: &LevelWindow,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn loudness(&mut self, emit: &mut Emit, w: &LevelWindow) {
         let score = 10f32.powf(w.rms_db / 20.0);
         self.step(
-            maker,
+            emit,
             w.start,
             w.end,
             w.active,
@@ -278,20 +251,12 @@ impl EventSeries {
             score,
             None,
             Some(w.peak_db),
-            out,
-            notes,
         );
     }
 
-    pub fn voice(
-        &mut self,
-        maker: &mut RecordMaker,
-        w: &crate::encode::vad::VoiceWindow,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn voice(&mut self, emit: &mut Emit, w: &crate::encode::vad::VoiceWindow) {
         self.step(
-            maker,
+            emit,
             w.start,
             w.end,
             w.speaking,
@@ -299,61 +264,32 @@ impl EventSeries {
             w.probability,
             None,
             None,
-            out,
-            notes,
         );
     }
 
-    pub fn faces(
-        &mut self,
-        maker: &mut RecordMaker,
-        f: &crate::encode::faces::FrameFaces,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn faces(&mut self, emit: &mut Emit, f: &crate::encode::faces::FrameFaces) {
         let found: Vec<_> = f.faces.iter().map(|x| (x.score, x.bbox)).collect();
-        self.boxes(maker, f.pts, f.until, &found, out, notes);
+        self.boxes(emit, f.pts, f.until, &found);
     }
 
     /// A frame in which `found` (score, box) were seen, from `at` until
     /// the next analysed frame: active while there is any.
-    fn boxes(
-        &mut self,
-        maker: &mut RecordMaker,
-        at: Timestamp,
-        until: Timestamp,
-        found: &[(f32, BBox)],
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn boxes(&mut self, emit: &mut Emit, at: Timestamp, until: Timestamp, found: &[(f32, BBox)]) {
         let score = found.iter().map(|d| d.0).fold(0.0, f32::max);
         let bbox = union_of(found.iter().map(|d| d.1));
         if !found.is_empty() {
             let g = self.open.as_mut().unwrap_or(&mut self.gathering);
             g.max_count = g.max_count.max(found.len() as u64);
         }
-        self.step(
-            maker,
-            at,
-            until,
-            !found.is_empty(),
-            None,
-            score,
-            bbox,
-            None,
-            out,
-            notes,
-        );
+        self.step(emit, at, until, !found.is_empty(), None, score, bbox, None);
     }
 
     /// One sound window's score for this series' target.
     pub fn sound(
         &mut self,
-        maker: &mut RecordMaker,
+        emit: &mut Emit,
         w: &crate::encode::sound::SoundWindow,
         t: &crate::encode::sound::TargetScore,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
     ) {
         if t.active {
             let g = self.open.as_mut().unwrap_or(&mut self.gathering);
@@ -361,23 +297,13 @@ impl EventSeries {
                 g.class = Some(t.class.clone());
             }
         }
-        self.step(
-            maker, w.start, w.end, t.active, None, t.score, None, None, out, notes,
-        );
+        self.step(emit, w.start, w.end, t.active, None, t.score, None, None);
     }
 
     /// A gap flag on the chunk `[at, until)`.
-    pub fn gap(
-        &mut self,
-        maker: &mut RecordMaker,
-        at: Timestamp,
-        until: Timestamp,
-        gap: bool,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn gap(&mut self, emit: &mut Emit, at: Timestamp, until: Timestamp, gap: bool) {
         self.step(
-            maker,
+            emit,
             at,
             until,
             gap,
@@ -385,8 +311,6 @@ impl EventSeries {
             if gap { 1.0 } else { 0.0 },
             None,
             None,
-            out,
-            notes,
         );
     }
 }

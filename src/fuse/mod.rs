@@ -147,9 +147,69 @@ impl RecordMaker {
     }
 }
 
+/// What fusion makes of one chunk: records, stamped by the maker, and the
+/// notes captions are told. Owned by the [`Fuser`], emptied after each chunk.
+pub struct Emit {
+    pub maker: RecordMaker,
+    records: Vec<Record>,
+    notes: Vec<EventNote>,
+}
+
+impl Emit {
+    pub fn new(maker: RecordMaker) -> Self {
+        Emit {
+            maker,
+            records: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A record out, after those before it.
+    pub fn record(&mut self, r: Record) {
+        self.records.push(r);
+    }
+
+    /// A note for captions.
+    pub fn note(&mut self, n: EventNote) {
+        self.notes.push(n);
+    }
+
+    /// The records made so far.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn records_mut(&mut self) -> &mut [Record] {
+        &mut self.records
+    }
+
+    /// How many records wait to be taken (where the next one will be).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records made since there were `from`.
+    pub fn since_mut(&mut self, from: usize) -> &mut [Record] {
+        self.records.get_mut(from..).unwrap_or_default()
+    }
+
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
+    pub fn take_notes(&mut self) -> Vec<EventNote> {
+        std::mem::take(&mut self.notes)
+    }
+}
+
 /// The fusion state of one stream.
 pub struct Fuser {
-    maker: RecordMaker,
+    /// What the chunk being fused makes.
+    emit: Emit,
     motion: EventSeries,
     loud: EventSeries,
     speech: EventSeries,
@@ -198,7 +258,7 @@ impl Fuser {
             sounds: &rules::sound_labels(config),
         });
         Fuser {
-            maker: RecordMaker::new(run, stream.clone()),
+            emit: Emit::new(RecordMaker::new(run, stream.clone())),
             motion: EventSeries::new("motion", motion.timing()),
             loud: EventSeries::new("loud_sound", loud.timing()),
             faces: EventSeries::new(
@@ -262,17 +322,15 @@ impl Fuser {
     /// UTC of stream time zero, until chunks say (a stream that fails
     /// before its first chunk still dates its records).
     pub fn set_utc_origin(&mut self, utc: i64) {
-        self.maker.utc_origin = utc;
+        self.emit.maker.utc_origin = utc;
     }
 
     /// Fuses one chunk's features; returns the records it completes.
     pub fn push(&mut self, enc: &Encoded) -> Vec<Record> {
         let chunk = &enc.chunk;
-        self.maker.utc_origin = chunk.utc_origin;
+        self.emit.maker.utc_origin = chunk.utc_origin;
         self.has_video = chunk.has_video;
         self.has_audio = chunk.has_audio;
-        let mut out = Vec::new();
-        let mut notes = Vec::new();
         let flags = chunk.flags;
         if let Some(f) = chunk.frames.first().filter(|f| f.width > 0) {
             self.scene.set_aspect(f.height as f32 / f.width as f32);
@@ -285,28 +343,26 @@ impl Fuser {
                 self.gap_labels.push(name);
             }
         }
-        let from = out.len();
+        let from = self.emit.len();
         self.gap.gap(
-            &mut self.maker,
+            &mut self.emit,
             chunk.span.start,
             chunk.span.end,
             flags.any_gap(),
-            &mut out,
-            &mut notes,
         );
-        self.label_gap(&mut out[from..]);
+        self.label_gap(from);
         for f in &enc.features {
             match f {
                 Features::Motion(samples) => {
                     for s in samples {
-                        self.motion.motion(&mut self.maker, s, &mut out, &mut notes);
+                        self.motion.motion(&mut self.emit, s);
                         self.captions.motion(s);
                         self.rules.motion(s);
                     }
                 }
                 Features::Faces(frames) => {
                     for f in frames {
-                        self.faces.faces(&mut self.maker, f, &mut out, &mut notes);
+                        self.faces.faces(&mut self.emit, f);
                         self.rules.faces(f);
                         if let Some(p) = &mut self.pictures {
                             p.faces(f);
@@ -315,7 +371,7 @@ impl Fuser {
                 }
                 Features::Objects(frames) => {
                     for f in frames {
-                        self.scene.frame(&mut self.maker, f, &mut out, &mut notes);
+                        self.scene.frame(&mut self.emit, f);
                         self.captions.scene(&self.scene);
                         self.rules.scene(&self.scene, f.pts, f.until);
                         if let Some(p) = &mut self.pictures {
@@ -331,7 +387,7 @@ impl Fuser {
                 Features::Sound(windows) => {
                     for w in windows {
                         for (series, t) in self.sounds.iter_mut().zip(&w.targets) {
-                            series.sound(&mut self.maker, w, t, &mut out, &mut notes);
+                            series.sound(&mut self.emit, w, t);
                         }
                         self.captions.sounds(w, &self.sounds);
                         self.rules.sound(w);
@@ -339,25 +395,26 @@ impl Fuser {
                 }
                 Features::Said(said) => {
                     for x in said {
-                        out.push(self.maker.transcript(
+                        let r = self.emit.maker.transcript(
                             x.start,
                             x.end,
                             x.text.clone(),
                             x.confidence,
-                        ));
+                        );
+                        self.emit.record(r);
                         self.captions.said(x);
                         self.rules.said(x);
                     }
                 }
                 Features::Voice(windows) => {
                     for w in windows {
-                        self.speech.voice(&mut self.maker, w, &mut out, &mut notes);
+                        self.speech.voice(&mut self.emit, w);
                         self.rules.voice(w);
                     }
                 }
                 Features::Loudness(l) => {
                     for w in &l.windows {
-                        self.loud.loudness(&mut self.maker, w, &mut out, &mut notes);
+                        self.loud.loudness(&mut self.emit, w);
                         self.captions.level(w);
                         self.rules.level(w);
                     }
@@ -370,44 +427,42 @@ impl Fuser {
             |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
         if let Some(e) = chunk.video_end.filter(ended_here) {
             for series in [&mut self.motion, &mut self.faces] {
-                series.finish(&mut self.maker, e, "video", &mut out, &mut notes);
+                series.finish(&mut self.emit, e, "video");
             }
-            self.scene
-                .finish(&mut self.maker, "video", e, &mut out, &mut notes);
+            self.scene.finish(&mut self.emit, "video", e);
         }
         if let Some(e) = chunk.audio_end.filter(ended_here) {
             for series in [&mut self.loud, &mut self.speech]
                 .into_iter()
                 .chain(self.sounds.iter_mut())
             {
-                series.finish(&mut self.maker, e, "audio", &mut out, &mut notes);
+                series.finish(&mut self.emit, e, "audio");
             }
         }
         if !flags.last {
             let mut fired = Vec::new();
             let horizon = Timestamp(chunk.span.end.0.saturating_sub(self.settle));
-            self.rules
-                .advance(&mut self.maker, horizon, &mut out, &mut notes, &mut fired);
-            self.alerts(fired, &mut out);
+            self.rules.advance(&mut self.emit, horizon, &mut fired);
+            self.alerts(fired);
         }
-        for n in notes {
+        for n in self.emit.take_notes() {
             self.captions.note(n);
         }
         self.end = chunk.span.end;
         // The last chunk's caption waits for `finish`, which knows how the stream ended.
         if !flags.last && self.end >= self.captions.span_end() {
-            self.caption(self.end, &mut out);
+            self.caption(self.end);
         }
         if let Some(p) = &mut self.pictures {
-            p.dress(&mut out);
+            p.dress(self.emit.records_mut());
         }
-        out
+        self.emit.take_records()
     }
 
     /// A caption for each rule that began. Captions leave in the order
     /// they start (subtitle files need it): one in the span being gathered
     /// waits for that span's caption.
-    fn alerts(&mut self, fired: Vec<rules::Fired>, out: &mut Vec<Record>) {
+    fn alerts(&mut self, fired: Vec<rules::Fired>) {
         for f in fired {
             let mut text = format!("{} alert {} at {}", f.severity.as_str(), f.name, f.at);
             if !f.evidence.is_empty() {
@@ -416,33 +471,36 @@ impl Fuser {
             }
             let start = f.at.max(self.last_cue);
             let cue = self
+                .emit
                 .maker
                 .caption(start, start.saturating_add(ALERT_CAPTION), text);
             if f.at >= self.captions.current_start() {
                 self.held.push((start, cue));
             } else {
                 self.last_cue = start;
-                out.push(cue);
+                self.emit.record(cue);
             }
         }
     }
 
     /// Closes the span's caption at `end`, then the alerts it held.
-    fn caption(&mut self, end: Timestamp, out: &mut Vec<Record>) {
+    fn caption(&mut self, end: Timestamp) {
         let (span, text) = self.captions.close(end, self.has_video, self.has_audio);
-        out.push(self.maker.caption(span.start, span.end, text));
+        let cue = self.emit.maker.caption(span.start, span.end, text);
+        self.emit.record(cue);
         self.last_cue = span.start;
         self.held.sort_by_key(|h| h.0);
         for (start, cue) in self.held.drain(..) {
             self.last_cue = start;
-            out.push(cue);
+            self.emit.record(cue);
         }
     }
 
     /// Labels the gap event's records with what the chunks in it lacked: the
-    /// start record with its first chunk's flags, the end record with all.
-    fn label_gap(&mut self, records: &mut [Record]) {
-        for r in records {
+    /// start record with its first chunk's flags, the end record with all:
+    /// those made since there were `from`.
+    fn label_gap(&mut self, from: usize) {
+        for r in self.emit.since_mut(from) {
             if let Record::Event(e) = r {
                 e.labels = self.gap_labels.iter().map(|s| s.to_string()).collect();
                 if e.phase == Phase::End {
@@ -462,8 +520,6 @@ impl Fuser {
             return Vec::new();
         }
         self.finished = true;
-        let mut out = Vec::new();
-        let mut notes = Vec::new();
         let end = self.end;
         for series in [
             &mut self.motion,
@@ -474,25 +530,22 @@ impl Fuser {
         .into_iter()
         .chain(self.sounds.iter_mut())
         {
-            series.finish(&mut self.maker, end, "stream", &mut out, &mut notes);
+            series.finish(&mut self.emit, end, "stream");
         }
-        let from = out.len();
-        self.gap
-            .finish(&mut self.maker, end, "stream", &mut out, &mut notes);
-        self.label_gap(&mut out[from..]);
-        self.scene
-            .finish(&mut self.maker, "stream", end, &mut out, &mut notes);
+        let from = self.emit.len();
+        self.gap.finish(&mut self.emit, end, "stream");
+        self.label_gap(from);
+        self.scene.finish(&mut self.emit, "stream", end);
         let mut fired = Vec::new();
-        self.rules
-            .finish(&mut self.maker, end, &mut out, &mut notes, &mut fired);
-        self.alerts(fired, &mut out);
+        self.rules.finish(&mut self.emit, end, &mut fired);
+        self.alerts(fired);
         if let Some(reason) = failure {
-            let id = format!("{}/stream_error/1", self.maker.stream);
+            let id = format!("{}/stream_error/1", self.emit.maker.stream);
             let mut details = Map::new();
             details.insert("message".into(), json!(reason));
             for phase in [Phase::Start, Phase::End] {
                 let end = (phase == Phase::End).then_some(end);
-                out.push(self.maker.event(
+                let r = self.emit.maker.event(
                     &id,
                     "stream_error",
                     phase,
@@ -501,9 +554,10 @@ impl Fuser {
                     1.0,
                     None,
                     details.clone(),
-                ));
+                );
+                self.emit.record(r);
             }
-            notes.push(EventNote {
+            self.emit.note(EventNote {
                 kind: "stream_error",
                 label: None,
                 phase: Phase::Start,
@@ -516,19 +570,20 @@ impl Fuser {
                 direction: None,
             });
         }
+        let notes = self.emit.take_notes();
         let any_notes = !notes.is_empty();
         for n in notes {
             self.captions.note(n);
         }
         if end > self.captions.current_start() || any_notes || !self.held.is_empty() {
-            self.caption(end, &mut out);
+            self.caption(end);
         }
         if let Some(p) = &mut self.pictures {
-            p.dress(&mut out);
+            p.dress(self.emit.records_mut());
             let (written, failed, unblurred) = p.counts();
-            tracing::debug!(stream = %self.maker.stream, written, failed, unblurred, "snapshots");
+            tracing::debug!(stream = %self.emit.maker.stream, written, failed, unblurred, "snapshots");
         }
-        out
+        self.emit.take_records()
     }
 }
 
@@ -549,7 +604,7 @@ pub fn spawn(
     metrics: &Arc<Metrics>,
     done: Sender<Arc<str>>,
 ) -> Result<JoinHandle<()>> {
-    let stream = fuser.maker.stream.clone();
+    let stream = fuser.emit.maker.stream.clone();
     spawn_stage(
         FuseStage { fuser, done },
         stream,

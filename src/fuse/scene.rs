@@ -13,7 +13,7 @@ use crate::config::{EventTiming, PipelineConfig};
 use crate::encode::detector::FrameObjects;
 use crate::fuse::track::{Track, TrackEvent, Tracker, TrackerParams};
 use crate::fuse::zones::{Direction, Line, LineSide, Zone};
-use crate::fuse::{EventNote, RecordMaker};
+use crate::fuse::{Emit, EventNote};
 use crate::geometry::BBox;
 use crate::record::{Phase, Record, num4, round4};
 use crate::time::{SECOND, Timestamp};
@@ -169,33 +169,27 @@ impl Scene {
     }
 
     /// One analysed frame.
-    pub fn frame(
-        &mut self,
-        maker: &mut RecordMaker,
-        f: &FrameObjects,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn frame(&mut self, emit: &mut Emit, f: &FrameObjects) {
         self.seen.clear();
         self.crossings.clear();
         self.lost.clear();
         let changes = self.tracker.update(f.pts, f.until, &f.objects, &f.faint);
         for c in &changes {
             if let TrackEvent::Lost(t) = c {
-                self.end_track(maker, t, "track_lost", out, notes);
+                self.end_track(emit, t, "track_lost");
                 self.lost.push(t.clone());
             }
         }
         let tracks: Vec<Track> = self.tracker.tracks().cloned().collect();
         for t in &tracks {
             if !self.started.contains_key(&t.id) && t.dwell() >= self.timing.min_duration {
-                self.start_track(maker, t, out, notes);
+                self.start_track(emit, t);
             }
             if !self.started.contains_key(&t.id) {
                 continue;
             }
             if t.matched {
-                self.place(maker, t, f.pts, out, notes);
+                self.place(emit, t, f.pts);
             }
             self.seen.push(Seen {
                 track: t.id,
@@ -216,43 +210,30 @@ impl Scene {
 
     /// The input ended at `end`: every track is lost at its last sighting
     /// (or at `end`, if its last frame would outlast it).
-    pub fn finish(
-        &mut self,
-        maker: &mut RecordMaker,
-        cut_by: &'static str,
-        end: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    pub fn finish(&mut self, emit: &mut Emit, cut_by: &'static str, end: Timestamp) {
         self.seen.clear();
         self.crossings.clear();
         self.lost.clear();
         for c in self.tracker.finish() {
             if let TrackEvent::Lost(mut t) = c {
                 t.until = t.until.min(end.max(t.first_seen));
-                self.end_track(maker, &t, cut_by, out, notes);
+                self.end_track(emit, &t, cut_by);
                 self.lost.push(t);
             }
         }
     }
 
-    fn start_track(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: &Track,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn start_track(&mut self, emit: &mut Emit, t: &Track) {
         let event = format!(
             "{}/object/{}/{}",
-            maker.stream,
+            emit.maker.stream,
             t.label.replace(' ', "_"),
             t.id
         );
         self.boxes_at.push((event.clone(), t.last_seen));
         let mut details = Map::new();
         details.insert("frames".into(), json!(t.hits));
-        let mut rec = maker.event(
+        let mut rec = emit.maker.event(
             &event,
             "object",
             Phase::Start,
@@ -263,19 +244,12 @@ impl Scene {
             details,
         );
         tag(&mut rec, t, None);
-        out.push(rec);
-        notes.push(note("object", Phase::Start, t.first_seen, t));
+        emit.record(rec);
+        emit.note(note("object", Phase::Start, t.first_seen, t));
         self.started.insert(t.id, Started { event });
     }
 
-    fn end_track(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: &Track,
-        until: &'static str,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn end_track(&mut self, emit: &mut Emit, t: &Track, until: &'static str) {
         // Leaving the picture is leaving its zones.
         let zones: Vec<usize> = self
             .inside
@@ -283,7 +257,7 @@ impl Scene {
             .map(|((_, z), _)| *z)
             .collect();
         for z in zones {
-            self.leave(maker, t, z, t.until, Some(until), out, notes);
+            self.leave(emit, t, z, t.until, Some(until));
         }
         self.sides.retain(|(id, _), _| *id != t.id);
         self.placed.remove(&t.id);
@@ -321,7 +295,7 @@ impl Scene {
         if until != "track_lost" {
             details.insert("until".into(), json!(format!("{until}_end")));
         }
-        let mut rec = maker.event(
+        let mut rec = emit.maker.event(
             &started.event,
             "object",
             Phase::End,
@@ -332,8 +306,8 @@ impl Scene {
             details,
         );
         tag(&mut rec, t, None);
-        out.push(rec);
-        notes.push(EventNote {
+        emit.record(rec);
+        emit.note(EventNote {
             cut: (until != "track_lost").then_some(until),
             place: heading(t).map(str::to_string),
             ..note("object", Phase::End, t.until, t)
@@ -341,14 +315,7 @@ impl Scene {
     }
 
     /// Zones and lines for a track matched at `pts`.
-    fn place(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: &Track,
-        pts: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn place(&mut self, emit: &mut Emit, t: &Track, pts: Timestamp) {
         let p = t.anchor();
         let first = self.placed.insert(t.id);
         // Where it stood when first seen: its first box centre, half the
@@ -364,9 +331,9 @@ impl Scene {
                 // A track that appeared inside a zone entered it then.
                 let appeared_inside = first && began.is_some_and(|b| self.zones[z].holds(b, false));
                 let at = if appeared_inside { t.first_seen } else { pts };
-                self.enter(maker, t, z, at, out, notes);
+                self.enter(emit, t, z, at);
             } else if was && !now {
-                self.leave(maker, t, z, pts, None, out, notes);
+                self.leave(emit, t, z, pts, None);
             }
         }
         for l in 0..self.lines.len() {
@@ -380,20 +347,12 @@ impl Scene {
                 side.step(&self.lines[l], t.first_seen, b);
             }
             if let Some((direction, at)) = side.step(&self.lines[l], pts, p) {
-                self.cross(maker, t, l, direction, at, out, notes);
+                self.cross(emit, t, l, direction, at);
             }
         }
     }
 
-    fn enter(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: &Track,
-        z: usize,
-        at: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn enter(&mut self, emit: &mut Emit, t: &Track, z: usize, at: Timestamp) {
         self.inside.insert((t.id, z), at);
         self.zone_seq += 1;
         let name = self.zones[z].name.clone();
@@ -407,19 +366,16 @@ impl Scene {
             direction: None,
             details,
         };
-        self.instant(maker, t, what, out, notes);
+        self.instant(emit, t, what);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn leave(
         &mut self,
-        maker: &mut RecordMaker,
+        emit: &mut Emit,
         t: &Track,
         z: usize,
         at: Timestamp,
         why: Option<&'static str>,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
     ) {
         let Some(entered) = self.inside.remove(&(t.id, z)) else {
             return;
@@ -440,20 +396,10 @@ impl Scene {
             direction: None,
             details,
         };
-        self.instant(maker, t, what, out, notes);
+        self.instant(emit, t, what);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn cross(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: &Track,
-        l: usize,
-        direction: Direction,
-        at: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn cross(&mut self, emit: &mut Emit, t: &Track, l: usize, direction: Direction, at: Timestamp) {
         self.line_seq += 1;
         let name = self.lines[l].name.clone();
         let mut details = Map::new();
@@ -467,7 +413,7 @@ impl Scene {
             direction: Some(direction.as_str()),
             details,
         };
-        self.instant(maker, t, what, out, notes);
+        self.instant(emit, t, what);
         self.crossings.push(Crossing {
             track: t.id,
             label: t.label,
@@ -493,19 +439,12 @@ struct Instant {
 impl Scene {
     /// The start and end records of an instant event (same time), and
     /// its note for captions.
-    fn instant(
-        &mut self,
-        maker: &mut RecordMaker,
-        t: &Track,
-        what: Instant,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-    ) {
+    fn instant(&mut self, emit: &mut Emit, t: &Track, what: Instant) {
         let (kind, at, place) = (what.kind, what.at, what.place);
-        let event = format!("{}/{kind}/{place}/{}", maker.stream, what.seq);
+        let event = format!("{}/{kind}/{place}/{}", emit.maker.stream, what.seq);
         self.boxes_at.push((event.clone(), t.last_seen));
         for (phase, end) in [(Phase::Start, None), (Phase::End, Some(at))] {
-            let mut rec = maker.event(
+            let mut rec = emit.maker.event(
                 &event,
                 kind,
                 phase,
@@ -516,9 +455,9 @@ impl Scene {
                 what.details.clone(),
             );
             tag(&mut rec, t, Some(&place));
-            out.push(rec);
+            emit.record(rec);
         }
-        notes.push(EventNote {
+        emit.note(EventNote {
             place: Some(place),
             direction: what.direction,
             ..note(kind, Phase::Start, at, t)
@@ -588,10 +527,11 @@ pub fn heading(t: &Track) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::encode::detector::Detection;
+    use crate::fuse::RecordMaker;
     use crate::time::MILLISECOND;
     use std::path::Path;
 
-    fn scene(extra: &str) -> (Scene, RecordMaker) {
+    fn scene(extra: &str) -> (Scene, Emit) {
         let text = format!("[encoders.detector]\n{extra}");
         let config = PipelineConfig::parse(&text, Path::new("t.toml")).unwrap();
         let timing = EventTiming {
@@ -600,7 +540,7 @@ mod tests {
         };
         (
             Scene::new("cam", &config, timing),
-            RecordMaker::new("run".into(), "cam".into()),
+            Emit::new(RecordMaker::new("run".into(), "cam".into())),
         )
     }
 
@@ -632,12 +572,11 @@ mod tests {
 
     #[test]
     fn a_crossing_while_the_track_is_confirmed_counts_and_a_lost_track_leaves_its_zone() {
-        let (mut s, mut maker) = scene(
+        let (mut s, mut emit) = scene(
             "[[lines]]\nname = \"mid\"\nfrom = [0.5, 0.0]\nto = [0.5, 1.0]\n[[zones]]\nname = \"right\"\npolygon = [[0.6, 0.0], [1.0, 0.0], [1.0, 1.0], [0.6, 1.0]]\n",
         );
-        let (mut out, mut notes) = (Vec::new(), Vec::new());
         // An empty first frame, so the track needs its three frames.
-        s.frame(&mut maker, &frame(0, None), &mut out, &mut notes);
+        s.frame(&mut emit, &frame(0, None));
         // Left of the line when first seen (frame 1), past it when
         // confirmed (frame 3), into the zone at frame 5.
         for (k, x) in [
@@ -648,9 +587,9 @@ mod tests {
             (5, 0.6),
             (6, 0.64),
         ] {
-            s.frame(&mut maker, &frame(k, Some(x)), &mut out, &mut notes);
+            s.frame(&mut emit, &frame(k, Some(x)));
         }
-        let got = kinds(&out);
+        let got = kinds(emit.records());
         assert!(
             got.contains(&("line_cross".into(), "Start".into())),
             "{got:?}"
@@ -660,10 +599,11 @@ mod tests {
             "{got:?}"
         );
         // Gone for longer than lost_after (2 s): lost, and out of the zone.
-        out.clear();
+        emit.take_records();
         for k in 7..25 {
-            s.frame(&mut maker, &frame(k, None), &mut out, &mut notes);
+            s.frame(&mut emit, &frame(k, None));
         }
+        let out = emit.take_records();
         let got = kinds(&out);
         assert_eq!(
             got,

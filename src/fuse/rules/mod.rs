@@ -27,7 +27,7 @@ use crate::config::{PipelineConfig, RuleConfig, Severity};
 use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::scene::Scene;
 use crate::fuse::zones::{Direction, Zone};
-use crate::fuse::{EventNote, RecordMaker};
+use crate::fuse::{Emit, EventNote, RecordMaker};
 use crate::geometry::{BBox, union_of};
 use crate::record::{Phase, Record, num4, round4};
 use crate::rule_language as parse;
@@ -372,20 +372,13 @@ impl Engine {
 
     /// Decides the rules over `[decided, horizon)`; `utc_origin` dates
     /// `time()` terms.
-    pub fn advance(
-        &mut self,
-        maker: &mut RecordMaker,
-        horizon: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-        fired: &mut Vec<Fired>,
-    ) {
+    pub fn advance(&mut self, emit: &mut Emit, horizon: Timestamp, fired: &mut Vec<Fired>) {
         if horizon <= self.decided {
             return;
         }
         let from = self.decided;
         for rule in &mut self.rules {
-            rule.advance(&self.facts, maker, from, horizon, out, notes, fired);
+            rule.advance(&self.facts, emit, from, horizon, fired);
         }
         self.decided = horizon;
         self.facts
@@ -393,18 +386,11 @@ impl Engine {
     }
 
     /// The stream ended at `end`: decides up to it and closes open rules.
-    pub fn finish(
-        &mut self,
-        maker: &mut RecordMaker,
-        end: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
-        fired: &mut Vec<Fired>,
-    ) {
-        self.advance(maker, end, out, notes, fired);
+    pub fn finish(&mut self, emit: &mut Emit, end: Timestamp, fired: &mut Vec<Fired>) {
+        self.advance(emit, end, fired);
         for rule in &mut self.rules {
             if let Some(t) = rule.lifecycle.finish(end.max(self.decided)) {
-                rule.transition(t, &self.facts, maker, out, notes, fired);
+                rule.transition(t, &self.facts, emit, fired);
             }
         }
     }
@@ -434,15 +420,12 @@ impl Rule {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn advance(
         &mut self,
         facts: &FactLog,
-        maker: &mut RecordMaker,
+        emit: &mut Emit,
         from: Timestamp,
         to: Timestamp,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
         fired: &mut Vec<Fired>,
     ) {
         let mut points = vec![from];
@@ -451,7 +434,7 @@ impl Rule {
                 term,
                 self.within,
                 facts,
-                maker.utc_origin,
+                emit.maker.utc_origin,
                 from,
                 to,
                 &mut points,
@@ -462,10 +445,10 @@ impl Rule {
         for (i, &p) in points.iter().enumerate() {
             let until = points.get(i + 1).copied().unwrap_or(to);
             let mut thens = std::mem::take(&mut self.thens);
-            let holds = self.eval(&self.node, p, facts, maker.utc_origin, &mut thens);
+            let holds = self.eval(&self.node, p, facts, emit.maker.utc_origin, &mut thens);
             self.thens = thens;
             if let Some(t) = self.lifecycle.observe(p, until, holds, None) {
-                self.transition(t, facts, maker, out, notes, fired);
+                self.transition(t, facts, emit, fired);
             }
         }
     }
@@ -513,16 +496,14 @@ impl Rule {
         &mut self,
         t: Transition,
         facts: &FactLog,
-        maker: &mut RecordMaker,
-        out: &mut Vec<Record>,
-        notes: &mut Vec<EventNote>,
+        emit: &mut Emit,
         fired: &mut Vec<Fired>,
     ) {
         match t {
             Transition::Start { onset } => {
                 self.seq += 1;
-                let open = self.evidence(onset, facts, maker.utc_origin, maker);
-                let mut rec = maker.event(
+                let open = self.evidence(onset, facts, emit.maker.utc_origin, &emit.maker);
+                let mut rec = emit.maker.event(
                     &open.event,
                     "rule",
                     Phase::Start,
@@ -533,8 +514,8 @@ impl Rule {
                     self.details(&open),
                 );
                 self.tag(&mut rec, &open);
-                out.push(rec);
-                notes.push(self.note(Phase::Start, onset, &open));
+                emit.record(rec);
+                emit.note(self.note(Phase::Start, onset, &open));
                 fired.push(Fired {
                     name: self.name.clone(),
                     severity: self.severity,
@@ -560,7 +541,7 @@ impl Rule {
                 if cut {
                     details.insert("until".into(), json!("stream_end"));
                 }
-                let mut rec = maker.event(
+                let mut rec = emit.maker.event(
                     &open.event,
                     "rule",
                     Phase::End,
@@ -571,8 +552,8 @@ impl Rule {
                     details,
                 );
                 self.tag(&mut rec, &open);
-                out.push(rec);
-                notes.push(self.note(Phase::End, end, &open));
+                emit.record(rec);
+                emit.note(self.note(Phase::End, end, &open));
             }
         }
     }
@@ -1021,8 +1002,7 @@ mod tests {
 
     struct Bench {
         engine: Engine,
-        maker: RecordMaker,
-        out: Vec<Record>,
+        emit: Emit,
         fired: Vec<Fired>,
     }
 
@@ -1047,8 +1027,7 @@ mod tests {
         });
         Bench {
             engine,
-            maker: RecordMaker::new("run".into(), "cam".into()),
-            out: Vec::new(),
+            emit: Emit::new(RecordMaker::new("run".into(), "cam".into())),
             fired: Vec::new(),
         }
     }
@@ -1102,25 +1081,15 @@ mod tests {
         }
 
         fn run(&mut self, until_s: u64) -> Vec<(Phase, f64, Option<f64>)> {
-            let mut notes = Vec::new();
             // Decided a second at a time, as chunks come.
             for t in 1..=until_s {
-                self.engine.advance(
-                    &mut self.maker,
-                    Timestamp(t * S),
-                    &mut self.out,
-                    &mut notes,
-                    &mut self.fired,
-                );
+                self.engine
+                    .advance(&mut self.emit, Timestamp(t * S), &mut self.fired);
             }
-            self.engine.finish(
-                &mut self.maker,
-                Timestamp(until_s * S),
-                &mut self.out,
-                &mut notes,
-                &mut self.fired,
-            );
-            self.out
+            self.engine
+                .finish(&mut self.emit, Timestamp(until_s * S), &mut self.fired);
+            self.emit
+                .records()
                 .iter()
                 .filter_map(|r| match r {
                     Record::Event(e) => Some((
@@ -1147,7 +1116,7 @@ mod tests {
             b.run(8),
             [(Phase::Start, 3.0, None), (Phase::End, 3.0, Some(4.0))]
         );
-        let e = match &b.out[0] {
+        let e = match &b.emit.records()[0] {
             Record::Event(e) => e.clone(),
             _ => unreachable!(),
         };
