@@ -148,19 +148,24 @@ mod tests {
         assert!(crate::encode::turn_off(&mut c, "vad"));
         assert!(c.vad.is_none() && c.asr.is_none());
         assert!(c.detector.is_some());
-        assert!(!crate::encode::turn_off(&mut c, "brightness"));
+        assert!(!crate::encode::turn_off(&mut c, "no_such_encoder"));
     }
 
     #[test]
-    fn model_free_encoders_have_no_manifest_and_the_others_a_valid_one() {
+    fn every_manifest_named_is_a_model_and_model_free_encoders_start_no_worker() {
+        let all = PipelineConfig::builtin().encoders;
+        let metrics = Metrics::new();
         for k in ENCODERS {
-            match (k.name, k.manifest) {
-                ("motion" | "loudness", m) => assert!(m.is_none()),
-                (name, Some(m)) => {
+            match k.manifest {
+                Some(m) => {
                     let m = crate::encode::runtime::Manifest::builtin(m);
-                    assert!(!m.name.is_empty(), "{name}");
+                    assert!(!m.name.is_empty(), "{}", k.name);
                 }
-                (name, None) => panic!("{name} runs a model but names none"),
+                None => assert!(
+                    (k.start)(&all, 1, &metrics).unwrap().is_none(),
+                    "{}",
+                    k.name
+                ),
             }
         }
     }
