@@ -193,159 +193,145 @@ pub struct SinkReport {
 /// Runs every sink on one thread, batch by batch, until all fusers are done;
 /// with a `guard`, the sinks that write to disk stop while it is nearly full.
 pub fn spawn(
-    mut sinks: Vec<Box<dyn Sink>>,
+    sinks: Vec<Box<dyn Sink>>,
     input: Receiver<Batch>,
     metrics: Arc<Metrics>,
     guard: Option<retention::guard::DiskGuard>,
 ) -> Result<JoinHandle<SinkReport>> {
     std::thread::Builder::new()
         .name("sinks".into())
-        .spawn(move || run(&mut sinks, input, metrics, guard))
+        .spawn(move || SinkSet::new(sinks, metrics).run(input, guard))
         .map_err(|e| Error::io("cannot start the sink thread", e))
 }
 
-fn run(
-    sinks: &mut [Box<dyn Sink>],
-    input: Receiver<Batch>,
+/// The sinks of a run, which of them failed, their counters and what they
+/// wrote: the sink thread's state.
+struct SinkSet {
+    sinks: Vec<Box<dyn Sink>>,
+    failed: Vec<bool>,
     metrics: Arc<Metrics>,
-    mut guard: Option<retention::guard::DiskGuard>,
-) -> SinkReport {
-    let mut report = SinkReport::default();
-    let mut stage = HashMap::new();
-    let mut failed = vec![false; sinks.len()];
-    for sink in sinks.iter() {
-        metrics.sink_up(sink.kind().name(), true);
+    /// The `sink` stage's counters, per stream.
+    stage: HashMap<Arc<str>, crate::metrics::StageMetrics>,
+    report: SinkReport,
+}
+
+impl SinkSet {
+    fn new(sinks: Vec<Box<dyn Sink>>, metrics: Arc<Metrics>) -> SinkSet {
+        SinkSet {
+            failed: vec![false; sinks.len()],
+            sinks,
+            metrics,
+            stage: HashMap::new(),
+            report: SinkReport::default(),
+        }
     }
-    if guard.is_some() {
-        metrics.sink_up("snapshots", true);
+
+    fn run(
+        mut self,
+        input: Receiver<Batch>,
+        mut guard: Option<retention::guard::DiskGuard>,
+    ) -> SinkReport {
+        for sink in &self.sinks {
+            self.metrics.sink_up(sink.kind().name(), true);
+        }
+        if guard.is_some() {
+            self.metrics.sink_up("snapshots", true);
+        }
+        loop {
+            // The guard looks at the disk even while no records come.
+            let batch = match input.recv_timeout(retention::guard::EVERY) {
+                Ok(b) => Some(b),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(g) = guard.as_mut()
+                && let Some(warning) = g.poll(std::time::Instant::now())
+            {
+                self.set_disk_level(g.level());
+                self.deliver(&[warning], true);
+            }
+            let Some(batch) = batch else { continue };
+            let m = self.stage_of(&batch.stream);
+            m.received_n(batch.records.len() as u64);
+            m.queue_depth(input.len());
+            let on_disk = guard
+                .as_ref()
+                .is_none_or(|g| g.level() < crate::disk::Level::RecordsStopped);
+            if !on_disk {
+                m.dropped("disk_full", batch.records.len() as u64);
+                if let Some(g) = guard.as_mut() {
+                    g.dropped(batch.records.len() as u64);
+                }
+            }
+            self.deliver(&batch.records, on_disk);
+        }
+        if let Some(warning) = guard.as_mut().and_then(|g| g.finish()) {
+            self.deliver(&[warning], true);
+        }
+        for (sink, failed) in self.sinks.iter_mut().zip(&self.failed) {
+            if *failed {
+                continue;
+            }
+            if let Err(e) = sink.flush() {
+                self.report.errors.push(e.to_string());
+            }
+        }
+        self.report
     }
-    loop {
-        // The guard looks at the disk even while no records come.
-        let batch = match input.recv_timeout(retention::guard::EVERY) {
-            Ok(b) => Some(b),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+
+    fn stage_of(&mut self, stream: &str) -> &crate::metrics::StageMetrics {
+        let metrics = &self.metrics;
+        self.stage
+            .entry(Arc::from(stream))
+            .or_insert_with(|| metrics.stage("sink", stream))
+    }
+
+    /// Says in `vigil_sink_up` which sinks the disk guard stopped or let go on.
+    fn set_disk_level(&self, level: crate::disk::Level) {
+        use crate::disk::Level;
+        self.metrics.sink_up("snapshots", level == Level::Ok);
+        for (sink, failed) in self.sinks.iter().zip(&self.failed) {
+            if sink.kind().on_disk() && !failed {
+                self.metrics
+                    .sink_up(sink.kind().name(), level < Level::RecordsStopped);
+            }
+        }
+    }
+
+    /// Sends one stream's records to every sink (only those not on disk
+    /// unless `on_disk`), in order.
+    fn deliver(&mut self, records: &[crate::record::Record], on_disk: bool) {
+        let Some(stream) = records.first().map(|r| r.stream()) else {
+            return;
         };
-        if let Some(g) = guard.as_mut()
-            && let Some(warning) = g.poll(std::time::Instant::now())
-        {
-            set_disk_level(sinks, &failed, &metrics, g.level());
-            deliver(
-                sinks,
-                &mut failed,
-                &metrics,
-                &mut stage,
-                &mut report,
-                &[warning],
-                true,
-            );
-        }
-        let Some(batch) = batch else { continue };
-        let m = stage
-            .entry(batch.stream.clone())
-            .or_insert_with(|| metrics.stage("sink", &batch.stream));
-        m.received_n(batch.records.len() as u64);
-        m.queue_depth(input.len());
-        let on_disk = guard
-            .as_ref()
-            .is_none_or(|g| g.level() < crate::disk::Level::RecordsStopped);
-        if !on_disk {
-            m.dropped("disk_full", batch.records.len() as u64);
-            if let Some(g) = guard.as_mut() {
-                g.dropped(batch.records.len() as u64);
+        let m = self.stage_of(stream).clone();
+        let timer = m.timer();
+        for (sink, failed) in self.sinks.iter_mut().zip(self.failed.iter_mut()) {
+            let kind = sink.kind();
+            if *failed && !kind.retried_after_failure() {
+                continue;
+            }
+            if !on_disk && kind.on_disk() {
+                continue;
+            }
+            if let Err(e) = sink.send(records) {
+                m.error(kind.name());
+                if !*failed {
+                    *failed = true;
+                    self.metrics.sink_up(kind.name(), false);
+                    tracing::error!(
+                        "{e}; the {} sink is degraded and left alone for the rest of the run",
+                        kind.name()
+                    );
+                    self.report.errors.push(e.to_string());
+                }
             }
         }
-        deliver(
-            sinks,
-            &mut failed,
-            &metrics,
-            &mut stage,
-            &mut report,
-            &batch.records,
-            on_disk,
-        );
-    }
-    if let Some(warning) = guard.as_mut().and_then(|g| g.finish()) {
-        deliver(
-            sinks,
-            &mut failed,
-            &metrics,
-            &mut stage,
-            &mut report,
-            &[warning],
-            true,
-        );
-    }
-    for (i, sink) in sinks.iter_mut().enumerate() {
-        if failed[i] {
-            continue;
+        drop(timer);
+        m.sent_n(records.len() as u64);
+        for r in records {
+            *self.report.by_kind.entry(r.kind_label()).or_default() += 1;
         }
-        if let Err(e) = sink.flush() {
-            report.errors.push(e.to_string());
-        }
+        self.report.records += records.len() as u64;
     }
-    report
-}
-
-/// Says in `vigil_sink_up` which sinks the disk guard stopped or let go on.
-fn set_disk_level(
-    sinks: &[Box<dyn Sink>],
-    failed: &[bool],
-    metrics: &Metrics,
-    level: crate::disk::Level,
-) {
-    use crate::disk::Level;
-    metrics.sink_up("snapshots", level == Level::Ok);
-    for (sink, failed) in sinks.iter().zip(failed) {
-        if sink.kind().on_disk() && !failed {
-            metrics.sink_up(sink.kind().name(), level < Level::RecordsStopped);
-        }
-    }
-}
-
-/// Sends one stream's records to every sink (only those not on disk
-/// unless `on_disk`), in order.
-fn deliver(
-    sinks: &mut [Box<dyn Sink>],
-    failed: &mut [bool],
-    metrics: &Arc<Metrics>,
-    stage: &mut HashMap<Arc<str>, crate::metrics::StageMetrics>,
-    report: &mut SinkReport,
-    records: &[crate::record::Record],
-    on_disk: bool,
-) {
-    let Some(stream) = records.first().map(|r| r.stream()) else {
-        return;
-    };
-    let m = stage
-        .entry(Arc::from(stream))
-        .or_insert_with(|| metrics.stage("sink", stream));
-    let timer = m.timer();
-    for (i, sink) in sinks.iter_mut().enumerate() {
-        let kind = sink.kind();
-        if failed[i] && !kind.retried_after_failure() {
-            continue;
-        }
-        if !on_disk && kind.on_disk() {
-            continue;
-        }
-        if let Err(e) = sink.send(records) {
-            m.error(kind.name());
-            if !failed[i] {
-                failed[i] = true;
-                metrics.sink_up(kind.name(), false);
-                tracing::error!(
-                    "{e}; the {} sink is degraded and left alone for the rest of the run",
-                    kind.name()
-                );
-                report.errors.push(e.to_string());
-            }
-        }
-    }
-    drop(timer);
-    m.sent_n(records.len() as u64);
-    for r in records {
-        *report.by_kind.entry(r.kind_label()).or_default() += 1;
-    }
-    report.records += records.len() as u64;
 }
