@@ -2,14 +2,12 @@
 
 use anyhow::Result;
 
-use vigil::config::PipelineConfig;
-
 use super::args::CheckArgs;
 use super::pipeline::encoder_names;
 
 pub fn check(args: CheckArgs) -> Result<i32> {
     let CheckArgs { pipeline } = args;
-    let config = PipelineConfig::load(&pipeline)?;
+    let config = vigil::encode::load_pipeline(&pipeline)?;
     // Loads each model the pipeline names: missing, corrupt or
     // mismatched ones, and unknown classes, are found here too.
     vigil::encode::check_models(&config.encoders)?;

@@ -16,7 +16,7 @@ pub fn gc(args: GcArgs) -> Result<i32> {
     } = args;
     let out = out.as_path();
     let config = match &pipeline {
-        Some(p) => PipelineConfig::load(p)?,
+        Some(p) => vigil::encode::load_pipeline(p)?,
         None => PipelineConfig::builtin(),
     };
     if !out.is_dir() {

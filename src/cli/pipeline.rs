@@ -18,7 +18,7 @@ pub fn encoder_names(config: &PipelineConfig) -> Vec<&'static str> {
 
 pub fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<PipelineConfig> {
     let mut config = match (&pipeline, sources.is_empty()) {
-        (Some(p), _) => PipelineConfig::load(p)?,
+        (Some(p), _) => vigil::encode::load_pipeline(p)?,
         (None, false) => {
             // The built-in pipeline turns on every encoder whose model is here.
             let mut config = PipelineConfig::builtin();
@@ -31,7 +31,7 @@ pub fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<Pi
             }
             config
         }
-        (None, true) => PipelineConfig::load(Path::new(DEMO_PIPELINE))
+        (None, true) => vigil::encode::load_pipeline(Path::new(DEMO_PIPELINE))
             .with_context(|| format!("`vigil run` alone runs {DEMO_PIPELINE}; run it from the repository, or name a pipeline or --source"))?,
     };
     if !sources.is_empty() {

@@ -14,6 +14,7 @@ pub mod labels;
 mod models;
 mod remote;
 mod scene;
+mod section;
 mod values;
 pub use models::{AsrConfig, BatchConfig, DetectorConfig, Provider, SoundConfig};
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
@@ -21,6 +22,7 @@ pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
     SnapshotConfig, TrackerConfig, ZoneConfig,
 };
+pub use section::{Section, SectionReader, Sections, read_section};
 use values::*;
 pub use values::{Mib, expand};
 
@@ -197,6 +199,10 @@ pub struct EncodersConfig {
     pub sound: Option<SoundConfig>,
     /// Speech to text (Whisper tiny.en) on what `vad` hears.
     pub asr: Option<AsrConfig>,
+    /// The sections of encoders declared outside this struct, each read by
+    /// its own encoder (see [`PipelineConfig::parse_with`]).
+    #[serde(flatten, skip_deserializing)]
+    pub more: Sections,
 }
 
 /// Faces: `face` events while a face is in the picture.
@@ -673,21 +679,52 @@ impl ServerConfig {
 }
 
 impl PipelineConfig {
-    /// Reads, parses and validates a pipeline file.
-    pub fn load(path: &Path) -> Result<PipelineConfig> {
+    /// Reads, parses and validates a pipeline file; `sections` reads the
+    /// encoder sections no typed field names (see [`Self::parse_with`]).
+    pub fn load_with(path: &Path, sections: &[(&str, SectionReader)]) -> Result<PipelineConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, sections)
     }
 
-    /// Parses and validates pipeline text; `path` names it in errors.
+    /// Parses and validates pipeline text with the built-in encoders only;
+    /// `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig> {
-        let mut config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config {
+        Self::parse_with(text, path, &[])
+    }
+
+    /// Parses and validates pipeline text; `path` names it in errors. The
+    /// `[encoders.NAME]` sections that `sections` names are read by their
+    /// reader into [`EncodersConfig::more`]; an error in one keeps its line
+    /// and column like any other.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        sections: &[(&str, SectionReader)],
+    ) -> Result<PipelineConfig> {
+        let fail = |e: toml::de::Error| Error::Config {
             path: path.to_path_buf(),
             message: locate(text, e.span(), e.message()),
-        })?;
+        };
+        let mut doc = toml::de::DeTable::parse(text).map_err(fail)?;
+        let mut taken = Vec::new();
+        if let Some(toml::de::DeValue::Table(encoders)) =
+            doc.get_mut().get_mut("encoders").map(|v| v.get_mut())
+        {
+            for (name, read) in sections {
+                if let Some(value) = encoders.remove(*name) {
+                    taken.push((*name, *read, value));
+                }
+            }
+        }
+        let mut config =
+            PipelineConfig::deserialize(toml::de::Deserializer::from(doc)).map_err(fail)?;
+        for (name, read, value) in taken {
+            let section = read(toml::de::ValueDeserializer::from(value)).map_err(fail)?;
+            config.encoders.more.insert(name, section);
+        }
         config.check().map_err(|p| Error::Config {
             path: path.to_path_buf(),
             message: match p.find.locate(text) {
@@ -916,6 +953,46 @@ mod tests {
         assert!(e.contains("4:7") && e.contains("expected 1 to 60"), "{e}");
         let e = parse("[sync]\nhop = \"fast\"\n").unwrap_err();
         assert!(e.contains("2:7") && e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn encoder_sections_outside_the_struct_are_read_by_their_reader() {
+        #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Toy {
+            level: u8,
+        }
+        let readers: &[(&str, SectionReader)] = &[("toy", read_section::<Toy>)];
+        let text = "[encoders.motion]\n[encoders.toy]\nlevel = 7\n";
+        let p = PipelineConfig::parse_with(text, Path::new("p.toml"), readers).unwrap();
+        assert_eq!(p.encoders.more.get::<Toy>("toy"), Some(&Toy { level: 7 }));
+        assert!(p.encoders.motion.is_some());
+        let json = serde_json::to_value(&p.encoders).unwrap();
+        assert_eq!(json["toy"], serde_json::json!({ "level": 7 }));
+        // A built-in pipeline serialises as before: no trace of `more`.
+        let builtin = serde_json::to_value(&PipelineConfig::builtin().encoders).unwrap();
+        assert!(builtin.get("more").is_none() && builtin.get("toy").is_none());
+
+        // Errors inside the section keep their line and column.
+        let e = PipelineConfig::parse_with(
+            "[encoders.toy]\nlevel = 300\n",
+            Path::new("p.toml"),
+            readers,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("p.toml: 2:9:"), "{e}");
+        let e =
+            PipelineConfig::parse_with("[encoders.toy]\nlvl = 1\n", Path::new("p.toml"), readers)
+                .unwrap_err()
+                .to_string();
+        assert!(e.starts_with("p.toml: 2:1: unknown field `lvl`"), "{e}");
+        // A section nobody reads is still refused.
+        let e = parse("[encoders.toy]\nlevel = 1\n").unwrap_err();
+        assert!(
+            e.contains("1:11") && e.contains("unknown field `toy`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn serve(
     runtime: &tokio::runtime::Handle,
     signals: Signals,
 ) -> Result<RunReport> {
-    let config = PipelineConfig::load(&options.pipeline)?;
+    let config = crate::encode::load_pipeline(&options.pipeline)?;
     let listen = match options.listen {
         Some(a) => a,
         None => match &config.server {
@@ -237,7 +237,7 @@ impl Daemon<'_> {
 
     /// `SIGHUP`: applies the pipeline file as it is now.
     fn reload(&mut self) {
-        let new = match PipelineConfig::load(&self.options.pipeline) {
+        let new = match crate::encode::load_pipeline(&self.options.pipeline) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload: {e}; the pipeline runs on as it was");

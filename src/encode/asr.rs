@@ -27,6 +27,7 @@ use crate::time::{AUDIO_RATE, SECOND, Timestamp, sample_to_time, time_to_sample}
 pub const KIND: Kind = Kind {
     name: "asr",
     manifest: Some(crate::encode::whisper::MANIFEST),
+    section: None,
     on: |c| c.asr.is_some(),
     off: |c| c.asr = None,
     check: |c| {

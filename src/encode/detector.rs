@@ -22,6 +22,7 @@ pub const MANIFEST: &str = include_str!("../../models/nanodet.toml");
 pub const KIND: Kind = Kind {
     name: "detector",
     manifest: Some(MANIFEST),
+    section: None,
     on: |c| c.detector.is_some(),
     off: |c| c.detector = None,
     check: |c| match &c.detector {

@@ -19,6 +19,7 @@ pub const MANIFEST: &str = include_str!("../../models/blazeface.toml");
 pub const KIND: Kind = Kind {
     name: "faces",
     manifest: Some(MANIFEST),
+    section: None,
     on: |c| c.faces.is_some(),
     off: |c| c.faces = None,
     check: |c| c.faces.as_ref().map_or(Ok(()), |f| model(f, 1).map(drop)),

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use crate::config::{BatchConfig, EncodersConfig};
+use std::path::Path;
+
+use crate::config::{BatchConfig, EncodersConfig, PipelineConfig, SectionReader};
 use crate::encode::batch::{BatchModel, Batcher};
 use crate::encode::{Encoder, asr, detector, faces, loudness, motion, sound, vad};
 use crate::error::Result;
@@ -33,6 +35,10 @@ pub struct Kind {
     pub name: &'static str,
     /// Its model's manifest (`models/*.toml`), if it runs one.
     pub manifest: Option<&'static str>,
+    /// Reads its `[encoders.NAME]` section into [`EncodersConfig::more`],
+    /// for an encoder that declares its settings in its own file (the
+    /// built-in ones have typed fields, which other stages read).
+    pub section: Option<SectionReader>,
     /// Whether the pipeline turns it on.
     pub on: fn(&EncodersConfig) -> bool,
     /// Turns it off, and what cannot work without it.
@@ -74,6 +80,26 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
     ENCODERS.iter().copied().find(|k| k.name == name)
 }
 
+/// The section readers of the kinds that have one, by name.
+fn sections() -> Vec<(&'static str, SectionReader)> {
+    ENCODERS
+        .iter()
+        .filter_map(|k| Some((k.name, k.section?)))
+        .collect()
+}
+
+/// Reads, parses and validates the pipeline file at `path`, every
+/// encoder's section read by its own kind.
+pub fn load_pipeline(path: &Path) -> Result<PipelineConfig> {
+    PipelineConfig::load_with(path, &sections())
+}
+
+/// Parses and validates pipeline text (`path` names it in errors), every
+/// encoder's section read by its own kind.
+pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineConfig> {
+    PipelineConfig::parse_with(text, path, &sections())
+}
+
 /// For model-free encoders: nothing to check or start.
 pub fn nothing_to_check(_: &EncodersConfig) -> Result<()> {
     Ok(())
@@ -112,7 +138,7 @@ mod tests {
     use std::path::Path;
 
     fn encoders(text: &str) -> EncodersConfig {
-        PipelineConfig::parse(text, Path::new("t.toml"))
+        super::parse_pipeline(text, Path::new("t.toml"))
             .unwrap()
             .encoders
     }

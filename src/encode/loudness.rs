@@ -12,6 +12,7 @@ use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
 pub const KIND: Kind = Kind {
     name: "loudness",
     manifest: None,
+    section: None,
     on: |c| c.loudness.is_some(),
     off: |c| c.loudness = None,
     check: kind::nothing_to_check,

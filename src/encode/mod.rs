@@ -25,15 +25,16 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use crate::config::{EncodersConfig, RuntimeConfig};
+use crate::config::{EncodersConfig, EventTiming, RuntimeConfig};
 use crate::error::Result;
-use crate::media::Chunk;
+use crate::geometry::BBox;
+use crate::media::{Branch, Chunk};
 use crate::metrics::Metrics;
 use crate::stage::{Context, Flow, Stage, spawn_stage};
 use crate::stream::StreamStatus;
 use crate::sync::ChunkReceiver;
 use crate::time::Timestamp;
-pub use kind::{ENCODERS, Kind, Part, Worker};
+pub use kind::{ENCODERS, Kind, Part, Worker, load_pipeline, parse_pipeline};
 pub use loudness::{LevelWindow, Loudness, LoudnessFeatures};
 pub use motion::{Motion, MotionSample};
 
@@ -48,6 +49,34 @@ pub enum Features {
     Sound(Vec<sound::SoundWindow>),
     /// What was said in speech segments that ended in this chunk.
     Said(Vec<asr::Said>),
+    /// What an encoder outside the built-in modalities observed.
+    Signal(Signal),
+}
+
+/// What an encoder outside the built-in modalities observed in one chunk:
+/// fusion makes `kind` events of it, open while the condition holds (the
+/// encoder's own thresholds decide), timed by `timing` like every event.
+#[derive(Clone, Debug)]
+pub struct Signal {
+    /// The events' kind; an encoder's name is a good one.
+    pub kind: &'static str,
+    pub timing: EventTiming,
+    /// The branch it analyses: its end closes an open event.
+    pub branch: Branch,
+    pub samples: Vec<SignalSample>,
+}
+
+/// One observation of a [`Signal`], over `start..end`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SignalSample {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// Whether the condition held.
+    pub active: bool,
+    /// How strongly, 0 to 1: the event's score is the highest seen.
+    pub score: f32,
+    /// Where in the picture, as fractions of it.
+    pub bbox: Option<BBox>,
 }
 
 /// One modality's analysis of a stream.

@@ -14,6 +14,7 @@ use crate::time::{SECOND, Timestamp};
 pub const KIND: Kind = Kind {
     name: "motion",
     manifest: None,
+    section: None,
     on: |c| c.motion.is_some(),
     off: |c| c.motion = None,
     check: kind::nothing_to_check,

@@ -22,6 +22,7 @@ pub const MANIFEST: &str = include_str!("../../models/yamnet.toml");
 pub const KIND: Kind = Kind {
     name: "sound",
     manifest: Some(MANIFEST),
+    section: None,
     on: |c| c.sound.is_some(),
     off: |c| c.sound = None,
     check: |c| match &c.sound {

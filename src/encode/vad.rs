@@ -19,6 +19,7 @@ pub const MANIFEST: &str = include_str!("../../models/silero_vad.toml");
 pub const KIND: Kind = Kind {
     name: "vad",
     manifest: Some(MANIFEST),
+    section: None,
     on: |c| c.vad.is_some(),
     off: |c| {
         c.vad = None;

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::EventTiming;
-use crate::encode::{LevelWindow, MotionSample};
+use crate::encode::{LevelWindow, MotionSample, SignalSample};
 use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::{Emit, EventNote};
 use crate::geometry::{BBox, union_of};
@@ -61,6 +61,11 @@ impl EventSeries {
             label: Some(label.to_string()),
             ..EventSeries::new(kind, timing)
         }
+    }
+
+    /// The events' kind.
+    pub fn kind(&self) -> &'static str {
+        self.kind
     }
 
     pub fn label(&self) -> Option<&str> {
@@ -238,6 +243,11 @@ impl EventSeries {
         self.step(
             emit, s.pts, s.until, s.active, None, s.fraction, s.bbox, None,
         );
+    }
+
+    /// An observation of an encoder outside the built-in modalities.
+    pub fn signal(&mut self, emit: &mut Emit, s: &SignalSample) {
+        self.step(emit, s.start, s.end, s.active, None, s.score, s.bbox, None);
     }
 
     pub fn loudness(&mut self, emit: &mut Emit, w: &LevelWindow) {

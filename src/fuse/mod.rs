@@ -21,7 +21,7 @@ use crate::config::{EventTiming, PipelineConfig};
 use crate::encode::{Encoded, Features};
 use crate::error::Result;
 use crate::geometry::BBox;
-use crate::media::Failure;
+use crate::media::{Branch, Failure};
 use crate::metrics::Metrics;
 use crate::record::{CaptionRecord, EventRecord, Phase, Record, utc_string};
 use crate::stage::{Context, End, Flow, Stage, spawn_stage};
@@ -227,6 +227,9 @@ pub struct Fuser {
     settle: u64,
     /// One series per sound target, in the pipeline's order.
     sounds: Vec<EventSeries>,
+    /// One series per kind of [`Signal`](crate::encode::Signal) seen, with
+    /// the branch whose end closes it.
+    signals: Vec<(Branch, EventSeries)>,
     gap: EventSeries,
     /// The flags of the chunks in the open gap event, as first seen.
     gap_labels: Vec<&'static str>,
@@ -293,6 +296,7 @@ impl Fuser {
                         .collect()
                 })
                 .unwrap_or_default(),
+            signals: Vec::new(),
             gap: EventSeries::new(
                 "stream_gap",
                 EventTiming {
@@ -419,6 +423,23 @@ impl Fuser {
                         self.rules.level(w);
                     }
                 }
+                Features::Signal(signal) => {
+                    let at = match self
+                        .signals
+                        .iter()
+                        .position(|(_, s)| s.kind() == signal.kind)
+                    {
+                        Some(at) => at,
+                        None => {
+                            let series = EventSeries::new(signal.kind, signal.timing);
+                            self.signals.push((signal.branch, series));
+                            self.signals.len() - 1
+                        }
+                    };
+                    for sample in &signal.samples {
+                        self.signals[at].1.signal(&mut self.emit, sample);
+                    }
+                }
             }
         }
         // A branch that ended before the stream closes its own events there.
@@ -426,7 +447,11 @@ impl Fuser {
         let ended_here =
             |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
         if let Some(e) = chunk.video_end.filter(ended_here) {
-            for series in [&mut self.motion, &mut self.faces] {
+            for series in [&mut self.motion, &mut self.faces].into_iter().chain(
+                self.signals
+                    .iter_mut()
+                    .filter_map(|(b, s)| (*b == Branch::Video).then_some(s)),
+            ) {
                 series.finish(&mut self.emit, e, "video");
             }
             self.scene.finish(&mut self.emit, "video", e);
@@ -435,6 +460,11 @@ impl Fuser {
             for series in [&mut self.loud, &mut self.speech]
                 .into_iter()
                 .chain(self.sounds.iter_mut())
+                .chain(
+                    self.signals
+                        .iter_mut()
+                        .filter_map(|(b, s)| (*b == Branch::Audio).then_some(s)),
+                )
             {
                 series.finish(&mut self.emit, e, "audio");
             }
@@ -529,6 +559,7 @@ impl Fuser {
         ]
         .into_iter()
         .chain(self.sounds.iter_mut())
+        .chain(self.signals.iter_mut().map(|(_, s)| s))
         {
             series.finish(&mut self.emit, end, "stream");
         }
