@@ -142,7 +142,10 @@ pub trait Bounds {
 impl<B: Bounds> Bounded<B> {
     /// Panics when `d` is out of range (at compile time in a const).
     pub const fn new(d: Duration) -> Self {
-        assert!(B::LO.nanos() <= d.nanos() && d.nanos() <= B::HI.nanos());
+        assert!(
+            B::LO.nanos() <= d.nanos() && d.nanos() <= B::HI.nanos(),
+            "a bounded duration out of its range"
+        );
         Bounded(d, PhantomData)
     }
 
