@@ -479,13 +479,14 @@ impl Graph {
             return Err("the pipeline is shutting down".into());
         };
         let sync_settings = SyncSettings {
-            hop: config.sync.hop,
-            max_skew: config.sync.max_skew,
+            hop: config.sync.hop.nanos(),
+            max_skew: config.sync.max_skew.nanos(),
             dead_branch: config
                 .sync
                 .max_skew
+                .nanos()
                 .saturating_mul(crate::sync::DEAD_BRANCH_SKEWS),
-            dead_branch_live: source.stall,
+            dead_branch_live: source.stall.nanos(),
             live: false,
             start_time: self.start_time,
             // A file attached while others run starts now, not when they did.
@@ -552,21 +553,22 @@ impl Graph {
             height: source.height,
             thumbnail_width: config.encoders.motion.as_ref().map(|m| m.scale_width),
             rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
-            rtsp_latency_ms: u32::try_from(source.latency / 1_000_000).unwrap_or(u32::MAX),
+            rtsp_latency_ms: u32::try_from(source.latency.nanos() / 1_000_000).unwrap_or(u32::MAX),
             ca_file: source.ca_file.clone(),
             // Half the synchroniser's dead-branch window: a branch that is
             // alive never lags far enough to be taken for dead.
             pace_window: config
                 .sync
                 .max_skew
+                .nanos()
                 .saturating_mul(crate::sync::DEAD_BRANCH_SKEWS)
                 / 2,
         };
         // Running from its first data on (the supervisor says so).
         r.stop = Some(src_tx.clone());
         let policy = crate::source::supervise::Policy {
-            stall: Duration::from_nanos(source.stall),
-            backoff_max: Duration::from_nanos(source.retry_max),
+            stall: Duration::from_nanos(source.stall.nanos()),
+            backoff_max: Duration::from_nanos(source.retry_max.nanos()),
             // A network source's errors are worth another try; a file's are not.
             retry_errors: !settings.uri.starts_with("file://"),
         };

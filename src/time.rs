@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// Nanoseconds per second.
 pub const SECOND: u64 = 1_000_000_000;
 /// Nanoseconds per millisecond.
@@ -51,6 +53,78 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.millis_rounded();
         write!(f, "{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+/// A length of time, in nanoseconds.
+///
+/// Pipeline files write it with a unit (`500ms`, `2s`, `1m 30s`: humantime),
+/// never as a bare number; it is written back, and shown, the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(u64);
+
+impl Duration {
+    pub const ZERO: Duration = Duration(0);
+
+    pub const fn from_nanos(ns: u64) -> Self {
+        Duration(ns)
+    }
+
+    pub const fn from_millis(ms: u64) -> Self {
+        Duration(ms * MILLISECOND)
+    }
+
+    pub const fn from_secs(s: u64) -> Self {
+        Duration(s * SECOND)
+    }
+
+    pub const fn nanos(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<Duration> for std::time::Duration {
+    fn from(d: Duration) -> Self {
+        std::time::Duration::from_nanos(d.0)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(std::time::Duration::from_nanos(self.0)).fmt(f)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(f64),
+        }
+        let s = match Written::deserialize(d)? {
+            Written::Text(s) => s,
+            Written::Number(n) => {
+                return Err(serde::de::Error::custom(format!(
+                    "a duration needs a unit: write `\"{n}s\"` or e.g. `\"500ms\"`"
+                )));
+            }
+        };
+        let v = humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{s}` ({e}): expected e.g. `500ms` or `2s`"
+            ))
+        })?;
+        u64::try_from(v.as_nanos())
+            .map(Duration)
+            .map_err(|_| serde::de::Error::custom(format!("duration `{s}` is too long")))
     }
 }
 
@@ -128,6 +202,38 @@ mod tests {
             time_to_sample(Timestamp(3_037 * MILLISECOND), AUDIO_RATE),
             48_592
         );
+    }
+
+    #[test]
+    fn durations_read_and_write_with_a_unit() {
+        let read = |v: &str| {
+            serde_json::from_str::<Duration>(v)
+                .map_err(|e| e.to_string())
+                .map(|d| (d, serde_json::to_string(&d).unwrap()))
+        };
+        assert_eq!(
+            read(r#""1m 30s""#),
+            Ok((Duration::from_secs(90), r#""1m 30s""#.into()))
+        );
+        assert_eq!(
+            read(r#""250ms""#),
+            Ok((Duration::from_millis(250), r#""250ms""#.into()))
+        );
+        assert_eq!(
+            Duration::from_nanos(1_500_000_001).to_string(),
+            "1s 500ms 1ns"
+        );
+        assert!(
+            read("2")
+                .unwrap_err()
+                .contains("needs a unit: write `\"2s\"`")
+        );
+        assert!(
+            read(r#""2 parsecs""#)
+                .unwrap_err()
+                .contains("invalid duration")
+        );
+        assert!(read(r#""600000y""#).unwrap_err().contains("is too long"));
     }
 
     #[test]

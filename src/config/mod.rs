@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::time::Duration;
 
 pub mod labels;
 mod models;
@@ -24,7 +25,7 @@ pub use scene::{
 };
 pub use section::{Section, SectionReader, Sections, read_section};
 use values::*;
-pub use values::{Mib, expand};
+pub use values::{Bounded, Bounds, Mib, bounds, expand};
 
 /// The built-in pipeline used by `vigil run --source URI…`: every encoder on.
 pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
@@ -104,28 +105,16 @@ pub struct SourceConfig {
     #[serde(default)]
     pub transport: RtspTransport,
     /// RTSP: the jitter buffer's latency.
-    #[serde(
-        default = "default_rtsp_latency",
-        deserialize_with = "rtsp_latency",
-        serialize_with = "ser_duration"
-    )]
-    pub latency: u64,
+    #[serde(default)]
+    pub latency: Bounded<bounds::Latency>,
     /// A live source that sent nothing for this long is reconnected; a
     /// file that gave data and then nothing for three times as long, with
     /// no end and no error, fails.
-    #[serde(
-        default = "default_stall",
-        deserialize_with = "stall",
-        serialize_with = "ser_duration"
-    )]
-    pub stall: u64,
+    #[serde(default)]
+    pub stall: Bounded<bounds::Stall>,
     /// Longest wait between two reconnection attempts (from 500 ms, doubling).
-    #[serde(
-        default = "default_source_retry_max",
-        deserialize_with = "source_retry_max",
-        serialize_with = "ser_duration"
-    )]
-    pub retry_max: u64,
+    #[serde(default)]
+    pub retry_max: Bounded<bounds::SourceRetryMax>,
     /// Analysis frames per second, sampled by PTS.
     #[serde(default = "default_fps", deserialize_with = "fps")]
     pub fps: u32,
@@ -159,25 +148,17 @@ pub enum RtspTransport {
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// Chunk length (100 ms to 10 s).
-    #[serde(
-        default = "default_hop",
-        deserialize_with = "hop",
-        serialize_with = "ser_duration"
-    )]
-    pub hop: u64,
+    #[serde(default)]
+    pub hop: Bounded<bounds::Hop>,
     /// How far a live branch may lag before a chunk leaves without it.
-    #[serde(
-        default = "default_max_skew",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub max_skew: u64,
+    #[serde(default = "default_max_skew")]
+    pub max_skew: Duration,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
-            hop: default_hop(),
+            hop: Bounded::default(),
             max_skew: default_max_skew(),
         }
     }
@@ -215,18 +196,10 @@ pub struct FacesConfig {
     /// Overlap above which two detections are one face.
     #[serde(default = "default_face_iou", deserialize_with = "fraction")]
     pub iou: f32,
-    #[serde(
-        default = "default_motion_min",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_duration: u64,
-    #[serde(
-        default = "default_loud_cooldown",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub cooldown: u64,
+    #[serde(default)]
+    pub min_duration: Duration,
+    #[serde(default = "default_loud_cooldown")]
+    pub cooldown: Duration,
     #[serde(default)]
     pub provider: models::Provider,
     #[serde(default)]
@@ -247,7 +220,7 @@ impl Default for FacesConfig {
         FacesConfig {
             threshold: default_face_threshold(),
             iou: default_face_iou(),
-            min_duration: default_motion_min(),
+            min_duration: Duration::ZERO,
             cooldown: default_loud_cooldown(),
             provider: Default::default(),
             batch: BatchConfig::default(),
@@ -263,19 +236,11 @@ pub struct VadConfig {
     #[serde(default = "default_vad_threshold", deserialize_with = "fraction")]
     pub threshold: f32,
     /// Speech shorter than this is not an event.
-    #[serde(
-        default = "default_min_speech",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_speech: u64,
+    #[serde(default = "default_min_speech")]
+    pub min_speech: Duration,
     /// Pauses shorter than this do not end the event.
-    #[serde(
-        default = "default_min_silence",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_silence: u64,
+    #[serde(default = "default_min_silence")]
+    pub min_silence: Duration,
     #[serde(default)]
     pub provider: models::Provider,
     /// A window is a fraction of a millisecond of work: by default the
@@ -310,11 +275,9 @@ impl Default for VadConfig {
 #[serde(deny_unknown_fields)]
 pub struct EventTiming {
     /// How long the condition must hold before the `start` record is made.
-    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
-    pub min_duration: u64,
+    pub min_duration: Duration,
     /// How long it must stop holding before the `end` record is made.
-    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
-    pub cooldown: u64,
+    pub cooldown: Duration,
 }
 
 /// Frame differencing on a downscaled grey image.
@@ -330,18 +293,10 @@ pub struct MotionConfig {
     /// Width of the grey image the difference is taken on.
     #[serde(default = "default_motion_width", deserialize_with = "frame_side")]
     pub scale_width: u32,
-    #[serde(
-        default = "default_motion_min",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_duration: u64,
-    #[serde(
-        default = "default_motion_cooldown",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub cooldown: u64,
+    #[serde(default)]
+    pub min_duration: Duration,
+    #[serde(default = "default_motion_cooldown")]
+    pub cooldown: Duration,
 }
 
 impl MotionConfig {
@@ -359,7 +314,7 @@ impl Default for MotionConfig {
             threshold: default_motion_threshold(),
             pixel_threshold: default_pixel_threshold(),
             scale_width: default_motion_width(),
-            min_duration: default_motion_min(),
+            min_duration: Duration::ZERO,
             cooldown: default_motion_cooldown(),
         }
     }
@@ -372,18 +327,10 @@ pub struct LoudnessConfig {
     /// RMS level (dBFS, over 100 ms) above which sound counts as loud.
     #[serde(default = "default_loud_db", deserialize_with = "dbfs")]
     pub threshold_db: f32,
-    #[serde(
-        default = "default_loud_min",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_duration: u64,
-    #[serde(
-        default = "default_loud_cooldown",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub cooldown: u64,
+    #[serde(default)]
+    pub min_duration: Duration,
+    #[serde(default = "default_loud_cooldown")]
+    pub cooldown: Duration,
 }
 
 impl LoudnessConfig {
@@ -399,39 +346,25 @@ impl Default for LoudnessConfig {
     fn default() -> Self {
         LoudnessConfig {
             threshold_db: default_loud_db(),
-            min_duration: default_loud_min(),
+            min_duration: Duration::ZERO,
             cooldown: default_loud_cooldown(),
         }
     }
 }
 
 /// Fusion: captions, tracking, object groups.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FusionConfig {
     /// Length of one caption (1 s to 60 s).
-    #[serde(
-        default = "default_caption_span",
-        deserialize_with = "caption_span",
-        serialize_with = "ser_duration"
-    )]
-    pub caption_span: u64,
+    #[serde(default)]
+    pub caption_span: Bounded<bounds::CaptionSpan>,
     #[serde(default)]
     pub tracker: TrackerConfig,
     /// Object groups (`vehicle`, `animal`, …) added or redefined: name →
     /// COCO class names.
     #[serde(default)]
     pub groups: Groups,
-}
-
-impl Default for FusionConfig {
-    fn default() -> Self {
-        FusionConfig {
-            caption_span: default_caption_span(),
-            tracker: TrackerConfig::default(),
-            groups: Groups::new(),
-        }
-    }
 }
 
 /// Where records go. File paths are relative to the output directory. Without a
@@ -583,12 +516,8 @@ pub struct StoreConfig {
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
     /// Records older than this (by `utc`) are deleted; none: kept.
-    #[serde(
-        default,
-        deserialize_with = "opt_duration",
-        serialize_with = "ser_opt_duration"
-    )]
-    pub max_age: Option<u64>,
+    #[serde(default)]
+    pub max_age: Option<Duration>,
     /// The oldest records are deleted, with the snapshots they name, while
     /// the records and those snapshots take more than this many MiB
     /// (fractions allowed); none: no limit.
@@ -778,14 +707,11 @@ impl PipelineConfig {
                 });
             }
         }
-        if !self.fusion.caption_span.is_multiple_of(self.sync.hop) {
+        let (span, hop) = (self.fusion.caption_span, self.sync.hop);
+        if !span.nanos().is_multiple_of(hop.nanos()) {
             return Err(Problem {
                 message: format!(
-                    "caption_span ({}) must be a whole number of [sync] hops ({})",
-                    humantime::format_duration(std::time::Duration::from_nanos(
-                        self.fusion.caption_span
-                    )),
-                    humantime::format_duration(std::time::Duration::from_nanos(self.sync.hop)),
+                    "caption_span ({span}) must be a whole number of [sync] hops ({hop})"
                 ),
                 find: Find::Key("caption_span"),
             });
@@ -874,11 +800,11 @@ impl PipelineConfig {
                         .map_or_else(Default::default, |t| t.transport),
                     latency: template
                         .as_ref()
-                        .map_or_else(default_rtsp_latency, |t| t.latency),
-                    stall: template.as_ref().map_or_else(default_stall, |t| t.stall),
+                        .map_or_else(Default::default, |t| t.latency),
+                    stall: template.as_ref().map_or_else(Default::default, |t| t.stall),
                     retry_max: template
                         .as_ref()
-                        .map_or_else(default_source_retry_max, |t| t.retry_max),
+                        .map_or_else(Default::default, |t| t.retry_max),
                     fps: template.as_ref().map_or(default_fps(), |t| t.fps),
                     width: template.as_ref().map_or(default_width(), |t| t.width),
                     height: template.as_ref().and_then(|t| t.height),
@@ -892,8 +818,6 @@ impl PipelineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::{MILLISECOND, SECOND};
-
     fn parse(text: &str) -> std::result::Result<PipelineConfig, String> {
         PipelineConfig::parse(text, Path::new("p.toml")).map_err(|e| e.to_string())
     }
@@ -1026,8 +950,8 @@ mod tests {
     #[test]
     fn durations_and_env_expand() {
         let p = parse("[sync]\nhop = \"500ms\"\n[fusion]\ncaption_span = \"10s\"\n").unwrap();
-        assert_eq!(p.sync.hop, 500 * MILLISECOND);
-        assert_eq!(p.fusion.caption_span, 10 * SECOND);
+        assert_eq!(p.sync.hop.get(), Duration::from_millis(500));
+        assert_eq!(p.fusion.caption_span.get(), Duration::from_secs(10));
         assert_eq!(
             expand("${VIGIL_NO_SUCH_VAR:-/a}/b").ok().as_deref(),
             Some("/a/b")

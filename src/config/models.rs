@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::EventTiming;
 use super::values::*;
-use crate::time::{MILLISECOND, SECOND};
+use crate::time::Duration;
 
 /// Where a model runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -30,19 +30,15 @@ pub struct BatchConfig {
     #[serde(default = "default_max_batch", deserialize_with = "max_batch")]
     pub max_batch: usize,
     /// How long the worker waits for other streams' work once it has some.
-    #[serde(
-        default = "default_max_wait",
-        deserialize_with = "max_wait",
-        serialize_with = "ser_duration"
-    )]
-    pub max_wait: u64,
+    #[serde(default)]
+    pub max_wait: Bounded<bounds::MaxWait>,
 }
 
 impl BatchConfig {
     /// Batches what has queued up while the worker was busy; never waits.
     pub fn no_wait() -> Self {
         BatchConfig {
-            max_wait: 0,
+            max_wait: Bounded::new(Duration::ZERO),
             ..BatchConfig::default()
         }
     }
@@ -52,7 +48,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_batch: default_max_batch(),
-            max_wait: default_max_wait(),
+            max_wait: Bounded::default(),
         }
     }
 }
@@ -60,14 +56,8 @@ impl Default for BatchConfig {
 fn default_max_batch() -> usize {
     8
 }
-fn default_max_wait() -> u64 {
-    10 * MILLISECOND
-}
 fn max_batch<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     ranged(d, 1, 64, "max_batch")
-}
-fn max_wait<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 0, SECOND, "max_wait")
 }
 
 /// Objects (NanoDet, COCO-80): `object` events per class present.
@@ -98,12 +88,8 @@ pub struct DetectorConfig {
     pub fps: u32,
     /// How long a track must have been followed before its `object` event
     /// starts (its onset is still when it was first seen).
-    #[serde(
-        default = "default_zero",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_duration: u64,
+    #[serde(default)]
+    pub min_duration: Duration,
     /// Gone: a track ends when it is lost, `[fusion.tracker] lost_after`.
     /// Accepted only to say so.
     #[serde(default, deserialize_with = "no_cooldown", skip_serializing)]
@@ -118,7 +104,7 @@ impl DetectorConfig {
     pub fn timing(&self) -> EventTiming {
         EventTiming {
             min_duration: self.min_duration,
-            cooldown: 0,
+            cooldown: Duration::ZERO,
         }
     }
 
@@ -140,7 +126,7 @@ impl Default for DetectorConfig {
             iou: default_object_iou(),
             faint: default_faint(),
             fps: default_object_fps(),
-            min_duration: default_zero(),
+            min_duration: Duration::ZERO,
             cooldown: (),
             provider: Provider::default(),
             batch: BatchConfig::default(),
@@ -173,9 +159,6 @@ fn default_faint() -> f32 {
 }
 fn default_object_fps() -> u32 {
     5
-}
-fn default_zero() -> u64 {
-    0
 }
 fn no_cooldown<'de, D: Deserializer<'de>>(_: D) -> Result<(), D::Error> {
     Err(serde::de::Error::custom(
@@ -214,18 +197,10 @@ pub struct SoundConfig {
     /// Extra groups, or groups redefined: name → YAMNet class names.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
-    #[serde(
-        default = "default_zero",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_duration: u64,
-    #[serde(
-        default = "default_sound_cooldown",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub cooldown: u64,
+    #[serde(default)]
+    pub min_duration: Duration,
+    #[serde(default = "default_sound_cooldown")]
+    pub cooldown: Duration,
     #[serde(default)]
     pub provider: Provider,
     #[serde(default)]
@@ -255,7 +230,7 @@ impl Default for SoundConfig {
             threshold: default_sound_threshold(),
             thresholds: BTreeMap::new(),
             groups: BTreeMap::new(),
-            min_duration: default_zero(),
+            min_duration: Duration::ZERO,
             cooldown: default_sound_cooldown(),
             provider: Provider::default(),
             batch: BatchConfig::default(),
@@ -275,8 +250,8 @@ fn default_sound_classes() -> Vec<String> {
 fn default_sound_threshold() -> f32 {
     0.3
 }
-fn default_sound_cooldown() -> u64 {
-    SECOND
+fn default_sound_cooldown() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Speech to text (Whisper tiny.en) on the speech VAD hears: needs
@@ -285,27 +260,15 @@ fn default_sound_cooldown() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct AsrConfig {
     /// A pause this long ends a segment (it is then transcribed).
-    #[serde(
-        default = "default_asr_silence",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_silence: u64,
+    #[serde(default = "default_asr_silence")]
+    pub min_silence: Duration,
     /// Longer speech is cut into segments this long at most (up to 30 s,
     /// Whisper's window).
-    #[serde(
-        default = "default_asr_segment",
-        deserialize_with = "asr_segment",
-        serialize_with = "ser_duration"
-    )]
-    pub max_segment: u64,
+    #[serde(default)]
+    pub max_segment: Bounded<bounds::MaxSegment>,
     /// Audio kept before and after the speech VAD heard.
-    #[serde(
-        default = "default_asr_context",
-        deserialize_with = "asr_context",
-        serialize_with = "ser_duration"
-    )]
-    pub context: u64,
+    #[serde(default)]
+    pub context: Bounded<bounds::Context>,
     #[serde(default)]
     pub provider: Provider,
 }
@@ -314,25 +277,13 @@ impl Default for AsrConfig {
     fn default() -> Self {
         AsrConfig {
             min_silence: default_asr_silence(),
-            max_segment: default_asr_segment(),
-            context: default_asr_context(),
+            max_segment: Bounded::default(),
+            context: Bounded::default(),
             provider: Provider::default(),
         }
     }
 }
 
-fn default_asr_silence() -> u64 {
-    500 * MILLISECOND
-}
-fn default_asr_segment() -> u64 {
-    30 * SECOND
-}
-fn default_asr_context() -> u64 {
-    200 * MILLISECOND
-}
-fn asr_segment<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 2 * SECOND, 30 * SECOND, "max_segment")
-}
-fn asr_context<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 0, SECOND, "context")
+fn default_asr_silence() -> Duration {
+    Duration::from_millis(500)
 }

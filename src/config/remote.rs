@@ -9,8 +9,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::values::*;
 use crate::secret::redact_url;
 
-const SECOND: u64 = 1_000_000_000;
-
 /// How a live sink takes records from the store and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -70,26 +68,8 @@ impl SecretRef {
 fn default_batch() -> usize {
     100
 }
-fn default_retry_max() -> u64 {
-    30 * SECOND
-}
-fn default_drain() -> u64 {
-    10 * SECOND
-}
-fn default_timeout() -> u64 {
-    10 * SECOND
-}
 fn batch<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     ranged(d, 1, 1000, "batch")
-}
-fn retry_max<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND / 10, 3600 * SECOND, "retry_max")
-}
-fn drain<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 0, 24 * 3600 * SECOND, "drain")
-}
-fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND / 10, 600 * SECOND, "timeout")
 }
 pub(super) fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     expanded(d).map(|s| Some(PathBuf::from(s)))
@@ -108,23 +88,23 @@ macro_rules! delivery_fields {
             #[serde(default = "default_batch", deserialize_with = "batch")]
             pub batch: usize,
             /// Longest wait between two attempts.
-            #[serde(default = "default_retry_max", deserialize_with = "retry_max", serialize_with = "ser_duration")]
-            pub retry_max: u64,
+            #[serde(default)]
+            pub retry_max: Bounded<bounds::DeliveryRetryMax>,
             /// How long the end of a run waits for records still owed.
-            #[serde(default = "default_drain", deserialize_with = "drain", serialize_with = "ser_duration")]
-            pub drain: u64,
+            #[serde(default)]
+            pub drain: Bounded<bounds::Drain>,
             /// Bound on one attempt: connecting and being acknowledged.
-            #[serde(default = "default_timeout", deserialize_with = "timeout", serialize_with = "ser_duration")]
-            pub timeout: u64,
+            #[serde(default)]
+            pub timeout: Bounded<bounds::Timeout>,
         }
 
         impl $name {
             pub fn delivery(&self) -> Delivery {
                 Delivery {
                     batch: self.batch,
-                    retry_max: self.retry_max,
-                    drain: self.drain,
-                    timeout: self.timeout,
+                    retry_max: self.retry_max.nanos(),
+                    drain: self.drain.nanos(),
+                    timeout: self.timeout.nanos(),
                 }
             }
         }
@@ -177,8 +157,8 @@ delivery_fields! {
         pub ca_file: Option<PathBuf>,
         /// Seconds between keep-alive pings; the broker publishes the last
         /// will (`PREFIX/status offline`) after 1.5 times this.
-        #[serde(default = "default_keep_alive", deserialize_with = "keep_alive", serialize_with = "ser_duration")]
-        pub keep_alive: u64,
+        #[serde(default)]
+        pub keep_alive: Bounded<bounds::KeepAlive>,
     }
 }
 
@@ -229,12 +209,6 @@ fn default_nats_stream() -> String {
 }
 fn default_true() -> bool {
     true
-}
-fn default_keep_alive() -> u64 {
-    30 * SECOND
-}
-fn keep_alive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND, 3600 * SECOND, "keep_alive")
 }
 
 impl WebhookConfig {

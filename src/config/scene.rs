@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::values::*;
 use crate::rule_language::Expr;
-use crate::time::{MILLISECOND, SECOND};
+use crate::time::Duration;
 
 /// The multi-object tracker (ByteTrack): `[fusion.tracker]`. Which
 /// detections are confident and which faint is the detector's to say
@@ -24,12 +24,8 @@ pub struct TrackerConfig {
     #[serde(default = "default_confirm", deserialize_with = "confirm")]
     pub confirm: u32,
     /// How long a track may go unseen (occluded) before it is lost.
-    #[serde(
-        default = "default_lost_after",
-        deserialize_with = "lost_after",
-        serialize_with = "ser_duration"
-    )]
-    pub lost_after: u64,
+    #[serde(default)]
+    pub lost_after: Bounded<bounds::LostAfter>,
 }
 
 impl Default for TrackerConfig {
@@ -37,7 +33,7 @@ impl Default for TrackerConfig {
         TrackerConfig {
             match_iou: default_match_iou(),
             confirm: default_confirm(),
-            lost_after: default_lost_after(),
+            lost_after: Bounded::default(),
         }
     }
 }
@@ -52,14 +48,8 @@ fn default_match_iou() -> f32 {
 fn default_confirm() -> u32 {
     3
 }
-fn default_lost_after() -> u64 {
-    2 * SECOND
-}
 fn confirm<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     ranged(d, 1, 30, "confirm")
-}
-fn lost_after<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 100 * MILLISECOND, 60 * SECOND, "lost_after")
 }
 
 /// A polygon zone: `[[zones]]`.
@@ -131,23 +121,15 @@ pub struct RuleConfig {
     pub when: String,
     /// Terms count as holding if they held at any time in the last
     /// `within`; `a then b` needs `a` within this before `b` began.
-    #[serde(default, deserialize_with = "within", serialize_with = "ser_duration")]
-    pub within: u64,
+    #[serde(default)]
+    pub within: Bounded<bounds::Within>,
     /// How long the condition must hold before the event starts.
-    #[serde(
-        default,
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub min_duration: u64,
+    #[serde(default)]
+    pub min_duration: Duration,
     /// How long it must stop holding before the event ends (a new onset
     /// within it continues the same event).
-    #[serde(
-        default = "default_rule_cooldown",
-        deserialize_with = "duration",
-        serialize_with = "ser_duration"
-    )]
-    pub cooldown: u64,
+    #[serde(default = "default_rule_cooldown")]
+    pub cooldown: Duration,
     #[serde(default)]
     pub severity: Severity,
     /// Streams the rule watches (default: every stream).
@@ -158,11 +140,8 @@ pub struct RuleConfig {
     pub expr: Option<crate::rule_language::Expr>,
 }
 
-fn default_rule_cooldown() -> u64 {
-    5 * SECOND
-}
-fn within<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 0, 10 * 60 * SECOND, "within")
+fn default_rule_cooldown() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// JPEG snapshots of events: `[snapshots]`.
@@ -383,7 +362,7 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<Vec<Expr>, Problem
                 Expr::Then(..) => true,
             }
         }
-        if has_then(&expr) && r.within == 0 {
+        if has_then(&expr) && r.within.get() == Duration::ZERO {
             return Err(Problem {
                 message: format!(
                     "rule `{}` uses `then`, which needs a window: add e.g. `within = \"10s\"`",

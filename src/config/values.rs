@@ -1,11 +1,12 @@
 //! Pipeline file values: defaults, and the checks that run while a value is
 //! parsed (so that a bad one is reported at its line and column).
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::time::{MILLISECOND, SECOND};
+use crate::time::Duration;
 
 pub(super) fn default_fps() -> u32 {
     5
@@ -13,11 +14,8 @@ pub(super) fn default_fps() -> u32 {
 pub(super) fn default_width() -> u32 {
     640
 }
-pub(super) fn default_hop() -> u64 {
-    SECOND
-}
-pub(super) fn default_max_skew() -> u64 {
-    500 * MILLISECOND
+pub(super) fn default_max_skew() -> Duration {
+    Duration::from_millis(500)
 }
 pub(super) fn default_motion_threshold() -> f32 {
     0.005
@@ -28,20 +26,14 @@ pub(super) fn default_pixel_threshold() -> u8 {
 pub(super) fn default_motion_width() -> u32 {
     160
 }
-pub(super) fn default_motion_min() -> u64 {
-    0
-}
-pub(super) fn default_motion_cooldown() -> u64 {
-    2 * SECOND
+pub(super) fn default_motion_cooldown() -> Duration {
+    Duration::from_secs(2)
 }
 pub(super) fn default_loud_db() -> f32 {
     -30.0
 }
-pub(super) fn default_loud_min() -> u64 {
-    0
-}
-pub(super) fn default_loud_cooldown() -> u64 {
-    SECOND
+pub(super) fn default_loud_cooldown() -> Duration {
+    Duration::from_secs(1)
 }
 pub(super) fn default_face_threshold() -> f32 {
     0.75
@@ -52,14 +44,11 @@ pub(super) fn default_face_iou() -> f32 {
 pub(super) fn default_vad_threshold() -> f32 {
     0.5
 }
-pub(super) fn default_min_speech() -> u64 {
-    250 * MILLISECOND
+pub(super) fn default_min_speech() -> Duration {
+    Duration::from_millis(250)
 }
-pub(super) fn default_min_silence() -> u64 {
-    300 * MILLISECOND
-}
-pub(super) fn default_caption_span() -> u64 {
-    5 * SECOND
+pub(super) fn default_min_silence() -> Duration {
+    Duration::from_millis(300)
 }
 pub(super) fn default_jsonl_path() -> PathBuf {
     "events.jsonl".into()
@@ -135,92 +124,133 @@ pub(super) fn dbfs<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
     ranged(d, -120.0, 0.0, "level in dBFS")
 }
 
-/// A duration written as `500ms`, `1s`, `2m`… in nanoseconds.
-pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        Text(String),
-        Number(f64),
+/// A duration checked, as it is parsed, against the range `B` names (so a
+/// value out of range is reported at its line and column); when the file
+/// does not give it, `B`'s default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounded<B>(Duration, PhantomData<B>);
+
+/// What a [`Bounded`] duration may be, what it is when not written, and
+/// the name its errors give it.
+pub trait Bounds {
+    const NAME: &'static str;
+    const LO: Duration;
+    const HI: Duration;
+    const DEFAULT: Duration;
+}
+
+impl<B: Bounds> Bounded<B> {
+    /// Panics when `d` is out of range (at compile time in a const).
+    pub const fn new(d: Duration) -> Self {
+        assert!(
+            B::LO.nanos() <= d.nanos() && d.nanos() <= B::HI.nanos(),
+            "a bounded duration out of its range"
+        );
+        Bounded(d, PhantomData)
     }
-    let s = match Written::deserialize(d)? {
-        Written::Text(s) => s,
-        Written::Number(n) => {
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    pub fn nanos(self) -> u64 {
+        self.0.nanos()
+    }
+}
+
+impl<B: Bounds> Default for Bounded<B> {
+    fn default() -> Self {
+        const { Bounded::new(B::DEFAULT) }
+    }
+}
+
+impl<B> std::fmt::Display for Bounded<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<B> Serialize for Bounded<B> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, B: Bounds> Deserialize<'de> for Bounded<B> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Duration::deserialize(d)?;
+        if v < B::LO || v > B::HI {
             return Err(serde::de::Error::custom(format!(
-                "a duration needs a unit: write `\"{n}s\"` or e.g. `\"500ms\"`"
+                "{} {v} is out of range: expected {} to {}",
+                B::NAME,
+                B::LO,
+                B::HI
             )));
         }
-    };
-    let v = humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration `{s}` ({e}): expected e.g. `500ms` or `2s`"
-        ))
-    })?;
-    u64::try_from(v.as_nanos())
-        .map_err(|_| serde::de::Error::custom(format!("duration `{s}` is too long")))
-}
-
-pub(super) fn duration_in<'de, D: Deserializer<'de>>(
-    d: D,
-    lo: u64,
-    hi: u64,
-    what: &str,
-) -> Result<u64, D::Error> {
-    let v = duration(d)?;
-    if v < lo || v > hi {
-        return Err(serde::de::Error::custom(format!(
-            "{what} {} is out of range: expected {} to {}",
-            humantime::format_duration(std::time::Duration::from_nanos(v)),
-            humantime::format_duration(std::time::Duration::from_nanos(lo)),
-            humantime::format_duration(std::time::Duration::from_nanos(hi)),
-        )));
+        Ok(Bounded(v, PhantomData))
     }
-    Ok(v)
 }
 
-pub(super) fn default_rtsp_latency() -> u64 {
-    200 * MILLISECOND
-}
+/// The bounded durations of a pipeline file, one type each.
+pub mod bounds {
+    use super::Bounds;
+    use crate::time::Duration;
 
-pub(super) fn rtsp_latency<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 0, 10 * SECOND, "latency")
-}
+    const ZERO: Duration = Duration::ZERO;
+    const fn millis(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+    const fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
 
-pub(super) fn default_stall() -> u64 {
-    10 * SECOND
-}
+    macro_rules! bounds {
+        ($(
+            $(#[$doc:meta])*
+            $type:ident { name: $name:literal, lo: $lo:expr, hi: $hi:expr, default: $default:expr }
+        )*) => {$(
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub enum $type {}
 
-pub(super) fn stall<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND, 600 * SECOND, "stall")
-}
+            impl Bounds for $type {
+                const NAME: &'static str = $name;
+                const LO: Duration = $lo;
+                const HI: Duration = $hi;
+                const DEFAULT: Duration = $default;
+            }
+        )*};
+    }
 
-pub(super) fn default_source_retry_max() -> u64 {
-    30 * SECOND
-}
-
-pub(super) fn source_retry_max<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND, 3600 * SECOND, "retry_max")
-}
-
-pub(super) fn hop<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, 100 * MILLISECOND, 10 * SECOND, "hop")
-}
-
-pub(super) fn caption_span<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    duration_in(d, SECOND, 60 * SECOND, "caption_span")
-}
-
-pub(super) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    duration(d).map(Some)
-}
-
-pub(super) fn ser_opt_duration<S: serde::Serializer>(
-    v: &Option<u64>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => ser_duration(v, s),
-        None => s.serialize_none(),
+    bounds! {
+        /// `[[sources]] latency`: the RTSP jitter buffer's.
+        Latency { name: "latency", lo: ZERO, hi: secs(10), default: millis(200) }
+        /// `[[sources]] stall`.
+        Stall { name: "stall", lo: secs(1), hi: secs(600), default: secs(10) }
+        /// `[[sources]] retry_max`.
+        SourceRetryMax { name: "retry_max", lo: secs(1), hi: secs(3600), default: secs(30) }
+        /// `[sync] hop`.
+        Hop { name: "hop", lo: millis(100), hi: secs(10), default: secs(1) }
+        /// `[fusion] caption_span`.
+        CaptionSpan { name: "caption_span", lo: secs(1), hi: secs(60), default: secs(5) }
+        /// `[fusion.tracker] lost_after`.
+        LostAfter { name: "lost_after", lo: millis(100), hi: secs(60), default: secs(2) }
+        /// `[[rules]] within`.
+        Within { name: "within", lo: ZERO, hi: secs(600), default: ZERO }
+        /// `batch.max_wait` of a model's encoder.
+        MaxWait { name: "max_wait", lo: ZERO, hi: secs(1), default: millis(10) }
+        /// `[encoders.asr] max_segment`.
+        MaxSegment { name: "max_segment", lo: secs(2), hi: secs(30), default: secs(30) }
+        /// `[encoders.asr] context`.
+        Context { name: "context", lo: ZERO, hi: secs(1), default: millis(200) }
+        /// A live sink's `retry_max`.
+        DeliveryRetryMax { name: "retry_max", lo: millis(100), hi: secs(3600), default: secs(30) }
+        /// A live sink's `drain`.
+        Drain { name: "drain", lo: ZERO, hi: secs(24 * 3600), default: secs(10) }
+        /// A live sink's `timeout`.
+        Timeout { name: "timeout", lo: millis(100), hi: secs(600), default: secs(10) }
+        /// `[sinks.mqtt] keep_alive`.
+        KeepAlive { name: "keep_alive", lo: secs(1), hi: secs(3600), default: secs(30) }
     }
 }
 
@@ -272,10 +302,6 @@ pub(super) fn default_min_free_mib() -> u64 {
 
 pub(super) fn min_free_mib<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     ranged(d, 0, 1 << 30, "min_free_mib")
-}
-
-pub(super) fn ser_duration<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(std::time::Duration::from_nanos(*v)).to_string())
 }
 
 /// A stream name from a path or URI: the file stem, cleaned up.
@@ -409,4 +435,60 @@ impl Find {
 
 pub(super) fn opt_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     ranged(d, 1, 256, "threads").map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PipelineConfig;
+
+    fn parse(text: &str) -> Result<PipelineConfig, String> {
+        PipelineConfig::parse(text, Path::new("p.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_bounded_duration_out_of_range_is_reported_at_its_value() {
+        let e = parse("[sync]\nhop = \"20s\"\n").unwrap_err();
+        assert!(
+            e.contains("2:7") && e.contains("hop 20s is out of range: expected 100ms to 10s"),
+            "{e}"
+        );
+        let e = parse("[[sources]]\nname = \"a\"\nuri = \"x\"\nstall = \"500ms\"\n").unwrap_err();
+        assert!(
+            e.contains("4:9") && e.contains("stall 500ms is out of range: expected 1s to 10m"),
+            "{e}"
+        );
+        let e = parse("[sinks.webhook]\nurl = \"http://h\"\ndrain = 5\n").unwrap_err();
+        assert!(
+            e.contains("3:9") && e.contains("a duration needs a unit: write `\"5s\"`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_are_written_as_they_are_read() {
+        let p = parse(
+            "[sync]\nhop = \"500ms\"\n[sinks.store]\nmax_age = \"1day 2h\"\n\
+             [[sources]]\nname = \"a\"\nuri = \"x\"\nlatency = \"1s 500ms\"\n",
+        )
+        .unwrap();
+        fn json(v: &impl Serialize) -> String {
+            serde_json::to_string(v).unwrap()
+        }
+        assert_eq!(json(&p.sync), r#"{"hop":"500ms","max_skew":"500ms"}"#);
+        assert_eq!(
+            json(&p.sources[0]),
+            r#"{"name":"a","uri":"x","transport":"tcp","latency":"1s 500ms","stall":"10s","retry_max":"30s","fps":5,"width":640,"height":null}"#
+        );
+        let store = p.sinks.store.as_ref().unwrap();
+        assert!(
+            json(store).contains(r#""max_age":"1day 2h""#),
+            "{}",
+            json(store)
+        );
+        assert_eq!(
+            store.max_age.map(Duration::nanos),
+            Some(26 * 3600 * 1_000_000_000)
+        );
+    }
 }

@@ -198,7 +198,7 @@ impl Cutter {
     }
 
     fn context(&self) -> u64 {
-        time_to_sample(Timestamp(self.config.context), AUDIO_RATE)
+        time_to_sample(Timestamp(self.config.context.nanos()), AUDIO_RATE)
     }
 
     /// Takes a chunk's audio and the VAD's windows for it; returns the
@@ -219,8 +219,8 @@ impl Cutter {
         }
         self.audio.extend_from_slice(&chunk.audio);
         let mut out = Vec::new();
-        let silence = time_to_sample(Timestamp(self.config.min_silence), AUDIO_RATE);
-        let longest = time_to_sample(Timestamp(self.config.max_segment), AUDIO_RATE)
+        let silence = time_to_sample(Timestamp(self.config.min_silence.nanos()), AUDIO_RATE);
+        let longest = time_to_sample(Timestamp(self.config.max_segment.nanos()), AUDIO_RATE)
             .saturating_sub(2 * self.context());
         for w in windows {
             let (ws, we) = (

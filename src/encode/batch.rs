@@ -283,7 +283,7 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let max_batch = self.config.max_batch.max(1);
-        let max_wait = Duration::from_nanos(self.config.max_wait);
+        let max_wait = Duration::from_nanos(self.config.max_wait.nanos());
         let mut waiting: Fair<Request> = Fair::default();
         let mut queued = 0usize;
         loop {

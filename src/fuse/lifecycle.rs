@@ -77,7 +77,7 @@ impl Lifecycle {
             }
             (State::Active { onset, off_since }, false) => {
                 let since = off_since.unwrap_or(at);
-                if until.0.saturating_sub(since.0) >= self.timing.cooldown {
+                if until.0.saturating_sub(since.0) >= self.timing.cooldown.nanos() {
                     self.state = State::Idle;
                     Some(Transition::End {
                         onset,
@@ -97,7 +97,7 @@ impl Lifecycle {
     }
 
     fn promote(&mut self, onset: Timestamp, until: Timestamp) -> Option<Transition> {
-        if until.0.saturating_sub(onset.0) >= self.timing.min_duration {
+        if until.0.saturating_sub(onset.0) >= self.timing.min_duration.nanos() {
             self.state = State::Active {
                 onset,
                 off_since: None,
@@ -126,6 +126,7 @@ impl Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Duration;
 
     fn ms(v: u64) -> Timestamp {
         Timestamp::from_millis(v)
@@ -133,8 +134,8 @@ mod tests {
 
     fn run(timing: (u64, u64), obs: &[(u64, bool)], step: u64) -> Vec<(u64, Transition)> {
         let mut l = Lifecycle::new(EventTiming {
-            min_duration: timing.0 * 1_000_000,
-            cooldown: timing.1 * 1_000_000,
+            min_duration: Duration::from_millis(timing.0),
+            cooldown: Duration::from_millis(timing.1),
         });
         let mut out = vec![];
         for &(at, active) in obs {

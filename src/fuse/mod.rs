@@ -282,7 +282,7 @@ impl Fuser {
                 let d = config.encoders.detector.clone().unwrap_or_default();
                 let confirm = u64::from(config.fusion.tracker.confirm.saturating_sub(1));
                 rules::SETTLE
-                    + d.min_duration
+                    + d.min_duration.nanos()
                     + confirm * crate::time::SECOND / u64::from(d.fps.max(1))
             },
             sounds: config
@@ -300,12 +300,12 @@ impl Fuser {
             gap: EventSeries::new(
                 "stream_gap",
                 EventTiming {
-                    min_duration: 0,
-                    cooldown: GAP_MERGE,
+                    min_duration: crate::time::Duration::ZERO,
+                    cooldown: crate::time::Duration::from_nanos(GAP_MERGE),
                 },
             ),
             gap_labels: Vec::new(),
-            captions: Captioner::new(config.fusion.caption_span, loud.threshold_db),
+            captions: Captioner::new(config.fusion.caption_span.nanos(), loud.threshold_db),
             has_video: false,
             has_audio: false,
             end: Timestamp::ZERO,

@@ -94,7 +94,7 @@ impl Scene {
             tracker: Tracker::new(TrackerParams {
                 match_iou: t.match_iou,
                 confirm: t.confirm,
-                lost_after: t.lost_after,
+                lost_after: t.lost_after.nanos(),
             }),
             timing,
             zones: config
@@ -182,7 +182,7 @@ impl Scene {
         }
         let tracks: Vec<Track> = self.tracker.tracks().cloned().collect();
         for t in &tracks {
-            if !self.started.contains_key(&t.id) && t.dwell() >= self.timing.min_duration {
+            if !self.started.contains_key(&t.id) && t.dwell() >= self.timing.min_duration.nanos() {
                 self.start_track(emit, t);
             }
             if !self.started.contains_key(&t.id) {
@@ -528,15 +528,15 @@ mod tests {
     use super::*;
     use crate::encode::detector::Detection;
     use crate::fuse::RecordMaker;
-    use crate::time::MILLISECOND;
+    use crate::time::{Duration, MILLISECOND};
     use std::path::Path;
 
     fn scene(extra: &str) -> (Scene, Emit) {
         let text = format!("[encoders.detector]\n{extra}");
         let config = PipelineConfig::parse(&text, Path::new("t.toml")).unwrap();
         let timing = EventTiming {
-            min_duration: 0,
-            cooldown: 0,
+            min_duration: Duration::ZERO,
+            cooldown: Duration::ZERO,
         };
         (
             Scene::new("cam", &config, timing),

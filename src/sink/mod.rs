@@ -135,7 +135,7 @@ pub fn build(
     }
     if let Some(c) = &config.store {
         let keep = store::Retention {
-            max_age: c.max_age,
+            max_age: c.max_age.map(crate::time::Duration::nanos),
             max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
         };
         let path = out_dir.join(&c.path);

@@ -34,7 +34,7 @@ fn batched_vs_single(make: impl Fn() -> BatchModel, items: Vec<ItemInputs>) -> f
             make(),
             BatchConfig {
                 max_batch,
-                max_wait: 0,
+                ..BatchConfig::no_wait()
             },
             Metrics::new(),
         )

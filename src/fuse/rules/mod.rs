@@ -405,7 +405,7 @@ impl Rule {
             name: r.name.clone(),
             when: r.when.clone(),
             severity: r.severity,
-            within: r.within,
+            within: r.within.nanos(),
             terms,
             node,
             thens: vec![ThenState::default(); thens],
@@ -413,7 +413,7 @@ impl Rule {
                 min_duration: r.min_duration,
                 cooldown: r.cooldown,
             }),
-            min_duration: r.min_duration,
+            min_duration: r.min_duration.nanos(),
             seq: 0,
             open: None,
             zones: ctx.scene.zones.iter().map(|z| z.name.clone()).collect(),
@@ -996,6 +996,7 @@ mod tests {
     use super::*;
     use crate::encode::sound::{SoundWindow, TargetScore};
     use crate::encode::vad::VoiceWindow;
+    use crate::time::Duration;
     use std::path::Path;
 
     const S: u64 = SECOND;
@@ -1015,8 +1016,8 @@ mod tests {
             "cam",
             &config,
             crate::config::EventTiming {
-                min_duration: 0,
-                cooldown: 0,
+                min_duration: Duration::ZERO,
+                cooldown: Duration::ZERO,
             },
         );
         let engine = Engine::new(&Context {

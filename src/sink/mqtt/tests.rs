@@ -15,12 +15,10 @@ use tokio::time::Instant;
 
 use super::MqttTransport;
 use super::topics::Topics;
-use crate::config::MqttConfig;
+use crate::config::{Bounded, MqttConfig};
 use crate::sink::outbox::{LiveConfig, Outgoing, Transport};
 
 use crate::sink::brokers::{Mosquitto, free_port};
-
-const SECOND: u64 = 1_000_000_000;
 
 /// A subscriber on its own connection; yields (topic, payload, retain).
 struct Sub {
@@ -93,8 +91,8 @@ impl Sub {
 fn config(port: u16, timeout: Duration) -> MqttConfig {
     let mut c: MqttConfig = toml::from_str(&format!("url = \"mqtt://127.0.0.1:{port}\"")).unwrap();
     c.client_id = Some(format!("vigil-test-{port}"));
-    c.timeout = timeout.as_nanos() as u64;
-    c.keep_alive = 10 * SECOND;
+    c.timeout = Bounded::new(crate::time::Duration::from_nanos(timeout.as_nanos() as u64));
+    c.keep_alive = Bounded::new(crate::time::Duration::from_secs(10));
     c
 }
 
@@ -486,7 +484,7 @@ async fn last_will_on_crash() {
     // publishes the will after 1.5 x keep-alive.
     let (proxy, frozen) = freezing_proxy(broker.port).await;
     let mut c = config(proxy, Duration::from_secs(3));
-    c.keep_alive = 2 * SECOND;
+    c.keep_alive = Bounded::new(crate::time::Duration::from_secs(2));
     let mut t = transport(&c);
     t.deliver(&recs[..10]).await.unwrap();
     assert!(

@@ -87,7 +87,7 @@ impl MqttTransport {
 
     /// Bound for connect + acks of one batch.
     fn timeout(&self) -> Duration {
-        Duration::from_nanos(self.config.timeout)
+        Duration::from_nanos(self.config.timeout.nanos())
     }
 
     /// Drops the connection if its driver reported a failure while idle;
@@ -124,7 +124,7 @@ impl MqttTransport {
     async fn connect(&self) -> Result<Conn, Failed> {
         let s = &self.broker;
         let mut opts = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
-        let keep_alive = Duration::from_nanos(self.config.keep_alive);
+        let keep_alive = Duration::from_nanos(self.config.keep_alive.nanos());
         let keep_alive = if keep_alive.is_zero() {
             Duration::ZERO
         } else {

@@ -9,7 +9,7 @@ use std::time::Instant as StdInstant;
 
 use super::auth::{NatsAuth, split_userinfo};
 use super::{NatsTransport, msg_id, subject};
-use crate::config::NatsConfig;
+use crate::config::{Bounded, NatsConfig};
 use crate::sink::outbox::{Failed, LiveConfig, Outgoing, Transport};
 
 use crate::sink::brokers::{NatsServer, free_port};
@@ -19,7 +19,7 @@ const T: Duration = Duration::from_secs(2);
 /// `[sinks.nats]` for the server(s) at `url`.
 fn config(url: &str) -> NatsConfig {
     let mut c: NatsConfig = toml::from_str(&format!("url = \"{url}\"")).unwrap();
-    c.timeout = T.as_nanos() as u64;
+    c.timeout = Bounded::new(crate::time::Duration::from_nanos(T.as_nanos() as u64));
     c
 }
 

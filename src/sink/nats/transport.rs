@@ -100,7 +100,7 @@ impl NatsTransport {
 
     /// Bound for connecting and for the acks of one batch.
     fn timeout(&self) -> Duration {
-        Duration::from_nanos(self.config.timeout)
+        Duration::from_nanos(self.config.timeout.nanos())
     }
 
     pub(super) fn scrub(&self, msg: String) -> String {

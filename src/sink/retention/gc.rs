@@ -61,7 +61,7 @@ pub fn gc(
     let db = store_path.as_deref().map(store::open).transpose()?;
     if let (Some(db), Some(c), Some(path)) = (&db, &sinks.store, &store_path) {
         let keep = store::Retention {
-            max_age: c.max_age,
+            max_age: c.max_age.map(crate::time::Duration::nanos),
             max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
         };
         let failed = |e: rusqlite::Error| Error::Store {

@@ -32,7 +32,7 @@ impl LiveConfig for WebhookConfig {
             }
             crate::sink::tls::optional_client_config("[sinks.webhook]", self.ca_file.as_deref())?
         };
-        let timeout = Duration::from_nanos(self.timeout);
+        let timeout = Duration::from_nanos(self.timeout.nanos());
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(timeout)
