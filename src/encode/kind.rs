@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 /// fusion in this order).
 pub const ENCODERS: &[&Kind] = &[
     &motion::KIND,
+    &super::brightness::KIND,
     &loudness::KIND,
     &vad::KIND,
     &faces::KIND,

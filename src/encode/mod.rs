@@ -6,6 +6,7 @@
 
 pub mod asr;
 pub mod batch;
+pub mod brightness;
 pub mod detector;
 pub mod faces;
 pub mod kind;

@@ -4,6 +4,7 @@ mod asr;
 mod bad_input;
 mod batching;
 mod branches;
+mod brightness;
 #[path = "../support/brokers.rs"]
 mod brokers;
 mod clip;
