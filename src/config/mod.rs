@@ -835,17 +835,6 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!p.rules.is_empty(), "{name} shows rules");
         }
-        // The README's reference pipeline, too.
-        let readme = include_str!("../../README.md");
-        let block = readme
-            .split("## Pipeline files")
-            .nth(1)
-            .and_then(|r| r.split("```toml\n").nth(1))
-            .and_then(|r| r.split("```").next())
-            .expect("README has a pipeline block");
-        let p = PipelineConfig::parse(block, Path::new("README.md"))
-            .unwrap_or_else(|e| panic!("README.md: {e}"));
-        assert!(!p.zones.is_empty() && !p.lines.is_empty() && !p.rules.is_empty());
     }
 
     #[test]

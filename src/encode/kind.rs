@@ -170,6 +170,24 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_reference_pipeline_parses_with_every_kind_reading_its_section() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("## Pipeline files")
+            .nth(1)
+            .and_then(|r| r.split("```toml\n").nth(1))
+            .and_then(|r| r.split("```").next())
+            .expect("README has a pipeline block");
+        let p = super::parse_pipeline(block, Path::new("README.md"))
+            .unwrap_or_else(|e| panic!("README.md: {e}"));
+        assert!(!p.zones.is_empty() && !p.lines.is_empty() && !p.rules.is_empty());
+        let on = crate::encode::names(&p.encoders);
+        for k in ENCODERS {
+            assert!(on.contains(&k.name), "README shows [encoders.{}]", k.name);
+        }
+    }
+
+    #[test]
     fn turning_voice_activity_off_turns_speech_to_text_off() {
         let mut c = PipelineConfig::builtin().encoders;
         assert!(crate::encode::turn_off(&mut c, "vad"));
