@@ -46,6 +46,21 @@ pub struct Manifest {
     pub outputs: Vec<Port>,
     /// A second graph beside the first (Whisper's decoder step).
     pub decoder: Option<Graph>,
+    /// Whether ONNX Runtime keeps a second, pre-packed copy of the weights
+    /// for its matrix products (default). Off for a model whose weights are
+    /// large and whose products are small: the copy is memory with no
+    /// speed to show for it.
+    #[serde(default = "yes")]
+    pub prepack: bool,
+    /// Whether ONNX Runtime keeps the memory of a run for the next in its
+    /// arena (default). Off for a model run seldom with large transients:
+    /// the memory goes back after each run.
+    #[serde(default = "yes")]
+    pub arena: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The ports of a second graph of a model.
@@ -325,7 +340,19 @@ fn session_of(
             "session.intra_op.allow_spinning",
             if spinning { "1" } else { "0" },
         )
+        .map_err(|e| err(e.to_string()))?
+        .with_config_entry(
+            "session.disable_prepacking",
+            if manifest.prepack { "0" } else { "1" },
+        )
         .map_err(|e| err(e.to_string()))?;
+    if !manifest.arena {
+        builder = builder
+            .with_memory_pattern(false)
+            .map_err(|e| err(e.to_string()))?
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .map_err(|e| err(e.to_string()))?;
+    }
     builder = with_provider(builder, provider).map_err(err)?;
     let session = builder.commit_from_file(path).map_err(|e| {
         err(format!(
