@@ -321,6 +321,51 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SOAK:-0}" != 1 ]]; then
   fi
 fi
 
+# --- a file whose picture never decodes ----------------------------------------
+# Issue 15's clip: MPEG-4 part 2 video from avenc_mpeg4 in Matroska (the track
+# comes out without its frame size, so it never decodes) with a tone; and the
+# same picture with speech (jfk.wav), so that Whisper runs too. The built-in
+# pipeline must end the stream with a stream_error, analyse the sound alone
+# and exit 1; target for the tone clip: under 10 s and 400 MiB.
+broken=""
+if [[ "$skip_vigil" != 1 ]]; then
+  log "a file whose picture never decodes (built-in pipeline)"
+  mpeg4=(videotestsrc num-buffers=150 ! video/x-raw,width=320,height=240,framerate=25/1 !
+    videoconvert ! avenc_mpeg4 ! queue ! m.)
+  gst-launch-1.0 -q -e matroskamux name=m ! filesink location="$work/broken-tone.mkv" "${mpeg4[@]}" \
+    audiotestsrc num-buffers=282 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 ! \
+    audioconvert ! audio/x-raw,format=S16LE ! queue ! m.
+  gst-launch-1.0 -q -e matroskamux name=m ! filesink location="$work/broken-speech.mkv" "${mpeg4[@]}" \
+    filesrc location="$repo/../shared/media/jfk.wav" ! wavparse ! audioconvert ! audioresample ! \
+    audio/x-raw,format=S16LE,rate=48000,channels=1 ! queue ! m.
+  broken+="## A file whose picture never decodes"$'\n\n'
+  broken+="\`vigil run --source CLIP\` (the built-in pipeline, every model) on a 6 s MPEG-4 part 2 picture in Matroska that never decodes, made by \`avenc_mpeg4 ! matroskamux\` (\`tests/bench/run.sh\`), with a tone or with \`jfk.wav\` as its sound. Target for the tone clip: exit 1 with a \`stream_error\`, the sound's events written, under 10 s and 400 MiB."$'\n\n'
+  broken+="| sound | exit | wall s | peak RSS MiB | records by kind |"$'\n'"|---|---|---|---|---|"$'\n'
+  for clip in tone speech; do
+    out="$work/broken-$clip.out"
+    rm -rf "$out"
+    t0="$(date +%s%N)"
+    code=0
+    /usr/bin/time -v -o "$work/broken-$clip.time" "$vigil" run --source "$work/broken-$clip.mkv" --out "$out" \
+      >"$work/broken-$clip.log" 2>&1 || code=$?
+    t1="$(date +%s%N)"
+    wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
+    rss="$(awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$work/broken-$clip.time")"
+    kinds="$(grep -o '"kind":"[a-z_]*"' "$out/events.jsonl" 2>/dev/null | cut -d'"' -f4 | sort | uniq -c | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1 }')"
+    broken+="| $clip | $code | $wall | $rss | $kinds |"$'\n'
+    log "broken $clip: exit $code, $wall s, $rss MiB"
+    if [[ "$clip" == tone ]]; then
+      if [[ "$code" == 1 && "$kinds" == *stream_error* && "$kinds" == *loud_sound* ]] &&
+        awk -v w="$wall" -v r="$rss" 'BEGIN { exit !(w < 10 && r < 400) }'; then
+        broken_verdict="**PASS**"
+      else
+        broken_verdict="**FAIL**"
+      fi
+    fi
+  done
+  summary+="- a file whose picture never decodes: see its section (exit 1, the sound analysed alone, wall and peak RSS): $broken_verdict"$'\n'
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -405,6 +450,8 @@ ${delivery}
 ${live}
 
 ${soak}
+
+${broken}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"
