@@ -255,7 +255,14 @@ impl Run<'_> {
                 (false, true) => self.policy.stall.saturating_mul(FILE_STALLS),
                 (_, false) => self.policy.stall.max(Duration::from_secs(20)),
             };
-            let msg = match self.rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+            // Told to stop, it stops at once (a file that ended waits here
+            // for that): not at the next timeout.
+            let next = crossbeam_channel::select! {
+                recv(self.stopped) -> _ => return Ended::Done,
+                recv(self.rx) -> m => m.map_err(|_| RecvTimeoutError::Disconnected),
+                default(wait.min(Duration::from_millis(200))) => Err(RecvTimeoutError::Timeout),
+            };
+            let msg = match next {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
                     let quiet = self.last_data.elapsed();
