@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use vigil::record::Phase;
 
 use crate::clip::{self, Container, Media, SECOND};
-use crate::run::{RunResult, end_secs, run, secs};
+use crate::run::{RunResult, end_secs, run_pipeline, secs};
 
 const W: usize = 160;
 const H: usize = 120;
@@ -44,16 +44,9 @@ fn clip(dir: &Path, dark_from: u64, dark_until: u64, video_until: u64, duration:
 }
 
 fn run_dark(dir: &Path, source: &Path) -> RunResult {
-    let pipeline = dir.join("p.toml");
     let text =
         "[encoders.brightness]\n[encoders.motion]\n\n[sinks.jsonl]\npath = \"events.jsonl\"\n";
-    std::fs::write(&pipeline, text).expect("write the pipeline");
-    let r = run(&[
-        pipeline.to_str().expect("utf-8"),
-        "--source",
-        source.to_str().expect("utf-8"),
-    ]);
-    assert!(r.ok(), "{}", r.stderr());
+    let r = run_pipeline(dir, text, source);
     r.assert_lifecycles_closed();
     r
 }

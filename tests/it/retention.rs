@@ -10,7 +10,7 @@ use vigil::record::{EventRecord, Phase, Record};
 
 use crate::clip::{self, Container, Media, SECOND};
 use crate::live::{RtspServer, free_port, h264_clip, interrupt};
-use crate::run::{RunResult, events, id, read_records, run, vigil};
+use crate::run::{events, id, read_records, run_pipeline, vigil};
 
 const W: usize = 320;
 const H: usize = 240;
@@ -60,20 +60,6 @@ fn blinking_clip(dir: &Path, secs: u64) -> PathBuf {
         &path,
     );
     path
-}
-
-/// Runs `pipeline` (TOML, without sources) on `source`; it must succeed.
-fn run_pipeline(dir: &Path, pipeline: &str, source: &Path) -> RunResult {
-    let file = dir.join("p.toml");
-    std::fs::write(&file, pipeline).expect("write the pipeline");
-    let r = run(&[
-        file.to_str().expect("utf-8"),
-        "--source",
-        source.to_str().expect("utf-8"),
-    ]);
-    assert!(r.ok(), "{}", r.stderr());
-    r.assert_no_panic();
-    r
 }
 
 /// Every file under `dir` whose name ends with `suffix`, relative to `base`.

@@ -92,6 +92,22 @@ pub fn run(args: &[&str]) -> RunResult {
     }
 }
 
+/// Runs `pipeline` (TOML; its sources replaced by `source`) from a file in
+/// `dir`; the run must succeed without a panic.
+#[track_caller]
+pub fn run_pipeline(dir: &Path, pipeline: &str, source: &Path) -> RunResult {
+    let file = dir.join("p.toml");
+    std::fs::write(&file, pipeline).expect("write the pipeline");
+    let r = run(&[
+        file.to_str().expect("utf-8"),
+        "--source",
+        source.to_str().expect("utf-8"),
+    ]);
+    assert!(r.ok(), "{}", r.stderr());
+    r.assert_no_panic();
+    r
+}
+
 /// Runs the built-in pipeline on `path`.
 pub fn run_file(path: &Path) -> RunResult {
     run(&["--source", path.to_str().expect("utf-8 path")])

@@ -6,18 +6,13 @@ use vigil::record::{EventRecord, Phase, Record};
 
 use crate::clip::{self, Container, Media, SECOND};
 use crate::frames;
-use crate::run::{RunResult, captions, events, run, secs};
+use crate::run::{self, RunResult, captions, events, secs};
 
-/// Runs `pipeline` (TOML, without sources) on `source`.
+/// Runs `pipeline` (TOML, without sources) on `source`; every event it
+/// starts ends.
+#[track_caller]
 fn run_pipeline(dir: &Path, pipeline: &str, source: &Path) -> RunResult {
-    let file = dir.join("p.toml");
-    std::fs::write(&file, pipeline).expect("write the pipeline");
-    let r = run(&[
-        file.to_str().expect("utf-8"),
-        "--source",
-        source.to_str().expect("utf-8"),
-    ]);
-    assert!(r.ok(), "{}", r.stderr());
+    let r = run::run_pipeline(dir, pipeline, source);
     r.assert_lifecycles_closed();
     r
 }
