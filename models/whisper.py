@@ -23,7 +23,10 @@ a trailing NUL) naming the spec; u32 revision; u32 variables; per variable:
 name, u8 rank, rank × u32 dims, u8 dtype (0 f32, 1 i8, 2 i16, 3 i32, 4 f16,
 5 bf16), u32 bytes, data; then u32 aliases (name, target). Layers are
 pre-norm, GELU, LayerNorm eps 1e-5; q, k, v are stacked in `linear_0`.
-The weights are stored as f32 (CPU kernels for f16 are slow). The result
+The weights are stored as f32 (CPU kernels for f16 are slow), but for the
+token embedding, tied to the output projection and the largest tensor
+(51864 x d): int8 with a scale per token, a quarter of the size, used by
+Gather for the input and MatMulInteger for the logits. The result
 is deterministic; vigil's tests check the transcripts it gives.
 """
 
@@ -222,7 +225,17 @@ def decoder(w: dict) -> onnx.ModelProto:
     p_len = g.op("Gather", [g.op("Shape", ["past_k_0"]), g.const(np.array(2, np.int64))], axis=0)
     total = g.op("Add", [p_len, t_len])
     positions = g.op("Range", [p_len, total, g.const(np.array(1, np.int64))])
-    x = g.op("Add", [g.op("Gather", [g.weight("decoder/embeddings/weight"), "tokens"], axis=0),
+    # The token embedding (tied to the output projection, 51864 x d) is kept
+    # once, in int8 with a scale per token, transposed [d, vocab] for the
+    # projection's MatMulInteger: a quarter of its f32 size.
+    emb = w["decoder/embeddings/weight"].astype(np.float32)
+    scale = (np.maximum(np.abs(emb).max(axis=1), 1e-8) / 127.0).astype(np.float32)
+    q8 = np.clip(np.round(emb / scale[:, None]), -127, 127).astype(np.int8)
+    qt = g.const(np.ascontiguousarray(q8.T), "decoder.embeddings.q8.T")
+    sc = g.const(scale, "decoder.embeddings.scale")
+    rows = g.op("Transpose", [g.op("Cast", [g.op("Gather", [qt, "tokens"], axis=1)], to=TensorProto.FLOAT)], perm=[1, 2, 0])
+    row_scale = g.op("Unsqueeze", [g.op("Gather", [sc, "tokens"], axis=0), g.const(np.array([2], np.int64))])
+    x = g.op("Add", [g.op("Mul", [rows, row_scale]),
                      g.op("Gather", [g.weight("decoder/position_encodings/encodings"), positions], axis=0)])
     # Causal mask [T, P + T]: new token i sees cached ones and new ones up to i.
     rows = g.op("Unsqueeze", [positions, g.const(np.array([1], np.int64))])
@@ -255,11 +268,14 @@ def decoder(w: dict) -> onnx.ModelProto:
         for kind in ("k", "v"):
             inputs.append(helper.make_tensor_value_info(f"cross_{kind}_{n}", TensorProto.FLOAT, ["batch", n_heads, 1500, dh]))
     x = g.layer_norm(x, "decoder/layer_norm")
-    # The projection is the embedding matrix (tied): Gemm with transB reads
-    # it in place instead of storing its transpose too.
+    # The projection is the embedding matrix (tied), in int8: the hidden
+    # state quantised per call (uint8, its own scale), an integer product,
+    # then both scales.
     shape = g.op("Shape", [x])
     flat = g.op("Reshape", [x, g.const(np.array([-1, d], np.int64))])
-    scores = g.op("Gemm", [flat, g.weight("decoder/embeddings/weight")], transB=1)
+    qa, a_scale, a_zero = g.op("DynamicQuantizeLinear", [flat], n_out=3)
+    acc = g.op("MatMulInteger", [qa, qt, a_zero])
+    scores = g.op("Mul", [g.op("Cast", [acc], to=TensorProto.FLOAT), g.op("Mul", [a_scale, sc])])
     out_shape = g.op("Concat", [g.op("Slice", [shape, g.const(np.array([0], np.int64)), g.const(np.array([2], np.int64))]),
                                 g.const(np.array([vocab], np.int64))], axis=0)
     g.nodes.append(helper.make_node("Reshape", [scores, out_shape], ["logits"], name="logits_out"))
