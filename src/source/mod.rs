@@ -56,6 +56,8 @@ pub struct Source {
     bus_thread: Option<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
     pace: Arc<pace::Pace>,
+    /// The named pipe the pipeline reads, closed after the pipeline stops.
+    _pipe: Option<uri::HeldPipe>,
 }
 
 /// Initialises GStreamer once; cheap to call again.
@@ -76,9 +78,14 @@ impl Source {
             stream: settings.name.to_string(),
             message,
         };
+        let pipe = uri::hold_pipe(&settings.uri).map_err(&source_err)?;
         let pipeline = gst::Pipeline::with_name(&format!("vigil-{}", settings.name));
         let decode = gst::ElementFactory::make("uridecodebin")
-            .property("uri", &settings.uri)
+            .property(
+                "uri",
+                pipe.as_ref()
+                    .map_or(settings.uri.as_str(), |p| p.uri.as_str()),
+            )
             .build()
             .map_err(|e| {
                 source_err(format!(
@@ -137,6 +144,7 @@ impl Source {
             bus_thread: Some(bus_thread),
             shutdown,
             pace,
+            _pipe: pipe,
         })
     }
 

@@ -54,6 +54,41 @@ pub fn check_input(uri: &str) -> Result<(), String> {
     }
 }
 
+/// A named pipe behind a `file://` URI, opened once by vigil and handed to
+/// GStreamer as `fd://N`. GStreamer's file source opens, closes and opens
+/// its file again while uridecodebin asks how it can be read; on a pipe a
+/// writer that writes in between gets a broken pipe (seen once in about a
+/// hundred runs), and the reopened end then waits for a writer that is
+/// gone. The descriptor stays open for as long as the value lives.
+pub struct HeldPipe {
+    /// The URI GStreamer is given instead.
+    pub uri: String,
+    _file: std::fs::File,
+}
+
+/// Opens the named pipe `uri` points to, if it points to one: this waits,
+/// as GStreamer would, for a writer to open it. Other URIs give `None`.
+pub fn hold_pipe(uri: &str) -> Result<Option<HeldPipe>, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileTypeExt;
+    if !uri.starts_with("file://") {
+        return Ok(None);
+    }
+    let Ok((path, _)) = gst::glib::filename_from_uri(uri) else {
+        return Ok(None);
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.file_type().is_fifo() => {}
+        _ => return Ok(None),
+    }
+    let file = std::fs::File::open(&path)
+        .map_err(|e| format!("{}: cannot open the pipe: {e}", path.display()))?;
+    Ok(Some(HeldPipe {
+        uri: format!("fd://{}", file.as_raw_fd()),
+        _file: file,
+    }))
+}
+
 /// The authorities in the PEM file `ca_file`, as a TLS database for
 /// https:// and rtsps:// sources.
 pub fn tls_database(ca_file: &Path) -> Result<gio::TlsDatabase, String> {
@@ -82,6 +117,29 @@ pub fn tls_database(ca_file: &Path) -> Result<gio::TlsDatabase, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_pipe_is_opened_once_and_given_as_its_descriptor() {
+        use std::io::Write;
+        crate::source::init().ok();
+        let dir = tempfile::tempdir().expect("tmp");
+        let plain = dir.path().join("a.wav");
+        std::fs::write(&plain, b"RIFF").expect("write");
+        let uri = |p: &Path| resolve_uri(&p.to_string_lossy()).expect("uri");
+        assert!(hold_pipe(&uri(&plain)).expect("plain").is_none());
+        assert!(hold_pipe("rtsp://cam/1").expect("rtsp").is_none());
+        let fifo = dir.path().join("p.wav");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()));
+        let path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.write_all(b"RIFF")
+        });
+        let held = hold_pipe(&uri(&fifo)).expect("fifo").expect("a pipe");
+        assert!(held.uri.starts_with("fd://"), "{}", held.uri);
+        assert!(writer.join().expect("writer").is_ok());
+    }
 
     #[test]
     fn paths_become_file_uris() {
