@@ -40,6 +40,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+# Query slices of the encoder's self-attention (1500 positions: 250 each).
+ATTENTION_BLOCKS = 6
+
 DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
 
@@ -122,15 +125,19 @@ class Graph:
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.name(op_type), **attrs))
         return outs[0] if n_out == 1 else outs
 
-    def linear(self, x: str, prefix: str, rows=None) -> str:
+    def linear(self, x: str, prefix: str, rows=None, scale=None) -> str:
         """x @ W^T + b for CTranslate2's [out, in] weight; `rows` picks a
-        slice of the stacked outputs (q, k or v)."""
+        slice of the stacked outputs (q, k or v); `scale` multiplies the
+        result, folded into the weights."""
         w = self.w[f"{prefix}/weight"].astype(np.float32)
         b = self.w.get(f"{prefix}/bias")
         b = None if b is None else b.astype(np.float32)
         if rows is not None:
             w = w[rows]
             b = None if b is None else b[rows]
+        if scale is not None:
+            w = w * np.float32(scale)
+            b = None if b is None else b * np.float32(scale)
         wt = self.const(np.ascontiguousarray(w.T), prefix.replace("/", ".") + ".T")
         y = self.op("MatMul", [x, wt])
         if b is not None and np.any(b != 0):
@@ -165,6 +172,18 @@ class Graph:
         p = self.op("Softmax", [s], axis=-1)
         return self.op("MatMul", [p, v])
 
+    def attend_blocks(self, q: str, k: str, v: str, blocks: int) -> str:
+        """Attention of queries already scaled by 1/sqrt(d_head), `blocks`
+        slices of them at a time: the encoder's scores are 1500 × 1500 per
+        head, and one slice of them at a time is what lives in memory."""
+        kt = self.op("Transpose", [k], perm=[0, 1, 3, 2])
+        parts = self.op("Split", [q], n_out=blocks, axis=2) if blocks > 1 else [q]
+        out = []
+        for part in parts:
+            p = self.op("Softmax", [self.op("MatMul", [part, kt])], axis=-1)
+            out.append(self.op("MatMul", [p, v]))
+        return self.op("Concat", out, axis=2) if blocks > 1 else out[0]
+
     def model(self, inputs, outputs, name: str) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, name, inputs, outputs, list(self.inits.values()))
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vigil models/whisper.py")
@@ -194,10 +213,10 @@ def encoder(w: dict) -> onnx.ModelProto:
     for n in range(enc_layers):
         p = f"encoder/layer_{n}"
         h = g.layer_norm(x, f"{p}/self_attention/layer_norm")
-        q = g.heads(g.linear(h, f"{p}/self_attention/linear_0", slice(0, d)), n_heads, dh)
+        q = g.heads(g.linear(h, f"{p}/self_attention/linear_0", slice(0, d), scale=1.0 / np.sqrt(dh)), n_heads, dh)
         k = g.heads(g.linear(h, f"{p}/self_attention/linear_0", slice(d, 2 * d)), n_heads, dh)
         v = g.heads(g.linear(h, f"{p}/self_attention/linear_0", slice(2 * d, 3 * d)), n_heads, dh)
-        a = g.linear(g.merge(g.attend(q, k, v, dh), d), f"{p}/self_attention/linear_1")
+        a = g.linear(g.merge(g.attend_blocks(q, k, v, ATTENTION_BLOCKS), d), f"{p}/self_attention/linear_1")
         x = g.op("Add", [x, a])
         h = g.layer_norm(x, f"{p}/ffn/layer_norm")
         f = g.linear(g.gelu(g.linear(h, f"{p}/ffn/linear_0")), f"{p}/ffn/linear_1")
