@@ -23,6 +23,7 @@ pub struct Metrics {
     zone_occupancy: IntGaugeVec,
     line_crossings: IntCounterVec,
     rule_events: IntCounterVec,
+    detector_frames: IntCounterVec,
     delivered: IntCounterVec,
     delivery_retries: IntCounterVec,
     delivery_pending: IntGaugeVec,
@@ -72,6 +73,11 @@ impl Metrics {
             "vigil_rule_events_total",
             "Rule events started.",
             &["stream", "rule", "severity"],
+        );
+        let detector_frames = counter(
+            "vigil_detector_frames_total",
+            "Frames due for object detection, by what the detector did: looked where it moved (motion), at objects due to be checked again (refresh), at the whole frame (full), or nothing (skipped).",
+            &["stream", "reason"],
         );
         let delivered = counter(
             "vigil_delivered_total",
@@ -178,6 +184,7 @@ impl Metrics {
             zone_occupancy,
             line_crossings,
             rule_events,
+            detector_frames,
             delivered,
             delivery_retries,
             delivery_pending,
@@ -369,7 +376,8 @@ impl Metrics {
             latency,
             zone_occupancy,
             line_crossings,
-            rule_events
+            rule_events,
+            detector_frames
         );
     }
 }
@@ -425,6 +433,15 @@ impl StageMetrics {
 
     pub fn received(&self) {
         self.received_n(1);
+    }
+
+    /// `n` of the stream's frames were due for detection, and the detector
+    /// did `reason` with them.
+    pub fn detector_frames(&self, reason: &str, n: u64) {
+        self.metrics
+            .detector_frames
+            .with_label_values(&[&*self.stream, reason])
+            .inc_by(n);
     }
 
     pub fn received_n(&self, n: u64) {

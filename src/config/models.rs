@@ -22,6 +22,21 @@ pub enum Provider {
     Auto,
 }
 
+/// Which frames, and which part of them, the detector looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gating {
+    /// Only where the picture changed since the previous analysed frame
+    /// (a crop around the change, or the whole frame when the change covers
+    /// most of it), plus each object found, again every `refresh`, and the
+    /// whole frame every `full_every`; frames with none of these are not
+    /// looked at, and the objects tracked in them are held where they were.
+    #[default]
+    Motion,
+    /// Every analysed frame, whole.
+    Off,
+}
+
 /// How an inference worker groups work across streams.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +109,18 @@ pub struct DetectorConfig {
     /// Accepted only to say so.
     #[serde(default, deserialize_with = "no_cooldown", skip_serializing)]
     pub cooldown: (),
+    /// `motion`: look only where and when the picture changes (with
+    /// `refresh` and `full_every`); `off`: every analysed frame, whole.
+    #[serde(default)]
+    pub gating: Gating,
+    /// With gating, each object found is looked at again at least this
+    /// often, so that one that stops moving is not lost.
+    #[serde(default)]
+    pub refresh: Bounded<bounds::Refresh>,
+    /// With gating, the whole picture is looked at at least this often, so
+    /// that what arrived without being seen to move is found.
+    #[serde(default)]
+    pub full_every: Bounded<bounds::FullEvery>,
     #[serde(default)]
     pub provider: Provider,
     #[serde(default)]
@@ -128,6 +155,9 @@ impl Default for DetectorConfig {
             fps: default_object_fps(),
             min_duration: Duration::ZERO,
             cooldown: (),
+            gating: Gating::default(),
+            refresh: Bounded::default(),
+            full_every: Bounded::default(),
             provider: Provider::default(),
             batch: BatchConfig::default(),
         }

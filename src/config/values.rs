@@ -249,6 +249,12 @@ pub mod bounds {
         Drain { name: "drain", lo: ZERO, hi: secs(24 * 3600), default: secs(10) }
         /// A live sink's `timeout`.
         Timeout { name: "timeout", lo: millis(100), hi: secs(600), default: secs(10) }
+        /// `[encoders.detector] refresh`: how often an object the detector
+        /// found is looked at again, moving or not.
+        Refresh { name: "refresh", lo: millis(100), hi: secs(60), default: secs(1) }
+        /// `[encoders.detector] full_every`: how often the whole picture is
+        /// looked at, motion or not.
+        FullEvery { name: "full_every", lo: millis(100), hi: secs(3600), default: secs(10) }
         /// `[sinks.mqtt] keep_alive`.
         KeepAlive { name: "keep_alive", lo: secs(1), hi: secs(3600), default: secs(30) }
     }

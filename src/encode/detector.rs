@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::DetectorConfig;
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
+use crate::encode::gate::{Gate, Look, Plan};
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
@@ -90,6 +91,12 @@ pub struct FrameObjects {
     pub pts: Timestamp,
     /// Until the next analysed frame is due.
     pub until: Timestamp,
+    /// Why the frame was looked at, or that it was not ([`Gate`]).
+    pub look: Look,
+    /// The part of the frame looked at, normalised: `None` for all of it,
+    /// empty when it was not looked at. Objects elsewhere were not seen
+    /// to go: tracking holds them where they were.
+    pub region: Option<BBox>,
     /// Detections over their class's threshold.
     pub objects: Vec<Detection>,
     /// Weaker ones, down to the detector's `faint` score: they only keep
@@ -132,6 +139,7 @@ pub struct Detector {
     wanted: Vec<Option<f32>>,
     interval: u64,
     next_due: u64,
+    gate: Gate,
 }
 
 impl Detector {
@@ -148,11 +156,12 @@ impl Detector {
         let fps = config.fps.min(source_fps).max(1);
         Ok(Detector {
             client,
-            config,
             labels,
             wanted,
             interval: SECOND / fps as u64,
             next_due: 0,
+            gate: Gate::new(&config),
+            config,
         })
     }
 
@@ -172,6 +181,7 @@ impl Detector {
         &self,
         outputs: &ItemOutputs,
         letterbox: &Letterbox,
+        crop: Option<BBox>,
     ) -> Result<(Vec<Detection>, Vec<Detection>)> {
         let mut candidates: Vec<(usize, f32, BBox)> = Vec::new();
         for (k, &stride) in STRIDES.iter().enumerate() {
@@ -207,7 +217,7 @@ impl Detector {
                     let s = stride as f32;
                     let (x0, y0) = (cx * s - d[0] * s, cy * s - d[1] * s);
                     let (x1, y1) = (cx * s + d[2] * s, cy * s + d[3] * s);
-                    let bbox = letterbox.to_frame([x0, y0, x1, y1]);
+                    let bbox = uncrop(letterbox.to_frame([x0, y0, x1, y1]), crop);
                     if bbox.w > 0.0 && bbox.h > 0.0 {
                         candidates.push((class, score, bbox));
                     }
@@ -233,27 +243,45 @@ impl Detector {
 }
 
 impl Detector {
-    /// The objects in each of `frames` (all of them, whatever the fps).
+    /// The objects in each of `frames` (all of them, whatever the fps),
+    /// where the gate says to look.
     pub fn detect(&mut self, frames: &[&VideoFrame]) -> Result<Vec<FrameObjects>> {
         // Each frame goes to the worker as soon as it is letterboxed, so
         // that the model runs while the next one is prepared.
-        let mut pending = Vec::with_capacity(frames.len());
-        let mut boxes = Vec::with_capacity(frames.len());
+        let mut looks: Vec<(Plan, Option<(Letterbox, crate::encode::batch::Pending)>)> =
+            Vec::with_capacity(frames.len());
         for f in frames {
-            let (input, lb) = preprocess(f);
-            pending.push(self.client.submit(vec![vec![input]])?);
-            boxes.push(lb);
-        }
-        let mut outputs = Vec::with_capacity(frames.len());
-        for p in pending {
-            outputs.extend(p.wait()?);
+            let plan = self.gate.plan(f);
+            let work = if plan.look == Look::Skipped {
+                None
+            } else {
+                let (input, lb) = preprocess(f, plan.region);
+                Some((lb, self.client.submit(vec![vec![input]])?))
+            };
+            looks.push((plan, work));
         }
         let mut out = Vec::with_capacity(frames.len());
-        for ((frame, o), lb) in frames.iter().zip(&outputs).zip(&boxes) {
-            let (objects, faint) = self.decode(o, lb)?;
+        for (frame, (plan, work)) in frames.iter().zip(looks) {
+            let (objects, faint) = match work {
+                Some((lb, pending)) => {
+                    let outputs = pending.wait()?;
+                    let Some(o) = outputs.first() else {
+                        return Err(Error::Model {
+                            model: "nanodet".into(),
+                            message: "the worker gave no outputs for a frame".into(),
+                        });
+                    };
+                    self.decode(o, &lb, plan.region)?
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            let found: Vec<BBox> = objects.iter().map(|d| d.bbox).collect();
+            self.gate.looked(&plan, frame.pts, &found);
             out.push(FrameObjects {
                 pts: frame.pts,
                 until: frame.pts.saturating_add(self.interval),
+                look: plan.look,
+                region: plan.region,
                 objects,
                 faint,
             });
@@ -315,10 +343,29 @@ fn nms_per_class(mut c: Vec<(usize, f32, BBox)>, threshold: f32) -> Vec<(usize, 
     kept
 }
 
-/// The frame scaled to fit 416×416 (aspect kept, centred, grey borders,
-/// bilinear), BGR, normalised, NCHW.
-pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
-    let (fw, fh) = (frame.width as usize, frame.height as usize);
+/// A box found in a crop (normalised to the crop) normalised to the frame.
+fn uncrop(b: BBox, crop: Option<BBox>) -> BBox {
+    match crop {
+        None => b,
+        Some(c) => BBox::new(c.x + b.x * c.w, c.y + b.y * c.h, b.w * c.w, b.h * c.h),
+    }
+}
+
+/// The frame, or its `crop` (normalised), scaled to fit 416×416 (aspect
+/// kept, centred, grey borders, bilinear), BGR, normalised, NCHW.
+pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>) -> (Vec<f32>, Letterbox) {
+    let (full_w, full_h) = (frame.width as usize, frame.height as usize);
+    // The crop in whole pixels, at least one.
+    let (ox, oy, fw, fh) = match crop {
+        None => (0, 0, full_w, full_h),
+        Some(c) => {
+            let x0 = ((c.x * full_w as f32).floor() as usize).min(full_w.saturating_sub(1));
+            let y0 = ((c.y * full_h as f32).floor() as usize).min(full_h.saturating_sub(1));
+            let x1 = ((c.right() * full_w as f32).ceil() as usize).clamp(x0 + 1, full_w.max(1));
+            let y1 = ((c.bottom() * full_h as f32).ceil() as usize).clamp(y0 + 1, full_h.max(1));
+            (x0, y0, x1 - x0, y1 - y0)
+        }
+    };
     let lb = Letterbox::fit(fw, fh, SIDE);
     let (scale, w, h, dx, dy) = (lb.scale, lb.width, lb.height, lb.dx, lb.dy);
     let plane = SIDE * SIDE;
@@ -329,7 +376,7 @@ pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
         input[c * plane..(c + 1) * plane].fill(v);
     }
     let rgb: &[u8] = &frame.rgb;
-    if fw == 0 || fh == 0 || rgb.len() < fw * fh * 3 {
+    if fw == 0 || fh == 0 || rgb.len() < full_w * full_h * 3 {
         return (input, lb);
     }
     // Source coordinate and weight of each output column and row.
@@ -344,10 +391,11 @@ pub fn preprocess(frame: &VideoFrame) -> (Vec<f32>, Letterbox) {
     };
     let (cols, rows) = (taps(w, fw), taps(h, fh));
     for (y, &(y0, y1, fy)) in rows.iter().enumerate() {
-        let (r0, r1) = (
-            &rgb[y0 * fw * 3..(y0 + 1) * fw * 3],
-            &rgb[y1 * fw * 3..(y1 + 1) * fw * 3],
-        );
+        let row = |y: usize| {
+            let start = ((oy + y) * full_w + ox) * 3;
+            &rgb[start..start + fw * 3]
+        };
+        let (r0, r1) = (row(y0), row(y1));
         let base = (y + dy) * SIDE + dx;
         for (x, &(x0, x1, fx)) in cols.iter().enumerate() {
             for c in 0..3 {
@@ -407,7 +455,7 @@ mod tests {
             rgb: vec![200u8; 640 * 320 * 3].into(),
             grey: None,
         };
-        let (input, lb) = preprocess(&frame);
+        let (input, lb) = preprocess(&frame, None);
         // Scale 0.65: 416×208, rows 104..312 hold the picture.
         let border = (PAD as f32 - MEAN[0]) / STD[0];
         let inside = (200.0 - MEAN[0]) / STD[0];

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod brightness;
 pub mod detector;
 pub mod faces;
+pub mod gate;
 pub mod kind;
 pub mod letterbox;
 pub mod logmel;
@@ -257,7 +258,7 @@ impl Stage for EncodeStage {
     const NAME: &'static str = "encode";
     const ERROR_KIND: &'static str = "encoder";
 
-    fn push(&mut self, chunk: Chunk, _out: &mut Vec<Encoded>, _cx: &Context) -> Result<Flow> {
+    fn push(&mut self, chunk: Chunk, _out: &mut Vec<Encoded>, cx: &Context) -> Result<Flow> {
         let stage = &mut self.encoders;
         let mut features = Vec::with_capacity(stage.encoders.len());
         // A span wholly in a live source's outage has nothing to see or hear.
@@ -266,6 +267,7 @@ impl Stage for EncodeStage {
                 features.append(&mut encoder.encode(&[&chunk])?);
             }
         }
+        count_looks(&features, cx);
         let pending = match &mut stage.asr {
             Some(cutter) => {
                 let windows: Vec<vad::VoiceWindow> = features
@@ -297,6 +299,17 @@ impl Stage for EncodeStage {
 
     fn finish(&mut self, out: &mut Vec<Encoded>, _cx: &Context) -> Result<()> {
         self.release(out, true)
+    }
+}
+
+/// Counts what the detector did with each frame due, by reason.
+fn count_looks(features: &[Features], cx: &Context) {
+    for f in features {
+        if let Features::Objects(frames) = f {
+            for o in frames {
+                cx.metrics.detector_frames(o.look.as_str(), 1);
+            }
+        }
     }
 }
 

@@ -173,7 +173,9 @@ impl Scene {
         self.seen.clear();
         self.crossings.clear();
         self.lost.clear();
-        let changes = self.tracker.update(f.pts, f.until, &f.objects, &f.faint);
+        let changes = self
+            .tracker
+            .update_in(f.pts, f.until, &f.objects, &f.faint, f.region);
         for c in &changes {
             if let TrackEvent::Lost(t) = c {
                 self.end_track(emit, t, "track_lost");
@@ -527,6 +529,7 @@ pub fn heading(t: &Track) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::encode::detector::Detection;
+    use crate::encode::gate::Look;
     use crate::fuse::RecordMaker;
     use crate::time::{Duration, MILLISECOND};
     use std::path::Path;
@@ -549,6 +552,8 @@ mod tests {
         FrameObjects {
             pts: Timestamp(k * 200 * MILLISECOND),
             until: Timestamp((k + 1) * 200 * MILLISECOND),
+            look: Look::Full,
+            region: None,
             objects: x
                 .map(|x| Detection {
                     label: "person",

@@ -222,6 +222,9 @@ pub struct Tracker {
 struct Entry {
     track: Track,
     kalman: Kalman,
+    /// The latest frame that did not look where the track is: it was
+    /// not seen to go, and is held there until looked at again.
+    held_at: Option<Timestamp>,
 }
 
 impl Tracker {
@@ -261,7 +264,24 @@ impl Tracker {
         confident: &[Detection],
         faint: &[Detection],
     ) -> Vec<TrackEvent> {
+        self.update_in(pts, until, confident, faint, None)
+    }
+
+    /// [`Tracker::update`] for a frame the detector looked at only in
+    /// `region` (normalised; `None`: all of it, empty: nowhere). A track
+    /// whose box centre lies outside it was not looked at: it is held
+    /// where it was (no prediction, no miss, still present until the end
+    /// of this frame), neither matched nor lost, until a frame looks there.
+    pub fn update_in(
+        &mut self,
+        pts: Timestamp,
+        until: Timestamp,
+        confident: &[Detection],
+        faint: &[Detection],
+        region: Option<BBox>,
+    ) -> Vec<TrackEvent> {
         let p = self.params;
+        let looked = |b: BBox| region.is_none_or(|r| r.contains(b.centre()));
         let dets: Vec<&Detection> = confident.iter().filter(|d| usable(d)).collect();
         let strong = dets.len();
         let dets: Vec<&Detection> = dets
@@ -269,34 +289,55 @@ impl Tracker {
             .chain(faint.iter().filter(|d| usable(d)))
             .collect();
         let was_matched: Vec<bool> = self.confirmed.iter().map(|e| e.track.matched).collect();
+        let mut unlooked: Vec<bool> = Vec::new();
         for e in self.confirmed.iter_mut().chain(&mut self.tentative) {
+            let seen = looked(e.track.bbox);
+            unlooked.push(!seen);
+            if !seen {
+                // Not looked at. Matched where it was last looked at: held
+                // there, present through this frame too. Already missing
+                // there: it goes on missing, lost in time.
+                if e.track.matched {
+                    e.held_at = Some(pts);
+                    e.track.until = e.track.until.max(until);
+                }
+                continue;
+            }
             e.kalman.predict(!e.track.matched);
             e.track.bbox = e.kalman.bbox();
             e.track.matched = false;
         }
+        let (unlooked_confirmed, unlooked_tentative) = unlooked.split_at(self.confirmed.len());
+        let looking =
+            |skip: &[bool]| -> Vec<usize> { (0..skip.len()).filter(|&t| !skip[t]).collect() };
 
         let mut used = vec![false; dets.len()];
         let high: Vec<usize> = (0..strong).collect();
         let low: Vec<usize> = (strong..dets.len()).collect();
 
-        // 1: high detections vs every confirmed track, matched or coasting.
-        let all: Vec<usize> = (0..self.confirmed.len()).collect();
+        // 1: high detections vs every confirmed track looked at, matched or
+        // coasting.
+        let all = looking(unlooked_confirmed);
         let pairs = associate(&self.confirmed, &all, &dets, &high, p.match_iou);
         apply(&mut self.confirmed, &pairs, &dets, &mut used, pts, until);
 
         // 2: low detections vs the confirmed tracks left that were matched in
         // the previous frame.
-        let tracked: Vec<usize> = (0..self.confirmed.len())
+        let tracked: Vec<usize> = all
+            .iter()
+            .copied()
             .filter(|&t| was_matched[t] && !self.confirmed[t].track.matched)
             .collect();
         let pairs = associate(&self.confirmed, &tracked, &dets, &low, LOW_PASS_IOU);
         apply(&mut self.confirmed, &pairs, &dets, &mut used, pts, until);
 
-        // 3: high detections left vs tentative tracks; unmatched ones die.
+        // 3: high detections left vs tentative tracks looked at; unmatched
+        // ones die.
         let rest: Vec<usize> = high.into_iter().filter(|&d| !used[d]).collect();
-        let all: Vec<usize> = (0..self.tentative.len()).collect();
+        let all = looking(unlooked_tentative);
         let pairs = associate(&self.tentative, &all, &dets, &rest, p.match_iou);
         apply(&mut self.tentative, &pairs, &dets, &mut used, pts, until);
+        // (A held one is still matched from where it was last looked at.)
         self.tentative.retain(|e| e.track.matched);
 
         for &d in &rest {
@@ -304,14 +345,20 @@ impl Tracker {
                 self.tentative.push(Entry {
                     track: Track::new(dets[d], pts, until, self.aspect),
                     kalman: Kalman::new(measurement(dets[d].bbox)),
+                    held_at: None,
                 });
             }
         }
 
+        // Lost: looked at, unmatched, and neither matched nor held for
+        // `lost_after`.
         let mut events: Vec<TrackEvent> = self
             .confirmed
             .extract_if(.., |e| {
-                !e.track.matched && pts.saturating_sub(e.track.last_seen).nanos() >= p.lost_after
+                let vouched = e
+                    .held_at
+                    .map_or(e.track.last_seen, |h| h.max(e.track.last_seen));
+                !e.track.matched && pts.saturating_sub(vouched).nanos() >= p.lost_after
             })
             .map(|e| TrackEvent::Lost(e.track))
             .collect();
@@ -697,6 +744,43 @@ mod tests {
         assert!((d[0] - 0.02 * (n - 1) as f32).abs() < 1e-4 && d[1].abs() < 1e-4);
         assert_eq!(tr.tracks().count(), 0);
         assert!(tr.finish().is_empty());
+    }
+
+    #[test]
+    fn a_track_not_looked_at_is_held_where_it_was_until_looked_at_again() {
+        let mut tr = Tracker::new(TrackerParams::default());
+        let car = det("car", 0.9, 0.7, 0.7, 0.2, 0.2);
+        step(&mut tr, 0, std::slice::from_ref(&car));
+        // Ten seconds of frames that look elsewhere (top left) or nowhere.
+        let elsewhere = Some(BBox::new(0.0, 0.0, 0.3, 0.3));
+        for k in 1..50 {
+            let region = if k % 2 == 0 {
+                elsewhere
+            } else {
+                Some(BBox::default())
+            };
+            let ev = tr.update_in(at(k), at(k + 1), &[], &[], region);
+            assert!(ev.is_empty(), "frame {k}: {ev:?}");
+        }
+        let t = tr.get(1).expect("held");
+        assert!(t.matched);
+        assert_eq!(t.bbox, car.bbox);
+        assert_eq!(t.until, at(50), "present through the frames not looked at");
+        assert_eq!(t.hits, 1);
+        // Looked at and there: the same track.
+        let ev = tr.update_in(at(50), at(51), std::slice::from_ref(&car), &[], None);
+        assert!(ev.is_empty(), "{ev:?}");
+        assert_eq!(tr.get(1).map(|t| t.hits), Some(2));
+        // Looked at and gone: lost after lost_after (1 s) of looking or not.
+        let mut lost_at = None;
+        for k in 51..60 {
+            let region = if k == 51 { None } else { Some(BBox::default()) };
+            if !lost(tr.update_in(at(k), at(k + 1), &[], &[], region)).is_empty() {
+                lost_at = Some(k);
+                break;
+            }
+        }
+        assert_eq!(lost_at, Some(55), "1 s after its last sighting at frame 50");
     }
 
     #[test]

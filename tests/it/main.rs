@@ -15,6 +15,7 @@ mod faces;
 mod floors;
 mod frames;
 mod fuzz;
+mod gating;
 mod live;
 mod metrics;
 mod models;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use vigil::config::DetectorConfig;
+use vigil::config::{DetectorConfig, Gating};
 use vigil::encode::batch::Batcher;
 use vigil::encode::detector::{self, Detector, FrameObjects};
 use vigil::metrics::Metrics;
@@ -12,8 +12,13 @@ use crate::clip;
 use crate::frames;
 use crate::run::run_file;
 
-/// Runs the detector at default thresholds over every frame.
+/// Runs the detector at default thresholds over every frame, whole (no
+/// gating: these tests are of the model and its decoding).
 fn detect(frames: &[vigil::media::VideoFrame], config: DetectorConfig) -> Vec<FrameObjects> {
+    let config = DetectorConfig {
+        gating: Gating::Off,
+        ..config
+    };
     let batcher = Batcher::spawn(
         detector::model(&config, 2).expect("the detector loads (make setup)"),
         config.batch,

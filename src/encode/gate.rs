@@ -1,0 +1,327 @@
+//! Where and when the detector looks: motion-gated, region-cropped
+//! detection (as Frigate does on small machines).
+//!
+//! Most of what a surveillance camera sees is still. With gating on, the
+//! detector looks at an analysed frame only
+//!
+//! - where the picture changed since the previous analysed frame (a crop
+//!   around the change, padded; the whole frame when that covers most of
+//!   it),
+//! - where an object it found is, when that object was last looked at
+//!   `refresh` ago or more (one that stopped moving is still checked), and
+//! - everywhere, every `full_every` (what arrived without being seen to
+//!   move, a parked car, is still found).
+//!
+//! A frame with none of these is not looked at. The detector says what it
+//! looked at with each frame ([`Look`], and the region), so that tracking
+//! holds the objects it did not look at where they were instead of losing
+//! them.
+
+use std::sync::Arc;
+
+use crate::config::{DetectorConfig, Gating};
+use crate::encode::motion::difference;
+use crate::geometry::BBox;
+use crate::media::{Grey, VideoFrame};
+use crate::time::Timestamp;
+
+/// Width of the grey image changes are found on.
+const GREY_WIDTH: usize = 160;
+/// Grey levels a pixel must change by to count (above compression noise).
+const PIXEL_THRESHOLD: u8 = 25;
+/// Least changed fraction of the picture that is motion.
+const MIN_CHANGE: f32 = 0.0005;
+/// Padding around a changed region or an object, as a fraction of its own
+/// size on each side: a change is often only the moving part of a body.
+const PAD: f32 = 0.5;
+/// Least side of a crop, as a fraction of the frame's: a crop is scaled up
+/// to the model's input, and far more than 3× is not what it was trained on.
+const MIN_SIDE: f32 = 0.3;
+/// A crop covering this much of the frame or more: the whole frame instead.
+const WHOLE: f32 = 0.5;
+
+/// Why an analysed frame was looked at, or that it was not: the `reason`
+/// of `vigil_detector_frames_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Look {
+    /// Something moved there.
+    Motion,
+    /// An object found before was due to be looked at again.
+    Refresh,
+    /// The whole frame, on schedule (or always, with gating off).
+    Full,
+    /// Not looked at.
+    Skipped,
+}
+
+impl Look {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Look::Motion => "motion",
+            Look::Refresh => "refresh",
+            Look::Full => "full",
+            Look::Skipped => "skipped",
+        }
+    }
+}
+
+/// What the detector looks at in one frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plan {
+    pub look: Look,
+    /// The part of the frame looked at, normalised: `None` for the whole
+    /// frame; empty when skipped.
+    pub region: Option<BBox>,
+}
+
+/// An object found, and when its place was last looked at.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    bbox: BBox,
+    looked: Timestamp,
+}
+
+/// The gate of one stream's detector.
+pub struct Gate {
+    on: bool,
+    refresh: u64,
+    full_every: u64,
+    previous: Option<Arc<Grey>>,
+    last_full: Option<Timestamp>,
+    known: Vec<Known>,
+}
+
+impl Gate {
+    pub fn new(config: &DetectorConfig) -> Gate {
+        Gate {
+            on: config.gating == Gating::Motion,
+            refresh: config.refresh.nanos(),
+            full_every: config.full_every.nanos(),
+            previous: None,
+            last_full: None,
+            known: Vec::new(),
+        }
+    }
+
+    /// Where to look in `frame`, an analysed frame.
+    pub fn plan(&mut self, frame: &VideoFrame) -> Plan {
+        let whole = Plan {
+            look: Look::Full,
+            region: None,
+        };
+        if !self.on {
+            return whole;
+        }
+        let changed = self.change(frame);
+        let pts = frame.pts;
+        let full_due = self
+            .last_full
+            .is_none_or(|t| pts.saturating_sub(t).nanos() >= self.full_every);
+        if full_due {
+            self.last_full = Some(pts);
+            return whole;
+        }
+        let stale = self
+            .known
+            .iter()
+            .filter(|k| pts.saturating_sub(k.looked).nanos() >= self.refresh)
+            .map(|k| pad(k.bbox));
+        let refresh = crate::geometry::union_of(stale);
+        let (look, region) = match (changed.map(pad), refresh) {
+            (Some(m), Some(r)) => (Look::Motion, m.union(r)),
+            (Some(m), None) => (Look::Motion, m),
+            (None, Some(r)) => (Look::Refresh, r),
+            (None, None) => {
+                return Plan {
+                    look: Look::Skipped,
+                    region: Some(BBox::default()),
+                };
+            }
+        };
+        let region = at_least(region);
+        if region.area() >= WHOLE {
+            self.last_full = Some(pts);
+            return Plan { look, region: None };
+        }
+        Plan {
+            look,
+            region: Some(region),
+        }
+    }
+
+    /// What was found where `plan` looked, at `pts`: those objects are
+    /// known there now; the ones it did not look at keep their place.
+    pub fn looked(&mut self, plan: &Plan, pts: Timestamp, found: &[BBox]) {
+        if plan.look == Look::Skipped {
+            return;
+        }
+        match plan.region {
+            None => self.known.clear(),
+            Some(r) => self.known.retain(|k| !r.contains(k.bbox.centre())),
+        }
+        self.known
+            .extend(found.iter().map(|&bbox| Known { bbox, looked: pts }));
+    }
+
+    /// The changed region since the previous analysed frame, if the
+    /// picture changed.
+    fn change(&mut self, frame: &VideoFrame) -> Option<BBox> {
+        let grey = match &frame.grey {
+            Some(g) if g.width == GREY_WIDTH.min(frame.width as usize) => g.clone(),
+            _ => Arc::new(Grey::from_rgb(
+                &frame.rgb,
+                frame.width as usize,
+                frame.height as usize,
+                GREY_WIDTH,
+            )),
+        };
+        let changed = match &self.previous {
+            Some(p) if p.width == grey.width && p.height == grey.height => {
+                let (fraction, bbox) = difference(p, &grey, PIXEL_THRESHOLD);
+                bbox.filter(|_| fraction >= MIN_CHANGE)
+            }
+            _ => None,
+        };
+        self.previous = Some(grey);
+        changed
+    }
+}
+
+/// `b` grown by [`PAD`] of its size on each side, within the frame.
+fn pad(b: BBox) -> BBox {
+    let (dx, dy) = (b.w * PAD, b.h * PAD);
+    clip(BBox::from_corners(
+        b.x - dx,
+        b.y - dy,
+        b.right() + dx,
+        b.bottom() + dy,
+    ))
+}
+
+/// `b` grown about its centre to at least [`MIN_SIDE`] a side, within the
+/// frame.
+fn at_least(b: BBox) -> BBox {
+    let grow = |lo: f32, len: f32| -> (f32, f32) {
+        if len >= MIN_SIDE {
+            return (lo, lo + len);
+        }
+        let start = (lo + len / 2.0 - MIN_SIDE / 2.0).clamp(0.0, 1.0 - MIN_SIDE);
+        (start, start + MIN_SIDE)
+    };
+    let (x0, x1) = grow(b.x, b.w);
+    let (y0, y1) = grow(b.y, b.h);
+    clip(BBox::from_corners(x0, y0, x1, y1))
+}
+
+fn clip(b: BBox) -> BBox {
+    BBox::from_corners(
+        b.x.clamp(0.0, 1.0),
+        b.y.clamp(0.0, 1.0),
+        b.right().clamp(0.0, 1.0),
+        b.bottom().clamp(0.0, 1.0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    /// A 320×240 grey frame with a bright 40×40 square at `at`.
+    fn frame(ms: u64, at: Option<(usize, usize)>) -> VideoFrame {
+        let (w, h) = (320usize, 240usize);
+        let mut rgb = vec![40u8; w * h * 3];
+        if let Some((sx, sy)) = at {
+            for y in sy..sy + 40 {
+                for x in sx..sx + 40 {
+                    rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[250, 250, 250]);
+                }
+            }
+        }
+        VideoFrame {
+            pts: Timestamp::from_millis(ms),
+            duration: 0,
+            width: w as u32,
+            height: h as u32,
+            rgb: rgb.into(),
+            grey: None,
+        }
+    }
+
+    fn gate() -> Gate {
+        Gate::new(&DetectorConfig::default())
+    }
+
+    #[test]
+    fn the_first_frame_is_whole_then_a_still_picture_is_skipped() {
+        let mut g = gate();
+        let first = g.plan(&frame(0, Some((20, 20))));
+        assert_eq!((first.look, first.region), (Look::Full, None));
+        g.looked(&first, Timestamp::ZERO, &[]);
+        let still = g.plan(&frame(200, Some((20, 20))));
+        assert_eq!(still.look, Look::Skipped);
+    }
+
+    #[test]
+    fn a_moving_square_is_looked_at_in_a_crop_around_where_it_was_and_is() {
+        let mut g = gate();
+        let p = g.plan(&frame(0, Some((20, 20))));
+        g.looked(&p, Timestamp::ZERO, &[]);
+        let p = g.plan(&frame(200, Some((60, 20))));
+        assert_eq!(p.look, Look::Motion);
+        let r = p.region.expect("a crop");
+        // The square spans x 20..100 px of 320 over both frames, y 20..60.
+        assert!(r.x <= 20.0 / 320.0 && r.right() >= 100.0 / 320.0, "{r:?}");
+        assert!(r.y <= 20.0 / 240.0 && r.bottom() >= 60.0 / 240.0, "{r:?}");
+        assert!(r.area() < WHOLE, "{r:?}");
+    }
+
+    #[test]
+    fn a_found_object_is_looked_at_again_every_refresh_and_all_every_full_every() {
+        let mut g = gate();
+        let p = g.plan(&frame(0, None));
+        let car = BBox::new(0.6, 0.6, 0.2, 0.2);
+        g.looked(&p, Timestamp::ZERO, &[car]);
+        let mut looks = Vec::new();
+        for ms in (200..=10_000).step_by(200) {
+            let p = g.plan(&frame(ms, None));
+            g.looked(&p, Timestamp::from_millis(ms), &[car]);
+            looks.push((ms, p));
+        }
+        let at = |ms: u64| looks.iter().find(|(t, _)| *t == ms).map(|(_, p)| *p);
+        assert_eq!(at(800).map(|p| p.look), Some(Look::Skipped));
+        let refresh = at(1000).expect("1 s");
+        assert_eq!(refresh.look, Look::Refresh);
+        assert!(refresh.region.is_some_and(|r| r.contains(car.centre())));
+        assert_eq!(at(1200).map(|p| p.look), Some(Look::Skipped));
+        assert_eq!(at(2000).map(|p| p.look), Some(Look::Refresh));
+        assert_eq!(
+            at(10_000).map(|p| (p.look, p.region)),
+            Some((Look::Full, None))
+        );
+    }
+
+    #[test]
+    fn with_gating_off_every_frame_is_whole() {
+        let config = DetectorConfig {
+            gating: Gating::Off,
+            ..DetectorConfig::default()
+        };
+        let mut g = Gate::new(&config);
+        for ms in [0, 200, 400] {
+            let p = g.plan(&frame(ms, None));
+            assert_eq!((p.look, p.region), (Look::Full, None));
+        }
+    }
+
+    #[test]
+    fn a_change_over_most_of_the_picture_is_looked_at_whole() {
+        let mut g = gate();
+        let p = g.plan(&frame(0, None));
+        g.looked(&p, Timestamp::ZERO, &[]);
+        let mut lit = frame(200, None);
+        lit.rgb = vec![200u8; 320 * 240 * 3].into();
+        let p = g.plan(&lit);
+        assert_eq!((p.look, p.region), (Look::Motion, None));
+    }
+}
