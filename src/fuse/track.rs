@@ -14,7 +14,11 @@
 //! frames is confirmed and only then gets its id, so confirmed ids are 1, 2,
 //! 3, ... without holes. Confident detections left over start tentative
 //! tracks. A confirmed track coasts on its prediction while unmatched and is
-//! lost once `lost_after` has passed since its last match.
+//! lost once `lost_after` has passed since its last match. A frame the
+//! detector looked at only in part (motion gating) holds the tracks it did
+//! not look at where they were (present, neither matched nor missed) when
+//! their last sighting was confident; one kept only by faint detections is
+//! not held, and is lost in time.
 
 use pathfinding::prelude::{Matrix, kuhn_munkres_min};
 
@@ -225,6 +229,10 @@ struct Entry {
     /// The latest frame that did not look where the track is: it was
     /// not seen to go, and is held there until looked at again.
     held_at: Option<Timestamp>,
+    /// The latest frame with a confident detection of it: a track kept
+    /// only by faint ones since (a person who walked past a cone, now on
+    /// the cone) is not held.
+    strong_at: Timestamp,
 }
 
 impl Tracker {
@@ -294,12 +302,15 @@ impl Tracker {
             let seen = looked(e.track.bbox);
             unlooked.push(!seen);
             if !seen {
-                // Not looked at. Matched where it was last looked at: held
-                // there, present through this frame too. Already missing
-                // there: it goes on missing, lost in time.
-                if e.track.matched {
+                // Not looked at. Matched confidently where it was last
+                // looked at: held there, present through this frame too.
+                // Already missing there, or only faintly there: it goes
+                // on so, lost in time.
+                if e.track.matched && e.strong_at == e.track.last_seen {
                     e.held_at = Some(pts);
                     e.track.until = e.track.until.max(until);
+                } else {
+                    e.track.matched = false;
                 }
                 continue;
             }
@@ -319,7 +330,14 @@ impl Tracker {
         // coasting.
         let all = looking(unlooked_confirmed);
         let pairs = associate(&self.confirmed, &all, &dets, &high, p.match_iou);
-        apply(&mut self.confirmed, &pairs, &dets, &mut used, pts, until);
+        apply(
+            &mut self.confirmed,
+            &pairs,
+            &dets,
+            &mut used,
+            (pts, until),
+            true,
+        );
 
         // 2: low detections vs the confirmed tracks left that were matched in
         // the previous frame.
@@ -329,14 +347,28 @@ impl Tracker {
             .filter(|&t| was_matched[t] && !self.confirmed[t].track.matched)
             .collect();
         let pairs = associate(&self.confirmed, &tracked, &dets, &low, LOW_PASS_IOU);
-        apply(&mut self.confirmed, &pairs, &dets, &mut used, pts, until);
+        apply(
+            &mut self.confirmed,
+            &pairs,
+            &dets,
+            &mut used,
+            (pts, until),
+            false,
+        );
 
         // 3: high detections left vs tentative tracks looked at; unmatched
         // ones die.
         let rest: Vec<usize> = high.into_iter().filter(|&d| !used[d]).collect();
         let all = looking(unlooked_tentative);
         let pairs = associate(&self.tentative, &all, &dets, &rest, p.match_iou);
-        apply(&mut self.tentative, &pairs, &dets, &mut used, pts, until);
+        apply(
+            &mut self.tentative,
+            &pairs,
+            &dets,
+            &mut used,
+            (pts, until),
+            true,
+        );
         // (A held one is still matched from where it was last looked at.)
         self.tentative.retain(|e| e.track.matched);
 
@@ -346,6 +378,7 @@ impl Tracker {
                     track: Track::new(dets[d], pts, until, self.aspect),
                     kalman: Kalman::new(measurement(dets[d].bbox)),
                     held_at: None,
+                    strong_at: pts,
                 });
             }
         }
@@ -489,11 +522,14 @@ fn apply(
     pairs: &[(usize, usize)],
     dets: &[&Detection],
     used: &mut [bool],
-    pts: Timestamp,
-    until: Timestamp,
+    (pts, until): (Timestamp, Timestamp),
+    strong: bool,
 ) {
     for &(t, d) in pairs {
         let e = &mut entries[t];
+        if strong {
+            e.strong_at = pts;
+        }
         e.kalman.update(measurement(dets[d].bbox));
         e.track.hit(dets[d], pts, until);
         used[d] = true;

@@ -28,6 +28,9 @@
 #                     detector fit, overload; about 20 minutes; its own
 #                     BENCH_LATENCY_SECS, BENCH_FIT_SECS, BENCH_FIT_MAX,
 #                     BENCH_CAPACITY_SECS and BENCH_OVERLOAD_SECS are passed on)
+#   BENCH_SKIP_GATING 1: leave out the quiet-camera benchmark (tests/bench/gating.sh:
+#                     vigil's detector gated and not against a plain Python
+#                     loop; makes $VIGIL_CACHE/bench-venv from PyPI once)
 #   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
 #                     vigil serve with snapshots and a 5 MiB store for
 #                     BENCH_SOAK_SECS, default 1800: output folder size against
@@ -367,6 +370,19 @@ if [[ "$skip_vigil" != 1 ]]; then
   summary+="- a file whose picture never decodes: see its section (exit 1, the sound analysed alone, wall and peak RSS): $broken_verdict"$'\n'
 fi
 
+# --- quiet camera: motion-gated detection --------------------------------------
+gating=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_GATING:-0}" != 1 ]]; then
+  log "quiet camera: motion-gated detection against the plain Python loop"
+  if gating_out="$(bash tests/bench/gating.sh "$vtest" "$work/gating")"; then
+    gating="$(grep -v '^summary: ' <<<"$gating_out")"
+    summary+="- $(grep '^summary: ' <<<"$gating_out" | cut -d' ' -f2-)"$'\n'
+  else
+    log "error: tests/bench/gating.sh failed"
+    failed=1
+  fi
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -453,6 +469,8 @@ ${live}
 ${soak}
 
 ${broken}
+
+${gating}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"
