@@ -1,6 +1,7 @@
 //! Objects with NanoDet (COCO-80, 416×416): letterbox with NanoDet's own
 //! normalisation, distribution-focal-loss box decode, per-class NMS, boxes
-//! mapped back to the frame.
+//! mapped back to the frame. The [`Gate`] decides which frames, and which
+//! crop of them, the model sees.
 
 use std::sync::Arc;
 
