@@ -227,25 +227,8 @@ mod tests {
     use super::*;
     use crate::time::Timestamp;
 
-    /// A 320×240 grey frame with a bright 40×40 square at `at`.
     fn frame(ms: u64, at: Option<(usize, usize)>) -> VideoFrame {
-        let (w, h) = (320usize, 240usize);
-        let mut rgb = vec![40u8; w * h * 3];
-        if let Some((sx, sy)) = at {
-            for y in sy..sy + 40 {
-                for x in sx..sx + 40 {
-                    rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[250, 250, 250]);
-                }
-            }
-        }
-        VideoFrame {
-            pts: Timestamp::from_millis(ms),
-            duration: 0,
-            width: w as u32,
-            height: h as u32,
-            rgb: rgb.into(),
-            grey: None,
-        }
+        crate::encode::motion::square_frame(ms, at)
     }
 
     fn gate() -> Gate {

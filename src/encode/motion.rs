@@ -144,28 +144,35 @@ pub fn difference(a: &Grey, b: &Grey, threshold: u8) -> (f32, Option<BBox>) {
     (fraction, bbox)
 }
 
+/// A 320×240 frame, grey 40, with a white 40×40 square at `square_at`
+/// (pixels), at `pts_ms`: for the tests of what moved.
+#[cfg(test)]
+pub(crate) fn square_frame(pts_ms: u64, square_at: Option<(usize, usize)>) -> VideoFrame {
+    let (w, h) = (320usize, 240usize);
+    let mut rgb = vec![40u8; w * h * 3];
+    if let Some((sx, sy)) = square_at {
+        for y in sy..sy + 40 {
+            for x in sx..sx + 40 {
+                rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[250, 250, 250]);
+            }
+        }
+    }
+    VideoFrame {
+        pts: Timestamp::from_millis(pts_ms),
+        duration: 0,
+        width: w as u32,
+        height: h as u32,
+        rgb: rgb.into(),
+        grey: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn frame(pts_ms: u64, square_at: Option<(usize, usize)>) -> VideoFrame {
-        let (w, h) = (320usize, 240usize);
-        let mut rgb = vec![40u8; w * h * 3];
-        if let Some((sx, sy)) = square_at {
-            for y in sy..sy + 40 {
-                for x in sx..sx + 40 {
-                    rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[250, 250, 250]);
-                }
-            }
-        }
-        VideoFrame {
-            pts: Timestamp::from_millis(pts_ms),
-            duration: 0,
-            width: w as u32,
-            height: h as u32,
-            rgb: rgb.into(),
-            grey: None,
-        }
+        square_frame(pts_ms, square_at)
     }
 
     #[test]

@@ -177,8 +177,6 @@ fn mean(text: &str, name: &str, labels: &str) -> f64 {
 
 #[test]
 fn streams_share_batches_and_metrics_show_their_sizes() {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
     let dir = tempfile::tempdir().expect("tmp");
     let bikes = clip::shared("bikes.mp4").to_string_lossy().into_owned();
     let text = format!(
@@ -201,19 +199,7 @@ path = "events.jsonl"
     let config = vigil::config::PipelineConfig::parse(&text, std::path::Path::new("p.toml"))
         .expect("a valid pipeline");
     let metrics = Metrics::new();
-    let report = vigil::graph::run(
-        &config,
-        &vigil::graph::RunOptions {
-            out_dir: dir.path().to_path_buf(),
-            start_time: None,
-            printer: Arc::new(|_| Ok(())),
-        },
-        &metrics,
-        &Default::default(),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .expect("run");
+    let report = crate::run::run_in_process(&config, dir.path(), &metrics);
     assert!(report.streams.iter().all(|s| s.failure.is_none()));
     let text = metrics.render();
     // One stream alone hands over the 5 frames of a 1 s chunk at a time:

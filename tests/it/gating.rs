@@ -2,19 +2,15 @@
 //! a still picture and finds the same people as when it looks at every
 //! frame.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 
 use vigil::config::PipelineConfig;
-use vigil::graph::RunOptions;
 use vigil::metrics::Metrics;
 use vigil::record::{Phase, Record};
-use vigil::stream::StreamTable;
 
 use crate::clip::{self, Container, Media, SECOND};
 use crate::frames;
-use crate::run::{read_records, secs};
+use crate::run::{read_records, run_in_process, secs};
 
 /// Seconds of the quiet clip: the walkway frozen on one frame for 10 s,
 /// 10 s of it playing (the visit), then frozen on its last frame.
@@ -61,20 +57,7 @@ fn run(dir: &Path, source: &Path, gating: &str) -> (Vec<Record>, Vec<(String, u6
     let mut config = PipelineConfig::parse(&text, Path::new("gating.toml")).expect("pipeline");
     config.set_sources(&[source.to_string_lossy().into_owned()]);
     let metrics = Metrics::new();
-    let options = RunOptions {
-        out_dir: PathBuf::from(&out),
-        start_time: None,
-        printer: Arc::new(|_| Ok(())),
-    };
-    vigil::graph::run(
-        &config,
-        &options,
-        &metrics,
-        &StreamTable::default(),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .expect("run");
+    run_in_process(&config, &out, &metrics);
     let text = metrics.render();
     let looks = ["motion", "refresh", "full", "skipped"]
         .iter()

@@ -274,7 +274,6 @@ fn below_min_free_snapshots_stop_and_a_disk_low_event_says_so() {
 
 #[test]
 fn far_below_min_free_records_stop_too_and_are_counted_as_dropped() {
-    use std::sync::atomic::AtomicBool;
     let dir = tempfile::tempdir().expect("tmp");
     let clip = blinking_clip(dir.path(), 20);
     let min_free = 3 * free_mib(dir.path());
@@ -290,21 +289,8 @@ fn far_below_min_free_records_stop_too_and_are_counted_as_dropped() {
     .expect("the pipeline");
     config.sources[0].fps = 5;
     let out = dir.path().join("out");
-    let options = vigil::graph::RunOptions {
-        out_dir: out.clone(),
-        start_time: None,
-        printer: std::sync::Arc::new(|_| Ok(())),
-    };
     let metrics = vigil::metrics::Metrics::new();
-    let report = vigil::graph::run(
-        &config,
-        &options,
-        &metrics,
-        &Default::default(),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .expect("the run");
+    let report = crate::run::run_in_process(&config, &out, &metrics);
     assert!(report.sinks.errors.is_empty(), "{:?}", report.sinks.errors);
     let text = metrics.render();
     let dropped: u64 = text

@@ -8,6 +8,30 @@ use serde_json::Value;
 use vigil::record::{CaptionRecord, EventRecord, Phase, Record, TranscriptRecord};
 use vigil::time::Timestamp;
 
+/// Runs `config` in this process, writing to `out`, counting into
+/// `metrics` (read them with [`Metrics::render`](vigil::metrics::Metrics::render)).
+#[track_caller]
+pub fn run_in_process(
+    config: &vigil::config::PipelineConfig,
+    out: &Path,
+    metrics: &std::sync::Arc<vigil::metrics::Metrics>,
+) -> vigil::graph::RunReport {
+    let options = vigil::graph::RunOptions {
+        out_dir: out.to_path_buf(),
+        start_time: None,
+        printer: std::sync::Arc::new(|_| Ok(())),
+    };
+    vigil::graph::run(
+        config,
+        &options,
+        metrics,
+        &Default::default(),
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .expect("the run")
+}
+
 pub fn vigil() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
