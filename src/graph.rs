@@ -31,22 +31,23 @@ use crate::sync::SyncSettings;
 /// Messages a source may queue before its callbacks block (back-pressure),
 /// at most; fewer for large frames ([`source_queue`]).
 const SOURCE_QUEUE: usize = 64;
-/// Bytes of frames a source may queue: 64 frames of 640×480.
-const SOURCE_QUEUE_BYTES: u64 = 64 * 640 * 480 * 3;
+/// Bytes of frames a source may queue: 6 frames of 640×480. Frames are
+/// most of a stream's memory, and a few in hand keep the synchroniser busy.
+const SOURCE_QUEUE_BYTES: u64 = 6 * 640 * 480 * 3;
 
 /// How many messages a source of `width` × `height` (4:3 when unknown)
 /// frames may queue: [`SOURCE_QUEUE`], fewer so that its frames stay
-/// within [`SOURCE_QUEUE_BYTES`], never fewer than 8.
+/// within [`SOURCE_QUEUE_BYTES`], never fewer than 4.
 fn source_queue(width: u32, height: Option<u32>) -> usize {
     let w = u64::from(width.max(1));
     let h = height.map_or(w * 3 / 4, u64::from).max(1);
     let n = SOURCE_QUEUE_BYTES / (w * h * 3);
     usize::try_from(n)
         .unwrap_or(SOURCE_QUEUE)
-        .clamp(8, SOURCE_QUEUE)
+        .clamp(4, SOURCE_QUEUE)
 }
-/// Chunks queued between stages of one stream.
-const CHUNK_QUEUE: usize = 4;
+/// Chunks queued between stages of one stream (with their frames).
+const CHUNK_QUEUE: usize = 2;
 /// Record batches queued for the sinks: small, so that records reach the
 /// durable log within about a chunk (fusion waits when the log is slow).
 const SINK_QUEUE: usize = 16;
@@ -507,7 +508,8 @@ impl Graph {
             )
             .map_err(err)?,
         );
-        let encoders = workers.build(&config.encoders, source.fps).map_err(err)?;
+        let mut encoders = workers.build(&config.encoders, source.fps).map_err(err)?;
+        encoders.keep_pixels = config.snapshots.is_some();
         threads.encode = Some(
             crate::encode::spawn(
                 name.clone(),
@@ -656,9 +658,10 @@ mod queue_tests {
 
     #[test]
     fn large_frames_get_a_shorter_source_queue() {
-        assert_eq!(source_queue(640, None), 64);
-        assert_eq!(source_queue(320, Some(240)), 64);
-        assert_eq!(source_queue(1920, Some(1080)), 9);
-        assert_eq!(source_queue(3840, None), 8);
+        assert_eq!(source_queue(640, None), 6);
+        assert_eq!(source_queue(320, Some(240)), 24);
+        assert_eq!(source_queue(160, Some(120)), 64);
+        assert_eq!(source_queue(1280, Some(720)), 4);
+        assert_eq!(source_queue(3840, None), 4);
     }
 }

@@ -12,6 +12,12 @@ impl Pixels {
     pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
         Pixels(Arc::new(bytes))
     }
+
+    /// No pixels: a frame whose picture was let go once it was analysed
+    /// (its size and time stay).
+    pub fn empty() -> Self {
+        Pixels::new([0u8; 0])
+    }
 }
 
 impl std::ops::Deref for Pixels {
@@ -69,7 +75,8 @@ impl Grey {
     }
 }
 
-/// One decoded, sampled video frame: packed RGB, `width * height * 3` bytes.
+/// One decoded, sampled video frame: packed RGB, `width * height * 3` bytes
+/// (none after the encoders when no snapshot needs them: [`Pixels::empty`]).
 #[derive(Clone, Debug)]
 pub struct VideoFrame {
     /// Presentation time in stream time (the frame keeps its own PTS).

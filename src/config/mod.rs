@@ -852,6 +852,32 @@ mod tests {
     }
 
     #[test]
+    fn the_detector_runs_one_frame_at_a_time_unless_told() {
+        let batch = |text: &str| parse(text).map(|p| p.encoders.detector.map(|d| d.batch));
+        let one = batch("[encoders.detector]\n[sinks.jsonl]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(one.max_batch, 1);
+        let waits = batch("[encoders.detector]\nbatch = { max_wait = \"5ms\" }\n[sinks.jsonl]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(waits.max_batch, 1);
+        assert_eq!(waits.max_wait.get(), Duration::from_millis(5));
+        let told = batch("[encoders.detector]\nbatch = { max_batch = 4 }\n[sinks.jsonl]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(told.max_batch, 4);
+        let e =
+            batch("[encoders.detector]\nbatch = { max_batch = 0 }\n[sinks.jsonl]\n").unwrap_err();
+        assert!(e.contains("expected 1 to 64"), "{e}");
+        let e = batch("[encoders.detector]\nbatch = { size = 4 }\n[sinks.jsonl]\n").unwrap_err();
+        assert!(e.contains("unknown field `size`"), "{e}");
+        // Other models still batch 8 by default.
+        let faces = parse("[encoders.faces]\n[sinks.jsonl]\n").unwrap();
+        assert_eq!(faces.encoders.faces.map(|f| f.batch.max_batch), Some(8));
+    }
+
+    #[test]
     fn builtin_pipeline_parses_and_enables_every_encoder() {
         let mut p = PipelineConfig::builtin();
         assert!(p.encoders.motion.is_some() && p.encoders.loudness.is_some());

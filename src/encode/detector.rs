@@ -3,10 +3,11 @@
 //! mapped back to the frame. The [`Gate`] decides which frames, and which
 //! crop of them, the model sees.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::config::DetectorConfig;
-use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Port};
+use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Pending, Port};
 use crate::encode::gate::{Gate, Look, Plan};
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
@@ -183,7 +184,7 @@ impl Detector {
         outputs: &ItemOutputs,
         letterbox: &Letterbox,
         crop: Option<BBox>,
-    ) -> Result<(Vec<Detection>, Vec<Detection>)> {
+    ) -> Result<Found> {
         let mut candidates: Vec<(usize, f32, BBox)> = Vec::new();
         for (k, &stride) in STRIDES.iter().enumerate() {
             let cells_x = SIDE / stride;
@@ -247,37 +248,32 @@ impl Detector {
     /// The objects in each of `frames` (all of them, whatever the fps),
     /// where the gate says to look.
     pub fn detect(&mut self, frames: &[&VideoFrame]) -> Result<Vec<FrameObjects>> {
+        let plans: Vec<Plan> = frames.iter().map(|f| self.gate.plan(f)).collect();
         // Each frame goes to the worker as soon as it is letterboxed, so
-        // that the model runs while the next one is prepared.
-        let mut looks: Vec<(Plan, Option<(Letterbox, crate::encode::batch::Pending)>)> =
-            Vec::with_capacity(frames.len());
-        for f in frames {
-            let plan = self.gate.plan(f);
-            let work = if plan.look == Look::Skipped {
-                None
-            } else {
-                let (input, lb) = preprocess(f, plan.region);
-                Some((lb, self.client.submit(vec![vec![input]])?))
-            };
-            looks.push((plan, work));
+        // that the model runs while the next one is prepared; at most
+        // IN_FLIGHT wait at once (each input is 2 MB).
+        let mut found: Vec<Option<Found>> = frames.iter().map(|_| None).collect();
+        let mut waiting: VecDeque<(usize, Letterbox, Pending)> = VecDeque::new();
+        for (i, (f, plan)) in frames.iter().zip(&plans).enumerate() {
+            if plan.look == Look::Skipped {
+                continue;
+            }
+            if waiting.len() >= IN_FLIGHT
+                && let Some((j, lb, pending)) = waiting.pop_front()
+            {
+                found[j] = Some(self.answer(pending, &lb, plans[j].region)?);
+            }
+            let (input, lb) = preprocess(f, plan.region);
+            waiting.push_back((i, lb, self.client.submit(vec![vec![input]])?));
+        }
+        while let Some((j, lb, pending)) = waiting.pop_front() {
+            found[j] = Some(self.answer(pending, &lb, plans[j].region)?);
         }
         let mut out = Vec::with_capacity(frames.len());
-        for (frame, (plan, work)) in frames.iter().zip(looks) {
-            let (objects, faint) = match work {
-                Some((lb, pending)) => {
-                    let outputs = pending.wait()?;
-                    let Some(o) = outputs.first() else {
-                        return Err(Error::Model {
-                            model: "nanodet".into(),
-                            message: "the worker gave no outputs for a frame".into(),
-                        });
-                    };
-                    self.decode(o, &lb, plan.region)?
-                }
-                None => (Vec::new(), Vec::new()),
-            };
-            let found: Vec<BBox> = objects.iter().map(|d| d.bbox).collect();
-            self.gate.looked(&plan, frame.pts, &found);
+        for ((frame, plan), found) in frames.iter().zip(plans).zip(found) {
+            let (objects, faint) = found.unwrap_or_default();
+            let boxes: Vec<BBox> = objects.iter().map(|d| d.bbox).collect();
+            self.gate.looked(&plan, frame.pts, &boxes);
             out.push(FrameObjects {
                 pts: frame.pts,
                 until: frame.pts.saturating_add(self.interval),
@@ -289,7 +285,25 @@ impl Detector {
         }
         Ok(out)
     }
+
+    /// Waits for one frame's outputs and decodes them.
+    fn answer(&self, pending: Pending, lb: &Letterbox, crop: Option<BBox>) -> Result<Found> {
+        let outputs = pending.wait()?;
+        let Some(o) = outputs.first() else {
+            return Err(Error::Model {
+                model: "nanodet".into(),
+                message: "the worker gave no outputs for a frame".into(),
+            });
+        };
+        self.decode(o, lb, crop)
+    }
 }
+
+/// A frame's detections over their class's threshold, and its faint ones.
+type Found = (Vec<Detection>, Vec<Detection>);
+
+/// Frames of one stream at the worker at once, at most.
+const IN_FLIGHT: usize = 2;
 
 impl Encoder for Detector {
     fn name(&self) -> &'static str {

@@ -30,7 +30,7 @@ use crossbeam_channel::Sender;
 use crate::config::{EncodersConfig, EventTiming, RuntimeConfig};
 use crate::error::Result;
 use crate::geometry::BBox;
-use crate::media::{Branch, Chunk};
+use crate::media::{Branch, Chunk, Pixels};
 use crate::metrics::Metrics;
 use crate::stage::{Context, Flow, Stage, spawn_stage};
 use crate::stream::StreamStatus;
@@ -110,6 +110,10 @@ pub struct Workers {
 pub struct StreamEncoders {
     pub encoders: Vec<Box<dyn Encoder>>,
     pub asr: Option<asr::Cutter>,
+    /// Whether fusion needs the frames' pixels after encoding (snapshots).
+    /// When not, they are let go as soon as the encoders are done, so that
+    /// the frames queued for fusion and held for transcripts weigh nothing.
+    pub keep_pixels: bool,
 }
 
 /// The encoders `config` turns on, in table order.
@@ -142,6 +146,7 @@ impl Workers {
         let mut stream = StreamEncoders {
             encoders: Vec::new(),
             asr: None,
+            keep_pixels: true,
         };
         for k in enabled(config) {
             let worker = self
@@ -268,6 +273,13 @@ impl Stage for EncodeStage {
             }
         }
         count_looks(&features, cx);
+        let mut chunk = chunk;
+        if !stage.keep_pixels {
+            for frame in &mut chunk.frames {
+                frame.rgb = Pixels::empty();
+                frame.grey = None;
+            }
+        }
         let pending = match &mut stage.asr {
             Some(cutter) => {
                 let windows: Vec<vad::VoiceWindow> = features

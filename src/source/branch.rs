@@ -43,7 +43,7 @@ fn reach(input: &Input) -> Option<(u64, u64)> {
 }
 
 /// Buffers an appsink holds before it blocks the streaming thread.
-const APPSINK_BUFFERS: u32 = 4;
+const APPSINK_BUFFERS: u32 = 2;
 
 #[derive(Clone, Default)]
 struct Topology {

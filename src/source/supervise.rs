@@ -42,8 +42,9 @@ const STALLED: Duration = Duration::from_secs(2);
 /// A file that has given data and then nothing for this many `stall`s,
 /// with no end and no error, is stuck.
 const FILE_STALLS: u32 = 3;
-/// Messages between a pipeline and its supervisor.
-const QUEUE: usize = 64;
+/// Messages between a pipeline and its supervisor, which only relays them
+/// to the stream's queue: a few, since each may hold a frame.
+const QUEUE: usize = 4;
 
 /// The supervisor of one stream: joins like a [`Source`].
 pub struct Supervised {

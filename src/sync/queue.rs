@@ -16,11 +16,11 @@ use crate::metrics::StageMetrics;
 use crate::stage::{Gone, Inlet, Outlet};
 
 /// How many chunks the queue holds for a file before the sender waits.
-pub const FILE_CHUNKS: usize = 4;
+pub const FILE_CHUNKS: usize = 2;
 /// How many bytes of chunks the queue holds for a file before the sender
-/// waits (at least one chunk is always let in): 4 chunks of 5 frames of
-/// 1280×720 fit; a high frame rate of large frames waits sooner.
-pub const FILE_BYTES: usize = 4 * 5 * 1280 * 720 * 3;
+/// waits (at least one chunk is always let in): one chunk of 5 frames of
+/// 640×480; chunks of sound alone or of small frames queue two.
+pub const FILE_BYTES: usize = 5 * 640 * 480 * 3;
 /// How many chunks a live queue holds before whole chunks are dropped.
 pub const LIVE_CHUNKS: usize = 8;
 /// How many chunks' worth of frames a live queue holds before frames are dropped.

@@ -3,7 +3,8 @@
 # without, against the plain Python loop (OpenCV decode + the same NanoDet
 # on onnxruntime, every analysed frame), paired in one run, on a clip made
 # from vtest.avi (tests/bench/gating.py: the emptied walkway held still,
-# with four 10 s visits; 190 s, 79 % still). Prints a Markdown section on
+# with four 10 s visits; 190 s, 79 % still), then the peak RSS of 1, 4 and
+# 16 streams of that clip at once. Prints a Markdown section on
 # stdout, the summary line last (prefixed `summary: `).
 #
 #   bash tests/bench/gating.sh VTEST.avi WORKDIR
@@ -62,8 +63,35 @@ for who in loop motion off; do
   rows+="| $who | $m | $speed | ${f1[$who]} | ${rss[$who]} |"$'\n'
 done
 frames="$(grep -c . "$work/loop.frames")"
+
+# Memory: N streams of the quiet clip at once (files: each as fast as the
+# machine goes, so every queue is full), the detector's defaults (gating
+# on), peak RSS for N = 1, 4, 16 and the line a + b·N through them.
+abs_clip="$(realpath "$clip")"
+mem_rows=""
+points=""
+for n in 1 4 16; do
+  toml="$work/mem-$n.toml"
+  : >"$toml"
+  for i in $(seq 1 "$n"); do
+    printf '[[sources]]\nname = "cam%d"\nuri = "file://%s"\n' "$i" "$abs_clip" >>"$toml"
+  done
+  printf '[encoders.detector]\nfps = 5\n[sinks.jsonl]\n' >>"$toml"
+  rm -rf "$work/out-mem-$n"
+  t="$work/mem-$n.time"
+  /usr/bin/time -v -o "$t" "$vigil" run "$toml" --out "$work/out-mem-$n" >/dev/null 2>&1
+  r="$(awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$t")"
+  w="$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$t")"
+  log "gating memory: $n streams: $r MiB, $w s"
+  mem_rows+="| $n | $r | $w |"$'\n'
+  points+="$n $r"$'\n'
+done
+read -r mem_a mem_b < <(awk 'NF == 2 { n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2 }
+  END { b = (n * sxy - sx * sy) / (n * sxx - sx * sx); printf "%.0f %.1f\n", (sy - b * sx) / n, b }' <<<"$points")
 verdict="$(awk -v m="$speed_motion" -v o="$speed_off" -v fm="${f1[motion]}" -v fl="${f1[loop]}" \
   'BEGIN { print (m >= 3 && o >= 1.2 && fm >= fl - 0.01) ? "**PASS**" : "**FAIL**" }')"
+mem_verdict="$(awk -v one="${rss[motion]}" -v loop="${rss[loop]}" -v b="$mem_b" \
+  'BEGIN { print (one <= loop && b <= 40) ? "**PASS**" : "**FAIL**" }')"
 cat <<EOF
 ## Quiet camera: motion-gated detection
 
@@ -72,5 +100,10 @@ cat <<EOF
 | who | wall s | × the loop's speed | presence F1 | peak RSS MiB |
 |---|---:|---:|---:|---:|
 ${rows}
+Memory: N streams of the clip at once (\`[[sources]]\` cam1 … camN on the same file, \`[encoders.detector] fps = 5\`, every other setting the default), peak RSS (\`/usr/bin/time -v\`). Targets: one detector stream (\`motion\` above: ${rss[motion]} MiB) at or under the loop's (${rss[loop]} MiB); RSS = a + b·N with b ≤ 40 MiB. Least squares through the three: a = ${mem_a} MiB, b = ${mem_b} MiB a stream: ${mem_verdict}.
+
+| streams | peak RSS MiB | wall s |
+|---:|---:|---:|
+${mem_rows}
 EOF
-echo "summary: quiet camera (gating ${speed_motion} x the Python loop's speed, off ${speed_off} x; presence F1 ${f1[motion]} / ${f1[off]} / loop ${f1[loop]}): $verdict"
+echo "summary: quiet camera (gating ${speed_motion} x the Python loop's speed, off ${speed_off} x; presence F1 ${f1[motion]} / ${f1[off]} / loop ${f1[loop]}): $verdict; memory (one stream ${rss[motion]} MiB against the loop's ${rss[loop]}, ${mem_b} MiB a further stream): $mem_verdict"
