@@ -27,6 +27,7 @@
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
 //! | [`stage`] | one driver for a stream's stages ([`stage::Stage`]: push, poll, finish, close; [`stage::spawn_stage`]): threads, channels, the counters every stage reports, a failure marked before the output closes |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
+//! | [`cpu`] | CPU time by thread: what each stream's threads used, and its share of the shared model workers' runs |
 //! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; the bodies of its answers, typed ([`server::api`]), and [`server::client`], which reads them, for `vigil attach`/`detach`/`streams` |
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
@@ -52,7 +53,7 @@
 //! floor 4: source sync
 //! floor 3: stage
 //! floor 2: stream metrics
-//! floor 1: config media record
+//! floor 1: config media record cpu
 //! floor 0: time error disk lock backoff secret rule_language geometry
 //! ```
 //!
@@ -89,6 +90,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod cpu;
 pub mod daemon;
 pub mod disk;
 pub mod encode;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// All of vigil's metrics, in one registry.
@@ -24,6 +24,7 @@ pub struct Metrics {
     line_crossings: IntCounterVec,
     rule_events: IntCounterVec,
     detector_frames: IntCounterVec,
+    cpu: CounterVec,
     delivered: IntCounterVec,
     delivery_retries: IntCounterVec,
     delivery_pending: IntGaugeVec,
@@ -169,6 +170,14 @@ impl Metrics {
             &["model"],
         ));
         must(registry.register(Box::new(batch_queue.clone())));
+        let cpu = must(CounterVec::new(
+            Opts::new(
+                "vigil_cpu_seconds_total",
+                "CPU time spent on a stream, by part: source (its GStreamer threads), sync, encode, models (its share of each shared model run, by items), fuse.",
+            ),
+            &["stream", "part"],
+        ));
+        must(registry.register(Box::new(cpu.clone())));
         Arc::new(Metrics {
             registry,
             received,
@@ -185,6 +194,7 @@ impl Metrics {
             line_crossings,
             rule_events,
             detector_frames,
+            cpu,
             delivered,
             delivery_retries,
             delivery_pending,
@@ -352,6 +362,20 @@ impl Metrics {
         sum_family(&self.registry, "vigil_errors_total")
     }
 
+    /// CPU seconds spent on `stream` so far, over every part.
+    pub fn cpu_seconds(&self, stream: &str) -> f64 {
+        series_of(&self.cpu, stream)
+            .iter()
+            .filter_map(|set| {
+                let part = set.iter().find(|(k, _)| k == "part")?;
+                self.cpu
+                    .get_metric_with_label_values(&[stream, &part.1])
+                    .ok()
+                    .map(|c| c.get())
+            })
+            .sum()
+    }
+
     /// Removes every series of `stream` (a stream detached for good), so that
     /// a daemon attaching and detaching cameras for months does not export
     /// the dead ones forever. A stream attached again under the name starts
@@ -377,7 +401,8 @@ impl Metrics {
             zone_occupancy,
             line_crossings,
             rule_events,
-            detector_frames
+            detector_frames,
+            cpu
         );
     }
 }
@@ -442,6 +467,18 @@ impl StageMetrics {
             .detector_frames
             .with_label_values(&[&*self.stream, reason])
             .inc_by(n);
+    }
+
+    /// `ns` nanoseconds of CPU spent on the stream by `part` (the stage's
+    /// name when None).
+    pub fn cpu(&self, part: Option<&str>, ns: u64) {
+        if ns == 0 {
+            return;
+        }
+        self.metrics
+            .cpu
+            .with_label_values(&[&*self.stream, part.unwrap_or(&self.stage)])
+            .inc_by(ns as f64 / 1e9);
     }
 
     pub fn received_n(&self, n: u64) {

@@ -184,7 +184,9 @@ fn pump<S: Stage>(
         let timer = cx.metrics.timer();
         let flow = stage.push(item, &mut out, cx)?;
         drop(timer);
-        if !deliver(stage, &mut out, output, cx)? {
+        let delivered = deliver(stage, &mut out, output, cx)?;
+        cx.metrics.cpu(None, crate::cpu::since_last());
+        if !delivered {
             return Ok(End::DownstreamGone);
         }
         if flow == Flow::End {
@@ -192,7 +194,9 @@ fn pump<S: Stage>(
         }
     }
     stage.finish(&mut out, cx)?;
-    Ok(if deliver(stage, &mut out, output, cx)? {
+    let delivered = deliver(stage, &mut out, output, cx)?;
+    cx.metrics.cpu(None, crate::cpu::since_last());
+    Ok(if delivered {
         End::Finished
     } else {
         End::DownstreamGone

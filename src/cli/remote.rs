@@ -81,16 +81,17 @@ pub fn detach(args: DetachArgs) -> Result<i32> {
 pub fn streams(args: StreamsArgs) -> Result<i32> {
     let answer = api_call(args.api.client()?.streams())?;
     println!(
-        "{:<14} {:<12} {:>7} {:>7} {:>8} {:>9}  last error",
-        "stream", "state", "fps in", "fps out", "dropped", "uptime"
+        "{:<14} {:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  last error",
+        "stream", "state", "fps in", "fps out", "cpu %", "dropped", "uptime"
     );
     for s in answer {
         println!(
-            "{:<14} {:<12} {:>7.1} {:>7.1} {:>8} {:>8}s  {}",
+            "{:<14} {:<12} {:>7.1} {:>7.1} {:>6.1} {:>8} {:>8}s  {}",
             s.name,
             s.state,
             s.fps_in,
             s.fps_out,
+            s.cpu_percent,
             s.dropped,
             s.uptime_s,
             s.last_error.as_deref().unwrap_or("")

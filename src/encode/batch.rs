@@ -17,7 +17,7 @@
 //! changes what a stream's records say.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use crate::config::BatchConfig;
+use crate::cpu::{self, PoolClocks};
 use crate::encode::runtime;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -38,6 +39,8 @@ pub type ItemInputs = Vec<Vec<f32>>;
 struct Request {
     /// Which client sent it.
     client: usize,
+    /// Where the client is charged the CPU time its items took.
+    spent: Arc<AtomicU64>,
     items: Vec<ItemInputs>,
     reply: Sender<Result<Vec<ItemOutputs>>>,
 }
@@ -139,6 +142,8 @@ pub struct BatchModel {
     /// The model's name, in errors and metrics.
     pub name: &'static str,
     pub session: Session,
+    /// The CPU clocks of the session's pool threads.
+    pub pool: PoolClocks,
     pub inputs: Vec<Port>,
     /// Scalar i64 inputs given as they are (Silero's sample rate).
     pub scalars: Vec<(&'static str, i64)>,
@@ -186,6 +191,7 @@ impl Batcher {
         self.clients.fetch_add(1, Ordering::SeqCst);
         BatchClient {
             id: self.ids.fetch_add(1, Ordering::Relaxed),
+            spent: Arc::new(AtomicU64::new(0)),
             tx: self.tx.clone(),
             clients: self.clients.clone(),
             name: self.name,
@@ -207,12 +213,19 @@ impl Drop for Batcher {
 /// One stream's way to the model's worker.
 pub struct BatchClient {
     id: usize,
+    spent: Arc<AtomicU64>,
     tx: Sender<Request>,
     clients: Arc<AtomicUsize>,
     name: &'static str,
 }
 
 impl BatchClient {
+    /// CPU time the worker has spent on this client's items so far
+    /// (its share of each batch, by items), nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        self.spent.load(Ordering::Relaxed)
+    }
+
     /// Runs a model of one input on `items` (each of its item shape);
     /// returns each item's outputs. Blocks until the worker has run them.
     pub fn infer(&self, items: Vec<Vec<f32>>) -> Result<Vec<ItemOutputs>> {
@@ -232,6 +245,7 @@ impl BatchClient {
             self.tx
                 .send(Request {
                     client: self.id,
+                    spent: self.spent.clone(),
                     items,
                     reply,
                 })
@@ -269,6 +283,15 @@ impl Pending {
 impl Drop for BatchClient {
     fn drop(&mut self) {
         self.clients.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Charges each client its part of `used` nanoseconds, by items.
+fn share(used: u64, spent: &[Arc<AtomicU64>], counts: &[usize]) {
+    let items = counts.iter().sum::<usize>().max(1) as u128;
+    for (s, &n) in spent.iter().zip(counts) {
+        let part = u128::from(used) * n as u128 / items;
+        s.fetch_add(u64::try_from(part).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }
 
@@ -319,10 +342,18 @@ impl Worker {
             self.metrics
                 .batch_queue(self.model.name, waiting.len() as i64);
             let counts: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
+            let spent: Vec<Arc<AtomicU64>> = requests.iter().map(|r| r.spent.clone()).collect();
             let (all, replies): (Vec<Vec<ItemInputs>>, Vec<_>) =
                 requests.into_iter().map(|r| (r.items, r.reply)).unzip();
             let flat: Vec<ItemInputs> = all.into_iter().flatten().collect();
+            // What the worker did since its last batch (gathering requests)
+            // is no stream's: only the run is shared out.
+            let _ = cpu::since_last();
+            let pool_before = self.model.pool.total_ns();
             let result = self.infer_all(flat, max_batch);
+            let used = cpu::since_last()
+                .saturating_add(self.model.pool.total_ns().saturating_sub(pool_before));
+            share(used, &spent, &counts);
             match result {
                 Ok(outputs) => {
                     let mut outputs = outputs.into_iter();

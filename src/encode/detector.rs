@@ -109,9 +109,11 @@ pub struct FrameObjects {
 /// The model for the inference worker.
 pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
     let manifest = Manifest::builtin(MANIFEST);
+    let (session, pool) = runtime::pooled_session(&manifest, threads, config.provider)?;
     Ok(BatchModel {
         name: "nanodet",
-        session: runtime::session(&manifest, threads, config.provider)?,
+        session,
+        pool,
         inputs: vec![Port::first("image", vec![3, SIDE, SIDE])],
         scalars: Vec::new(),
         outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
@@ -317,6 +319,10 @@ impl Encoder for Detector {
             out.push(Features::Objects(self.detect(&due)?));
         }
         Ok(out)
+    }
+
+    fn model_cpu_ns(&self) -> u64 {
+        self.client.cpu_ns()
     }
 }
 

@@ -64,9 +64,12 @@ const OUTPUTS: [&str; 4] = ["Identity:0", "Identity_1:0", "Identity_2:0", "Ident
 
 /// The model for the inference worker.
 pub fn model(config: &FacesConfig, threads: usize) -> Result<BatchModel> {
+    let (session, pool) =
+        runtime::pooled_session(&Manifest::builtin(MANIFEST), threads, config.provider)?;
     Ok(BatchModel {
         name: "blazeface",
-        session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
+        session,
+        pool,
         inputs: vec![Port::first("input:0", vec![SIDE, SIDE, 3])],
         scalars: Vec::new(),
         outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
@@ -163,6 +166,10 @@ impl Encoder for Faces {
             out.push(Features::Faces(faces));
         }
         Ok(out)
+    }
+
+    fn model_cpu_ns(&self) -> u64 {
+        self.client.cpu_ns()
     }
 }
 

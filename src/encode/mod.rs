@@ -90,6 +90,12 @@ pub trait Encoder: Send {
     /// [`Features`] per chunk. An error ends the stream's analysis; what was
     /// returned before stays valid.
     fn encode(&mut self, chunks: &[&Chunk]) -> Result<Vec<Features>>;
+
+    /// CPU time a shared model worker has spent on this encoder's work so
+    /// far, nanoseconds (0 for an encoder that runs no model).
+    fn model_cpu_ns(&self) -> u64 {
+        0
+    }
 }
 
 /// A chunk with what every encoder found in it, for fusion.
@@ -209,6 +215,7 @@ pub fn spawn(
     let stage = EncodeStage {
         encoders,
         held: VecDeque::new(),
+        models_charged: 0,
     };
     spawn_stage(stage, stream, input, output, metrics, status)
 }
@@ -255,6 +262,8 @@ impl Held {
 struct EncodeStage {
     encoders: StreamEncoders,
     held: VecDeque<Held>,
+    /// The shared model workers' CPU time charged to the stream so far.
+    models_charged: u64,
 }
 
 impl Stage for EncodeStage {
@@ -273,6 +282,10 @@ impl Stage for EncodeStage {
             }
         }
         count_looks(&features, cx);
+        let models: u64 = stage.encoders.iter().map(|e| e.model_cpu_ns()).sum();
+        cx.metrics
+            .cpu(Some("models"), models.saturating_sub(self.models_charged));
+        self.models_charged = self.models_charged.max(models);
         let mut chunk = chunk;
         if !stage.keep_pixels {
             for frame in &mut chunk.frames {

@@ -14,6 +14,7 @@ use ort::session::Session;
 use ort::value::TensorElementType;
 use serde::Deserialize;
 
+use crate::cpu::{PoolClocks, PoolThreads};
 use crate::error::{Error, Result};
 
 /// The ONNX Runtime library's manifest.
@@ -271,6 +272,30 @@ pub fn session(manifest: &Manifest, threads: usize, provider: Provider) -> Resul
     session_with(manifest, threads, provider, false)
 }
 
+/// [`session`], with the CPU clocks of its pool threads (for what each
+/// stream costs: [`crate::cpu`]).
+pub fn pooled_session(
+    manifest: &Manifest,
+    threads: usize,
+    provider: Provider,
+) -> Result<(Session, PoolClocks)> {
+    let graph = Graph {
+        inputs: manifest.inputs.clone(),
+        outputs: manifest.outputs.clone(),
+    };
+    let pool = PoolClocks::default();
+    let session = session_of(
+        manifest,
+        &manifest.file(),
+        &graph,
+        threads,
+        provider,
+        false,
+        Some(&pool),
+    )?;
+    Ok((session, pool))
+}
+
 /// [`session`], choosing whether the intra-op threads spin (ONNX Runtime's
 /// default) — for benchmarks.
 pub fn session_with(
@@ -290,6 +315,7 @@ pub fn session_with(
         threads,
         provider,
         spinning,
+        None,
     )
 }
 
@@ -311,6 +337,7 @@ pub fn decoder_session(
         threads,
         provider,
         false,
+        None,
     )
 }
 
@@ -321,6 +348,7 @@ fn session_of(
     threads: usize,
     provider: Provider,
     spinning: bool,
+    pool: Option<&PoolClocks>,
 ) -> Result<Session> {
     if !manifest.installed() {
         return Err(manifest.missing());
@@ -354,6 +382,14 @@ fn session_of(
     if !manifest.arena {
         builder = builder
             .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if let Some(clocks) = pool {
+        builder = builder
+            .with_thread_manager(PoolThreads {
+                name: format!("ort-{}", manifest.name),
+                clocks: clocks.clone(),
+            })
             .map_err(|e| err(e.to_string()))?;
     }
     builder = with_provider(builder, provider).map_err(err)?;

@@ -230,9 +230,12 @@ pub fn targets(config: &SoundConfig, names: &[String]) -> Result<Vec<Target>> {
 
 /// The model for the inference worker.
 pub fn model(config: &SoundConfig, threads: usize) -> Result<BatchModel> {
+    let (session, pool) =
+        runtime::pooled_session(&Manifest::builtin(MANIFEST), threads, config.provider)?;
     Ok(BatchModel {
         name: "yamnet",
-        session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
+        session,
+        pool,
         inputs: vec![Port::first("patch", vec![1, PATCH, BANDS])],
         scalars: Vec::new(),
         outputs: vec![Port::first("logits", Vec::new())],
@@ -413,5 +416,9 @@ impl Encoder for Sound {
             out.push(Features::Sound(self.chunk(c)?));
         }
         Ok(out)
+    }
+
+    fn model_cpu_ns(&self) -> u64 {
+        self.client.cpu_ns()
     }
 }

@@ -57,9 +57,12 @@ pub struct VoiceWindow {
 
 /// The model for the inference worker.
 pub fn model(config: &VadConfig, threads: usize) -> Result<BatchModel> {
+    let (session, pool) =
+        runtime::pooled_session(&Manifest::builtin(MANIFEST), threads, config.provider)?;
     Ok(BatchModel {
         name: "silero_vad",
-        session: runtime::session(&Manifest::builtin(MANIFEST), threads, config.provider)?,
+        session,
+        pool,
         inputs: vec![
             Port::first("input", vec![CONTEXT + WINDOW]),
             Port {
@@ -184,5 +187,9 @@ impl Encoder for Vad {
             .iter()
             .map(|c| self.chunk(c).map(Features::Voice))
             .collect()
+    }
+
+    fn model_cpu_ns(&self) -> u64 {
+        self.client.cpu_ns()
     }
 }

@@ -24,6 +24,13 @@ pub struct Problem {
 pub struct StreamEntry {
     /// Chunks the stream has given.
     pub chunks: u64,
+    /// CPU used for the stream over the last few seconds, in % of one core
+    /// (its threads, and its share of the shared model runs).
+    #[serde(default)]
+    pub cpu_percent: f64,
+    /// CPU seconds used for the stream since it was attached.
+    #[serde(default)]
+    pub cpu_s: f64,
     /// Chunks dropped to keep up.
     pub dropped: u64,
     /// Frames per second decoded, over the last few seconds.
@@ -118,6 +125,8 @@ mod tests {
     fn the_json_is_what_json_macros_wrote() {
         let entry = StreamEntry {
             chunks: 3,
+            cpu_percent: 12.5,
+            cpu_s: 3.25,
             dropped: 0,
             fps_in: 25.0,
             fps_out: 4.99,
@@ -140,6 +149,8 @@ mod tests {
             "frames_in": 75,
             "frames": 15,
             "chunks": 3,
+            "cpu_percent": 12.5,
+            "cpu_s": 3.25,
             "dropped": 0,
             "media_s": 3.0,
             "uptime_s": 7,
@@ -147,8 +158,16 @@ mod tests {
             "reason": Some("why"),
         });
         assert_eq!(serde_json::to_string(&entry).ok(), Some(old.to_string()));
+        let mut older = old.clone();
         let back: StreamEntry = serde_json::from_value(old).expect("reads back");
         assert_eq!(back, entry);
+        // A server from before the CPU figures: they read as 0.
+        if let Some(o) = older.as_object_mut() {
+            o.remove("cpu_percent");
+            o.remove("cpu_s");
+        }
+        let back: StreamEntry = serde_json::from_value(older).expect("reads back");
+        assert_eq!((back.cpu_percent, back.cpu_s), (0.0, 0.0));
 
         let problem = Problem { error: "no".into() };
         assert_eq!(

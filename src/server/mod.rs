@@ -100,6 +100,7 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
     })?;
     tokio::spawn(streams::sample_rates(
         state.streams.clone(),
+        state.metrics.clone(),
         state.rates.clone(),
     ));
     let app = Router::new()

@@ -21,6 +21,7 @@ use super::api::{Attached, Detached, StreamEntry};
 use super::{AppState, problem};
 use crate::config::SourceConfig;
 use crate::lock::Locked;
+use crate::metrics::Metrics;
 use crate::stream::StreamTable;
 
 /// A request for the graph's owner.
@@ -66,15 +67,33 @@ impl IntoResponse for ControlError {
     }
 }
 
-/// Frames per second in and out of each stream, over the last few seconds.
-pub type Rates = Arc<Mutex<BTreeMap<String, (f64, f64)>>>;
+/// Each stream's rates over the last few seconds.
+pub type Rates = Arc<Mutex<BTreeMap<String, Rate>>>;
+
+/// A stream's rates over the last few seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rate {
+    /// Frames decoded and analysed a second.
+    pub fps_in: f64,
+    pub fps_out: f64,
+    /// CPU seconds a second spent on it, in % of one core.
+    pub cpu_percent: f64,
+}
+
+/// A stream's counters at one instant.
+struct Sample {
+    at: Instant,
+    frames_in: u64,
+    frames: u64,
+    cpu_s: f64,
+}
 
 /// Seconds of history the rates are taken over.
 const RATE_WINDOW: usize = 5;
 
-/// Samples each stream's frame counters every second into `rates`.
-pub async fn sample_rates(table: StreamTable, rates: Rates) {
-    let mut history: BTreeMap<String, VecDeque<(Instant, u64, u64)>> = BTreeMap::new();
+/// Samples each stream's frame and CPU counters every second into `rates`.
+pub async fn sample_rates(table: StreamTable, metrics: Arc<Metrics>, rates: Rates) {
+    let mut history: BTreeMap<String, VecDeque<Sample>> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -83,23 +102,25 @@ pub async fn sample_rates(table: StreamTable, rates: Rates) {
         let mut now = BTreeMap::new();
         for (name, st) in &streams {
             let h = history.entry(name.clone()).or_default();
-            h.push_back((
-                Instant::now(),
-                st.frames_in.load(Ordering::Relaxed),
-                st.frames.load(Ordering::Relaxed),
-            ));
+            h.push_back(Sample {
+                at: Instant::now(),
+                frames_in: st.frames_in.load(Ordering::Relaxed),
+                frames: st.frames.load(Ordering::Relaxed),
+                cpu_s: metrics.cpu_seconds(name),
+            });
             if h.len() > RATE_WINDOW + 1 {
                 h.pop_front();
             }
             let rate = match (h.front(), h.back()) {
-                (Some(a), Some(b)) if b.0 > a.0 => {
-                    let dt = (b.0 - a.0).as_secs_f64();
-                    (
-                        b.1.saturating_sub(a.1) as f64 / dt,
-                        b.2.saturating_sub(a.2) as f64 / dt,
-                    )
+                (Some(a), Some(b)) if b.at > a.at => {
+                    let dt = (b.at - a.at).as_secs_f64();
+                    Rate {
+                        fps_in: b.frames_in.saturating_sub(a.frames_in) as f64 / dt,
+                        fps_out: b.frames.saturating_sub(a.frames) as f64 / dt,
+                        cpu_percent: (b.cpu_s - a.cpu_s).max(0.0) / dt * 100.0,
+                    }
                 }
-                _ => (0.0, 0.0),
+                _ => Rate::default(),
             };
             now.insert(name.clone(), rate);
         }
@@ -117,14 +138,16 @@ pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
     let body: Vec<StreamEntry> = streams
         .iter()
         .map(|(name, st)| {
-            let (fps_in, fps_out) = rates.get(name).copied().unwrap_or_default();
+            let rate = rates.get(name).copied().unwrap_or_default();
             let uptime = now.saturating_sub(st.attached_at.load(Ordering::Relaxed));
             StreamEntry {
                 name: name.clone(),
                 uri: st.source.clone(),
                 state: st.state().as_str().to_string(),
-                fps_in: round2(fps_in),
-                fps_out: round2(fps_out),
+                fps_in: round2(rate.fps_in),
+                fps_out: round2(rate.fps_out),
+                cpu_percent: round2(rate.cpu_percent),
+                cpu_s: round2(s.metrics.cpu_seconds(name)),
                 frames_in: st.frames_in.load(Ordering::Relaxed),
                 frames: st.frames.load(Ordering::Relaxed),
                 chunks: st.chunks.load(Ordering::Relaxed),

@@ -163,6 +163,17 @@ fn attach(pipeline: &gst::Pipeline, pad: &gst::Pad, chain: &[&gst::Element]) -> 
     Ok(())
 }
 
+/// Charges the stream the CPU time of the thread that pushes into `element`
+/// (the demuxer's and decoder's), at each buffer.
+fn charge_upstream(element: &gst::Element, metrics: StageMetrics) {
+    if let Some(pad) = element.static_pad("sink") {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            metrics.cpu(None, crate::cpu::since_last());
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
 fn add_discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
@@ -208,6 +219,7 @@ fn add_video(
 ) -> Result<(), String> {
     let extent = sample_by_pts(pad, settings.fps);
     let queue = make("queue")?;
+    charge_upstream(&queue, outlet.metrics.clone());
     let scale = make("videoscale")?;
     let convert = make("videoconvert")?;
     let mut caps = gst::Caps::builder("video/x-raw")
@@ -288,6 +300,7 @@ fn deliver(
                 let mut inputs = Vec::with_capacity(2);
                 let converted = convert(sink, &sample, &mut inputs);
                 drop(timer);
+                metrics.cpu(None, crate::cpu::since_last());
                 match converted {
                     Ok(()) => {
                         if let Some((start, end)) = inputs.iter().find_map(reach) {
@@ -416,6 +429,7 @@ fn video_frame(
 
 fn add_audio(pipeline: &gst::Pipeline, pad: &gst::Pad, outlet: Outlet) -> Result<(), String> {
     let queue = make("queue")?;
+    charge_upstream(&queue, outlet.metrics.clone());
     let convert = make("audioconvert")?;
     let resample = make("audioresample")?;
     let caps = gst::Caps::builder("audio/x-raw")

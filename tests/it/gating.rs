@@ -18,17 +18,20 @@ const LENGTH: u64 = 30;
 
 /// Writes the quiet clip (640×480, 10 fps, no sound) to `path`.
 fn quiet_clip(path: &Path) {
+    // Frames 0..100: frame 0; 100..200: frames 0..100; then frame 99.
+    walkway_clip(path, |i| i.saturating_sub(100).min(99) as usize);
+}
+
+/// Writes `LENGTH` s of the walkway at 10 fps (640×480, no sound), its
+/// `i`th frame being vtest.avi's `frame(i)`th (at 10 fps).
+fn walkway_clip(path: &Path, frame: impl Fn(u64) -> usize) {
     let walkway = frames::decode(&clip::shared("vtest.avi"), 10, 640);
     assert!(
-        walkway.len() >= 100,
+        walkway.len() >= 10 * LENGTH as usize,
         "{} frames of vtest.avi",
         walkway.len()
     );
-    let mut picture = |i: u64, _t: u64| {
-        // Frames 0..100: frame 0; 100..200: frames 0..100; then frame 99.
-        let k = i.saturating_sub(100).min(99) as usize;
-        walkway[k].rgb.to_vec()
-    };
+    let mut picture = |i: u64, _t: u64| walkway[frame(i)].rgb.to_vec();
     clip::write(
         Media {
             container: Container::MkvPcm,
@@ -154,4 +157,58 @@ fn a_quiet_camera_is_looked_at_seldom_and_its_people_are_still_found() {
         tracks(&gated),
         tracks(&every)
     );
+}
+
+/// The CPU seconds `/metrics` charges `stream`, by part.
+fn cpu_parts(text: &str, stream: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("vigil_cpu_seconds_total{") && l.contains(&format!("stream=\"{stream}\""))
+        })
+        .filter_map(|l| {
+            let part = l.split("part=\"").nth(1)?.split('"').next()?.to_string();
+            Some((part, l.rsplit(' ').next()?.parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn each_camera_is_charged_the_cpu_it_costs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (still, walk) = (dir.path().join("still.mkv"), dir.path().join("walk.mkv"));
+    walkway_clip(&still, |_| 0);
+    walkway_clip(&walk, |i| i as usize);
+    let text = format!(
+        "[[sources]]\nname = \"still\"\nuri = \"{}\"\n[[sources]]\nname = \"walk\"\nuri = \"{}\"\n\
+         [encoders.detector]\nfps = 5\n[sinks.jsonl]\n",
+        still.display(),
+        walk.display()
+    );
+    let config = PipelineConfig::parse(&text, Path::new("cpu.toml")).expect("pipeline");
+    let metrics = Metrics::new();
+    let report = run_in_process(&config, &dir.path().join("out"), &metrics);
+    assert!(report.streams.iter().all(|s| s.failure.is_none()));
+    let text = metrics.render();
+    let (still, walk) = (cpu_parts(&text, "still"), cpu_parts(&text, "walk"));
+    eprintln!("cpu s still {still:?}\ncpu s walk  {walk:?}");
+    let part = |parts: &[(String, f64)], name: &str| {
+        parts
+            .iter()
+            .find(|(p, _)| p == name)
+            .map_or(0.0, |(_, s)| *s)
+    };
+    for parts in [&still, &walk] {
+        for name in ["source", "sync", "encode", "models", "fuse"] {
+            assert!(part(parts, name) > 0.0, "{name}: {parts:?}");
+        }
+    }
+    // The still camera is looked at about once a second (its people
+    // refreshed, the whole frame every 10 s); the walkway whenever it moves,
+    // 5 times a second.
+    assert!(
+        part(&walk, "models") > 2.0 * part(&still, "models"),
+        "models: walk {walk:?} still {still:?}"
+    );
+    let total = |parts: &[(String, f64)]| parts.iter().map(|(_, s)| s).sum::<f64>();
+    assert!((metrics.cpu_seconds("walk") - total(&walk)).abs() < 1e-6);
 }

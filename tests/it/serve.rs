@@ -384,6 +384,11 @@ listen = "127.0.0.1:{http}"
         );
         assert!(on_course(s) >= 0.9, "cam{i} fell behind: {s}");
         assert!(s["fps_in"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
+        // What it costs: some CPU, never more than the machine has.
+        let cpu = s["cpu_percent"].as_f64().unwrap_or(0.0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        assert!(cpu > 0.0 && cpu <= 100.0 * cores, "{s}");
+        assert!(s["cpu_s"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
     }
     let d = &streams["dead"];
     assert!(
@@ -641,6 +646,11 @@ listen = "0.0.0.0:{http}"
         .output()
         .expect("vigil streams");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cpu %"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     serve.stop();
 }
 
