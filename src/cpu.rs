@@ -8,8 +8,9 @@
 //! thread and the threads of its model's pool, [`PoolClocks`]) is shared out
 //! by the items each stream had in it.
 //!
-//! Not counted for any stream: decoders' own helper threads (libav's frame
-//! threads), the sinks, the HTTP server.
+//! Not counted for any stream: the helper threads of a decoder allowed more
+//! than one (libav's; `decode_threads`, files by default), the sinks, the
+//! HTTP server.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};

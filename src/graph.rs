@@ -557,6 +557,7 @@ impl Graph {
             rtsp_tcp: source.transport == crate::config::RtspTransport::Tcp,
             rtsp_latency_ms: u32::try_from(source.latency.nanos() / 1_000_000).unwrap_or(u32::MAX),
             ca_file: source.ca_file.clone(),
+            decode_threads: source.decode_threads,
             // Half the synchroniser's dead-branch window: a branch that is
             // alive never lags far enough to be taken for dead.
             pace_window: config

@@ -114,6 +114,9 @@ pub(super) fn frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Erro
 pub(super) fn opt_frame_side<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     frame_side(d).map(Some)
 }
+pub(super) fn opt_decode_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    ranged(d, 0, 64, "decode_threads").map(Some)
+}
 pub(super) fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
     ranged(d, 0.0, 1.0, "fraction")
 }

@@ -48,6 +48,9 @@ pub struct SourceSettings {
     /// A PEM file of the authorities trusted for TLS (https://, rtsps://)
     /// instead of the system's; checked with [`tls_database`] beforehand.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Threads each video decoder may use (0: its choice); None: 1 for a
+    /// live protocol, 0 otherwise.
+    pub decode_threads: Option<u32>,
 }
 
 /// A running source: its pipeline and the thread watching its bus.
@@ -100,6 +103,15 @@ impl Source {
         decode.connect("source-setup", false, move |args| {
             if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
                 setup_network_source(&src, tcp, latency, ca_file.as_deref());
+            }
+            None
+        });
+        let threads = settings
+            .decode_threads
+            .unwrap_or(if live_protocol(&settings.uri) { 1 } else { 0 });
+        decode.connect("deep-element-added", false, move |args| {
+            if let Some(element) = args.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
+                limit_decoder_threads(&element, threads);
             }
             None
         });
@@ -183,6 +195,17 @@ pub fn release_freed_memory() {
     }
 }
 
+/// Lets a video decoder (libav's) use at most `threads` threads (0: its
+/// choice); other elements are left alone.
+fn limit_decoder_threads(element: &gst::Element, threads: u32) {
+    let is_decoder = element
+        .factory()
+        .is_some_and(|f| f.klass().contains("Decoder") && f.klass().contains("Video"));
+    if is_decoder && element.has_property("max-threads") {
+        element.set_property("max-threads", i32::try_from(threads).unwrap_or(i32::MAX));
+    }
+}
+
 /// Whether `uri`'s protocol only ever carries live media.
 fn live_protocol(uri: &str) -> bool {
     let scheme = uri
@@ -236,5 +259,33 @@ impl Drop for Source {
     fn drop(&mut self) {
         self.pace.close();
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_decoders_get_the_threads_they_are_given_and_nothing_else_is_touched() {
+        init().expect("gstreamer");
+        let make = |name: &str| gst::ElementFactory::make(name).build().expect(name);
+        let decoder = make("avdec_h264");
+        assert_eq!(decoder.property::<i32>("max-threads"), 0);
+        limit_decoder_threads(&decoder, 1);
+        assert_eq!(decoder.property::<i32>("max-threads"), 1);
+        limit_decoder_threads(&decoder, 0);
+        assert_eq!(decoder.property::<i32>("max-threads"), 0);
+        // Not a video decoder: left as it is, no panic.
+        limit_decoder_threads(&make("videoconvert"), 1);
+        limit_decoder_threads(&make("queue"), 1);
+    }
+
+    #[test]
+    fn cameras_are_live_files_are_not() {
+        assert!(live_protocol("rtsp://cam/stream"));
+        assert!(live_protocol("RTSPS://cam/stream"));
+        assert!(!live_protocol("file:///a.mp4"));
+        assert!(!live_protocol("https://host/a.mp4"));
     }
 }

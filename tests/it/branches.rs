@@ -54,6 +54,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
             rtsp_latency_ms: 200,
             pace_window: 5 * SECOND,
             ca_file: None,
+            decode_threads: None,
         },
         src_tx,
         Arc::new(StreamStatus::default()),
