@@ -31,6 +31,8 @@
 #   BENCH_SKIP_GATING 1: leave out the quiet-camera benchmark (tests/bench/gating.sh:
 #                     vigil's detector gated and not against a plain Python
 #                     loop; makes $VIGIL_CACHE/bench-venv from PyPI once)
+#   BENCH_SKIP_DECODE 1: leave out decoding 1080p (tests/bench/decode.sh: the
+#                     decoder's threads, B-frame skipping, keyframes only)
 #   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
 #                     vigil serve with snapshots and a 5 MiB store for
 #                     BENCH_SOAK_SECS, default 1800: output folder size against
@@ -370,6 +372,19 @@ if [[ "$skip_vigil" != 1 ]]; then
   summary+="- a file whose picture never decodes: see its section (exit 1, the sound analysed alone, wall and peak RSS): $broken_verdict"$'\n'
 fi
 
+# --- decoding 1080p cameras ---------------------------------------------------
+decode=""
+if [[ "${BENCH_SKIP_DECODE:-0}" != 1 ]]; then
+  log "decoding 1080p: the decoder's threads, B-frame skipping, keyframes only"
+  if decode_out="$(bash tests/bench/decode.sh "$vtest" "$work/decode")"; then
+    decode="$(grep -v '^summary: ' <<<"$decode_out")"
+    summary+="- $(grep '^summary: ' <<<"$decode_out" | cut -d' ' -f2-)"$'\n'
+  else
+    log "error: tests/bench/decode.sh failed"
+    failed=1
+  fi
+fi
+
 # --- quiet camera: motion-gated detection --------------------------------------
 gating=""
 if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_GATING:-0}" != 1 ]]; then
@@ -471,6 +486,8 @@ ${soak}
 ${broken}
 
 ${gating}
+
+${decode}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"
