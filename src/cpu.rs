@@ -9,8 +9,8 @@
 //! by the items each stream had in it.
 //!
 //! Not counted for any stream: the helper threads of a decoder allowed more
-//! than one (libav's; `decode_threads`, files by default), the sinks, the
-//! HTTP server.
+//! than one (libav's; `decode_threads`, files by default), speech to text
+//! (one Whisper thread for all streams), the sinks, the HTTP server.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
