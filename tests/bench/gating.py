@@ -4,6 +4,8 @@
     python gating.py loop CLIP MODEL THREADS # the plain loop: presence per frame
     python gating.py tracks EVENTS SECONDS   # vigil's presence per frame, from its tracks
     python gating.py score TRUTH FRAMES      # presence F1 of frames against truth
+    python gating.py agree REFERENCE FRAMES  # presence F1 of frames against other frames
+    python gating.py count EVENTS            # person tracks (their start records)
 
 The clip: vtest.avi's walkway emptied (the per-pixel median of 120 of its
 frames: the pedestrians go, the parked van and car stay), held still for
@@ -134,6 +136,34 @@ def score(truth_file: str, frames_file: str) -> None:
     print(f"{f1:.3f} {tp} {fp} {fn}")
 
 
+def agree(reference: str, frames_file: str) -> None:
+    """Presence F1 of FRAMES against REFERENCE, both `t present` per
+    analysed frame, matched by time (to the millisecond)."""
+
+    def read(path):
+        return {round(float(t), 3): int(p) for t, p in (line.split() for line in open(path) if line.strip())}
+
+    ref, got = read(reference), read(frames_file)
+    tp = fp = fn = 0
+    for t, want in ref.items():
+        p = got.get(t, 0)
+        tp += want and p
+        fp += p and not want
+        fn += want and not p
+    f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+    print(f"{f1:.3f} {tp} {fp} {fn}")
+
+
+def count(events: str) -> None:
+    import json
+
+    n = 0
+    for line in open(events):
+        r = json.loads(line)
+        n += r.get("kind") == "object" and r.get("phase") == "start" and "person" in r.get("labels", [])
+    print(n)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "clip":
@@ -144,5 +174,9 @@ if __name__ == "__main__":
         tracks(sys.argv[2], float(sys.argv[3]))
     elif cmd == "score":
         score(sys.argv[2], sys.argv[3])
+    elif cmd == "agree":
+        agree(sys.argv[2], sys.argv[3])
+    elif cmd == "count":
+        count(sys.argv[2])
     else:
         sys.exit(__doc__)
