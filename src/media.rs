@@ -91,6 +91,22 @@ pub struct VideoFrame {
     pub grey: Option<Arc<Grey>>,
 }
 
+impl VideoFrame {
+    /// The frame in grey, `width` pixels wide (the frame's width at most):
+    /// the thumbnail made at ingest when it is that wide, else made now.
+    pub fn grey(&self, width: usize) -> Arc<Grey> {
+        match &self.grey {
+            Some(g) if g.width == width.min(self.width as usize) => g.clone(),
+            _ => Arc::new(Grey::from_rgb(
+                &self.rgb,
+                self.width as usize,
+                self.height as usize,
+                width,
+            )),
+        }
+    }
+}
+
 /// A run of 16 kHz mono samples as one appsink buffer delivered them.
 #[derive(Clone, Debug)]
 pub struct AudioBlock {

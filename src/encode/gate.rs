@@ -166,15 +166,7 @@ impl Gate {
     /// The changed region since the previous analysed frame, if the
     /// picture changed.
     fn change(&mut self, frame: &VideoFrame) -> Option<BBox> {
-        let grey = match &frame.grey {
-            Some(g) if g.width == GREY_WIDTH.min(frame.width as usize) => g.clone(),
-            _ => Arc::new(Grey::from_rgb(
-                &frame.rgb,
-                frame.width as usize,
-                frame.height as usize,
-                GREY_WIDTH,
-            )),
-        };
+        let grey = frame.grey(GREY_WIDTH);
         let changed = match &self.previous {
             Some(p) if p.width == grey.width && p.height == grey.height => {
                 let (fraction, bbox) = difference(p, &grey, PIXEL_THRESHOLD);

@@ -387,3 +387,68 @@ pub struct Observation {
     /// When the condition started, if the encoder knows it more exactly than `at`.
     pub onset: Option<Timestamp>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{ChunkFlags, VideoFrame};
+    use crate::time::{SECOND, Span, Timestamp};
+
+    fn chunk() -> Chunk {
+        Chunk {
+            stream: Arc::from("t"),
+            seq: 0,
+            span: Span::new(Timestamp(0), Timestamp(SECOND)),
+            frames: vec![VideoFrame {
+                pts: Timestamp(0),
+                duration: 0,
+                width: 2,
+                height: 2,
+                rgb: vec![7u8; 12].into(),
+                grey: None,
+            }],
+            audio: Arc::from(vec![0.0f32; 16_000]),
+            first_sample: 0,
+            flags: ChunkFlags::default(),
+            utc_origin: 0,
+            has_audio: true,
+            has_video: true,
+            video_end: None,
+            audio_end: None,
+            made_at: std::time::Instant::now(),
+        }
+    }
+
+    /// What fusion gets of one chunk's frames, keeping pixels or not.
+    fn encoded(keep_pixels: bool) -> Vec<(u32, u32, usize)> {
+        let metrics = Metrics::new();
+        let cx = Context {
+            stream: Arc::from("t"),
+            metrics: metrics.stage("encode", "t"),
+            status: Arc::new(StreamStatus::default()),
+        };
+        let mut stage = EncodeStage {
+            encoders: StreamEncoders {
+                encoders: Vec::new(),
+                asr: None,
+                keep_pixels,
+            },
+            held: VecDeque::new(),
+            models_charged: 0,
+        };
+        let mut out = Vec::new();
+        assert!(stage.push(chunk(), &mut out, &cx).is_ok());
+        assert!(stage.finish(&mut out, &cx).is_ok());
+        out.iter()
+            .flat_map(|e| e.chunk.frames.iter())
+            .map(|f| (f.width, f.height, f.rgb.len()))
+            .collect()
+    }
+
+    #[test]
+    fn pixels_go_after_encoding_unless_fusion_pictures_them() {
+        assert_eq!(encoded(true), [(2, 2, 12)]);
+        // Size and time stay, for fusion's geometry; the pixels are gone.
+        assert_eq!(encoded(false), [(2, 2, 0)]);
+    }
+}

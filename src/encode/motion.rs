@@ -60,15 +60,7 @@ impl Motion {
 
     fn analyse(&mut self, frame: &VideoFrame) -> MotionSample {
         let width = self.config.scale_width as usize;
-        let grey = match &frame.grey {
-            Some(g) if g.width == width.min(frame.width as usize) => g.clone(),
-            _ => Arc::new(Grey::from_rgb(
-                &frame.rgb,
-                frame.width as usize,
-                frame.height as usize,
-                width,
-            )),
-        };
+        let grey = frame.grey(width);
         let (fraction, bbox) = match &self.previous {
             Some(prev) if prev.width == grey.width && prev.height == grey.height => {
                 difference(prev, &grey, self.config.pixel_threshold)

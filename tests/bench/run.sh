@@ -372,30 +372,33 @@ if [[ "$skip_vigil" != 1 ]]; then
   summary+="- a file whose picture never decodes: see its section (exit 1, the sound analysed alone, wall and peak RSS): $broken_verdict"$'\n'
 fi
 
+# Runs a section script that prints its Markdown section and, last, a
+# `summary: ` line: the section goes to the variable named VAR, the summary
+# to the report's.
+run_section() { # VAR SCRIPT ARGS...
+  local var="$1" script="$2" out
+  shift 2
+  if out="$(bash "$script" "$@")"; then
+    printf -v "$var" '%s' "$(grep -v '^summary: ' <<<"$out")"
+    summary+="- $(grep '^summary: ' <<<"$out" | cut -d' ' -f2-)"$'\n'
+  else
+    log "error: $script failed"
+    failed=1
+  fi
+}
+
 # --- decoding 1080p cameras ---------------------------------------------------
 decode=""
 if [[ "${BENCH_SKIP_DECODE:-0}" != 1 ]]; then
   log "decoding 1080p: the decoder's threads, B-frame skipping, keyframes only"
-  if decode_out="$(bash tests/bench/decode.sh "$vtest" "$work/decode")"; then
-    decode="$(grep -v '^summary: ' <<<"$decode_out")"
-    summary+="- $(grep '^summary: ' <<<"$decode_out" | cut -d' ' -f2-)"$'\n'
-  else
-    log "error: tests/bench/decode.sh failed"
-    failed=1
-  fi
+  run_section decode tests/bench/decode.sh "$vtest" "$work/decode"
 fi
 
 # --- quiet camera: motion-gated detection --------------------------------------
 gating=""
 if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_GATING:-0}" != 1 ]]; then
   log "quiet camera: motion-gated detection against the plain Python loop"
-  if gating_out="$(bash tests/bench/gating.sh "$vtest" "$work/gating")"; then
-    gating="$(grep -v '^summary: ' <<<"$gating_out")"
-    summary+="- $(grep '^summary: ' <<<"$gating_out" | cut -d' ' -f2-)"$'\n'
-  else
-    log "error: tests/bench/gating.sh failed"
-    failed=1
-  fi
+  run_section gating tests/bench/gating.sh "$vtest" "$work/gating"
 fi
 
 # --- report ------------------------------------------------------------------
