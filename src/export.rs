@@ -201,7 +201,7 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
                     Cues::Srt
                 };
                 let name = if format == Format::Vtt {
-                    format!("{}/{}", record_run(&record), record_id(&record))
+                    format!("{}/{}", record.run(), record.id())
                 } else {
                     n.to_string()
                 };
@@ -222,22 +222,6 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
     }
     out.flush().map_err(write_err)?;
     Ok(n)
-}
-
-fn record_run(r: &Record) -> &str {
-    match r {
-        Record::Event(e) => &e.run,
-        Record::Caption(c) => &c.run,
-        Record::Transcript(t) => &t.run,
-    }
-}
-
-fn record_id(r: &Record) -> &str {
-    match r {
-        Record::Event(e) => &e.id,
-        Record::Caption(c) => &c.id,
-        Record::Transcript(t) => &t.id,
-    }
 }
 
 /// One CSV line (RFC 4180 quoting), fields in order.

@@ -27,6 +27,24 @@ impl Record {
         }
     }
 
+    /// The run of the stream that wrote it.
+    pub fn run(&self) -> &str {
+        match self {
+            Record::Event(e) => &e.run,
+            Record::Caption(c) => &c.run,
+            Record::Transcript(t) => &t.run,
+        }
+    }
+
+    /// Its id, unique within its run.
+    pub fn id(&self) -> &str {
+        match self {
+            Record::Event(e) => &e.id,
+            Record::Caption(c) => &c.id,
+            Record::Transcript(t) => &t.id,
+        }
+    }
+
     pub fn start(&self) -> Timestamp {
         match self {
             Record::Event(e) => e.start,
