@@ -4,7 +4,7 @@
 //!
 //!     cargo run --release --example ort_loop -- nanodet 2 200
 //!
-//! Arguments: model (nanodet, yamnet, blazeface, silero_vad), intra-op
+//! Arguments: model (nanodet, nanodet_int8, yamnet, blazeface, silero_vad), intra-op
 //! threads, runs (after 5 warm-up runs), and optionally `spin` for ONNX
 //! Runtime's default of spinning intra-op threads (vigil turns it off).
 //! Prints one line: `MODEL THREADS RUNS SECONDS RUNS_PER_SECOND`.
@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let manifest = match model {
         "nanodet" => detector::MANIFEST,
+        "nanodet_int8" => detector::MANIFEST_INT8,
         "yamnet" => sound::MANIFEST,
         "blazeface" => faces::MANIFEST,
         "silero_vad" => vad::MANIFEST,
@@ -48,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut once = || -> Result<(), Box<dyn std::error::Error>> {
         match model {
-            "nanodet" => {
+            "nanodet" | "nanodet_int8" => {
                 let x = Tensor::from_array(([1usize, 3, 416, 416], image.clone()))?;
                 session.run(ort::inputs!["image" => x])?;
             }

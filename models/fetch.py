@@ -27,6 +27,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("VIGIL_CACHE") or Path.home() / ".cache/vigil")
 REQUIREMENTS = HERE / "requirements-convert.txt"
+# Media a conversion may calibrate on ([convert] media): the project's
+# shared recordings unless VIGIL_MEDIA says otherwise.
+MEDIA = Path(os.environ.get("VIGIL_MEDIA") or HERE.parent.parent / "shared/media")
 
 
 def say(name: str, text: str) -> None:
@@ -50,13 +53,29 @@ def members(m: dict) -> list[dict]:
     return [{"member": s["member"], "sha256": s["sha256"]}] + list(s.get("also", []))
 
 
+def media_of(m: dict) -> list[Path]:
+    """The media files a conversion calibrates on, which must be there."""
+    found = []
+    for name in m["convert"].get("media", []):
+        path = MEDIA / name
+        if not path.is_file():
+            fail(m["name"], f"{path} is missing: the conversion calibrates on it "
+                            "(the project's shared media, or set VIGIL_MEDIA to a folder that has it)")
+        found.append(path)
+    return found
+
+
 def stamp_of(m: dict) -> str:
-    """What a converted file was made from: sources, script, toolchain."""
+    """What a converted file was made from: sources, scripts, toolchain and
+    the media it was calibrated on."""
     h = hashlib.sha256()
     for f in members(m):
         h.update(f["sha256"].encode())
-    h.update((HERE / m["convert"]["script"]).read_bytes())
+    for script in [m["convert"]["script"]] + m["convert"].get("scripts", []):
+        h.update((HERE / script).read_bytes())
     h.update(REQUIREMENTS.read_bytes())
+    for path in media_of(m):
+        h.update(sha256(path).encode())
     return h.hexdigest()
 
 
@@ -159,7 +178,8 @@ def install(m: dict) -> None:
             script = HERE / m["convert"]["script"]
             say(name, f"converting with {script.name}")
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")
-            subprocess.run([conversion_python(), str(script), str(src), str(part)], check=True, env=env)
+            media = [str(p) for p in media_of(m)]
+            subprocess.run([conversion_python(), str(script), str(src), str(part)] + media, check=True, env=env)
             if several:
                 for f in [dest.name] + m["cache"]["files"]:
                     if not (part / f).is_file():

@@ -136,8 +136,8 @@ def check(path: str) -> None:
                 raise SystemExit(f"nanodet: batch of 3 differs from batch 1 (max {np.abs(a[k] - b[0]).max()})")
 
 
-def main() -> None:
-    src, out = sys.argv[1], sys.argv[2]
+def build(src: str, out: str) -> None:
+    """The float model from the TF.js files in `src`, checked, at `out`."""
     with tempfile.TemporaryDirectory() as tmp:
         model = convert(src, tmp)
         with open(os.path.join(src, "nanodet.json")) as f:
@@ -147,6 +147,11 @@ def main() -> None:
         onnx.checker.check_model(model)
         onnx.save(model, out)
     check(out)
+
+
+def main() -> None:
+    src, out = sys.argv[1], sys.argv[2]
+    build(src, out)
     print(f"nanodet: converted to {out}")
 
 

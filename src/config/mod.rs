@@ -17,7 +17,9 @@ mod remote;
 mod scene;
 mod section;
 mod values;
-pub use models::{AsrConfig, BatchConfig, DetectorConfig, Gating, Provider, SoundConfig};
+pub use models::{
+    AsrConfig, BatchConfig, DetectorConfig, Gating, Precision, Provider, SoundConfig,
+};
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,

@@ -26,7 +26,8 @@ use crate::time::{AUDIO_RATE, SECOND, Timestamp, sample_to_time, time_to_sample}
 /// Speech to text (Whisper), on the speech `vad` hears.
 pub const KIND: Kind = Kind {
     name: "asr",
-    manifest: Some(crate::encode::whisper::MANIFEST),
+    manifests: &[crate::encode::whisper::MANIFEST],
+    manifest: |_| Some(crate::encode::whisper::MANIFEST),
     section: None,
     on: |c| c.asr.is_some(),
     off: |c| c.asr = None,

@@ -24,7 +24,8 @@ const GREY_WIDTH: usize = 64;
 /// Brightness: dark pictures.
 pub const KIND: Kind = Kind {
     name: NAME,
-    manifest: None,
+    manifests: &[],
+    manifest: kind::no_model,
     section: Some(read_section::<BrightnessConfig>),
     on: |c| c.more.contains(NAME),
     off: |c| {

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::config::DetectorConfig;
+use crate::config::{DetectorConfig, Precision};
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Pending, Port};
 use crate::encode::gate::{Gate, Look, Plan};
 use crate::encode::kind::{self, Kind, Part};
@@ -18,13 +18,24 @@ use crate::geometry::BBox;
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
 
-/// The model's manifest.
+/// The float model's manifest.
 pub const MANIFEST: &str = include_str!("../../models/nanodet.toml");
+/// The int8 model's: the same input and outputs.
+pub const MANIFEST_INT8: &str = include_str!("../../models/nanodet_int8.toml");
+
+/// The manifest of the model `config` asks for.
+pub fn manifest(config: &DetectorConfig) -> &'static str {
+    match config.precision {
+        Precision::F32 => MANIFEST,
+        Precision::Int8 => MANIFEST_INT8,
+    }
+}
 
 /// Objects (NanoDet, COCO-80).
 pub const KIND: Kind = Kind {
     name: "detector",
-    manifest: Some(MANIFEST),
+    manifests: &[MANIFEST, MANIFEST_INT8],
+    manifest: |c| c.detector.as_ref().map(manifest),
     section: None,
     on: |c| c.detector.is_some(),
     off: |c| c.detector = None,
@@ -108,7 +119,7 @@ pub struct FrameObjects {
 
 /// The model for the inference worker.
 pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
-    let manifest = Manifest::builtin(MANIFEST);
+    let manifest = Manifest::builtin(manifest(config));
     let (session, pool) = runtime::pooled_session(&manifest, threads, config.provider)?;
     Ok(BatchModel {
         name: "nanodet",

@@ -18,7 +18,8 @@ pub const MANIFEST: &str = include_str!("../../models/blazeface.toml");
 /// Faces (BlazeFace).
 pub const KIND: Kind = Kind {
     name: "faces",
-    manifest: Some(MANIFEST),
+    manifests: &[MANIFEST],
+    manifest: |_| Some(MANIFEST),
     section: None,
     on: |c| c.faces.is_some(),
     off: |c| c.faces = None,

@@ -34,8 +34,11 @@ pub const ENCODERS: &[&Kind] = &[
 pub struct Kind {
     /// Its name: `[encoders.NAME]`, errors, metrics.
     pub name: &'static str,
-    /// Its model's manifest (`models/*.toml`), if it runs one.
-    pub manifest: Option<&'static str>,
+    /// The manifests (`models/*.toml`) of the models it can run; none for
+    /// a model-free encoder.
+    pub manifests: &'static [&'static str],
+    /// The one of `manifests` the pipeline's settings pick (on only).
+    pub manifest: fn(&EncodersConfig) -> Option<&'static str>,
     /// Reads its `[encoders.NAME]` section into [`EncodersConfig::more`],
     /// for an encoder that declares its settings in its own file (the
     /// built-in ones have typed fields, which other stages read).
@@ -72,7 +75,7 @@ pub enum Part {
 impl Kind {
     /// Whether it runs a model (and needs a worker).
     pub fn has_model(&self) -> bool {
-        self.manifest.is_some()
+        !self.manifests.is_empty()
     }
 }
 
@@ -99,6 +102,11 @@ pub fn load_pipeline(path: &Path) -> Result<PipelineConfig> {
 /// encoder's section read by its own kind.
 pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineConfig> {
     PipelineConfig::parse_with(text, path, &sections())
+}
+
+/// For model-free encoders: no model.
+pub fn no_model(_: &EncodersConfig) -> Option<&'static str> {
+    None
 }
 
 /// For model-free encoders: nothing to check or start.
@@ -201,11 +209,12 @@ mod tests {
         let all = PipelineConfig::builtin().encoders;
         let metrics = Metrics::new();
         for k in ENCODERS {
-            match k.manifest {
-                Some(m) => {
-                    let m = crate::encode::runtime::Manifest::builtin(m);
-                    assert!(!m.name.is_empty(), "{}", k.name);
-                }
+            for m in k.manifests {
+                let m = crate::encode::runtime::Manifest::builtin(m);
+                assert!(!m.name.is_empty(), "{}", k.name);
+            }
+            match (k.manifest)(&all) {
+                Some(m) => assert!(k.manifests.contains(&m), "{}", k.name),
                 None => assert!(
                     (k.start)(&all, 1, &metrics).unwrap().is_none(),
                     "{}",

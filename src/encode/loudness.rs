@@ -11,7 +11,8 @@ use crate::time::{AUDIO_RATE, Timestamp, sample_to_time};
 /// Loudness: levels over sliding windows.
 pub const KIND: Kind = Kind {
     name: "loudness",
-    manifest: None,
+    manifests: &[],
+    manifest: kind::no_model,
     section: None,
     on: |c| c.loudness.is_some(),
     off: |c| c.loudness = None,

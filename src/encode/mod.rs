@@ -185,7 +185,9 @@ pub fn turn_off(config: &mut EncodersConfig, name: &str) -> bool {
 pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
     let mut missing = Vec::new();
     for k in enabled(config) {
-        let Some(manifest) = k.manifest else { continue };
+        let Some(manifest) = (k.manifest)(config) else {
+            continue;
+        };
         let m = runtime::Manifest::builtin(manifest);
         let labels_missing = m.labels_file().is_some_and(|p| !p.is_file());
         if !m.installed() || labels_missing {

@@ -13,7 +13,8 @@ use crate::time::{SECOND, Timestamp};
 /// Motion: what changed between frames, and where.
 pub const KIND: Kind = Kind {
     name: "motion",
-    manifest: None,
+    manifests: &[],
+    manifest: kind::no_model,
     section: None,
     on: |c| c.motion.is_some(),
     off: |c| c.motion = None,

@@ -167,17 +167,11 @@ impl Manifest {
 
 /// Every manifest vigil knows, the runtime first.
 pub fn manifests() -> Vec<Manifest> {
-    [
-        RUNTIME_MANIFEST,
-        crate::encode::vad::MANIFEST,
-        crate::encode::faces::MANIFEST,
-        crate::encode::detector::MANIFEST,
-        crate::encode::sound::MANIFEST,
-        crate::encode::whisper::MANIFEST,
-    ]
-    .into_iter()
-    .map(Manifest::builtin)
-    .collect()
+    let models = crate::encode::ENCODERS.iter().flat_map(|k| k.manifests);
+    std::iter::once(&RUNTIME_MANIFEST)
+        .chain(models)
+        .map(|m| Manifest::builtin(m))
+        .collect()
 }
 
 /// What the cache holds for a manifest.

@@ -21,7 +21,8 @@ pub const MANIFEST: &str = include_str!("../../models/yamnet.toml");
 /// Sounds (YAMNet, AudioSet classes).
 pub const KIND: Kind = Kind {
     name: "sound",
-    manifest: Some(MANIFEST),
+    manifests: &[MANIFEST],
+    manifest: |_| Some(MANIFEST),
     section: None,
     on: |c| c.sound.is_some(),
     off: |c| c.sound = None,

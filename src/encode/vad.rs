@@ -18,7 +18,8 @@ pub const MANIFEST: &str = include_str!("../../models/silero_vad.toml");
 /// Voice activity (Silero VAD).
 pub const KIND: Kind = Kind {
     name: "vad",
-    manifest: Some(MANIFEST),
+    manifests: &[MANIFEST],
+    manifest: |_| Some(MANIFEST),
     section: None,
     on: |c| c.vad.is_some(),
     off: |c| {

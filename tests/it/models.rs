@@ -26,19 +26,25 @@ fn bare_cache(dir: &Path) -> PathBuf {
 fn another_model_in_the_detectors_place_is_named_at_start() {
     let dir = tempfile::tempdir().expect("tmp");
     let bad = bare_cache(dir.path());
-    // A real, valid ONNX file, but YAMNet's, under NanoDet's name.
-    std::fs::copy(
-        cache().join("models/yamnet.onnx"),
-        bad.join("models/nanodet_416.onnx"),
-    )
-    .expect("yamnet (make setup)");
-    let line = fails_at_start(dir.path(), &bad, "[encoders.detector]\n");
-    assert!(
-        line.contains("model 'nanodet'")
-            && line.contains("no input `image`")
-            && line.contains("models fetch"),
-        "{line}"
-    );
+    // A real, valid ONNX file, but YAMNet's, under NanoDet's names.
+    for (file, precision, model) in [
+        ("nanodet_416_int8.onnx", "int8", "nanodet_int8"),
+        ("nanodet_416.onnx", "f32", "nanodet"),
+    ] {
+        std::fs::copy(
+            cache().join("models/yamnet.onnx"),
+            bad.join("models").join(file),
+        )
+        .expect("yamnet (make setup)");
+        let pipeline = format!("[encoders.detector]\nprecision = \"{precision}\"\n");
+        let line = fails_at_start(dir.path(), &bad, &pipeline);
+        assert!(
+            line.contains(&format!("model '{model}'"))
+                && line.contains("no input `image`")
+                && line.contains("models fetch"),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -88,7 +94,7 @@ fn cuda_asked_of_a_cpu_runtime_is_a_clear_error() {
         "[encoders.detector]\nprovider = \"cuda\"\n",
     );
     assert!(
-        line.contains("model 'nanodet'")
+        line.contains("model 'nanodet_int8'")
             && line.contains("without CUDA")
             && line.contains("provider = \"cpu\""),
         "{line}"
@@ -105,11 +111,12 @@ fn verify_checks_every_model_including_converted_ones() {
         "silero_vad",
         "blazeface",
         "nanodet",
+        "nanodet_int8",
         "yamnet",
     ] {
         assert!(
             text.lines()
-                .any(|l| l.starts_with(name) && l.contains(": ok")),
+                .any(|l| l.split_whitespace().next() == Some(name) && l.contains(": ok")),
             "{name}: {text}"
         );
     }
