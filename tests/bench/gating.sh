@@ -35,13 +35,19 @@ seconds="$(wc -l <"$truth")"
 
 rows=""
 declare -A walls rss f1
+# vigil's peers: gating on (motion) and off, with the default int8 model
+# and with the float one (f32-…), the loop's.
+peers="loop motion off f32-motion f32-off"
 for round in 1 2 3; do
-  for who in loop motion off; do
+  for who in $peers; do
     t="$work/$who.time"
     if [[ "$who" == loop ]]; then
       /usr/bin/time -v -o "$t" "$py" "$repo/tests/bench/gating.py" loop "$clip" "$model" 2 >"$work/loop.frames"
     else
-      printf '[encoders.detector]\nfps = 5\ngating = "%s"\n[sinks.jsonl]\n' "$who" >"$work/$who.toml"
+      gating=motion precision=int8
+      [[ "$who" == *off ]] && gating=off
+      [[ "$who" == f32-* ]] && precision=f32
+      printf '[encoders.detector]\nfps = 5\ngating = "%s"\nprecision = "%s"\n[sinks.jsonl]\n' "$gating" "$precision" >"$work/$who.toml"
       rm -rf "$work/out-$who"
       /usr/bin/time -v -o "$t" "$vigil" run "$work/$who.toml" --source "$clip" --out "$work/out-$who" >/dev/null 2>&1
       "$py" "$repo/tests/bench/gating.py" tracks "$work/out-$who/events.jsonl" "$seconds" >"$work/$who.frames"
@@ -56,10 +62,10 @@ for round in 1 2 3; do
 done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 loop_wall="$(median "${walls[loop]}")"
-for who in loop motion off; do
+for who in $peers; do
   m="$(median "${walls[$who]}")"
   speed="$(awk -v l="$loop_wall" -v v="$m" 'BEGIN { printf "%.2f", l / v }')"
-  declare "speed_$who=$speed"
+  declare "speed_${who//-/_}=$speed"
   rows+="| $who | $m | $speed | ${f1[$who]} | ${rss[$who]} |"$'\n'
 done
 frames="$(grep -c . "$work/loop.frames")"
@@ -109,16 +115,21 @@ read -r mem_a mem_b < <(awk 'NF == 2 { n++; sx += $1; sy += $2; sxx += $1 * $1; 
   END { b = (n * sxy - sx * sy) / (n * sxx - sx * sx); printf "%.0f %.1f\n", (sy - b * sx) / n, b }' <<<"$points")
 verdict="$(awk -v m="$speed_motion" -v o="$speed_off" -v fm="${f1[motion]}" -v fl="${f1[loop]}" \
   'BEGIN { print (m >= 3 && o >= 1.2 && fm >= fl - 0.01) ? "**PASS**" : "**FAIL**" }')"
+f32_verdict="$(awk -v m="$speed_f32_motion" -v o="$speed_f32_off" -v fm="${f1[f32-motion]}" -v fl="${f1[loop]}" \
+  'BEGIN { print (m >= 3 && o >= 1.2 && fm >= fl - 0.01) ? "**PASS**" : "**FAIL**" }')"
+int8_ratio="$(awk -v f="$speed_f32_off" -v i="$speed_off" 'BEGIN { printf "%.2f", i / f }')"
 mem_verdict="$(awk -v one="${rss[motion]}" -v loop="${rss[loop]}" -v b="$mem_b" \
   'BEGIN { print (one <= loop && b <= 40) ? "**PASS**" : "**FAIL**" }')"
 cat <<EOF
 ## Quiet camera: motion-gated detection
 
-\`tests/bench/gating.sh\`: a ${seconds} s clip made from vtest.avi by \`tests/bench/gating.py\` (the walkway emptied by a per-pixel median of its frames, held still for 30 s, then 10 s of the real footage, four times, ending still: 79 % still; MJPEG, 768x576, 10 fps), ${frames} frames analysed at 5 fps. Peers, paired in one run, three rounds (median wall, highest RSS): the plain Python loop (OpenCV decodes every frame, every second one letterboxed into the same \`nanodet_416.onnx\` on onnxruntime, 2 threads; a person present when a cell's person score reaches 0.4), and \`vigil run\` with only \`[encoders.detector] fps = 5\` and \`gating = "motion"\` or \`"off"\`. Presence F1: per analysed frame, a person present (the loop: that frame's scores; vigil: a person track's \`object\` event covers it) against the clip's truth (people in view exactly during the visits). Targets: gating ≥ 3 × the loop's speed at F1 no more than 0.01 below the loop's; gating off ≥ 1.2 ×.
+\`tests/bench/gating.sh\`: a ${seconds} s clip made from vtest.avi by \`tests/bench/gating.py\` (the walkway emptied by a per-pixel median of its frames, held still for 30 s, then 10 s of the real footage, four times, ending still: 79 % still; MJPEG, 768x576, 10 fps), ${frames} frames analysed at 5 fps. Peers, paired in one run, three rounds (median wall, highest RSS): the plain Python loop (OpenCV decodes every frame, every second one letterboxed into the same \`nanodet_416.onnx\` on onnxruntime, 2 threads; a person present when a cell's person score reaches 0.4), and \`vigil run\` with only \`[encoders.detector] fps = 5\`, \`gating = "motion"\` or \`"off"\`, and \`precision = "int8"\` (the default) or \`"f32"\` (\`f32-…\`: the loop's model). Presence F1: per analysed frame, a person present (the loop: that frame's scores; vigil: a person track's \`object\` event covers it) against the clip's truth (people in view exactly during the visits). Targets: gating ≥ 3 × the loop's speed at F1 no more than 0.01 below the loop's; gating off ≥ 1.2 ×.
 
 | who | wall s | × the loop's speed | presence F1 | peak RSS MiB |
 |---|---:|---:|---:|---:|
 ${rows}
+With the defaults (int8): ${verdict}. With \`precision = "f32"\`: ${f32_verdict}. Gating off, int8 makes the whole run (decoding included) ${int8_ratio} × as fast as f32.
+
 The busy walkway, vtest.avi itself (${vtest_seconds} s, people in view nearly all the time): person presence per analysed frame against the loop's on the same file (the same model looking at every analysed frame), and the person tracks vigil made. Target: gating's F1 and track count within 5 % of gating off's: ${busy_verdict}.
 
 | vigil | presence F1 against the loop | person tracks |
@@ -130,4 +141,4 @@ Memory: N streams of the clip at once (\`[[sources]]\` cam1 … camN on the same
 |---:|---:|---:|
 ${mem_rows}
 EOF
-echo "summary: quiet camera (gating ${speed_motion} x the Python loop's speed, off ${speed_off} x; presence F1 ${f1[motion]} / ${f1[off]} / loop ${f1[loop]}): $verdict; busy walkway (F1 ${busy_f1[motion]} gated / ${busy_f1[off]} off, person tracks ${busy_tracks[motion]} / ${busy_tracks[off]}): $busy_verdict; memory (one stream ${rss[motion]} MiB against the loop's ${rss[loop]}, ${mem_b} MiB a further stream): $mem_verdict"
+echo "summary: quiet camera (gating ${speed_motion} x the Python loop's speed, off ${speed_off} x; presence F1 ${f1[motion]} / ${f1[off]} / loop ${f1[loop]}): $verdict; with f32 (gating ${speed_f32_motion} x, off ${speed_f32_off} x; F1 ${f1[f32-motion]} / ${f1[f32-off]}): $f32_verdict; busy walkway (F1 ${busy_f1[motion]} gated / ${busy_f1[off]} off, person tracks ${busy_tracks[motion]} / ${busy_tracks[off]}): $busy_verdict; memory (one stream ${rss[motion]} MiB against the loop's ${rss[loop]}, ${mem_b} MiB a further stream): $mem_verdict"

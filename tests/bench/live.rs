@@ -15,6 +15,8 @@
 //!   BENCH_CAPACITY_SECS (30)   the detector's capacity, measured on the file
 //!   BENCH_OVERLOAD_SECS (600)  the overloaded live run
 //!   BENCH_RECONNECTS    (20)   server outages in the reconnection run
+//!   BENCH_QUIET_SECS    (130)  each run of quiet streams
+//!   BENCH_QUIET_STREAMS (20)   the quiet streams tried first
 //!   VIGIL_CACHE  (~/.cache/vigil) the 720p clip is made once in its media/
 //!
 //! Runs, their pipelines and vigil's logs are left in bench-out/live/.
@@ -40,7 +42,7 @@ const FIT_FPS: u32 = 5;
 /// Analysis rate of the overloaded stream: every frame of a 25 fps camera.
 const OVERLOAD_FPS: u32 = 25;
 /// Mounts for runs of several streams (`/cam1` … `/cam16`).
-const MOUNTS: usize = 16;
+const MOUNTS: usize = 32;
 /// vtest.avi lasts 79.5 s; the live clip is it N times over.
 const VTEST_SECS: f64 = 79.5;
 /// How long vigil may take to finish after SIGINT before it is killed.
@@ -50,6 +52,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// A live stream queues at most 8 chunks (src/sync/queue.rs, LIVE_CHUNKS):
 /// a bounded latency stays under that many hops and one more.
 const LATENCY_BOUND_SECS: f64 = 9.0;
+/// The p95 capture-to-record latency quiet streams must keep.
+const QUIET_P95_SECS: f64 = 1.5;
 
 fn main() {
     if let Err(e) = bench() {
@@ -72,6 +76,8 @@ fn bench() -> Res<()> {
     let capacity_secs = secs_var("BENCH_CAPACITY_SECS", 30);
     let overload_secs = secs_var("BENCH_OVERLOAD_SECS", 600);
     let reconnects = secs_var("BENCH_RECONNECTS", 20) as usize;
+    let quiet_secs = secs_var("BENCH_QUIET_SECS", 130);
+    let quiet_streams = secs_var("BENCH_QUIET_STREAMS", 20) as usize;
 
     let b = Bench::new()?;
     // The clip must outlast the longest live run (the server starts it over
@@ -109,6 +115,10 @@ fn bench() -> Res<()> {
     }
     if fit_secs > 0 && fit_max > 0 {
         emit(&fit(&b, &clip, fit_secs, fit_max)?);
+    }
+    if quiet_secs > 0 && quiet_streams > 0 {
+        let quiet = QuietClip::get(&b)?;
+        emit(&quiet_fit(&b, &quiet, quiet_secs, quiet_streams)?);
     }
     if overload_secs > 0 && capacity_secs > 0 {
         emit(&overload(&b, &clip, capacity_secs, overload_secs)?);
@@ -252,33 +262,17 @@ fn fit(b: &Bench, clip: &Clip, secs: u64, max: usize) -> Res<String> {
         b.progress(&format!(
             "fit: {n} stream(s), detector at {FIT_FPS} fps, {secs} s"
         ));
-        let server = RtspServer::start(&clip.path)?;
-        let http = free_port()?;
-        let names: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
-        let toml = Pipeline {
-            sources: names
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.clone(), server.url_n(i + 1)))
-                .collect(),
-            source_extra: "",
-            fps: FIT_FPS,
-            motion: false,
-            detector: Some(FIT_FPS),
-            http,
-        }
-        .toml();
-        let dir = b.run_dir(&format!("fit-{n}"))?;
-        let mut vigil = Vigil::spawn(b, &dir, &toml)?;
-        vigil.wait_http(http)?;
-        vigil.run_until(Duration::from_secs(secs))?;
-        let scraped_ns = now_ns();
-        let metrics = scrape(http)?;
-        let wall = vigil.spawned.elapsed().as_secs_f64();
-        let cpu = vigil.cpu_secs()?;
-        vigil.stop()?;
-        drop(server);
-        let captions = read_captions(&dir.join("out/events.db"))?;
+        let StreamsRun {
+            names,
+            dir,
+            toml,
+            metrics,
+            scraped_ns,
+            wall,
+            cpu,
+            captions,
+            ..
+        } = run_streams(b, &clip.path, n, secs, &format!("fit-{n}"))?;
         let frames = metrics.sum("vigil_batch_size_sum", &[("model", "nanodet")]);
 
         let mut fits_all = true;
@@ -361,6 +355,203 @@ fn fit(b: &Bench, clip: &Clip, secs: u64, max: usize) -> Res<String> {
             "**At least {n} stream{} fit** (every N tried fitted; BENCH_FIT_MAX = {max}).\n",
             plural(n)
         ),
+    };
+    Ok(s)
+}
+
+/// One run of N streams with the detector at [`FIT_FPS`], each on a mount
+/// of its own of a fresh server for a file: what was read just before
+/// SIGINT, and the captions stored.
+struct StreamsRun {
+    names: Vec<String>,
+    dir: PathBuf,
+    toml: String,
+    metrics: Metrics,
+    scraped_ns: i64,
+    wall: f64,
+    cpu: f64,
+    peak_rss: f64,
+    captions: Vec<Caption>,
+}
+
+/// Runs `n` streams of `file` for `secs` in the run folder `name`.
+fn run_streams(b: &Bench, file: &Path, n: usize, secs: u64, name: &str) -> Res<StreamsRun> {
+    let server = RtspServer::start(file)?;
+    let http = free_port()?;
+    let names: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
+    let toml = Pipeline {
+        sources: names
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), server.url_n(i + 1)))
+            .collect(),
+        source_extra: "",
+        fps: FIT_FPS,
+        motion: false,
+        detector: Some(FIT_FPS),
+        http,
+    }
+    .toml();
+    let dir = b.run_dir(name)?;
+    let mut vigil = Vigil::spawn(b, &dir, &toml)?;
+    vigil.wait_http(http)?;
+    vigil.run_until(Duration::from_secs(secs))?;
+    let scraped_ns = now_ns();
+    let metrics = scrape(http)?;
+    let wall = vigil.spawned.elapsed().as_secs_f64();
+    let cpu = vigil.cpu_secs()?;
+    let peak_rss = vigil.peak_rss_mib()?;
+    vigil.stop()?;
+    drop(server);
+    let captions = read_captions(&dir.join("out/events.db"))?;
+    Ok(StreamsRun {
+        names,
+        dir,
+        toml,
+        metrics,
+        scraped_ns,
+        wall,
+        cpu,
+        peak_rss,
+        captions,
+    })
+}
+
+/// How many quiet 720p cameras (a visit every 40 s) with the gated
+/// detector keep up, see every visit, and record promptly: `first` streams,
+/// then fewer by 4 until they fit, or 4 more once when they do.
+fn quiet_fit(b: &Bench, clip: &QuietClip, secs: u64, first: usize) -> Res<String> {
+    let load = load_average();
+    let mut rows = String::new();
+    let mut tried: BTreeMap<usize, bool> = BTreeMap::new();
+    let mut shown: Option<(PathBuf, String)> = None;
+    let mut n = first.min(MOUNTS);
+    let mut latencies_at: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+    while n > 0 && !tried.contains_key(&n) {
+        b.progress(&format!(
+            "quiet fit: {n} stream(s), gated detector, {secs} s"
+        ));
+        let StreamsRun {
+            names,
+            dir,
+            toml,
+            metrics,
+            scraped_ns,
+            wall,
+            cpu,
+            peak_rss: rss,
+            captions,
+        } = run_streams(b, &clip.path, n, secs, &format!("quiet-{n}"))?;
+        let people = read_person_starts(&dir.join("out/events.db"))?;
+
+        let mut fits_all = true;
+        let (mut seen, mut due) = (0, 0);
+        let mut alerts = Vec::new();
+        let mut missed = Vec::new();
+        for name in &names {
+            let st = StreamFit::of(name, &captions, &metrics, scraped_ns);
+            fits_all &= st.fits();
+            let mine: Vec<&PersonStart> = people.iter().filter(|p| &p.stream == name).collect();
+            // The visits the stream's time has gone past, with time to confirm.
+            for &(onset, end) in clip.visits.iter().filter(|v| v.0 + 3.0 <= st.stream_secs) {
+                due += 1;
+                let first = mine
+                    .iter()
+                    .filter(|p| p.start >= onset - 1.0 && p.start <= end)
+                    .min_by_key(|p| p.stored_ns);
+                match first {
+                    Some(p) => {
+                        seen += 1;
+                        alerts.push(
+                            (p.stored_ns - (p.origin_ns() + (onset * 1e9) as i64)) as f64 / 1e9,
+                        );
+                    }
+                    None => missed.push(format!("{name} at {onset:.0} s")),
+                }
+            }
+        }
+        let full: Vec<f64> = captions
+            .iter()
+            .filter(|c| (c.end - c.start - HOP_SECS).abs() < 1e-6 && c.stored_ns <= scraped_ns)
+            .map(|c| (c.stored_ns - c.utc_end_ns()) as f64 / 1e9)
+            .collect();
+        let p95 = pct(&full, 0.95);
+        let ok = fits_all && seen == due && due > 0 && p95 <= QUIET_P95_SECS;
+        let frames = metrics.sum("vigil_detector_frames_total", &[]);
+        let skipped = metrics.sum("vigil_detector_frames_total", &[("reason", "skipped")]);
+        rows += &format!(
+            "| {n} | {} | {seen} of {due}{} | {p95:.2} | {:.1} / {:.1} | {:.0} % | {:.0} | {rss:.0} | {} |\n",
+            if fits_all { "yes" } else { "**no**" },
+            if missed.is_empty() {
+                String::new()
+            } else {
+                format!(" (missed: {})", missed.join(", "))
+            },
+            pct(&alerts, 0.5),
+            pct(&alerts, 0.95),
+            if frames > 0.0 {
+                skipped / frames * 100.0
+            } else {
+                0.0
+            },
+            cpu / wall * 100.0,
+            if ok { "yes" } else { "**no**" }
+        );
+        latencies_at.insert(n, (p95, pct(&alerts, 0.95)));
+        if shown.is_none() {
+            shown = Some((dir.clone(), toml.clone()));
+        }
+        tried.insert(n, ok);
+        n = match (ok, tried.keys().next_back() == Some(&n)) {
+            // Fitted, and the most tried yet: once more with 4 more.
+            (true, true) if n == first.min(MOUNTS) => (n + 4).min(MOUNTS),
+            (true, _) => break,
+            (false, _) => n.saturating_sub(4),
+        };
+    }
+    let fitting = tried.iter().filter(|(_, ok)| **ok).map(|(n, _)| *n).max();
+    let mut s = String::new();
+    s += "### Quiet cameras that fit: 720p, a visit every 40 s, the gated detector\n\n";
+    s += &b.machine(&load);
+    s += &format!(
+        "The stream: `{}`, the quiet clip of the gating benchmark (`tests/bench/gating.py \
+         clip`: vtest.avi's walkway emptied, still for 30 s, then 10 s of real footage with \
+         people, four times over, ending still; {:.0} s) scaled to 1280x720 at 25 fps, H.264 \
+         in MP4, one mount per stream, each starting at the clip's start. N RTSP sources at \
+         {FIT_FPS} analysed frames/s with the detector's defaults (`gating = \"motion\"`, \
+         `precision = \"int8\"`), {secs} s a run: {} N first, then 4 fewer until N fits, or \
+         4 more once if it does. The command for the first N:\n\n",
+        b.show(&clip.path),
+        clip.secs,
+        first.min(MOUNTS)
+    );
+    if let Some((dir, toml)) = &shown {
+        s += &b.command(dir, toml);
+    }
+    s += &format!(
+        "A run fits when every stream keeps up (as in the busy case above: chunks ≥ 90 % of \
+         its stream time, at most 3 s behind the wall clock, nothing dropped for backlog), \
+         every visit its stream time went past (onset + 3 s) has a person track that starts \
+         between 1 s before the onset and the visit's end, and the p95 capture-to-record \
+         latency of the full captions (`stored_ns` − the UTC of the caption's end, as in the \
+         latency section) is ≤ {QUIET_P95_SECS} s. The visit's alert: when the store committed \
+         the person track's start record, after the visit's onset (UTC of the stream's time \
+         zero + onset): the confirmation (3 frames) is in it. Skipped: the share of frames due \
+         for detection that the gate skipped. CPU is vigil's over the run's wall time, in % \
+         of one core ({} cores); RSS its peak.\n\n",
+        b.cores
+    );
+    s += "| N | keep up | visits seen | caption latency p95 s | visit alert p50 / p95 s | skipped | vigil CPU % | peak RSS MiB | fits |\n";
+    s += "|---:|---|---|---:|---:|---:|---:|---:|---|\n";
+    s += &rows;
+    s += "\n";
+    s += &match fitting {
+        Some(n) => format!(
+            "**{n} quiet stream{} fit** on this machine (target ≥ 20): **{}**.\n",
+            plural(n),
+            verdict(n >= 20)
+        ),
+        None => "**No N tried fits** (target ≥ 20): **FAIL**.\n".to_string(),
     };
     Ok(s)
 }
@@ -1061,6 +1252,112 @@ impl Clip {
     }
 }
 
+/// The quiet clip of the gating benchmark at 720p for RTSP, and when its
+/// visits are.
+struct QuietClip {
+    path: PathBuf,
+    secs: f64,
+    /// Visits, (onset, end) in s of the clip.
+    visits: Vec<(f64, f64)>,
+}
+
+impl QuietClip {
+    /// Made once into the cache by `tests/bench/gating.py clip` (in the
+    /// bench's Python venv, which the gating section makes) and x264.
+    fn get(b: &Bench) -> Res<QuietClip> {
+        let media = b.cache.join("media");
+        std::fs::create_dir_all(&media)?;
+        let path = media.join("live-quiet-720p.mp4");
+        let truth = media.join("live-quiet-720p.truth.txt");
+        if !path.is_file() || !truth.is_file() {
+            let python = b.cache.join("bench-venv/bin/python");
+            if !python.is_file() {
+                return Err(format!(
+                    "{} is missing: the gating section of tests/bench/run.sh makes it \
+                     (or BENCH_QUIET_SECS=0 leaves this run out)",
+                    b.show(&python)
+                )
+                .into());
+            }
+            let vtest = b.repo.join("../shared/media/vtest.avi").canonicalize()?;
+            let avi = media.join(format!("live-quiet.{}.avi", std::process::id()));
+            b.progress(&format!("making {} (once)", b.show(&path)));
+            let out = Command::new(&python)
+                .arg(b.repo.join("tests/bench/gating.py"))
+                .arg("clip")
+                .arg(&vtest)
+                .arg(&avi)
+                .output()?;
+            if !out.status.success() {
+                return Err(
+                    format!("gating.py clip: {}", String::from_utf8_lossy(&out.stderr)).into(),
+                );
+            }
+            let tmp = media.join(format!("live-quiet.{}.mp4", std::process::id()));
+            let out = Command::new("gst-launch-1.0")
+                .args(["-q", "-e", "filesrc"])
+                .arg(format!("location={}", avi.display()))
+                .args([
+                    "!",
+                    "decodebin",
+                    "!",
+                    "videoconvert",
+                    "!",
+                    "videoscale",
+                    "!",
+                    "videorate",
+                    "!",
+                    "video/x-raw,width=1280,height=720,framerate=25/1,pixel-aspect-ratio=1/1",
+                    "!",
+                    "x264enc",
+                    "speed-preset=ultrafast",
+                    "tune=zerolatency",
+                    "key-int-max=25",
+                    "!",
+                    "h264parse",
+                    "!",
+                    "mp4mux",
+                    "!",
+                    "filesink",
+                ])
+                .arg(format!("location={}", tmp.display()))
+                .output()?;
+            let avi_truth = avi.with_extension("truth.txt");
+            if !out.status.success() || !tmp.is_file() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!(
+                    "could not make {}: {}",
+                    b.show(&path),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            std::fs::rename(&avi_truth, &truth)?;
+            std::fs::rename(&tmp, &path)?;
+            let _ = std::fs::remove_file(&avi);
+        }
+        let seconds: Vec<bool> = std::fs::read_to_string(&truth)?
+            .lines()
+            .map(|l| l.trim() == "1")
+            .collect();
+        let mut visits = Vec::new();
+        for (i, &present) in seconds.iter().enumerate() {
+            let before = i > 0 && seconds[i - 1];
+            if present && !before {
+                visits.push((i as f64, i as f64));
+            }
+            if present && let Some(v) = visits.last_mut() {
+                v.1 = (i + 1) as f64;
+            }
+        }
+        Ok(QuietClip {
+            path,
+            secs: seconds.len() as f64,
+            visits,
+        })
+    }
+}
+
 // --- vigil as a child process ----------------------------------------------
 
 /// The pipelines run here: sources, analysis rate, encoders, the event store
@@ -1225,13 +1522,23 @@ impl Vigil {
 
     /// Resident set size, MiB.
     fn rss_mib(&self) -> Res<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    /// Its peak RSS so far.
+    fn peak_rss_mib(&self) -> Res<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// A size in /proc/PID/status, in MiB.
+    fn status_mib(&self, field: &str) -> Res<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .ok_or("no VmRSS in /proc/PID/status")?;
+            .ok_or_else(|| format!("no {field} in /proc/PID/status"))?;
         Ok(kb / 1024.0)
     }
 
@@ -1495,6 +1802,55 @@ impl Caption {
     fn origin_ns(&self) -> i64 {
         self.utc_ns - (self.start * 1e9).round() as i64
     }
+}
+
+/// The start record of a person track.
+struct PersonStart {
+    stream: String,
+    /// Stream time, s.
+    start: f64,
+    utc_ns: i64,
+    stored_ns: i64,
+}
+
+impl PersonStart {
+    /// UTC of the stream's time zero, ns.
+    fn origin_ns(&self) -> i64 {
+        self.utc_ns - (self.start * 1e9).round() as i64
+    }
+}
+
+fn read_person_starts(db: &Path) -> Res<Vec<PersonStart>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare(
+        "SELECT json, stored_ns FROM records WHERE type = 'event' AND stored_ns IS NOT NULL ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (json, stored_ns) = row?;
+        let r: vigil::record::Record = serde_json::from_str(&json)?;
+        let vigil::record::Record::Event(e) = r else {
+            continue;
+        };
+        if e.kind != "object"
+            || e.phase != vigil::record::Phase::Start
+            || !e.labels.iter().any(|l| l == "person")
+        {
+            continue;
+        }
+        let utc_ns = chrono::DateTime::parse_from_rfc3339(&e.utc)?
+            .timestamp_nanos_opt()
+            .ok_or("event `utc` out of range")?;
+        out.push(PersonStart {
+            stream: e.stream,
+            start: e.start.nanos() as f64 / 1e9,
+            utc_ns,
+            stored_ns,
+        });
+    }
+    Ok(out)
 }
 
 fn read_captions(db: &Path) -> Res<Vec<Caption>> {
