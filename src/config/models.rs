@@ -28,7 +28,8 @@ pub enum Provider {
 pub enum Gating {
     /// Only where the picture changed since the previous analysed frame
     /// (a crop around the change, or the whole frame when the change covers
-    /// most of it), plus each object found, again every `refresh`, and the
+    /// most of it), plus each object found, again every `refresh` if its
+    /// place changed, and the
     /// whole frame every `full_every`; frames with none of these are not
     /// looked at, and the objects tracked in them are held where they were.
     #[default]
@@ -141,8 +142,10 @@ pub struct DetectorConfig {
     /// the float model.
     #[serde(default)]
     pub precision: Precision,
-    /// With gating, each object found is looked at again at least this
-    /// often, so that one that stops moving is not lost.
+    /// With gating, each object found is looked at again this often when
+    /// its place has changed since (slowly, or too little to count as
+    /// motion): one that stops moving or slips away is not missed. One
+    /// whose pixels are as they were waits for the whole frame.
     #[serde(default)]
     pub refresh: Bounded<bounds::Refresh>,
     /// With gating, the whole picture is looked at at least this often, so

@@ -286,7 +286,7 @@ impl Detector {
         for ((frame, plan), found) in frames.iter().zip(plans).zip(found) {
             let (objects, faint) = found.unwrap_or_default();
             let boxes: Vec<BBox> = objects.iter().map(|d| d.bbox).collect();
-            self.gate.looked(&plan, frame.pts, &boxes);
+            self.gate.looked(&plan, frame, &boxes);
             out.push(FrameObjects {
                 pts: frame.pts,
                 until: frame.pts.saturating_add(self.interval),

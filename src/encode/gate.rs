@@ -8,7 +8,10 @@
 //!   around the change, padded; the whole frame when that covers most of
 //!   it),
 //! - where an object it found is, when that object was last looked at
-//!   `refresh` ago or more (one that stopped moving is still checked), and
+//!   `refresh` ago or more and its place has changed since (one that
+//!   stopped moving is still checked; one whose pixels are as they were
+//!   when it was found, a parked car, is still there: looking again would
+//!   find the same), and
 //! - everywhere, every `full_every` (what arrived without being seen to
 //!   move, a parked car, is still found).
 //!
@@ -39,6 +42,9 @@ const PAD: f32 = 0.5;
 const MIN_SIDE: f32 = 0.3;
 /// A crop covering this much of the frame or more: the whole frame instead.
 const WHOLE: f32 = 0.5;
+/// Largest changed fraction of an object's padded box at which its place is
+/// as it was when last looked at (compression noise, a leaf).
+const STILL: f32 = 0.01;
 
 /// Why an analysed frame was looked at, or that it was not: the `reason`
 /// of `vigil_detector_frames_total`.
@@ -74,11 +80,13 @@ pub struct Plan {
     pub region: Option<BBox>,
 }
 
-/// An object found, and when its place was last looked at.
-#[derive(Clone, Copy, Debug)]
+/// An object found, when its place was last looked at, and the picture
+/// then.
+#[derive(Clone, Debug)]
 struct Known {
     bbox: BBox,
     looked: Timestamp,
+    seen: Arc<Grey>,
 }
 
 /// The gate of one stream's detector.
@@ -112,7 +120,7 @@ impl Gate {
         if !self.on {
             return whole;
         }
-        let changed = self.change(frame);
+        let (changed, grey) = self.change(frame);
         let pts = frame.pts;
         let full_due = self
             .last_full
@@ -121,11 +129,19 @@ impl Gate {
             self.last_full = Some(pts);
             return whole;
         }
-        let stale = self
-            .known
-            .iter()
-            .filter(|k| pts.saturating_sub(k.looked).nanos() >= self.refresh)
-            .map(|k| pad(k.bbox));
+        let refresh_every = self.refresh;
+        let mut stale = Vec::new();
+        for k in &mut self.known {
+            if pts.saturating_sub(k.looked).nanos() < refresh_every {
+                continue;
+            }
+            if still(&k.seen, &grey, pad(k.bbox)) {
+                // Checked on its pixels: as they were.
+                k.looked = pts;
+            } else {
+                stale.push(pad(k.bbox));
+            }
+        }
         let refresh = crate::geometry::union_of(stale);
         let (look, region) = match (changed.map(pad), refresh) {
             (Some(m), Some(r)) => (Look::Motion, m.union(r)),
@@ -149,9 +165,9 @@ impl Gate {
         }
     }
 
-    /// What was found where `plan` looked, at `pts`: those objects are
+    /// What was found where `plan` looked in `frame`: those objects are
     /// known there now; the ones it did not look at keep their place.
-    pub fn looked(&mut self, plan: &Plan, pts: Timestamp, found: &[BBox]) {
+    pub fn looked(&mut self, plan: &Plan, frame: &VideoFrame, found: &[BBox]) {
         if plan.look == Look::Skipped {
             return;
         }
@@ -159,24 +175,58 @@ impl Gate {
             None => self.known.clear(),
             Some(r) => self.known.retain(|k| !r.contains(k.bbox.centre())),
         }
-        self.known
-            .extend(found.iter().map(|&bbox| Known { bbox, looked: pts }));
+        let seen = frame.grey(GREY_WIDTH);
+        self.known.extend(found.iter().map(|&bbox| Known {
+            bbox,
+            looked: frame.pts,
+            seen: seen.clone(),
+        }));
     }
 
     /// The changed region since the previous analysed frame, if the
-    /// picture changed.
-    fn change(&mut self, frame: &VideoFrame) -> Option<BBox> {
+    /// picture changed, and the frame's grey image.
+    fn change(&mut self, frame: &VideoFrame) -> (Option<BBox>, Arc<Grey>) {
         let grey = frame.grey(GREY_WIDTH);
         let changed = match &self.previous {
-            Some(p) if p.width == grey.width && p.height == grey.height => {
+            Some(p) if same_size(p, &grey) => {
                 let (fraction, bbox) = difference(p, &grey, PIXEL_THRESHOLD);
                 bbox.filter(|_| fraction >= MIN_CHANGE)
             }
             _ => None,
         };
-        self.previous = Some(grey);
-        changed
+        self.previous = Some(grey.clone());
+        (changed, grey)
     }
+}
+
+fn same_size(a: &Grey, b: &Grey) -> bool {
+    a.width == b.width && a.height == b.height
+}
+
+/// Whether `region` (normalised) of `now` is as it was in `then`: at most
+/// [`STILL`] of its pixels changed by more than [`PIXEL_THRESHOLD`].
+fn still(then: &Grey, now: &Grey, region: BBox) -> bool {
+    if !same_size(then, now) {
+        return false;
+    }
+    let (w, h) = (now.width as f32, now.height as f32);
+    let x0 = ((region.x * w).floor() as usize).min(now.width);
+    let y0 = ((region.y * h).floor() as usize).min(now.height);
+    let x1 = ((region.right() * w).ceil() as usize).clamp(x0, now.width);
+    let y1 = ((region.bottom() * h).ceil() as usize).clamp(y0, now.height);
+    let area = (x1 - x0) * (y1 - y0);
+    if area == 0 {
+        return false;
+    }
+    let changed: usize = (y0..y1)
+        .map(|y| {
+            let row = y * now.width;
+            (row + x0..row + x1)
+                .filter(|&i| then.pixels[i].abs_diff(now.pixels[i]) > PIXEL_THRESHOLD)
+                .count()
+        })
+        .sum();
+    (changed as f32) <= STILL * area as f32
 }
 
 /// `b` grown by [`PAD`] of its size on each side, within the frame.
@@ -217,7 +267,6 @@ fn clip(b: BBox) -> BBox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::Timestamp;
 
     fn frame(ms: u64, at: Option<(usize, usize)>) -> VideoFrame {
         crate::encode::motion::square_frame(ms, at)
@@ -230,9 +279,10 @@ mod tests {
     #[test]
     fn the_first_frame_is_whole_then_a_still_picture_is_skipped() {
         let mut g = gate();
-        let first = g.plan(&frame(0, Some((20, 20))));
+        let f = frame(0, Some((20, 20)));
+        let first = g.plan(&f);
         assert_eq!((first.look, first.region), (Look::Full, None));
-        g.looked(&first, Timestamp::ZERO, &[]);
+        g.looked(&first, &f, &[]);
         let still = g.plan(&frame(200, Some((20, 20))));
         assert_eq!(still.look, Look::Skipped);
     }
@@ -240,8 +290,9 @@ mod tests {
     #[test]
     fn a_moving_square_is_looked_at_in_a_crop_around_where_it_was_and_is() {
         let mut g = gate();
-        let p = g.plan(&frame(0, Some((20, 20))));
-        g.looked(&p, Timestamp::ZERO, &[]);
+        let f = frame(0, Some((20, 20)));
+        let p = g.plan(&f);
+        g.looked(&p, &f, &[]);
         let p = g.plan(&frame(200, Some((60, 20))));
         assert_eq!(p.look, Look::Motion);
         let r = p.region.expect("a crop");
@@ -251,27 +302,74 @@ mod tests {
         assert!(r.area() < WHOLE, "{r:?}");
     }
 
-    #[test]
-    fn a_found_object_is_looked_at_again_every_refresh_and_all_every_full_every() {
-        let mut g = gate();
-        let p = g.plan(&frame(0, None));
-        let car = BBox::new(0.6, 0.6, 0.2, 0.2);
-        g.looked(&p, Timestamp::ZERO, &[car]);
-        let mut looks = Vec::new();
-        for ms in (200..=10_000).step_by(200) {
-            let p = g.plan(&frame(ms, None));
-            g.looked(&p, Timestamp::from_millis(ms), &[car]);
-            looks.push((ms, p));
+    /// Where a car was found, normalised, and the frame's pixels there.
+    const CAR: BBox = BBox {
+        x: 0.6,
+        y: 0.6,
+        w: 0.2,
+        h: 0.2,
+    };
+
+    /// A frame of the still background with the car's place at `level`.
+    fn car_at(ms: u64, level: u8) -> VideoFrame {
+        let mut f = frame(ms, None);
+        let mut rgb = f.rgb.to_vec();
+        for y in 144..192 {
+            for x in 192..256 {
+                rgb[(y * 320 + x) * 3..(y * 320 + x) * 3 + 3].fill(level);
+            }
         }
-        let at = |ms: u64| looks.iter().find(|(t, _)| *t == ms).map(|(_, p)| *p);
-        assert_eq!(at(800).map(|p| p.look), Some(Look::Skipped));
-        let refresh = at(1000).expect("1 s");
+        f.rgb = rgb.into();
+        f
+    }
+
+    /// The plans of 10 s of frames every 200 ms after the car was found at
+    /// 0, the car's place at `level(ms)`.
+    fn looks(level: impl Fn(u64) -> u8) -> Vec<(u64, Plan)> {
+        let mut g = gate();
+        let f = car_at(0, level(0));
+        let p = g.plan(&f);
+        g.looked(&p, &f, &[CAR]);
+        (200..=10_000)
+            .step_by(200)
+            .map(|ms| {
+                let f = car_at(ms, level(ms));
+                let p = g.plan(&f);
+                g.looked(&p, &f, &[CAR]);
+                (ms, p)
+            })
+            .collect()
+    }
+
+    fn at(looks: &[(u64, Plan)], ms: u64) -> Option<Plan> {
+        looks.iter().find(|(t, _)| *t == ms).map(|(_, p)| *p)
+    }
+
+    #[test]
+    fn an_object_whose_place_changes_is_looked_at_again_every_refresh_and_all_every_full_every() {
+        // Lit slowly: 6 grey levels a frame, below the change of motion
+        // from one frame to the next, but 30 a second.
+        let looks = looks(|ms| 100 + (ms / 200 * 6) as u8);
+        assert_eq!(at(&looks, 800).map(|p| p.look), Some(Look::Skipped));
+        let refresh = at(&looks, 1000).expect("1 s");
         assert_eq!(refresh.look, Look::Refresh);
-        assert!(refresh.region.is_some_and(|r| r.contains(car.centre())));
-        assert_eq!(at(1200).map(|p| p.look), Some(Look::Skipped));
-        assert_eq!(at(2000).map(|p| p.look), Some(Look::Refresh));
+        assert!(refresh.region.is_some_and(|r| r.contains(CAR.centre())));
+        assert_eq!(at(&looks, 1200).map(|p| p.look), Some(Look::Skipped));
+        assert_eq!(at(&looks, 2000).map(|p| p.look), Some(Look::Refresh));
         assert_eq!(
-            at(10_000).map(|p| (p.look, p.region)),
+            at(&looks, 10_000).map(|p| (p.look, p.region)),
+            Some((Look::Full, None))
+        );
+    }
+
+    #[test]
+    fn an_object_whose_place_is_as_it_was_is_looked_at_again_only_with_the_whole_frame() {
+        let looks = looks(|_| 100);
+        for (ms, p) in &looks[..looks.len() - 1] {
+            assert_eq!(p.look, Look::Skipped, "{ms} ms");
+        }
+        assert_eq!(
+            at(&looks, 10_000).map(|p| (p.look, p.region)),
             Some((Look::Full, None))
         );
     }
@@ -292,8 +390,9 @@ mod tests {
     #[test]
     fn a_change_over_most_of_the_picture_is_looked_at_whole() {
         let mut g = gate();
-        let p = g.plan(&frame(0, None));
-        g.looked(&p, Timestamp::ZERO, &[]);
+        let f = frame(0, None);
+        let p = g.plan(&f);
+        g.looked(&p, &f, &[]);
         let mut lit = frame(200, None);
         lit.rgb = vec![200u8; 320 * 240 * 3].into();
         let p = g.plan(&lit);

@@ -129,11 +129,12 @@ fn a_quiet_camera_is_looked_at_seldom_and_its_people_are_still_found() {
     assert_eq!(count(&all, "full"), 5 * LENGTH, "gating off: {all:?}");
     // 20 of the 30 s are still: most frames are not looked at; the whole
     // frame about every 10 s (and when most of it changes); the people
-    // standing in the frozen picture are looked at again every second.
+    // standing in the frozen picture are as they were when found, so they
+    // are not looked at again in between (held, not lost).
     let skipped = count(&looks, "skipped");
-    assert!(skipped >= 2 * LENGTH, "skipped {skipped}: {looks:?}");
+    assert!(skipped >= 3 * LENGTH, "skipped {skipped}: {looks:?}");
     assert!(count(&looks, "motion") >= 30, "the visit moves: {looks:?}");
-    assert!(count(&looks, "refresh") >= 10, "{looks:?}");
+    assert!(count(&looks, "refresh") <= 5, "{looks:?}");
     let (on, off) = (presence(&gated), presence(&every));
     let agree = on.iter().zip(&off).filter(|(a, b)| a == b).count();
     eprintln!(
@@ -202,9 +203,9 @@ fn each_camera_is_charged_the_cpu_it_costs() {
             assert!(part(parts, name) > 0.0, "{name}: {parts:?}");
         }
     }
-    // The still camera is looked at about once a second (its people
-    // refreshed, the whole frame every 10 s); the walkway whenever it moves,
-    // 5 times a second.
+    // The still camera is looked at seldom (its people are as they were:
+    // the whole frame every 10 s); the walkway whenever it moves, 5 times a
+    // second.
     assert!(
         part(&walk, "models") > 2.0 * part(&still, "models"),
         "models: walk {walk:?} still {still:?}"
