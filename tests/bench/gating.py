@@ -1,6 +1,6 @@
 """The quiet-camera benchmark's clip and its peer (tests/bench/gating.sh).
 
-    python gating.py clip VTEST OUT.avi      # the quiet clip, and its truth
+    python gating.py clip VTEST OUT.avi [S]  # the quiet clip, and its truth (S s in)
     python gating.py loop CLIP MODEL THREADS # the plain loop: presence per frame
     python gating.py tracks EVENTS SECONDS   # vigil's presence per frame, from its tracks
     python gating.py score TRUTH FRAMES      # presence F1 of frames against truth
@@ -12,7 +12,8 @@ frames: the pedestrians go, the parked van and car stay), held still for
 30 s, then 10 s of the real footage (a visit), four times over, ending
 still: 190 s at 10 fps, 79 % still. Written as MJPEG in AVI, with
 OUT.truth.txt beside it: one line per second of clip, 1 where people are
-in view.
+in view. With S, the same clip begins S seconds in and wraps round (the
+live benchmark's cameras, whose visits do not all come at once).
 
 The loop: what a user would write without vigil. OpenCV decodes every
 frame, every second one (5 of 10 fps) is letterboxed to 416x416 with
@@ -31,7 +32,7 @@ STD = np.array([57.375, 57.12, 58.395], np.float32)
 STILL, VISIT, VISITS, FPS = 30, 10, 4, 10
 
 
-def clip(vtest: str, out: str) -> None:
+def clip(vtest: str, out: str, offset: int = 0) -> None:
     import cv2
 
     cap = cv2.VideoCapture(vtest)
@@ -46,19 +47,21 @@ def clip(vtest: str, out: str) -> None:
     sample = np.stack(frames[:: max(1, len(frames) // 120)])
     empty = np.median(sample, axis=0).astype(np.uint8)
     h, w = empty.shape[:2]
-    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (w, h))
-    truth = []
+    sequence, truth = [], []
     for v in range(VISITS):
-        for _ in range(STILL * FPS):
-            writer.write(empty)
+        sequence += [empty] * (STILL * FPS)
         truth += [0] * STILL
         start = v * VISIT * FPS
-        for f in frames[start : start + VISIT * FPS]:
-            writer.write(f)
+        sequence += frames[start : start + VISIT * FPS]
         truth += [1] * VISIT
-    for _ in range(STILL * FPS):
-        writer.write(empty)
+    sequence += [empty] * (STILL * FPS)
     truth += [0] * STILL
+    offset %= len(truth)
+    sequence = sequence[offset * FPS :] + sequence[: offset * FPS]
+    truth = truth[offset:] + truth[:offset]
+    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (w, h))
+    for f in sequence:
+        writer.write(f)
     writer.release()
     with open(out.rsplit(".", 1)[0] + ".truth.txt", "w") as t:
         t.write("".join(f"{x}\n" for x in truth))
@@ -167,7 +170,7 @@ def count(events: str) -> None:
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "clip":
-        clip(sys.argv[2], sys.argv[3])
+        clip(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     elif cmd == "loop":
         loop(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "tracks":

@@ -272,7 +272,13 @@ fn fit(b: &Bench, clip: &Clip, secs: u64, max: usize) -> Res<String> {
             cpu,
             captions,
             ..
-        } = run_streams(b, &clip.path, n, secs, &format!("fit-{n}"))?;
+        } = run_streams(
+            b,
+            std::slice::from_ref(&clip.path),
+            n,
+            secs,
+            &format!("fit-{n}"),
+        )?;
         let frames = metrics.sum("vigil_batch_size_sum", &[("model", "nanodet")]);
 
         let mut fits_all = true;
@@ -374,9 +380,10 @@ struct StreamsRun {
     captions: Vec<Caption>,
 }
 
-/// Runs `n` streams of `file` for `secs` in the run folder `name`.
-fn run_streams(b: &Bench, file: &Path, n: usize, secs: u64, name: &str) -> Res<StreamsRun> {
-    let server = RtspServer::start(file)?;
+/// Runs `n` streams for `secs` in the run folder `name`, stream `i` on
+/// `files[i % files.len()]`.
+fn run_streams(b: &Bench, files: &[PathBuf], n: usize, secs: u64, name: &str) -> Res<StreamsRun> {
+    let server = RtspServer::serving(files, free_port()?)?;
     let http = free_port()?;
     let names: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
     let toml = Pipeline {
@@ -397,7 +404,10 @@ fn run_streams(b: &Bench, file: &Path, n: usize, secs: u64, name: &str) -> Res<S
     vigil.wait_http(http)?;
     vigil.run_until(Duration::from_secs(secs))?;
     let scraped_ns = now_ns();
-    let metrics = scrape(http)?;
+    let text = get(http, "/metrics")?;
+    // Kept beside the run, for a look at where the time went.
+    std::fs::write(dir.join("metrics.txt"), &text)?;
+    let metrics = Metrics::parse(&text);
     let wall = vigil.spawned.elapsed().as_secs_f64();
     let cpu = vigil.cpu_secs()?;
     let peak_rss = vigil.peak_rss_mib()?;
@@ -441,19 +451,20 @@ fn quiet_fit(b: &Bench, clip: &QuietClip, secs: u64, first: usize) -> Res<String
             cpu,
             peak_rss: rss,
             captions,
-        } = run_streams(b, &clip.path, n, secs, &format!("quiet-{n}"))?;
+        } = run_streams(b, &clip.paths, n, secs, &format!("quiet-{n}"))?;
         let people = read_person_starts(&dir.join("out/events.db"))?;
 
         let mut fits_all = true;
         let (mut seen, mut due) = (0, 0);
         let mut alerts = Vec::new();
         let mut missed = Vec::new();
-        for name in &names {
+        for (i, name) in names.iter().enumerate() {
             let st = StreamFit::of(name, &captions, &metrics, scraped_ns);
             fits_all &= st.fits();
             let mine: Vec<&PersonStart> = people.iter().filter(|p| &p.stream == name).collect();
             // The visits the stream's time has gone past, with time to confirm.
-            for &(onset, end) in clip.visits.iter().filter(|v| v.0 + 3.0 <= st.stream_secs) {
+            let visits = &clip.visits[i % clip.visits.len()];
+            for &(onset, end) in visits.iter().filter(|v| v.0 + 3.0 <= st.stream_secs) {
                 due += 1;
                 let first = mine
                     .iter()
@@ -514,15 +525,20 @@ fn quiet_fit(b: &Bench, clip: &QuietClip, secs: u64, first: usize) -> Res<String
     s += "### Quiet cameras that fit: 720p, a visit every 40 s, the gated detector\n\n";
     s += &b.machine(&load);
     s += &format!(
-        "The stream: `{}`, the quiet clip of the gating benchmark (`tests/bench/gating.py \
+        "The streams: `{}` …, the quiet clip of the gating benchmark (`tests/bench/gating.py \
          clip`: vtest.avi's walkway emptied, still for 30 s, then 10 s of real footage with \
          people, four times over, ending still; {:.0} s) scaled to 1280x720 at 25 fps, H.264 \
-         in MP4, one mount per stream, each starting at the clip's start. N RTSP sources at \
+         in MP4, in {} versions that begin {} s into it (and wrap round), so that the \
+         cameras' visits do not all come at once: stream i plays version i mod {}, from its \
+         start. One mount per stream. N RTSP sources at \
          {FIT_FPS} analysed frames/s with the detector's defaults (`gating = \"motion\"`, \
          `precision = \"int8\"`), {secs} s a run: {} N first, then 4 fewer until N fits, or \
          4 more once if it does. The command for the first N:\n\n",
-        b.show(&clip.path),
+        b.show(&clip.paths[0]),
         clip.secs,
+        clip.paths.len(),
+        QUIET_OFFSETS.map(|o| o.to_string()).join(", "),
+        clip.paths.len(),
         first.min(MOUNTS)
     );
     if let Some((dir, toml)) = &shown {
@@ -1252,23 +1268,55 @@ impl Clip {
     }
 }
 
-/// The quiet clip of the gating benchmark at 720p for RTSP, and when its
-/// visits are.
+/// Where the versions of the quiet clip begin, s into it: visits come
+/// every 40 s, so at any moment about a quarter of the versions has one.
+const QUIET_OFFSETS: [u32; 8] = [0, 5, 10, 15, 20, 25, 30, 35];
+
+/// The quiet clip of the gating benchmark at 720p for RTSP, in versions
+/// that begin at [`QUIET_OFFSETS`], and when their visits are.
 struct QuietClip {
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     secs: f64,
-    /// Visits, (onset, end) in s of the clip.
-    visits: Vec<(f64, f64)>,
+    /// Each version's visits, (onset, end) in s of it.
+    visits: Vec<Vec<(f64, f64)>>,
 }
 
 impl QuietClip {
-    /// Made once into the cache by `tests/bench/gating.py clip` (in the
-    /// bench's Python venv, which the gating section makes) and x264.
+    /// Each version made once into the cache by `tests/bench/gating.py
+    /// clip` (in the bench's Python venv, which the gating section makes)
+    /// and x264.
     fn get(b: &Bench) -> Res<QuietClip> {
+        let mut clip = QuietClip {
+            paths: Vec::new(),
+            secs: 0.0,
+            visits: Vec::new(),
+        };
+        for offset in QUIET_OFFSETS {
+            let (path, seconds) = QuietClip::version(b, offset)?;
+            let mut visits: Vec<(f64, f64)> = Vec::new();
+            for (i, &present) in seconds.iter().enumerate() {
+                let before = i > 0 && seconds[i - 1];
+                if present && !before {
+                    visits.push((i as f64, i as f64));
+                }
+                if present && let Some(v) = visits.last_mut() {
+                    v.1 = (i + 1) as f64;
+                }
+            }
+            clip.secs = seconds.len() as f64;
+            clip.paths.push(path);
+            clip.visits.push(visits);
+        }
+        Ok(clip)
+    }
+
+    /// The version beginning `offset` s in, and per second whether people
+    /// are in view.
+    fn version(b: &Bench, offset: u32) -> Res<(PathBuf, Vec<bool>)> {
         let media = b.cache.join("media");
         std::fs::create_dir_all(&media)?;
-        let path = media.join("live-quiet-720p.mp4");
-        let truth = media.join("live-quiet-720p.truth.txt");
+        let path = media.join(format!("live-quiet-720p-s{offset}.mp4"));
+        let truth = path.with_extension("truth.txt");
         if !path.is_file() || !truth.is_file() {
             let python = b.cache.join("bench-venv/bin/python");
             if !python.is_file() {
@@ -1284,16 +1332,15 @@ impl QuietClip {
             b.progress(&format!("making {} (once)", b.show(&path)));
             let out = Command::new(&python)
                 .arg(b.repo.join("tests/bench/gating.py"))
-                .arg("clip")
-                .arg(&vtest)
-                .arg(&avi)
+                .args(["clip".as_ref(), vtest.as_os_str(), avi.as_os_str()])
+                .arg(offset.to_string())
                 .output()?;
             if !out.status.success() {
-                return Err(
-                    format!("gating.py clip: {}", String::from_utf8_lossy(&out.stderr)).into(),
-                );
+                let why = String::from_utf8_lossy(&out.stderr);
+                return Err(format!("gating.py clip: {why}").into());
             }
             let tmp = media.join(format!("live-quiet.{}.mp4", std::process::id()));
+            let caps = "video/x-raw,width=1280,height=720,framerate=25/1,pixel-aspect-ratio=1/1";
             let out = Command::new("gst-launch-1.0")
                 .args(["-q", "-e", "filesrc"])
                 .arg(format!("location={}", avi.display()))
@@ -1305,56 +1352,33 @@ impl QuietClip {
                     "!",
                     "videoscale",
                     "!",
+                ])
+                .args([
                     "videorate",
                     "!",
-                    "video/x-raw,width=1280,height=720,framerate=25/1,pixel-aspect-ratio=1/1",
+                    caps,
                     "!",
                     "x264enc",
                     "speed-preset=ultrafast",
-                    "tune=zerolatency",
-                    "key-int-max=25",
-                    "!",
-                    "h264parse",
-                    "!",
-                    "mp4mux",
-                    "!",
-                    "filesink",
                 ])
+                .args(["tune=zerolatency", "key-int-max=25", "!", "h264parse", "!"])
+                .args(["mp4mux", "!", "filesink"])
                 .arg(format!("location={}", tmp.display()))
                 .output()?;
-            let avi_truth = avi.with_extension("truth.txt");
+            let _ = std::fs::remove_file(&avi);
             if !out.status.success() || !tmp.is_file() {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(format!(
-                    "could not make {}: {}",
-                    b.show(&path),
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .into());
+                let why = String::from_utf8_lossy(&out.stderr);
+                return Err(format!("could not make {}: {why}", b.show(&path)).into());
             }
-            std::fs::rename(&avi_truth, &truth)?;
+            std::fs::rename(avi.with_extension("truth.txt"), &truth)?;
             std::fs::rename(&tmp, &path)?;
-            let _ = std::fs::remove_file(&avi);
         }
-        let seconds: Vec<bool> = std::fs::read_to_string(&truth)?
+        let seconds = std::fs::read_to_string(&truth)?
             .lines()
             .map(|l| l.trim() == "1")
             .collect();
-        let mut visits = Vec::new();
-        for (i, &present) in seconds.iter().enumerate() {
-            let before = i > 0 && seconds[i - 1];
-            if present && !before {
-                visits.push((i as f64, i as f64));
-            }
-            if present && let Some(v) = visits.last_mut() {
-                v.1 = (i + 1) as f64;
-            }
-        }
-        Ok(QuietClip {
-            path,
-            secs: seconds.len() as f64,
-            visits,
-        })
+        Ok((path, seconds))
     }
 }
 
@@ -1894,8 +1918,8 @@ fn read_captions(db: &Path) -> Res<Vec<Caption>> {
 
 // --- the RTSP server -----------------------------------------------------------
 
-/// The RTSP server of `tests/support/rtsp.rs`, serving `file`'s H.264
-/// picture at `/cam` and `/cam1` … `/cam16` for runs of several streams:
+/// The RTSP server of `tests/support/rtsp.rs`, serving a file's H.264
+/// picture at `/cam` and `/cam1` … `/cam32` for runs of several streams:
 /// each mount's media is shared, and has one client here (gst-rtsp-server
 /// 1.22 can abort on an assertion, gst_rtsp_media_get_rates, when many
 /// clients set up one shared media at once).
@@ -1906,11 +1930,16 @@ impl RtspServer {
 
     /// On this port (a server started again where its clients look for it).
     fn start_on(file: &Path, port: u16) -> Res<RtspServer> {
-        let mounts = std::iter::once("/cam".to_string())
-            .chain((1..=MOUNTS).map(|i| format!("/cam{i}")))
+        RtspServer::serving(&[file.to_path_buf()], port)
+    }
+
+    /// `files` in turn: `/cam` and `/cam1` the first, `/cam2` the second…
+    fn serving(files: &[PathBuf], port: u16) -> Res<RtspServer> {
+        let file = |i: usize| h264_picture(&files[i % files.len().max(1)]);
+        let mounts = std::iter::once(("/cam".to_string(), file(0)))
+            .chain((1..=MOUNTS).map(|i| (format!("/cam{i}"), file(i - 1))))
             .collect();
         Ok(RtspServer::serve(Serving {
-            launch: h264_picture(file),
             mounts,
             port,
             tls: None,

@@ -117,8 +117,7 @@ impl RtspServer {
 
     fn at_cam(launch: String, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
         RtspServer::serve(Serving {
-            launch,
-            mounts: vec!["/cam".into()],
+            mounts: vec![("/cam".into(), launch)],
             port,
             tls,
         })

@@ -28,11 +28,11 @@ pub fn h264_picture(file: &Path) -> String {
     )
 }
 
-/// What to serve: the elements of `launch` (payloaders `pay0`, `pay1`…) at
-/// each of `mounts`, on `port`, over TLS with this PEM chain and key if set.
+/// What to serve: at each of `mounts`, the elements of its launch line
+/// (payloaders `pay0`, `pay1`…), on `port`, over TLS with this PEM chain
+/// and key if set.
 pub struct Serving {
-    pub launch: String,
-    pub mounts: Vec<String>,
+    pub mounts: Vec<(String, String)>,
     pub port: u16,
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -52,7 +52,6 @@ impl RtspServer {
         gst::init().map_err(|e| format!("GStreamer: {e}"))?;
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
-        let launch = format!("( {} )", serving.launch);
         let port = serving.port;
         let playing = Arc::new(Mutex::new(None));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -82,9 +81,9 @@ impl RtspServer {
                     },
                     None => None,
                 };
-                for mount in &serving.mounts {
+                for (mount, launch) in &serving.mounts {
                     let factory = rtsp::RTSPMediaFactory::new();
-                    factory.set_launch(&launch);
+                    factory.set_launch(&format!("( {launch} )"));
                     factory.set_shared(true);
                     if auth.is_some() {
                         factory.add_role_from_structure(
