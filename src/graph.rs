@@ -358,18 +358,23 @@ impl Graph {
     /// threads of every stream whose fusion ended to a reaper, and forgets
     /// detached streams once joined.
     pub fn poll(&mut self, wait: Duration) {
+        // The streams whose fusion said it is done: its thread is ending
+        // (it may not have returned yet; the reaper's join waits for it).
+        let mut done: Vec<Arc<str>> = Vec::new();
         crossbeam_channel::select! {
-            recv(self.done_rx) -> _ => {}
+            recv(self.done_rx) -> name => done.extend(name),
             recv(self.reaped_rx) -> _ => {}
             default(wait) => {}
         }
-        while self.done_rx.try_recv().is_ok() || self.reaped_rx.try_recv().is_ok() {}
+        done.extend(self.done_rx.try_iter());
+        while self.reaped_rx.try_recv().is_ok() {}
         for r in self.streams.iter_mut() {
+            let said_done = done.iter().any(|n| **n == *r.config.name);
             let fused = r
                 .threads
                 .as_ref()
                 .and_then(|t| t.fuse.as_ref())
-                .is_some_and(|f| f.is_finished());
+                .is_some_and(|f| said_done || f.is_finished());
             if fused && r.reaper.is_none() {
                 let threads = Arc::new(Mutex::new(r.threads.take()));
                 let (status, reaped) = (r.status.clone(), self.reaped_tx.clone());
