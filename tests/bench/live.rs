@@ -532,7 +532,7 @@ fn quiet_fit(b: &Bench, clip: &QuietClip, secs: u64, first: usize) -> Res<String
          cameras' visits do not all come at once: stream i plays version i mod {}, from its \
          start. One mount per stream. N RTSP sources at \
          {FIT_FPS} analysed frames/s with the detector's defaults (`gating = \"motion\"`, \
-         `precision = \"int8\"`), {secs} s a run: {} N first, then 4 fewer until N fits, or \
+         `precision = \"int8\"`), {secs} s a run: N = {} first, then 4 fewer until N fits, or \
          4 more once if it does. The command for the first N:\n\n",
         b.show(&clip.paths[0]),
         clip.secs,
