@@ -1844,16 +1844,26 @@ impl PersonStart {
     }
 }
 
-fn read_person_starts(db: &Path) -> Res<Vec<PersonStart>> {
+/// The records of `kind` (`caption`, `event`…) the store committed, as
+/// (JSON, `stored_ns`), in the order they were stored.
+fn stored(db: &Path, kind: &str) -> Res<Vec<(String, i64)>> {
+    if !db.is_file() {
+        return Err(format!("no event store at {}", db.display()).into());
+    }
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut stmt = conn.prepare(
-        "SELECT json, stored_ns FROM records WHERE type = 'event' AND stored_ns IS NOT NULL ORDER BY seq",
+        "SELECT json, stored_ns FROM records WHERE type = ?1 AND stored_ns IS NOT NULL ORDER BY seq",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map([kind], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn read_person_starts(db: &Path) -> Res<Vec<PersonStart>> {
     let mut out = Vec::new();
-    for row in rows {
-        let (json, stored_ns) = row?;
+    for (json, stored_ns) in stored(db, "event")? {
         let r: vigil::record::Record = serde_json::from_str(&json)?;
         let vigil::record::Record::Event(e) = r else {
             continue;
@@ -1878,18 +1888,8 @@ fn read_person_starts(db: &Path) -> Res<Vec<PersonStart>> {
 }
 
 fn read_captions(db: &Path) -> Res<Vec<Caption>> {
-    if !db.is_file() {
-        return Err(format!("no event store at {}", db.display()).into());
-    }
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut stmt = conn.prepare(
-        "SELECT json, stored_ns FROM records WHERE type = 'caption' AND stored_ns IS NOT NULL ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
-    for row in rows {
-        let (json, stored_ns) = row?;
+    for (json, stored_ns) in stored(db, "caption")? {
         let v: serde_json::Value = serde_json::from_str(&json)?;
         let field = |k: &str| {
             v.get(k)
