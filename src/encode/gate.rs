@@ -199,8 +199,10 @@ impl Gate {
     }
 }
 
+/// Whether two grey images are of one size, with all their pixels.
 fn same_size(a: &Grey, b: &Grey) -> bool {
-    a.width == b.width && a.height == b.height
+    let n = a.width * a.height;
+    a.width == b.width && a.height == b.height && a.pixels.len() == n && b.pixels.len() == n
 }
 
 /// Whether `region` (normalised) of `now` is as it was in `then`: at most
