@@ -113,6 +113,10 @@ pub fn run(
     Ok(graph.finish())
 }
 
+/// How long a fusion thread that said it is done may take to return
+/// before the graph polls again.
+const DONE_TO_RETURN: Duration = Duration::from_millis(50);
+
 /// One attached stream: its threads, until they are joined.
 struct Running {
     /// The run its records carry.
@@ -358,8 +362,6 @@ impl Graph {
     /// threads of every stream whose fusion ended to a reaper, and forgets
     /// detached streams once joined.
     pub fn poll(&mut self, wait: Duration) {
-        // The streams whose fusion said it is done: its thread is ending
-        // (it may not have returned yet; the reaper's join waits for it).
         let mut done: Vec<Arc<str>> = Vec::new();
         crossbeam_channel::select! {
             recv(self.done_rx) -> name => done.extend(name),
@@ -368,13 +370,30 @@ impl Graph {
         }
         done.extend(self.done_rx.try_iter());
         while self.reaped_rx.try_recv().is_ok() {}
+        // A fusion says it is done as the last thing its thread does: wait
+        // the moment it takes to return, not for the next poll. (By name,
+        // a stream restarted under it may be running too: only a finished
+        // thread is reaped.)
+        let deadline = Instant::now() + DONE_TO_RETURN;
+        while !done.is_empty() && Instant::now() < deadline {
+            let returned = self.streams.iter().any(|r| {
+                done.iter().any(|n| **n == *r.config.name)
+                    && r.threads
+                        .as_ref()
+                        .and_then(|t| t.fuse.as_ref())
+                        .is_some_and(|f| f.is_finished())
+            });
+            if returned {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for r in self.streams.iter_mut() {
-            let said_done = done.iter().any(|n| **n == *r.config.name);
             let fused = r
                 .threads
                 .as_ref()
                 .and_then(|t| t.fuse.as_ref())
-                .is_some_and(|f| said_done || f.is_finished());
+                .is_some_and(|f| f.is_finished());
             if fused && r.reaper.is_none() {
                 let threads = Arc::new(Mutex::new(r.threads.take()));
                 let (status, reaped) = (r.status.clone(), self.reaped_tx.clone());
