@@ -328,3 +328,37 @@ impl std::fmt::Display for Failure {
         f.write_str(&self.message)
     }
 }
+
+#[cfg(test)]
+impl Chunk {
+    /// Second `seq` of stream `stream` (tests): `frames` black 2×2 frames
+    /// 200 ms apart and a second of silence at 16 kHz.
+    pub(crate) fn test_second(stream: &str, seq: u64, frames: usize) -> Chunk {
+        use crate::time::SECOND;
+        let start = Timestamp(seq * SECOND);
+        Chunk {
+            stream: Arc::from(stream),
+            seq,
+            span: Span::new(start, start.saturating_add(SECOND)),
+            frames: (0..frames)
+                .map(|i| VideoFrame {
+                    pts: start.saturating_add(i as u64 * SECOND / 5),
+                    duration: 0,
+                    width: 2,
+                    height: 2,
+                    rgb: vec![0u8; 12].into(),
+                    grey: None,
+                })
+                .collect(),
+            audio: Arc::from(vec![0.0f32; 16_000]),
+            first_sample: seq * 16_000,
+            flags: ChunkFlags::default(),
+            utc_origin: 0,
+            has_audio: true,
+            has_video: true,
+            video_end: None,
+            audio_end: None,
+            made_at: std::time::Instant::now(),
+        }
+    }
+}

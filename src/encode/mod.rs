@@ -393,32 +393,9 @@ pub struct Observation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{ChunkFlags, VideoFrame};
-    use crate::time::{SECOND, Span, Timestamp};
 
     fn chunk() -> Chunk {
-        Chunk {
-            stream: Arc::from("t"),
-            seq: 0,
-            span: Span::new(Timestamp(0), Timestamp(SECOND)),
-            frames: vec![VideoFrame {
-                pts: Timestamp(0),
-                duration: 0,
-                width: 2,
-                height: 2,
-                rgb: vec![7u8; 12].into(),
-                grey: None,
-            }],
-            audio: Arc::from(vec![0.0f32; 16_000]),
-            first_sample: 0,
-            flags: ChunkFlags::default(),
-            utc_origin: 0,
-            has_audio: true,
-            has_video: true,
-            video_end: None,
-            audio_end: None,
-            made_at: std::time::Instant::now(),
-        }
+        Chunk::test_second("t", 0, 1)
     }
 
     /// What fusion gets of one chunk's frames, keeping pixels or not.

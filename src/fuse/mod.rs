@@ -700,27 +700,14 @@ mod tests {
     use super::*;
     use crate::media::{Chunk, ChunkFlags};
     use crate::time::SECOND;
-    use crate::time::Span;
 
     fn chunk(seq: u64, flags: ChunkFlags) -> Encoded {
         Encoded {
             chunk: Chunk {
-                stream: "cam".into(),
-                seq,
-                span: Span {
-                    start: Timestamp(seq * SECOND),
-                    end: Timestamp((seq + 1) * SECOND),
-                },
-                frames: Vec::new(),
+                flags,
                 audio: Arc::from(Vec::new()),
                 first_sample: 0,
-                flags,
-                utc_origin: 0,
-                has_audio: true,
-                has_video: true,
-                video_end: None,
-                audio_end: None,
-                made_at: std::time::Instant::now(),
+                ..Chunk::test_second("cam", seq, 0)
             },
             features: Vec::new(),
         }

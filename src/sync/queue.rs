@@ -251,35 +251,9 @@ impl Drop for ChunkReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{ChunkFlags, VideoFrame};
-    use crate::time::{SECOND, Span, Timestamp};
 
     fn chunk(seq: u64, frames: usize) -> Chunk {
-        let start = Timestamp(seq * SECOND);
-        Chunk {
-            stream: Arc::from("t"),
-            seq,
-            span: Span::new(start, start.saturating_add(SECOND)),
-            frames: (0..frames)
-                .map(|i| VideoFrame {
-                    pts: start.saturating_add(i as u64 * SECOND / 5),
-                    duration: 0,
-                    width: 2,
-                    height: 2,
-                    rgb: vec![0u8; 12].into(),
-                    grey: None,
-                })
-                .collect(),
-            audio: Arc::from(vec![0.0f32; 16_000]),
-            first_sample: seq * 16_000,
-            flags: ChunkFlags::default(),
-            utc_origin: 0,
-            has_audio: true,
-            has_video: true,
-            video_end: None,
-            audio_end: None,
-            made_at: std::time::Instant::now(),
-        }
+        Chunk::test_second("t", seq, frames)
     }
 
     #[test]
