@@ -35,6 +35,9 @@ use crate::metrics::Metrics;
 pub type ItemOutputs = Vec<Vec<f32>>;
 /// One item's inputs, in the order of [`BatchModel::inputs`].
 pub type ItemInputs = Vec<Vec<f32>>;
+/// The shape of one item of each input, for a model whose inputs take
+/// more than one (NanoDet's side): items of one shape run together.
+pub type ItemShapes = Arc<[Vec<usize>]>;
 
 struct Request {
     /// Which client sent it.
@@ -42,7 +45,15 @@ struct Request {
     /// Where the client is charged the CPU time its items took.
     spent: Arc<AtomicU64>,
     items: Vec<ItemInputs>,
+    /// Its items' shapes, when not the ports' own.
+    shapes: Option<ItemShapes>,
     reply: Sender<Result<Vec<ItemOutputs>>>,
+}
+
+/// One item on its way to a run, with its request's shapes.
+struct Item {
+    inputs: ItemInputs,
+    shapes: Option<ItemShapes>,
 }
 
 /// The requests waiting, one queue per client, served in turn.
@@ -115,7 +126,8 @@ impl<R> Fair<R> {
     }
 }
 
-/// A batched tensor: its name, one item's shape, and where the batch
+/// A batched tensor: its name, one item's shape (unless a request gives
+/// its own, [`BatchClient::submit_shaped`]), and where the batch
 /// dimension goes (0 for most models; Silero's state has it second).
 #[derive(Clone, Debug)]
 pub struct Port {
@@ -240,6 +252,16 @@ impl BatchClient {
     /// Hands `items` to the worker and returns at once: the caller can
     /// prepare more while the model runs, then [`Pending::wait`]s.
     pub fn submit(&self, items: Vec<ItemInputs>) -> Result<Pending> {
+        self.send(items, None)
+    }
+
+    /// As [`submit`](Self::submit), for items of `shapes` (one per input)
+    /// rather than the ports' own.
+    pub fn submit_shaped(&self, items: Vec<ItemInputs>, shapes: ItemShapes) -> Result<Pending> {
+        self.send(items, Some(shapes))
+    }
+
+    fn send(&self, items: Vec<ItemInputs>, shapes: Option<ItemShapes>) -> Result<Pending> {
         let (reply, answer) = bounded(1);
         if !items.is_empty() {
             self.tx
@@ -247,6 +269,7 @@ impl BatchClient {
                     client: self.id,
                     spent: self.spent.clone(),
                     items,
+                    shapes,
                     reply,
                 })
                 .map_err(|_| stopped(self.name))?;
@@ -343,9 +366,15 @@ impl Worker {
                 .batch_queue(self.model.name, waiting.len() as i64);
             let counts: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
             let spent: Vec<Arc<AtomicU64>> = requests.iter().map(|r| r.spent.clone()).collect();
-            let (all, replies): (Vec<Vec<ItemInputs>>, Vec<_>) =
-                requests.into_iter().map(|r| (r.items, r.reply)).unzip();
-            let flat: Vec<ItemInputs> = all.into_iter().flatten().collect();
+            let mut flat: Vec<Item> = Vec::new();
+            let mut replies = Vec::with_capacity(requests.len());
+            for r in requests {
+                flat.extend(r.items.into_iter().map(|inputs| Item {
+                    inputs,
+                    shapes: r.shapes.clone(),
+                }));
+                replies.push(r.reply);
+            }
             // What the worker did since its last batch (gathering requests)
             // is no stream's: only the run is shared out.
             let _ = cpu::since_last();
@@ -374,24 +403,37 @@ impl Worker {
         }
     }
 
-    fn infer_all(&mut self, items: Vec<ItemInputs>, max_batch: usize) -> Result<Vec<ItemOutputs>> {
-        let mut out = Vec::with_capacity(items.len());
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            let batch: Vec<ItemInputs> = items.by_ref().take(max_batch).collect();
-            out.extend(self.infer(batch)?);
+    /// Runs `items`, at most `max_batch` a run, items of one shape
+    /// together; their outputs in the items' order.
+    fn infer_all(&mut self, items: Vec<Item>, max_batch: usize) -> Result<Vec<ItemOutputs>> {
+        let mut out: Vec<ItemOutputs> = items.iter().map(|_| Vec::new()).collect();
+        for (shapes, group) in by_shape(items) {
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                let (at, batch): (Vec<usize>, Vec<ItemInputs>) =
+                    group.by_ref().take(max_batch).unzip();
+                for (i, o) in at.into_iter().zip(self.infer(batch, shapes.as_deref())?) {
+                    out[i] = o;
+                }
+            }
         }
         Ok(out)
     }
 
-    /// One session run over `batch` items.
-    fn infer(&mut self, mut batch: Vec<ItemInputs>) -> Result<Vec<ItemOutputs>> {
+    /// One session run over `batch` items, of `shapes` if given (else the
+    /// ports' own).
+    fn infer(
+        &mut self,
+        mut batch: Vec<ItemInputs>,
+        shapes: Option<&[Vec<usize>]>,
+    ) -> Result<Vec<ItemOutputs>> {
         let m = &mut self.model;
         let n = batch.len();
         let err = runtime::inference_failed(m.name);
         let mut inputs: Vec<(String, ort::value::DynValue)> = Vec::new();
         for (k, port) in m.inputs.iter().enumerate() {
-            let per_item: usize = port.item_shape.iter().product();
+            let item_shape = shapes.and_then(|s| s.get(k)).unwrap_or(&port.item_shape);
+            let per_item: usize = item_shape.iter().product();
             if let Some(bad) = batch
                 .iter()
                 .find(|i| i.get(k).map_or(0, Vec::len) != per_item)
@@ -405,10 +447,10 @@ impl Worker {
                     ),
                 });
             }
-            let axis = port.batch_axis.min(port.item_shape.len());
-            let mut shape = port.item_shape.clone();
+            let axis = port.batch_axis.min(item_shape.len());
+            let mut shape = item_shape.clone();
             shape.insert(axis, n);
-            let inner: usize = port.item_shape[axis..].iter().product();
+            let inner: usize = item_shape[axis..].iter().product();
             let outer = per_item / inner.max(1);
             let data = if n == 1 {
                 // One item is already the tensor: no copy.
@@ -470,9 +512,62 @@ impl Worker {
     }
 }
 
+/// Items of one shape, each with its place among all the items.
+type Group = (Option<ItemShapes>, Vec<(usize, ItemInputs)>);
+
+/// Items grouped by shape, each group in the items' order, the groups in
+/// the order their first item came.
+fn by_shape(items: Vec<Item>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match groups.iter_mut().find(|(s, _)| *s == item.shapes) {
+            Some((_, group)) => group.push((i, item.inputs)),
+            None => groups.push((item.shapes, vec![(i, item.inputs)])),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Fair;
+    use std::sync::Arc;
+
+    use super::{Fair, Item, ItemShapes, by_shape};
+
+    #[test]
+    fn items_of_one_shape_run_together_and_keep_their_places() {
+        let big: ItemShapes = Arc::from(vec![vec![3, 416, 416]]);
+        let small: ItemShapes = Arc::from(vec![vec![3, 320, 320]]);
+        let item = |v: f32, shapes: &Option<ItemShapes>| Item {
+            inputs: vec![vec![v]],
+            shapes: shapes.clone(),
+        };
+        let (b, s, none) = (Some(big.clone()), Some(small.clone()), None);
+        let items = vec![
+            item(0.0, &b),
+            item(1.0, &s),
+            item(2.0, &b),
+            item(3.0, &none),
+            item(4.0, &s),
+        ];
+        let groups: Vec<(Option<ItemShapes>, Vec<usize>)> = by_shape(items)
+            .into_iter()
+            .map(|(shape, g)| {
+                for (i, inputs) in &g {
+                    assert_eq!(inputs[0][0], *i as f32, "item {i} carries its own inputs");
+                }
+                (shape, g.into_iter().map(|(i, _)| i).collect())
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (Some(big), vec![0, 2]),
+                (Some(small), vec![1, 4]),
+                (None, vec![3]),
+            ]
+        );
+    }
 
     /// (client, item count) of what a batch took.
     fn take(f: &mut Fair<(usize, usize)>, max: usize) -> Vec<usize> {
