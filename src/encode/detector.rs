@@ -1,4 +1,5 @@
-//! Objects with NanoDet (COCO-80, 416×416): letterbox with NanoDet's own
+//! Objects with NanoDet (COCO-80): letterbox into the stream's input side
+//! (416 by default, 320 for a near camera) with NanoDet's own
 //! normalisation, distribution-focal-loss box decode, per-class NMS, boxes
 //! mapped back to the frame. The [`Gate`] decides which frames, and which
 //! crop of them, the model sees.
@@ -6,8 +7,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::config::{DetectorConfig, Precision};
-use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, Pending, Port};
+use crate::config::{DetectorConfig, InputSide, Precision, SourceConfig};
+use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, ItemShapes, Pending, Port};
 use crate::encode::gate::{Gate, Look, Plan};
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
@@ -52,19 +53,17 @@ pub const KIND: Kind = Kind {
         }
         kind::batcher(c.detector.as_ref(), threads, metrics, model, |d| d.batch)
     },
-    build: |c, w, fps| {
+    build: |c, w, source| {
         Ok(match (&c.detector, kind::batch_worker(w)) {
             (Some(d), Some(b)) => Some(Part::Encoder(Box::new(Detector::new(
                 d.clone(),
                 b.client(),
-                fps,
+                source,
             )?))),
             _ => None,
         })
     },
 };
-/// The model's input side, in pixels.
-pub const SIDE: usize = 416;
 /// Strides of the three heads, with the outputs the batcher returns in
 /// this order: scores then boxes per stride.
 const STRIDES: [usize; 3] = [8, 16, 32];
@@ -125,10 +124,15 @@ pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
         name: "nanodet",
         session,
         pool,
-        inputs: vec![Port::first("image", vec![3, SIDE, SIDE])],
+        inputs: vec![Port::first("image", square(InputSide::DEFAULT))],
         scalars: Vec::new(),
         outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
     })
+}
+
+/// One input item's shape at `side`: three planes of side × side.
+fn square(side: InputSide) -> Vec<usize> {
+    vec![3, side.pixels(), side.pixels()]
 }
 
 /// Checks the class names of a detector's settings against COCO's.
@@ -155,10 +159,20 @@ pub struct Detector {
     interval: u64,
     next_due: u64,
     gate: Gate,
+    /// The side of the model's input for this stream, and the item shape
+    /// it is sent with.
+    side: usize,
+    shapes: ItemShapes,
 }
 
 impl Detector {
-    pub fn new(config: DetectorConfig, client: BatchClient, source_fps: u32) -> Result<Detector> {
+    /// The detector of the stream `source`: at most its fps, at its input
+    /// side (or the section's).
+    pub fn new(
+        config: DetectorConfig,
+        client: BatchClient,
+        source: &SourceConfig,
+    ) -> Result<Detector> {
         check_classes(&config)?;
         let labels: Arc<[&'static str]> = labels().into();
         let wanted = labels
@@ -168,7 +182,8 @@ impl Detector {
                     .then(|| config.threshold_for(l))
             })
             .collect();
-        let fps = config.fps.min(source_fps).max(1);
+        let fps = config.fps.min(source.fps).max(1);
+        let side = source.detector_input.unwrap_or(config.input);
         Ok(Detector {
             client,
             labels,
@@ -176,6 +191,8 @@ impl Detector {
             interval: SECOND / fps as u64,
             next_due: 0,
             gate: Gate::new(&config),
+            side: side.pixels(),
+            shapes: Arc::from(vec![square(side)]),
             config,
         })
     }
@@ -200,7 +217,7 @@ impl Detector {
     ) -> Result<Found> {
         let mut candidates: Vec<(usize, f32, BBox)> = Vec::new();
         for (k, &stride) in STRIDES.iter().enumerate() {
-            let cells_x = SIDE / stride;
+            let cells_x = self.side / stride;
             let cells = cells_x * cells_x;
             let (scores, boxes) = (&outputs[2 * k], &outputs[2 * k + 1]);
             if scores.len() != cells * CLASSES || boxes.len() != cells * 4 * BINS {
@@ -264,7 +281,7 @@ impl Detector {
         let plans: Vec<Plan> = frames.iter().map(|f| self.gate.plan(f)).collect();
         // Each frame goes to the worker as soon as it is letterboxed, so
         // that the model runs while the next one is prepared; at most
-        // IN_FLIGHT wait at once (each input is 2 MB).
+        // IN_FLIGHT wait at once (each input is 2 MB at 416).
         let mut found: Vec<Option<Found>> = frames.iter().map(|_| None).collect();
         let mut waiting: VecDeque<(usize, Letterbox, Pending)> = VecDeque::new();
         for (i, (f, plan)) in frames.iter().zip(&plans).enumerate() {
@@ -276,8 +293,11 @@ impl Detector {
             {
                 found[j] = Some(self.answer(pending, &lb, plans[j].region)?);
             }
-            let (input, lb) = preprocess(f, plan.region);
-            waiting.push_back((i, lb, self.client.submit(vec![vec![input]])?));
+            let (input, lb) = preprocess(f, plan.region, self.side);
+            let pending = self
+                .client
+                .submit_shaped(vec![vec![input]], self.shapes.clone())?;
+            waiting.push_back((i, lb, pending));
         }
         while let Some((j, lb, pending)) = waiting.pop_front() {
             found[j] = Some(self.answer(pending, &lb, plans[j].region)?);
@@ -383,9 +403,9 @@ fn uncrop(b: BBox, crop: Option<BBox>) -> BBox {
     }
 }
 
-/// The frame, or its `crop` (normalised), scaled to fit 416×416 (aspect
-/// kept, centred, grey borders, bilinear), BGR, normalised, NCHW.
-pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>) -> (Vec<f32>, Letterbox) {
+/// The frame, or its `crop` (normalised), scaled to fit side × side
+/// (aspect kept, centred, grey borders, bilinear), BGR, normalised, NCHW.
+pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>, side: usize) -> (Vec<f32>, Letterbox) {
     let (full_w, full_h) = (frame.width as usize, frame.height as usize);
     // The crop in whole pixels, at least one.
     let (ox, oy, fw, fh) = match crop {
@@ -398,9 +418,9 @@ pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>) -> (Vec<f32>, Letterbo
             (x0, y0, x1 - x0, y1 - y0)
         }
     };
-    let lb = Letterbox::fit(fw, fh, SIDE);
+    let lb = Letterbox::fit(fw, fh, side);
     let (scale, w, h, dx, dy) = (lb.scale, lb.width, lb.height, lb.dx, lb.dy);
-    let plane = SIDE * SIDE;
+    let plane = side * side;
     let mut input = vec![0.0f32; 3 * plane];
     // The border, already normalised.
     for c in 0..3 {
@@ -428,7 +448,7 @@ pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>) -> (Vec<f32>, Letterbo
             &rgb[start..start + fw * 3]
         };
         let (r0, r1) = (row(y0), row(y1));
-        let base = (y + dy) * SIDE + dx;
+        let base = (y + dy) * side + dx;
         for (x, &(x0, x1, fx)) in cols.iter().enumerate() {
             for c in 0..3 {
                 let top = r0[x0 * 3 + c] as f32 * (1.0 - fx) + r0[x1 * 3 + c] as f32 * fx;
@@ -487,15 +507,21 @@ mod tests {
             rgb: vec![200u8; 640 * 320 * 3].into(),
             grey: None,
         };
-        let (input, lb) = preprocess(&frame, None);
-        // Scale 0.65: 416×208, rows 104..312 hold the picture.
         let border = (PAD as f32 - MEAN[0]) / STD[0];
         let inside = (200.0 - MEAN[0]) / STD[0];
-        assert!((input[50 * SIDE + 200] - border).abs() < 1e-5);
-        assert!((input[200 * SIDE + 200] - inside).abs() < 1e-4);
-        let b = lb.to_frame([0.0, 104.0, 416.0, 312.0]);
-        for (got, want) in b.to_array().iter().zip([0.0, 0.0, 1.0, 1.0]) {
-            assert!((got - want).abs() < 1e-4, "{b:?}");
+        // Scale 0.65: 416×208, rows 104..312 hold the picture; scale 0.5:
+        // 320×160, rows 80..240.
+        for (side, top, bottom) in [(416, 104, 312), (320, 80, 240)] {
+            let (input, lb) = preprocess(&frame, None, side);
+            assert_eq!(input.len(), 3 * side * side);
+            assert!((input[(top - 10) * side + 200] - border).abs() < 1e-5);
+            assert!((input[top * side + 200] - inside).abs() < 1e-4);
+            assert!((input[(bottom - 1) * side + 200] - inside).abs() < 1e-4);
+            assert!((input[bottom * side + 200] - border).abs() < 1e-5);
+            let b = lb.to_frame([0.0, top as f32, side as f32, bottom as f32]);
+            for (got, want) in b.to_array().iter().zip([0.0, 0.0, 1.0, 1.0]) {
+                assert!((got - want).abs() < 1e-4, "{side}: {b:?}");
+            }
         }
     }
 

@@ -27,12 +27,12 @@ pub const KIND: Kind = Kind {
     start: |c, threads, metrics| {
         kind::batcher(c.faces.as_ref(), threads, metrics, model, |f| f.batch)
     },
-    build: |c, w, fps| {
+    build: |c, w, source| {
         Ok(match (&c.faces, kind::batch_worker(w)) {
             (Some(f), Some(b)) => Some(Part::Encoder(Box::new(Faces::new(
                 f.clone(),
                 b.client(),
-                fps,
+                source.fps,
             )))),
             _ => None,
         })

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use std::path::Path;
 
-use crate::config::{BatchConfig, EncodersConfig, PipelineConfig, SectionReader};
+use crate::config::{BatchConfig, EncodersConfig, PipelineConfig, SectionReader, SourceConfig};
 use crate::encode::batch::{BatchModel, Batcher};
 use crate::encode::{Encoder, asr, detector, faces, loudness, motion, sound, vad};
 use crate::error::Result;
@@ -53,8 +53,9 @@ pub struct Kind {
     /// Starts the inference worker all streams share, with `threads` (on
     /// and model-backed only).
     pub start: fn(&EncodersConfig, usize, &Arc<Metrics>) -> Result<Option<Worker>>,
-    /// One stream's part, its frames at `fps` (on only).
-    pub build: fn(&EncodersConfig, Option<&Worker>, u32) -> Result<Option<Part>>,
+    /// One stream's part, for the stream `source` (its analysis fps, its
+    /// detector input) (on only).
+    pub build: fn(&EncodersConfig, Option<&Worker>, &SourceConfig) -> Result<Option<Part>>,
 }
 
 /// An inference worker shared by every stream.

@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use crate::config::{EncodersConfig, EventTiming, RuntimeConfig};
+use crate::config::{EncodersConfig, EventTiming, RuntimeConfig, SourceConfig};
 use crate::error::Result;
 use crate::geometry::BBox;
 use crate::media::{Branch, Chunk, Pixels};
@@ -146,9 +146,8 @@ impl Workers {
         Ok(Workers { workers })
     }
 
-    /// The encoders a pipeline turns on, for one stream whose frames come at
-    /// `fps`.
-    pub fn build(&self, config: &EncodersConfig, fps: u32) -> Result<StreamEncoders> {
+    /// The encoders a pipeline turns on, for the stream `source`.
+    pub fn build(&self, config: &EncodersConfig, source: &SourceConfig) -> Result<StreamEncoders> {
         let mut stream = StreamEncoders {
             encoders: Vec::new(),
             asr: None,
@@ -159,7 +158,7 @@ impl Workers {
                 .workers
                 .iter()
                 .find_map(|(name, w)| (*name == k.name).then_some(w));
-            match (k.build)(config, worker, fps)? {
+            match (k.build)(config, worker, source)? {
                 Some(Part::Encoder(e)) => stream.encoders.push(e),
                 Some(Part::Cutter(c)) => stream.asr = Some(c),
                 None => {}

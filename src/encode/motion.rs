@@ -20,10 +20,10 @@ pub const KIND: Kind = Kind {
     off: |c| c.motion = None,
     check: kind::nothing_to_check,
     start: kind::no_worker,
-    build: |c, _, fps| {
+    build: |c, _, source| {
         Ok(c.motion
             .as_ref()
-            .map(|m| Part::Encoder(Box::new(Motion::new(m.clone(), fps)))))
+            .map(|m| Part::Encoder(Box::new(Motion::new(m.clone(), source.fps)))))
     },
 };
 

@@ -17,7 +17,7 @@ live benchmark's cameras, whose visits do not all come at once).
 
 The loop: what a user would write without vigil. OpenCV decodes every
 frame, every second one (5 of 10 fps) is letterboxed to 416x416 with
-NanoDet's normalisation and run through the same nanodet_416.onnx on
+NanoDet's normalisation and run through the same nanodet.onnx on
 onnxruntime; a person is present when a cell's person score reaches 0.4
 (vigil's threshold for people). Prints `t present` per analysed frame.
 """

@@ -17,7 +17,7 @@ vtest="$1"
 work="$2"
 cache="${VIGIL_CACHE:-$HOME/.cache/vigil}"
 vigil="$repo/target/release/vigil"
-model="$cache/models/nanodet_416.onnx"
+model="$cache/models/nanodet.onnx"
 venv="$cache/bench-venv"
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -123,7 +123,7 @@ mem_verdict="$(awk -v one="${rss[motion]}" -v loop="${rss[loop]}" -v b="$mem_b" 
 cat <<EOF
 ## Quiet camera: motion-gated detection
 
-\`tests/bench/gating.sh\`: a ${seconds} s clip made from vtest.avi by \`tests/bench/gating.py\` (the walkway emptied by a per-pixel median of its frames, held still for 30 s, then 10 s of the real footage, four times, ending still: 79 % still; MJPEG, 768x576, 10 fps), ${frames} frames analysed at 5 fps. Peers, paired in one run, three rounds (median wall, highest RSS): the plain Python loop (OpenCV decodes every frame, every second one letterboxed into the same \`nanodet_416.onnx\` on onnxruntime, 2 threads; a person present when a cell's person score reaches 0.4), and \`vigil run\` with only \`[encoders.detector] fps = 5\`, \`gating = "motion"\` or \`"off"\`, and \`precision = "int8"\` (the default) or \`"f32"\` (\`f32-…\`: the loop's model). Presence F1: per analysed frame, a person present (the loop: that frame's scores; vigil: a person track's \`object\` event covers it) against the clip's truth (people in view exactly during the visits). Targets: gating ≥ 3 × the loop's speed at F1 no more than 0.01 below the loop's; gating off ≥ 1.2 ×.
+\`tests/bench/gating.sh\`: a ${seconds} s clip made from vtest.avi by \`tests/bench/gating.py\` (the walkway emptied by a per-pixel median of its frames, held still for 30 s, then 10 s of the real footage, four times, ending still: 79 % still; MJPEG, 768x576, 10 fps), ${frames} frames analysed at 5 fps. Peers, paired in one run, three rounds (median wall, highest RSS): the plain Python loop (OpenCV decodes every frame, every second one letterboxed into the same \`nanodet.onnx\` on onnxruntime, 2 threads; a person present when a cell's person score reaches 0.4), and \`vigil run\` with only \`[encoders.detector] fps = 5\`, \`gating = "motion"\` or \`"off"\`, and \`precision = "int8"\` (the default) or \`"f32"\` (\`f32-…\`: the loop's model). Presence F1: per analysed frame, a person present (the loop: that frame's scores; vigil: a person track's \`object\` event covers it) against the clip's truth (people in view exactly during the visits). Targets: gating ≥ 3 × the loop's speed at F1 no more than 0.01 below the loop's; gating off ≥ 1.2 ×.
 
 | who | wall s | × the loop's speed | presence F1 | peak RSS MiB |
 |---|---:|---:|---:|---:|

@@ -89,3 +89,26 @@ pub fn audio(path: &Path) -> Vec<f32> {
     });
     samples
 }
+
+/// The `w` × `h` window of `frame` whose top left is (`x`, `y`): what a
+/// camera nearer the scene, or zoomed in, would see.
+pub fn crop(frame: &VideoFrame, x: usize, y: usize, w: usize, h: usize) -> VideoFrame {
+    let (fw, fh) = (frame.width as usize, frame.height as usize);
+    assert!(
+        x + w <= fw && y + h <= fh,
+        "{w}x{h}+{x}+{y} is not inside {fw}x{fh}"
+    );
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for row in y..y + h {
+        let start = (row * fw + x) * 3;
+        rgb.extend_from_slice(&frame.rgb[start..start + w * 3]);
+    }
+    VideoFrame {
+        pts: frame.pts,
+        duration: frame.duration,
+        width: w as u32,
+        height: h as u32,
+        rgb: rgb.into(),
+        grey: None,
+    }
+}

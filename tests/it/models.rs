@@ -28,8 +28,8 @@ fn another_model_in_the_detectors_place_is_named_at_start() {
     let bad = bare_cache(dir.path());
     // A real, valid ONNX file, but YAMNet's, under NanoDet's names.
     for (file, precision, model) in [
-        ("nanodet_416_int8.onnx", "int8", "nanodet_int8"),
-        ("nanodet_416.onnx", "f32", "nanodet"),
+        ("nanodet_int8.onnx", "int8", "nanodet_int8"),
+        ("nanodet.onnx", "f32", "nanodet"),
     ] {
         std::fs::copy(
             cache().join("models/yamnet.onnx"),
