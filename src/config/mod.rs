@@ -18,7 +18,8 @@ mod scene;
 mod section;
 mod values;
 pub use models::{
-    AsrConfig, BatchConfig, DetectorConfig, Gating, InputSide, Precision, Provider, SoundConfig,
+    AsrConfig, BatchConfig, DetectorConfig, Gating, InputSide, Precision, Provider, ShapeFilter,
+    SoundConfig,
 };
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
 pub use scene::{
@@ -921,6 +922,37 @@ mod tests {
         }
         let e = src("", "input = 100\n").unwrap_err();
         assert!(e.contains("multiple of 32"), "{e}");
+    }
+
+    #[test]
+    fn shape_filters_are_read_per_class_and_checked() {
+        let p = parse(
+            "[encoders.detector]\nfilters = { person = { min_area = 0.001, max_ratio = 1.0 }, car = { max_area = 0.5 } }\n[sinks.jsonl]\n",
+        )
+        .unwrap();
+        let f = &p.encoders.detector.as_ref().unwrap().filters;
+        assert_eq!(f["person"].min_area, Some(0.001));
+        assert_eq!(f["person"].max_ratio, Some(1.0));
+        assert_eq!(f["person"].max_area, None);
+        assert!(f["person"].admits(0.01, 0.4));
+        assert!(!f["person"].admits(0.0005, 0.4), "too small");
+        assert!(!f["person"].admits(0.01, 1.5), "too wide");
+        assert!(f["car"].admits(0.4, 3.0) && !f["car"].admits(0.6, 3.0));
+        let e =
+            parse("[encoders.detector]\nfilters = { person = { min_area = 2 } }\n").unwrap_err();
+        assert!(e.contains("expected 0 to 1"), "{e}");
+        let e =
+            parse("[encoders.detector]\nfilters = { person = { min_ratio = 0 } }\n").unwrap_err();
+        assert!(e.contains("ratio 0 is out of range"), "{e}");
+        let e = parse("[encoders.detector]\nfilters = { person = { area = 0.1 } }\n").unwrap_err();
+        assert!(e.contains("unknown field `area`"), "{e}");
+        let bad = crate::config::ShapeFilter {
+            min_area: Some(0.2),
+            max_area: Some(0.1),
+            ..Default::default()
+        };
+        let e = bad.check("person").unwrap_err();
+        assert!(e.contains("min_area 0.2 is over max_area 0.1"), "{e}");
     }
 
     #[test]

@@ -96,6 +96,75 @@ impl<'de> Deserialize<'de> for InputSide {
     }
 }
 
+/// The sizes and shapes a detection of one class may have; what is not
+/// given does not limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeFilter {
+    /// The box's area, as a share of the picture's (0–1).
+    #[serde(
+        default,
+        deserialize_with = "opt_fraction",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_area: Option<f32>,
+    #[serde(
+        default,
+        deserialize_with = "opt_fraction",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_area: Option<f32>,
+    /// The box's width over its height, in pixels (a standing person is
+    /// about 0.4; 0.01–100).
+    #[serde(
+        default,
+        deserialize_with = "opt_ratio",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_ratio: Option<f32>,
+    #[serde(
+        default,
+        deserialize_with = "opt_ratio",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_ratio: Option<f32>,
+}
+
+impl ShapeFilter {
+    /// Whether a box of `area` (share of the picture) and `ratio` (width
+    /// over height, in pixels) may be one of the class.
+    pub fn admits(&self, area: f32, ratio: f32) -> bool {
+        self.min_area.is_none_or(|m| area >= m)
+            && self.max_area.is_none_or(|m| area <= m)
+            && self.min_ratio.is_none_or(|m| ratio >= m)
+            && self.max_ratio.is_none_or(|m| ratio <= m)
+    }
+
+    /// A filter whose minimum is over its maximum admits nothing.
+    pub fn check(&self, class: &str) -> std::result::Result<(), String> {
+        for (what, lo, hi) in [
+            ("area", self.min_area, self.max_area),
+            ("ratio", self.min_ratio, self.max_ratio),
+        ] {
+            if let (Some(lo), Some(hi)) = (lo, hi)
+                && lo > hi
+            {
+                return Err(format!(
+                    "[encoders.detector] filters.{class}: min_{what} {lo} is over max_{what} {hi}, so nothing would be kept"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn opt_fraction<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    fraction(d).map(Some)
+}
+fn opt_ratio<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    ranged(d, 0.01, 100.0, "ratio").map(Some)
+}
+
 /// How an inference worker groups work across streams.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +260,13 @@ pub struct DetectorConfig {
     /// their own (`[[sources]] detector_input`).
     #[serde(default)]
     pub input: InputSide,
+    /// Per class, by COCO name: the sizes and shapes a real one can have
+    /// in this picture (`person = { min_area = 0.001, max_ratio = 1.0 }`).
+    /// A detection outside them is dropped before tracking: a "person" as
+    /// wide as it is tall in a doorway camera, a "car" covering half the
+    /// sky.
+    #[serde(default)]
+    pub filters: BTreeMap<String, ShapeFilter>,
     /// With gating, each object found is looked at again this often when
     /// its place has changed since (slowly, or too little to count as
     /// motion): one that stops moving or slips away is not missed. One
@@ -243,6 +319,7 @@ impl Default for DetectorConfig {
             gating: Gating::default(),
             precision: Precision::default(),
             input: InputSide::default(),
+            filters: BTreeMap::new(),
             refresh: Bounded::default(),
             full_every: Bounded::default(),
             provider: Provider::default(),

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::config::{DetectorConfig, InputSide, Precision, SourceConfig};
+use crate::config::{DetectorConfig, InputSide, Precision, ShapeFilter, SourceConfig};
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, ItemShapes, Pending, Port};
 use crate::encode::gate::{Gate, Look, Plan};
 use crate::encode::kind::{self, Kind, Part};
@@ -138,13 +138,21 @@ fn square(side: InputSide) -> Vec<usize> {
 /// Checks the class names of a detector's settings against COCO's.
 pub fn check_classes(config: &DetectorConfig) -> Result<()> {
     let labels = labels();
-    for name in config.classes.iter().chain(config.thresholds.keys()) {
+    for name in config
+        .classes
+        .iter()
+        .chain(config.thresholds.keys())
+        .chain(config.filters.keys())
+    {
         if !labels.contains(&name.as_str()) {
             return Err(Error::Invalid(format!(
                 "[encoders.detector]: `{name}` is not a COCO class; the detector knows: {}",
                 labels.join(", ")
             )));
         }
+    }
+    for (class, filter) in &config.filters {
+        filter.check(class).map_err(Error::Invalid)?;
     }
     Ok(())
 }
@@ -156,6 +164,8 @@ pub struct Detector {
     labels: Arc<[&'static str]>,
     /// Per class: reported at all, and its threshold.
     wanted: Vec<Option<f32>>,
+    /// Per class: the sizes and shapes it may have, if limited.
+    filters: Vec<Option<ShapeFilter>>,
     interval: u64,
     next_due: u64,
     gate: Gate,
@@ -182,12 +192,17 @@ impl Detector {
                     .then(|| config.threshold_for(l))
             })
             .collect();
+        let filters = labels
+            .iter()
+            .map(|l| config.filters.get(*l).copied())
+            .collect();
         let fps = config.fps.min(source.fps).max(1);
         let side = source.detector_input.unwrap_or(config.input);
         Ok(Detector {
             client,
             labels,
             wanted,
+            filters,
             interval: SECOND / fps as u64,
             next_due: 0,
             gate: Gate::new(&config),
@@ -304,7 +319,9 @@ impl Detector {
         }
         let mut out = Vec::with_capacity(frames.len());
         for ((frame, plan), found) in frames.iter().zip(plans).zip(found) {
-            let (objects, faint) = found.unwrap_or_default();
+            let (mut objects, mut faint) = found.unwrap_or_default();
+            objects.retain(|d| self.admits(d, frame));
+            faint.retain(|d| self.admits(d, frame));
             let boxes: Vec<BBox> = objects.iter().map(|d| d.bbox).collect();
             self.gate.looked(&plan, frame, &boxes);
             out.push(FrameObjects {
@@ -317,6 +334,22 @@ impl Detector {
             });
         }
         Ok(out)
+    }
+
+    /// Whether `d`'s box has a size and shape its class's filter allows in
+    /// `frame` (`[encoders.detector] filters`).
+    fn admits(&self, d: &Detection, frame: &VideoFrame) -> bool {
+        let Some(filter) = self
+            .labels
+            .iter()
+            .position(|l| *l == d.label)
+            .and_then(|c| self.filters[c])
+        else {
+            return true;
+        };
+        let (w, h) = (d.bbox.w.min(1.0), d.bbox.h.min(1.0));
+        let ratio = (w * frame.width as f32) / (h * frame.height as f32).max(f32::MIN_POSITIVE);
+        filter.admits(w * h, ratio)
     }
 
     /// Waits for one frame's outputs and decodes them.
@@ -523,6 +556,31 @@ mod tests {
                 assert!((got - want).abs() < 1e-4, "{side}: {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn filters_name_coco_classes_and_admit_something() {
+        let with = |class: &str, filter: ShapeFilter| DetectorConfig {
+            filters: [(class.to_string(), filter)].into_iter().collect(),
+            ..DetectorConfig::default()
+        };
+        let ok = ShapeFilter {
+            min_area: Some(0.01),
+            ..Default::default()
+        };
+        assert!(check_classes(&with("person", ok)).is_ok());
+        let e = check_classes(&with("people", ok)).unwrap_err().to_string();
+        assert!(e.contains("`people` is not a COCO class"), "{e}");
+        let empty = ShapeFilter {
+            min_ratio: Some(2.0),
+            max_ratio: Some(1.0),
+            ..Default::default()
+        };
+        let e = check_classes(&with("car", empty)).unwrap_err().to_string();
+        assert!(
+            e.contains("filters.car: min_ratio 2 is over max_ratio 1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -404,3 +404,46 @@ fn streams_of_two_sides_share_one_worker() {
         }
     }
 }
+
+/// `filters` drop what cannot be the class in this picture: on the walkway
+/// people stand (taller than wide) and take 0.2–2 % of the picture, so a
+/// filter that wants wide ones, or tiny ones, leaves no person, and one
+/// that fits them keeps nearly all.
+#[test]
+fn shape_filters_drop_what_cannot_be_the_class() {
+    let frames = frames::decode(&clip::shared("vtest.avi"), 5, 640);
+    let frames = &frames[..100];
+    let people = |filter: Option<vigil::config::ShapeFilter>| -> usize {
+        let config = DetectorConfig {
+            filters: filter
+                .map(|f| [("person".to_string(), f)].into_iter().collect())
+                .unwrap_or_default(),
+            ..DetectorConfig::default()
+        };
+        detect(frames, config)
+            .iter()
+            .flat_map(|f| &f.objects)
+            .filter(|o| o.label == "person")
+            .count()
+    };
+    let all = people(None);
+    assert!(all >= 300, "{all} people in 100 frames");
+    let wide = vigil::config::ShapeFilter {
+        min_ratio: Some(1.5),
+        ..Default::default()
+    };
+    assert_eq!(people(Some(wide)), 0, "no person is wider than tall here");
+    let tiny = vigil::config::ShapeFilter {
+        max_area: Some(0.0005),
+        ..Default::default()
+    };
+    assert_eq!(people(Some(tiny)), 0, "no person is that small here");
+    let fits = vigil::config::ShapeFilter {
+        min_area: Some(0.001),
+        max_area: Some(0.1),
+        min_ratio: Some(0.1),
+        max_ratio: Some(1.2),
+    };
+    let kept = people(Some(fits));
+    assert!(kept * 100 >= all * 95, "{kept} of {all} kept");
+}
