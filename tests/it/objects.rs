@@ -195,6 +195,17 @@ impl Agreement {
         a
     }
 
+    /// Adds `a`'s counts to these.
+    fn add(&mut self, a: &Agreement) {
+        self.reference += a.reference;
+        self.other += a.other;
+        self.found += a.found;
+        self.kept += a.kept;
+        self.pairs += a.pairs;
+        self.iou += a.iou;
+        self.same_class += a.same_class;
+    }
+
     fn share(n: usize, of: usize) -> f64 {
         n as f64 / of.max(1) as f64
     }
@@ -223,13 +234,7 @@ fn the_int8_model_finds_what_the_float_model_finds() {
             let found = Agreement::share(a.found, a.reference);
             assert!(found >= 0.75, "{file}: {a:?}");
         }
-        all.reference += a.reference;
-        all.other += a.other;
-        all.found += a.found;
-        all.kept += a.kept;
-        all.pairs += a.pairs;
-        all.iou += a.iou;
-        all.same_class += a.same_class;
+        all.add(&a);
     }
     let found = Agreement::share(all.found, all.reference);
     let kept = Agreement::share(all.kept, all.other);
@@ -275,13 +280,7 @@ fn agreement_over(
         let frames = frames_of(file);
         let a = Agreement::of(&reference(&frames), &other(&frames));
         eprintln!("{what}, {file}: {a:?}");
-        all.reference += a.reference;
-        all.other += a.other;
-        all.found += a.found;
-        all.kept += a.kept;
-        all.pairs += a.pairs;
-        all.iou += a.iou;
-        all.same_class += a.same_class;
+        all.add(&a);
     }
     let shares = [
         Agreement::share(all.found, all.reference),
