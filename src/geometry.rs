@@ -129,9 +129,146 @@ impl From<BBox> for [f32; 4] {
     }
 }
 
+/// Whether `p` is inside `polygon` or on its boundary.
+pub fn inside(polygon: &[Point], p: Point) -> bool {
+    if polygon.len() < 3 || !p[0].is_finite() || !p[1].is_finite() {
+        return false;
+    }
+    if edge_distance(polygon, p) <= 1e-6 {
+        return true;
+    }
+    // Even-odd rule: count the edges a ray to the right crosses.
+    let mut crossings = false;
+    let mut j = polygon.len() - 1;
+    for i in 0..polygon.len() {
+        let (a, b) = (polygon[i], polygon[j]);
+        if (a[1] > p[1]) != (b[1] > p[1]) {
+            let x = a[0] + (p[1] - a[1]) / (b[1] - a[1]) * (b[0] - a[0]);
+            if p[0] < x {
+                crossings = !crossings;
+            }
+        }
+        j = i;
+    }
+    crossings
+}
+
+/// Distance from `p` to the nearest edge of `polygon`.
+pub fn edge_distance(polygon: &[Point], p: Point) -> f32 {
+    let n = polygon.len();
+    (0..n)
+        .map(|i| segment_distance(polygon[i], polygon[(i + 1) % n], p))
+        .fold(f32::INFINITY, f32::min)
+}
+
+fn segment_distance(a: Point, b: Point, p: Point) -> f32 {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 {
+        (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (x, y) = (a[0] + t * dx - p[0], a[1] + t * dy - p[1]);
+    (x * x + y * y).sqrt()
+}
+
+/// Which pixels of a `width` × `height` image have their centre in any of
+/// `polygons` (normalised corners): the parts of the picture a stream
+/// masks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PixelMask {
+    pub width: usize,
+    pub height: usize,
+    covered: Vec<bool>,
+}
+
+impl PixelMask {
+    pub fn new(polygons: &[Vec<Point>], width: usize, height: usize) -> PixelMask {
+        let mut covered = vec![false; width * height];
+        for y in 0..height {
+            let py = (y as f32 + 0.5) / height as f32;
+            for x in 0..width {
+                let p = [(x as f32 + 0.5) / width as f32, py];
+                covered[y * width + x] = polygons.iter().any(|poly| inside(poly, p));
+            }
+        }
+        PixelMask {
+            width,
+            height,
+            covered,
+        }
+    }
+
+    /// Whether pixel `i` (row by row) is masked.
+    pub fn covers(&self, i: usize) -> bool {
+        self.covered.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// A stream's masked polygons, rasterised for the image size in use (made
+/// again only when the size changes).
+#[derive(Clone, Debug, Default)]
+pub struct Mask {
+    polygons: Vec<Vec<Point>>,
+    raster: Option<PixelMask>,
+}
+
+impl Mask {
+    pub fn new(polygons: Vec<Vec<Point>>) -> Mask {
+        Mask {
+            polygons,
+            raster: None,
+        }
+    }
+
+    /// The mask at `width` × `height`, or `None` when nothing is masked.
+    pub fn at(&mut self, width: usize, height: usize) -> Option<&PixelMask> {
+        if self.polygons.is_empty() {
+            return None;
+        }
+        let stale = self
+            .raster
+            .as_ref()
+            .is_none_or(|r| r.width != width || r.height != height);
+        if stale {
+            self.raster = Some(PixelMask::new(&self.polygons, width, height));
+        }
+        self.raster.as_ref()
+    }
+
+    /// Whether `p` lies in a masked polygon.
+    pub fn holds(&self, p: Point) -> bool {
+        self.polygons.iter().any(|poly| inside(poly, p))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mask_covers_the_pixels_whose_centre_is_in_a_polygon() {
+        // The left half and a triangle in the lower right of an 8 × 4 image.
+        let left = vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]];
+        let corner = vec![[1.0, 0.5], [1.0, 1.0], [0.5, 1.0]];
+        let m = PixelMask::new(&[left.clone(), corner.clone()], 8, 4);
+        let rows: Vec<String> = (0..4)
+            .map(|y| {
+                (0..8)
+                    .map(|x| if m.covers(y * 8 + x) { '#' } else { '.' })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows, ["####....", "####....", "####...#", "####.###"]);
+        assert!(!m.covers(32), "past the end");
+        let mut mask = Mask::new(vec![left, corner]);
+        assert_eq!(mask.at(8, 4), Some(&m));
+        assert_eq!(mask.at(4, 2).map(|r| (r.width, r.height)), Some((4, 2)));
+        assert!(mask.holds([0.1, 0.9]) && !mask.holds([0.6, 0.2]));
+        let mut none = Mask::default();
+        assert!(none.at(8, 4).is_none() && !none.holds([0.1, 0.1]));
+    }
 
     #[test]
     fn iou_of_disjoint_identical_and_half_overlapping_boxes() {

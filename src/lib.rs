@@ -16,7 +16,7 @@
 //! | [`config`] | pipeline files: parsing and validation (file, line, column in errors); object labels and groups ([`config::labels`]) |
 //! | [`rule_language`] | what a rule's `when` says, and its parser (pest) |
 //! | [`time`] | [`time::Timestamp`] and [`time::Duration`] (integer ns), spans, exact sample ↔ time arithmetic |
-//! | [`geometry`] | [`geometry::BBox`]: boxes in the picture (normalised `[x, y, w, h]`, the array records carry), their IoU, union, edges, centre and anchor |
+//! | [`geometry`] | [`geometry::BBox`]: boxes in the picture (normalised `[x, y, w, h]`, the array records carry), their IoU, union, edges, centre and anchor; polygons (point inside, edge distance) and a stream's masks rasterised ([`geometry::Mask`]) |
 //! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`]; what a source tells its synchroniser ([`media::SourceMessage`], [`media::Input`]) and how it failed ([`media::Failure`]) |
 //! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors, RTSP settings; [`source::supervise`]: each stream's supervisor, reconnecting live sources with backoff across outages; [`source::pace`]: a file's leading branch waits for the other |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged; data stamped past all sense dropped, a branch that gives nothing usable ended (files) or reported (live, the stream degraded) |

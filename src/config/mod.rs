@@ -151,6 +151,24 @@ pub struct SourceConfig {
     /// less detector time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector_input: Option<InputSide>,
+    /// Parts of the picture where change is not motion (a tree in the
+    /// wind, a road, a clock): polygons of `[x, y]` corners normalised to
+    /// 0–1. Motion events, captions and the detector's gate ignore them.
+    #[serde(
+        default,
+        deserialize_with = "scene::polygons",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub motion_mask: Vec<Vec<[f32; 2]>>,
+    /// Parts of the picture where no object is reported: a detection whose
+    /// anchor (the bottom centre of its box) is in one of these polygons is
+    /// dropped (a poster of a person, cars parked beyond the fence).
+    #[serde(
+        default,
+        deserialize_with = "scene::polygons",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub object_mask: Vec<Vec<[f32; 2]>>,
 }
 
 impl SourceConfig {
@@ -170,6 +188,8 @@ impl SourceConfig {
             decode_threads: None,
             ca_file: None,
             detector_input: None,
+            motion_mask: Vec::new(),
+            object_mask: Vec::new(),
         }
     }
 }
@@ -922,6 +942,31 @@ mod tests {
         }
         let e = src("", "input = 100\n").unwrap_err();
         assert!(e.contains("multiple of 32"), "{e}");
+    }
+
+    #[test]
+    fn masks_are_lists_of_polygons_checked_as_zones_are() {
+        let src = |extra: &str| {
+            parse(&format!(
+                "[[sources]]\nname = \"a\"\nuri = \"x.mp4\"\n{extra}[encoders.motion]\n[sinks.jsonl]\n"
+            ))
+            .map(|p| (p.sources[0].motion_mask.clone(), p.sources[0].object_mask.clone()))
+        };
+        assert_eq!(src(""), Ok((vec![], vec![])));
+        let (motion, objects) = src(
+            "motion_mask = [[[0, 0], [0.5, 0], [0.5, 0.5]], [[0.6, 0.6], [1, 0.6], [1, 1], [0.6, 1]]]\nobject_mask = [[[0, 0], [1, 0], [1, 0.2]]]\n",
+        )
+        .unwrap();
+        assert_eq!((motion.len(), objects.len()), (2, 1));
+        assert_eq!(motion[1][2], [1.0, 1.0]);
+        let e = src("motion_mask = [[[0, 0], [1, 1]]]\n").unwrap_err();
+        assert!(
+            e.contains("polygon 1: a polygon needs at least 3 corners"),
+            "{e}"
+        );
+        let e = src("object_mask = [[[0, 0], [1, 0], [1, 1]], [[0, 0], [2, 0], [1, 1]]]\n")
+            .unwrap_err();
+        assert!(e.contains("polygon 2") && e.contains("4:15"), "{e}");
     }
 
     #[test]

@@ -239,14 +239,29 @@ fn check_point(p: [f32; 2]) -> Result<(), String> {
 
 fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f32; 2]>, D::Error> {
     let v = Vec::<[f32; 2]>::deserialize(d)?;
+    check_polygon(&v).map_err(serde::de::Error::custom)?;
+    Ok(v)
+}
+
+/// A list of polygons (a stream's masks), each checked as a zone's is.
+pub(super) fn polygons<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<[f32; 2]>>, D::Error> {
+    let v = Vec::<Vec<[f32; 2]>>::deserialize(d)?;
+    for (i, p) in v.iter().enumerate() {
+        check_polygon(p)
+            .map_err(|e| serde::de::Error::custom(format!("polygon {}: {e}", i + 1)))?;
+    }
+    Ok(v)
+}
+
+fn check_polygon(v: &[[f32; 2]]) -> std::result::Result<(), String> {
     if v.len() < 3 {
-        return Err(serde::de::Error::custom(format!(
+        return Err(format!(
             "a polygon needs at least 3 corners, this one has {}",
             v.len()
-        )));
+        ));
     }
-    for p in &v {
-        check_point(*p).map_err(serde::de::Error::custom)?;
+    for p in v {
+        check_point(*p)?;
     }
     let area2: f32 = (0..v.len())
         .map(|i| {
@@ -255,11 +270,9 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f32; 2]>, D::Error> {
         })
         .sum();
     if area2.abs() < 1e-6 {
-        return Err(serde::de::Error::custom(
-            "the polygon has no area: its corners are on one line",
-        ));
+        return Err("the polygon has no area: its corners are on one line".into());
     }
-    Ok(v)
+    Ok(())
 }
 
 /// Checks zones, lines, rules and snapshots against each other and the

@@ -15,7 +15,7 @@ use crate::encode::letterbox::Letterbox;
 use crate::encode::runtime::{self, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::{Error, Result};
-use crate::geometry::BBox;
+use crate::geometry::{BBox, Mask};
 use crate::media::{Chunk, VideoFrame};
 use crate::time::{SECOND, Timestamp};
 
@@ -166,6 +166,9 @@ pub struct Detector {
     wanted: Vec<Option<f32>>,
     /// Per class: the sizes and shapes it may have, if limited.
     filters: Vec<Option<ShapeFilter>>,
+    /// The stream's `object_mask`: an object whose anchor is there is
+    /// dropped.
+    object_mask: Mask,
     interval: u64,
     next_due: u64,
     gate: Gate,
@@ -205,7 +208,8 @@ impl Detector {
             filters,
             interval: SECOND / fps as u64,
             next_due: 0,
-            gate: Gate::new(&config),
+            gate: Gate::new(&config, Mask::new(source.motion_mask.clone())),
+            object_mask: Mask::new(source.object_mask.clone()),
             side: side.pixels(),
             shapes: Arc::from(vec![square(side)]),
             config,
@@ -336,9 +340,13 @@ impl Detector {
         Ok(out)
     }
 
-    /// Whether `d`'s box has a size and shape its class's filter allows in
-    /// `frame` (`[encoders.detector] filters`).
+    /// Whether `d` stands outside the stream's `object_mask` and its box
+    /// has a size and shape its class's filter allows in `frame`
+    /// (`[encoders.detector] filters`).
     fn admits(&self, d: &Detection, frame: &VideoFrame) -> bool {
+        if self.object_mask.holds(d.bbox.anchor()) {
+            return false;
+        }
         let Some(filter) = self
             .labels
             .iter()

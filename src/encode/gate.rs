@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::config::{DetectorConfig, Gating};
 use crate::encode::motion::difference;
-use crate::geometry::BBox;
+use crate::geometry::{BBox, Mask};
 use crate::media::{Grey, VideoFrame};
 use crate::time::Timestamp;
 
@@ -97,10 +97,14 @@ pub struct Gate {
     previous: Option<Arc<Grey>>,
     last_full: Option<Timestamp>,
     known: Vec<Known>,
+    /// The stream's `motion_mask`: change there does not make the detector
+    /// look.
+    mask: Mask,
 }
 
 impl Gate {
-    pub fn new(config: &DetectorConfig) -> Gate {
+    /// The gate of a stream whose `motion_mask` is `mask`.
+    pub fn new(config: &DetectorConfig, mask: Mask) -> Gate {
         Gate {
             on: config.gating == Gating::Motion,
             refresh: config.refresh.nanos(),
@@ -108,6 +112,7 @@ impl Gate {
             previous: None,
             last_full: None,
             known: Vec::new(),
+            mask,
         }
     }
 
@@ -189,7 +194,8 @@ impl Gate {
         let grey = frame.grey(GREY_WIDTH);
         let changed = match &self.previous {
             Some(p) if same_size(p, &grey) => {
-                let (fraction, bbox) = difference(p, &grey, PIXEL_THRESHOLD);
+                let mask = self.mask.at(grey.width, grey.height);
+                let (fraction, bbox) = difference(p, &grey, PIXEL_THRESHOLD, mask);
                 bbox.filter(|_| fraction >= MIN_CHANGE)
             }
             _ => None,
@@ -275,7 +281,7 @@ mod tests {
     }
 
     fn gate() -> Gate {
-        Gate::new(&DetectorConfig::default())
+        Gate::new(&DetectorConfig::default(), Mask::default())
     }
 
     #[test]
@@ -382,7 +388,7 @@ mod tests {
             gating: Gating::Off,
             ..DetectorConfig::default()
         };
-        let mut g = Gate::new(&config);
+        let mut g = Gate::new(&config, Mask::default());
         for ms in [0, 200, 400] {
             let p = g.plan(&frame(ms, None));
             assert_eq!((p.look, p.region), (Look::Full, None));

@@ -4,7 +4,7 @@ use crate::config::MotionConfig;
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::{Encoder, Features};
 use crate::error::Result;
-use crate::geometry::BBox;
+use crate::geometry::{BBox, Mask, PixelMask};
 use std::sync::Arc;
 
 use crate::media::{Chunk, Grey, VideoFrame};
@@ -21,9 +21,11 @@ pub const KIND: Kind = Kind {
     check: kind::nothing_to_check,
     start: kind::no_worker,
     build: |c, _, source| {
-        Ok(c.motion
-            .as_ref()
-            .map(|m| Part::Encoder(Box::new(Motion::new(m.clone(), source.fps)))))
+        Ok(c.motion.as_ref().map(|m| {
+            let mut motion = Motion::new(m.clone(), source.fps);
+            motion.mask = Mask::new(source.motion_mask.clone());
+            Part::Encoder(Box::new(motion))
+        }))
     },
 };
 
@@ -48,6 +50,8 @@ pub struct Motion {
     config: MotionConfig,
     interval: u64,
     previous: Option<Arc<Grey>>,
+    /// The stream's `motion_mask`: change there is not motion.
+    mask: Mask,
 }
 
 impl Motion {
@@ -56,6 +60,7 @@ impl Motion {
             config,
             interval: SECOND / fps.max(1) as u64,
             previous: None,
+            mask: Mask::default(),
         }
     }
 
@@ -64,7 +69,8 @@ impl Motion {
         let grey = frame.grey(width);
         let (fraction, bbox) = match &self.previous {
             Some(prev) if prev.width == grey.width && prev.height == grey.height => {
-                difference(prev, &grey, self.config.pixel_threshold)
+                let mask = self.mask.at(grey.width, grey.height);
+                difference(prev, &grey, self.config.pixel_threshold, mask)
             }
             _ => (0.0, None),
         };
@@ -93,11 +99,17 @@ impl Encoder for Motion {
     }
 }
 
-/// Changed fraction and the changed region's box between two grey images.
+/// Changed fraction and the changed region's box between two grey images,
+/// the pixels `mask` covers left out (they never count as changed).
 ///
 /// The box is built from cells where at least a quarter of the pixels changed,
 /// so that scattered noise does not stretch it across the picture.
-pub fn difference(a: &Grey, b: &Grey, threshold: u8) -> (f32, Option<BBox>) {
+pub fn difference(
+    a: &Grey,
+    b: &Grey,
+    threshold: u8,
+    mask: Option<&PixelMask>,
+) -> (f32, Option<BBox>) {
     let (w, h) = (a.width, a.height);
     let (cw, ch) = (w.div_ceil(CELL), h.div_ceil(CELL));
     let mut cells = vec![0u32; cw * ch];
@@ -105,7 +117,7 @@ pub fn difference(a: &Grey, b: &Grey, threshold: u8) -> (f32, Option<BBox>) {
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
-            if a.pixels[i].abs_diff(b.pixels[i]) > threshold {
+            if a.pixels[i].abs_diff(b.pixels[i]) > threshold && !mask.is_some_and(|m| m.covers(i)) {
                 changed += 1;
                 cells[(y / CELL) * cw + x / CELL] += 1;
             }
@@ -185,6 +197,29 @@ mod tests {
             moved.bbox
         );
         assert_eq!(moved.pts, Timestamp::from_millis(400));
+    }
+
+    #[test]
+    fn change_under_the_mask_is_not_motion() {
+        let run = |mask: Vec<Vec<[f32; 2]>>| {
+            let mut m = Motion::new(MotionConfig::default(), 5);
+            m.mask = Mask::new(mask);
+            m.analyse(&frame(0, Some((20, 20))));
+            m.analyse(&frame(200, Some((200, 160))))
+        };
+        let lower_right = vec![[0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.5, 1.0]];
+        let upper_left = vec![[0.0, 0.0], [0.4, 0.0], [0.4, 0.4], [0.0, 0.4]];
+        // Only where the square left is seen to change.
+        let half = run(vec![lower_right.clone()]);
+        assert!(half.active, "{half:?}");
+        let b = half.bbox.unwrap_or_default();
+        assert!(b.right() < 0.3 && b.bottom() < 0.3, "{b:?}");
+        // Both places masked: nothing moved.
+        let none = run(vec![lower_right, upper_left]);
+        assert!(
+            !none.active && none.fraction == 0.0 && none.bbox.is_none(),
+            "{none:?}"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!   first frame past the line, so jitter at the line is counted once or
 //!   not at all.
 
-use crate::geometry::BBox;
 pub use crate::geometry::Point;
+use crate::geometry::{BBox, edge_distance, inside};
 use crate::time::Timestamp;
 
 /// Distance from a boundary (in frame widths or heights) within which a
@@ -36,50 +36,6 @@ impl Direction {
             Direction::Out => "out",
         }
     }
-}
-
-/// Whether `p` is inside `polygon` or on its boundary.
-pub fn inside(polygon: &[Point], p: Point) -> bool {
-    if polygon.len() < 3 || !p[0].is_finite() || !p[1].is_finite() {
-        return false;
-    }
-    if edge_distance(polygon, p) <= 1e-6 {
-        return true;
-    }
-    // Even-odd rule: count the edges a ray to the right crosses.
-    let mut crossings = false;
-    let mut j = polygon.len() - 1;
-    for i in 0..polygon.len() {
-        let (a, b) = (polygon[i], polygon[j]);
-        if (a[1] > p[1]) != (b[1] > p[1]) {
-            let x = a[0] + (p[1] - a[1]) / (b[1] - a[1]) * (b[0] - a[0]);
-            if p[0] < x {
-                crossings = !crossings;
-            }
-        }
-        j = i;
-    }
-    crossings
-}
-
-/// Distance from `p` to the nearest edge of `polygon`.
-pub fn edge_distance(polygon: &[Point], p: Point) -> f32 {
-    let n = polygon.len();
-    (0..n)
-        .map(|i| segment_distance(polygon[i], polygon[(i + 1) % n], p))
-        .fold(f32::INFINITY, f32::min)
-}
-
-fn segment_distance(a: Point, b: Point, p: Point) -> f32 {
-    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
-    let len2 = dx * dx + dy * dy;
-    let t = if len2 > 0.0 {
-        (((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let (x, y) = (a[0] + t * dx - p[0], a[1] + t * dy - p[1]);
-    (x * x + y * y).sqrt()
 }
 
 /// A polygon zone of one stream.

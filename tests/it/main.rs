@@ -17,6 +17,7 @@ mod frames;
 mod fuzz;
 mod gating;
 mod live;
+mod masks;
 mod metrics;
 mod models;
 mod objects;
