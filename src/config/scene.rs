@@ -26,6 +26,18 @@ pub struct TrackerConfig {
     /// How long a track may go unseen (occluded) before it is lost.
     #[serde(default)]
     pub lost_after: Bounded<bounds::LostAfter>,
+    /// A track's `object` event starts only once the median score of its
+    /// latest detections (up to 15) reaches this, so that one confident
+    /// frame of a shadow is no object (0: off).
+    #[serde(default, deserialize_with = "fraction")]
+    pub min_score: f32,
+    /// A track that has stayed where it settled (its box overlapping the
+    /// box it had then at IoU 0.6 or more) this long is stationary: it is
+    /// still tracked and its `object` event goes on, but it enters and
+    /// leaves no zone, crosses no line and is no object to rules until it
+    /// moves (a parked car). Unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stationary_after: Option<Duration>,
 }
 
 impl Default for TrackerConfig {
@@ -34,6 +46,8 @@ impl Default for TrackerConfig {
             match_iou: default_match_iou(),
             confirm: default_confirm(),
             lost_after: Bounded::default(),
+            min_score: 0.0,
+            stationary_after: None,
         }
     }
 }

@@ -18,6 +18,10 @@ use crate::geometry::BBox;
 use crate::record::{Phase, Record, num4, round4};
 use crate::time::{SECOND, Timestamp};
 
+/// Least overlap of a track's box with the box it settled with for it to
+/// count as not having moved.
+const SETTLED_IOU: f32 = 0.6;
+
 /// Most points of a track's path in its end record.
 const PATH_POINTS: usize = 24;
 
@@ -35,6 +39,8 @@ pub struct Seen {
     pub first_seen: Timestamp,
     /// Zones (by index) the track is in, with when it entered each.
     pub zones: Vec<(usize, Timestamp)>,
+    /// Not moved for `stationary_after`: no object to rules.
+    pub stationary: bool,
 }
 
 /// A line crossed in the latest frame.
@@ -65,6 +71,12 @@ pub struct Scene {
     sides: BTreeMap<(u64, usize), LineSide>,
     /// Tracks placed in zones and lines at least once.
     placed: BTreeSet<u64>,
+    /// Per track, when and where it settled (its box then): it has stayed
+    /// there since.
+    settled: BTreeMap<u64, (Timestamp, BBox)>,
+    /// `[fusion.tracker] min_score` and `stationary_after` (ns).
+    min_score: f32,
+    stationary_after: Option<u64>,
     zone_seq: u64,
     line_seq: u64,
     /// Live tracks whose event started, after the latest frame.
@@ -122,6 +134,9 @@ impl Scene {
             inside: BTreeMap::new(),
             sides: BTreeMap::new(),
             placed: BTreeSet::new(),
+            settled: BTreeMap::new(),
+            min_score: t.min_score,
+            stationary_after: t.stationary_after.map(|d| d.nanos()),
             zone_seq: 0,
             line_seq: 0,
             seen: Vec::new(),
@@ -184,13 +199,17 @@ impl Scene {
         }
         let tracks: Vec<Track> = self.tracker.tracks().cloned().collect();
         for t in &tracks {
-            if !self.started.contains_key(&t.id) && t.dwell() >= self.timing.min_duration.nanos() {
+            if !self.started.contains_key(&t.id)
+                && t.dwell() >= self.timing.min_duration.nanos()
+                && t.median_score() >= self.min_score
+            {
                 self.start_track(emit, t);
             }
             if !self.started.contains_key(&t.id) {
                 continue;
             }
-            if t.matched {
+            let stationary = self.stationary(t, f.pts);
+            if t.matched && !stationary {
                 self.place(emit, t, f.pts);
             }
             self.seen.push(Seen {
@@ -206,8 +225,22 @@ impl Scene {
                     .range((t.id, 0)..(t.id, usize::MAX))
                     .map(|((_, z), at)| (*z, *at))
                     .collect(),
+                stationary,
             });
         }
+    }
+
+    /// Whether `t` has stayed where it settled for `stationary_after` by
+    /// `pts` (a matched track that moved settles again where it is now).
+    fn stationary(&mut self, t: &Track, pts: Timestamp) -> bool {
+        let Some(after) = self.stationary_after else {
+            return false;
+        };
+        let settled = self.settled.entry(t.id).or_insert((pts, t.bbox));
+        if t.matched && settled.1.iou(t.bbox) < SETTLED_IOU {
+            *settled = (pts, t.bbox);
+        }
+        pts.saturating_sub(settled.0).nanos() >= after
     }
 
     /// The input ended at `end`: every track is lost at its last sighting
@@ -263,6 +296,7 @@ impl Scene {
         }
         self.sides.retain(|(id, _), _| *id != t.id);
         self.placed.remove(&t.id);
+        self.settled.remove(&t.id);
         let Some(started) = self.started.remove(&t.id) else {
             return;
         };
@@ -549,6 +583,11 @@ mod tests {
 
     /// A person whose box centre is at `x` in frame `k` (5 fps).
     fn frame(k: u64, x: Option<f32>) -> FrameObjects {
+        scored(k, x, 0.9)
+    }
+
+    /// As [`frame`], the detection's score `score`.
+    fn scored(k: u64, x: Option<f32>, score: f32) -> FrameObjects {
         FrameObjects {
             pts: Timestamp(k * 200 * MILLISECOND),
             until: Timestamp((k + 1) * 200 * MILLISECOND),
@@ -557,7 +596,7 @@ mod tests {
             objects: x
                 .map(|x| Detection {
                     label: "person",
-                    score: 0.9,
+                    score,
                     bbox: BBox::new(x - 0.05, 0.3, 0.1, 0.3),
                 })
                 .into_iter()
@@ -573,6 +612,70 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn an_object_starts_only_once_its_median_score_reaches_min_score() {
+        let starts = |extra: &str, scores: &[f32]| {
+            let (mut s, mut emit) = scene(extra);
+            for (k, &score) in scores.iter().enumerate() {
+                s.frame(&mut emit, &scored(k as u64, Some(0.3), score));
+            }
+            kinds(emit.records())
+                .iter()
+                .filter(|k| k.0 == "object" && k.1 == "Start")
+                .count()
+        };
+        // One confident frame among weak ones: its best is 0.95, its
+        // median 0.45.
+        let shadow = [0.45, 0.95, 0.45, 0.45, 0.45, 0.45];
+        assert_eq!(starts("", &shadow), 1, "off by default");
+        assert_eq!(starts("[fusion.tracker]\nmin_score = 0.6\n", &shadow), 0);
+        let person = [0.5, 0.7, 0.7, 0.8, 0.7, 0.7];
+        assert_eq!(starts("[fusion.tracker]\nmin_score = 0.6\n", &person), 1);
+    }
+
+    #[test]
+    fn a_stationary_object_enters_no_zone_until_it_moves() {
+        let zone = "[[zones]]\nname = \"right\"\npolygon = [[0.585, 0.0], [1.0, 0.0], [1.0, 1.0], [0.585, 1.0]]\n";
+        // A person stands at 0.58, just left of the zone, for 3 s; its box
+        // then shifts by 0.01 (jitter: its anchor crosses the edge), then
+        // it walks off into the zone.
+        let run = |extra: &str| {
+            let (mut s, mut emit) = scene(&format!("{zone}{extra}"));
+            let mut stationary = Vec::new();
+            let mut xs: Vec<f32> = vec![0.58; 15];
+            xs.extend([0.59; 5]);
+            xs.extend([0.62, 0.65, 0.68, 0.71, 0.74]);
+            for (k, x) in xs.into_iter().enumerate() {
+                s.frame(&mut emit, &frame(k as u64, Some(x)));
+                stationary.push(s.seen().first().is_some_and(|t| t.stationary));
+            }
+            let enters: Vec<Timestamp> = emit
+                .records()
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Event(e) if e.kind == "zone_enter" && e.phase == Phase::Start => {
+                        Some(e.start)
+                    }
+                    _ => None,
+                })
+                .collect();
+            (enters, stationary)
+        };
+        let (enters, stationary) = run("");
+        assert_eq!(enters, [Timestamp(15 * 200 * MILLISECOND)], "the jitter");
+        assert!(stationary.iter().all(|s| !s), "off by default");
+        let (enters, stationary) = run("[fusion.tracker]\nstationary_after = \"1s\"\n");
+        assert_eq!(
+            enters,
+            [Timestamp(20 * 200 * MILLISECOND)],
+            "only when it walks in"
+        );
+        // Stationary from 1 s after it settled (frame 5) until it walks.
+        assert_eq!(stationary.iter().position(|&s| s), Some(5));
+        assert!(stationary[5..20].iter().all(|&s| s), "{stationary:?}");
+        assert!(!stationary[20], "{stationary:?}");
     }
 
     #[test]

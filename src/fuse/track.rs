@@ -110,14 +110,27 @@ pub struct Track {
     /// Box centres of matched detections, oldest first. Bounded: when full,
     /// older points are thinned; the first point and the recent ones stay.
     pub path: Vec<(Timestamp, [f32; 2])>,
+    /// Scores of the latest matched detections, at most [`SCORES_KEPT`].
+    scores: Vec<f32>,
     /// Frame height / width, for velocities in frame widths.
     aspect: f32,
 }
+
+/// Matched scores a track keeps for its median.
+const SCORES_KEPT: usize = 15;
 
 impl Track {
     /// Time the object is known present, `until - first_seen`, in ns.
     pub fn dwell(&self) -> u64 {
         self.until.saturating_sub(self.first_seen).nanos()
+    }
+
+    /// Median score of its latest matched detections (the lower of the
+    /// middle two when even).
+    pub fn median_score(&self) -> f32 {
+        let mut s = self.scores.clone();
+        s.sort_by(f32::total_cmp);
+        s.get(s.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
     }
 
     /// Bottom centre of `bbox`: the point zones and lines use.
@@ -177,6 +190,7 @@ impl Track {
             hits: 1,
             matched: true,
             path: vec![(pts, det.bbox.centre())],
+            scores: vec![det.score],
             aspect,
         }
     }
@@ -193,6 +207,10 @@ impl Track {
         self.until = until;
         self.hits = self.hits.saturating_add(1);
         self.matched = true;
+        if self.scores.len() == SCORES_KEPT {
+            self.scores.remove(0);
+        }
+        self.scores.push(det.score);
         self.path.push((pts, det.bbox.centre()));
         if self.path.len() > PATH_MAX {
             // Drop the odd-indexed points of the older part: the first point

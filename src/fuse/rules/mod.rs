@@ -256,8 +256,13 @@ impl Engine {
     /// Facts from the latest analysed frame of the scene, `[pts, until)`.
     pub fn scene(&mut self, scene: &Scene, pts: Timestamp, until: Timestamp) {
         let n = self.needs;
-        // Tracks coasting through an occlusion are still there.
-        for s in scene.seen().iter().filter(|_| n.objects || n.zones) {
+        // Tracks coasting through an occlusion are still there; stationary
+        // ones are not objects to rules until they move.
+        for s in scene
+            .seen()
+            .iter()
+            .filter(|s| (n.objects || n.zones) && !s.stationary)
+        {
             self.facts.extend(
                 Key::Object(s.track),
                 What::Object {
