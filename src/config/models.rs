@@ -256,6 +256,11 @@ pub struct DetectorConfig {
     /// the float model.
     #[serde(default)]
     pub precision: Precision,
+    /// The model: `nanodet` (the default, at `precision`), or
+    /// `nanodet_yolo` (NanoDet answering as a YOLOv8 export does: for
+    /// testing the YOLO decoding).
+    #[serde(default = "default_detector_model")]
+    pub model: String,
     /// The side of the model's square input for streams that do not set
     /// their own (`[[sources]] detector_input`).
     #[serde(default)]
@@ -319,6 +324,7 @@ impl Default for DetectorConfig {
             gating: Gating::default(),
             precision: Precision::default(),
             input: InputSide::default(),
+            model: default_detector_model(),
             filters: BTreeMap::new(),
             refresh: Bounded::default(),
             full_every: Bounded::default(),
@@ -364,6 +370,9 @@ fn default_object_thresholds() -> BTreeMap<String, f32> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+fn default_detector_model() -> String {
+    "nanodet".into()
 }
 fn default_object_iou() -> f32 {
     0.5

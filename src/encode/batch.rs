@@ -131,7 +131,8 @@ impl<R> Fair<R> {
 /// dimension goes (0 for most models; Silero's state has it second).
 #[derive(Clone, Debug)]
 pub struct Port {
-    pub name: &'static str,
+    /// Its name in the graph (a manifest's, for models named at run time).
+    pub name: std::borrow::Cow<'static, str>,
     /// One item's shape, without the batch dimension (inputs only).
     pub item_shape: Vec<usize>,
     pub batch_axis: usize,
@@ -139,9 +140,9 @@ pub struct Port {
 
 impl Port {
     /// A tensor batched on its first dimension.
-    pub fn first(name: &'static str, item_shape: Vec<usize>) -> Port {
+    pub fn first(name: impl Into<std::borrow::Cow<'static, str>>, item_shape: Vec<usize>) -> Port {
         Port {
-            name,
+            name: name.into(),
             item_shape,
             batch_axis: 0,
         }
@@ -477,7 +478,7 @@ impl Worker {
             .map(|_| Vec::with_capacity(m.outputs.len()))
             .collect();
         for port in &m.outputs {
-            let value = outputs.get(port.name).ok_or_else(|| Error::Model {
+            let value = outputs.get(&*port.name).ok_or_else(|| Error::Model {
                 model: m.name.into(),
                 message: format!("no output `{}`", port.name),
             })?;

@@ -12,7 +12,7 @@ use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, ItemShapes, Pen
 use crate::encode::gate::{Gate, Look, Plan};
 use crate::encode::kind::{self, Kind, Part};
 use crate::encode::letterbox::Letterbox;
-use crate::encode::runtime::{self, Manifest};
+use crate::encode::runtime::{self, Colour, DetectorSpec, Family, Manifest};
 use crate::encode::{Encoder, Features};
 use crate::error::{Error, Result};
 use crate::geometry::{BBox, Mask};
@@ -24,18 +24,26 @@ pub const MANIFEST: &str = include_str!("../../models/nanodet.toml");
 /// The int8 model's: the same input and outputs.
 pub const MANIFEST_INT8: &str = include_str!("../../models/nanodet_int8.toml");
 
-/// The manifest of the model `config` asks for.
+/// NanoDet answering as a YOLOv8 export does (`model = "nanodet_yolo"`).
+pub const MANIFEST_YOLO: &str = include_str!("../../models/nanodet_yolo.toml");
+
+/// The models `[encoders.detector] model` may name.
+pub const MODELS: [&str; 2] = ["nanodet", "nanodet_yolo"];
+
+/// The manifest of the model `config` asks for (NanoDet when the name is
+/// not one of [`MODELS`]: [`check_classes`] refuses it first).
 pub fn manifest(config: &DetectorConfig) -> &'static str {
-    match config.precision {
-        Precision::F32 => MANIFEST,
-        Precision::Int8 => MANIFEST_INT8,
+    match (config.model.as_str(), config.precision) {
+        ("nanodet_yolo", _) => MANIFEST_YOLO,
+        (_, Precision::F32) => MANIFEST,
+        (_, Precision::Int8) => MANIFEST_INT8,
     }
 }
 
 /// Objects (NanoDet, COCO-80).
 pub const KIND: Kind = Kind {
     name: "detector",
-    manifests: &[MANIFEST, MANIFEST_INT8],
+    manifests: &[MANIFEST, MANIFEST_INT8, MANIFEST_YOLO],
     manifest: |c| c.detector.as_ref().map(manifest),
     section: None,
     on: |c| c.detector.is_some(),
@@ -78,11 +86,6 @@ const OUTPUTS: [&str; 6] = [
 /// Bins of the box side distributions.
 const BINS: usize = 11;
 const CLASSES: usize = 80;
-/// Per channel, in BGR order (NanoDet's training normalisation).
-const MEAN: [f32; 3] = [103.53, 116.28, 123.675];
-const STD: [f32; 3] = [57.375, 57.12, 58.395];
-/// Grey of the letterbox borders.
-const PAD: u8 = 114;
 
 /// The COCO class names, in the model's output order.
 pub fn labels() -> Vec<&'static str> {
@@ -116,17 +119,73 @@ pub struct FrameObjects {
     pub faint: Vec<Detection>,
 }
 
+/// What the detector feeds a model and how it reads its answer: its
+/// manifest's `[detector]`, the input's name and fixed side, the outputs'
+/// names.
+#[derive(Clone, Debug)]
+pub struct Decoding {
+    pub spec: DetectorSpec,
+    pub input: String,
+    /// The side the model takes, when its input's size is fixed (a YOLO
+    /// export); else any multiple of 32.
+    pub fixed_side: Option<usize>,
+    pub outputs: Vec<String>,
+}
+
+impl Decoding {
+    /// The decoding of the model `config` asks for.
+    pub fn of(config: &DetectorConfig) -> Result<Decoding> {
+        let m = Manifest::builtin(manifest(config));
+        let bad = |message: String| Error::Model {
+            model: m.name.clone(),
+            message,
+        };
+        let spec = m
+            .detector
+            .clone()
+            .ok_or_else(|| bad("its manifest has no [detector] table".into()))?;
+        let input = m
+            .inputs
+            .first()
+            .ok_or_else(|| bad("its manifest names no input".into()))?;
+        let fixed_side = match input.shape.get(2) {
+            Some(toml::Value::Integer(n)) => Some(usize::try_from(*n).unwrap_or(0)),
+            _ => None,
+        };
+        let outputs = match spec.family {
+            Family::Nanodet => OUTPUTS.iter().map(|o| o.to_string()).collect(),
+            Family::Yolov8 | Family::Yolov5 => {
+                m.outputs.iter().take(1).map(|o| o.name.clone()).collect()
+            }
+        };
+        Ok(Decoding {
+            spec,
+            input: input.name.clone(),
+            fixed_side,
+            outputs,
+        })
+    }
+}
+
 /// The model for the inference worker.
 pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
     let manifest = Manifest::builtin(manifest(config));
+    let decoding = Decoding::of(config)?;
+    let side = decoding
+        .fixed_side
+        .map_or(InputSide::DEFAULT.pixels(), |s| s);
     let (session, pool) = runtime::pooled_session(&manifest, threads, config.provider)?;
     Ok(BatchModel {
         name: "nanodet",
         session,
         pool,
-        inputs: vec![Port::first("image", square(InputSide::DEFAULT))],
+        inputs: vec![Port::first(decoding.input.clone(), vec![3, side, side])],
         scalars: Vec::new(),
-        outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
+        outputs: decoding
+            .outputs
+            .iter()
+            .map(|o| Port::first(o.clone(), Vec::new()))
+            .collect(),
     })
 }
 
@@ -137,6 +196,13 @@ fn square(side: InputSide) -> Vec<usize> {
 
 /// Checks the class names of a detector's settings against COCO's.
 pub fn check_classes(config: &DetectorConfig) -> Result<()> {
+    if !MODELS.contains(&config.model.as_str()) {
+        return Err(Error::Invalid(format!(
+            "[encoders.detector] model `{}` is not one vigil knows: {}",
+            config.model,
+            MODELS.join(", ")
+        )));
+    }
     let labels = labels();
     for name in config
         .classes
@@ -175,6 +241,7 @@ pub struct Detector {
     /// The side of the model's input for this stream, and the item shape
     /// it is sent with.
     side: usize,
+    decoding: Decoding,
     shapes: ItemShapes,
 }
 
@@ -200,7 +267,11 @@ impl Detector {
             .map(|l| config.filters.get(*l).copied())
             .collect();
         let fps = config.fps.min(source.fps).max(1);
-        let side = source.detector_input.unwrap_or(config.input);
+        let decoding = Decoding::of(&config)?;
+        let side = match decoding.fixed_side {
+            Some(fixed) => InputSide::new(fixed as u32).map_err(Error::Invalid)?,
+            None => source.detector_input.unwrap_or(config.input),
+        };
         Ok(Detector {
             client,
             labels,
@@ -211,6 +282,7 @@ impl Detector {
             gate: Gate::new(&config, Mask::new(source.motion_mask.clone())),
             object_mask: Mask::new(source.object_mask.clone()),
             side: side.pixels(),
+            decoding,
             shapes: Arc::from(vec![square(side)]),
             config,
         })
@@ -234,47 +306,20 @@ impl Detector {
         letterbox: &Letterbox,
         crop: Option<BBox>,
     ) -> Result<Found> {
-        let mut candidates: Vec<(usize, f32, BBox)> = Vec::new();
-        for (k, &stride) in STRIDES.iter().enumerate() {
-            let cells_x = self.side / stride;
-            let cells = cells_x * cells_x;
-            let (scores, boxes) = (&outputs[2 * k], &outputs[2 * k + 1]);
-            if scores.len() != cells * CLASSES || boxes.len() != cells * 4 * BINS {
-                return Err(Error::Model {
-                    model: "nanodet".into(),
-                    message: format!(
-                        "stride {stride}: outputs of {} and {} values, expected {} and {}",
-                        scores.len(),
-                        boxes.len(),
-                        cells * CLASSES,
-                        cells * 4 * BINS
-                    ),
-                });
-            }
-            for cell in 0..cells {
-                let row = &scores[cell * CLASSES..(cell + 1) * CLASSES];
-                let dist = &boxes[cell * 4 * BINS..(cell + 1) * 4 * BINS];
-                let mut sides: Option<[f32; 4]> = None;
-                for (class, &score) in row.iter().enumerate() {
-                    let Some(threshold) = self.wanted[class] else {
-                        continue;
-                    };
-                    if score < threshold.min(self.config.faint) {
-                        continue;
-                    }
-                    let d = *sides.get_or_insert_with(|| dfl(dist));
-                    let cx = (cell % cells_x) as f32 + 0.5;
-                    let cy = (cell / cells_x) as f32 + 0.5;
-                    let s = stride as f32;
-                    let (x0, y0) = (cx * s - d[0] * s, cy * s - d[1] * s);
-                    let (x1, y1) = (cx * s + d[2] * s, cy * s + d[3] * s);
-                    let bbox = uncrop(letterbox.to_frame([x0, y0, x1, y1]), crop);
-                    if bbox.w > 0.0 && bbox.h > 0.0 {
-                        candidates.push((class, score, bbox));
-                    }
-                }
-            }
-        }
+        let floor = |class: usize| self.wanted[class].map(|t| t.min(self.config.faint));
+        let found = candidates(self.decoding.spec.family, outputs, self.side, floor).map_err(
+            |message| Error::Model {
+                model: self.config.model.clone(),
+                message,
+            },
+        )?;
+        let candidates: Vec<(usize, f32, BBox)> = found
+            .into_iter()
+            .map(|(class, score, corners)| {
+                (class, score, uncrop(letterbox.to_frame(corners), crop))
+            })
+            .filter(|(_, _, b)| b.w > 0.0 && b.h > 0.0)
+            .collect();
         let kept = nms_per_class(candidates, self.config.iou);
         let (mut objects, mut faint) = (Vec::new(), Vec::new());
         for (class, score, bbox) in kept {
@@ -312,7 +357,7 @@ impl Detector {
             {
                 found[j] = Some(self.answer(pending, &lb, plans[j].region)?);
             }
-            let (input, lb) = preprocess(f, plan.region, self.side);
+            let (input, lb) = preprocess(f, plan.region, self.side, &self.decoding.spec);
             let pending = self
                 .client
                 .submit_shaped(vec![vec![input]], self.shapes.clone())?;
@@ -398,6 +443,108 @@ impl Encoder for Detector {
     }
 }
 
+/// A detection before thresholds are applied by class: class, score and
+/// corners `[x0, y0, x1, y1]` in input pixels.
+type Candidate = (usize, f32, [f32; 4]);
+
+/// The candidates in one frame's `outputs` from a model of `family` whose
+/// input side is `side`: those scoring at or over `floor(class)` (`None`:
+/// a class not reported). An output of the wrong size is an error saying
+/// what the family needs.
+fn candidates(
+    family: Family,
+    outputs: &ItemOutputs,
+    side: usize,
+    floor: impl Fn(usize) -> Option<f32>,
+) -> std::result::Result<Vec<Candidate>, String> {
+    let mut found = Vec::new();
+    let wanted = |class: usize, score: f32| floor(class).is_some_and(|f| score >= f);
+    let corners =
+        |cx: f32, cy: f32, w: f32, h: f32| [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
+    let first = || outputs.first().map(Vec::as_slice).unwrap_or_default();
+    match family {
+        Family::Nanodet => {
+            for (k, &stride) in STRIDES.iter().enumerate() {
+                let cells_x = side / stride;
+                let cells = cells_x * cells_x;
+                let (Some(scores), Some(boxes)) = (outputs.get(2 * k), outputs.get(2 * k + 1))
+                else {
+                    return Err(format!("no outputs for stride {stride}"));
+                };
+                if scores.len() != cells * CLASSES || boxes.len() != cells * 4 * BINS {
+                    return Err(format!(
+                        "stride {stride}: outputs of {} and {} values, expected {} and {}",
+                        scores.len(),
+                        boxes.len(),
+                        cells * CLASSES,
+                        cells * 4 * BINS
+                    ));
+                }
+                for cell in 0..cells {
+                    let row = &scores[cell * CLASSES..(cell + 1) * CLASSES];
+                    let dist = &boxes[cell * 4 * BINS..(cell + 1) * 4 * BINS];
+                    let mut sides: Option<[f32; 4]> = None;
+                    for (class, &score) in row.iter().enumerate() {
+                        if !wanted(class, score) {
+                            continue;
+                        }
+                        let d = *sides.get_or_insert_with(|| dfl(dist));
+                        let s = stride as f32;
+                        let cx = ((cell % cells_x) as f32 + 0.5) * s;
+                        let cy = ((cell / cells_x) as f32 + 0.5) * s;
+                        found.push((
+                            class,
+                            score,
+                            [cx - d[0] * s, cy - d[1] * s, cx + d[2] * s, cy + d[3] * s],
+                        ));
+                    }
+                }
+            }
+        }
+        Family::Yolov8 => {
+            let o = first();
+            let n = o.len() / (4 + CLASSES);
+            if n == 0 || o.len() != n * (4 + CLASSES) {
+                return Err(format!(
+                    "an output of {} values, where YOLOv8's layout needs anchors × 84 (4 + 80 classes)",
+                    o.len()
+                ));
+            }
+            for j in 0..n {
+                for class in 0..CLASSES {
+                    let score = o[(4 + class) * n + j];
+                    if wanted(class, score) {
+                        found.push((
+                            class,
+                            score,
+                            corners(o[j], o[n + j], o[2 * n + j], o[3 * n + j]),
+                        ));
+                    }
+                }
+            }
+        }
+        Family::Yolov5 => {
+            let o = first();
+            let row = 5 + CLASSES;
+            if o.is_empty() || !o.len().is_multiple_of(row) {
+                return Err(format!(
+                    "an output of {} values, where YOLOv5's layout needs anchors × 85 (5 + 80 classes)",
+                    o.len()
+                ));
+            }
+            for r in o.chunks_exact(row) {
+                for class in 0..CLASSES {
+                    let score = r[4] * r[5 + class];
+                    if wanted(class, score) {
+                        found.push((class, score, corners(r[0], r[1], r[2], r[3])));
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Expected value of each side's distribution (softmax over the bins), in
 /// strides: left, top, right, bottom.
 fn dfl(dist: &[f32]) -> [f32; 4] {
@@ -445,8 +592,20 @@ fn uncrop(b: BBox, crop: Option<BBox>) -> BBox {
 }
 
 /// The frame, or its `crop` (normalised), scaled to fit side × side
-/// (aspect kept, centred, grey borders, bilinear), BGR, normalised, NCHW.
-pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>, side: usize) -> (Vec<f32>, Letterbox) {
+/// (aspect kept, centred, grey borders of `spec.pad`, bilinear), in the
+/// model's channel order, normalised by its mean and std, NCHW.
+pub fn preprocess(
+    frame: &VideoFrame,
+    crop: Option<BBox>,
+    side: usize,
+    spec: &DetectorSpec,
+) -> (Vec<f32>, Letterbox) {
+    let (mean, std) = (spec.mean, spec.std);
+    // The input plane of each RGB channel.
+    let plane_of = |c: usize| match spec.colour {
+        Colour::Bgr => 2 - c,
+        Colour::Rgb => c,
+    };
     let (full_w, full_h) = (frame.width as usize, frame.height as usize);
     // The crop in whole pixels, at least one.
     let (ox, oy, fw, fh) = match crop {
@@ -465,7 +624,7 @@ pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>, side: usize) -> (Vec<f
     let mut input = vec![0.0f32; 3 * plane];
     // The border, already normalised.
     for c in 0..3 {
-        let v = (PAD as f32 - MEAN[c]) / STD[c];
+        let v = (spec.pad as f32 - mean[c]) / std[c];
         input[c * plane..(c + 1) * plane].fill(v);
     }
     let rgb: &[u8] = &frame.rgb;
@@ -495,9 +654,8 @@ pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>, side: usize) -> (Vec<f
                 let top = r0[x0 * 3 + c] as f32 * (1.0 - fx) + r0[x1 * 3 + c] as f32 * fx;
                 let bottom = r1[x0 * 3 + c] as f32 * (1.0 - fx) + r1[x1 * 3 + c] as f32 * fx;
                 let v = top * (1.0 - fy) + bottom * fy;
-                // RGB in, BGR out: channel c goes to plane 2 - c.
-                let b = 2 - c;
-                input[b * plane + base + x] = (v - MEAN[b]) / STD[b];
+                let b = plane_of(c);
+                input[b * plane + base + x] = (v - mean[b]) / std[b];
             }
         }
     }
@@ -507,6 +665,40 @@ pub fn preprocess(frame: &VideoFrame, crop: Option<BBox>, side: usize) -> (Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yolo_layouts_give_centre_size_boxes_and_their_scores() {
+        // Two anchors; anchor 1 is a class-2 object centred at (100, 50),
+        // 40 × 20 pixels.
+        let floor = |_| Some(0.5);
+        let mut v8 = vec![0.0f32; 84 * 2];
+        for (row, value) in [(0, 100.0), (1, 50.0), (2, 40.0), (3, 20.0), (4 + 2, 0.9)] {
+            v8[row * 2 + 1] = value;
+        }
+        let found = candidates(Family::Yolov8, &vec![v8.clone()], 416, floor).unwrap();
+        assert_eq!(found, vec![(2, 0.9, [80.0, 40.0, 120.0, 60.0])]);
+        // YOLOv5: rows of 85, the class's score times objectness.
+        let mut v5 = vec![0.0f32; 85 * 2];
+        v5[85..90].copy_from_slice(&[100.0, 50.0, 40.0, 20.0, 0.8]);
+        v5[85 + 5 + 2] = 0.9;
+        v5[85 + 5 + 3] = 0.5; // 0.4 with objectness: under the floor
+        let found = candidates(Family::Yolov5, &vec![v5], 416, floor).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0, found[0].2), (2, [80.0, 40.0, 120.0, 60.0]));
+        assert!((found[0].1 - 0.72).abs() < 1e-6);
+        // A class not reported, and outputs of the wrong size.
+        assert!(
+            candidates(Family::Yolov8, &vec![v8], 416, |_| None)
+                .unwrap()
+                .is_empty()
+        );
+        let e = candidates(Family::Yolov8, &vec![vec![0.0; 83]], 416, floor).unwrap_err();
+        assert!(e.contains("anchors × 84"), "{e}");
+        let e = candidates(Family::Yolov5, &vec![vec![0.0; 86]], 416, floor).unwrap_err();
+        assert!(e.contains("anchors × 85"), "{e}");
+        let e = candidates(Family::Nanodet, &vec![vec![0.0; 10]; 6], 416, floor).unwrap_err();
+        assert!(e.contains("stride 8"), "{e}");
+    }
 
     #[test]
     fn dfl_is_the_expected_bin() {
@@ -548,12 +740,15 @@ mod tests {
             rgb: vec![200u8; 640 * 320 * 3].into(),
             grey: None,
         };
-        let border = (PAD as f32 - MEAN[0]) / STD[0];
-        let inside = (200.0 - MEAN[0]) / STD[0];
+        // NanoDet's normalisation, from its manifest (BGR: plane 0 is blue).
+        let spec = Decoding::of(&DetectorConfig::default()).unwrap().spec;
+        assert_eq!((spec.colour, spec.pad), (Colour::Bgr, 114));
+        let border = (114.0 - spec.mean[0]) / spec.std[0];
+        let inside = (200.0 - spec.mean[0]) / spec.std[0];
         // Scale 0.65: 416×208, rows 104..312 hold the picture; scale 0.5:
         // 320×160, rows 80..240.
         for (side, top, bottom) in [(416, 104, 312), (320, 80, 240)] {
-            let (input, lb) = preprocess(&frame, None, side);
+            let (input, lb) = preprocess(&frame, None, side, &spec);
             assert_eq!(input.len(), 3 * side * side);
             assert!((input[(top - 10) * side + 200] - border).abs() < 1e-5);
             assert!((input[top * side + 200] - inside).abs() < 1e-4);
@@ -584,6 +779,16 @@ mod tests {
             max_ratio: Some(1.0),
             ..Default::default()
         };
+        let e = check_classes(&DetectorConfig {
+            model: "yolov99".into(),
+            ..DetectorConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("model `yolov99` is not one vigil knows: nanodet, nanodet_yolo"),
+            "{e}"
+        );
         let e = check_classes(&with("car", empty)).unwrap_err().to_string();
         assert!(
             e.contains("filters.car: min_ratio 2 is over max_ratio 1"),

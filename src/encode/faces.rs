@@ -73,7 +73,10 @@ pub fn model(config: &FacesConfig, threads: usize) -> Result<BatchModel> {
         pool,
         inputs: vec![Port::first("input:0", vec![SIDE, SIDE, 3])],
         scalars: Vec::new(),
-        outputs: OUTPUTS.iter().map(|o| Port::first(o, Vec::new())).collect(),
+        outputs: OUTPUTS
+            .iter()
+            .map(|o| Port::first(*o, Vec::new()))
+            .collect(),
     })
 }
 

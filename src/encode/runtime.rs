@@ -58,6 +58,63 @@ pub struct Manifest {
     /// the memory goes back after each run.
     #[serde(default = "yes")]
     pub arena: bool,
+    /// For an object detector: how its outputs are decoded and what its
+    /// input is.
+    pub detector: Option<DetectorSpec>,
+}
+
+/// How an object detector's outputs are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// NanoDet: per stride, `scores_S` [batch, cells, C] (sigmoid) and
+    /// `boxes_S` [batch, cells, 44] (distances as 4 × 11 bins).
+    Nanodet,
+    /// YOLOv8 / YOLO11 exports: one output [batch, 4 + C, anchors]: box
+    /// centre x, y, width, height in input pixels, then class scores.
+    Yolov8,
+    /// YOLOv5 / YOLOv7 exports: one output [batch, anchors, 5 + C]: box
+    /// centre and size in input pixels, objectness, then class scores
+    /// (a class's score is objectness × its own).
+    Yolov5,
+}
+
+/// The channel order a detector takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+/// A detector's decoding and input, from its manifest's `[detector]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    pub family: Family,
+    /// Channel order of the input planes.
+    #[serde(default)]
+    pub colour: Colour,
+    /// Per channel, in the input's order: the model sees (x − mean) / std
+    /// of 0–255 values (YOLO exports: mean 0, std 255).
+    #[serde(default = "no_mean")]
+    pub mean: [f32; 3],
+    #[serde(default = "unit_std")]
+    pub std: [f32; 3],
+    /// Grey level of the letterbox borders.
+    #[serde(default = "grey_pad")]
+    pub pad: u8,
+}
+
+fn no_mean() -> [f32; 3] {
+    [0.0; 3]
+}
+fn unit_std() -> [f32; 3] {
+    [255.0; 3]
+}
+fn grey_pad() -> u8 {
+    114
 }
 
 fn yes() -> bool {

@@ -67,7 +67,7 @@ pub fn model(config: &VadConfig, threads: usize) -> Result<BatchModel> {
         inputs: vec![
             Port::first("input", vec![CONTEXT + WINDOW]),
             Port {
-                name: "state",
+                name: "state".into(),
                 item_shape: vec![2, 128],
                 batch_axis: 1,
             },
@@ -76,7 +76,7 @@ pub fn model(config: &VadConfig, threads: usize) -> Result<BatchModel> {
         outputs: vec![
             Port::first("output", Vec::new()),
             Port {
-                name: "stateN",
+                name: "stateN".into(),
                 item_shape: Vec::new(),
                 batch_axis: 1,
             },

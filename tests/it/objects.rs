@@ -446,3 +446,31 @@ fn shape_filters_drop_what_cannot_be_the_class() {
     let kept = people(Some(fits));
     assert!(kept * 100 >= all * 95, "{kept} of {all} kept");
 }
+
+/// A YOLOv8-layout export runs through the same encoder: `nanodet_yolo` is
+/// the float NanoDet with its box decoding done inside the graph
+/// (`models/yolo_from_nanodet.py`), answering `[batch, 84, anchors]` as a
+/// YOLOv8 export does; decoded as its family, it finds what the float
+/// model decoded as NanoDet finds, at the same place with the same scores.
+#[test]
+fn a_yolo_export_decodes_as_its_family() {
+    let yolo = DetectorConfig {
+        model: "nanodet_yolo".into(),
+        ..DetectorConfig::default()
+    };
+    let (all, [found, kept, mean_iou, same_class]) = agreement_over(
+        &[
+            "vtest.avi",
+            "bikes.mp4",
+            "chelsea.png",
+            "motorcycle_left.png",
+        ],
+        "YOLOv8 layout against NanoDet's",
+        |file| frames::decode(&clip::shared(file), 5, 640),
+        |f| detect(f, at(Precision::F32)),
+        |f| detect(f, yolo.clone()),
+    );
+    assert!(all.reference >= 1000, "{all:?}");
+    assert!(found >= 0.995 && kept >= 0.995, "{all:?}");
+    assert!(mean_iou >= 0.999 && same_class == 1.0, "{all:?}");
+}
