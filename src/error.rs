@@ -13,6 +13,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Invalid(String),
 
+    /// A face cannot be enrolled (`vigil faces enroll`).
+    #[error("cannot enroll: {0}")]
+    Enroll(String),
+
     /// A source cannot be opened or played.
     #[error("stream '{stream}': {message}")]
     Source { stream: String, message: String },

@@ -183,7 +183,11 @@ impl Graph {
         crate::source::init()?;
         // Loads every model before any media flows: a missing or mismatched
         // one stops the run here.
-        let workers = crate::encode::Workers::start(&config.encoders, &config.runtime, metrics)?;
+        let workers = crate::encode::Workers::start(
+            &config.encoders.resolved(&options.out_dir),
+            &config.runtime,
+            metrics,
+        )?;
         let built = crate::sink::build(
             &config.sinks,
             &options.out_dir,
@@ -554,7 +558,7 @@ impl Graph {
                     &name,
                     &r.run,
                     s,
-                    config.privacy.blur_faces,
+                    config.privacy,
                     lag,
                 )
                 .gated(self.disk.clone()),

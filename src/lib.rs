@@ -18,9 +18,9 @@
 //! | [`time`] | [`time::Timestamp`] and [`time::Duration`] (integer ns), spans, exact sample ↔ time arithmetic |
 //! | [`geometry`] | [`geometry::BBox`]: boxes in the picture (normalised `[x, y, w, h]`, the array records carry), their IoU, union, edges, centre and anchor; polygons (point inside, edge distance) and a stream's masks rasterised ([`geometry::Mask`]) |
 //! | [`media`] | [`media::VideoFrame`], [`media::AudioBlock`], [`media::Chunk`]; what a source tells its synchroniser ([`media::SourceMessage`], [`media::Input`]) and how it failed ([`media::Failure`]) |
-//! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors, RTSP settings; [`source::supervise`]: each stream's supervisor, reconnecting live sources with backoff across outages; [`source::pace`]: a file's leading branch waits for the other |
+//! | [`source`] | GStreamer ingest: `uridecodebin`, frames sampled by PTS, 16 kHz mono audio, bus errors, RTSP settings; [`source::supervise`]: each stream's supervisor, reconnecting live sources with backoff across outages; [`source::pace`]: a file's leading branch waits for the other; [`source::still`]: one picture out of an image file |
 //! | [`sync`] | the synchroniser: watermarks, sample-exact chunks, gaps filled and flagged; data stamped past all sense dropped, a branch that gives nothing usable ended (files) or reported (live, the stream degraded) |
-//! | [`encode`] | the [`encode::Encoder`] trait; [`encode::kind`]: the one table of encoders ([`encode::ENCODERS`]), each declaring in its own file its name, model manifests (the one its settings pick), model check, shared worker and builder; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace), `detector` (NanoDet, COCO-80, int8 by default or f32; [`encode::gate`] decides where and when it looks: only where the picture changed, with a refresh of what it found and a whole frame now and then), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
+//! | [`encode`] | the [`encode::Encoder`] trait; [`encode::kind`]: the one table of encoders ([`encode::ENCODERS`]), each declaring in its own file its name, model manifests (the one its settings pick), model check, shared worker and builder; model-free `motion`, `loudness`; on ONNX Runtime ([`encode::runtime`]): `vad` (Silero), `faces` (BlazeFace; with identity, who each face is: a closer look, alignment and MobileFaceNet embeddings matched against the [`gallery`] in [`encode::face_id`]), `detector` (NanoDet, COCO-80, int8 by default or f32, or a model of your own with its manifest; [`encode::gate`] decides where and when it looks: only where the picture changed, with a refresh of what it found and a whole frame now and then), `sound` (YAMNet, with its log-mel front end in [`encode::logmel`]); [`encode::batch`]: one inference worker per model, batching the work of every stream |
 //! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule engine over the modalities; [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]) |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout; the live sinks deliver from the store at least once ([`sink::outbox`]: cursors, backoff, drain) through the transport each one's configuration builds ([`sink::outbox::LiveConfig`]): [`sink::webhook`], [`sink::mqtt`] and [`sink::nats`] (TLS in [`sink::tls`]); [`sink::retention`]: snapshots deleted with their records, logs rotated by size, the disk guard, `vigil gc` |
@@ -32,6 +32,7 @@
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
 //! | [`stream`] | what stages share about a stream: progress, state, failure; the table of a process's streams ([`stream::StreamTable`]) |
+//! | [`gallery`] | the face gallery (SQLite, owner-only): enrolled faces and unknown ones kept to be named, nearest by L2 distance |
 //! | [`disk`] | free space on the output folder's disk, and what may still be written there (media, records) |
 //!
 //! The binary, `src/main.rs`, only dispatches: each command is a module of
@@ -53,7 +54,7 @@
 //! floor 4: source sync
 //! floor 3: stage
 //! floor 2: stream metrics
-//! floor 1: config media record cpu
+//! floor 1: config media record cpu gallery
 //! floor 0: time error disk lock backoff secret rule_language geometry
 //! ```
 //!
@@ -97,6 +98,7 @@ pub mod encode;
 pub mod error;
 pub mod export;
 pub mod fuse;
+pub mod gallery;
 pub mod geometry;
 pub mod graph;
 pub mod lock;

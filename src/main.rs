@@ -74,6 +74,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Cursors(args) => cli::cursors::cursors(args),
         Command::Gc(args) => cli::gc::gc(args),
         Command::Models { action } => cli::models::models(action),
+        Command::Faces { action } => cli::faces::faces(action),
         Command::Config(args) => cli::config::config(args),
     }
 }

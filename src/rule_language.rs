@@ -39,7 +39,7 @@
 //! | `loud(...)` | none | `min_db` (dBFS, ≤ 0) | the audio is loud (at least `min_db`, if given) |
 //! | `motion(...)` | none | `zone` | there is motion (in `zone`, if given) |
 //! | `line(name, ...)` | required line name | `direction` (`in` or `out`) | something crosses the named line |
-//! | `face()` | none | none | a face is seen |
+//! | `face(who?, ...)` | optional `known` or `unknown` | `name` | a face is seen (with face identity: anyone enrolled, anyone not, or that person) |
 //! | `time(range)` | required `"HH:MM-HH:MM"` | none | the wall-clock time is in the range |
 //!
 //! # Values
@@ -177,8 +177,11 @@ pub enum TermKind {
         /// The direction of the crossing; `None` means either.
         direction: Option<Direction>,
     },
-    /// `face()`.
-    Face,
+    /// `face()`, `face(known)`, `face(unknown)`, `face(name=…)`.
+    Face {
+        /// Whose face; `None` means anyone's.
+        who: Option<FaceWho>,
+    },
     /// `time("HH:MM-HH:MM")`: a half-open range of wall-clock time.
     Time {
         /// Start, in minutes since midnight, 0..=1439.
@@ -188,6 +191,17 @@ pub enum TermKind {
         /// wraps past midnight; `from == to` never occurs.
         to: u32,
     },
+}
+
+/// Whose face a `face()` term asks for (face identity).
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaceWho {
+    /// `face(known)`: anyone enrolled.
+    Known,
+    /// `face(unknown)`: anyone not enrolled.
+    Unknown,
+    /// `face(name=ann)`: that person (matched case-insensitively).
+    Named(String),
 }
 
 /// The direction of a line crossing.
@@ -547,11 +561,10 @@ impl Name {
     /// otherwise what to write instead of one.
     fn no_positional_hint(self) -> Option<&'static str> {
         match self {
-            Name::Object | Name::Sound | Name::Line | Name::Time => None,
+            Name::Object | Name::Sound | Name::Line | Name::Time | Name::Face => None,
             Name::Speech => Some("write speech(contains=\"...\")"),
             Name::Loud => Some("write loud(min_db=-20)"),
             Name::Motion => Some("write motion(zone=door)"),
-            Name::Face => Some("write face()"),
         }
     }
 
@@ -564,7 +577,8 @@ impl Name {
             Name::Loud => &["min_db"],
             Name::Motion => &["zone"],
             Name::Line => &["direction"],
-            Name::Face | Name::Time => &[],
+            Name::Face => &["name"],
+            Name::Time => &[],
         }
     }
 }
@@ -759,7 +773,36 @@ fn build_term(src: Source<'_>, pair: Pair<'_, Rule>) -> Result<Term, ParseError>
                     .transpose()?,
             }
         }
-        Name::Face => TermKind::Face,
+        Name::Face => {
+            let named = args
+                .take("name")
+                .map(|v| nonempty(src, v, "name"))
+                .transpose()?;
+            let who = match (args.positional.take(), named) {
+                (Some(v), Some(_)) => {
+                    return Err(src.error(
+                        v.byte,
+                        "face() takes `known`, `unknown` or name=…, not two of them",
+                    ));
+                }
+                (Some(v), None) => Some(match v.text.to_ascii_lowercase().as_str() {
+                    "known" => FaceWho::Known,
+                    "unknown" => FaceWho::Unknown,
+                    _ => {
+                        return Err(src.error(
+                            v.byte,
+                            format!(
+                                "face({}): expected `known` or `unknown`; a person is face(name={})",
+                                v.text, v.text
+                            ),
+                        ));
+                    }
+                }),
+                (None, Some(n)) => Some(FaceWho::Named(n)),
+                (None, None) => None,
+            };
+            TermKind::Face { who }
+        }
         Name::Time => {
             let value = args.positional.take().ok_or_else(|| {
                 src.error(
@@ -1112,8 +1155,28 @@ mod tests {
                 direction: Some(Direction::Out)
             }
         );
-        assert_eq!(kind("face()"), TermKind::Face);
-        assert_eq!(kind("face( )"), TermKind::Face);
+        assert_eq!(kind("face()"), TermKind::Face { who: None });
+        assert_eq!(kind("face( )"), TermKind::Face { who: None });
+        assert_eq!(
+            kind("face(Unknown)"),
+            TermKind::Face {
+                who: Some(FaceWho::Unknown)
+            }
+        );
+        assert_eq!(
+            kind("face(known)"),
+            TermKind::Face {
+                who: Some(FaceWho::Known)
+            }
+        );
+        assert_eq!(
+            kind("face(name=\"Ann Lee\")"),
+            TermKind::Face {
+                who: Some(FaceWho::Named("Ann Lee".into()))
+            }
+        );
+        fails("face(bob)", 6, "a person is face(name=bob)");
+        fails("face(known, name=ann)", 6, "not two of them");
         assert_eq!(
             kind("time(\"08:00-18:00\")"),
             TermKind::Time {
@@ -1391,7 +1454,7 @@ mod tests {
         fails(
             "face(min_score=0.5)",
             6,
-            "face() takes no key=value arguments",
+            "face() has no argument `min_score`; it takes name",
         );
         fails("line(gate, dir=in)", 12, "it takes direction");
     }
@@ -1429,7 +1492,7 @@ mod tests {
             "loud() takes no positional value; write loud(min_db=-20)",
         );
         fails("motion(door)", 8, "motion() takes no positional value");
-        fails("face(x)", 6, "face() takes no positional value");
+        fails("face(x)", 6, "expected `known` or `unknown`");
     }
 
     #[test]
@@ -1495,7 +1558,7 @@ mod tests {
         // A term's own parentheses count as a level.
         let groups = MAX_NESTING - 1;
         let deep = format!("{}face(){}", "(".repeat(groups), ")".repeat(groups));
-        assert_eq!(kind(&deep), TermKind::Face);
+        assert_eq!(kind(&deep), TermKind::Face { who: None });
         let deeper = format!("{}face(){}", "(".repeat(100_000), ")".repeat(100_000));
         fails(
             &deeper[..MAX_RULE_CHARS],

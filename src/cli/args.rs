@@ -50,8 +50,59 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// The face gallery: enroll people from pictures, list, name the
+    /// unknown faces a run kept, forget.
+    Faces {
+        #[command(subcommand)]
+        action: FacesAction,
+    },
     /// Print pipeline configuration.
     Config(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+pub enum FacesAction {
+    /// Enroll NAME from pictures of their face (the largest face of each).
+    Enroll {
+        name: String,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        #[command(flatten)]
+        gallery: GalleryArgs,
+    },
+    /// The faces of the gallery: enrolled people and unknown faces kept.
+    List {
+        #[command(flatten)]
+        gallery: GalleryArgs,
+    },
+    /// Give the face ID (an unknown one from a `face` event's
+    /// details.face_id) a name.
+    Name {
+        id: i64,
+        name: String,
+        #[command(flatten)]
+        gallery: GalleryArgs,
+    },
+    /// Forget a person (every face of that name) or one face by its id.
+    Forget {
+        #[arg(value_name = "NAME_OR_ID")]
+        who: String,
+        #[command(flatten)]
+        gallery: GalleryArgs,
+    },
+}
+
+/// Which gallery, and the face settings to enroll with.
+#[derive(Args)]
+pub struct GalleryArgs {
+    /// Pipeline file (TOML) whose [encoders.faces.identity] says where the
+    /// gallery is and how faces are found; without one, the defaults.
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+    /// The output folder the pipeline writes to (the gallery's path is
+    /// relative to it).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

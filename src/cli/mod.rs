@@ -13,6 +13,7 @@
 //! | `check.rs`, `config.rs` | `vigil check`, `vigil config` |
 //! | `events.rs`, `cursors.rs`, `gc.rs` | the output folder: `vigil events`, `cursors`, `gc` |
 //! | `models.rs` | `vigil models list`, `verify`, `fetch` |
+//! | `faces.rs` | `vigil faces enroll`, `list`, `name`, `forget`: the face gallery |
 //!
 //! Errors are `anyhow` here, as in `main.rs`: any error ends the command
 //! with exit code 2 and `vigil: ` and its chain on stderr.
@@ -22,6 +23,7 @@ pub mod check;
 pub mod config;
 pub mod cursors;
 pub mod events;
+pub mod faces;
 pub mod gc;
 pub mod models;
 pub mod pipeline;

@@ -1,11 +1,15 @@
-//! Object labels as rules and zones name them: a COCO class name
-//! (`person`, `"sports ball"`) or a group of them (`vehicle`), matched
-//! case-insensitively. A pipeline's `[fusion.groups]` adds groups or
-//! redefines these.
+//! Object labels as rules and zones name them: a class name of the
+//! detector's model (COCO's for the built-in ones: `person`, `"sports
+//! ball"`; the labels file of a model of your own) or a group of them
+//! (`vehicle`), matched case-insensitively. A pipeline's `[fusion.groups]`
+//! adds groups or redefines these.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
 
 use super::Groups;
+use crate::lock::Locked;
 
 /// The 80 COCO classes, in the detector's output order.
 const COCO: &str = include_str!("../../models/coco80.txt");
@@ -16,6 +20,76 @@ pub fn coco_classes() -> Vec<&'static str> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// Whether `[encoders.detector] model` names a model of the user's own (a
+/// path to an `.onnx` file) rather than a built-in one.
+pub fn is_own_model(model: &str) -> bool {
+    model.to_ascii_lowercase().ends_with(".onnx")
+}
+
+/// Class names of users' models, kept for the life of the process (a
+/// label is `&'static str` throughout vigil); each distinct name once.
+static INTERNED: LazyLock<Mutex<BTreeSet<&'static str>>> = LazyLock::new(Default::default);
+
+fn intern(name: &str) -> &'static str {
+    let mut set = INTERNED.locked();
+    if let Some(s) = set.get(name) {
+        return s;
+    }
+    let s: &'static str = Box::leak(name.to_string().into_boxed_str());
+    set.insert(s);
+    s
+}
+
+/// The classes of the detector model `model`, in its output order: COCO's
+/// for the built-in models; for a model of your own, the lines of the
+/// labels file its manifest (`MODEL.toml` beside `MODEL.onnx`) names.
+pub fn classes_of(model: &str) -> Result<Vec<&'static str>, String> {
+    if !is_own_model(model) {
+        return Ok(coco_classes());
+    }
+    let manifest = Path::new(model).with_extension("toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        format!(
+            "[encoders.detector] model {model}: cannot read its manifest {}: {e}",
+            manifest.display()
+        )
+    })?;
+    let doc: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", manifest.display(), e.message()))?;
+    let labels = doc.get("labels").and_then(|l| l.as_str()).ok_or_else(|| {
+        format!(
+            "{}: no `labels = \"FILE\"` (the class names, one a line)",
+            manifest.display()
+        )
+    })?;
+    let file = manifest
+        .parent()
+        .unwrap_or_else(|| Path::new(""))
+        .join(labels);
+    let names = std::fs::read_to_string(&file).map_err(|e| {
+        format!(
+            "{}: cannot read its labels {}: {e}",
+            manifest.display(),
+            file.display()
+        )
+    })?;
+    let classes: Vec<&'static str> = names
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(intern)
+        .collect();
+    if classes.is_empty() {
+        return Err(format!("{}: no class names in it", file.display()));
+    }
+    for (i, c) in classes.iter().enumerate() {
+        if classes[..i].iter().any(|o| o.eq_ignore_ascii_case(c)) {
+            return Err(format!("{}: `{c}` is there twice", file.display()));
+        }
+    }
+    Ok(classes)
 }
 
 /// The built-in object groups: name → COCO class names.
@@ -53,18 +127,31 @@ pub struct ObjectLabels {
 }
 
 impl ObjectLabels {
-    /// The built-in groups with a pipeline's `[fusion.groups]` over them;
-    /// an error names a member that is not a COCO class.
+    /// COCO's classes and the built-in groups with a pipeline's
+    /// `[fusion.groups]` over them; an error names a member that is not a
+    /// class.
     pub fn new(extra: &Groups) -> Result<ObjectLabels, String> {
-        let classes = coco_classes();
+        ObjectLabels::of(coco_classes(), extra)
+    }
+
+    /// The labels of a detector with `classes`: the built-in groups (their
+    /// members that are classes of it) with `extra` over them.
+    pub fn of(classes: Vec<&'static str>, extra: &Groups) -> Result<ObjectLabels, String> {
         let mut groups: BTreeMap<String, Vec<&'static str>> = OBJECT_GROUPS
             .iter()
-            .map(|(g, m)| (g.to_string(), m.to_vec()))
+            .map(|(g, m)| {
+                let members: Vec<&'static str> = m
+                    .iter()
+                    .filter_map(|c| classes.iter().find(|k| k.eq_ignore_ascii_case(c)).copied())
+                    .collect();
+                (g.to_string(), members)
+            })
+            .filter(|(_, m)| !m.is_empty())
             .collect();
         for (g, members) in extra {
             if members.is_empty() {
                 return Err(format!(
-                    "[fusion.groups]: group `{g}` is empty: name at least one COCO class"
+                    "[fusion.groups]: group `{g}` is empty: name at least one class"
                 ));
             }
             let resolved = members
@@ -75,7 +162,7 @@ impl ObjectLabels {
                         .find(|c| c.eq_ignore_ascii_case(m))
                         .copied()
                         .ok_or_else(|| {
-                            format!("[fusion.groups]: group `{g}` names `{m}`, which is not a COCO class")
+                            format!("[fusion.groups]: group `{g}` names `{m}`, which is not a class of the detector's model")
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -96,7 +183,7 @@ impl ObjectLabels {
             .map(|c| vec![*c])
             .ok_or_else(|| {
                 format!(
-                    "`{label}` is neither an object group ({}) nor a COCO class name (models/coco80.txt)",
+                    "`{label}` is neither an object group ({}) nor a class name of the detector's model (COCO's: models/coco80.txt)",
                     self.groups.keys().cloned().collect::<Vec<_>>().join(", ")
                 )
             })
@@ -127,6 +214,12 @@ mod tests {
         assert!(l.resolve("vehicle").unwrap().contains(&"truck"));
         assert_eq!(l.resolve("SPORTS BALL").unwrap(), ["sports ball"]);
         assert!(l.resolve("unicorn").unwrap_err().contains("neither"));
+        // A model of other classes: the built-in groups keep the members
+        // it has.
+        let own = ObjectLabels::of(vec!["human", "car", "bus"], &Groups::new()).unwrap();
+        assert_eq!(own.resolve("car").unwrap(), ["car", "bus"]);
+        assert_eq!(own.resolve("HUMAN").unwrap(), ["human"]);
+        assert!(own.resolve("people").is_err());
         let mut extra = Groups::new();
         extra.insert("Pets".into(), vec!["Dog".into(), "cat".into()]);
         let l = ObjectLabels::new(&extra).unwrap();

@@ -28,7 +28,7 @@ pub use scene::{
 };
 pub use section::{Section, SectionReader, Sections, read_section};
 use values::*;
-pub use values::{Bounded, Bounds, Mib, bounds, expand};
+pub use values::{Bounded, Bounds, Mib, bounds, expand, locate};
 
 /// The built-in pipeline used by `vigil run --source URI…`: every encoder on.
 pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
@@ -246,6 +246,30 @@ pub struct EncodersConfig {
     pub more: Sections,
 }
 
+impl PipelineConfig {
+    /// The object classes (the detector model's) and groups that zones,
+    /// lines and rules may name.
+    pub fn object_labels(&self) -> std::result::Result<labels::ObjectLabels, String> {
+        let classes = match &self.encoders.detector {
+            Some(d) => labels::classes_of(&d.model)?,
+            None => labels::coco_classes(),
+        };
+        labels::ObjectLabels::of(classes, &self.fusion.groups)
+    }
+}
+
+impl EncodersConfig {
+    /// With the paths of its files (the face gallery) resolved against the
+    /// output folder `out`.
+    pub fn resolved(&self, out: &Path) -> EncodersConfig {
+        let mut c = self.clone();
+        if let Some(i) = c.faces.as_mut().and_then(|f| f.identity.as_mut()) {
+            i.gallery = out.join(&i.gallery);
+        }
+        c
+    }
+}
+
 /// Faces: `face` events while a face is in the picture.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +288,51 @@ pub struct FacesConfig {
     pub provider: models::Provider,
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Who each face is, against the face gallery; off unless the section
+    /// is there (faces are biometric data).
+    pub identity: Option<IdentityConfig>,
+}
+
+/// Face identity: `[encoders.faces.identity]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The gallery (SQLite, mode 0600), relative to the output folder like
+    /// the event store; `vigil faces` enrolls into it.
+    #[serde(default = "default_gallery_path")]
+    pub gallery: PathBuf,
+    /// The L2 distance between unit embeddings (0–2) at or under which a
+    /// face is an enrolled one (or an unknown one already kept).
+    #[serde(
+        default = "default_max_face_distance",
+        deserialize_with = "face_distance"
+    )]
+    pub max_distance: f32,
+    /// Unknown faces kept to be named later, the oldest forgotten first;
+    /// 0 keeps none.
+    #[serde(default = "default_max_unknown")]
+    pub max_unknown: usize,
+    /// Faces smaller than this many frame pixels across are not
+    /// identified (too few pixels to tell people apart).
+    #[serde(default = "default_min_face_pixels")]
+    pub min_size: u32,
+    #[serde(default)]
+    pub provider: models::Provider,
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            gallery: default_gallery_path(),
+            max_distance: default_max_face_distance(),
+            max_unknown: default_max_unknown(),
+            min_size: default_min_face_pixels(),
+            provider: Default::default(),
+            batch: BatchConfig::default(),
+        }
+    }
 }
 
 impl FacesConfig {
@@ -284,6 +353,7 @@ impl Default for FacesConfig {
             cooldown: default_loud_cooldown(),
             provider: Default::default(),
             batch: BatchConfig::default(),
+            identity: None,
         }
     }
 }
@@ -713,6 +783,14 @@ impl PipelineConfig {
         for (name, read, value) in taken {
             let section = read(toml::de::ValueDeserializer::from(value)).map_err(fail)?;
             config.encoders.more.insert(name, section);
+        }
+        // A model of the user's own is found beside the pipeline file.
+        if let Some(d) = config.encoders.detector.as_mut()
+            && labels::is_own_model(&d.model)
+            && Path::new(&d.model).is_relative()
+            && let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            d.model = dir.join(&d.model).to_string_lossy().into_owned();
         }
         config.check().map_err(|p| Error::Config {
             path: path.to_path_buf(),

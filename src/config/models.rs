@@ -256,9 +256,10 @@ pub struct DetectorConfig {
     /// the float model.
     #[serde(default)]
     pub precision: Precision,
-    /// The model: `nanodet` (the default, at `precision`), or
+    /// The model: `nanodet` (the default, at `precision`),
     /// `nanodet_yolo` (NanoDet answering as a YOLOv8 export does: for
-    /// testing the YOLO decoding).
+    /// testing the YOLO decoding), or a path to an `.onnx` of your own
+    /// (relative to the pipeline file) with its manifest beside it.
     #[serde(default = "default_detector_model")]
     pub model: String,
     /// The side of the model's square input for streams that do not set

@@ -207,13 +207,30 @@ fn default_snapshot_kinds() -> Vec<String> {
 }
 
 /// `[privacy]`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// Blur the faces the face encoder found in every snapshot (needs
     /// `[encoders.faces]`).
     #[serde(default)]
     pub blur_faces: bool,
+    /// With face identity on: blur enrolled faces too (false: only the
+    /// unknown ones are blurred).
+    #[serde(default = "yes")]
+    pub blur_known: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            blur_faces: false,
+            blur_known: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Object groups rules and zones can name, on top of the built-in ones.
@@ -293,11 +310,10 @@ fn check_polygon(v: &[[f32; 2]]) -> std::result::Result<(), String> {
 /// encoders, with where to look in the file; gives each rule's `when`
 /// parsed, in order.
 pub(super) fn check(config: &super::PipelineConfig) -> Result<Vec<Expr>, Problem> {
-    use super::labels::ObjectLabels;
     use crate::rule_language::{self as parse, TermKind};
 
     let key = |k: &'static str| Find::Key(k);
-    let labels = ObjectLabels::new(&config.fusion.groups).map_err(|message| Problem {
+    let labels = config.object_labels().map_err(|message| Problem {
         message,
         find: key("[fusion.groups]"),
     })?;
@@ -448,8 +464,15 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<Vec<Expr>, Problem
                         names(config.lines.iter().map(|x| &x.name))
                     )));
                 }
-                TermKind::Face if enc.faces.is_none() => {
-                    return Err(fail("add [encoders.faces] to see faces".into()));
+                TermKind::Face { who } => {
+                    let Some(faces) = &enc.faces else {
+                        return Err(fail("add [encoders.faces] to see faces".into()));
+                    };
+                    if who.is_some() && faces.identity.is_none() {
+                        return Err(fail(
+                            "add [encoders.faces.identity] to know whose face it is".into(),
+                        ));
+                    }
                 }
                 _ => {}
             }

@@ -56,6 +56,28 @@ pub(super) fn default_jsonl_path() -> PathBuf {
 pub(super) fn default_vtt_path() -> PathBuf {
     "captions.vtt".into()
 }
+pub(super) fn default_gallery_path() -> PathBuf {
+    "faces.db".into()
+}
+pub(super) fn default_max_face_distance() -> f32 {
+    1.0
+}
+pub(super) fn default_max_unknown() -> usize {
+    1000
+}
+pub(super) fn default_min_face_pixels() -> u32 {
+    40
+}
+/// A distance between unit vectors: 0 to 2.
+pub(super) fn face_distance<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let v = f32::deserialize(d)?;
+    if !(0.0..=2.0).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "max_distance {v}: expected 0 to 2 (the L2 distance between unit embeddings)"
+        )));
+    }
+    Ok(v)
+}
 pub(super) fn default_store_path() -> PathBuf {
     "events.db".into()
 }
@@ -344,7 +366,7 @@ pub(super) fn stem_name(uri: &str) -> String {
 }
 
 /// `line:column: message`, from a byte span of `text`.
-pub(super) fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+pub fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
     let Some(span) = span else {
         return message.to_string();
     };

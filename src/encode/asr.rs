@@ -27,7 +27,7 @@ use crate::time::{AUDIO_RATE, SECOND, Timestamp, sample_to_time, time_to_sample}
 pub const KIND: Kind = Kind {
     name: "asr",
     manifests: &[crate::encode::whisper::MANIFEST],
-    manifest: |_| Some(crate::encode::whisper::MANIFEST),
+    manifest: |_| vec![crate::encode::whisper::MANIFEST],
     section: None,
     on: |c| c.asr.is_some(),
     off: |c| c.asr = None,

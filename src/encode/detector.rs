@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::config::labels::is_own_model;
 use crate::config::{DetectorConfig, InputSide, Precision, ShapeFilter, SourceConfig};
 use crate::encode::batch::{BatchClient, BatchModel, ItemOutputs, ItemShapes, Pending, Port};
 use crate::encode::gate::{Gate, Look, Plan};
@@ -40,11 +41,29 @@ pub fn manifest(config: &DetectorConfig) -> &'static str {
     }
 }
 
+/// The manifest of the model `config` asks for: a built-in one, or the
+/// manifest beside a model of the user's own.
+pub fn manifest_of(config: &DetectorConfig) -> Result<Manifest> {
+    if is_own_model(&config.model) {
+        Manifest::user(std::path::Path::new(&config.model))
+    } else {
+        Ok(Manifest::builtin(manifest(config)))
+    }
+}
+
+/// The classes of the model `config` asks for, in its output order.
+pub fn classes(config: &DetectorConfig) -> Result<Vec<&'static str>> {
+    crate::config::labels::classes_of(&config.model).map_err(Error::Invalid)
+}
+
 /// Objects (NanoDet, COCO-80).
 pub const KIND: Kind = Kind {
     name: "detector",
     manifests: &[MANIFEST, MANIFEST_INT8, MANIFEST_YOLO],
-    manifest: |c| c.detector.as_ref().map(manifest),
+    manifest: |c| match &c.detector {
+        Some(d) if !is_own_model(&d.model) => vec![manifest(d)],
+        _ => Vec::new(),
+    },
     section: None,
     on: |c| c.detector.is_some(),
     off: |c| c.detector = None,
@@ -135,7 +154,7 @@ pub struct Decoding {
 impl Decoding {
     /// The decoding of the model `config` asks for.
     pub fn of(config: &DetectorConfig) -> Result<Decoding> {
-        let m = Manifest::builtin(manifest(config));
+        let m = manifest_of(config)?;
         let bad = |message: String| Error::Model {
             model: m.name.clone(),
             message,
@@ -158,6 +177,41 @@ impl Decoding {
                 m.outputs.iter().take(1).map(|o| o.name.clone()).collect()
             }
         };
+        // The classes the outputs hold must be the labels' (where the
+        // manifest fixes them).
+        let labels = classes(config)?.len();
+        let (held, layout) = match spec.family {
+            Family::Nanodet => (
+                m.outputs.first().and_then(|o| o.shape.get(2)),
+                "scores [batch, cells, classes]",
+            ),
+            Family::Yolov8 => (
+                m.outputs.first().and_then(|o| o.shape.get(1)),
+                "[batch, 4 + classes, anchors]",
+            ),
+            Family::Yolov5 => (
+                m.outputs.first().and_then(|o| o.shape.get(2)),
+                "[batch, anchors, 5 + classes]",
+            ),
+        };
+        let extra = match spec.family {
+            Family::Nanodet => 0,
+            Family::Yolov8 => 4,
+            Family::Yolov5 => 5,
+        };
+        if let Some(toml::Value::Integer(n)) = held
+            && usize::try_from(*n).ok() != Some(labels + extra)
+        {
+            return Err(bad(format!(
+                "its labels name {labels} classes, but its first output's shape ({layout}) holds {} ({n}); the manifest's labels or family do not match the model",
+                n - extra as i64
+            )));
+        }
+        if spec.family == Family::Nanodet && labels != CLASSES {
+            return Err(bad(format!(
+                "the nanodet family decodes {CLASSES} classes; its labels name {labels}"
+            )));
+        }
         Ok(Decoding {
             spec,
             input: input.name.clone(),
@@ -169,7 +223,7 @@ impl Decoding {
 
 /// The model for the inference worker.
 pub fn model(config: &DetectorConfig, threads: usize) -> Result<BatchModel> {
-    let manifest = Manifest::builtin(manifest(config));
+    let manifest = manifest_of(config)?;
     let decoding = Decoding::of(config)?;
     let side = decoding
         .fixed_side
@@ -194,25 +248,33 @@ fn square(side: InputSide) -> Vec<usize> {
     vec![3, side.pixels(), side.pixels()]
 }
 
-/// Checks the class names of a detector's settings against COCO's.
+/// Checks the class names of a detector's settings against its model's.
 pub fn check_classes(config: &DetectorConfig) -> Result<()> {
-    if !MODELS.contains(&config.model.as_str()) {
+    if !MODELS.contains(&config.model.as_str()) && !is_own_model(&config.model) {
         return Err(Error::Invalid(format!(
-            "[encoders.detector] model `{}` is not one vigil knows: {}",
+            "[encoders.detector] model `{}` is not one vigil knows ({}) nor a path to an .onnx file of your own",
             config.model,
             MODELS.join(", ")
         )));
     }
-    let labels = labels();
+    let labels = classes(config)?;
+    // The built-in thresholds (COCO's person, car…) bind only the classes a
+    // model has; the ones a pipeline sets must all be its classes.
+    let defaults = DetectorConfig::default().thresholds;
+    let set = config
+        .thresholds
+        .iter()
+        .filter(|(k, v)| defaults.get(*k) != Some(*v))
+        .map(|(k, _)| k);
     for name in config
         .classes
         .iter()
-        .chain(config.thresholds.keys())
+        .chain(set)
         .chain(config.filters.keys())
     {
         if !labels.contains(&name.as_str()) {
             return Err(Error::Invalid(format!(
-                "[encoders.detector]: `{name}` is not a COCO class; the detector knows: {}",
+                "[encoders.detector]: `{name}` is not a class of the model; it knows: {}",
                 labels.join(", ")
             )));
         }
@@ -254,7 +316,7 @@ impl Detector {
         source: &SourceConfig,
     ) -> Result<Detector> {
         check_classes(&config)?;
-        let labels: Arc<[&'static str]> = labels().into();
+        let labels: Arc<[&'static str]> = classes(&config)?.into();
         let wanted = labels
             .iter()
             .map(|l| {
@@ -307,12 +369,17 @@ impl Detector {
         crop: Option<BBox>,
     ) -> Result<Found> {
         let floor = |class: usize| self.wanted[class].map(|t| t.min(self.config.faint));
-        let found = candidates(self.decoding.spec.family, outputs, self.side, floor).map_err(
-            |message| Error::Model {
-                model: self.config.model.clone(),
-                message,
-            },
-        )?;
+        let found = candidates(
+            self.decoding.spec.family,
+            self.labels.len(),
+            outputs,
+            self.side,
+            floor,
+        )
+        .map_err(|message| Error::Model {
+            model: self.config.model.clone(),
+            message,
+        })?;
         let candidates: Vec<(usize, f32, BBox)> = found
             .into_iter()
             .map(|(class, score, corners)| {
@@ -453,6 +520,7 @@ type Candidate = (usize, f32, [f32; 4]);
 /// what the family needs.
 fn candidates(
     family: Family,
+    classes: usize,
     outputs: &ItemOutputs,
     side: usize,
     floor: impl Fn(usize) -> Option<f32>,
@@ -471,17 +539,17 @@ fn candidates(
                 else {
                     return Err(format!("no outputs for stride {stride}"));
                 };
-                if scores.len() != cells * CLASSES || boxes.len() != cells * 4 * BINS {
+                if scores.len() != cells * classes || boxes.len() != cells * 4 * BINS {
                     return Err(format!(
                         "stride {stride}: outputs of {} and {} values, expected {} and {}",
                         scores.len(),
                         boxes.len(),
-                        cells * CLASSES,
+                        cells * classes,
                         cells * 4 * BINS
                     ));
                 }
                 for cell in 0..cells {
-                    let row = &scores[cell * CLASSES..(cell + 1) * CLASSES];
+                    let row = &scores[cell * classes..(cell + 1) * classes];
                     let dist = &boxes[cell * 4 * BINS..(cell + 1) * 4 * BINS];
                     let mut sides: Option<[f32; 4]> = None;
                     for (class, &score) in row.iter().enumerate() {
@@ -503,15 +571,16 @@ fn candidates(
         }
         Family::Yolov8 => {
             let o = first();
-            let n = o.len() / (4 + CLASSES);
-            if n == 0 || o.len() != n * (4 + CLASSES) {
+            let n = o.len() / (4 + classes);
+            if n == 0 || o.len() != n * (4 + classes) {
                 return Err(format!(
-                    "an output of {} values, where YOLOv8's layout needs anchors × 84 (4 + 80 classes)",
-                    o.len()
+                    "an output of {} values, where YOLOv8's layout needs anchors × {} (4 + {classes} classes)",
+                    o.len(),
+                    4 + classes
                 ));
             }
             for j in 0..n {
-                for class in 0..CLASSES {
+                for class in 0..classes {
                     let score = o[(4 + class) * n + j];
                     if wanted(class, score) {
                         found.push((
@@ -525,15 +594,15 @@ fn candidates(
         }
         Family::Yolov5 => {
             let o = first();
-            let row = 5 + CLASSES;
+            let row = 5 + classes;
             if o.is_empty() || !o.len().is_multiple_of(row) {
                 return Err(format!(
-                    "an output of {} values, where YOLOv5's layout needs anchors × 85 (5 + 80 classes)",
+                    "an output of {} values, where YOLOv5's layout needs anchors × {row} (5 + {classes} classes)",
                     o.len()
                 ));
             }
             for r in o.chunks_exact(row) {
-                for class in 0..CLASSES {
+                for class in 0..classes {
                     let score = r[4] * r[5 + class];
                     if wanted(class, score) {
                         found.push((class, score, corners(r[0], r[1], r[2], r[3])));
@@ -675,28 +744,28 @@ mod tests {
         for (row, value) in [(0, 100.0), (1, 50.0), (2, 40.0), (3, 20.0), (4 + 2, 0.9)] {
             v8[row * 2 + 1] = value;
         }
-        let found = candidates(Family::Yolov8, &vec![v8.clone()], 416, floor).unwrap();
+        let found = candidates(Family::Yolov8, 80, &vec![v8.clone()], 416, floor).unwrap();
         assert_eq!(found, vec![(2, 0.9, [80.0, 40.0, 120.0, 60.0])]);
         // YOLOv5: rows of 85, the class's score times objectness.
         let mut v5 = vec![0.0f32; 85 * 2];
         v5[85..90].copy_from_slice(&[100.0, 50.0, 40.0, 20.0, 0.8]);
         v5[85 + 5 + 2] = 0.9;
         v5[85 + 5 + 3] = 0.5; // 0.4 with objectness: under the floor
-        let found = candidates(Family::Yolov5, &vec![v5], 416, floor).unwrap();
+        let found = candidates(Family::Yolov5, 80, &vec![v5], 416, floor).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].0, found[0].2), (2, [80.0, 40.0, 120.0, 60.0]));
         assert!((found[0].1 - 0.72).abs() < 1e-6);
         // A class not reported, and outputs of the wrong size.
         assert!(
-            candidates(Family::Yolov8, &vec![v8], 416, |_| None)
+            candidates(Family::Yolov8, 80, &vec![v8], 416, |_| None)
                 .unwrap()
                 .is_empty()
         );
-        let e = candidates(Family::Yolov8, &vec![vec![0.0; 83]], 416, floor).unwrap_err();
+        let e = candidates(Family::Yolov8, 80, &vec![vec![0.0; 83]], 416, floor).unwrap_err();
         assert!(e.contains("anchors × 84"), "{e}");
-        let e = candidates(Family::Yolov5, &vec![vec![0.0; 86]], 416, floor).unwrap_err();
+        let e = candidates(Family::Yolov5, 80, &vec![vec![0.0; 86]], 416, floor).unwrap_err();
         assert!(e.contains("anchors × 85"), "{e}");
-        let e = candidates(Family::Nanodet, &vec![vec![0.0; 10]; 6], 416, floor).unwrap_err();
+        let e = candidates(Family::Nanodet, 80, &vec![vec![0.0; 10]; 6], 416, floor).unwrap_err();
         assert!(e.contains("stride 8"), "{e}");
     }
 
@@ -773,7 +842,7 @@ mod tests {
         };
         assert!(check_classes(&with("person", ok)).is_ok());
         let e = check_classes(&with("people", ok)).unwrap_err().to_string();
-        assert!(e.contains("`people` is not a COCO class"), "{e}");
+        assert!(e.contains("`people` is not a class of the model"), "{e}");
         let empty = ShapeFilter {
             min_ratio: Some(2.0),
             max_ratio: Some(1.0),
@@ -786,7 +855,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("model `yolov99` is not one vigil knows: nanodet, nanodet_yolo"),
+            e.contains("model `yolov99` is not one vigil knows (nanodet, nanodet_yolo)"),
             "{e}"
         );
         let e = check_classes(&with("car", empty)).unwrap_err().to_string();

@@ -37,8 +37,8 @@ pub struct Kind {
     /// The manifests (`models/*.toml`) of the models it can run; none for
     /// a model-free encoder.
     pub manifests: &'static [&'static str],
-    /// The one of `manifests` the pipeline's settings pick (on only).
-    pub manifest: fn(&EncodersConfig) -> Option<&'static str>,
+    /// The ones of `manifests` the pipeline's settings pick (on only).
+    pub manifest: fn(&EncodersConfig) -> Vec<&'static str>,
     /// Reads its `[encoders.NAME]` section into [`EncodersConfig::more`],
     /// for an encoder that declares its settings in its own file (the
     /// built-in ones have typed fields, which other stages read).
@@ -64,6 +64,8 @@ pub enum Worker {
     Batch(Batcher),
     /// Transcribes speech segments, one at a time.
     Asr(asr::AsrWorker),
+    /// Finds faces and, when asked, says who they are.
+    Faces(faces::FacesWorker),
 }
 
 /// What an encoder adds to one stream.
@@ -106,8 +108,8 @@ pub fn parse_pipeline(text: &str, path: &Path) -> Result<PipelineConfig> {
 }
 
 /// For model-free encoders: no model.
-pub fn no_model(_: &EncodersConfig) -> Option<&'static str> {
-    None
+pub fn no_model(_: &EncodersConfig) -> Vec<&'static str> {
+    Vec::new()
 }
 
 /// For model-free encoders: nothing to check or start.
@@ -214,8 +216,12 @@ mod tests {
                 let m = crate::encode::runtime::Manifest::builtin(m);
                 assert!(!m.name.is_empty(), "{}", k.name);
             }
-            match (k.manifest)(&all) {
-                Some(m) => assert!(k.manifests.contains(&m), "{}", k.name),
+            let picked = (k.manifest)(&all);
+            for m in &picked {
+                assert!(k.manifests.contains(m), "{}", k.name);
+            }
+            match picked.first() {
+                Some(_) => {}
                 None => assert!(
                     (k.start)(&all, 1, &metrics).unwrap().is_none(),
                     "{}",

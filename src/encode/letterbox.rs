@@ -35,6 +35,14 @@ impl Letterbox {
         }
     }
 
+    /// A point in input pixels to the frame, normalised (not clipped).
+    pub fn point(&self, p: [f32; 2]) -> [f32; 2] {
+        [
+            (p[0] - self.dx as f32) / self.scale / self.frame_width,
+            (p[1] - self.dy as f32) / self.scale / self.frame_height,
+        ]
+    }
+
     /// Corners `[x0, y0, x1, y1]` in input pixels to a box normalised to
     /// the frame, clipped to it.
     pub fn to_frame(&self, c: [f32; 4]) -> BBox {

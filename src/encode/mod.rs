@@ -8,6 +8,7 @@ pub mod asr;
 pub mod batch;
 pub mod brightness;
 pub mod detector;
+pub mod face_id;
 pub mod faces;
 pub mod gate;
 pub mod kind;
@@ -183,10 +184,9 @@ pub fn turn_off(config: &mut EncodersConfig, name: &str) -> bool {
 /// `(encoder, model)`.
 pub fn missing_models(config: &EncodersConfig) -> Vec<(&'static str, String)> {
     let mut missing = Vec::new();
-    for k in enabled(config) {
-        let Some(manifest) = (k.manifest)(config) else {
-            continue;
-        };
+    for (k, manifest) in
+        enabled(config).flat_map(|k| (k.manifest)(config).into_iter().map(move |m| (k, m)))
+    {
         let m = runtime::Manifest::builtin(manifest);
         let labels_missing = m.labels_file().is_some_and(|p| !p.is_file());
         if !m.installed() || labels_missing {

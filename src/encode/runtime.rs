@@ -61,6 +61,25 @@ pub struct Manifest {
     /// For an object detector: how its outputs are decoded and what its
     /// input is.
     pub detector: Option<DetectorSpec>,
+    /// A model of the user's own: its file, outside the cache (its manifest
+    /// beside it, see [`Manifest::user`]).
+    #[serde(skip)]
+    pub local: Option<PathBuf>,
+}
+
+/// The manifest of a model of the user's own, `MODEL.toml` beside
+/// `MODEL.onnx`: its decoding, labels and ports; no registry source.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserManifest {
+    name: Option<String>,
+    licence: Option<String>,
+    /// The class names, one a line in output order; relative to the
+    /// manifest.
+    labels: PathBuf,
+    detector: DetectorSpec,
+    inputs: Vec<Port>,
+    outputs: Vec<Port>,
 }
 
 /// How an object detector's outputs are laid out.
@@ -183,8 +202,71 @@ impl Manifest {
         toml::from_str(text).unwrap_or_else(|e| panic!("model manifest: {e}"))
     }
 
+    /// The manifest of the user's model at `onnx`: `MODEL.toml` beside it.
+    pub fn user(onnx: &std::path::Path) -> Result<Manifest> {
+        let path = onnx.with_extension("toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Model {
+            model: onnx.display().to_string(),
+            message: format!(
+                "cannot read its manifest {}: {e}; a model of your own needs one beside it (README: \"Models of your own\")",
+                path.display()
+            ),
+        })?;
+        let u: UserManifest = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: crate::config::locate(&text, e.span(), e.message()),
+        })?;
+        let stem = onnx
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+        Ok(Manifest {
+            name: u.name.unwrap_or(stem),
+            kind: "model".into(),
+            licence: u.licence.unwrap_or_default(),
+            source: Source {
+                registry: "local".into(),
+                package: onnx.display().to_string(),
+                version: String::new(),
+                member: String::new(),
+                sha256: String::new(),
+                also: Vec::new(),
+            },
+            convert: None,
+            cache: CachePath {
+                path: onnx.to_path_buf(),
+                sha256: None,
+                labels: Some(dir.join(u.labels)),
+                files: Vec::new(),
+            },
+            inputs: u.inputs,
+            outputs: u.outputs,
+            decoder: None,
+            prepack: true,
+            arena: true,
+            detector: Some(u.detector),
+            local: Some(onnx.to_path_buf()),
+        })
+    }
+
     pub fn file(&self) -> PathBuf {
-        cache_dir().join(&self.cache.path)
+        match &self.local {
+            Some(f) => f.clone(),
+            None => cache_dir().join(&self.cache.path),
+        }
+    }
+
+    /// What to do when the file does not match the manifest.
+    fn mismatch_hint(&self) -> String {
+        match &self.local {
+            Some(f) => format!(
+                "the model does not match its manifest {}: fix the manifest",
+                f.with_extension("toml").display()
+            ),
+            None => "the file does not match its manifest; delete it and run `vigil models fetch`"
+                .into(),
+        }
     }
 
     pub fn installed(&self) -> bool {
@@ -205,12 +287,22 @@ impl Manifest {
         }
     }
 
-    /// The labels file in the cache, if the model has one there.
+    /// The labels file in the cache (or beside a user's model), if the
+    /// model has one.
     pub fn labels_file(&self) -> Option<PathBuf> {
-        self.cache.labels.as_ref().map(|p| cache_dir().join(p))
+        match &self.local {
+            Some(_) => self.cache.labels.clone(),
+            None => self.cache.labels.as_ref().map(|p| cache_dir().join(p)),
+        }
     }
 
     fn missing(&self) -> Error {
+        if let Some(f) = &self.local {
+            return Error::Model {
+                model: self.name.clone(),
+                message: format!("{}: no such file", f.display()),
+            };
+        }
         Error::Model {
             model: self.name.clone(),
             message: format!(
@@ -445,11 +537,14 @@ fn session_of(
     }
     builder = with_provider(builder, provider).map_err(err)?;
     let session = builder.commit_from_file(path).map_err(|e| {
-        err(format!(
-            "cannot load {}: {e}; run `bash models/fetch.sh {}` to fetch it again",
-            path.display(),
-            manifest.name
-        ))
+        err(match &manifest.local {
+            Some(_) => format!("cannot load {}: {e}; is it an ONNX model?", path.display()),
+            None => format!(
+                "cannot load {}: {e}; run `bash models/fetch.sh {}` to fetch it again",
+                path.display(),
+                manifest.name
+            ),
+        })
     })?;
     let ports = |outlets: &[ort::value::Outlet]| -> Vec<(String, &'static str, Vec<i64>)> {
         outlets
@@ -468,8 +563,9 @@ fn session_of(
             })
             .collect()
     };
-    check_ports("input", &graph.inputs, &ports(session.inputs())).map_err(err)?;
-    check_ports("output", &graph.outputs, &ports(session.outputs())).map_err(err)?;
+    let hint = manifest.mismatch_hint();
+    check_ports("input", &graph.inputs, &ports(session.inputs()), &hint).map_err(err)?;
+    check_ports("output", &graph.outputs, &ports(session.outputs()), &hint).map_err(err)?;
     Ok(session)
 }
 
@@ -523,18 +619,19 @@ fn check_ports(
     what: &str,
     want: &[Port],
     have: &[(String, &'static str, Vec<i64>)],
+    hint: &str,
 ) -> std::result::Result<(), String> {
     for p in want {
         let Some((_, t, shape)) = have.iter().find(|(n, _, _)| *n == p.name) else {
             return Err(format!(
-                "the model has no {what} `{}` (it has {:?}): the file does not match its manifest; delete it and run `vigil models fetch`",
+                "the model has no {what} `{}` (it has {:?}): {hint}",
                 p.name,
                 have.iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>()
             ));
         };
         if *t != p.ty {
             return Err(format!(
-                "{what} `{}` is {t}, its manifest says {}; delete the file and run `vigil models fetch`",
+                "{what} `{}` is {t}, its manifest says {}: {hint}",
                 p.name, p.ty
             ));
         }
@@ -545,7 +642,7 @@ fn check_ports(
             });
         if !fits {
             return Err(format!(
-                "{what} `{}` has shape {}, its manifest says {}; delete the file and run `vigil models fetch`",
+                "{what} `{}` has shape {}, its manifest says {}: {hint}",
                 p.name,
                 shape_text(
                     shape

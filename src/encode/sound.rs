@@ -22,7 +22,7 @@ pub const MANIFEST: &str = include_str!("../../models/yamnet.toml");
 pub const KIND: Kind = Kind {
     name: "sound",
     manifests: &[MANIFEST],
-    manifest: |_| Some(MANIFEST),
+    manifest: |_| vec![MANIFEST],
     section: None,
     on: |c| c.sound.is_some(),
     off: |c| c.sound = None,

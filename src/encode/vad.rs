@@ -19,7 +19,7 @@ pub const MANIFEST: &str = include_str!("../../models/silero_vad.toml");
 pub const KIND: Kind = Kind {
     name: "vad",
     manifests: &[MANIFEST],
-    manifest: |_| Some(MANIFEST),
+    manifest: |_| vec![MANIFEST],
     section: None,
     on: |c| c.vad.is_some(),
     off: |c| {

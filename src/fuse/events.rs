@@ -3,12 +3,15 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::EventTiming;
+use crate::encode::faces::{Face, FrameFaces};
 use crate::encode::{LevelWindow, MotionSample, SignalSample};
 use crate::fuse::lifecycle::{Lifecycle, Transition};
 use crate::fuse::{Emit, EventNote};
 use crate::geometry::{BBox, union_of};
 use crate::record::{Phase, Record, round4};
 use crate::time::Timestamp;
+
+pub use crate::encode::face_id::UNKNOWN;
 
 fn rounded(b: Option<BBox>) -> Option<BBox> {
     b.map(|b| b.map(round4))
@@ -26,6 +29,10 @@ struct Open {
     max_count: u64,
     /// The model class behind the best score (sounds).
     class: Option<std::sync::Arc<str>>,
+    /// The gallery row of the face (faces, identity on).
+    face_id: Option<i64>,
+    /// The least distance to an enrolled face (faces, identity on).
+    distance: Option<f32>,
 }
 
 /// One kind of event: its lifecycle and the open event's statistics.
@@ -33,6 +40,9 @@ pub struct EventSeries {
     kind: &'static str,
     /// What the events are of (`person`, `siren`), for per-label series.
     label: Option<String>,
+    /// What tells its event ids apart from those of other series of the
+    /// same label (an unknown face's gallery row); None: the label.
+    key: Option<String>,
     lifecycle: Lifecycle,
     seq: u64,
     open: Option<Open>,
@@ -47,6 +57,7 @@ impl EventSeries {
         EventSeries {
             kind,
             label: None,
+            key: None,
             lifecycle: Lifecycle::new(timing),
             seq: 0,
             open: None,
@@ -61,6 +72,20 @@ impl EventSeries {
             label: Some(label.to_string()),
             ..EventSeries::new(kind, timing)
         }
+    }
+
+    /// A series of `kind` events about one `label`, its ids told apart by
+    /// `key` from other series of that label.
+    pub fn keyed(kind: &'static str, label: &str, key: &str, timing: EventTiming) -> Self {
+        EventSeries {
+            key: Some(key.to_string()),
+            ..EventSeries::labelled(kind, label, timing)
+        }
+    }
+
+    /// What tells this series apart: its key, else its label.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref().or(self.label.as_deref())
     }
 
     /// The events' kind.
@@ -114,7 +139,7 @@ impl EventSeries {
             Transition::Start { onset } => {
                 self.seq += 1;
                 let mut open = std::mem::take(&mut self.gathering);
-                open.id = match &self.label {
+                open.id = match self.key.as_ref().or(self.label.as_ref()) {
                     Some(l) => format!(
                         "{}/{}/{}/{}",
                         emit.maker.stream,
@@ -208,6 +233,18 @@ impl EventSeries {
             "face" => {
                 d.insert("frames".into(), json!(open.observations));
                 d.insert("max_count".into(), json!(open.max_count));
+                if let Some(name) = self.label.as_deref().filter(|l| *l != UNKNOWN) {
+                    d.insert("name".into(), json!(name));
+                }
+                if let Some(id) = open.face_id {
+                    d.insert("face_id".into(), json!(id));
+                }
+                if let Some(distance) = open.distance {
+                    d.insert(
+                        "distance".into(),
+                        json!((distance as f64 * 1e4).round() / 1e4),
+                    );
+                }
             }
             "sound" => {
                 if let Some(c) = &open.class {
@@ -277,9 +314,25 @@ impl EventSeries {
         );
     }
 
-    pub fn faces(&mut self, emit: &mut Emit, f: &crate::encode::faces::FrameFaces) {
-        let found: Vec<_> = f.faces.iter().map(|x| (x.score, x.bbox)).collect();
-        self.boxes(emit, f.pts, f.until, &found);
+    pub fn faces(&mut self, emit: &mut Emit, f: &FrameFaces) {
+        self.faces_of(emit, f, |_| true);
+    }
+
+    /// The faces of `f` that are this series' (`mine`): its face events
+    /// with who they are.
+    pub fn faces_of(&mut self, emit: &mut Emit, f: &FrameFaces, mine: impl Fn(&Face) -> bool) {
+        let found: Vec<&Face> = f.faces.iter().filter(|x| mine(x)).collect();
+        if self.lifecycle.is_active() || !found.is_empty() {
+            let g = self.open.as_mut().unwrap_or(&mut self.gathering);
+            for w in found.iter().filter_map(|x| x.who.as_ref()) {
+                g.face_id = g.face_id.or(w.id);
+                if let Some(d) = w.distance {
+                    g.distance = Some(g.distance.map_or(d, |m| m.min(d)));
+                }
+            }
+        }
+        let boxes: Vec<_> = found.iter().map(|x| (x.score, x.bbox)).collect();
+        self.boxes(emit, f.pts, f.until, &boxes);
     }
 
     /// A frame in which `found` (score, box) were seen, from `at` until

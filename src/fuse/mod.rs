@@ -206,6 +206,42 @@ impl Emit {
     }
 }
 
+/// Which person's series a face is: its enrolled name, else its kept
+/// unknown row (`unknown-ID`), else `unknown`; and its label.
+fn person(f: &crate::encode::faces::Face) -> (String, &str) {
+    match &f.who {
+        Some(w) => match (&w.name, w.id) {
+            (Some(n), _) => (n.to_string(), n),
+            (None, Some(id)) => (format!("{}-{id}", events::UNKNOWN), events::UNKNOWN),
+            (None, None) => (events::UNKNOWN.to_string(), events::UNKNOWN),
+        },
+        None => (events::UNKNOWN.to_string(), events::UNKNOWN),
+    }
+}
+
+/// One analysed frame's faces, each to its person's series (made when the
+/// person is first seen); every series hears the frame, so that the
+/// people who left end their events.
+fn faces_by_person(
+    people: &mut Vec<EventSeries>,
+    emit: &mut Emit,
+    f: &crate::encode::faces::FrameFaces,
+    timing: crate::config::EventTiming,
+) {
+    for face in &f.faces {
+        let (key, label) = person(face);
+        if !people.iter().any(|s| s.key() == Some(key.as_str())) {
+            people.push(EventSeries::keyed("face", label, &key, timing));
+        }
+    }
+    for series in people.iter_mut() {
+        let key = series.key().map(str::to_string);
+        series.faces_of(emit, f, |face| Some(person(face).0) == key);
+    }
+    // A series that ended stays: its numbering goes on when the person
+    // comes back, so that event ids are never given twice.
+}
+
 /// The fusion state of one stream.
 pub struct Fuser {
     /// What the chunk being fused makes.
@@ -214,6 +250,12 @@ pub struct Fuser {
     loud: EventSeries,
     speech: EventSeries,
     faces: EventSeries,
+    /// With face identity on: one `face` series per person seen (an
+    /// enrolled name, or an unknown face kept in the gallery), in place
+    /// of `faces`.
+    people: Option<Vec<EventSeries>>,
+    /// Their timing.
+    face_timing: crate::config::EventTiming,
     /// Tracked objects, zones and lines.
     scene: Scene,
     rules: Engine,
@@ -268,6 +310,13 @@ impl Fuser {
                 "face",
                 config.encoders.faces.clone().unwrap_or_default().timing(),
             ),
+            people: config
+                .encoders
+                .faces
+                .as_ref()
+                .and_then(|f| f.identity.as_ref())
+                .map(|_| Vec::new()),
+            face_timing: config.encoders.faces.clone().unwrap_or_default().timing(),
             speech: EventSeries::new(
                 "speech",
                 config.encoders.vad.clone().unwrap_or_default().timing(),
@@ -366,7 +415,12 @@ impl Fuser {
                 }
                 Features::Faces(frames) => {
                     for f in frames {
-                        self.faces.faces(&mut self.emit, f);
+                        match &mut self.people {
+                            Some(people) => {
+                                faces_by_person(people, &mut self.emit, f, self.face_timing);
+                            }
+                            None => self.faces.faces(&mut self.emit, f),
+                        }
                         self.rules.faces(f);
                         if let Some(p) = &mut self.pictures {
                             p.faces(f);
@@ -447,11 +501,15 @@ impl Fuser {
         let ended_here =
             |e: &Timestamp| *e < chunk.span.end || (*e == chunk.span.end && !flags.last);
         if let Some(e) = chunk.video_end.filter(ended_here) {
-            for series in [&mut self.motion, &mut self.faces].into_iter().chain(
-                self.signals
-                    .iter_mut()
-                    .filter_map(|(b, s)| (*b == Branch::Video).then_some(s)),
-            ) {
+            for series in [&mut self.motion, &mut self.faces]
+                .into_iter()
+                .chain(self.people.iter_mut().flatten())
+                .chain(
+                    self.signals
+                        .iter_mut()
+                        .filter_map(|(b, s)| (*b == Branch::Video).then_some(s)),
+                )
+            {
                 series.finish(&mut self.emit, e, "video");
             }
             self.scene.finish(&mut self.emit, "video", e);
@@ -558,6 +616,7 @@ impl Fuser {
             &mut self.speech,
         ]
         .into_iter()
+        .chain(self.people.iter_mut().flatten())
         .chain(self.sounds.iter_mut())
         .chain(self.signals.iter_mut().map(|(_, s)| s))
         {

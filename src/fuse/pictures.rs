@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::SnapshotConfig;
+use crate::config::{PrivacyConfig, SnapshotConfig};
 use crate::disk::DiskGate;
 use crate::encode::faces::FrameFaces;
 use crate::fuse::scene::Scene;
@@ -36,6 +36,8 @@ pub struct Pictures {
     quality: u8,
     kinds: Vec<String>,
     blur: bool,
+    /// Blur enrolled faces too (`privacy.blur_known`).
+    blur_known: bool,
     /// How long frames are kept.
     keep: u64,
     /// Whether track pictures are wanted.
@@ -67,7 +69,7 @@ impl Pictures {
         stream: &str,
         run: &str,
         config: &SnapshotConfig,
-        blur: bool,
+        privacy: PrivacyConfig,
         lag: u64,
     ) -> Pictures {
         let relative = config.path.join(stream).join(run);
@@ -77,7 +79,8 @@ impl Pictures {
             quality: config.quality,
             objects: config.kinds.iter().any(|k| k == "object"),
             kinds: config.kinds.clone(),
-            blur,
+            blur: privacy.blur_faces,
+            blur_known: privacy.blur_known,
             keep: KEEP.saturating_add(lag),
             recent: VecDeque::new(),
             box_times: HashMap::new(),
@@ -129,8 +132,13 @@ impl Pictures {
     /// The faces of an analysed frame, to blur.
     pub fn faces(&mut self, f: &FrameFaces) {
         if self.blur {
-            self.faces
-                .push_back((f.pts, f.faces.iter().map(|x| x.bbox).collect()));
+            // An enrolled face stays clear only when privacy says so.
+            let blurred = f
+                .faces
+                .iter()
+                .filter(|x| self.blur_known || x.name().is_none())
+                .map(|x| x.bbox);
+            self.faces.push_back((f.pts, blurred.collect()));
         }
     }
 

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::config::labels::ObjectLabels;
 use crate::config::{EventTiming, PipelineConfig};
 use crate::encode::detector::FrameObjects;
 use crate::fuse::track::{Track, TrackEvent, Tracker, TrackerParams};
@@ -94,7 +93,7 @@ impl Scene {
     pub fn new(stream: &str, config: &PipelineConfig, timing: EventTiming) -> Scene {
         let t = config.fusion.tracker;
         // Labels were checked when the pipeline was validated.
-        let labels = ObjectLabels::new(&config.fusion.groups).ok();
+        let labels = config.object_labels().ok();
         let resolve = |l: &[String]| {
             labels
                 .as_ref()

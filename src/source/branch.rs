@@ -370,7 +370,7 @@ fn clock_utc(sink: &gst_app::AppSink, sample: &gst::Sample) -> Option<i64> {
     utc.checked_sub(age)
 }
 
-fn video_frame(
+pub(super) fn video_frame(
     sample: &gst::Sample,
     thumbnail: Option<u32>,
     known: &mut Option<(gst::Caps, gst_video::VideoInfo)>,

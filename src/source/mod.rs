@@ -9,6 +9,7 @@
 mod branch;
 mod bus;
 pub mod pace;
+pub mod still;
 pub mod supervise;
 pub mod uri;
 

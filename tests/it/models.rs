@@ -82,7 +82,10 @@ fn an_unknown_sound_class_or_object_class_is_named_at_start() {
         &cache(),
         "[encoders.detector]\nclasses = [\"person\", \"dragon\"]\n",
     );
-    assert!(line.contains("`dragon` is not a COCO class"), "{line}");
+    assert!(
+        line.contains("`dragon` is not a class of the model"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -121,4 +124,122 @@ fn verify_checks_every_model_including_converted_ones() {
         );
     }
     assert!(text.contains("converted"), "{text}");
+}
+
+/// A model of one's own in `dir`: NanoDet's YOLOv8-layout export as
+/// `mine.onnx`, its classes renamed (`person` is `human`), with `manifest`
+/// (its `labels` line added) and `labels` beside it.
+fn own_model(dir: &Path, manifest: &str, labels: &[String]) {
+    std::fs::copy(
+        cache().join("models/nanodet_yolo.onnx"),
+        dir.join("mine.onnx"),
+    )
+    .expect("nanodet_yolo (make setup)");
+    std::fs::write(dir.join("mine.txt"), labels.join("\n")).expect("labels");
+    std::fs::write(
+        dir.join("mine.toml"),
+        format!("name = \"mine\"\nlabels = \"mine.txt\"\n{manifest}"),
+    )
+    .expect("manifest");
+}
+
+/// The YOLOv8 export's manifest, with `input` and `family` as given.
+fn yolo_manifest(input: &str, family: &str) -> String {
+    format!(
+        "[detector]\nfamily = \"{family}\"\ncolour = \"bgr\"\nmean = [103.53, 116.28, 123.675]\nstd = [57.375, 57.12, 58.395]\n\
+         [[inputs]]\nname = \"{input}\"\ntype = \"f32\"\nshape = [\"batch\", 3, 416, 416]\n\
+         [[outputs]]\nname = \"output0\"\ntype = \"f32\"\nshape = [\"batch\", 84, 3549]\n"
+    )
+}
+
+fn renamed_coco() -> Vec<String> {
+    vigil::config::labels::coco_classes()
+        .iter()
+        .map(|c| if *c == "person" { "human" } else { c }.to_string())
+        .collect()
+}
+
+#[test]
+fn a_model_of_your_own_runs_with_its_manifest_and_labels() {
+    let dir = tempfile::tempdir().expect("tmp");
+    own_model(
+        dir.path(),
+        &yolo_manifest("images", "yolov8"),
+        &renamed_coco(),
+    );
+    // The path is relative to the pipeline file; rules name its classes.
+    let pipeline = "[encoders.detector]\nmodel = \"mine.onnx\"\nthresholds = { human = 0.4 }\n\
+                    [[rules]]\nname = \"someone\"\nwhen = \"object(human)\"\n\
+                    [sinks.jsonl]\npath = \"events.jsonl\"\n";
+    let r = run::run_pipeline(dir.path(), pipeline, &clip::shared("astronaut.png"));
+    let objects = r.events("object", vigil::record::Phase::Start);
+    let labels: Vec<String> = objects.iter().flat_map(|e| e.labels.clone()).collect();
+    assert!(labels.contains(&"human".to_string()), "{labels:?}");
+    assert!(!labels.contains(&"person".to_string()), "{labels:?}");
+    let rules = r.events("rule", vigil::record::Phase::Start);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    // A class the model does not have is refused before anything runs.
+    let line = fails_at_start(
+        dir.path(),
+        &cache(),
+        "[encoders.detector]\nmodel = \"mine.onnx\"\n[[rules]]\nname = \"x\"\nwhen = \"object(person)\"\n",
+    );
+    assert!(line.contains("`person` is neither"), "{line}");
+}
+
+#[test]
+fn a_model_of_your_own_with_a_wrong_manifest_is_refused_at_start_naming_the_mismatch() {
+    let pipeline = "[encoders.detector]\nmodel = \"mine.onnx\"\n";
+    let mut short = renamed_coco();
+    short.pop();
+    for (manifest, labels, needles) in [
+        // An input the model does not have.
+        (
+            yolo_manifest("image", "yolov8"),
+            renamed_coco(),
+            vec![
+                "no input `image`",
+                "[\"images\"]",
+                "mine.toml: fix the manifest",
+            ],
+        ),
+        // A class missing from the labels.
+        (
+            yolo_manifest("images", "yolov8"),
+            short,
+            vec!["its labels name 79 classes", "holds 80"],
+        ),
+        // The wrong family for the outputs.
+        (
+            yolo_manifest("images", "nanodet"),
+            renamed_coco(),
+            vec!["labels name 80 classes", "holds 3549"],
+        ),
+        // A key the manifest does not take.
+        (
+            format!("threshold = 0.5\n{}", yolo_manifest("images", "yolov8")),
+            renamed_coco(),
+            vec!["mine.toml", "unknown field `threshold`"],
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        own_model(dir.path(), &manifest, &labels);
+        let line = fails_at_start(dir.path(), &cache(), pipeline);
+        for n in needles {
+            assert!(line.contains(n), "`{n}` in: {line}");
+        }
+    }
+    // No manifest at all.
+    let dir = tempfile::tempdir().expect("tmp");
+    own_model(
+        dir.path(),
+        &yolo_manifest("images", "yolov8"),
+        &renamed_coco(),
+    );
+    std::fs::remove_file(dir.path().join("mine.toml")).expect("rm");
+    let line = fails_at_start(dir.path(), &cache(), pipeline);
+    assert!(
+        line.contains("mine.toml") && line.contains("cannot read its manifest"),
+        "{line}"
+    );
 }

@@ -52,8 +52,13 @@ pub enum What {
         line: usize,
         direction: Direction,
     },
-    /// Faces in a frame: the best score.
-    Face { score: f32 },
+    /// A face in a frame: its score, and with identity on, its enrolled
+    /// name (`identified`: identity looked at it).
+    Face {
+        score: f32,
+        name: Option<std::sync::Arc<str>>,
+        identified: bool,
+    },
 }
 
 /// Something observed over `[start, end)`.

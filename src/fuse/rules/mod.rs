@@ -19,6 +19,8 @@
 
 pub mod facts;
 
+use std::sync::Arc;
+
 use chrono::{Local, TimeZone, Timelike};
 use serde_json::{Map, Value, json};
 
@@ -31,6 +33,7 @@ use crate::fuse::{Emit, EventNote, RecordMaker};
 use crate::geometry::{BBox, union_of};
 use crate::record::{Phase, Record, num4, round4};
 use crate::rule_language as parse;
+use crate::rule_language::FaceWho;
 use crate::time::{MILLISECOND, SECOND, Timestamp};
 use facts::{FactLog, Key, What};
 use parse::{Expr, TermKind};
@@ -67,7 +70,9 @@ enum Cond {
         line: Option<usize>,
         direction: Option<Direction>,
     },
-    Face,
+    Face {
+        who: Option<FaceWho>,
+    },
     Time {
         from: u32,
         to: u32,
@@ -181,7 +186,7 @@ impl Needs {
             Cond::Loud { .. } => self.level = true,
             Cond::Motion { .. } => self.motion = true,
             Cond::Line { .. } => self.cross = true,
-            Cond::Face => self.face = true,
+            Cond::Face { .. } => self.face = true,
             Cond::Time { .. } => {}
         }
     }
@@ -203,7 +208,7 @@ impl Engine {
     /// when the pipeline was validated, so a term that cannot match here
     /// (a zone on another stream) simply never holds.
     pub fn new(ctx: &Context) -> Engine {
-        let labels = ObjectLabels::new(&ctx.config.fusion.groups).ok();
+        let labels = ctx.config.object_labels().ok();
         let mut rules = Vec::new();
         for r in &ctx.config.rules {
             if !(r.streams.is_empty() || r.streams.iter().any(|s| s == ctx.stream)) {
@@ -368,10 +373,15 @@ impl Engine {
     }
 
     pub fn faces(&mut self, f: &crate::encode::faces::FrameFaces) {
-        let best = f.faces.iter().map(|x| x.score).fold(0.0f32, f32::max);
-        if !f.faces.is_empty() && self.needs.face {
-            self.facts
-                .add(What::Face { score: best }, f.pts, f.until.max(f.pts));
+        if self.needs.face {
+            for face in &f.faces {
+                let what = What::Face {
+                    score: face.score,
+                    name: face.name().map(Arc::from),
+                    identified: face.who.is_some(),
+                };
+                self.facts.add(what, f.pts, f.until.max(f.pts));
+            }
         }
     }
 
@@ -705,9 +715,22 @@ fn describe(f: &facts::Fact, open: &mut Open, zones: &[String]) -> Value {
             json!({"track": track, "label": label, "direction": direction.as_str(), "at": start,
                    "says": format!("{label} #{track} crosses {}", direction.as_str())})
         }
-        What::Face { score: s } => {
+        What::Face {
+            score: s,
+            name,
+            identified,
+        } => {
             score(*s);
-            json!({"score": num4(*s), "start": start, "says": "a face"})
+            let says = match (name, identified) {
+                (Some(n), _) => format!("{n}'s face"),
+                (None, true) => "an unknown face".to_string(),
+                (None, false) => "a face".to_string(),
+            };
+            let mut e = json!({"score": num4(*s), "start": start, "says": says});
+            if let Some(n) = name {
+                e["name"] = json!(n.as_ref());
+            }
+            e
         }
     }
 }
@@ -793,7 +816,7 @@ fn resolve(kind: &TermKind, ctx: &Context, labels: Option<&ObjectLabels>) -> Con
                 parse::Direction::Out => Direction::Out,
             }),
         },
-        TermKind::Face => Cond::Face,
+        TermKind::Face { who } => Cond::Face { who: who.clone() },
         TermKind::Time { from, to } => Cond::Time {
             from: *from,
             to: *to,
@@ -877,7 +900,17 @@ fn span(
                 ..
             },
         ) => *line == Some(*l) && direction.is_none_or(|x| x == *d),
-        (Cond::Face, What::Face { .. }) => true,
+        (
+            Cond::Face { who },
+            What::Face {
+                name, identified, ..
+            },
+        ) => match who {
+            None => true,
+            Some(FaceWho::Known) => name.is_some(),
+            Some(FaceWho::Unknown) => *identified && name.is_none(),
+            Some(FaceWho::Named(n)) => name.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(n)),
+        },
         _ => false,
     };
     ok.then_some((start, end, 0))
