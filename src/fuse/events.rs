@@ -83,6 +83,24 @@ impl EventSeries {
         }
     }
 
+    /// Nothing of it is open or pending: it may be let go, and made again
+    /// [`EventSeries::numbered_after`] its last event.
+    pub fn is_idle(&self) -> bool {
+        self.lifecycle.is_idle()
+    }
+
+    /// How many events it started.
+    pub fn started(&self) -> u64 {
+        self.seq
+    }
+
+    /// This series, its next event numbered after `seq` (one that was let
+    /// go and is made again: its event ids are never given twice).
+    pub fn numbered_after(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
+    }
+
     /// What tells this series apart: its key, else its label.
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref().or(self.label.as_deref())

@@ -48,6 +48,11 @@ impl Lifecycle {
         matches!(self.state, State::Active { .. })
     }
 
+    /// Neither started nor waiting to: nothing of it is open.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
     /// The condition did (or did not) hold over `[at, until)`; `onset` refines
     /// when it began, if the observer knows better than `at`.
     pub fn observe(

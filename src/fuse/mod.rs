@@ -219,27 +219,48 @@ fn person(f: &crate::encode::faces::Face) -> (String, &str) {
     }
 }
 
+/// The face series of one stream with identity on: one per person seen.
+#[derive(Default)]
+struct People {
+    series: Vec<EventSeries>,
+    /// Unknown faces' series let go once idle (a busy camera sees many
+    /// strangers, and every series hears every frame): how many events
+    /// each had, so that its ids go on if the face comes back.
+    retired: std::collections::HashMap<String, u64>,
+}
+
 /// One analysed frame's faces, each to its person's series (made when the
 /// person is first seen); every series hears the frame, so that the
 /// people who left end their events.
 fn faces_by_person(
-    people: &mut Vec<EventSeries>,
+    people: &mut People,
     emit: &mut Emit,
     f: &crate::encode::faces::FrameFaces,
     timing: crate::config::EventTiming,
 ) {
     for face in &f.faces {
         let (key, label) = person(face);
-        if !people.iter().any(|s| s.key() == Some(key.as_str())) {
-            people.push(EventSeries::keyed("face", label, &key, timing));
+        if !people.series.iter().any(|s| s.key() == Some(key.as_str())) {
+            let seq = people.retired.remove(&key).unwrap_or(0);
+            people
+                .series
+                .push(EventSeries::keyed("face", label, &key, timing).numbered_after(seq));
         }
     }
-    for series in people.iter_mut() {
+    for series in people.series.iter_mut() {
         let key = series.key().map(str::to_string);
         series.faces_of(emit, f, |face| Some(person(face).0) == key);
     }
-    // A series that ended stays: its numbering goes on when the person
-    // comes back, so that event ids are never given twice.
+    // Enrolled people's series stay (there are as many as people
+    // enrolled); unknown faces' are let go once idle.
+    let retired = &mut people.retired;
+    people.series.retain(|s| match s.key() {
+        Some(k) if k.starts_with("unknown-") && s.is_idle() => {
+            retired.insert(k.to_string(), s.started());
+            false
+        }
+        _ => true,
+    });
 }
 
 /// The fusion state of one stream.
@@ -253,7 +274,7 @@ pub struct Fuser {
     /// With face identity on: one `face` series per person seen (an
     /// enrolled name, or an unknown face kept in the gallery), in place
     /// of `faces`.
-    people: Option<Vec<EventSeries>>,
+    people: Option<People>,
     /// Their timing.
     face_timing: crate::config::EventTiming,
     /// Tracked objects, zones and lines.
@@ -315,7 +336,7 @@ impl Fuser {
                 .faces
                 .as_ref()
                 .and_then(|f| f.identity.as_ref())
-                .map(|_| Vec::new()),
+                .map(|_| People::default()),
             face_timing: config.encoders.faces.clone().unwrap_or_default().timing(),
             speech: EventSeries::new(
                 "speech",
@@ -503,7 +524,7 @@ impl Fuser {
         if let Some(e) = chunk.video_end.filter(ended_here) {
             for series in [&mut self.motion, &mut self.faces]
                 .into_iter()
-                .chain(self.people.iter_mut().flatten())
+                .chain(self.people.iter_mut().flat_map(|p| p.series.iter_mut()))
                 .chain(
                     self.signals
                         .iter_mut()
@@ -616,7 +637,7 @@ impl Fuser {
             &mut self.speech,
         ]
         .into_iter()
-        .chain(self.people.iter_mut().flatten())
+        .chain(self.people.iter_mut().flat_map(|p| p.series.iter_mut()))
         .chain(self.sounds.iter_mut())
         .chain(self.signals.iter_mut().map(|(_, s)| s))
         {
@@ -839,5 +860,65 @@ mod tests {
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(events[1].labels, ["audio_gap"]);
         assert_eq!(events[1].end, Some(Timestamp(2 * SECOND)));
+    }
+}
+
+#[cfg(test)]
+mod people_tests {
+    use super::*;
+    use crate::encode::face_id::Who;
+    use crate::encode::faces::{Face, FrameFaces, POINTS};
+    use crate::time::SECOND;
+
+    fn frame(at: u64, ids: &[i64]) -> FrameFaces {
+        FrameFaces {
+            pts: Timestamp(at * SECOND),
+            until: Timestamp((at + 1) * SECOND),
+            faces: ids
+                .iter()
+                .map(|&id| Face {
+                    bbox: BBox::new(0.1, 0.1, 0.2, 0.2),
+                    score: 0.9,
+                    points: [[0.0; 2]; POINTS],
+                    who: Some(Who {
+                        id: Some(id),
+                        name: None,
+                        distance: Some(1.3),
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_faces_series_are_let_go_when_idle_and_their_ids_go_on() {
+        let timing = crate::config::EventTiming {
+            min_duration: crate::time::Duration::ZERO,
+            cooldown: crate::time::Duration::ZERO,
+        };
+        let mut emit = Emit::new(RecordMaker::new("run".into(), "cam".into()));
+        let mut people = People::default();
+        let seen = [&[5][..], &[5, 6], &[], &[], &[5], &[]];
+        for (t, ids) in seen.iter().enumerate() {
+            faces_by_person(&mut people, &mut emit, &frame(t as u64, ids), timing);
+        }
+        // Nobody in view: no series hears frames any more.
+        assert!(people.series.is_empty(), "{}", people.series.len());
+        let ids: Vec<String> = emit
+            .take_records()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Event(e) if e.phase == Phase::Start => Some(e.event),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "cam/face/unknown-5/1",
+                "cam/face/unknown-6/1",
+                "cam/face/unknown-5/2"
+            ]
+        );
     }
 }
