@@ -172,6 +172,52 @@ pub struct Faces {
     config: FacesConfig,
     interval: u64,
     identity: Option<Identify>,
+    /// Faces identified lately, followed by overlap.
+    known: Vec<Known>,
+}
+
+/// How long a face followed by overlap keeps who it was before it is
+/// embedded and matched again.
+const REIDENTIFY: u64 = 2 * SECOND;
+/// Overlap with a face identified lately at which a face is taken to be
+/// the same one.
+const SAME_FACE_IOU: f32 = 0.5;
+
+/// A face identified lately in this stream.
+struct Known {
+    bbox: BBox,
+    who: Who,
+    /// When it was last identified.
+    at: Timestamp,
+}
+
+/// Whether a face at `bbox` overlaps one identified (or being identified)
+/// less than [`REIDENTIFY`] before `pts`.
+fn seen_lately(taken: &[(BBox, Timestamp)], bbox: BBox, pts: Timestamp) -> bool {
+    taken
+        .iter()
+        .any(|(b, at)| pts.0.saturating_sub(at.0) < REIDENTIFY && b.iou(bbox) >= SAME_FACE_IOU)
+}
+
+/// A face just identified: it replaces what overlapped it.
+fn remember(known: &mut Vec<Known>, bbox: BBox, who: &Who, at: Timestamp) {
+    known.retain(|k| k.bbox.iou(bbox) < SAME_FACE_IOU);
+    known.push(Known {
+        bbox,
+        who: who.clone(),
+        at,
+    });
+}
+
+/// Who the face at `bbox` was, if it overlaps one identified lately; that
+/// one moves with it.
+fn follow(known: &mut [Known], bbox: BBox) -> Option<Who> {
+    let k = known
+        .iter_mut()
+        .filter(|k| k.bbox.iou(bbox) >= SAME_FACE_IOU)
+        .max_by(|a, b| a.bbox.iou(bbox).total_cmp(&b.bbox.iou(bbox)))?;
+    k.bbox = bbox;
+    Some(k.who.clone())
 }
 
 /// One frame's faces and, face by face, its embedding if one was made.
@@ -198,12 +244,15 @@ impl Faces {
             }),
             config,
             interval: SECOND / fps.max(1) as u64,
+            known: Vec::new(),
         }
     }
 
     /// The faces of `frames`, each with its embedding (unit length) when
     /// identity is on and the face is large and clear enough.
-    fn look(&self, frames: &[VideoFrame]) -> Result<Vec<Looked>> {
+    /// `recent`: faces identified lately (box, when): one that is still
+    /// there is not embedded again before [`REIDENTIFY`] has passed.
+    fn look(&self, frames: &[VideoFrame], recent: &[(BBox, Timestamp)]) -> Result<Vec<Looked>> {
         let (inputs, boxes): (Vec<Vec<f32>>, Vec<Letterbox>) = frames.iter().map(letterbox).unzip();
         let outputs = self.client.infer(inputs)?;
         let mut found = Vec::with_capacity(frames.len());
@@ -226,23 +275,32 @@ impl Faces {
             found.push((faces, vec![None; n]));
         }
         if let Some(id) = &self.identity {
-            self.embed(id, frames, &mut found)?;
+            self.embed(id, frames, &mut found, recent)?;
         }
         Ok(found)
     }
 
     /// Looks again, closer, at each face large enough, and embeds the ones
     /// the closer look confirms, aligned by its key points.
-    fn embed(&self, id: &Identify, frames: &[VideoFrame], found: &mut [Looked]) -> Result<()> {
+    fn embed(
+        &self,
+        id: &Identify,
+        frames: &[VideoFrame],
+        found: &mut [Looked],
+        recent: &[(BBox, Timestamp)],
+    ) -> Result<()> {
         let mut crops = Vec::new();
         let mut at = Vec::new();
+        // Faces identified lately, and the ones this chunk embeds.
+        let mut taken: Vec<(BBox, Timestamp)> = recent.to_vec();
         for (i, (frame, (faces, _))) in frames.iter().zip(found.iter()).enumerate() {
             let (w, h) = (frame.width as f32, frame.height as f32);
             for (j, f) in faces.faces.iter().enumerate() {
                 let (bw, bh) = (f.bbox.w * w, f.bbox.h * h);
-                if bw.min(bh) < id.min_size {
+                if bw.min(bh) < id.min_size || seen_lately(&taken, f.bbox, faces.pts) {
                     continue;
                 }
+                taken.push((f.bbox, faces.pts));
                 let side = bw.max(bh) * CLOSER;
                 let (cx, cy) = (
                     (f.bbox.x + f.bbox.w / 2.0) * w,
@@ -297,7 +355,7 @@ impl Faces {
     /// The faces of one picture (`vigil faces enroll`), each with its
     /// embedding when it could be made.
     pub fn embed_picture(&self, frame: &VideoFrame) -> Result<Vec<(Face, Option<Vec<f32>>)>> {
-        let mut looked = self.look(std::slice::from_ref(frame))?;
+        let mut looked = self.look(std::slice::from_ref(frame), &[])?;
         let Some((faces, embeddings)) = looked.pop() else {
             return Ok(Vec::new());
         };
@@ -313,19 +371,30 @@ impl Encoder for Faces {
     fn encode(&mut self, chunks: &[&Chunk]) -> Result<Vec<Features>> {
         let mut out = Vec::with_capacity(chunks.len());
         for c in chunks {
+            let recent: Vec<(BBox, Timestamp)> =
+                self.known.iter().map(|k| (k.bbox, k.at)).collect();
             let mut frames = Vec::with_capacity(c.frames.len());
-            for (mut faces, embeddings) in self.look(&c.frames)? {
+            for (mut faces, embeddings) in self.look(&c.frames, &recent)? {
                 let matching = self
                     .identity
                     .as_ref()
                     .and_then(|i| Some((i, i.shared.as_ref()?)));
                 if let Some((id, shared)) = matching {
+                    let pts = faces.pts;
                     for (f, e) in faces.faces.iter_mut().zip(embeddings) {
-                        if let Some(e) = e {
-                            let source = format!("{}@{}", id.stream, faces.pts);
-                            f.who = Some(face_id::identify(shared, &e, &source, true));
-                        }
+                        f.who = match e {
+                            Some(e) => {
+                                let source = format!("{}@{}", id.stream, pts);
+                                let who = face_id::identify(shared, &e, &source, true);
+                                remember(&mut self.known, f.bbox, &who, pts);
+                                Some(who)
+                            }
+                            // Seen lately: who it was, followed by overlap.
+                            None => follow(&mut self.known, f.bbox),
+                        };
                     }
+                    self.known
+                        .retain(|k| pts.0.saturating_sub(k.at.0) < REIDENTIFY);
                 }
                 frames.push(faces);
             }
@@ -587,6 +656,29 @@ mod tests {
         assert_eq!(out[1].bbox.x, 0.6);
         // Key points are merged as the boxes are.
         assert!((out[0].points[0][0] - out[0].bbox.x).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_face_identified_lately_is_followed_by_overlap_until_it_is_due_again() {
+        let who = Who {
+            id: Some(3),
+            name: Some("ann".into()),
+            distance: Some(0.3),
+        };
+        let mut known = Vec::new();
+        let here = BBox::new(0.1, 0.1, 0.2, 0.2);
+        remember(&mut known, here, &who, Timestamp(0));
+        // It moved a little: the same face, and its box follows it.
+        let moved = BBox::new(0.12, 0.1, 0.2, 0.2);
+        assert_eq!(follow(&mut known, moved), Some(who.clone()));
+        assert_eq!(known[0].bbox, moved);
+        assert_eq!(follow(&mut known, BBox::new(0.6, 0.6, 0.2, 0.2)), None);
+        let taken = [(moved, Timestamp(0))];
+        assert!(seen_lately(&taken, moved, Timestamp(REIDENTIFY - 1)));
+        assert!(!seen_lately(&taken, moved, Timestamp(REIDENTIFY)));
+        // Identified again, it replaces what overlapped it.
+        remember(&mut known, moved, &who, Timestamp(REIDENTIFY));
+        assert_eq!(known.len(), 1);
     }
 
     #[test]
