@@ -136,7 +136,11 @@ impl Workers {
         runtime: &RuntimeConfig,
         metrics: &Arc<Metrics>,
     ) -> Result<Workers> {
-        let sessions = enabled(config).filter(|k| k.has_model()).count();
+        // One session a model: faces with identity run two.
+        let sessions = enabled(config)
+            .filter(|k| k.has_model())
+            .map(|k| (k.manifest)(config).len().max(1))
+            .sum();
         let threads = runtime.per_session(sessions);
         let mut workers = Vec::new();
         for k in enabled(config) {
