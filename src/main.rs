@@ -75,6 +75,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Gc(args) => cli::gc::gc(args),
         Command::Models { action } => cli::models::models(action),
         Command::Faces { action } => cli::faces::faces(action),
+        Command::Clip(args) => cli::clip::clip(args),
         Command::Config(args) => cli::config::config(args),
     }
 }

@@ -56,8 +56,28 @@ pub enum Command {
         #[command(subcommand)]
         action: FacesAction,
     },
+    /// Cut a stretch of a file's video out of it without re-encoding: from
+    /// the keyframe at or before --from to --to.
+    Clip(ClipArgs),
     /// Print pipeline configuration.
     Config(ConfigArgs),
+}
+
+#[derive(Args)]
+pub struct ClipArgs {
+    /// The media file.
+    #[arg(long)]
+    pub source: PathBuf,
+    /// Start, in the file's time from its first frame: seconds (12.5) or a
+    /// duration (1m30s).
+    #[arg(long, value_name = "T")]
+    pub from: String,
+    /// End (same forms).
+    #[arg(long, value_name = "T")]
+    pub to: String,
+    /// The clip; its extension becomes mp4 (H.264, H.265) or mkv.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Subcommand)]

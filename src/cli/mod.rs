@@ -13,6 +13,7 @@
 //! | `check.rs`, `config.rs` | `vigil check`, `vigil config` |
 //! | `events.rs`, `cursors.rs`, `gc.rs` | the output folder: `vigil events`, `cursors`, `gc` |
 //! | `models.rs` | `vigil models list`, `verify`, `fetch` |
+//! | `clip.rs` | `vigil clip`: a stretch of a file cut out without re-encoding |
 //! | `faces.rs` | `vigil faces enroll`, `list`, `name`, `forget`: the face gallery |
 //!
 //! Errors are `anyhow` here, as in `main.rs`: any error ends the command
@@ -20,6 +21,7 @@
 
 pub mod args;
 pub mod check;
+pub mod clip;
 pub mod config;
 pub mod cursors;
 pub mod events;

@@ -21,6 +21,7 @@ mod masks;
 mod metrics;
 mod models;
 mod objects;
+mod recording;
 mod retention;
 mod run;
 mod scene;

@@ -1,0 +1,198 @@
+//! A stretch of a file's video, cut out as it was encoded: from the
+//! keyframe at or before the start, up to the end, never decoded.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::error::{Error, Result};
+use crate::lock::Locked;
+use crate::recording::writer::{ClipWriter, extension};
+use crate::time::Timestamp;
+
+/// What a cut took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cut {
+    /// The file written: `out` with the extension its codec needs.
+    pub path: PathBuf,
+    /// Where its first frame (a keyframe) and its last packet are, in the
+    /// file's time from its first video packet.
+    pub start: Timestamp,
+    pub last: Timestamp,
+    /// Packets (frames) written.
+    pub frames: u64,
+}
+
+/// Cuts `[from, to)` (the file's time from its first video packet) out of
+/// the video of `source` into `out` (its extension set to `mp4` for H.264
+/// and H.265, else `mkv`): from the keyframe at or before `from`, so that
+/// the clip starts on a whole picture, to the last packet before `to`.
+/// Sound is not taken (yet).
+pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<Cut> {
+    let fail = |m: String| Error::Gst(format!("{}: {m}", source.display()));
+    if !source.is_file() {
+        return Err(fail("no such file".into()));
+    }
+    if to <= from {
+        return Err(Error::Invalid(format!(
+            "the clip's end ({to}) is not after its start ({from})"
+        )));
+    }
+    crate::source::init()?;
+    let pipeline = gst::parse::launch("filesrc name=src ! parsebin name=parse")
+        .map_err(|e| fail(format!("cannot build a reader: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| fail("the reader is not a pipeline".into()))?;
+    pipeline
+        .by_name("src")
+        .ok_or_else(|| fail("the reader has no source".into()))?
+        .set_property("location", source.to_string_lossy().as_ref());
+    let parse = pipeline
+        .by_name("parse")
+        .ok_or_else(|| fail("the reader has no parser".into()))?;
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    // In the pipeline from the start (a sink not yet started says it has
+    // ended); the first video stream is linked to it, every other one to
+    // a fakesink.
+    pipeline
+        .add(&sink)
+        .map_err(|e| fail(format!("cannot build a reader: {e}")))?;
+    let taken = Arc::new(Mutex::new(false));
+    {
+        let pipeline = pipeline.downgrade();
+        let sink = sink.clone();
+        parse.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = pipeline.upgrade() else {
+                return;
+            };
+            let video = pad
+                .current_caps()
+                .or_else(|| Some(pad.query_caps(None)))
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            let mut taken = taken.locked();
+            let target = if video && !*taken {
+                *taken = true;
+                sink.static_pad("sink")
+            } else {
+                let Ok(other) = gst::ElementFactory::make("fakesink").build() else {
+                    return;
+                };
+                if pipeline.add(&other).is_err() {
+                    return;
+                }
+                let _ = other.sync_state_with_parent();
+                other.static_pad("sink")
+            };
+            if let Some(sinkpad) = target {
+                let _ = pad.link(&sinkpad);
+            }
+        });
+    }
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let result = take(&pipeline, &sink, source, from, to, out);
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// Pulls packets until `to`, keeping the group of pictures that holds
+/// `from` and everything after it, written as it comes.
+fn take(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    source: &Path,
+    from: Timestamp,
+    to: Timestamp,
+    out: &Path,
+) -> Result<Cut> {
+    let fail = |m: String| Error::Gst(format!("{}: {m}", source.display()));
+    let mut first: Option<u64> = None;
+    let mut gop: Vec<gst::Buffer> = Vec::new();
+    let mut writer: Option<ClipWriter> = None;
+    let mut caps: Option<gst::Caps> = None;
+    let mut cut = Cut {
+        path: PathBuf::new(),
+        start: Timestamp::ZERO,
+        last: Timestamp::ZERO,
+        frames: 0,
+    };
+    loop {
+        let sample = match sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+            Some(s) => s,
+            None if sink.is_eos() => break,
+            None => {
+                let why = pipeline
+                    .bus()
+                    .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                    .and_then(|m| match m.view() {
+                        gst::MessageView::Error(e) => Some(e.error().to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "no video came out of it".into());
+                return Err(fail(format!("cannot read its video: {why}")));
+            }
+        };
+        let Some(buffer) = sample.buffer_owned() else {
+            continue;
+        };
+        let Some(at) = buffer.dts_or_pts().map(|t| t.nseconds()) else {
+            continue;
+        };
+        let origin = *first.get_or_insert(at);
+        let t = Timestamp(at.saturating_sub(origin));
+        if t >= to {
+            break;
+        }
+        if caps.is_none() {
+            caps = sample.caps_owned();
+        }
+        let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        match &writer {
+            Some(w) => {
+                w.push(buffer)?;
+                cut.frames += 1;
+                cut.last = t;
+            }
+            None => {
+                // A keyframe at or before `from` starts the clip afresh;
+                // with none before it, the first one after does.
+                if key && (t <= from || gop.is_empty()) {
+                    gop.clear();
+                    cut.start = t;
+                }
+                if !gop.is_empty() || key {
+                    gop.push(buffer);
+                }
+                if t >= from && !gop.is_empty() {
+                    let caps = caps
+                        .clone()
+                        .ok_or_else(|| fail("its video has no caps".into()))?;
+                    let path = out.with_extension(extension(&caps));
+                    let w = ClipWriter::create(&path, &caps)?;
+                    cut.frames = gop.len() as u64;
+                    cut.last = t;
+                    for b in gop.drain(..) {
+                        w.push(b)?;
+                    }
+                    cut.path = path;
+                    writer = Some(w);
+                }
+            }
+        }
+    }
+    match writer {
+        Some(w) => {
+            w.finish()?;
+            Ok(cut)
+        }
+        None => Err(match first {
+            None => fail("it has no video".into()),
+            Some(_) => fail(format!("its video ends before {from}")),
+        }),
+    }
+}

@@ -1,0 +1,126 @@
+//! `vigil clip`: a stretch of a file's video cut out as it was encoded.
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::run::vigil;
+
+/// Runs a gst-launch line to its end.
+fn launch(line: &str) {
+    gst::init().expect("GStreamer");
+    let p = gst::parse::launch(line).expect("pipeline");
+    p.set_state(gst::State::Playing).expect("playing");
+    let bus = p.bus().expect("bus");
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{line}: {}", e.error()),
+            _ => {}
+        }
+    }
+    p.set_state(gst::State::Null).expect("null");
+}
+
+/// The encoded video packets of an MP4 at `path`, as (time from the
+/// first, key frame?, bytes), as the file holds them (demuxed, not parsed:
+/// a parser would add what it finds missing).
+fn packets(path: &Path) -> Vec<(u64, bool, Vec<u8>)> {
+    gst::init().expect("GStreamer");
+    let line = format!(
+        "filesrc location=\"{}\" ! qtdemux ! video/x-h264 ! appsink name=sink sync=false",
+        path.display()
+    );
+    let p = gst::parse::launch(&line)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let sink = p
+        .by_name("sink")
+        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+        .expect("appsink");
+    p.set_state(gst::State::Playing).expect("playing");
+    let mut out = Vec::new();
+    let mut first = None;
+    while let Ok(s) = sink.pull_sample() {
+        let b = s.buffer().expect("buffer");
+        let at = b.dts_or_pts().expect("a time").nseconds();
+        let origin = *first.get_or_insert(at);
+        let key = !b.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        out.push((at - origin, key, b.map_readable().expect("map").to_vec()));
+    }
+    p.set_state(gst::State::Null).expect("null");
+    out
+}
+
+#[test]
+fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = dir.path().join("k.mp4");
+    // 20 s at 10 fps, a keyframe every second.
+    launch(&format!(
+        "videotestsrc num-buffers=200 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 \
+         ! x264enc key-int-max=10 speed-preset=ultrafast ! mp4mux ! filesink location=\"{}\"",
+        source.display()
+    ));
+    let out = dir.path().join("cut.mkv");
+    let o = vigil()
+        .args(["clip", "--from", "10.3", "--to", "13", "--source"])
+        .arg(&source)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("vigil");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // H.264 goes into MP4, whatever extension was asked for.
+    let clip = dir.path().join("cut.mp4");
+    assert!(
+        said.contains("30 frames from 10.000s (the keyframe at or before 10.300s) to 12.900s"),
+        "{said}"
+    );
+    let cut = packets(&clip);
+    assert_eq!(cut.len(), 30);
+    assert!(cut[0].1, "the clip starts on a keyframe");
+    assert_eq!(cut[0].0, 0, "its first frame is its time 0");
+    // The packets are the source's own, byte for byte: 10.0 s to 12.9 s.
+    let all = packets(&source);
+    let want: Vec<_> = all
+        .iter()
+        .filter(|(t, _, _)| (10_000_000_000..13_000_000_000).contains(t))
+        .collect();
+    assert_eq!(want.len(), 30);
+    for (k, (a, b)) in cut.iter().zip(&want).enumerate() {
+        assert_eq!(a.2, b.2, "packet {k} differs");
+        assert_eq!(a.0 + 10_000_000_000, b.0, "packet {k}'s time");
+    }
+    // It plays: every frame decodes.
+    let frames = crate::frames::decode(&clip, 10, 320);
+    assert_eq!(frames.len(), 30, "decoded frames");
+    // What cannot be cut says why.
+    for (from, to, needle) in [
+        ("30", "40", "its video ends before 30.000s"),
+        ("5", "4", "is not after its start"),
+        ("x", "4", "--from x: expected seconds"),
+    ] {
+        let o = vigil()
+            .args(["clip", "--from", from, "--to", to, "--source"])
+            .arg(&source)
+            .arg("--out")
+            .arg(dir.path().join("bad.mp4"))
+            .output()
+            .expect("vigil");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(needle),
+            "{from}-{to}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
