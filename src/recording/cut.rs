@@ -13,6 +13,9 @@ use crate::lock::Locked;
 use crate::recording::writer::{ClipWriter, extension};
 use crate::time::Timestamp;
 
+/// How long reading may go without a packet before the cut gives up.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a cut took.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cut {
@@ -61,9 +64,27 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
         .add(&sink)
         .map_err(|e| fail(format!("cannot build a reader: {e}")))?;
     let taken = Arc::new(Mutex::new(false));
+    // Every stream was exposed, or one ended: with no video among them by
+    // then, nothing will come.
+    let exposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let exposed = exposed.clone();
+        parse.connect_no_more_pads(move |_| {
+            exposed.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    let has_video = {
+        let (taken, exposed) = (taken.clone(), exposed.clone());
+        move || -> Option<bool> {
+            exposed
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| *taken.locked())
+        }
+    };
     {
         let pipeline = pipeline.downgrade();
         let sink = sink.clone();
+        let exposed = exposed.clone();
         parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
@@ -78,6 +99,17 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
                 *taken = true;
                 sink.static_pad("sink")
             } else {
+                // A stream that ends before any video was exposed: there
+                // is none (a file of sound alone).
+                let exposed = exposed.clone();
+                pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                    if let Some(gst::PadProbeData::Event(e)) = &info.data
+                        && e.type_() == gst::EventType::Eos
+                    {
+                        exposed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
                 let Ok(other) = gst::ElementFactory::make("fakesink").build() else {
                     return;
                 };
@@ -95,7 +127,7 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let result = take(&pipeline, &sink, source, from, to, out);
+    let result = take(&pipeline, &sink, &has_video, source, from, to, out);
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
@@ -105,6 +137,7 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
 fn take(
     pipeline: &gst::Pipeline,
     sink: &gst_app::AppSink,
+    has_video: &dyn Fn() -> Option<bool>,
     source: &Path,
     from: Timestamp,
     to: Timestamp,
@@ -122,20 +155,36 @@ fn take(
         frames: 0,
     };
     loop {
-        let sample = match sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
-            Some(s) => s,
-            None if sink.is_eos() => break,
-            None => {
-                let why = pipeline
-                    .bus()
-                    .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
-                    .and_then(|m| match m.view() {
-                        gst::MessageView::Error(e) => Some(e.error().to_string()),
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| "no video came out of it".into());
+        let waited = std::time::Instant::now();
+        let sample = loop {
+            if let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+                break Some(s);
+            }
+            if sink.is_eos() {
+                break None;
+            }
+            let error = pipeline
+                .bus()
+                .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                .and_then(|m| match m.view() {
+                    gst::MessageView::Error(e) => Some(e.error().to_string()),
+                    _ => None,
+                });
+            let why = match (error, has_video()) {
+                (Some(e), _) => Some(e),
+                (None, Some(false)) => Some("it has no video".to_string()),
+                (None, _) if waited.elapsed() > READ_TIMEOUT => Some(format!(
+                    "no video came out of it in {} s",
+                    READ_TIMEOUT.as_secs()
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
                 return Err(fail(format!("cannot read its video: {why}")));
             }
+        };
+        let Some(sample) = sample else {
+            break;
         };
         let Some(buffer) = sample.buffer_owned() else {
             continue;

@@ -123,4 +123,17 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
+    // A file of sound alone is said to be one, at once.
+    let o = vigil()
+        .args(["clip", "--from", "1", "--to", "2", "--source"])
+        .arg(crate::clip::shared("jfk.wav"))
+        .arg("--out")
+        .arg(dir.path().join("sound.mp4"))
+        .output()
+        .expect("vigil");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("it has no video"),
+        "{err}"
+    );
 }
