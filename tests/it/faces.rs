@@ -142,6 +142,24 @@ fn cameraman() -> std::path::PathBuf {
     p
 }
 
+/// Detail inside the face of `start`'s snapshot (eyes, nose, mouth: the
+/// middle of its box).
+fn face_detail(r: &crate::run::RunResult, start: &vigil::record::EventRecord) -> f64 {
+    let snap = start.snapshot.as_deref().expect("a snapshot");
+    let jpeg = std::fs::read(r.out_dir.join(snap)).expect("the JPEG");
+    let mut decoder = jpeg_decoder::Decoder::new(&jpeg[..]);
+    let pixels = decoder.decode().expect("decodes");
+    let info = decoder.info().expect("info");
+    let b = start.bbox.expect("a box");
+    let inner = [
+        (b.x + b.w * 0.2) as f64,
+        (b.y + b.h * 0.3) as f64,
+        (b.w * 0.6) as f64,
+        (b.h * 0.4) as f64,
+    ];
+    detail(&pixels, info.width as usize, info.height as usize, inner)
+}
+
 fn vigil_ok(args: &[&str]) -> String {
     let out = crate::run::vigil().args(args).output().expect("vigil");
     let (o, e) = (
@@ -252,19 +270,7 @@ fn an_enrolled_face_is_named_in_clips_and_another_stays_unknown_until_named() {
             distance(end)
         );
         // Enrolled, and privacy.blur_known = false: the face is not blurred.
-        let snap = start.snapshot.as_deref().expect("a snapshot");
-        let jpeg = std::fs::read(r.out_dir.join(snap)).expect("the JPEG");
-        let mut decoder = jpeg_decoder::Decoder::new(&jpeg[..]);
-        let pixels = decoder.decode().expect("decodes");
-        let info = decoder.info().expect("info");
-        let b = start.bbox.expect("a box");
-        let inner = [
-            (b.x + b.w * 0.2) as f64,
-            (b.y + b.h * 0.3) as f64,
-            (b.w * 0.6) as f64,
-            (b.h * 0.4) as f64,
-        ];
-        let sharp = detail(&pixels, info.width as usize, info.height as usize, inner);
+        let sharp = face_detail(r, start);
         assert!(
             sharp > 2.0,
             "{name}: the enrolled face is kept sharp ({sharp:.2})"
@@ -281,19 +287,7 @@ fn an_enrolled_face_is_named_in_clips_and_another_stays_unknown_until_named() {
     assert!(worst_same < 0.75, "the same face within {worst_same:.3}");
     assert!(other > 1.2, "another face is far: {other:.3}");
     // An unknown face is blurred still.
-    let snap = start.snapshot.as_deref().expect("a snapshot");
-    let jpeg = std::fs::read(r.out_dir.join(snap)).expect("the JPEG");
-    let mut decoder = jpeg_decoder::Decoder::new(&jpeg[..]);
-    let pixels = decoder.decode().expect("decodes");
-    let info = decoder.info().expect("info");
-    let b = start.bbox.expect("a box");
-    let inner = [
-        (b.x + b.w * 0.2) as f64,
-        (b.y + b.h * 0.3) as f64,
-        (b.w * 0.6) as f64,
-        (b.h * 0.4) as f64,
-    ];
-    let blurred = detail(&pixels, info.width as usize, info.height as usize, inner);
+    let blurred = face_detail(r, start);
     assert!(blurred < 1.5, "the unknown face is blurred ({blurred:.2})");
 
     // The unknown face was kept; named, it is known the next time.
