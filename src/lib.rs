@@ -32,7 +32,7 @@
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
 //! | [`stream`] | what stages share about a stream: progress, state, failure; the table of a process's streams ([`stream::StreamTable`]) |
-//! | [`recording`] | media as the source encoded it, never re-encoded: [`recording::cut`] takes a stretch of a file's video out of it from the keyframe before (`vigil clip`), [`recording::writer`] muxes packets into MP4 or Matroska |
+//! | [`recording`] | media as the source encoded it, never re-encoded: [`recording::cut`] takes a stretch of a file's video and sound out of it from the keyframe before (`vigil clip`), [`recording::writer`] muxes packets into MP4 or Matroska |
 //! | [`gallery`] | the face gallery (SQLite, owner-only): enrolled faces and unknown ones kept to be named, nearest by L2 distance |
 //! | [`disk`] | free space on the output folder's disk, and what may still be written there (media, records) |
 //!

@@ -56,7 +56,7 @@ pub enum Command {
         #[command(subcommand)]
         action: FacesAction,
     },
-    /// Cut a stretch of a file's video out of it without re-encoding: from
+    /// Cut a stretch of a file (video and sound) out of it without re-encoding: from
     /// the keyframe at or before --from to --to.
     Clip(ClipArgs),
     /// Print pipeline configuration.

@@ -1,5 +1,5 @@
-//! A stretch of a file's video, cut out as it was encoded: from the
-//! keyframe at or before the start, up to the end, never decoded.
+//! A stretch of a file's video and sound, cut out as it was encoded: from
+//! the keyframe at or before the start, up to the end, never decoded.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,9 +31,10 @@ pub struct Cut {
 
 /// Cuts `[from, to)` (the file's time from its first video packet) out of
 /// the video of `source` into `out` (its extension set to `mp4` for H.264
-/// and H.265, else `mkv`): from the keyframe at or before `from`, so that
-/// the clip starts on a whole picture, to the last packet before `to`.
-/// Sound is not taken (yet).
+/// and H.265 with AAC, MP3 or no sound, else `mkv`): from the keyframe at
+/// or before `from`, so that the clip starts on a whole picture, to the
+/// last packet before `to`, with the first sound stream's packets of the
+/// same stretch.
 pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<Cut> {
     let fail = |m: String| Error::Gst(format!("{}: {m}", source.display()));
     if !source.is_file() {
@@ -56,14 +57,20 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
     let parse = pipeline
         .by_name("parse")
         .ok_or_else(|| fail("the reader has no parser".into()))?;
+    // Neither waits for the other to preroll (a file may have no sound).
     let sink = gst_app::AppSink::builder().sync(false).build();
+    sink.set_async(false);
+    let asink = gst_app::AppSink::builder().sync(false).build();
+    asink.set_async(false);
     // In the pipeline from the start (a sink not yet started says it has
     // ended); the first video stream is linked to it, every other one to
     // a fakesink.
     pipeline
-        .add(&sink)
+        .add_many([&sink, &asink])
         .map_err(|e| fail(format!("cannot build a reader: {e}")))?;
     let taken = Arc::new(Mutex::new(false));
+    // Whether the first sound stream went to `asink`.
+    let sound = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Every stream was exposed, or one ended: with no video among them by
     // then, nothing will come.
     let exposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -83,22 +90,20 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
     };
     {
         let pipeline = pipeline.downgrade();
-        let sink = sink.clone();
+        let (sink, asink) = (sink.clone(), asink.clone());
         let exposed = exposed.clone();
+        let sound = sound.clone();
         parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
-            let video = pad
+            let kind = pad
                 .current_caps()
                 .or_else(|| Some(pad.query_caps(None)))
-                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-                .unwrap_or(false);
+                .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+                .unwrap_or_default();
             let mut taken = taken.locked();
-            let target = if video && !*taken {
-                *taken = true;
-                sink.static_pad("sink")
-            } else {
+            if !kind.starts_with("video/") {
                 // A stream that ends before any video was exposed: there
                 // is none (a file of sound alone).
                 let exposed = exposed.clone();
@@ -110,6 +115,16 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
                     }
                     gst::PadProbeReturn::Ok
                 });
+            }
+            let first_sound =
+                kind.starts_with("audio/") && !sound.load(std::sync::atomic::Ordering::Relaxed);
+            let target = if kind.starts_with("video/") && !*taken {
+                *taken = true;
+                sink.static_pad("sink")
+            } else if first_sound {
+                sound.store(true, std::sync::atomic::Ordering::Relaxed);
+                asink.static_pad("sink")
+            } else {
                 let Ok(other) = gst::ElementFactory::make("fakesink").build() else {
                     return;
                 };
@@ -127,27 +142,85 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let result = take(&pipeline, &sink, &has_video, source, from, to, out);
+    let reader = Reader {
+        pipeline: &pipeline,
+        video: &sink,
+        audio: &asink,
+        has_video: &has_video,
+        sound: &sound,
+    };
+    let result = take(&reader, source, from, to, out);
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
 
+/// What [`take`] reads from.
+struct Reader<'a> {
+    pipeline: &'a gst::Pipeline,
+    video: &'a gst_app::AppSink,
+    audio: &'a gst_app::AppSink,
+    has_video: &'a dyn Fn() -> Option<bool>,
+    /// Whether a sound stream goes to `audio`.
+    sound: &'a std::sync::atomic::AtomicBool,
+}
+
+/// How long the sound may lag the picture in a file's interleaving.
+const SOUND_LAG: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sound packets read, by their own time, with their caps.
+#[derive(Default)]
+struct Sound {
+    caps: Option<gst::Caps>,
+    pending: std::collections::VecDeque<(u64, gst::Buffer)>,
+    ended: bool,
+}
+
+impl Sound {
+    /// Takes what the sound sink holds now (waiting up to `wait` for one).
+    fn read(&mut self, sink: &gst_app::AppSink, wait: gst::ClockTime) {
+        let mut wait = wait;
+        while let Some(s) = sink.try_pull_sample(wait) {
+            wait = gst::ClockTime::ZERO;
+            if self.caps.is_none() {
+                self.caps = s.caps_owned();
+            }
+            if let Some(b) = s.buffer_owned()
+                && let Some(at) = b.pts().map(|t| t.nseconds())
+            {
+                self.pending.push_back((at, b));
+            }
+        }
+        self.ended = sink.is_eos();
+    }
+
+    /// Packets before `at` (absolute) are not wanted.
+    fn drop_before(&mut self, at: u64) {
+        while self.pending.front().is_some_and(|(t, _)| *t < at) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Writes what came before `until` (absolute).
+    fn write(&mut self, w: &ClipWriter, until: u64) -> Result<()> {
+        while self.pending.front().is_some_and(|(t, _)| *t < until) {
+            if let Some((_, b)) = self.pending.pop_front() {
+                w.push_audio(b)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Pulls packets until `to`, keeping the group of pictures that holds
-/// `from` and everything after it, written as it comes.
-fn take(
-    pipeline: &gst::Pipeline,
-    sink: &gst_app::AppSink,
-    has_video: &dyn Fn() -> Option<bool>,
-    source: &Path,
-    from: Timestamp,
-    to: Timestamp,
-    out: &Path,
-) -> Result<Cut> {
+/// `from` and everything after it, written as it comes, with the sound of
+/// the same stretch.
+fn take(r: &Reader<'_>, source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<Cut> {
     let fail = |m: String| Error::Gst(format!("{}: {m}", source.display()));
     let mut first: Option<u64> = None;
     let mut gop: Vec<gst::Buffer> = Vec::new();
     let mut writer: Option<ClipWriter> = None;
     let mut caps: Option<gst::Caps> = None;
+    let mut sound = Sound::default();
     let mut cut = Cut {
         path: PathBuf::new(),
         start: Timestamp::ZERO,
@@ -157,20 +230,21 @@ fn take(
     loop {
         let waited = std::time::Instant::now();
         let sample = loop {
-            if let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            if let Some(s) = r.video.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
                 break Some(s);
             }
-            if sink.is_eos() {
+            if r.video.is_eos() {
                 break None;
             }
-            let error = pipeline
+            let error = r
+                .pipeline
                 .bus()
                 .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
                 .and_then(|m| match m.view() {
                     gst::MessageView::Error(e) => Some(e.error().to_string()),
                     _ => None,
                 });
-            let why = match (error, has_video()) {
+            let why = match (error, (r.has_video)()) {
                 (Some(e), _) => Some(e),
                 (None, Some(false)) => Some("it has no video".to_string()),
                 (None, _) if waited.elapsed() > READ_TIMEOUT => Some(format!(
@@ -182,7 +256,10 @@ fn take(
             if let Some(why) = why {
                 return Err(fail(format!("cannot read its video: {why}")));
             }
+            // The picture may wait for the sound to be read.
+            sound.read(r.audio, gst::ClockTime::ZERO);
         };
+        sound.read(r.audio, gst::ClockTime::ZERO);
         let Some(sample) = sample else {
             break;
         };
@@ -206,6 +283,7 @@ fn take(
                 w.push(buffer)?;
                 cut.frames += 1;
                 cut.last = t;
+                sound.write(w, at)?;
             }
             None => {
                 // A keyframe at or before `from` starts the clip afresh;
@@ -217,17 +295,30 @@ fn take(
                 if !gop.is_empty() || key {
                     gop.push(buffer);
                 }
+                sound.drop_before(origin + cut.start.0);
                 if t >= from && !gop.is_empty() {
                     let caps = caps
                         .clone()
                         .ok_or_else(|| fail("its video has no caps".into()))?;
-                    let path = out.with_extension(extension(&caps));
-                    let w = ClipWriter::create(&path, &caps)?;
+                    // The sound's caps come with its first packet.
+                    let waited = std::time::Instant::now();
+                    while r.sound.load(std::sync::atomic::Ordering::Relaxed)
+                        && sound.caps.is_none()
+                        && !sound.ended
+                        && waited.elapsed() < SOUND_LAG
+                    {
+                        sound.read(r.audio, gst::ClockTime::from_mseconds(100));
+                    }
+                    let acaps = sound.caps.clone();
+                    let path = out.with_extension(extension(&caps, acaps.as_ref()));
+                    let w = ClipWriter::create(&path, &caps, acaps.as_ref())?;
                     cut.frames = gop.len() as u64;
                     cut.last = t;
                     for b in gop.drain(..) {
                         w.push(b)?;
                     }
+                    sound.drop_before(origin + cut.start.0);
+                    sound.write(&w, at)?;
                     cut.path = path;
                     writer = Some(w);
                 }
@@ -236,6 +327,17 @@ fn take(
     }
     match writer {
         Some(w) => {
+            // The sound up to the end, as far as the file interleaves it.
+            let end = first.unwrap_or(0) + to.0;
+            let waited = std::time::Instant::now();
+            while r.sound.load(std::sync::atomic::Ordering::Relaxed)
+                && !sound.ended
+                && sound.pending.back().is_none_or(|(t, _)| *t < end)
+                && waited.elapsed() < SOUND_LAG
+            {
+                sound.read(r.audio, gst::ClockTime::from_mseconds(100));
+            }
+            sound.write(&w, end)?;
             w.finish()?;
             Ok(cut)
         }

@@ -1,7 +1,7 @@
-//! Writes encoded video packets into a file, as they are: `appsrc → mp4mux`
-//! (H.264, H.265; a parser first for a byte stream) or `matroskamux`
-//! (other codecs) `→ filesink`, into `NAME.part`, renamed once the muxer
-//! has finished it.
+//! Writes encoded packets (video, and sound if any) into a file, as they
+//! are: `appsrc → mp4mux` (H.264, H.265 with AAC or MP3 or no sound; a
+//! parser first for a byte stream) or `matroskamux` (the rest) `→
+//! filesink`, into `NAME.part`, renamed once the muxer has finished it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +19,8 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ClipWriter {
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
+    /// The sound's, when the clip has sound.
+    audio: Option<gst_app::AppSrc>,
     part: PathBuf,
     path: PathBuf,
 }
@@ -40,9 +42,26 @@ fn muxing(caps: &gst::Caps) -> (&'static str, Option<&'static str>) {
     }
 }
 
-/// The extension a clip of packets of `caps` gets: `mp4` or `mkv`.
-pub fn extension(caps: &gst::Caps) -> &'static str {
-    if muxing(caps).0.starts_with("mp4mux") {
+/// Whether MP4 holds sound of `caps` (AAC, MP3).
+fn mp4_sound(caps: &gst::Caps) -> bool {
+    caps.structure(0)
+        .is_some_and(|s| s.name().as_str() == "audio/mpeg")
+}
+
+/// The muxer of a clip of `video` and, if any, `audio`: MP4 when it holds
+/// both, else Matroska.
+fn muxer(video: &gst::Caps, audio: Option<&gst::Caps>) -> (&'static str, Option<&'static str>) {
+    let (mux, parse) = muxing(video);
+    match audio {
+        Some(a) if mux.starts_with("mp4mux") && !mp4_sound(a) => ("matroskamux", parse),
+        _ => (mux, parse),
+    }
+}
+
+/// The extension a clip of `video` (and `audio`) packets gets: `mp4` or
+/// `mkv`.
+pub fn extension(video: &gst::Caps, audio: Option<&gst::Caps>) -> &'static str {
+    if muxer(video, audio).0.starts_with("mp4mux") {
         "mp4"
     } else {
         "mkv"
@@ -50,30 +69,46 @@ pub fn extension(caps: &gst::Caps) -> &'static str {
 }
 
 impl ClipWriter {
-    /// Starts writing packets of `caps` to `path`.
-    pub fn create(path: &Path, caps: &gst::Caps) -> Result<ClipWriter> {
+    /// Starts writing packets of `caps` (and sound of `audio`) to `path`.
+    pub fn create(path: &Path, caps: &gst::Caps, audio: Option<&gst::Caps>) -> Result<ClipWriter> {
         let fail = |m: String| Error::Gst(format!("clip {}: {m}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::io(format!("cannot create the folder of {}", path.display()), e)
             })?;
         }
-        let (mux, parse) = muxing(caps);
-        // The muxer's video pad by name: linked before the caps are known,
-        // a muxer would otherwise hand out its first pad, which may be audio.
+        let (mux, parse) = muxer(caps, audio);
+        // The muxer's pads by name: linked before the caps are known, a
+        // muxer would otherwise hand out its first pad, which may be audio.
         let launch = format!(
-            "appsrc name=src format=time ! {}mux.video_0 {mux} name=mux ! filesink name=sink",
-            parse.map(|p| format!("{p} ! ")).unwrap_or_default()
+            "appsrc name=src format=time ! {}mux.video_0 {}{mux} name=mux ! filesink name=sink",
+            parse.map(|p| format!("{p} ! ")).unwrap_or_default(),
+            if audio.is_some() {
+                "appsrc name=asrc format=time ! mux.audio_0 "
+            } else {
+                ""
+            }
         );
         let pipeline = gst::parse::launch(&launch)
             .map_err(|e| fail(format!("cannot build the writer: {e}")))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| fail("the writer is not a pipeline".into()))?;
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| fail("the writer has no source".into()))?;
+        let appsrc = |name: &str| {
+            pipeline
+                .by_name(name)
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                .ok_or_else(|| fail("the writer has no source".into()))
+        };
+        let src = appsrc("src")?;
         src.set_caps(Some(caps));
+        let audio = match audio {
+            Some(a) => {
+                let asrc = appsrc("asrc")?;
+                asrc.set_caps(Some(a));
+                Some(asrc)
+            }
+            None => None,
+        };
         let mut part = path.as_os_str().to_owned();
         part.push(".part");
         let part = PathBuf::from(part);
@@ -87,9 +122,23 @@ impl ClipWriter {
         Ok(ClipWriter {
             pipeline,
             src,
+            audio,
             part,
             path: path.to_path_buf(),
         })
+    }
+
+    /// One packet of sound (a clip made without sound drops it).
+    pub fn push_audio(&self, packet: gst::Buffer) -> Result<()> {
+        match &self.audio {
+            Some(a) => a.push_buffer(packet).map(drop).map_err(|e| {
+                Error::Gst(format!(
+                    "clip {}: the writer refused a packet of sound: {e:?}",
+                    self.path.display()
+                ))
+            }),
+            None => Ok(()),
+        }
     }
 
     /// One packet, its timestamps as the source gave them (the muxer
@@ -110,6 +159,9 @@ impl ClipWriter {
             let _ = p.set_state(gst::State::Null);
         };
         let _ = self.src.end_of_stream();
+        if let Some(a) = &self.audio {
+            let _ = a.end_of_stream();
+        }
         let bus = self
             .pipeline
             .bus()

@@ -28,9 +28,15 @@ fn launch(line: &str) {
 /// first, key frame?, bytes), as the file holds them (demuxed, not parsed:
 /// a parser would add what it finds missing).
 fn packets(path: &Path) -> Vec<(u64, bool, Vec<u8>)> {
+    packets_of(path, "video/x-h264", None)
+}
+
+/// The packets of `kind` (caps) of an MP4, their times from `origin` (by
+/// default the first's).
+fn packets_of(path: &Path, kind: &str, origin: Option<u64>) -> Vec<(u64, bool, Vec<u8>)> {
     gst::init().expect("GStreamer");
     let line = format!(
-        "filesrc location=\"{}\" ! qtdemux ! video/x-h264 ! appsink name=sink sync=false",
+        "filesrc location=\"{}\" ! qtdemux ! {kind} ! appsink name=sink sync=false",
         path.display()
     );
     let p = gst::parse::launch(&line)
@@ -43,7 +49,7 @@ fn packets(path: &Path) -> Vec<(u64, bool, Vec<u8>)> {
         .expect("appsink");
     p.set_state(gst::State::Playing).expect("playing");
     let mut out = Vec::new();
-    let mut first = None;
+    let mut first = origin;
     while let Ok(s) = sink.pull_sample() {
         let b = s.buffer().expect("buffer");
         let at = b.dts_or_pts().expect("a time").nseconds();
@@ -122,6 +128,53 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
             "{from}-{to}: {err}"
         );
         assert!(!err.contains("panicked"), "{err}");
+    }
+    // With sound (AAC): the sound of the same stretch goes along, its
+    // packets the file's own too.
+    let with_sound = dir.path().join("ka.mp4");
+    launch(&format!(
+        "videotestsrc num-buffers=200 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 \
+         ! x264enc key-int-max=10 speed-preset=ultrafast ! queue ! mp4mux name=m ! filesink location=\"{}\" \
+         audiotestsrc num-buffers=940 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 \
+         ! avenc_aac ! queue ! m.",
+        with_sound.display()
+    ));
+    let out = dir.path().join("sound.mp4");
+    let o = vigil()
+        .args(["clip", "--from", "10.3", "--to", "13", "--source"])
+        .arg(&with_sound)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("vigil");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (video, sound) = (
+        packets_of(&out, "video/x-h264", Some(0)),
+        packets_of(&out, "audio/mpeg", Some(0)),
+    );
+    assert_eq!(video.len(), 30);
+    let first = sound.first().expect("sound in the clip").0;
+    let last = sound.last().expect("sound").0;
+    // AAC frames are 1024 samples (21.3 ms at 48 kHz).
+    assert!(
+        first < 22_000_000,
+        "the sound starts with the picture: {first} ns"
+    );
+    assert!(
+        last > 2_950_000_000 && last < 3_000_000_000,
+        "and ends with it: {last} ns"
+    );
+    let all = packets_of(&with_sound, "audio/mpeg", Some(0));
+    // The clip's sound is the file's from its first packet at or after the
+    // keyframe (10.0 s); the muxer starts each track at 0, so the sound is
+    // within one AAC frame of the picture.
+    let start = all
+        .iter()
+        .position(|(t, _, _)| *t >= 10_000_000_000)
+        .expect("the file has sound after 10 s");
+    assert!(all.len() - start >= sound.len());
+    for (k, (a, b)) in sound.iter().zip(&all[start..]).enumerate() {
+        assert_eq!(a.2, b.2, "sound packet {k} differs");
     }
     // A file of sound alone is said to be one, at once.
     let o = vigil()
