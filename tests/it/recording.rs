@@ -61,6 +61,17 @@ fn packets_of(path: &Path, kind: &str, origin: Option<u64>) -> Vec<(u64, bool, V
     out
 }
 
+/// `vigil clip --from FROM --to TO --source SOURCE --out OUT`.
+fn run_clip(source: &Path, from: &str, to: &str, out: &Path) -> std::process::Output {
+    vigil()
+        .args(["clip", "--from", from, "--to", to, "--source"])
+        .arg(source)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("vigil")
+}
+
 #[test]
 fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -72,13 +83,7 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
         source.display()
     ));
     let out = dir.path().join("cut.mkv");
-    let o = vigil()
-        .args(["clip", "--from", "10.3", "--to", "13", "--source"])
-        .arg(&source)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("vigil");
+    let o = run_clip(&source, "10.3", "13", &out);
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -115,13 +120,7 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
         ("5", "4", "is not after its start"),
         ("x", "4", "--from x: expected seconds"),
     ] {
-        let o = vigil()
-            .args(["clip", "--from", from, "--to", to, "--source"])
-            .arg(&source)
-            .arg("--out")
-            .arg(dir.path().join("bad.mp4"))
-            .output()
-            .expect("vigil");
+        let o = run_clip(&source, from, to, &dir.path().join("bad.mp4"));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
             !o.status.success() && err.contains(needle),
@@ -140,13 +139,7 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
         with_sound.display()
     ));
     let out = dir.path().join("sound.mp4");
-    let o = vigil()
-        .args(["clip", "--from", "10.3", "--to", "13", "--source"])
-        .arg(&with_sound)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("vigil");
+    let o = run_clip(&with_sound, "10.3", "13", &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (video, sound) = (
         packets_of(&out, "video/x-h264", Some(0)),
@@ -177,13 +170,12 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
         assert_eq!(a.2, b.2, "sound packet {k} differs");
     }
     // A file of sound alone is said to be one, at once.
-    let o = vigil()
-        .args(["clip", "--from", "1", "--to", "2", "--source"])
-        .arg(crate::clip::shared("jfk.wav"))
-        .arg("--out")
-        .arg(dir.path().join("sound.mp4"))
-        .output()
-        .expect("vigil");
+    let o = run_clip(
+        &crate::clip::shared("jfk.wav"),
+        "1",
+        "2",
+        &dir.path().join("sound.mp4"),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("it has no video"),
