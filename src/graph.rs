@@ -48,6 +48,9 @@ fn source_queue(width: u32, height: Option<u32>) -> usize {
 }
 /// Chunks queued between stages of one stream (with their frames).
 const CHUNK_QUEUE: usize = 2;
+/// Packets a live source's recorder may fall behind by (about a minute of
+/// 25 fps video with its sound) before the source drops them.
+const LIVE_PACKETS: usize = 4096;
 /// Record batches queued for the sinks: small, so that records reach the
 /// durable log within about a chunk (fusion waits when the log is slow).
 const SINK_QUEUE: usize = 16;
@@ -564,6 +567,36 @@ impl Graph {
                 .gated(self.disk.clone()),
             );
         }
+        let mut packets = None;
+        if let Some(rc) = &config.recording {
+            let relative = rc.path.join(&*name).join(&*r.run);
+            let settings = crate::recording::ClipSettings {
+                folder: self.out_dir.join(&relative),
+                relative,
+                pre_roll: rc.pre_roll.nanos(),
+                post_roll: rc.post_roll.nanos(),
+                max_clip: rc.max_clip.nanos(),
+                lag: fuser.lag(),
+            };
+            // A file's clips are cut from the file itself; a live source's
+            // from the packets it gives.
+            let feed = match crate::source::uri::file_path(&uri) {
+                Some(path) => crate::recording::Feed::File(
+                    crate::recording::FileFeed::open(&path).map_err(err)?,
+                ),
+                None => {
+                    let (tx, feed) = crate::recording::Feed::live(LIVE_PACKETS);
+                    packets = Some(crate::source::tap::PacketTap {
+                        tx,
+                        offset: Default::default(),
+                        dropped: Default::default(),
+                    });
+                    feed
+                }
+            };
+            let recorder = crate::recording::Recorder::new(settings, feed).gated(self.disk.clone());
+            fuser.take_clips(crate::fuse::clips::Clips::new(recorder, rc));
+        }
         threads.fuse = Some(
             crate::fuse::spawn(
                 fuser,
@@ -586,6 +619,7 @@ impl Graph {
             rtsp_latency_ms: u32::try_from(source.latency.nanos() / 1_000_000).unwrap_or(u32::MAX),
             ca_file: source.ca_file.clone(),
             decode_threads: source.decode_threads,
+            packets,
             // Half the synchroniser's dead-branch window: a branch that is
             // alive never lags far enough to be taken for dead.
             pace_window: config

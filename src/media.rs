@@ -217,6 +217,39 @@ pub enum Branch {
     Audio,
 }
 
+/// One encoded packet of a stream as its source had it (for recordings),
+/// never decoded: its buffer's timestamps are in stream time.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub branch: Branch,
+    pub buffer: gstreamer::Buffer,
+    pub caps: gstreamer::Caps,
+}
+
+impl Packet {
+    /// The packet's place in decoding order: its DTS, else its PTS.
+    pub fn time(&self) -> Option<Timestamp> {
+        self.buffer.dts_or_pts().map(|t| Timestamp(t.nseconds()))
+    }
+
+    /// Its presentation time.
+    pub fn pts(&self) -> Option<Timestamp> {
+        self.buffer.pts().map(|t| Timestamp(t.nseconds()))
+    }
+
+    /// A picture that decodes on its own (sound packets all do).
+    pub fn keyframe(&self) -> bool {
+        !self
+            .buffer
+            .flags()
+            .contains(gstreamer::BufferFlags::DELTA_UNIT)
+    }
+
+    pub fn size(&self) -> usize {
+        self.buffer.size()
+    }
+}
+
 /// What a source tells its synchroniser. PTS are in the source's own time.
 #[derive(Debug)]
 pub enum Input {

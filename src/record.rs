@@ -12,6 +12,9 @@ pub const VIGIL_SCHEMA: u32 = 1;
 /// One record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Events are most records, so they are kept unboxed (a box each would be
+// an allocation per record for the smaller kinds' sake).
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     Event(EventRecord),
     Caption(CaptionRecord),
@@ -63,14 +66,14 @@ impl Record {
     }
 
     /// The media files the record names, relative to the output folder:
-    /// its snapshot. Retention deletes a file once no record names it, so
-    /// any other file a record comes to name (a clip) belongs here.
+    /// its snapshot and its clip. Retention deletes a file once no record
+    /// names it, so any other file a record comes to name belongs here.
     pub fn media(&self) -> impl Iterator<Item = &str> {
-        let snapshot = match self {
-            Record::Event(e) => e.snapshot.as_deref(),
-            Record::Caption(_) | Record::Transcript(_) => None,
+        let (snapshot, clip) = match self {
+            Record::Event(e) => (e.snapshot.as_deref(), e.clip.as_deref()),
+            Record::Caption(_) | Record::Transcript(_) => (None, None),
         };
-        snapshot.into_iter()
+        snapshot.into_iter().chain(clip)
     }
 
     /// `event`, `caption` or `transcript`; for events, `event:KIND`.
@@ -112,6 +115,14 @@ pub struct EventRecord {
     pub zone: Option<String>,
     pub bbox: Option<BBox>,
     pub snapshot: Option<String>,
+    /// The clip the event is in (`[recording]`), relative to the output
+    /// folder, and the stream time of its first frame. Named from the
+    /// start record on; the file is there once the clip is finished, its
+    /// post-roll after the event's end.
+    #[serde(default)]
+    pub clip: Option<String>,
+    #[serde(default, with = "opt_secs")]
+    pub clip_start: Option<Timestamp>,
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -222,12 +233,14 @@ mod tests {
             zone: None,
             bbox: None,
             snapshot: None,
+            clip: None,
+            clip_start: None,
             details: Default::default(),
         });
         let s = serde_json::to_string(&r).unwrap_or_default();
         assert_eq!(
             s,
-            r#"{"type":"event","run":"01J","id":"cam1/41","event":"cam1/motion/3","stream":"cam1","kind":"motion","phase":"start","start":3.0,"end":null,"utc":"2026-11-18T11:06:43.000Z","score":0.42,"labels":[],"track":null,"zone":null,"bbox":null,"snapshot":null,"details":{}}"#
+            r#"{"type":"event","run":"01J","id":"cam1/41","event":"cam1/motion/3","stream":"cam1","kind":"motion","phase":"start","start":3.0,"end":null,"utc":"2026-11-18T11:06:43.000Z","score":0.42,"labels":[],"track":null,"zone":null,"bbox":null,"snapshot":null,"clip":null,"clip_start":null,"details":{}}"#
         );
         let back: Record = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, r);

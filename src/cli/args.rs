@@ -43,7 +43,7 @@ pub enum Command {
     Cursors(CursorsArgs),
     /// Apply a pipeline's retention to its output folder now: the store's
     /// old records and the snapshots they name, rotated logs beyond `keep`,
-    /// and snapshots no record names (older than --grace).
+    /// and snapshots and clips no record names (older than --grace).
     Gc(GcArgs),
     /// The models and ONNX Runtime: what is installed, and fetching them.
     Models {

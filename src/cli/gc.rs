@@ -44,7 +44,7 @@ pub fn gc(args: GcArgs) -> Result<i32> {
         Some(why) => println!("orphans: not looked for: {why}"),
         None => println!(
             "orphans: {verb} {}, {} empty folders",
-            files(report.orphans, "snapshots no record names"),
+            files(report.orphans, "snapshots and clips no record names"),
             report.folders
         ),
     }

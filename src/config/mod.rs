@@ -13,6 +13,7 @@ use crate::time::Duration;
 
 pub mod labels;
 mod models;
+mod recording;
 mod remote;
 mod scene;
 mod section;
@@ -21,6 +22,7 @@ pub use models::{
     AsrConfig, BatchConfig, DetectorConfig, Gating, InputSide, Precision, Provider, ShapeFilter,
     SoundConfig,
 };
+pub use recording::{CLIP_KINDS, RecordingConfig};
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
@@ -57,6 +59,8 @@ pub struct PipelineConfig {
     pub rules: Vec<RuleConfig>,
     /// JPEG snapshots of events (off without the table).
     pub snapshots: Option<SnapshotConfig>,
+    /// Clips of events, as the source encoded them (off without the table).
+    pub recording: Option<RecordingConfig>,
     #[serde(default)]
     pub privacy: PrivacyConfig,
     #[serde(default)]
@@ -1109,6 +1113,34 @@ mod tests {
         let mut p = PipelineConfig::builtin();
         assert!(p.encoders.motion.is_some() && p.encoders.loudness.is_some());
         assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn recording_is_off_unless_asked_and_checked_when_it_is() {
+        assert!(parse("").expect("empty").recording.is_none());
+        let r = parse("[recording]\n")
+            .expect("defaults")
+            .recording
+            .expect("on");
+        assert_eq!(
+            (r.pre_roll.nanos(), r.post_roll.nanos(), r.max_clip.nanos()),
+            (
+                5 * crate::time::SECOND,
+                5 * crate::time::SECOND,
+                300 * crate::time::SECOND
+            )
+        );
+        assert_eq!(r.path, Path::new("clips"));
+        assert!(r.kinds.iter().any(|k| k == "object"));
+        let e = parse("[recording]\nkinds = [\"objects\"]\n").unwrap_err();
+        assert!(
+            e.contains("[recording] kinds: `objects` is not a kind of event"),
+            "{e}"
+        );
+        let e = parse("[recording]\npre_roll = \"2m\"\n").unwrap_err();
+        assert!(e.contains("2:12") && e.contains("pre_roll"), "{e}");
+        let e = parse("[recording]\ncontinuous = true\n").unwrap_err();
+        assert!(e.contains("unknown field `continuous`"), "{e}");
     }
 
     #[test]

@@ -496,6 +496,17 @@ pub(super) fn check(config: &super::PipelineConfig) -> Result<Vec<Expr>, Problem
             find: key("kinds"),
         });
     }
+    if let Some(r) = &config.recording
+        && let Some(k) = r.kinds.iter().find(|k| !EVENT_KINDS.contains(&k.as_str()))
+    {
+        return Err(Problem {
+            message: format!(
+                "[recording] kinds: `{k}` is not a kind of event ({})",
+                EVENT_KINDS.join(", ")
+            ),
+            find: key("kinds"),
+        });
+    }
     Ok(parsed)
 }
 

@@ -280,6 +280,12 @@ pub mod bounds {
         /// `[encoders.detector] full_every`: how often the whole picture is
         /// looked at, motion or not.
         FullEvery { name: "full_every", lo: millis(100), hi: secs(3600), default: secs(10) }
+        /// `[recording] pre_roll`: kept before an event's start.
+        PreRoll { name: "pre_roll", lo: ZERO, hi: secs(60), default: secs(5) }
+        /// `[recording] post_roll`: kept after an event's end.
+        PostRoll { name: "post_roll", lo: ZERO, hi: secs(300), default: secs(5) }
+        /// `[recording] max_clip`: the longest one clip gets.
+        MaxClip { name: "max_clip", lo: secs(5), hi: secs(3600), default: secs(300) }
         /// `[sinks.mqtt] keep_alive`.
         KeepAlive { name: "keep_alive", lo: secs(1), hi: secs(3600), default: secs(30) }
     }

@@ -2,6 +2,7 @@
 //! with their lifecycle, and captions.
 
 pub mod caption;
+pub mod clips;
 pub mod events;
 pub mod lifecycle;
 pub mod pictures;
@@ -111,6 +112,8 @@ impl RecordMaker {
             zone: None,
             bbox,
             snapshot: None,
+            clip: None,
+            clip_start: None,
             details,
         })
     }
@@ -282,6 +285,7 @@ pub struct Fuser {
     rules: Engine,
     /// Snapshots, when the pipeline asks for them.
     pictures: Option<Pictures>,
+    clips: Option<clips::Clips>,
     /// Alert captions waiting for the caption of their span.
     held: Vec<(Timestamp, Record)>,
     /// Start of the last caption out.
@@ -345,6 +349,7 @@ impl Fuser {
             scene,
             rules,
             pictures: None,
+            clips: None,
             held: Vec::new(),
             last_cue: Timestamp::ZERO,
             settle: {
@@ -391,6 +396,11 @@ impl Fuser {
     /// Writes snapshots of events.
     pub fn take_pictures(&mut self, pictures: Pictures) {
         self.pictures = Some(pictures);
+    }
+
+    /// Records clips of events.
+    pub fn take_clips(&mut self, clips: clips::Clips) {
+        self.clips = Some(clips);
     }
 
     /// UTC of stream time zero, until chunks say (a stream that fails
@@ -565,6 +575,10 @@ impl Fuser {
         if let Some(p) = &mut self.pictures {
             p.dress(self.emit.records_mut());
         }
+        if let Some(c) = &mut self.clips {
+            c.dress(self.emit.records_mut());
+            c.advance(chunk.span.end);
+        }
         self.emit.take_records()
     }
 
@@ -693,6 +707,12 @@ impl Fuser {
             p.dress(self.emit.records_mut());
             let (written, failed, unblurred) = p.counts();
             tracing::debug!(stream = %self.emit.maker.stream, written, failed, unblurred, "snapshots");
+        }
+        if let Some(mut c) = self.clips.take() {
+            c.dress(self.emit.records_mut());
+            let n = c.finish();
+            tracing::debug!(stream = %self.emit.maker.stream, written = n.written, failed = n.failed,
+                dropped_packets = n.dropped_packets, missed = n.missed, "clips");
         }
         self.emit.take_records()
     }

@@ -264,7 +264,7 @@ impl Pictures {
 }
 
 /// `cam1/object/person/3` → `object-person-3`.
-fn file_name(event: &str, stream: &str) -> String {
+pub(super) fn file_name(event: &str, stream: &str) -> String {
     let rest = event
         .strip_prefix(stream)
         .map_or(event, |r| r.trim_start_matches('/'));

@@ -3,10 +3,16 @@
 //! [`cut`] takes a stretch of a file's video out of it, from the keyframe
 //! at or before the start (so that the clip plays from its first frame)
 //! to the end; [`writer`] writes encoded packets into an MP4 (H.264,
-//! H.265) or Matroska (anything else). Event clips with pre- and post-roll
-//! and continuous segments build on these.
+//! H.265) or Matroska (anything else); [`recorder`] makes a stream's
+//! event clips, with pre- and post-roll, from the packets its [`feed`]
+//! gives (a file read again in step with the analysis, or a live
+//! source's packets as they come).
 
 pub mod cut;
+pub mod feed;
+pub mod recorder;
 pub mod writer;
 
 pub use cut::{Cut, cut};
+pub use feed::{Feed, FileFeed};
+pub use recorder::{ClipCounts, ClipRef, ClipSettings, Recorder};

@@ -30,7 +30,7 @@ use crate::sink::{Sink, SinkKind};
 
 /// The store's own layout; `vigil_schema` (the record format) is kept
 /// beside it.
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS records (
     snapshot TEXT,
     json     TEXT NOT NULL,
     stored_ns INTEGER,
+    clip     TEXT,
     UNIQUE (run, id)
 );
 CREATE INDEX IF NOT EXISTS records_stream ON records (stream, start_ms);
@@ -61,9 +62,15 @@ CREATE TABLE IF NOT EXISTS media (path TEXT PRIMARY KEY, bytes INTEGER NOT NULL)
 CREATE INDEX IF NOT EXISTS records_snapshot ON records (snapshot) WHERE snapshot IS NOT NULL;
 ";
 
+/// What [`SCHEMA`] adds once the `clip` column is there (an older store
+/// gets it first).
+const CLIP_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS records_clip ON records (clip) WHERE clip IS NOT NULL;";
+
 /// Whether some record still names `media.path`: the columns that hold
-/// what [`Record::media`] gives (a clip column joins here).
-const STILL_NAMED: &str = "EXISTS (SELECT 1 FROM records WHERE records.snapshot = media.path)";
+/// what [`Record::media`] gives.
+const STILL_NAMED: &str = "(EXISTS (SELECT 1 FROM records WHERE records.snapshot = media.path)
+     OR EXISTS (SELECT 1 FROM records WHERE records.clip = media.path))";
 
 /// Batches between two retention passes.
 const PRUNE_EVERY: u64 = 64;
@@ -149,15 +156,21 @@ pub fn open(path: &Path) -> Result<Connection> {
             .map_err(|e| err("cannot write its version", e))?;
         }
         Some(Ok(LAYOUT)) => {}
-        // Layout 1 lacked the commit time.
-        Some(Ok(1)) => {
-            db.execute_batch(
+        // Layout 1 lacked the commit time, and 2 the clip.
+        Some(Ok(old @ (1 | 2))) => {
+            let stored = if old == 1 {
+                "ALTER TABLE records ADD COLUMN stored_ns INTEGER;"
+            } else {
+                ""
+            };
+            db.execute_batch(&format!(
                 "BEGIN;
-                 ALTER TABLE records ADD COLUMN stored_ns INTEGER;
-                 UPDATE meta SET value = '2' WHERE key = 'layout';
-                 COMMIT;",
-            )
-            .map_err(|e| err("cannot upgrade it from layout 1", e))?;
+                 {stored}
+                 ALTER TABLE records ADD COLUMN clip TEXT;
+                 UPDATE meta SET value = '{LAYOUT}' WHERE key = 'layout';
+                 COMMIT;"
+            ))
+            .map_err(|e| err(&format!("cannot upgrade it from layout {old}"), e))?;
         }
         Some(v) => {
             return Err(Error::Store {
@@ -168,6 +181,8 @@ pub fn open(path: &Path) -> Result<Connection> {
             });
         }
     }
+    db.execute_batch(CLIP_INDEX)
+        .map_err(|e| err("cannot create the tables", e))?;
     Ok(db)
 }
 
@@ -266,7 +281,7 @@ fn unnamed_media(db: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
 /// Whether some record in the store names the media file `path`.
 pub fn names_media(db: &Connection, path: &str) -> rusqlite::Result<bool> {
     db.query_row(
-        "SELECT EXISTS (SELECT 1 FROM records WHERE snapshot = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM records WHERE snapshot = ?1 OR clip = ?1)",
         [path],
         |r| r.get(0),
     )
@@ -399,7 +414,9 @@ impl StoreSink {
         let missing: Vec<String> = {
             let mut q = tx.prepare(
                 "SELECT DISTINCT snapshot FROM records WHERE snapshot IS NOT NULL
-                 AND snapshot NOT IN (SELECT path FROM media)",
+                 AND snapshot NOT IN (SELECT path FROM media)
+                 UNION SELECT DISTINCT clip FROM records WHERE clip IS NOT NULL
+                 AND clip NOT IN (SELECT path FROM media)",
             )?;
             q.query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
@@ -413,6 +430,30 @@ impl StoreSink {
         tx.commit()
     }
 
+    /// Sizes the media files listed before they were there: a clip is
+    /// named from its event's start and finished after its end.
+    fn size_finished_media(&mut self) -> rusqlite::Result<()> {
+        let Some(root) = self.media_root.clone() else {
+            return Ok(());
+        };
+        let unsized_: Vec<String> = self
+            .db
+            .prepare_cached("SELECT path FROM media WHERE bytes = 0 LIMIT 1000")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for path in unsized_ {
+            let bytes = media_size(&root, &path);
+            if bytes > 0 {
+                self.db.execute(
+                    "UPDATE media SET bytes = ?2 WHERE path = ?1",
+                    params![path, bytes],
+                )?;
+                self.written += u64::try_from(bytes).unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
     /// Where the live sinks learn that records were committed.
     pub fn committed(&self) -> tokio::sync::watch::Receiver<i64> {
         self.committed.subscribe()
@@ -421,6 +462,9 @@ impl StoreSink {
     fn prune(&mut self) -> Result<()> {
         if self.keep == Retention::default() {
             return Ok(());
+        }
+        if let Err(e) = self.size_finished_media() {
+            tracing::warn!(path = %self.path.display(), "event store: cannot size media files: {e}");
         }
         // Retention failing is not the store failing: records are still
         // written, and the next pass tries again.
@@ -478,8 +522,8 @@ impl StoreSink {
             }
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO records
-                 (run, id, type, stream, kind, event, phase, label, start_ms, end_ms, utc, snapshot, json, stored_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 (run, id, type, stream, kind, event, phase, label, start_ms, end_ms, utc, snapshot, json, stored_ns, clip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
             for r in batch {
@@ -501,7 +545,8 @@ impl StoreSink {
                     row.utc,
                     row.snapshot,
                     json,
-                    now
+                    now,
+                    row.clip
                 ])?;
             }
         }
@@ -571,6 +616,7 @@ struct Row<'a> {
     end: Option<crate::time::Timestamp>,
     utc: &'a str,
     snapshot: Option<&'a str>,
+    clip: Option<&'a str>,
 }
 
 impl<'a> Row<'a> {
@@ -592,6 +638,7 @@ impl<'a> Row<'a> {
                 end: e.end,
                 utc: &e.utc,
                 snapshot: e.snapshot.as_deref(),
+                clip: e.clip.as_deref(),
             },
             Record::Caption(c) => Row {
                 run: &c.run,
@@ -604,6 +651,7 @@ impl<'a> Row<'a> {
                 end: Some(c.end),
                 utc: &c.utc,
                 snapshot: None,
+                clip: None,
             },
             Record::Transcript(t) => Row {
                 run: &t.run,
@@ -616,6 +664,7 @@ impl<'a> Row<'a> {
                 end: Some(t.end),
                 utc: &t.utc,
                 snapshot: None,
+                clip: None,
             },
         }
     }

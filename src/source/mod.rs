@@ -11,6 +11,7 @@ mod bus;
 pub mod pace;
 pub mod still;
 pub mod supervise;
+pub mod tap;
 pub mod uri;
 
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub struct SourceSettings {
     /// Threads each video decoder may use (0: its choice); None: 1 for a
     /// live protocol, 0 otherwise.
     pub decode_threads: Option<u32>,
+    /// Where the source's encoded packets go, for recordings (a live
+    /// source's; a file's recorder reads the file itself).
+    pub packets: Option<tap::PacketTap>,
 }
 
 /// A running source: its pipeline and the thread watching its bus.
@@ -110,9 +114,14 @@ impl Source {
         let threads = settings
             .decode_threads
             .unwrap_or(if live_protocol(&settings.uri) { 1 } else { 0 });
+        let packets = settings.packets.clone();
+        let claimed = Arc::new(std::sync::Mutex::new(tap::Claimed::default()));
         decode.connect("deep-element-added", false, move |args| {
             if let Some(element) = args.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
                 limit_decoder_threads(&element, threads);
+                if let Some(p) = &packets {
+                    tap::watch(&element, p, &claimed);
+                }
             }
             None
         });

@@ -122,6 +122,10 @@ fn supervise(
         } else {
             0
         };
+        if let Some(tap) = &settings.packets {
+            tap.offset
+                .store(offset, std::sync::atomic::Ordering::Relaxed);
+        }
         let (pipe_tx, pipe_rx) = bounded(QUEUE);
         let ended = match Source::start(settings.clone(), pipe_tx, status.clone(), metrics.clone())
         {

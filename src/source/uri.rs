@@ -54,6 +54,19 @@ pub fn check_input(uri: &str) -> Result<(), String> {
     }
 }
 
+/// The regular file a `file://` URI names, which can be read again (a
+/// recorder does); None for other URIs and for a named pipe, read once.
+pub fn file_path(uri: &str) -> Option<std::path::PathBuf> {
+    if !uri.starts_with("file://") {
+        return None;
+    }
+    let (path, _) = gst::glib::filename_from_uri(uri).ok()?;
+    std::fs::metadata(&path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|_| path)
+}
+
 /// A named pipe behind a `file://` URI, opened once by vigil and handed to
 /// GStreamer as `fd://N`. GStreamer's file source opens, closes and opens
 /// its file again while uridecodebin asks how it can be read; on a pipe a

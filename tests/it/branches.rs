@@ -55,6 +55,7 @@ fn chunks(path: &Path) -> (Vec<Chunk>, Option<String>) {
             pace_window: 5 * SECOND,
             ca_file: None,
             decode_threads: None,
+            packets: None,
         },
         src_tx,
         Arc::new(StreamStatus::default()),

@@ -182,3 +182,170 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
         "{err}"
     );
 }
+
+/// 30 s of H.264 (10 fps, 320x240, a keyframe every second) with AAC
+/// sound: black, but for a moving ball over 12–15 s, 19–21 s and 27–28 s.
+fn ball_visits(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("visits.mp4");
+    let seg = |pattern: &str, frames: u32| {
+        format!(
+            "videotestsrc num-buffers={frames} pattern={pattern} \
+             ! video/x-raw,width=320,height=240,framerate=10/1 ! c. "
+        )
+    };
+    let segments: String = [
+        ("black", 120),
+        ("ball", 30),
+        ("black", 40),
+        ("ball", 20),
+        ("black", 60),
+        ("ball", 10),
+        ("black", 20),
+    ]
+    .iter()
+    .map(|(p, n)| seg(p, *n))
+    .collect();
+    launch(&format!(
+        "concat name=c ! x264enc key-int-max=10 speed-preset=ultrafast ! queue ! mp4mux name=m \
+         ! filesink location=\"{}\" {segments} \
+         audiotestsrc num-buffers=1407 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 \
+         ! avenc_aac ! queue ! m.",
+        path.display()
+    ));
+    path
+}
+
+const CLIPS: &str = r#"
+[encoders.motion]
+[recording]
+kinds = ["motion"]
+pre_roll = "2s"
+post_roll = "3s"
+[sinks.jsonl]
+[sinks.store]
+"#;
+
+/// Each motion event's clip and its start, from start and end records alike.
+fn clips_of(records: &[vigil::record::Record]) -> Vec<(String, vigil::record::Phase, String, u64)> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            vigil::record::Record::Event(e) if e.kind == "motion" => Some((
+                e.event.clone(),
+                e.phase,
+                e.clip.clone().expect("a motion event names its clip"),
+                e.clip_start.expect("and where it starts").0,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
+    use vigil::record::Phase;
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = ball_visits(dir.path());
+    let run = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).expect("dir");
+        crate::run::run_pipeline(&d, CLIPS, &source)
+    };
+    let first = run("a");
+    let clips = clips_of(&first.records());
+    let events: Vec<&str> = clips
+        .iter()
+        .filter(|c| c.1 == Phase::Start)
+        .map(|c| c.0.as_str())
+        .collect();
+    assert_eq!(events.len(), 3, "three visits, three events: {clips:?}");
+    // Start and end records name the same clip. The second visit begins
+    // (19 s) within the first clip's post-roll plus its own pre-roll
+    // (15.2 + 3 ≥ 19 − 2): one clip for both, from the keyframe at 10 s
+    // (12 − 2) to 21.2 + 3 s; the third (27 s) has its own, from 25 s.
+    let clip_of = |event: &str| {
+        let named: Vec<_> = clips.iter().filter(|c| c.0 == event).collect();
+        assert_eq!(named.len(), 2, "{event}: {named:?}");
+        assert_eq!(
+            named[0].2, named[1].2,
+            "{event}: start and end name one clip"
+        );
+        (named[0].2.clone(), named[0].3)
+    };
+    let (one, one_start) = clip_of(events[0]);
+    assert_eq!(clip_of(events[1]), (one.clone(), one_start));
+    let (three, three_start) = clip_of(events[2]);
+    assert_ne!(one, three);
+    assert_eq!(one_start, 10_000_000_000, "from the keyframe at 10 s");
+    assert_eq!(three_start, 25_000_000_000);
+    assert!(
+        one.ends_with(".mp4") && one.starts_with("clips/visits/"),
+        "{one}"
+    );
+    let all = packets_of(&source, "video/x-h264", Some(0));
+    let sound = packets_of(&source, "audio/mpeg", Some(0));
+    // (clip, its first frame, the end of its post-roll)
+    for (clip, from, to) in [
+        (&one, one_start, 24_200_000_000),
+        (&three, three_start, 30_000_000_000),
+    ] {
+        let path = first.out_dir.join(clip);
+        let got = packets_of(&path, "video/x-h264", Some(0));
+        let want: Vec<_> = all
+            .iter()
+            .filter(|(t, _, _)| (from..to).contains(t))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{clip}: frames {from}..{to}");
+        assert!(got[0].1, "{clip} starts on a keyframe");
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a.2, b.2, "{clip}: packet {k} is the source's own");
+            assert_eq!(a.0 + from, b.0, "{clip}: packet {k}'s time");
+        }
+        // The sound of the same stretch, the file's own packets.
+        let heard = packets_of(&path, "audio/mpeg", Some(0));
+        let start = sound
+            .iter()
+            .position(|(t, _, _)| *t >= from)
+            .expect("sound after the clip's start");
+        assert!(heard.len() > 100, "{clip}: {} sound packets", heard.len());
+        for (k, (a, b)) in heard.iter().zip(&sound[start..]).enumerate() {
+            assert_eq!(a.2, b.2, "{clip}: sound packet {k}");
+        }
+        // It plays.
+        let frames = crate::frames::decode(&path, 10, 320);
+        assert_eq!(frames.len(), want.len(), "{clip}: decoded frames");
+    }
+    // The store names the clips, and lists them as media of its records.
+    let db = rusqlite::Connection::open(first.out_dir.join("events.db")).expect("store");
+    let stored: Vec<String> = db
+        .prepare("SELECT DISTINCT clip FROM records WHERE clip IS NOT NULL ORDER BY clip")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("clips");
+    assert_eq!(stored, vec![one.clone(), three.clone()]);
+    let media: i64 = db
+        .query_row(
+            "SELECT count(*) FROM media WHERE path IN (?1, ?2)",
+            [&one, &three],
+            |r| r.get(0),
+        )
+        .expect("media");
+    assert_eq!(media, 2);
+    // A file's clips are cut from the file itself: another run gives the
+    // same packets.
+    let second = run("b");
+    let again = clips_of(&second.records());
+    assert_eq!(again.len(), clips.len());
+    for ((_, _, a, sa), (_, _, b, sb)) in clips.iter().zip(&again) {
+        assert_eq!(sa, sb);
+        for kind in ["video/x-h264", "audio/mpeg"] {
+            let (x, y) = (
+                packets_of(&first.out_dir.join(a), kind, Some(0)),
+                packets_of(&second.out_dir.join(b), kind, Some(0)),
+            );
+            assert_eq!(x, y, "{a} and {b}: {kind} packets");
+        }
+    }
+}

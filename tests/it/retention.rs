@@ -480,7 +480,7 @@ keep = 1
         assert!(dry.contains(&f.display().to_string()), "{dry}");
     }
     assert!(
-        dry.contains("orphans: would delete 1 snapshots no record names (4.9 KiB)"),
+        dry.contains("orphans: would delete 1 snapshots and clips no record names (4.9 KiB)"),
         "{dry}"
     );
     assert!(
@@ -490,7 +490,7 @@ keep = 1
 
     let done = gc(&[]);
     assert!(
-        done.contains("orphans: deleted 1 snapshots no record names"),
+        done.contains("orphans: deleted 1 snapshots and clips no record names"),
         "{done}"
     );
     assert!(!orphan.exists(), "the orphan went");

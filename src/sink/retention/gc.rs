@@ -1,6 +1,6 @@
 //! `vigil gc`: a pipeline's retention, applied on demand to an output
 //! folder: the store's old records and the snapshots they name, rotated
-//! logs beyond `keep`, and snapshots no record names (orphans: left by a
+//! logs beyond `keep`, and snapshots and clips no record names (orphans: left by a
 //! crash between a store's commit and its deletions, by a store deleted by
 //! hand, or by a sink that failed) once older than a grace period, so that
 //! a snapshot whose record is still on its way is never taken for one.
@@ -133,8 +133,8 @@ fn logs(config: &PipelineConfig, out_dir: &Path) -> Vec<(PathBuf, usize, bool)> 
     v
 }
 
-/// Deletes the snapshots under the snapshot folder that no record names,
-/// older than the grace period, then the folders left empty.
+/// Deletes the snapshots and clips no record names, older than the grace
+/// period, then the folders left empty.
 fn orphans(
     config: &PipelineConfig,
     out_dir: &Path,
@@ -143,100 +143,139 @@ fn orphans(
     report: &mut GcReport,
     listed: &mut dyn FnMut(&Path, u64),
 ) -> Result<()> {
-    let folder = config.snapshots.clone().unwrap_or_default().path;
-    let Some(rel) = folder
-        .to_str()
-        .filter(|r| media::resolve(out_dir, r).is_ok())
-    else {
-        report.orphans_skipped = Some(format!(
-            "the snapshot folder `{}` is not a plain folder under the output folder",
-            folder.display()
-        ));
-        return Ok(());
-    };
-    let root = out_dir.join(rel);
-    if !root.is_dir() {
-        return Ok(());
+    let snapshots = config.snapshots.clone().unwrap_or_default().path;
+    let clips = config.recording.clone().unwrap_or_default().path;
+    for (folder, what, suffixes) in [
+        (snapshots, "snapshot", &[".jpg", ".jpg.tmp"][..]),
+        (
+            clips,
+            "clip",
+            &[".mp4", ".mkv", ".mp4.part", ".mkv.part"][..],
+        ),
+    ] {
+        let media = Orphans {
+            folder: &folder,
+            what,
+            suffixes,
+        };
+        media.delete(config, out_dir, db, options, report, listed)?;
     }
-    // What names snapshots: the store, else the event log.
-    let logged: Option<HashSet<String>> = match (db, &config.sinks.jsonl) {
-        (Some(_), _) => None,
-        (None, Some(c)) => {
-            let log = out_dir.join(&c.path);
-            let rotated = super::rotate::rotated(&log).unwrap_or_default();
-            Some(
-                rotated
-                    .iter()
-                    .chain([&log])
-                    .flat_map(|p| super::named_in_log(p))
-                    .collect(),
-            )
+    Ok(())
+}
+
+/// Media files of one kind: where they are and how they are named.
+struct Orphans<'a> {
+    folder: &'a Path,
+    what: &'a str,
+    suffixes: &'a [&'a str],
+}
+
+impl Orphans<'_> {
+    fn delete(
+        &self,
+        config: &PipelineConfig,
+        out_dir: &Path,
+        db: Option<&rusqlite::Connection>,
+        options: &GcOptions,
+        report: &mut GcReport,
+        listed: &mut dyn FnMut(&Path, u64),
+    ) -> Result<()> {
+        let folder = self.folder;
+        let Some(rel) = folder
+            .to_str()
+            .filter(|r| media::resolve(out_dir, r).is_ok())
+        else {
+            report.orphans_skipped = Some(format!(
+                "the {} folder `{}` is not a plain folder under the output folder",
+                self.what,
+                folder.display()
+            ));
+            return Ok(());
+        };
+        let root = out_dir.join(rel);
+        if !root.is_dir() {
+            return Ok(());
         }
-        (None, None) => {
-            report.orphans_skipped = Some(
+        // What names snapshots: the store, else the event log.
+        let logged: Option<HashSet<String>> = match (db, &config.sinks.jsonl) {
+            (Some(_), _) => None,
+            (None, Some(c)) => {
+                let log = out_dir.join(&c.path);
+                let rotated = super::rotate::rotated(&log).unwrap_or_default();
+                Some(
+                    rotated
+                        .iter()
+                        .chain([&log])
+                        .flat_map(|p| super::named_in_log(p))
+                        .collect(),
+                )
+            }
+            (None, None) => {
+                report.orphans_skipped = Some(
                 "the pipeline keeps neither a store nor an event log to say which snapshots are wanted"
                     .into(),
             );
-            return Ok(());
-        }
-    };
-    let named = |rel: &str| -> Result<bool> {
-        match (&logged, db) {
-            (Some(set), _) => Ok(set.contains(rel)),
-            (None, Some(db)) => store::names_media(db, rel).map_err(|e| Error::Store {
-                path: out_dir.to_path_buf(),
-                message: format!("cannot look up {rel}: {e}"),
-            }),
-            (None, None) => Ok(true),
-        }
-    };
-    let old_enough = |m: &std::fs::Metadata| {
-        m.modified()
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age >= options.grace)
-    };
-    let mut stack = vec![root.clone()];
-    let mut folders = Vec::new();
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            // Never followed: a link is neither a folder nor a file here.
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(path.clone());
-                folders.push(path);
-                continue;
+                return Ok(());
             }
-            let is_picture = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".jpg") || n.ends_with(".jpg.tmp"));
-            if !meta.is_file() || !is_picture || !old_enough(&meta) {
-                continue;
+        };
+        let named = |rel: &str| -> Result<bool> {
+            match (&logged, db) {
+                (Some(set), _) => Ok(set.contains(rel)),
+                (None, Some(db)) => store::names_media(db, rel).map_err(|e| Error::Store {
+                    path: out_dir.to_path_buf(),
+                    message: format!("cannot look up {rel}: {e}"),
+                }),
+                (None, None) => Ok(true),
             }
-            let Some(rel) = path.strip_prefix(out_dir).ok().and_then(|r| r.to_str()) else {
-                continue;
-            };
-            if !named(rel)? {
-                report.orphans += media::delete(out_dir, [rel], options.dry_run, listed);
+        };
+        let old_enough = |m: &std::fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age >= options.grace)
+        };
+        let mut stack = vec![root.clone()];
+        let mut folders = Vec::new();
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                // Never followed: a link is neither a folder nor a file here.
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push(path.clone());
+                    folders.push(path);
+                    continue;
+                }
+                let is_media = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| self.suffixes.iter().any(|s| n.ends_with(s)));
+                if !meta.is_file() || !is_media || !old_enough(&meta) {
+                    continue;
+                }
+                let Some(rel) = path.strip_prefix(out_dir).ok().and_then(|r| r.to_str()) else {
+                    continue;
+                };
+                if !named(rel)? {
+                    report.orphans += media::delete(out_dir, [rel], options.dry_run, listed);
+                }
             }
         }
+        if !options.dry_run {
+            // Deepest first, so that a stream's folder empties with its runs'.
+            folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
+            for f in folders {
+                let empty = std::fs::read_dir(&f).is_ok_and(|mut d| d.next().is_none());
+                let old = std::fs::symlink_metadata(&f).is_ok_and(|m| old_enough(&m));
+                if empty && old && std::fs::remove_dir(&f).is_ok() {
+                    report.folders += 1;
+                }
+            }
+        }
+        Ok(())
     }
-    if !options.dry_run {
-        // Deepest first, so that a stream's folder empties with its runs'.
-        folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
-        for f in folders {
-            let empty = std::fs::read_dir(&f).is_ok_and(|mut d| d.next().is_none());
-            let old = std::fs::symlink_metadata(&f).is_ok_and(|m| old_enough(&m));
-            if empty && old && std::fs::remove_dir(&f).is_ok() {
-                report.folders += 1;
-            }
-        }
-    }
-    Ok(())
 }
