@@ -349,3 +349,156 @@ fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
         }
     }
 }
+
+#[test]
+fn a_live_camera_s_clip_is_its_packets_and_is_finished_when_the_camera_drops() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use crate::live::{RtspServer, free_port, h264_clip, interrupt};
+    use crate::run::{captions, events, read_records};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let pipeline = dir.path().join("live.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "door"
+uri = "rtsp://127.0.0.1:{}/cam"
+latency = "100ms"
+retry_max = "1s"
+
+[encoders.motion]
+min_duration = "0s"
+
+[recording]
+kinds = ["motion"]
+pre_roll = "2s"
+post_roll = "1s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+"#,
+            server.port
+        ),
+    )
+    .expect("pipeline");
+    let _ = free_port;
+    let out = dir.path().join("out");
+    let child = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .env("VIGIL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    // People walk all the time: one motion event, its clip under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while captions(&read_records(&log)).count() < 4 {
+        assert!(Instant::now() < deadline, "captions from the live stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The camera goes away in the middle of the clip.
+    drop(server);
+    std::thread::sleep(Duration::from_secs(3));
+    interrupt(&child);
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let records = read_records(&log);
+    let motion: Vec<_> = events(&records).filter(|e| e.kind == "motion").collect();
+    let start = motion.first().expect("a motion event");
+    let named = start
+        .clip
+        .clone()
+        .expect("its clip is named from its start record");
+    let from = start.clip_start.expect("and where it starts");
+    assert!(
+        named.starts_with("clips/door/") && named.ends_with(".mp4"),
+        "{named}"
+    );
+    assert!(
+        from <= start.start,
+        "the clip starts at or before the event"
+    );
+    // The stream's end finished it: there, whole, nothing left half written.
+    let path = out.join(&named);
+    assert!(path.is_file(), "{}: {stderr}", path.display());
+    let parts: Vec<_> = walk(&out.join("clips"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(parts.is_empty(), "{parts:?}");
+    // The camera's own H.264 (not re-encoded: the profile x264's ultrafast
+    // preset writes), from a keyframe, every frame of about 8 s at 10 fps.
+    let got = packets_of(&path, "video/x-h264", Some(0));
+    assert!(got[0].1, "the clip starts on a keyframe");
+    // Every frame the camera sent until it went away: 10 a second, none
+    // missing, over the time the stream was up (the event ends later, where
+    // the stream ended, after the outage).
+    let span = (got.last().expect("frames").0 - got[0].0) as f64 / 1e9;
+    let end = motion
+        .iter()
+        .filter_map(|e| e.end)
+        .max()
+        .expect("the event ended with the stream");
+    assert!(
+        span >= 5.0 && span <= (end.0 - from.0) as f64 / 1e9,
+        "{span:.1} s of clip"
+    );
+    assert_eq!(got.len(), (span * 10.0).round() as usize + 1, "{span:.1} s");
+    let frames = crate::frames::decode(&path, 10, 384);
+    assert_eq!(frames.len(), got.len(), "every frame of the clip decodes");
+    let caps = discover_caps(&path);
+    assert!(caps.contains("constrained-baseline"), "{caps}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The caps of the H.264 an MP4 holds, as a string.
+fn discover_caps(path: &Path) -> String {
+    gst::init().expect("GStreamer");
+    let p = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! video/x-h264 ! h264parse ! fakesink name=sink",
+        path.display()
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("a pipeline");
+    p.set_state(gst::State::Paused).expect("paused");
+    let _ = p.state(gst::ClockTime::from_seconds(10));
+    let caps = p
+        .by_name("sink")
+        .and_then(|s| s.static_pad("sink"))
+        .and_then(|pad| pad.current_caps())
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    p.set_state(gst::State::Null).expect("null");
+    caps
+}
