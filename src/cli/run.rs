@@ -86,6 +86,7 @@ fn api_state(
             path: out.join(&c.path),
             committed: None,
         });
+    *state.media.locked() = Some(vigil::server::media::MediaRoots::of(config, out));
     Ok(state)
 }
 

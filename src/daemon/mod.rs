@@ -75,6 +75,10 @@ pub fn serve(
     state.control = Some(control_tx);
     state.token = token;
     *state.store.locked() = graph.store();
+    *state.media.locked() = Some(crate::server::media::MediaRoots::of(
+        &config,
+        &options.run.out_dir,
+    ));
     let mut daemon = Daemon {
         options,
         metrics,
@@ -316,6 +320,10 @@ impl Daemon<'_> {
             }
         };
         *self.state.store.locked() = graph.store();
+        *self.state.media.locked() = Some(crate::server::media::MediaRoots::of(
+            &self.config,
+            &self.options.run.out_dir,
+        ));
         self.graph = Some(graph);
         self.attach_all();
         self.state.set_down(None);

@@ -1,6 +1,7 @@
 //! HTTP while running: `/metrics` (Prometheus text), `/healthz`, the
 //! streams (`GET`, and under `vigil serve` `POST` and `DELETE`:
-//! [`streams`]), and the records (`/events`, `/events/live`: [`events`]).
+//! [`streams`]), the records (`/events`, `/events/live`: [`events`]), and
+//! the snapshots and clips they name (`/media/…`: [`media`]).
 //!
 //! It binds 127.0.0.1 unless told otherwise; bound anywhere else it refuses
 //! to start without a bearer token, and with a token every request must
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod client;
 pub mod events;
+pub mod media;
 pub mod streams;
 
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ pub struct AppState {
     /// Why no pipeline runs, while none does (`vigil serve` restarting on a
     /// reload, or unable to start again): `/healthz` says so with a 503.
     pub down: Arc<Mutex<Option<String>>>,
+    /// The output folder and its media folders, for `/media`.
+    pub media: Arc<Mutex<Option<media::MediaRoots>>>,
 }
 
 impl AppState {
@@ -58,6 +62,7 @@ impl AppState {
             token: None,
             rates: Default::default(),
             down: Default::default(),
+            media: Default::default(),
         }
     }
 
@@ -110,6 +115,7 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
         .route("/streams/{name}", delete(streams::detach))
         .route("/events", get(events::query))
         .route("/events/live", get(events::live))
+        .route("/media/{*path}", get(media::get))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

@@ -853,3 +853,141 @@ listen = "127.0.0.1:{http}"
     );
     serve.stop();
 }
+
+/// `GET path` over a plain connection, sent as it is (no client tidies
+/// the path): the status code and the body.
+fn raw_get(port: u16, path: &str, extra: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read");
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&answer[..head_end]).into_owned();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    (code, answer[head_end + 4..].to_vec())
+}
+
+/// The snapshots and clips records name are served, with byte ranges for
+/// seeking; nothing else is, whatever the path says.
+#[test]
+fn media_is_served_with_ranges_and_nothing_outside_the_media_folders() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = free_port();
+    let pipeline = dir.path().join("serve.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[encoders.motion]
+min_duration = "0s"
+
+[snapshots]
+kinds = ["motion"]
+
+[recording]
+kinds = ["motion"]
+pre_roll = "1s"
+post_roll = "1s"
+
+[sinks.store]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let serve = Serve::start(&pipeline, &out, http);
+    let bikes = shared("bikes.mp4");
+    let (code, body) = post(
+        &serve.url("/streams"),
+        &format!(r#"{{"name": "bikes", "uri": "{}"}}"#, bikes.display()),
+    );
+    assert_eq!(code, 201, "{body}");
+    // The stream ends with its file (10 s): its motion event, its clip.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let clip = loop {
+        let db = out.join("events.db");
+        let named: Option<(String, String)> = rusqlite::Connection::open(&db).ok().and_then(|c| {
+            c.query_row(
+                "SELECT clip, snapshot FROM records WHERE kind = 'motion' AND phase = 'end' AND clip IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok()
+        });
+        if let Some((clip, snapshot)) = named
+            && out.join(&clip).is_file()
+        {
+            break (clip, snapshot);
+        }
+        assert!(Instant::now() < deadline, "the clip of bikes.mp4's motion");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (clip, snapshot) = clip;
+    let bytes = std::fs::read(out.join(&clip)).expect("the clip");
+    let (code, got) = raw_get(http, &format!("/media/{clip}"), "");
+    assert_eq!(code, 200);
+    assert_eq!(got, bytes, "the clip, whole");
+    let r = ureq::get(&serve.url(&format!("/media/{clip}")))
+        .header("Range", "bytes=100-199")
+        .call()
+        .expect("a range");
+    assert_eq!(r.status().as_u16(), 206);
+    let range = r
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(range, format!("bytes 100-199/{}", bytes.len()));
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("video/mp4")
+    );
+    let part = r.into_body().read_to_vec().expect("body");
+    assert_eq!(part, &bytes[100..200]);
+    let (code, picture) = raw_get(http, &format!("/media/{snapshot}"), "");
+    assert_eq!(code, 200);
+    assert_eq!(
+        picture,
+        std::fs::read(out.join(&snapshot)).expect("snapshot")
+    );
+    // Links inside a media folder lead nowhere.
+    std::os::unix::fs::symlink("/etc/passwd", out.join("clips/passwd.mp4")).expect("link");
+    std::os::unix::fs::symlink("/etc", out.join("clips/etc")).expect("link");
+    for (path, want) in [
+        ("/media/events.db", 404),
+        ("/media/clips/../events.db", 400),
+        ("/media/clips/%2E%2E/events.db", 400),
+        ("/media/clips%2F..%2Fevents.db", 400),
+        ("/media/clips/.%2Fbikes", 400),
+        ("/media/clips/passwd.mp4", 400),
+        ("/media/clips/etc/passwd", 400),
+        ("/media/snapshots/nothing.jpg", 404),
+        ("/media/clips/", 400),
+    ] {
+        let (code, body) = raw_get(http, path, "");
+        assert_eq!(code, want, "{path}: {}", String::from_utf8_lossy(&body));
+        assert!(
+            !String::from_utf8_lossy(&body).contains("root:"),
+            "{path} leaked a file"
+        );
+    }
+    serve.stop();
+}
