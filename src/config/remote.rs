@@ -159,6 +159,14 @@ delivery_fields! {
         /// will (`PREFIX/status offline`) after 1.5 times this.
         #[serde(default)]
         pub keep_alive: Bounded<bounds::KeepAlive>,
+        /// Publish each event's snapshot JPEG, retained, to
+        /// `PREFIX/STREAM/snapshot` and `PREFIX/STREAM/LABEL/snapshot`.
+        #[serde(default = "default_true")]
+        pub snapshots: bool,
+        /// Where the snapshots records name are (the output folder): set
+        /// when the sinks are built, not read from the file.
+        #[serde(skip)]
+        pub media_root: Option<PathBuf>,
     }
 }
 

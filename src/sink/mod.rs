@@ -98,14 +98,17 @@ pub struct Built {
 }
 
 /// Builds the live sinks a pipeline lists: secrets are read and TLS set
-/// up here, before anything runs; nothing connects yet.
-pub fn build_live(config: &SinksConfig) -> Result<Vec<outbox::LiveSink>> {
+/// up here, before anything runs; nothing connects yet. Media files
+/// records name (snapshots MQTT publishes) are under `out_dir`.
+pub fn build_live(config: &SinksConfig, out_dir: &Path) -> Result<Vec<outbox::LiveSink>> {
     let mut live = Vec::new();
     if let Some(c) = &config.webhook {
         live.push(outbox::LiveSink::new(c)?);
     }
     if let Some(c) = &config.mqtt {
-        live.push(outbox::LiveSink::new(c)?);
+        let mut c = c.clone();
+        c.media_root = Some(out_dir.to_path_buf());
+        live.push(outbox::LiveSink::new(&c)?);
     }
     if let Some(c) = &config.nats {
         live.push(outbox::LiveSink::new(c)?);
@@ -120,7 +123,7 @@ pub fn build(
     streams: &[String],
     printer: Printer,
 ) -> Result<Built> {
-    let live = build_live(config)?;
+    let live = build_live(config, out_dir)?;
     let names: Vec<String> = live.iter().map(|l| l.name.clone()).collect();
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let mut outbox_store = None;

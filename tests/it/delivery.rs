@@ -507,3 +507,69 @@ fn a_full_store_degrades_without_losing_the_log() {
         );
     }
 }
+
+/// Each event's snapshot goes to MQTT as the JPEG itself, retained, on the
+/// stream's snapshot topic and its label's, where Home Assistant's MQTT
+/// camera shows it; a subscriber that comes later gets the latest.
+#[test]
+fn mqtt_publishes_each_snapshot_retained_by_stream_and_label() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[encoders.detector]
+fps = 5
+[snapshots]
+kinds = ["object"]
+[sinks.jsonl]
+[sinks.store]
+[sinks.mqtt]
+url = "mqtt://127.0.0.1:{}"
+"#,
+            broker.port
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let o = crate::run::vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--source")
+        .arg(crate::clip::shared("bikes.mp4"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("vigil");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The last picture of each label, and of the stream, in record order.
+    let records = crate::run::read_records(&out.join("events.jsonl"));
+    let mut latest: std::collections::BTreeMap<String, String> = Default::default();
+    for e in crate::run::events(&records) {
+        if let Some(s) = &e.snapshot {
+            latest.insert("bikes/snapshot".into(), s.clone());
+            for l in &e.labels {
+                latest.insert(format!("bikes/{l}/snapshot"), s.clone());
+            }
+        }
+    }
+    assert!(latest.len() >= 3, "pictures of people and cars: {latest:?}");
+    let later = MqttSubscriber::new(broker.port, "vigil/+/+/snapshot", None);
+    let stream = MqttSubscriber::new(broker.port, "vigil/+/snapshot", None);
+    wait_for("the retained snapshots", Duration::from_secs(10), || {
+        later.count() + stream.count() >= latest.len()
+    });
+    for m in later.messages().into_iter().chain(stream.messages()) {
+        let topic = m.topic.strip_prefix("vigil/").expect("the prefix");
+        let file = latest.get(topic).unwrap_or_else(|| panic!("{topic}"));
+        assert!(m.retain, "{topic} is retained");
+        assert!(m.bytes.starts_with(&[0xFF, 0xD8]), "{topic}: a JPEG");
+        assert_eq!(
+            m.bytes,
+            std::fs::read(out.join(file)).expect("the snapshot"),
+            "{topic}: the latest picture, {file}"
+        );
+    }
+}

@@ -222,6 +222,8 @@ impl Drop for Mosquitto {
 pub struct Published {
     pub topic: String,
     pub payload: String,
+    /// The payload as it came (a JPEG is not text).
+    pub bytes: Vec<u8>,
     pub retain: bool,
 }
 
@@ -281,6 +283,7 @@ impl MqttSubscriber {
                             let m = Published {
                                 topic: p.topic.clone(),
                                 payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                                bytes: p.payload.to_vec(),
                                 retain: p.retain,
                             };
                             sink.lock().unwrap_or_else(|e| e.into_inner()).push(m);

@@ -6,6 +6,8 @@
 //!   JSON unchanged, QoS 1, not retained (other record kinds go to `.../other`);
 //! - `{prefix}/{stream}/state`: retained summary, published after each batch
 //!   for every stream the batch touched;
+//! - `{prefix}/{stream}/snapshot` and `{prefix}/{stream}/{label}/snapshot`:
+//!   the JPEG an event record names, retained (`snapshots = true`);
 //! - `{prefix}/status`: retained `online` on every (re)connect, `offline` on
 //!   [`Transport::close`](crate::sink::outbox::Transport::close) and as the last will.
 //!

@@ -35,6 +35,16 @@ impl Topics {
         )
     }
 
+    /// `{prefix}/{stream}/snapshot`, or with a label
+    /// `{prefix}/{stream}/{label}/snapshot`: the latest picture, retained.
+    pub fn snapshot(&self, stream: &str, label: Option<&str>) -> String {
+        let rest = match label {
+            Some(l) => format!("{}/{}/snapshot", topic_segment(stream), topic_segment(l)),
+            None => format!("{}/snapshot", topic_segment(stream)),
+        };
+        join_topic(&self.prefix, &rest)
+    }
+
     /// `{prefix}/{stream}/state`: the retained summary.
     pub fn state(&self, stream: &str) -> String {
         join_topic(&self.prefix, &format!("{}/state", topic_segment(stream)))

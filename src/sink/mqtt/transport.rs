@@ -199,7 +199,7 @@ impl MqttTransport {
     }
 
     /// One attempt: connect if needed, publish everything, wait for all acks.
-    async fn attempt(&mut self, pubs: &[(String, String, bool)]) -> Result<(), Failed> {
+    async fn attempt(&mut self, pubs: &[(String, Vec<u8>, bool)]) -> Result<(), Failed> {
         let mut expected = pubs.len();
         let fresh = self.conn.is_none();
         if fresh {
@@ -218,7 +218,7 @@ impl MqttTransport {
             requests.push((status, b"online".to_vec(), true));
         }
         for (topic, payload, retain) in pubs {
-            requests.push((topic.clone(), payload.as_bytes().to_vec(), *retain));
+            requests.push((topic.clone(), payload.clone(), *retain));
         }
         for (topic, payload, retain) in requests {
             if conn
@@ -270,7 +270,7 @@ impl MqttTransport {
     }
 
     /// Publishes, reconnecting once if an idle connection turned out dead.
-    async fn publish_all(&mut self, pubs: &[(String, String, bool)]) -> Result<(), Failed> {
+    async fn publish_all(&mut self, pubs: &[(String, Vec<u8>, bool)]) -> Result<(), Failed> {
         let reused = self.check_idle_conn();
         match self.attempt(pubs).await {
             Err(e) if reused => {
@@ -279,6 +279,45 @@ impl MqttTransport {
                 self.attempt(pubs).await
             }
             other => other,
+        }
+    }
+
+    /// The snapshot an event record names, as JPEG bytes, retained on its
+    /// stream's snapshot topic and its label's (a picture retention has
+    /// deleted since is left out).
+    fn snapshot(&self, rec: &Outgoing, pubs: &mut Vec<(String, Vec<u8>, bool)>) {
+        let Some(root) = self
+            .config
+            .media_root
+            .as_deref()
+            .filter(|_| self.config.snapshots)
+        else {
+            return;
+        };
+        if rec.kind_of != "event" {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Named {
+            snapshot: Option<String>,
+            #[serde(default)]
+            labels: Vec<String>,
+        }
+        let Ok(Named {
+            snapshot: Some(path),
+            labels,
+        }) = serde_json::from_str::<Named>(&rec.json)
+        else {
+            return;
+        };
+        let Ok(file) = crate::sink::retention::media::resolve(root, &path) else {
+            return;
+        };
+        let Ok(jpeg) = std::fs::read(&file) else {
+            return;
+        };
+        for label in labels.iter().map(|l| Some(l.as_str())).chain([None]) {
+            pubs.push((self.topics.snapshot(&rec.stream, label), jpeg.clone(), true));
         }
     }
 
@@ -323,15 +362,24 @@ impl Transport for MqttTransport {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut pubs: Vec<(String, String, bool)> = Vec::with_capacity(batch.len() * 2);
+        let mut pubs: Vec<(String, Vec<u8>, bool)> = Vec::with_capacity(batch.len() * 2);
         let mut touched: BTreeSet<&str> = BTreeSet::new();
         for rec in batch {
-            pubs.push((self.topics.record(rec), rec.json.clone(), false));
+            pubs.push((
+                self.topics.record(rec),
+                rec.json.clone().into_bytes(),
+                false,
+            ));
             self.states.apply(rec);
             touched.insert(rec.stream.as_str());
+            self.snapshot(rec, &mut pubs);
         }
         for stream in touched {
-            pubs.push((self.topics.state(stream), self.states.json(stream), true));
+            pubs.push((
+                self.topics.state(stream),
+                self.states.json(stream).into_bytes(),
+                true,
+            ));
         }
 
         let limit = self.timeout();
