@@ -26,6 +26,9 @@ use crate::time::{SECOND, Timestamp};
 /// How far behind the analysis an event's start may be when its start
 /// record comes, beyond the pre-roll.
 pub const SLACK: u64 = 10 * SECOND;
+/// How much longer than its pre-roll a clip may reach back to the
+/// keyframe before; older packets go whatever they are.
+pub const HOLD_MORE: u64 = 30 * SECOND;
 /// The most a stream's recorder holds in packets not yet written.
 pub const RING_CAP: usize = 64 << 20;
 
@@ -375,6 +378,19 @@ impl Recorder {
                 }
             }
         }
+        // Sound without pictures (or a group of pictures longer than
+        // this) is never held longer: no clip could start before it.
+        let stale = horizon.saturating_sub(HOLD_MORE);
+        let unwritten = self.clip.as_ref().map_or(u64::MAX, |c| c.next);
+        while self
+            .ring
+            .front()
+            .is_some_and(|(s, p)| *s < unwritten && p.time().is_none_or(|t| t.0 < stale))
+        {
+            if let Some((_, p)) = self.ring.pop_front() {
+                self.ring_bytes -= p.size();
+            }
+        }
     }
 
     /// The hold is full (the analysis far behind a live source): the
@@ -400,5 +416,62 @@ impl Recorder {
             );
             self.count(|c| c.dropped_packets += shed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gstreamer as gst;
+
+    fn sound(at: u64) -> Packet {
+        let mut buffer = gst::Buffer::with_size(64).expect("buffer");
+        {
+            let b = buffer.get_mut().expect("writable");
+            b.set_pts(gst::ClockTime::from_nseconds(at));
+        }
+        Packet {
+            branch: Branch::Audio,
+            buffer,
+            caps: gst::Caps::builder("audio/mpeg")
+                .field("mpegversion", 4)
+                .build(),
+        }
+    }
+
+    #[test]
+    fn sound_without_pictures_is_held_no_longer_than_a_clip_could_reach() {
+        gst::init().expect("GStreamer");
+        let dir = tempfile::tempdir().expect("tmp");
+        let (tx, feed) = Feed::live(100_000);
+        let settings = ClipSettings {
+            folder: dir.path().into(),
+            relative: "clips".into(),
+            pre_roll: 5 * SECOND,
+            post_roll: 5 * SECOND,
+            max_clip: 300 * SECOND,
+            lag: SECOND,
+        };
+        let mut r = Recorder::new(settings, feed);
+        // 10 minutes of sound, 50 packets a second, nothing else.
+        for s in 0..600u64 {
+            for k in 0..50 {
+                tx.send(sound(s * SECOND + k * SECOND / 50)).expect("send");
+            }
+            r.advance(Timestamp((s + 1) * SECOND));
+            let held = (5 * SECOND + SLACK + HOLD_MORE) / SECOND + 2;
+            assert!(
+                r.ring.len() as u64 <= held * 50,
+                "{} packets at {s} s",
+                r.ring.len()
+            );
+        }
+        // No picture: an event gets no clip, and says so in the counts.
+        assert_eq!(
+            r.start("cam/sound/1", "sound-1", Timestamp(590 * SECOND)),
+            None
+        );
+        assert_eq!(r.counts().missed, 1);
+        assert!(std::fs::read_dir(dir.path()).expect("dir").next().is_none());
     }
 }
