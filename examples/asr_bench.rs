@@ -87,6 +87,7 @@ fn chunk(seq: u64, hop: usize, audio: &[f32], last: bool) -> Chunk {
             ..Default::default()
         },
         utc_origin: 0,
+        pts_origin: 0,
         has_audio: true,
         has_video: false,
         video_end: None,

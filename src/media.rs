@@ -197,6 +197,9 @@ pub struct Chunk {
     pub flags: ChunkFlags,
     /// UTC of stream time zero, in nanoseconds since the Unix epoch.
     pub utc_origin: i64,
+    /// The source PTS of stream time zero (the earliest first PTS of the
+    /// branches): what turns a packet's PTS into stream time.
+    pub pts_origin: u64,
     /// Whether the stream has an audio / a video branch at all.
     pub has_audio: bool,
     pub has_video: bool,
@@ -387,6 +390,7 @@ impl Chunk {
             first_sample: seq * 16_000,
             flags: ChunkFlags::default(),
             utc_origin: 0,
+            pts_origin: 0,
             has_audio: true,
             has_video: true,
             video_end: None,

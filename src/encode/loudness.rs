@@ -209,6 +209,7 @@ mod tests {
                     ..Default::default()
                 },
                 utc_origin: 0,
+                pts_origin: 0,
                 has_audio: true,
                 has_video: false,
                 video_end: None,

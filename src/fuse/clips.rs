@@ -64,6 +64,11 @@ impl Clips {
         }
     }
 
+    /// The source PTS of stream time zero, from the chunks.
+    pub fn set_origin(&mut self, origin: u64) {
+        self.recorder.set_origin(origin);
+    }
+
     /// The analysis has got to `to`.
     pub fn advance(&mut self, to: Timestamp) {
         self.recorder.advance(to);

@@ -422,6 +422,9 @@ impl Fuser {
         if let Some(p) = &mut self.pictures {
             p.frames(&chunk.frames);
         }
+        if let Some(c) = &mut self.clips {
+            c.set_origin(chunk.pts_origin);
+        }
         for name in flags.names() {
             if !self.gap_labels.contains(&name) {
                 self.gap_labels.push(name);

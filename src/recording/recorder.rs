@@ -93,6 +93,8 @@ pub struct Recorder {
     ring_bytes: usize,
     /// Where the analysis has got.
     reached: Timestamp,
+    /// The source PTS of stream time zero.
+    origin: u64,
     clip: Option<Open>,
     finishing: Vec<JoinHandle<()>>,
     counts: Arc<std::sync::Mutex<ClipCounts>>,
@@ -109,6 +111,7 @@ impl Recorder {
             next_seq: 0,
             ring_bytes: 0,
             reached: Timestamp::ZERO,
+            origin: 0,
             clip: None,
             finishing: Vec::new(),
             counts: Arc::default(),
@@ -130,6 +133,17 @@ impl Recorder {
         if let Ok(mut c) = self.counts.lock() {
             f(&mut c);
         }
+    }
+
+    /// The source PTS of stream time zero (the synchroniser's): packets'
+    /// timestamps less this are stream time.
+    pub fn set_origin(&mut self, origin: u64) {
+        self.origin = origin;
+    }
+
+    /// `t` (a packet's timestamp) in stream time.
+    fn stream(&self, t: Option<Timestamp>) -> Option<Timestamp> {
+        t.map(|t| Timestamp(t.0.saturating_sub(self.origin)))
     }
 
     /// The analysis has got to `to`: packets before it are written into
@@ -167,7 +181,7 @@ impl Recorder {
                 .filter(|(_, p)| p.branch == Branch::Video && p.keyframe())
         };
         let first = keyframes()
-            .rfind(|(_, p)| p.pts().is_some_and(|t| t <= from))
+            .rfind(|(_, p)| self.stream(p.pts()).is_some_and(|t| t <= from))
             .or_else(|| keyframes().next());
         let Some((seq, key)) = first else {
             self.count(|c| c.missed += 1);
@@ -175,7 +189,7 @@ impl Recorder {
             return None;
         };
         let (seq, caps) = (*seq, key.caps.clone());
-        let clip_start = key.pts().unwrap_or(from);
+        let clip_start = self.stream(key.pts()).unwrap_or(from);
         let audio = self
             .ring
             .iter()
@@ -258,7 +272,9 @@ impl Recorder {
                     None => return,
                 },
             };
-            let Some(t) = packet.time() else { continue };
+            let Some(t) = self.stream(packet.time()) else {
+                continue;
+            };
             if t >= to && self.feed.waits() {
                 self.ahead = Some(packet);
                 return;
@@ -275,11 +291,12 @@ impl Recorder {
     /// Writes the clip's packets the analysis has passed; ends it at its
     /// end, at `max_clip`, or where the picture's format changes.
     fn write(&mut self) {
+        let origin = self.origin;
         let Some(c) = &mut self.clip else { return };
         let mut done = false;
         let from = c.next;
         for (seq, p) in self.ring.iter().skip_while(|(s, _)| *s < from) {
-            let Some(t) = p.time() else {
+            let Some(t) = p.time().map(|t| Timestamp(t.0.saturating_sub(origin))) else {
                 c.next = seq + 1;
                 continue;
             };
@@ -364,7 +381,9 @@ impl Recorder {
             .ring
             .iter()
             .rfind(|(_, p)| {
-                p.branch == Branch::Video && p.keyframe() && p.pts().is_some_and(|t| t.0 <= horizon)
+                p.branch == Branch::Video
+                    && p.keyframe()
+                    && self.stream(p.pts()).is_some_and(|t| t.0 <= horizon)
             })
             .map(|(s, _)| *s);
         let keep_from = match (&self.clip, keep_from) {

@@ -789,6 +789,7 @@ impl Synchroniser {
             first_sample: s0,
             flags,
             utc_origin: self.utc_origin(),
+            pts_origin: self.origin.unwrap_or(0),
             has_audio: self.audio.present,
             has_video: self.video.present,
             video_end: (self.video.present && self.video.eos).then_some(self.video_end),

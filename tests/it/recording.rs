@@ -184,7 +184,8 @@ fn a_stretch_is_cut_from_the_keyframe_before_without_re_encoding() {
 }
 
 /// 30 s of H.264 (10 fps, 320x240, a keyframe every second) with AAC
-/// sound: black, but for a moving ball over 12–15 s, 19–21 s and 27–28 s.
+/// sound: black, but for a moving ball over 12–15 s, 19–21 s and 27–28 s;
+/// silent, but for a tone over 20–21 s.
 fn ball_visits(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("visits.mp4");
     let seg = |pattern: &str, frames: u32| {
@@ -208,34 +209,41 @@ fn ball_visits(dir: &Path) -> std::path::PathBuf {
     launch(&format!(
         "concat name=c ! x264enc key-int-max=10 speed-preset=ultrafast ! queue ! mp4mux name=m \
          ! filesink location=\"{}\" {segments} \
-         audiotestsrc num-buffers=1407 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 \
-         ! avenc_aac ! queue ! m.",
-        path.display()
+         concat name=a ! audioconvert ! avenc_aac ! queue ! m. \
+         audiotestsrc num-buffers=1000 samplesperbuffer=960 volume=0 ! {pcm} ! a. \
+         audiotestsrc num-buffers=50 samplesperbuffer=960 volume=0.5 ! {pcm} ! a. \
+         audiotestsrc num-buffers=450 samplesperbuffer=960 volume=0 ! {pcm} ! a.",
+        path.display(),
+        pcm = "audio/x-raw,rate=48000,channels=1,format=F32LE",
     ));
     path
 }
 
 const CLIPS: &str = r#"
 [encoders.motion]
+[encoders.loudness]
 [recording]
-kinds = ["motion"]
+kinds = ["motion", "loud_sound"]
 pre_roll = "2s"
 post_roll = "3s"
 [sinks.jsonl]
 [sinks.store]
 "#;
 
-/// Each motion event's clip and its start, from start and end records alike.
+/// Each motion or loud sound event's clip and its start, from start and
+/// end records alike.
 fn clips_of(records: &[vigil::record::Record]) -> Vec<(String, vigil::record::Phase, String, u64)> {
     records
         .iter()
         .filter_map(|r| match r {
-            vigil::record::Record::Event(e) if e.kind == "motion" => Some((
-                e.event.clone(),
-                e.phase,
-                e.clip.clone().expect("a motion event names its clip"),
-                e.clip_start.expect("and where it starts").0,
-            )),
+            vigil::record::Record::Event(e) if e.kind == "motion" || e.kind == "loud_sound" => {
+                Some((
+                    e.event.clone(),
+                    e.phase,
+                    e.clip.clone().expect("a motion event names its clip"),
+                    e.clip_start.expect("and where it starts").0,
+                ))
+            }
             _ => None,
         })
         .collect()
@@ -255,10 +263,20 @@ fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
     let clips = clips_of(&first.records());
     let events: Vec<&str> = clips
         .iter()
-        .filter(|c| c.1 == Phase::Start)
+        .filter(|c| c.1 == Phase::Start && c.0.contains("/motion/"))
         .map(|c| c.0.as_str())
         .collect();
     assert_eq!(events.len(), 3, "three visits, three events: {clips:?}");
+    let records = first.records();
+    let tone = crate::run::events(&records)
+        .find(|e| e.kind == "loud_sound" && e.phase == Phase::End)
+        .expect("the tone is a loud sound");
+    // At 20.0 s, but for the AAC encoder's priming (2112 samples, 44 ms).
+    assert!(
+        tone.start.0.abs_diff(20_000_000_000) <= 50_000_000,
+        "the tone at {}",
+        tone.start
+    );
     // Start and end records name the same clip. The second visit begins
     // (19 s) within the first clip's post-roll plus its own pre-roll
     // (15.2 + 3 ≥ 19 − 2): one clip for both, from the keyframe at 10 s
@@ -274,6 +292,8 @@ fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
     };
     let (one, one_start) = clip_of(events[0]);
     assert_eq!(clip_of(events[1]), (one.clone(), one_start));
+    // The tone (20 s) is heard within the second visit: the same clip.
+    assert_eq!(clip_of(&tone.event), (one.clone(), one_start));
     let (three, three_start) = clip_of(events[2]);
     assert_ne!(one, three);
     assert_eq!(one_start, 10_000_000_000, "from the keyframe at 10 s");
@@ -284,10 +304,25 @@ fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
     );
     let all = packets_of(&source, "video/x-h264", Some(0));
     let sound = packets_of(&source, "audio/mpeg", Some(0));
-    // (clip, its first frame, the end of its post-roll)
+    // Where a clip ends: the post-roll after the last of its events.
+    let ends = |clip: &str| {
+        crate::run::events(&records)
+            .filter(|e| e.clip.as_deref() == Some(clip))
+            .filter_map(|e| e.end)
+            .max()
+            .expect("its events end")
+            .0
+            + 3_000_000_000
+    };
+    assert_eq!(
+        ends(&one),
+        24_200_000_000,
+        "the second visit ends last, at 21.2 s"
+    );
+    // (clip, its first frame, the end of its post-roll, or the file's)
     for (clip, from, to) in [
-        (&one, one_start, 24_200_000_000),
-        (&three, three_start, 30_000_000_000),
+        (&one, one_start, ends(&one)),
+        (&three, three_start, ends(&three).min(30_000_000_000)),
     ] {
         let path = first.out_dir.join(clip);
         let got = packets_of(&path, "video/x-h264", Some(0));
@@ -311,9 +346,14 @@ fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
         for (k, (a, b)) in heard.iter().zip(&sound[start..]).enumerate() {
             assert_eq!(a.2, b.2, "{clip}: sound packet {k}");
         }
-        // It plays.
+        // It plays: every frame decodes, and a player sees its length.
         let frames = crate::frames::decode(&path, 10, 320);
         assert_eq!(frames.len(), want.len(), "{clip}: decoded frames");
+        let length = discovered_duration(&path);
+        assert!(
+            length.abs_diff(to - from) <= 100_000_000,
+            "{clip}: {length} ns long, for {from}..{to}"
+        );
     }
     // The store names the clips, and lists them as media of its records.
     let db = rusqlite::Connection::open(first.out_dir.join("events.db")).expect("store");
@@ -462,6 +502,36 @@ caption_span = "2s"
     assert_eq!(frames.len(), got.len(), "every frame of the clip decodes");
     let caps = discover_caps(&path);
     assert!(caps.contains("constrained-baseline"), "{caps}");
+}
+
+/// How long `gst-discoverer-1.0` says a file is, in ns.
+fn discovered_duration(path: &Path) -> u64 {
+    let o = std::process::Command::new("gst-discoverer-1.0")
+        .arg(path)
+        .output()
+        .expect("gst-discoverer-1.0");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let value = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Duration: "))
+        .unwrap_or_else(|| panic!("no duration: {text}"));
+    // H:MM:SS.nnnnnnnnn
+    let mut parts = value.split(':');
+    let (h, m, s) = (
+        parts
+            .next()
+            .and_then(|p| p.parse::<u64>().ok())
+            .expect("hours"),
+        parts
+            .next()
+            .and_then(|p| p.parse::<u64>().ok())
+            .expect("minutes"),
+        parts
+            .next()
+            .and_then(|p| p.parse::<f64>().ok())
+            .expect("seconds"),
+    );
+    (h * 3600 + m * 60) * 1_000_000_000 + (s * 1e9).round() as u64
 }
 
 /// Every file under `dir`.
