@@ -45,18 +45,7 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
             "the clip's end ({to}) is not after its start ({from})"
         )));
     }
-    crate::source::init()?;
-    let pipeline = gst::parse::launch("filesrc name=src ! parsebin name=parse")
-        .map_err(|e| fail(format!("cannot build a reader: {e}")))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| fail("the reader is not a pipeline".into()))?;
-    pipeline
-        .by_name("src")
-        .ok_or_else(|| fail("the reader has no source".into()))?
-        .set_property("location", source.to_string_lossy().as_ref());
-    let parse = pipeline
-        .by_name("parse")
-        .ok_or_else(|| fail("the reader has no parser".into()))?;
+    let (pipeline, parse) = super::feed::reader(source, &fail)?;
     // Neither waits for the other to preroll (a file may have no sound).
     let sink = gst_app::AppSink::builder().sync(false).build();
     sink.set_async(false);

@@ -20,6 +20,27 @@ const READ_AHEAD: usize = 256;
 /// How long a file may give nothing before the reader says why.
 const STUCK: Duration = Duration::from_secs(30);
 
+/// `filesrc ! parsebin` on `path`: the pipeline, and the parsebin whose
+/// pads give the file's streams demuxed and parsed, never decoded.
+pub(super) fn reader(
+    path: &Path,
+    fail: &dyn Fn(String) -> Error,
+) -> Result<(gst::Pipeline, gst::Element)> {
+    crate::source::init()?;
+    let pipeline = gst::parse::launch("filesrc name=src ! parsebin name=parse")
+        .map_err(|e| fail(format!("cannot build a reader: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| fail("the reader is not a pipeline".into()))?;
+    pipeline
+        .by_name("src")
+        .ok_or_else(|| fail("the reader has no source".into()))?
+        .set_property("location", path.to_string_lossy().as_ref());
+    let parse = pipeline
+        .by_name("parse")
+        .ok_or_else(|| fail("the reader has no parser".into()))?;
+    Ok((pipeline, parse))
+}
+
 /// The packets of one stream.
 pub enum Feed {
     File(FileFeed),
@@ -70,18 +91,7 @@ pub struct FileFeed {
 impl FileFeed {
     pub fn open(path: &Path) -> Result<FileFeed> {
         let fail = |m: String| Error::Gst(format!("recording {}: {m}", path.display()));
-        crate::source::init()?;
-        let pipeline = gst::parse::launch("filesrc name=src ! parsebin name=parse")
-            .map_err(|e| fail(format!("cannot build a reader: {e}")))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| fail("the reader is not a pipeline".into()))?;
-        pipeline
-            .by_name("src")
-            .ok_or_else(|| fail("the reader has no source".into()))?
-            .set_property("location", path.to_string_lossy().as_ref());
-        let parse = pipeline
-            .by_name("parse")
-            .ok_or_else(|| fail("the reader has no parser".into()))?;
+        let (pipeline, parse) = reader(path, &fail)?;
         let (tx, rx) = bounded(READ_AHEAD);
         let linked = Arc::new(AtomicUsize::new(0));
         let exposed = Arc::new(std::sync::atomic::AtomicBool::new(false));
