@@ -17,6 +17,10 @@ pub enum Error {
     #[error("cannot enroll: {0}")]
     Enroll(String),
 
+    /// A stretch asked of a file or a recording cannot be cut (`vigil clip`).
+    #[error("cannot cut: {0}")]
+    Cut(String),
+
     /// A source cannot be opened or played.
     #[error("stream '{stream}': {message}")]
     Source { stream: String, message: String },

@@ -594,7 +594,14 @@ impl Graph {
                     feed
                 }
             };
-            let recorder = crate::recording::Recorder::new(settings, feed).gated(self.disk.clone());
+            let mut recorder =
+                crate::recording::Recorder::new(settings, feed).gated(self.disk.clone());
+            if rc.continuous {
+                recorder = recorder.continuous(crate::recording::SegmentSettings {
+                    folder: self.out_dir.join(crate::config::SEGMENTS).join(&*name),
+                    length: rc.segment.nanos(),
+                });
+            }
             fuser.take_clips(crate::fuse::clips::Clips::new(recorder, rc));
         }
         threads.fuse = Some(

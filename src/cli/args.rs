@@ -66,10 +66,18 @@ pub enum Command {
 #[derive(Args)]
 pub struct ClipArgs {
     /// The media file.
-    #[arg(long)]
-    pub source: PathBuf,
-    /// Start, in the file's time from its first frame: seconds (12.5) or a
-    /// duration (1m30s).
+    #[arg(long, required_unless_present = "stream", conflicts_with = "stream")]
+    pub source: Option<PathBuf>,
+    /// A stream's continuous recording (`[recording] continuous`) instead
+    /// of a file: --from and --to are then UTC (RFC 3339, as records'
+    /// `utc`), and the cut may span segments.
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Where the segments are (the run's output folder's `segments`).
+    #[arg(long, value_name = "DIR", default_value = "out/segments")]
+    pub segments: PathBuf,
+    /// Start: in the file's time from its first frame, seconds (12.5) or a
+    /// duration (1m30s); with --stream, UTC (2026-12-06T03:41:27.5Z).
     #[arg(long, value_name = "T")]
     pub from: String,
     /// End (same forms).

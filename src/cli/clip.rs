@@ -1,4 +1,5 @@
-//! `vigil clip`: a stretch of a file's video, cut out without re-encoding.
+//! `vigil clip`: a stretch of a file's video, or of a stream's continuous
+//! recording, cut out without re-encoding.
 
 use anyhow::{Context, Result, bail};
 
@@ -7,9 +8,15 @@ use vigil::time::Timestamp;
 use super::args::ClipArgs;
 
 pub fn clip(args: ClipArgs) -> Result<i32> {
+    if let Some(stream) = &args.stream {
+        return from_segments(stream, &args);
+    }
+    let Some(source) = &args.source else {
+        bail!("give --source FILE or --stream NAME");
+    };
     let from = time(&args.from).with_context(|| format!("--from {}", args.from))?;
     let to = time(&args.to).with_context(|| format!("--to {}", args.to))?;
-    let cut = vigil::recording::cut(&args.source, from, to, &args.out)?;
+    let cut = vigil::recording::cut(source, from, to, &args.out)?;
     println!(
         "{}: {} frames from {} (the keyframe at or before {from}) to {}, not re-encoded",
         cut.path.display(),
@@ -18,6 +25,40 @@ pub fn clip(args: ClipArgs) -> Result<i32> {
         cut.last
     );
     Ok(0)
+}
+
+/// Cuts a stretch of `stream`'s continuous recording.
+fn from_segments(stream: &str, args: &ClipArgs) -> Result<i32> {
+    let from = utc(&args.from).with_context(|| format!("--from {}", args.from))?;
+    let to = utc(&args.to).with_context(|| format!("--to {}", args.to))?;
+    let folder = args.segments.join(stream);
+    let (cut, base) = vigil::recording::cut_segments(&folder, from, to, &args.out)?;
+    let at = |t: Timestamp| vigil::record::utc_string(base, t);
+    println!(
+        "{}: {} frames from {} (the keyframe at or before {}) to {}, from {} segment(s), not re-encoded",
+        cut.path.display(),
+        cut.frames,
+        at(cut.start),
+        args.from,
+        at(cut.last),
+        cut.files
+    );
+    for (start, length) in &cut.gaps {
+        println!(
+            "  nothing recorded for {:.1} s after {} (the stream was away)",
+            *length as f64 / 1e9,
+            at(*start)
+        );
+    }
+    Ok(0)
+}
+
+/// UTC in RFC 3339, in nanoseconds since the epoch.
+fn utc(text: &str) -> Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .context("expected UTC in RFC 3339, as records' utc (2026-12-06T03:41:27.5Z)")?
+        .timestamp_nanos_opt()
+        .context("out of range")
 }
 
 /// Seconds with up to nine decimals (`12.5`), or a duration (`1m30s`),

@@ -40,6 +40,13 @@ pub fn gc(args: GcArgs) -> Result<i32> {
         files(report.logs, "rotated files beyond keep"),
         files(report.log_media, "snapshots they named")
     );
+    println!(
+        "recording: {verb} {}",
+        files(
+            report.segments,
+            "segments past the store's max_age or max_size_mib"
+        )
+    );
     match &report.orphans_skipped {
         Some(why) => println!("orphans: not looked for: {why}"),
         None => println!(
@@ -49,6 +56,7 @@ pub fn gc(args: GcArgs) -> Result<i32> {
         ),
     }
     let total = report.store_media.bytes
+        + report.segments.bytes
         + report.logs.bytes
         + report.log_media.bytes
         + report.orphans.bytes;

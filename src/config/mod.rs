@@ -22,7 +22,7 @@ pub use models::{
     AsrConfig, BatchConfig, DetectorConfig, Gating, InputSide, Precision, Provider, ShapeFilter,
     SoundConfig,
 };
-pub use recording::{CLIP_KINDS, RecordingConfig};
+pub use recording::{CLIP_KINDS, RecordingConfig, SEGMENTS};
 pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
@@ -1139,8 +1139,8 @@ mod tests {
         );
         let e = parse("[recording]\npre_roll = \"2m\"\n").unwrap_err();
         assert!(e.contains("2:12") && e.contains("pre_roll"), "{e}");
-        let e = parse("[recording]\ncontinuous = true\n").unwrap_err();
-        assert!(e.contains("unknown field `continuous`"), "{e}");
+        let e = parse("[recording]\ncontinuous = true\nsegment = \"1s\"\n").unwrap_err();
+        assert!(e.contains("3:11") && e.contains("segment"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `[recording]`: event clips, the source's own packets around events.
+//! `[recording]`: event clips, the source's own packets around events, and
+//! continuous recording in segments.
 
 use std::path::PathBuf;
 
@@ -29,6 +30,14 @@ pub struct RecordingConfig {
     /// the next.
     #[serde(default)]
     pub max_clip: Bounded<bounds::MaxClip>,
+    /// Everything recorded, in files of `segment` each, under
+    /// `OUT/segments/STREAM/` named by the UTC of their first frame.
+    #[serde(default)]
+    pub continuous: bool,
+    /// The length of a segment: each starts on the first keyframe at or
+    /// after it.
+    #[serde(default)]
+    pub segment: Bounded<bounds::Segment>,
 }
 
 impl Default for RecordingConfig {
@@ -40,6 +49,8 @@ impl Default for RecordingConfig {
             pre_roll: Bounded::default(),
             post_roll: Bounded::default(),
             max_clip: Bounded::default(),
+            continuous: false,
+            segment: Bounded::default(),
         }
     }
 }
@@ -55,3 +66,7 @@ pub const CLIP_KINDS: &[&str] = &["object", "face", "zone_enter", "line_cross", 
 fn default_clip_kinds() -> Vec<String> {
     CLIP_KINDS.iter().map(|s| s.to_string()).collect()
 }
+
+/// The folder of continuous recordings, relative to the output folder
+/// (one folder per stream inside).
+pub const SEGMENTS: &str = "segments";

@@ -286,6 +286,8 @@ pub mod bounds {
         PostRoll { name: "post_roll", lo: ZERO, hi: secs(300), default: secs(5) }
         /// `[recording] max_clip`: the longest one clip gets.
         MaxClip { name: "max_clip", lo: secs(5), hi: secs(3600), default: secs(300) }
+        /// `[recording] segment`: the length of a continuous recording's files.
+        Segment { name: "segment", lo: secs(2), hi: secs(3600), default: secs(60) }
         /// `[sinks.mqtt] keep_alive`.
         KeepAlive { name: "keep_alive", lo: secs(1), hi: secs(3600), default: secs(30) }
     }

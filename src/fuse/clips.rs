@@ -64,9 +64,9 @@ impl Clips {
         }
     }
 
-    /// The source PTS of stream time zero, from the chunks.
-    pub fn set_origin(&mut self, origin: u64) {
-        self.recorder.set_origin(origin);
+    /// The source PTS and the UTC of stream time zero, from the chunks.
+    pub fn set_origin(&mut self, origin: u64, utc: i64) {
+        self.recorder.set_origin(origin, utc);
     }
 
     /// The analysis has got to `to`.

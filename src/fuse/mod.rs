@@ -423,7 +423,7 @@ impl Fuser {
             p.frames(&chunk.frames);
         }
         if let Some(c) = &mut self.clips {
-            c.set_origin(chunk.pts_origin);
+            c.set_origin(chunk.pts_origin, chunk.utc_origin);
         }
         for name in flags.names() {
             if !self.gap_labels.contains(&name) {
@@ -715,7 +715,7 @@ impl Fuser {
             c.dress(self.emit.records_mut());
             let n = c.finish();
             tracing::debug!(stream = %self.emit.maker.stream, written = n.written, failed = n.failed,
-                dropped_packets = n.dropped_packets, missed = n.missed, "clips");
+                dropped_packets = n.dropped_packets, missed = n.missed, segments = n.segments, "clips");
         }
         self.emit.take_records()
     }

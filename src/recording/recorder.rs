@@ -11,6 +11,9 @@
 //! at or before `pre_roll + SLACK` behind the analysis (an event's start
 //! record may come after its start: a track's confirmation, a rule's
 //! `min_duration`), at most [`RING_CAP`] bytes.
+//!
+//! With continuous recording on, every packet the analysis has passed also
+//! goes into the stream's segments ([`Segmenter`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
@@ -20,6 +23,7 @@ use std::thread::JoinHandle;
 use crate::disk::DiskGate;
 use crate::media::{Branch, Packet};
 use crate::recording::feed::Feed;
+use crate::recording::segments::{Closed, SegmentSettings, Segmenter};
 use crate::recording::writer::{ClipWriter, extension};
 use crate::time::{SECOND, Timestamp};
 
@@ -66,6 +70,8 @@ pub struct ClipCounts {
     /// full), and events that got no clip (no picture yet, the disk full).
     pub dropped_packets: u64,
     pub missed: u64,
+    /// Continuous recording's segments finished.
+    pub segments: u64,
 }
 
 struct Open {
@@ -99,6 +105,12 @@ pub struct Recorder {
     finishing: Vec<JoinHandle<()>>,
     counts: Arc<std::sync::Mutex<ClipCounts>>,
     gate: Option<Arc<DiskGate>>,
+    /// Continuous recording, and the sequence number of the next packet
+    /// it is to write.
+    segmenter: Option<Segmenter>,
+    seg_next: u64,
+    /// UTC of stream time zero, nanoseconds.
+    utc_origin: i64,
 }
 
 impl Recorder {
@@ -116,7 +128,16 @@ impl Recorder {
             finishing: Vec::new(),
             counts: Arc::default(),
             gate: None,
+            segmenter: None,
+            seg_next: 0,
+            utc_origin: 0,
         }
+    }
+
+    /// Also records everything, in segments.
+    pub fn continuous(mut self, settings: SegmentSettings) -> Recorder {
+        self.segmenter = Some(Segmenter::new(settings));
+        self
     }
 
     /// Opens clips only while `gate` lets media be written.
@@ -136,9 +157,11 @@ impl Recorder {
     }
 
     /// The source PTS of stream time zero (the synchroniser's): packets'
-    /// timestamps less this are stream time.
-    pub fn set_origin(&mut self, origin: u64) {
+    /// timestamps less this are stream time; and the UTC of stream time
+    /// zero (nanoseconds), which names segments.
+    pub fn set_origin(&mut self, origin: u64, utc: i64) {
         self.origin = origin;
+        self.utc_origin = utc;
     }
 
     /// `t` (a packet's timestamp) in stream time.
@@ -246,7 +269,7 @@ impl Recorder {
 
     /// The stream ended: the clip under way takes what the source still
     /// has up to its end (a file's, up to the post-roll), and every clip
-    /// is finished.
+    /// and segment is finished.
     pub fn finish(mut self) -> ClipCounts {
         if let Some(c) = &self.clip {
             let until = c.until.unwrap_or(self.reached);
@@ -254,6 +277,10 @@ impl Recorder {
             self.ingest(until);
             self.write();
             self.close();
+        }
+        self.write_segments();
+        if let Some((writer, file)) = self.segmenter.as_mut().and_then(Segmenter::close) {
+            self.finish_later(writer, file, true);
         }
         for t in self.finishing.drain(..) {
             let _ = t.join();
@@ -288,9 +315,50 @@ impl Recorder {
         }
     }
 
+    /// Writes the packets the analysis has passed into the segments.
+    fn write_segments(&mut self) {
+        let Some(seg) = &mut self.segmenter else {
+            return;
+        };
+        let allowed = self.gate.as_ref().is_none_or(|g| g.media_allowed());
+        let mut closed: Vec<Closed> = Vec::new();
+        let from = self.seg_next;
+        let ring = &self.ring;
+        for (seq, p) in ring.iter().skip_while(|(s, _)| *s < from) {
+            let Some(t) = p.time().map(|t| Timestamp(t.0.saturating_sub(self.origin))) else {
+                self.seg_next = seq + 1;
+                continue;
+            };
+            if t >= self.reached {
+                break;
+            }
+            let sound = || {
+                ring.iter()
+                    .rev()
+                    .find(|(_, p)| p.branch == Branch::Audio)
+                    .map(|(_, p)| p.caps.clone())
+            };
+            closed.extend(seg.push(p, t, self.utc_origin, allowed, sound));
+            self.seg_next = seq + 1;
+        }
+        if let Some(seg) = &self.segmenter
+            && seg.failed > 0
+        {
+            let failed = seg.failed;
+            self.count(|c| c.failed += failed);
+            if let Some(seg) = &mut self.segmenter {
+                seg.failed = 0;
+            }
+        }
+        for (writer, file) in closed {
+            self.finish_later(writer, file, true);
+        }
+    }
+
     /// Writes the clip's packets the analysis has passed; ends it at its
     /// end, at `max_clip`, or where the picture's format changes.
     fn write(&mut self) {
+        self.write_segments();
         let origin = self.origin;
         let Some(c) = &mut self.clip else { return };
         let mut done = false;
@@ -345,21 +413,25 @@ impl Recorder {
     /// its index).
     fn close(&mut self) {
         let Some(c) = self.clip.take() else { return };
+        self.finish_later(c.writer, c.file, false);
+    }
+
+    /// Finishes a clip's or (`segment`) a segment's file in the background.
+    fn finish_later(&mut self, writer: ClipWriter, file: PathBuf, segment: bool) {
         let counts = self.counts.clone();
-        let file = c.file;
-        let writer = c.writer;
         let spawned = std::thread::Builder::new()
             .name("vigil-clip".into())
             .spawn(move || {
                 let done = writer.finish();
                 if let Ok(mut n) = counts.lock() {
-                    match &done {
-                        Ok(_) => n.written += 1,
-                        Err(_) => n.failed += 1,
+                    match (&done, segment) {
+                        (Ok(_), false) => n.written += 1,
+                        (Ok(_), true) => n.segments += 1,
+                        (Err(_), _) => n.failed += 1,
                     }
                 }
                 if let Err(err) = done {
-                    tracing::warn!(%err, clip = %file.display(), "a clip could not be finished");
+                    tracing::warn!(%err, file = %file.display(), "a recording could not be finished");
                 }
             });
         match spawned {
@@ -386,10 +458,7 @@ impl Recorder {
                     && self.stream(p.pts()).is_some_and(|t| t.0 <= horizon)
             })
             .map(|(s, _)| *s);
-        let keep_from = match (&self.clip, keep_from) {
-            (Some(c), Some(k)) => Some(k.min(c.next)),
-            (_, k) => k,
-        };
+        let keep_from = keep_from.map(|k| k.min(self.unwritten()));
         if let Some(k) = keep_from {
             while self.ring.front().is_some_and(|(s, _)| *s < k) {
                 if let Some((_, p)) = self.ring.pop_front() {
@@ -400,7 +469,7 @@ impl Recorder {
         // Sound without pictures (or a group of pictures longer than
         // this) is never held longer: no clip could start before it.
         let stale = horizon.saturating_sub(HOLD_MORE);
-        let unwritten = self.clip.as_ref().map_or(u64::MAX, |c| c.next);
+        let unwritten = self.unwritten();
         while self
             .ring
             .front()
@@ -412,8 +481,21 @@ impl Recorder {
         }
     }
 
+    /// The sequence number of the first packet a clip or segment under way
+    /// has still to write.
+    fn unwritten(&self) -> u64 {
+        let clip = self.clip.as_ref().map_or(u64::MAX, |c| c.next);
+        let seg = if self.segmenter.is_some() {
+            self.seg_next
+        } else {
+            u64::MAX
+        };
+        clip.min(seg)
+    }
+
     /// The hold is full (the analysis far behind a live source): the
-    /// oldest packets go, counted, those of the clip under way too.
+    /// oldest packets go, counted, those of the clip or segment under way
+    /// too.
     fn shed(&mut self) {
         let mut shed = 0;
         while self.ring_bytes > RING_CAP / 2 {
@@ -421,17 +503,23 @@ impl Recorder {
                 break;
             };
             self.ring_bytes -= p.size();
+            let mut lost = false;
             if let Some(c) = &mut self.clip
                 && seq >= c.next
             {
                 c.next = seq + 1;
-                shed += 1;
+                lost = true;
             }
+            if self.segmenter.is_some() && seq >= self.seg_next {
+                self.seg_next = seq + 1;
+                lost = true;
+            }
+            shed += u64::from(lost);
         }
         if shed > 0 {
             tracing::warn!(
                 packets = shed,
-                "the recorder's hold is full: a clip misses packets"
+                "the recorder's hold is full: a clip or segment misses packets"
             );
             self.count(|c| c.dropped_packets += shed);
         }

@@ -82,6 +82,9 @@ pub trait Sink: Send {
     fn kind(&self) -> SinkKind;
     fn send(&mut self, batch: &[Record]) -> Result<()>;
     fn flush(&mut self) -> Result<()>;
+    /// Called about once a second whether or not records come, for work
+    /// that does not wait on them (retention of what grows by itself).
+    fn tick(&mut self) {}
 }
 
 /// How to print a line to the terminal without tearing progress bars; an
@@ -252,6 +255,11 @@ impl SinkSet {
             {
                 self.set_disk_level(g.level());
                 self.deliver(&[warning], true);
+            }
+            for (sink, failed) in self.sinks.iter_mut().zip(&self.failed) {
+                if !failed {
+                    sink.tick();
+                }
             }
             let Some(batch) = batch else { continue };
             let m = self.stage_of(&batch.stream);

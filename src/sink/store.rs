@@ -358,7 +358,13 @@ pub struct StoreSink {
     written: u64,
     /// The highest `seq` committed, for the live sinks to wait on.
     committed: tokio::sync::watch::Sender<i64>,
+    /// When continuous recording's segments were last looked at.
+    segments_checked: Option<std::time::Instant>,
 }
+
+/// How often the store applies its retention to continuous recording's
+/// segments, which grow whether or not records come.
+const SEGMENTS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl StoreSink {
     /// Opens the store for the live sinks `owed_to` (registering their
@@ -402,6 +408,7 @@ impl StoreSink {
             batches: 0,
             written: 0,
             committed: tokio::sync::watch::Sender::new(last),
+            segments_checked: None,
         };
         s.list_media()
             .map_err(|e| failed("cannot list the media files its records name", e))?;
@@ -464,10 +471,49 @@ impl StoreSink {
         self.committed.subscribe()
     }
 
+    /// Applies retention to continuous recording's segments: they take
+    /// what room the records and their media leave.
+    fn prune_segments(&mut self) {
+        self.segments_checked = Some(std::time::Instant::now());
+        let Some(root) = &self.media_root else { return };
+        let root = root.join(crate::config::SEGMENTS);
+        if self.keep == Retention::default() || !root.is_dir() {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let older_than = self
+            .keep
+            .max_age
+            .map(|a| now.saturating_sub(i64::try_from(a).unwrap_or(i64::MAX)));
+        let budget = match self.keep.max_bytes.map(|max| (max, used_bytes(&self.db))) {
+            None => None,
+            Some((max, Ok(used))) => Some(max.saturating_sub(used)),
+            Some((_, Err(e))) => {
+                tracing::warn!(path = %self.path.display(), "event store retention: cannot measure the store: {e}");
+                return;
+            }
+        };
+        let done = crate::sink::retention::segments::prune(
+            &root,
+            older_than,
+            budget,
+            false,
+            &mut |_, _| {},
+        );
+        if done.files > 0 {
+            tracing::info!(
+                segments = done.files,
+                bytes = done.bytes,
+                "event store retention: the oldest segments of continuous recording deleted"
+            );
+        }
+    }
+
     fn prune(&mut self) -> Result<()> {
         if self.keep == Retention::default() {
             return Ok(());
         }
+        self.prune_segments();
         if let Err(e) = self.size_finished_media() {
             tracing::warn!(path = %self.path.display(), "event store: cannot size media files: {e}");
         }
@@ -678,6 +724,15 @@ impl<'a> Row<'a> {
 impl Sink for StoreSink {
     fn kind(&self) -> SinkKind {
         SinkKind::Store
+    }
+
+    fn tick(&mut self) {
+        if self
+            .segments_checked
+            .is_none_or(|t| t.elapsed() >= SEGMENTS_EVERY)
+        {
+            self.prune_segments();
+        }
     }
 
     fn send(&mut self, batch: &[Record]) -> Result<()> {

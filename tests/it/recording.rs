@@ -572,3 +572,202 @@ fn discover_caps(path: &Path) -> String {
     p.set_state(gst::State::Null).expect("null");
     caps
 }
+
+const CONTINUOUS: &str = r#"
+[encoders.motion]
+[recording]
+kinds = ["motion"]
+continuous = true
+segment = "10s"
+[sinks.jsonl]
+[sinks.store]
+"#;
+
+/// `vigil clip --stream STREAM --segments DIR --from FROM --to TO --out OUT`.
+fn clip_stream(segments: &Path, stream: &str, from: &str, to: &str, out: &Path) -> String {
+    let o = vigil()
+        .args([
+            "clip",
+            "--stream",
+            stream,
+            "--from",
+            from,
+            "--to",
+            to,
+            "--segments",
+        ])
+        .arg(segments)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("vigil");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stdout}{stderr}");
+    stdout.into_owned()
+}
+
+#[test]
+fn continuous_recording_is_every_packet_in_utc_named_segments_that_clips_cut_across() {
+    use vigil::recording::segments;
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = ball_visits(dir.path());
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(&pipeline, CONTINUOUS).expect("pipeline");
+    let out = dir.path().join("out");
+    let o = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--source")
+        .arg(&source)
+        .arg("--out")
+        .arg(&out)
+        .args(["--start-time", "2026-12-06T08:00:00Z"])
+        .output()
+        .expect("vigil");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Three segments of 10 s (a keyframe every second), named by the UTC
+    // of their first frame.
+    let folder = out.join("segments/visits");
+    let found = segments::list(&folder);
+    let names: Vec<String> = found
+        .iter()
+        .map(|s| {
+            s.path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "20261206T080000.000000000Z.mp4",
+            "20261206T080010.000000000Z.mp4",
+            "20261206T080020.000000000Z.mp4"
+        ]
+    );
+    // Together they are the file's packets, every one, as encoded, with
+    // the sound of each stretch.
+    let all = packets_of(&source, "video/x-h264", Some(0));
+    let mut joined = Vec::new();
+    let origin = found[0].utc;
+    for s in &found {
+        let got = packets_of(&s.path, "video/x-h264", None);
+        assert!(got[0].1, "{}: starts on a keyframe", s.path.display());
+        let at = (s.utc - origin) as u64;
+        joined.extend(got.into_iter().map(|(t, k, b)| (t + at, k, b)));
+        let length = discovered_duration(&s.path);
+        assert!(
+            length.abs_diff(10_000_000_000) <= 100_000_000,
+            "{}: {length} ns",
+            s.path.display()
+        );
+        assert!(packets_of(&s.path, "audio/mpeg", None).len() > 400);
+    }
+    assert_eq!(joined.len(), all.len(), "no packet lost between segments");
+    // The very first keyframe of the file, as read, carries the parameter
+    // sets (SPS, PPS) in-band too (the parser puts them there at a
+    // stream's start; they are in the MP4's header as well): the same
+    // picture, byte for byte, but for those.
+    assert_eq!(
+        without_parameter_sets(&joined[0].2),
+        without_parameter_sets(&all[0].2)
+    );
+    assert!(
+        joined[1..] == all[1..],
+        "the segments hold the source's own packets"
+    );
+    // A stretch across two segments, cut from them without re-encoding:
+    // from the keyframe at or before 8.5 s to 23 s.
+    let cut = dir.path().join("cut.mp4");
+    let said = clip_stream(
+        &out.join("segments"),
+        "visits",
+        "2026-12-06T08:00:08.5Z",
+        "2026-12-06T08:00:23Z",
+        &cut,
+    );
+    assert!(
+        said.contains("150 frames from 2026-12-06T08:00:08.000Z")
+            && said.contains("from 3 segment(s)"),
+        "{said}"
+    );
+    let got = packets_of(&cut, "video/x-h264", Some(0));
+    let want: Vec<_> = all
+        .iter()
+        .filter(|(t, _, _)| (8_000_000_000..23_000_000_000).contains(t))
+        .map(|(t, k, b)| (t - 8_000_000_000, *k, b.clone()))
+        .collect();
+    // The source's packets from 8 s to 23 s (each segment's first with
+    // the parameter sets in-band, as read).
+    assert_eq!(got.len(), want.len());
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert_eq!((a.0, a.1), (b.0, b.1), "packet {k}");
+        assert_eq!(
+            without_parameter_sets(&a.2),
+            without_parameter_sets(&b.2),
+            "packet {k}"
+        );
+    }
+    assert_eq!(crate::frames::decode(&cut, 10, 320).len(), 150, "it plays");
+    assert!(discovered_duration(&cut).abs_diff(15_000_000_000) <= 100_000_000);
+    assert!(
+        packets_of(&cut, "audio/mpeg", None).len() > 600,
+        "with sound"
+    );
+    // Asked of the wrong stream, or before any recording, it says why.
+    let o = vigil()
+        .args(["clip", "--stream", "nope", "--from", "2026-12-06T08:00:01Z"])
+        .args(["--to", "2026-12-06T08:00:02Z", "--segments"])
+        .arg(out.join("segments"))
+        .arg("--out")
+        .arg(dir.path().join("x.mp4"))
+        .output()
+        .expect("vigil");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("no recording there"),
+        "{stderr}"
+    );
+    // The store's retention covers segments: `vigil gc` with a `max_age`
+    // they are past deletes them, oldest first by the size limit too.
+    let gc = dir.path().join("gc.toml");
+    std::fs::write(&gc, "[sinks.store]\nmax_size_mib = 0.01\n").expect("pipeline");
+    let o = vigil()
+        .arg("gc")
+        .arg(&gc)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("vigil gc");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("recording: deleted 3 segments"), "{stdout}");
+    assert!(segments::list(&folder).is_empty());
+}
+
+/// An H.264 packet of length-prefixed NAL units (MP4's form) without its
+/// parameter sets (SPS, PPS): the NAL units left.
+fn without_parameter_sets(packet: &[u8]) -> Vec<Vec<u8>> {
+    let mut nals = Vec::new();
+    let mut at = 0;
+    while at + 4 <= packet.len() {
+        let n = u32::from_be_bytes([packet[at], packet[at + 1], packet[at + 2], packet[at + 3]])
+            as usize;
+        let nal = &packet[at + 4..(at + 4 + n).min(packet.len())];
+        if !nal.first().is_some_and(|h| matches!(h & 0x1f, 7 | 8)) {
+            nals.push(nal.to_vec());
+        }
+        at += 4 + n;
+    }
+    assert_eq!(at, packet.len(), "length-prefixed NAL units");
+    nals
+}

@@ -34,6 +34,9 @@ pub struct GcReport {
     pub logs: Deleted,
     /// Snapshots those logs named (when there is no store).
     pub log_media: Deleted,
+    /// Continuous recording's segments, past the store's `max_age` or
+    /// beyond the room its `max_size_mib` leaves.
+    pub segments: Deleted,
     /// Snapshots no record names.
     pub orphans: Deleted,
     /// Empty snapshot folders removed.
@@ -86,6 +89,23 @@ pub fn gc(
         report.store_media = media::delete(
             out_dir,
             pruned.media.iter().map(|(p, _)| p.as_str()),
+            dry,
+            listed,
+        );
+        let budget = match keep.max_bytes {
+            Some(max) => Some(max.saturating_sub(store::used_bytes(db).map_err(failed)?)),
+            None => None,
+        };
+        let older_than = keep.max_age.map(|a| {
+            chrono::Utc::now()
+                .timestamp_nanos_opt()
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(a).unwrap_or(i64::MAX))
+        });
+        report.segments = super::segments::prune(
+            &out_dir.join(crate::config::SEGMENTS),
+            older_than,
+            budget,
             dry,
             listed,
         );

@@ -1,6 +1,7 @@
 //! The disk guard: at most once a second the sinks look at the free space
 //! on the output folder's disk and set the [`DiskGate`] that says what may
-//! be written. Each change of level is one record of a `disk_low` event
+//! be written. Below the mark, the oldest segments of continuous recording
+//! are deleted first: only when none is left do media stop. Each change of level is one record of a `disk_low` event
 //! (start, updates, end), a system record of the stream [`SYSTEM_STREAM`]
 //! that every sink writes whatever the level: it is what tells the
 //! records' gap.
@@ -95,6 +96,7 @@ impl DiskGuard {
                 return None;
             }
         };
+        let free = self.make_room(free);
         self.free = free;
         let was = self.gate.level();
         let level = self.marks.next(was, free);
@@ -121,6 +123,29 @@ impl DiskGuard {
                 self.record(Phase::Update, level, None)
             }
         })
+    }
+
+    /// With `free` bytes free, below the mark media stop at: the oldest
+    /// segments of continuous recording go first, until free space is back
+    /// above it by the margin (or none is left). The bytes free after.
+    fn make_room(&mut self, free: u64) -> u64 {
+        let want = self.marks.media.saturating_add(self.marks.margin);
+        if free >= self.marks.media {
+            return free;
+        }
+        let root = self.dir.join(crate::config::SEGMENTS);
+        let done = crate::sink::retention::segments::free(&root, want - free);
+        if done.files == 0 {
+            return free;
+        }
+        tracing::warn!(
+            segments = done.files,
+            mib = done.bytes / MIB,
+            "only {} MiB free under {}: the oldest segments of continuous recording deleted",
+            free / MIB,
+            self.dir.display()
+        );
+        crate::disk::free_bytes(&self.dir).unwrap_or(free.saturating_add(done.bytes))
     }
 
     /// The end of the open `disk_low` event when the sinks stop with it.

@@ -7,8 +7,12 @@
 //! - The logs (`events.jsonl`, `captions.vtt`, `captions.srt`) rotate by
 //!   size and keep their newest rotated files ([`rotate`]). Without a
 //!   store, the snapshots a deleted rotated `events.jsonl` names go with it.
-//! - Free space on the disk is watched ([`crate::disk`], [`guard`]): media
-//!   stop first, then records, and a `disk_low` event says so.
+//! - Continuous recording's segments go by the store's `max_age`, and
+//!   first, oldest first, when its `max_size_mib` or the disk guard needs
+//!   room ([`segments`]).
+//! - Free space on the disk is watched ([`crate::disk`], [`guard`]): the
+//!   oldest segments go first, then media stop, then records, and a
+//!   `disk_low` event says so.
 //! - `vigil gc` applies all of it on demand, and deletes snapshots no
 //!   record names ([`gc`]).
 
@@ -16,6 +20,7 @@ pub mod gc;
 pub mod guard;
 pub mod media;
 pub mod rotate;
+pub mod segments;
 
 use std::path::Path;
 
