@@ -771,3 +771,134 @@ fn without_parameter_sets(packet: &[u8]) -> Vec<Vec<u8>> {
     assert_eq!(at, packet.len(), "length-prefixed NAL units");
     nals
 }
+
+#[test]
+fn a_live_camera_s_continuous_recording_has_no_hole_but_its_outage() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use vigil::record::Phase;
+    use vigil::recording::segments;
+
+    use crate::live::{RtspServer, free_port, h264_clip, interrupt};
+    use crate::run::{captions, events, read_records};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let port = free_port();
+    let server = RtspServer::start_on(&clip, port);
+    let pipeline = dir.path().join("live.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "door"
+uri = "rtsp://127.0.0.1:{port}/cam"
+latency = "100ms"
+retry_max = "1s"
+
+[encoders.motion]
+
+[recording]
+kinds = []
+continuous = true
+segment = "2s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+"#
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let child = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .env("VIGIL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    let wait_for = |what: &str, done: &dyn Fn(&[vigil::record::Record]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&read_records(&log)) {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("captions from the live stream", &|r| {
+        captions(r).count() >= 4
+    });
+    // The camera goes away for 4 s, and comes back.
+    drop(server);
+    std::thread::sleep(Duration::from_secs(4));
+    let _server = RtspServer::start_on(&clip, port);
+    wait_for("the outage's end", &|r| {
+        events(r).any(|e| e.kind == "stream_gap" && e.phase == Phase::End)
+    });
+    let back = captions(&read_records(&log)).count();
+    wait_for("captions after the outage", &|r| {
+        captions(r).count() >= back + 4
+    });
+    interrupt(&child);
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let records = read_records(&log);
+    let gap = events(&records)
+        .find(|e| e.kind == "stream_gap" && e.phase == Phase::End)
+        .expect("the outage is said");
+    let outage = gap.end.expect("it ended").0 - gap.start.0;
+    // Finished segments only, none left half written.
+    let parts: Vec<_> = walk(&out.join("segments"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(parts.is_empty(), "{parts:?}");
+    let found = segments::list(&out.join("segments/door"));
+    assert!(found.len() >= 6, "{found:?}");
+    // Each segment takes up where the one before ended (within a frame at
+    // 10 fps), but once: across the outage.
+    let mut holes = Vec::new();
+    for pair in found.windows(2) {
+        let got = packets_of(&pair[0].path, "video/x-h264", None);
+        assert!(got[0].1, "{}: starts on a keyframe", pair[0].path.display());
+        let ends = pair[0].utc + (got.last().expect("frames").0 + 100_000_000) as i64;
+        let hole = pair[1].utc - ends;
+        assert!(
+            hole > -50_000_000,
+            "{}: overlaps by {hole} ns",
+            pair[1].path.display()
+        );
+        if hole > 150_000_000 {
+            holes.push(hole as u64);
+        }
+    }
+    assert_eq!(holes.len(), 1, "one hole, the outage's: {holes:?}");
+    // No longer than the outage as the records tell it, and the wait for
+    // the first keyframe after it (1 s at most).
+    assert!(
+        holes[0] <= outage + 1_100_000_000 && holes[0] >= 2_000_000_000,
+        "a hole of {} ns for an outage of {outage} ns",
+        holes[0]
+    );
+    // A stretch across the outage is cut from the segments, the hole said.
+    let (first, last) = (&found[0], &found[found.len() - 1]);
+    let at = |utc: i64| vigil::record::utc_string(utc, vigil::time::Timestamp::ZERO);
+    let said = clip_stream(
+        &out.join("segments"),
+        "door",
+        &at(first.utc + 500_000_000),
+        &at(last.utc),
+        &dir.path().join("across.mp4"),
+    );
+    assert!(said.contains("nothing recorded for"), "{said}");
+    assert!(crate::frames::decode(&dir.path().join("across.mp4"), 10, 384).len() > 50);
+}
