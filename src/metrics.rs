@@ -24,6 +24,7 @@ pub struct Metrics {
     line_crossings: IntCounterVec,
     rule_events: IntCounterVec,
     detector_frames: IntCounterVec,
+    recordings: IntCounterVec,
     cpu: CounterVec,
     delivered: IntCounterVec,
     delivery_retries: IntCounterVec,
@@ -79,6 +80,11 @@ impl Metrics {
             "vigil_detector_frames_total",
             "Frames due for object detection, by what the detector did: looked where it moved (motion), at objects due to be checked again (refresh), at the whole frame (full), or nothing (skipped).",
             &["stream", "reason"],
+        );
+        let recordings = counter(
+            "vigil_recordings_total",
+            "Files of [recording] finished (written) or lost (failed): event clips (clip) and continuous recording's segments (segment).",
+            &["stream", "kind", "result"],
         );
         let delivered = counter(
             "vigil_delivered_total",
@@ -194,6 +200,7 @@ impl Metrics {
             line_crossings,
             rule_events,
             detector_frames,
+            recordings,
             cpu,
             delivered,
             delivery_retries,
@@ -402,6 +409,7 @@ impl Metrics {
             line_crossings,
             rule_events,
             detector_frames,
+            recordings,
             cpu
         );
     }
@@ -467,6 +475,33 @@ impl StageMetrics {
             .detector_frames
             .with_label_values(&[&*self.stream, reason])
             .inc_by(n);
+    }
+
+    /// What the stream's recorder did: files in `vigil_recordings_total`;
+    /// packets it had to let go unwritten (its hold full) and events that
+    /// got no clip (no picture yet, the disk full) in `vigil_dropped_total`
+    /// as `recorder_full` and `clip_missed`.
+    pub fn recorded(&self, n: &crate::recording::ClipCounts) {
+        let files = [
+            ("clip", "written", n.written),
+            ("clip", "failed", n.failed),
+            ("segment", "written", n.segments),
+            ("segment", "failed", n.segments_failed),
+        ];
+        for (kind, result, count) in files {
+            if count > 0 {
+                self.metrics
+                    .recordings
+                    .with_label_values(&[&*self.stream, kind, result])
+                    .inc_by(count);
+            }
+        }
+        if n.dropped_packets > 0 {
+            self.dropped("recorder_full", n.dropped_packets);
+        }
+        if n.missed > 0 {
+            self.dropped("clip_missed", n.missed);
+        }
     }
 
     /// `ns` nanoseconds of CPU spent on the stream by `part` (the stage's
@@ -584,6 +619,34 @@ mod tests {
         // Attached again: its counters start over.
         m.stage("source", "door").received();
         assert_eq!(m.counter("received", "source", "door"), 1);
+    }
+
+    #[test]
+    fn what_a_recorder_did_is_counted_by_kind_and_result() {
+        let m = Metrics::new();
+        let s = m.stage("fuse", "door");
+        let n = crate::recording::ClipCounts {
+            written: 2,
+            failed: 1,
+            dropped_packets: 7,
+            missed: 1,
+            segments: 5,
+            segments_failed: 0,
+        };
+        s.recorded(&n);
+        s.recorded(&crate::recording::ClipCounts::default());
+        let text = m.render();
+        for line in [
+            r#"vigil_recordings_total{kind="clip",result="written",stream="door"} 2"#,
+            r#"vigil_recordings_total{kind="clip",result="failed",stream="door"} 1"#,
+            r#"vigil_recordings_total{kind="segment",result="written",stream="door"} 5"#,
+            r#"vigil_dropped_total{reason="recorder_full",stage="fuse",stream="door"} 7"#,
+            r#"vigil_dropped_total{reason="clip_missed",stage="fuse",stream="door"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        m.forget_stream("door");
+        assert!(!m.render().contains("stream=\"door\""));
     }
 
     #[test]

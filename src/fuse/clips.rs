@@ -17,6 +17,8 @@ pub struct Clips {
     labels: Vec<String>,
     /// The clip of each event under way.
     open: HashMap<String, ClipRef>,
+    /// What the recorder had done when last asked.
+    reported: ClipCounts,
 }
 
 impl Clips {
@@ -26,6 +28,7 @@ impl Clips {
             kinds: config.kinds.clone(),
             labels: config.labels.clone(),
             open: HashMap::new(),
+            reported: ClipCounts::default(),
         }
     }
 
@@ -74,8 +77,18 @@ impl Clips {
         self.recorder.advance(to);
     }
 
-    /// The stream ended: every clip is finished.
+    /// What the recorder did since the last time this was asked.
+    pub fn unreported(&mut self) -> ClipCounts {
+        let now = self.recorder.counts();
+        let new = now.since(&self.reported);
+        self.reported = now;
+        new
+    }
+
+    /// The stream ended: every clip is finished. What the recorder did
+    /// that was not yet reported.
     pub fn finish(self) -> ClipCounts {
-        self.recorder.finish()
+        let reported = self.reported;
+        self.recorder.finish().since(&reported)
     }
 }

@@ -286,6 +286,8 @@ pub struct Fuser {
     /// Snapshots, when the pipeline asks for them.
     pictures: Option<Pictures>,
     clips: Option<clips::Clips>,
+    /// What the recorder did at the stream's end, not yet reported.
+    recorded: crate::recording::ClipCounts,
     /// Alert captions waiting for the caption of their span.
     held: Vec<(Timestamp, Record)>,
     /// Start of the last caption out.
@@ -350,6 +352,7 @@ impl Fuser {
             rules,
             pictures: None,
             clips: None,
+            recorded: Default::default(),
             held: Vec::new(),
             last_cue: Timestamp::ZERO,
             settle: {
@@ -401,6 +404,14 @@ impl Fuser {
     /// Records clips of events.
     pub fn take_clips(&mut self, clips: clips::Clips) {
         self.clips = Some(clips);
+    }
+
+    /// What the stream's recorder did since the last time this was asked.
+    pub fn recorded(&mut self) -> crate::recording::ClipCounts {
+        match &mut self.clips {
+            Some(c) => c.unreported(),
+            None => std::mem::take(&mut self.recorded),
+        }
     }
 
     /// UTC of stream time zero, until chunks say (a stream that fails
@@ -716,6 +727,7 @@ impl Fuser {
             let n = c.finish();
             tracing::debug!(stream = %self.emit.maker.stream, written = n.written, failed = n.failed,
                 dropped_packets = n.dropped_packets, missed = n.missed, segments = n.segments, "clips");
+            self.recorded = n;
         }
         self.emit.take_records()
     }
@@ -756,8 +768,9 @@ struct FuseStage {
 }
 
 impl FuseStage {
-    fn batch(&self, records: Vec<Record>, out: &mut Vec<Batch>, cx: &Context) {
+    fn batch(&mut self, records: Vec<Record>, out: &mut Vec<Batch>, cx: &Context) {
         cx.metrics.scene(&records);
+        cx.metrics.recorded(&self.fuser.recorded());
         if !records.is_empty() {
             out.push(Batch {
                 stream: cx.stream.clone(),

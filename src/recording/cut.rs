@@ -62,7 +62,12 @@ pub fn cut(source: &Path, from: Timestamp, to: Timestamp, out: &Path) -> Result<
 /// start, whose UTC comes back with it; stretches no segment holds (the
 /// camera was away) are in its `gaps`.
 pub fn cut_segments(folder: &Path, from: i64, to: i64, out: &Path) -> Result<(Cut, i64)> {
-    let all = segments::list(folder);
+    // Of segments that start at the same time (a file attached again), the
+    // latest.
+    let mut all = segments::list(folder);
+    all.reverse();
+    all.dedup_by_key(|s| s.utc);
+    all.reverse();
     if all.is_empty() {
         return Err(Error::Cut(format!(
             "{}: no recording there (is [recording] continuous on for this stream, and --segments the output folder's segments?)",

@@ -70,8 +70,24 @@ pub struct ClipCounts {
     /// full), and events that got no clip (no picture yet, the disk full).
     pub dropped_packets: u64,
     pub missed: u64,
-    /// Continuous recording's segments finished.
+    /// Continuous recording's segments finished, and those that could
+    /// not be started or finished.
     pub segments: u64,
+    pub segments_failed: u64,
+}
+
+impl ClipCounts {
+    /// What was counted since `before`.
+    pub fn since(&self, before: &ClipCounts) -> ClipCounts {
+        ClipCounts {
+            written: self.written - before.written,
+            failed: self.failed - before.failed,
+            dropped_packets: self.dropped_packets - before.dropped_packets,
+            missed: self.missed - before.missed,
+            segments: self.segments - before.segments,
+            segments_failed: self.segments_failed - before.segments_failed,
+        }
+    }
 }
 
 struct Open {
@@ -345,7 +361,7 @@ impl Recorder {
             && seg.failed > 0
         {
             let failed = seg.failed;
-            self.count(|c| c.failed += failed);
+            self.count(|c| c.segments_failed += failed);
             if let Some(seg) = &mut self.segmenter {
                 seg.failed = 0;
             }
@@ -427,7 +443,8 @@ impl Recorder {
                     match (&done, segment) {
                         (Ok(_), false) => n.written += 1,
                         (Ok(_), true) => n.segments += 1,
-                        (Err(_), _) => n.failed += 1,
+                        (Err(_), false) => n.failed += 1,
+                        (Err(_), true) => n.segments_failed += 1,
                     }
                 }
                 if let Err(err) = done {
@@ -470,11 +487,9 @@ impl Recorder {
         // this) is never held longer: no clip could start before it.
         let stale = horizon.saturating_sub(HOLD_MORE);
         let unwritten = self.unwritten();
-        while self
-            .ring
-            .front()
-            .is_some_and(|(s, p)| *s < unwritten && p.time().is_none_or(|t| t.0 < stale))
-        {
+        while self.ring.front().is_some_and(|(s, p)| {
+            *s < unwritten && self.stream(p.time()).is_none_or(|t| t.0 < stale)
+        }) {
             if let Some((_, p)) = self.ring.pop_front() {
                 self.ring_bytes -= p.size();
             }

@@ -29,15 +29,41 @@ pub fn name(utc: i64) -> String {
         .to_string()
 }
 
-/// The UTC (nanoseconds) a segment's file name says, if it is one.
-pub fn parse_name(file: &str) -> Option<i64> {
+/// The UTC (nanoseconds) a segment's file name says, and its number
+/// among segments of the same name (`NAME-2.mp4`: files whose times are
+/// not the wall clock's, such as one file attached again, start at the
+/// same nominal UTC; none is written over), if it is one.
+pub fn parse_name(file: &str) -> Option<(i64, u32)> {
     let stem = file
         .strip_suffix(".mp4")
         .or_else(|| file.strip_suffix(".mkv"))?;
-    chrono::NaiveDateTime::parse_from_str(stem, NAME)
+    let (stem, n) = match stem.rsplit_once('-') {
+        Some((s, n)) => (s, n.parse().ok().filter(|n| *n > 0)?),
+        None => (stem, 0),
+    };
+    let utc = chrono::NaiveDateTime::parse_from_str(stem, NAME)
         .ok()?
         .and_utc()
-        .timestamp_nanos_opt()
+        .timestamp_nanos_opt()?;
+    Some((utc, n))
+}
+
+/// A path in `folder` for a new segment named `stem` with extension
+/// `ext` that no file (finished or being written) has.
+fn free_path(folder: &Path, stem: &str, ext: &str) -> PathBuf {
+    let taken = |p: &Path| {
+        let mut part = p.as_os_str().to_owned();
+        part.push(".part");
+        p.exists() || Path::new(&part).exists()
+    };
+    let first = folder.join(format!("{stem}.{ext}"));
+    if !taken(&first) {
+        return first;
+    }
+    (1..)
+        .map(|n| folder.join(format!("{stem}-{n}.{ext}")))
+        .find(|p| !taken(p))
+        .unwrap_or(first)
 }
 
 /// A finished segment on disk.
@@ -46,6 +72,8 @@ pub struct Segment {
     pub path: PathBuf,
     /// UTC of its first frame, nanoseconds.
     pub utc: i64,
+    /// Its number among segments of the same UTC (0: the first).
+    pub n: u32,
     pub bytes: u64,
 }
 
@@ -58,16 +86,17 @@ pub fn list(folder: &Path) -> Vec<Segment> {
     let mut found: Vec<Segment> = entries
         .flatten()
         .filter_map(|e| {
-            let utc = parse_name(e.file_name().to_str()?)?;
+            let (utc, n) = parse_name(e.file_name().to_str()?)?;
             let meta = e.metadata().ok().filter(|m| m.is_file())?;
             Some(Segment {
                 path: e.path(),
                 utc,
+                n,
                 bytes: meta.len(),
             })
         })
         .collect();
-    found.sort_by(|a, b| a.utc.cmp(&b.utc).then_with(|| a.path.cmp(&b.path)));
+    found.sort_by_key(|s| (s.utc, s.n));
     found
 }
 
@@ -82,7 +111,7 @@ pub fn list_all(root: &Path) -> Vec<Segment> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .flat_map(|e| list(&e.path()))
         .collect();
-    all.sort_by(|a, b| a.utc.cmp(&b.utc).then_with(|| a.path.cmp(&b.path)));
+    all.sort_by(|a, b| (a.utc, a.n, &a.path).cmp(&(b.utc, b.n, &b.path)));
     all
 }
 
@@ -174,11 +203,11 @@ impl Segmenter {
             }
             let audio = sound();
             let utc = utc_origin.saturating_add(i64::try_from(t.0).unwrap_or(i64::MAX));
-            let file = self.settings.folder.join(format!(
-                "{}.{}",
-                name(utc),
-                extension(&p.caps, audio.as_ref())
-            ));
+            let file = free_path(
+                &self.settings.folder,
+                &name(utc),
+                extension(&p.caps, audio.as_ref()),
+            );
             match ClipWriter::create(&file, &p.caps, audio.as_ref()) {
                 Ok(writer) => {
                     self.open = Some(Open {
@@ -222,9 +251,26 @@ mod tests {
         let utc = 1_796_528_487_123_456_789;
         let n = name(utc);
         assert_eq!(n, "20261206T034127.123456789Z");
-        assert_eq!(parse_name(&format!("{n}.mp4")), Some(utc));
-        assert_eq!(parse_name(&format!("{n}.mkv")), Some(utc));
+        assert_eq!(parse_name(&format!("{n}.mp4")), Some((utc, 0)));
+        assert_eq!(parse_name(&format!("{n}.mkv")), Some((utc, 0)));
+        assert_eq!(parse_name(&format!("{n}-12.mp4")), Some((utc, 12)));
         assert_eq!(parse_name(&format!("{n}.mp4.part")), None);
+        assert_eq!(parse_name(&format!("{n}-0.mp4")), None);
+        assert_eq!(parse_name(&format!("{n}-x.mp4")), None);
         assert_eq!(parse_name("notes.mp4"), None);
+    }
+
+    #[test]
+    fn a_segment_of_a_name_taken_gets_the_next_number() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        let stem = name(0);
+        assert_eq!(free_path(d, &stem, "mp4"), d.join(format!("{stem}.mp4")));
+        std::fs::write(d.join(format!("{stem}.mp4")), b"").expect("write");
+        std::fs::write(d.join(format!("{stem}-1.mp4.part")), b"").expect("write");
+        assert_eq!(free_path(d, &stem, "mp4"), d.join(format!("{stem}-2.mp4")));
+        std::fs::write(d.join(format!("{stem}-2.mp4")), b"").expect("write");
+        let listed: Vec<u32> = list(d).iter().map(|s| s.n).collect();
+        assert_eq!(listed, [0, 2]);
     }
 }

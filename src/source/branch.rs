@@ -28,6 +28,9 @@ pub(super) struct Outlet {
     pub metrics: StageMetrics,
     pub pace: Arc<Pace>,
     pub live: Arc<AtomicBool>,
+    /// Which parsers the recorder's tap takes packets from, when the
+    /// stream is recorded.
+    pub claimed: Arc<Mutex<super::tap::Claimed>>,
 }
 
 /// The span (source time) a frame or a block of sound covers.
@@ -218,6 +221,7 @@ fn add_video(
     outlet: Outlet,
 ) -> Result<(), String> {
     let extent = sample_by_pts(pad, settings.fps);
+    let claimed = outlet.claimed.clone();
     let queue = make("queue")?;
     charge_upstream(&queue, outlet.metrics.clone());
     let scale = make("videoscale")?;
@@ -264,11 +268,42 @@ fn add_video(
             Ok(())
         }
     });
+    // Pictures without a parser (raw from the source) are re-encoded for
+    // the recorder, if there is one.
+    let unparsed = settings
+        .packets
+        .as_ref()
+        .filter(|_| outlet_has_no_parser(&claimed));
+    let Some(tap) = unparsed else {
+        return attach(
+            pipeline,
+            pad,
+            &[&queue, &scale, &convert, sink.upcast_ref()],
+        );
+    };
+    tracing::info!(
+        stream = %settings.name,
+        "the source gives its pictures unencoded: they are encoded (H.264, x264 ultrafast) at the analysis rate for its recordings"
+    );
+    let tee = make("tee")?;
+    let encoder = super::tap::fallback_encoder(tap, &claimed, settings.fps)?;
+    let encoder: Vec<&gst::Element> = encoder.iter().collect();
     attach(
         pipeline,
         pad,
-        &[&queue, &scale, &convert, sink.upcast_ref()],
-    )
+        &[&queue, &tee, &scale, &convert, sink.upcast_ref()],
+    )?;
+    pipeline.add_many(&encoder).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&encoder).map_err(|e| e.to_string())?;
+    for e in &encoder {
+        e.sync_state_with_parent().map_err(|e| e.to_string())?;
+    }
+    tee.link(encoder[0]).map_err(|e| e.to_string())
+}
+
+/// Whether no parser of pictures was plugged in front of the decoder.
+fn outlet_has_no_parser(claimed: &Mutex<super::tap::Claimed>) -> bool {
+    !claimed.locked().has_video_parser()
 }
 
 /// Sends what `convert` makes of each sample of `sink` to the synchroniser,
@@ -288,6 +323,7 @@ fn deliver(
         metrics,
         pace,
         live,
+        ..
     } = outlet;
     let eos_tx = tx.clone();
     let eos_pace = pace.clone();

@@ -116,11 +116,12 @@ impl Source {
             .unwrap_or(if live_protocol(&settings.uri) { 1 } else { 0 });
         let packets = settings.packets.clone();
         let claimed = Arc::new(std::sync::Mutex::new(tap::Claimed::default()));
+        let claimed_tap = claimed.clone();
         decode.connect("deep-element-added", false, move |args| {
             if let Some(element) = args.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
                 limit_decoder_threads(&element, threads);
                 if let Some(p) = &packets {
-                    tap::watch(&element, p, &claimed);
+                    tap::watch(&element, p, &claimed_tap);
                 }
             }
             None
@@ -136,6 +137,7 @@ impl Source {
                 metrics,
                 pace: pace.clone(),
                 live: live.clone(),
+                claimed,
             },
         );
 

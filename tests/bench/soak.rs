@@ -10,9 +10,18 @@
 //!   cargo bench --bench soak        (tests/bench/run.sh runs it, unless
 //!                                    BENCH_SKIP_SOAK=1)
 //!
-//! Environment: BENCH_SOAK_SECS (1800); VIGIL_CACHE (~/.cache/vigil), where
-//! the clip is made once (media/soak-blink.mkv). The run's folder, pipeline
-//! and log are left in bench-out/soak/.
+//! With BENCH_SOAK_MODE=recording (issue 19), the same under a 1 GiB cap
+//! with recording on: vtest.avi as 1280x720 H.264 at 4 Mb/s (people walk
+//! the whole time: every moment is in a motion clip), `[recording]`
+//! clips of motion and continuous 10 s segments, `[sinks.store]
+//! max_size_mib = 900`: the output folder, files still being written
+//! included, must stay under 1 GiB (1024 MiB), and every clip left must
+//! be named by a stored record.
+//!
+//! Environment: BENCH_SOAK_SECS (1800); BENCH_SOAK_MODE (snapshots or
+//! recording); VIGIL_CACHE (~/.cache/vigil), where the clip is made once
+//! (media/soak-blink.mkv, media/soak-720p.mp4). The run's folder, pipeline
+//! and log are left in bench-out/soak/ (bench-out/soak-recording/).
 
 #[allow(dead_code)]
 #[path = "../it/clip.rs"]
@@ -42,6 +51,21 @@ const VTT_KEEP: u64 = 2;
 const NAMES: [&str; 2] = ["cam0", "cam1"];
 const CLIP_SECS: u64 = 60;
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// Recording mode: the disk the output folder must stay within, and the
+/// store's limit, which leaves room for what is still being written (a
+/// clip and a segment per stream) and for what comes between two
+/// retention passes.
+const DISK_MIB: f64 = 1024.0;
+const RECORDING_STORE_MIB: f64 = 900.0;
+
+/// What a soak runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Snapshots under a 5 MiB store.
+    Snapshots,
+    /// Clips and continuous recording under a 1 GiB disk.
+    Recording,
+}
 
 fn main() {
     if let Err(e) = bench() {
@@ -66,6 +90,11 @@ fn bench() -> Res<()> {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(1800);
+    let mode = match std::env::var("BENCH_SOAK_MODE").as_deref() {
+        Ok("recording") => Mode::Recording,
+        Ok("snapshots") | Err(_) => Mode::Snapshots,
+        Ok(other) => return Err(format!("BENCH_SOAK_MODE={other}: snapshots or recording").into()),
+    };
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let vigil = repo.join("target/release/vigil");
     if !vigil.is_file() {
@@ -75,14 +104,23 @@ fn bench() -> Res<()> {
         Some(c) => PathBuf::from(c),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vigil"),
     };
-    let clip = cache.join("media/soak-blink.mkv");
+    let clip = match mode {
+        Mode::Snapshots => cache.join("media/soak-blink.mkv"),
+        Mode::Recording => cache.join("media/soak-720p.mp4"),
+    };
     if !clip.is_file() {
         std::fs::create_dir_all(clip.parent().unwrap_or(Path::new(".")))?;
         let tmp = clip.with_extension("tmp.mkv");
-        blinking_clip(&tmp);
+        match mode {
+            Mode::Snapshots => blinking_clip(&tmp),
+            Mode::Recording => walkway_720p(&repo, &tmp)?,
+        }
         std::fs::rename(&tmp, &clip)?;
     }
-    let work = repo.join("bench-out/soak");
+    let work = repo.join(match mode {
+        Mode::Snapshots => "bench-out/soak",
+        Mode::Recording => "bench-out/soak-recording",
+    });
     let _ = std::fs::remove_dir_all(&work);
     let out = work.join("out");
     std::fs::create_dir_all(&out)?;
@@ -90,13 +128,21 @@ fn bench() -> Res<()> {
         .local_addr()?
         .port();
     let pipeline = work.join("soak.toml");
+    let (store_mib, media) = match mode {
+        Mode::Snapshots => (STORE_MIB, "[snapshots]\nkinds = [\"motion\"]\n"),
+        Mode::Recording => (
+            RECORDING_STORE_MIB,
+            "[snapshots]\nkinds = [\"motion\"]\n\
+             [recording]\nkinds = [\"motion\"]\ncontinuous = true\nsegment = \"10s\"\n",
+        ),
+    };
     std::fs::write(
         &pipeline,
         format!(
             "[encoders.motion]\ncooldown = \"500ms\"\n[fusion]\ncaption_span = \"1s\"\n\
-             [snapshots]\nkinds = [\"motion\"]\n\
+             {media}\
              [sinks.jsonl]\nmax_size_mib = {JSONL_MIB}\nkeep = {JSONL_KEEP}\n\
-             [sinks.store]\nmax_size_mib = {STORE_MIB}\n\
+             [sinks.store]\nmax_size_mib = {store_mib}\n\
              [sinks.webvtt]\nmax_size_mib = {VTT_MIB}\nkeep = {VTT_KEEP}\n\
              [server]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
@@ -122,7 +168,10 @@ fn bench() -> Res<()> {
             format!("vigil serve ended with {status}; see bench-out/soak/vigil.log").into(),
         );
     }
-    report(&samples, &out, secs)
+    match mode {
+        Mode::Snapshots => report(&samples, &out, secs),
+        Mode::Recording => report_recording(&samples, &out, secs),
+    }
 }
 
 struct Sample {
@@ -130,6 +179,9 @@ struct Sample {
     bytes: u64,
     jpegs: usize,
     attached: u64,
+    /// Recording mode: bytes of clips and of segments.
+    clips: u64,
+    segments: u64,
 }
 
 fn soak(child: &Child, port: u16, clip: &Path, out: &Path, secs: u64) -> Res<Vec<Sample>> {
@@ -182,11 +234,15 @@ fn soak(child: &Child, port: u16, clip: &Path, out: &Path, secs: u64) -> Res<Vec
                 bytes,
                 jpegs: jpegs.len(),
                 attached,
+                clips: measure(&out.join("clips")).0,
+                segments: measure(&out.join("segments")).0,
             };
             eprintln!(
-                "soak: {:>6.0} s  {:>6.2} MiB  {:>5} JPEGs  {} files attached",
+                "soak: {:>6.0} s  {:>7.2} MiB ({:.1} MiB clips, {:.1} MiB segments)  {:>5} JPEGs  {} files attached",
                 s.at,
                 s.bytes as f64 / MIB,
+                s.clips as f64 / MIB,
+                s.segments as f64 / MIB,
                 s.jpegs,
                 s.attached
             );
@@ -313,6 +369,137 @@ fn report(samples: &[Sample], out: &Path, secs: u64) -> Res<()> {
         "- stored records naming a missing JPEG: {missing}; records kept: {records}, oldest utc {}",
         first.unwrap_or_default()
     );
+    Ok(())
+}
+
+/// Recording mode's report: the output folder against 1 GiB.
+fn report_recording(samples: &[Sample], out: &Path, secs: u64) -> Res<()> {
+    let (bytes, _) = measure(out);
+    let db = rusqlite::Connection::open(out.join("events.db"))?;
+    let named: HashSet<String> = db
+        .prepare("SELECT DISTINCT clip FROM records WHERE clip IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let (_, clips) = files_with(out, "clips", ".mp4");
+    let orphans = clips.iter().filter(|c| !named.contains(*c)).count();
+    let (segment_bytes, segments) = files_with(out, "segments", ".mp4");
+    let peak = samples
+        .iter()
+        .map(|s| s.bytes)
+        .chain([bytes])
+        .max()
+        .unwrap_or(0);
+    let written_clips = samples.iter().map(|s| s.clips).max().unwrap_or(0);
+    let verdict = |ok: bool| if ok { "**PASS**" } else { "**FAIL**" };
+    let attached = samples.last().map_or(0, |s| s.attached);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs();
+    println!("## Soak: recording under a 1 GiB disk\n");
+    println!(
+        "`BENCH_SOAK_MODE=recording cargo bench --bench soak` (BENCH_SOAK_SECS={secs}): `vigil serve` \
+         with `[recording] kinds = [\"motion\"], continuous = true, segment = \"10s\"`, snapshots of \
+         motion, `[sinks.store] max_size_mib = {RECORDING_STORE_MIB}` (the rest of the {DISK_MIB} MiB \
+         is for the clip and the segment each stream is still writing, and what comes between two \
+         retention passes); two streams at a time, each vtest.avi as 1280x720 H.264 at 4 Mb/s \
+         (79.5 s, people walk the whole time), attached again as soon as it ends ({attached} \
+         attachments; files run as fast as the machine reads them). Measured at unix time {now}.\n"
+    );
+    println!(
+        "| wall s | output folder MiB | clips MiB | segments MiB | files attached |\n|---:|---:|---:|---:|---:|"
+    );
+    let step = (samples.len() / 12).max(1);
+    for s in samples.iter().step_by(step) {
+        println!(
+            "| {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            s.at,
+            s.bytes as f64 / MIB,
+            s.clips as f64 / MIB,
+            s.segments as f64 / MIB,
+            s.attached
+        );
+    }
+    println!(
+        "| end | {:.1} | {:.1} | {:.1} | {attached} |\n",
+        bytes as f64 / MIB,
+        measure(&out.join("clips")).0 as f64 / MIB,
+        segment_bytes as f64 / MIB
+    );
+    println!(
+        "- peak {:.1} MiB, everything in the folder counted (files being written too), against {DISK_MIB} MiB: {}",
+        peak as f64 / MIB,
+        verdict((peak as f64 / MIB) < DISK_MIB)
+    );
+    println!(
+        "- clips no stored record names at the end: {orphans} of {} (must be 0): {}",
+        clips.len(),
+        verdict(orphans == 0)
+    );
+    println!(
+        "- segments left at the end: {} ({:.1} MiB), the oldest deleted first; clips at most {:.1} MiB at once",
+        segments.len(),
+        segment_bytes as f64 / MIB,
+        written_clips as f64 / MIB
+    );
+    Ok(())
+}
+
+/// The files under `out/folder` whose names end with `suffix`: their
+/// bytes, and their paths relative to `out`.
+fn files_with(out: &Path, folder: &str, suffix: &str) -> (u64, Vec<String>) {
+    let mut bytes = 0;
+    let mut found = Vec::new();
+    let mut stack = vec![out.join(folder)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix)
+                && let Ok(rel) = p.strip_prefix(out)
+            {
+                bytes += e.metadata().map_or(0, |m| m.len());
+                found.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    (bytes, found)
+}
+
+/// vtest.avi (people walking, 79.5 s) as 1280x720 H.264 at 4 Mb/s in MP4.
+fn walkway_720p(repo: &Path, path: &Path) -> Res<()> {
+    let vtest = [
+        repo.join("../shared/media/vtest.avi"),
+        PathBuf::from("/usr/share/doc/opencv-doc/examples/data/vtest.avi"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or("vtest.avi not found (../shared/media or opencv-doc; run deploy/setup.sh)")?;
+    let ok = Command::new("gst-launch-1.0")
+        .args(["-q", "-e", "filesrc"])
+        .arg(format!("location={}", vtest.display()))
+        .args([
+            "!",
+            "decodebin",
+            "!",
+            "videoconvert",
+            "!",
+            "videoscale",
+            "!",
+        ])
+        .args(["video/x-raw,width=1280,height=720", "!", "x264enc"])
+        .args([
+            "speed-preset=veryfast",
+            "bitrate=4000",
+            "key-int-max=20",
+            "!",
+        ])
+        .args(["h264parse", "!", "mp4mux", "!", "filesink"])
+        .arg(format!("location={}", path.display()))
+        .status()?;
+    if !ok.success() {
+        return Err(format!("could not make {}", path.display()).into());
+    }
     Ok(())
 }
 

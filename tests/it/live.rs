@@ -109,6 +109,16 @@ impl RtspServer {
         RtspServer::at_cam(launch, free_port(), None)
     }
 
+    /// Raw pictures (RTP raw video, as a camera that does not encode
+    /// sends them): a ball moving on black, 320x240 at 10 fps.
+    pub fn start_raw() -> RtspServer {
+        RtspServer::at_cam(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=10/1 ! rtpvrawpay name=pay0 pt=96".into(),
+            free_port(),
+            None,
+        )
+    }
+
     /// RTSPS: over TLS, with this certificate chain and key (PEM files).
     pub fn start_tls(file: &Path, cert: &Path, key: &Path) -> RtspServer {
         let tls = (cert.to_path_buf(), key.to_path_buf());

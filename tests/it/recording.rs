@@ -902,3 +902,88 @@ caption_span = "2s"
     assert!(said.contains("nothing recorded for"), "{said}");
     assert!(crate::frames::decode(&dir.path().join("across.mp4"), 10, 384).len() > 50);
 }
+
+#[test]
+fn a_camera_that_sends_raw_pictures_is_recorded_by_a_re_encode_said_in_the_log() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use crate::live::{RtspServer, interrupt};
+    use crate::run::{captions, events, read_records};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = RtspServer::start_raw();
+    let pipeline = dir.path().join("raw.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "raw"
+uri = "rtsp://127.0.0.1:{}/cam"
+latency = "100ms"
+
+[encoders.motion]
+min_duration = "0s"
+
+[recording]
+kinds = ["motion"]
+pre_roll = "1s"
+post_roll = "1s"
+
+[fusion]
+caption_span = "2s"
+
+[sinks.jsonl]
+"#,
+            server.port
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let child = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out)
+        .env("VIGIL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let log = out.join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while captions(&read_records(&log)).count() < 4 {
+        assert!(Instant::now() < deadline, "captions from the raw stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    interrupt(&child);
+    let output = child.wait_with_output().expect("vigil ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the source gives its pictures unencoded"),
+        "the re-encode is said: {stderr}"
+    );
+    let records = read_records(&log);
+    let start = events(&records)
+        .find(|e| e.kind == "motion")
+        .expect("the ball moves");
+    let named = start.clip.clone().expect("its clip");
+    let path = out.join(&named);
+    assert!(named.ends_with(".mp4") && path.is_file(), "{named}");
+    // H.264 made here, at the analysis rate (5 fps by default), every
+    // frame of it decodes.
+    let caps = discover_caps(&path);
+    assert!(caps.contains("video/x-h264"), "{caps}");
+    let got = packets_of(&path, "video/x-h264", Some(0));
+    assert!(got[0].1, "the clip starts on a keyframe");
+    let span = (got.last().expect("frames").0 - got[0].0) as f64 / 1e9;
+    assert!(span >= 3.0, "{span:.1} s");
+    assert!(
+        (got.len() as f64 - (span * 5.0 + 1.0)).abs() <= 2.0,
+        "{} frames over {span:.1} s",
+        got.len()
+    );
+    assert_eq!(crate::frames::decode(&path, 5, 320).len(), got.len());
+}
