@@ -42,6 +42,9 @@
 #                     vigil serve with snapshots and a 5 MiB store for
 #                     BENCH_SOAK_SECS, default 1800: output folder size against
 #                     its bound, snapshots without a record)
+#   BENCH_SKIP_RECORDING_SOAK 1: leave out the recording soak (the same with
+#                     BENCH_SOAK_MODE=recording: clips and continuous
+#                     recording of 720p H.264 under a 1 GiB disk)
 #
 # Exit status: 0 when all was measured (whatever PASS/FAIL says), 1 on an
 # error (vigil missing, a run that failed or wrote no events.jsonl); after a
@@ -331,6 +334,20 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SOAK:-0}" != 1 ]]; then
   fi
 fi
 
+# --- recording under a 1 GiB disk ---------------------------------------------
+soak_recording=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_RECORDING_SOAK:-0}" != 1 ]]; then
+  log "recording soak (BENCH_SOAK_MODE=recording cargo bench --bench soak; BENCH_SOAK_SECS=${BENCH_SOAK_SECS:-1800} s)"
+  if BENCH_SOAK_MODE=recording "${CARGO:-cargo}" bench --quiet --bench soak >"$work/soak-recording.md" 2>"$work/soak-recording.log"; then
+    soak_recording="$(cat "$work/soak-recording.md")"
+    if grep -q '\*\*FAIL\*\*' "$work/soak-recording.md"; then rsoak_verdict="**FAIL**"; else rsoak_verdict="**PASS**"; fi
+    summary+="- recording under a 1 GiB disk: see the Soak: recording section (output folder size, clips without a record): $rsoak_verdict"$'\n'
+  else
+    log "recording soak failed (bench-out/soak-recording.log, bench-out/soak-recording/)"
+    failed=1
+  fi
+fi
+
 # --- a file whose picture never decodes ----------------------------------------
 # Issue 15's clip: MPEG-4 part 2 video from avenc_mpeg4 in Matroska (the track
 # comes out without its frame size, so it never decodes) with a tone; and the
@@ -504,6 +521,8 @@ ${delivery}
 ${live}
 
 ${soak}
+
+${soak_recording}
 
 ${broken}
 

@@ -119,6 +119,15 @@ impl RtspServer {
         )
     }
 
+    /// The same as MJPEG (JPEG pictures, which no parser takes by default).
+    pub fn start_mjpeg() -> RtspServer {
+        RtspServer::at_cam(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=10/1 ! jpegenc ! rtpjpegpay name=pay0 pt=26".into(),
+            free_port(),
+            None,
+        )
+    }
+
     /// RTSPS: over TLS, with this certificate chain and key (PEM files).
     pub fn start_tls(file: &Path, cert: &Path, key: &Path) -> RtspServer {
         let tls = (cert.to_path_buf(), key.to_path_buf());

@@ -510,3 +510,68 @@ keep = 1
     let again = gc(&[]);
     assert!(again.contains("total: deleted 0 B"), "{again}");
 }
+
+#[test]
+fn the_disk_guard_deletes_the_oldest_segments_before_it_stops_anything() {
+    use vigil::recording::segments;
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = blinking_clip(dir.path(), 5);
+    let out = dir.path().join("out");
+    // Five segments of continuous recording, 100 MiB each, a minute apart.
+    let folder = out.join("segments/door");
+    std::fs::create_dir_all(&folder).expect("dir");
+    let names: Vec<PathBuf> = (0..5i64)
+        .map(|k| {
+            folder.join(format!(
+                "{}.mp4",
+                segments::name((1_796_000_000 + 60 * k) * SECOND as i64)
+            ))
+        })
+        .collect();
+    let block = vec![7u8; MIB as usize];
+    for path in &names {
+        use std::io::Write;
+        let mut f = std::fs::File::create(path).expect("segment");
+        for _ in 0..100 {
+            f.write_all(&block).expect("write");
+        }
+        f.sync_all().expect("sync");
+    }
+    // 40 MiB short of the mark: with the margin (an eighth of it, at most
+    // 256 MiB), 296 MiB to free: the three oldest go, and nothing stops.
+    let min_free = free_mib(dir.path()) + 40;
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[encoders.motion]\n[snapshots]\nkinds = [\"motion\"]\n[sinks.jsonl]\n\
+             [disk]\nmin_free_mib = {min_free}\n"
+        ),
+    )
+    .expect("pipeline");
+    let o = vigil()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--source")
+        .arg(&clip)
+        .arg("--out")
+        .arg(&out)
+        .env("VIGIL_LOG", "info")
+        .output()
+        .expect("vigil");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the oldest segments of continuous recording deleted"),
+        "{stderr}"
+    );
+    let left: Vec<bool> = names.iter().map(|p| p.exists()).collect();
+    assert_eq!(left[..3], [false, false, false], "the three oldest went");
+    assert!(left[4], "the newest stays");
+    let records = read_records(&out.join("events.jsonl"));
+    assert!(
+        !events(&records).any(|e| e.kind == "disk_low"),
+        "room was made: nothing stopped"
+    );
+    assert!(events(&records).any(|e| e.kind == "motion" && e.snapshot.is_some()));
+}
