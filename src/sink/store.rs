@@ -358,13 +358,13 @@ pub struct StoreSink {
     written: u64,
     /// The highest `seq` committed, for the live sinks to wait on.
     committed: tokio::sync::watch::Sender<i64>,
-    /// When continuous recording's segments were last looked at.
-    segments_checked: Option<std::time::Instant>,
+    /// When retention last ran.
+    pruned_at: Option<std::time::Instant>,
 }
 
-/// How often the store applies its retention to continuous recording's
-/// segments, which grow whether or not records come.
-const SEGMENTS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the store applies its retention at the least, records or
+/// not: continuous recording's segments and clips grow by themselves.
+const PRUNE_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl StoreSink {
     /// Opens the store for the live sinks `owed_to` (registering their
@@ -408,7 +408,7 @@ impl StoreSink {
             batches: 0,
             written: 0,
             committed: tokio::sync::watch::Sender::new(last),
-            segments_checked: None,
+            pruned_at: None,
         };
         s.list_media()
             .map_err(|e| failed("cannot list the media files its records name", e))?;
@@ -474,7 +474,6 @@ impl StoreSink {
     /// Applies retention to continuous recording's segments: they take
     /// what room the records and their media leave.
     fn prune_segments(&mut self) {
-        self.segments_checked = Some(std::time::Instant::now());
         let Some(root) = &self.media_root else { return };
         let root = root.join(crate::config::SEGMENTS);
         if self.keep == Retention::default() || !root.is_dir() {
@@ -510,6 +509,7 @@ impl StoreSink {
     }
 
     fn prune(&mut self) -> Result<()> {
+        self.pruned_at = Some(std::time::Instant::now());
         if self.keep == Retention::default() {
             return Ok(());
         }
@@ -728,10 +728,14 @@ impl Sink for StoreSink {
 
     fn tick(&mut self) {
         if self
-            .segments_checked
-            .is_none_or(|t| t.elapsed() >= SEGMENTS_EVERY)
+            .pruned_at
+            .is_none_or(|t| t.elapsed() >= PRUNE_AT_LEAST_EVERY)
         {
-            self.prune_segments();
+            // A whole pass: clips finished since the last one are sized
+            // (and counted) now, not only when enough records came.
+            if let Err(e) = self.prune() {
+                tracing::warn!(path = %self.path.display(), "event store retention: {e}");
+            }
         }
     }
 

@@ -392,11 +392,10 @@ fn event_clips_keep_pre_and_post_roll_and_overlapping_events_share_one() {
 
 #[test]
 fn a_live_camera_s_clip_is_its_packets_and_is_finished_when_the_camera_drops() {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use crate::live::{RtspServer, free_port, h264_clip, interrupt};
-    use crate::run::{captions, events, read_records};
+    use crate::run::{events, read_records};
 
     let dir = tempfile::tempdir().expect("tmp");
     let clip = h264_clip(dir.path());
@@ -431,23 +430,10 @@ caption_span = "2s"
     .expect("pipeline");
     let _ = free_port;
     let out = dir.path().join("out");
-    let child = vigil()
-        .arg("run")
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(&out)
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vigil");
+    let child = spawn_live(&pipeline, &out);
     let log = out.join("events.jsonl");
     // People walk all the time: one motion event, its clip under way.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while captions(&read_records(&log)).count() < 4 {
-        assert!(Instant::now() < deadline, "captions from the live stream");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_captions(&log, 4, "captions from the live stream");
     // The camera goes away in the middle of the clip.
     drop(server);
     std::thread::sleep(Duration::from_secs(3));
@@ -502,6 +488,30 @@ caption_span = "2s"
     assert_eq!(frames.len(), got.len(), "every frame of the clip decodes");
     let caps = discover_caps(&path);
     assert!(caps.contains("constrained-baseline"), "{caps}");
+}
+
+/// `vigil run PIPELINE --out OUT` in the background, its log at info on
+/// its standard error (piped).
+fn spawn_live(pipeline: &Path, out: &Path) -> std::process::Child {
+    vigil()
+        .arg("run")
+        .arg(pipeline)
+        .arg("--out")
+        .arg(out)
+        .env("VIGIL_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil")
+}
+
+/// Waits (a minute at most) for `n` captions in the event log `log`.
+fn wait_for_captions(log: &Path, n: usize, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while crate::run::captions(&crate::run::read_records(log)).count() < n {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// How long `gst-discoverer-1.0` says a file is, in ns.
@@ -774,7 +784,6 @@ fn without_parameter_sets(packet: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_live_camera_s_continuous_recording_has_no_hole_but_its_outage() {
-    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
     use vigil::record::Phase;
@@ -814,16 +823,7 @@ caption_span = "2s"
     )
     .expect("pipeline");
     let out = dir.path().join("out");
-    let child = vigil()
-        .arg("run")
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(&out)
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vigil");
+    let child = spawn_live(&pipeline, &out);
     let log = out.join("events.jsonl");
     let wait_for = |what: &str, done: &dyn Fn(&[vigil::record::Record]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -915,11 +915,8 @@ fn a_camera_that_sends_raw_pictures_is_recorded_by_a_re_encode_said_in_the_log()
 /// Records `server`'s camera, whose pictures have no parser: its clip is
 /// H.264 made here.
 fn raw_camera_clip(server: crate::live::RtspServer) {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
     use crate::live::interrupt;
-    use crate::run::{captions, events, read_records};
+    use crate::run::{events, read_records};
 
     let dir = tempfile::tempdir().expect("tmp");
     let pipeline = dir.path().join("raw.toml");
@@ -950,22 +947,9 @@ caption_span = "2s"
     )
     .expect("pipeline");
     let out = dir.path().join("out");
-    let child = vigil()
-        .arg("run")
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(&out)
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vigil");
+    let child = spawn_live(&pipeline, &out);
     let log = out.join("events.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while captions(&read_records(&log)).count() < 4 {
-        assert!(Instant::now() < deadline, "captions from the raw stream");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_captions(&log, 4, "captions from the raw stream");
     interrupt(&child);
     let output = child.wait_with_output().expect("vigil ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
