@@ -477,30 +477,14 @@ impl StageMetrics {
             .inc_by(n);
     }
 
-    /// What the stream's recorder did: files in `vigil_recordings_total`;
-    /// packets it had to let go unwritten (its hold full) and events that
-    /// got no clip (no picture yet, the disk full) in `vigil_dropped_total`
-    /// as `recorder_full` and `clip_missed`.
-    pub fn recorded(&self, n: &crate::recording::ClipCounts) {
-        let files = [
-            ("clip", "written", n.written),
-            ("clip", "failed", n.failed),
-            ("segment", "written", n.segments),
-            ("segment", "failed", n.segments_failed),
-        ];
-        for (kind, result, count) in files {
-            if count > 0 {
-                self.metrics
-                    .recordings
-                    .with_label_values(&[&*self.stream, kind, result])
-                    .inc_by(count);
-            }
-        }
-        if n.dropped_packets > 0 {
-            self.dropped("recorder_full", n.dropped_packets);
-        }
-        if n.missed > 0 {
-            self.dropped("clip_missed", n.missed);
+    /// `n` files of `kind` (`clip`, `segment`) that `[recording]`
+    /// finished (`written`) or lost (`failed`).
+    pub fn recordings(&self, kind: &str, result: &str, n: u64) {
+        if n > 0 {
+            self.metrics
+                .recordings
+                .with_label_values(&[&*self.stream, kind, result])
+                .inc_by(n);
         }
     }
 
@@ -622,29 +606,20 @@ mod tests {
     }
 
     #[test]
-    fn what_a_recorder_did_is_counted_by_kind_and_result() {
+    fn recordings_are_counted_by_kind_and_result() {
         let m = Metrics::new();
         let s = m.stage("fuse", "door");
-        let n = crate::recording::ClipCounts {
-            written: 2,
-            failed: 1,
-            dropped_packets: 7,
-            missed: 1,
-            segments: 5,
-            segments_failed: 0,
-        };
-        s.recorded(&n);
-        s.recorded(&crate::recording::ClipCounts::default());
+        s.recordings("clip", "written", 2);
+        s.recordings("segment", "written", 5);
+        s.recordings("segment", "failed", 0);
         let text = m.render();
         for line in [
             r#"vigil_recordings_total{kind="clip",result="written",stream="door"} 2"#,
-            r#"vigil_recordings_total{kind="clip",result="failed",stream="door"} 1"#,
             r#"vigil_recordings_total{kind="segment",result="written",stream="door"} 5"#,
-            r#"vigil_dropped_total{reason="recorder_full",stage="fuse",stream="door"} 7"#,
-            r#"vigil_dropped_total{reason="clip_missed",stage="fuse",stream="door"} 1"#,
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+        assert!(!text.contains(r#"result="failed""#), "{text}");
         m.forget_stream("door");
         assert!(!m.render().contains("stream=\"door\""));
     }

@@ -770,7 +770,25 @@ struct FuseStage {
 impl FuseStage {
     fn batch(&mut self, records: Vec<Record>, out: &mut Vec<Batch>, cx: &Context) {
         cx.metrics.scene(&records);
-        cx.metrics.recorded(&self.fuser.recorded());
+        let n = self.fuser.recorded();
+        for (kind, result, count) in [
+            ("clip", "written", n.written),
+            ("clip", "failed", n.failed),
+            ("segment", "written", n.segments),
+            ("segment", "failed", n.segments_failed),
+        ] {
+            cx.metrics.recordings(kind, result, count);
+        }
+        // Packets let go unwritten (the recorder's hold full), and events
+        // that got no clip (no picture yet, the disk full).
+        for (reason, count) in [
+            ("recorder_full", n.dropped_packets),
+            ("clip_missed", n.missed),
+        ] {
+            if count > 0 {
+                cx.metrics.dropped(reason, count);
+            }
+        }
         if !records.is_empty() {
             out.push(Batch {
                 stream: cx.stream.clone(),
