@@ -253,6 +253,17 @@ impl Packet {
     }
 }
 
+/// The media type a pad gives (`video/x-h264`, `audio/x-raw`…): its caps
+/// once negotiated, else what it can give; empty when it says nothing.
+pub fn pad_kind(pad: &gstreamer::Pad) -> String {
+    use gstreamer::prelude::PadExt;
+    pad.current_caps()
+        .unwrap_or_else(|| pad.query_caps(None))
+        .structure(0)
+        .map(|s| s.name().to_string())
+        .unwrap_or_default()
+}
+
 /// What a source tells its synchroniser. PTS are in the source's own time.
 #[derive(Debug)]
 pub enum Input {

@@ -212,11 +212,7 @@ impl<'a> Cutter<'a> {
                 let Some(pipeline) = pipeline.upgrade() else {
                     return;
                 };
-                let kind = pad
-                    .current_caps()
-                    .or_else(|| Some(pad.query_caps(None)))
-                    .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
-                    .unwrap_or_default();
+                let kind = crate::media::pad_kind(pad);
                 let mut taken = taken.locked();
                 if !kind.starts_with("video/") {
                     // A stream that ends before any video was exposed: there

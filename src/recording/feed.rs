@@ -107,11 +107,7 @@ impl FileFeed {
                 let Some(pipeline) = pipeline.upgrade() else {
                     return;
                 };
-                let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-                let kind = caps
-                    .structure(0)
-                    .map(|s| s.name().to_string())
-                    .unwrap_or_default();
+                let kind = crate::media::pad_kind(pad);
                 let branch = {
                     let Ok(mut taken) = taken.lock() else { return };
                     if kind.starts_with("video/") && !taken.0 {

@@ -73,11 +73,7 @@ pub(super) fn connect(
         let Some(pipeline) = weak.upgrade() else {
             return;
         };
-        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-        let kind = caps
-            .structure(0)
-            .map(|s| s.name().to_string())
-            .unwrap_or_default();
+        let kind = crate::media::pad_kind(pad);
         let mut topo = topo_pad.locked();
         let result = if kind.starts_with("video/") && !topo.video {
             topo.video = true;

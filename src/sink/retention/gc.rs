@@ -163,6 +163,34 @@ fn orphans(
     report: &mut GcReport,
     listed: &mut dyn FnMut(&Path, u64),
 ) -> Result<()> {
+    // What names media files: the store, else the event log (read once).
+    let names = match (db, &config.sinks.jsonl) {
+        (Some(db), _) => Names::Store(db),
+        (None, Some(c)) => {
+            let log = out_dir.join(&c.path);
+            let rotated = super::rotate::rotated(&log).unwrap_or_default();
+            Names::Log(
+                rotated
+                    .iter()
+                    .chain([&log])
+                    .flat_map(|p| super::named_in_log(p))
+                    .collect(),
+            )
+        }
+        (None, None) => {
+            report.orphans_skipped = Some(
+                "the pipeline keeps neither a store nor an event log to say which snapshots are wanted"
+                    .into(),
+            );
+            return Ok(());
+        }
+    };
+    let mut sweep = Sweep {
+        out_dir,
+        names,
+        options,
+        listed,
+    };
     let snapshots = config.snapshots.clone().unwrap_or_default().path;
     let clips = config.recording.clone().unwrap_or_default().path;
     for (folder, what, suffixes) in [
@@ -178,9 +206,36 @@ fn orphans(
             what,
             suffixes,
         };
-        media.delete(config, out_dir, db, options, report, listed)?;
+        media.delete(&mut sweep, report)?;
     }
     Ok(())
+}
+
+/// What says which media files records name.
+enum Names<'a> {
+    Store(&'a rusqlite::Connection),
+    Log(HashSet<String>),
+}
+
+/// An orphan sweep of one output folder.
+struct Sweep<'a> {
+    out_dir: &'a Path,
+    names: Names<'a>,
+    options: &'a GcOptions,
+    listed: &'a mut dyn FnMut(&Path, u64),
+}
+
+impl Sweep<'_> {
+    /// Whether a record names the media file `rel`.
+    fn named(&self, rel: &str) -> Result<bool> {
+        match &self.names {
+            Names::Log(set) => Ok(set.contains(rel)),
+            Names::Store(db) => store::names_media(db, rel).map_err(|e| Error::Store {
+                path: self.out_dir.to_path_buf(),
+                message: format!("cannot look up {rel}: {e}"),
+            }),
+        }
+    }
 }
 
 /// Media files of one kind: where they are and how they are named.
@@ -191,15 +246,8 @@ struct Orphans<'a> {
 }
 
 impl Orphans<'_> {
-    fn delete(
-        &self,
-        config: &PipelineConfig,
-        out_dir: &Path,
-        db: Option<&rusqlite::Connection>,
-        options: &GcOptions,
-        report: &mut GcReport,
-        listed: &mut dyn FnMut(&Path, u64),
-    ) -> Result<()> {
+    fn delete(&self, sweep: &mut Sweep<'_>, report: &mut GcReport) -> Result<()> {
+        let (out_dir, options) = (sweep.out_dir, sweep.options);
         let folder = self.folder;
         let Some(rel) = folder
             .to_str()
@@ -216,38 +264,6 @@ impl Orphans<'_> {
         if !root.is_dir() {
             return Ok(());
         }
-        // What names snapshots: the store, else the event log.
-        let logged: Option<HashSet<String>> = match (db, &config.sinks.jsonl) {
-            (Some(_), _) => None,
-            (None, Some(c)) => {
-                let log = out_dir.join(&c.path);
-                let rotated = super::rotate::rotated(&log).unwrap_or_default();
-                Some(
-                    rotated
-                        .iter()
-                        .chain([&log])
-                        .flat_map(|p| super::named_in_log(p))
-                        .collect(),
-                )
-            }
-            (None, None) => {
-                report.orphans_skipped = Some(
-                "the pipeline keeps neither a store nor an event log to say which snapshots are wanted"
-                    .into(),
-            );
-                return Ok(());
-            }
-        };
-        let named = |rel: &str| -> Result<bool> {
-            match (&logged, db) {
-                (Some(set), _) => Ok(set.contains(rel)),
-                (None, Some(db)) => store::names_media(db, rel).map_err(|e| Error::Store {
-                    path: out_dir.to_path_buf(),
-                    message: format!("cannot look up {rel}: {e}"),
-                }),
-                (None, None) => Ok(true),
-            }
-        };
         let old_enough = |m: &std::fs::Metadata| {
             m.modified()
                 .ok()
@@ -280,8 +296,9 @@ impl Orphans<'_> {
                 let Some(rel) = path.strip_prefix(out_dir).ok().and_then(|r| r.to_str()) else {
                     continue;
                 };
-                if !named(rel)? {
-                    report.orphans += media::delete(out_dir, [rel], options.dry_run, listed);
+                if !sweep.named(rel)? {
+                    report.orphans +=
+                        media::delete(out_dir, [rel], options.dry_run, &mut *sweep.listed);
                 }
             }
         }
