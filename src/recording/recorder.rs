@@ -80,12 +80,12 @@ impl ClipCounts {
     /// What was counted since `before`.
     pub fn since(&self, before: &ClipCounts) -> ClipCounts {
         ClipCounts {
-            written: self.written - before.written,
-            failed: self.failed - before.failed,
-            dropped_packets: self.dropped_packets - before.dropped_packets,
-            missed: self.missed - before.missed,
-            segments: self.segments - before.segments,
-            segments_failed: self.segments_failed - before.segments_failed,
+            written: self.written.saturating_sub(before.written),
+            failed: self.failed.saturating_sub(before.failed),
+            dropped_packets: self.dropped_packets.saturating_sub(before.dropped_packets),
+            missed: self.missed.saturating_sub(before.missed),
+            segments: self.segments.saturating_sub(before.segments),
+            segments_failed: self.segments_failed.saturating_sub(before.segments_failed),
         }
     }
 }
