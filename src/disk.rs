@@ -120,6 +120,9 @@ impl Thresholds {
 pub struct DiskGate {
     level: AtomicU8,
     media_skipped: AtomicU64,
+    /// Bytes of clips and segments being written, not yet finished: the
+    /// store's size limit counts them.
+    writing: AtomicU64,
 }
 
 impl DiskGate {
@@ -143,6 +146,25 @@ impl DiskGate {
     /// Media files not written for want of space, since the start.
     pub fn media_skipped(&self) -> u64 {
         self.media_skipped.load(Ordering::Relaxed)
+    }
+
+    /// `n` more bytes went into a file being written.
+    pub fn writing(&self, n: u64) {
+        self.writing.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A file of `n` bytes written so far was finished (or given up).
+    pub fn written(&self, n: u64) {
+        let _ = self
+            .writing
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(w.saturating_sub(n))
+            });
+    }
+
+    /// Bytes in files still being written.
+    pub fn unfinished(&self) -> u64 {
+        self.writing.load(Ordering::Relaxed)
     }
 }
 

@@ -191,6 +191,7 @@ impl Graph {
             &config.runtime,
             metrics,
         )?;
+        let disk = Arc::new(crate::disk::DiskGate::default());
         let built = crate::sink::build(
             &config.sinks,
             &options.out_dir,
@@ -200,6 +201,7 @@ impl Graph {
                 .map(|s| s.name.clone())
                 .collect::<Vec<_>>(),
             options.printer.clone(),
+            &disk,
         )?;
         let store = built
             .store
@@ -215,7 +217,6 @@ impl Graph {
             _ => None,
         };
         let run_id: Arc<str> = ulid::Ulid::new().to_string().into();
-        let disk = Arc::new(crate::disk::DiskGate::default());
         let guard = (config.disk.min_free_mib > 0).then(|| {
             crate::sink::retention::guard::DiskGuard::new(
                 options.out_dir.clone(),

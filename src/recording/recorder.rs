@@ -101,6 +101,8 @@ struct Open {
     active: HashSet<String>,
     /// Where it ends: unknown while an event is under way.
     until: Option<Timestamp>,
+    /// Bytes written into it.
+    bytes: u64,
 }
 
 /// One stream's recorder.
@@ -265,6 +267,7 @@ impl Recorder {
             next: seq,
             active: HashSet::from([event.to_string()]),
             until: None,
+            bytes: 0,
         });
         self.write();
         Some(clip)
@@ -295,8 +298,8 @@ impl Recorder {
             self.close();
         }
         self.write_segments();
-        if let Some((writer, file)) = self.segmenter.as_mut().and_then(Segmenter::close) {
-            self.finish_later(writer, file, true);
+        if let Some((writer, file, bytes)) = self.segmenter.as_mut().and_then(Segmenter::close) {
+            self.finish_later(writer, file, bytes, true);
         }
         for t in self.finishing.drain(..) {
             let _ = t.join();
@@ -355,6 +358,11 @@ impl Recorder {
                     .map(|(_, p)| p.caps.clone())
             };
             closed.extend(seg.push(p, t, self.utc_origin, allowed, sound));
+            if seg.is_open()
+                && let Some(g) = &self.gate
+            {
+                g.writing(p.size() as u64);
+            }
             self.seg_next = seq + 1;
         }
         if let Some(seg) = &self.segmenter
@@ -366,8 +374,8 @@ impl Recorder {
                 seg.failed = 0;
             }
         }
-        for (writer, file) in closed {
-            self.finish_later(writer, file, true);
+        for (writer, file, bytes) in closed {
+            self.finish_later(writer, file, bytes, true);
         }
     }
 
@@ -411,6 +419,10 @@ impl Recorder {
                 done = true;
                 break;
             }
+            c.bytes += p.size() as u64;
+            if let Some(g) = &self.gate {
+                g.writing(p.size() as u64);
+            }
             c.next = seq + 1;
         }
         // No event that could join it is still to come.
@@ -429,16 +441,21 @@ impl Recorder {
     /// its index).
     fn close(&mut self) {
         let Some(c) = self.clip.take() else { return };
-        self.finish_later(c.writer, c.file, false);
+        self.finish_later(c.writer, c.file, c.bytes, false);
     }
 
-    /// Finishes a clip's or (`segment`) a segment's file in the background.
-    fn finish_later(&mut self, writer: ClipWriter, file: PathBuf, segment: bool) {
+    /// Finishes a clip's or (`segment`) a segment's file of `bytes` in
+    /// the background.
+    fn finish_later(&mut self, writer: ClipWriter, file: PathBuf, bytes: u64, segment: bool) {
         let counts = self.counts.clone();
+        let gate = self.gate.clone();
         let spawned = std::thread::Builder::new()
             .name("vigil-clip".into())
             .spawn(move || {
                 let done = writer.finish();
+                if let Some(g) = gate {
+                    g.written(bytes);
+                }
                 if let Ok(mut n) = counts.lock() {
                     match (&done, segment) {
                         (Ok(_), false) => n.written += 1,

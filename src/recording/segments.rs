@@ -130,10 +130,12 @@ struct Open {
     caps: gstreamer::Caps,
     /// Stream time of the last packet written.
     last: Timestamp,
+    /// Bytes written into it.
+    bytes: u64,
 }
 
-/// A segment's writer to finish, and its file.
-pub type Closed = (ClipWriter, PathBuf);
+/// A segment's writer to finish, its file, and the bytes written into it.
+pub type Closed = (ClipWriter, PathBuf, u64);
 
 /// Writes a stream's packets into segments, one after the other.
 pub struct Segmenter {
@@ -158,8 +160,8 @@ impl Segmenter {
     }
 
     /// The segment under way ends here; its writer, to finish.
-    pub fn close(&mut self) -> Option<(ClipWriter, PathBuf)> {
-        self.open.take().map(|o| (o.writer, o.file))
+    pub fn close(&mut self) -> Option<Closed> {
+        self.open.take().map(|o| (o.writer, o.file, o.bytes))
     }
 
     /// Whether `p` (at stream time `t`) must go into a new segment: the
@@ -216,6 +218,7 @@ impl Segmenter {
                         start: t,
                         caps: p.caps.clone(),
                         last: t,
+                        bytes: 0,
                     })
                 }
                 Err(err) => {
@@ -234,6 +237,7 @@ impl Segmenter {
             Branch::Audio => o.writer.push_audio(p.buffer.clone()),
         };
         o.last = o.last.max(t);
+        o.bytes += p.size() as u64;
         if let Err(err) = pushed {
             tracing::warn!(%err, "a segment's writer failed; the segment ends here");
             closed.extend(self.close());

@@ -125,6 +125,7 @@ pub fn build(
     out_dir: &Path,
     streams: &[String],
     printer: Printer,
+    disk: &Arc<crate::disk::DiskGate>,
 ) -> Result<Built> {
     let live = build_live(config, out_dir)?;
     let names: Vec<String> = live.iter().map(|l| l.name.clone()).collect();
@@ -145,7 +146,8 @@ pub fn build(
             max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
         };
         let path = out_dir.join(&c.path);
-        let store = store::StoreSink::open_with_media(&path, keep, &names, Some(out_dir))?;
+        let store = store::StoreSink::open_with_media(&path, keep, &names, Some(out_dir))?
+            .counting_unfinished(disk.clone());
         outbox_store = Some((path, store.committed()));
         sinks.push(Box::new(store));
     }

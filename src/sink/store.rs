@@ -360,6 +360,8 @@ pub struct StoreSink {
     committed: tokio::sync::watch::Sender<i64>,
     /// When retention last ran.
     pruned_at: Option<std::time::Instant>,
+    /// Where the recorders say how much they are still writing.
+    disk: Option<std::sync::Arc<crate::disk::DiskGate>>,
 }
 
 /// How often the store applies its retention at the least, records or
@@ -409,11 +411,19 @@ impl StoreSink {
             written: 0,
             committed: tokio::sync::watch::Sender::new(last),
             pruned_at: None,
+            disk: None,
         };
         s.list_media()
             .map_err(|e| failed("cannot list the media files its records name", e))?;
         s.prune()?;
         Ok(s)
+    }
+
+    /// Counts, against its size, the clips and segments the recorders
+    /// sharing `disk` are still writing.
+    pub fn counting_unfinished(mut self, disk: std::sync::Arc<crate::disk::DiskGate>) -> StoreSink {
+        self.disk = Some(disk);
+        self
     }
 
     /// Lists in `media` the files records name that it lacks (a store
@@ -484,9 +494,11 @@ impl StoreSink {
             .keep
             .max_age
             .map(|a| now.saturating_sub(i64::try_from(a).unwrap_or(i64::MAX)));
+        // Clips and segments being written take room too.
+        let unfinished = self.disk.as_ref().map_or(0, |d| d.unfinished());
         let budget = match self.keep.max_bytes.map(|max| (max, used_bytes(&self.db))) {
             None => None,
-            Some((max, Ok(used))) => Some(max.saturating_sub(used)),
+            Some((max, Ok(used))) => Some(max.saturating_sub(used).saturating_sub(unfinished)),
             Some((_, Err(e))) => {
                 tracing::warn!(path = %self.path.display(), "event store retention: cannot measure the store: {e}");
                 return;
@@ -519,9 +531,15 @@ impl StoreSink {
         }
         // Retention failing is not the store failing: records are still
         // written, and the next pass tries again.
+        // What is still being written takes its room first.
+        let unfinished = self.disk.as_ref().map_or(0, |d| d.unfinished());
+        let keep = Retention {
+            max_bytes: self.keep.max_bytes.map(|m| m.saturating_sub(unfinished)),
+            ..self.keep
+        };
         let pass = |db: &mut Connection| -> rusqlite::Result<Pruned> {
             let tx = db.transaction()?;
-            let done = prune(&tx, self.keep, chrono::Utc::now())?;
+            let done = prune(&tx, keep, chrono::Utc::now())?;
             tx.commit()?;
             if done.rows > 0 {
                 release_pages(db)?;
@@ -778,6 +796,37 @@ mod tests {
     use crate::fuse::RecordMaker;
     use crate::record::Phase;
     use crate::time::Timestamp;
+
+    #[test]
+    fn segments_get_the_room_left_by_the_store_and_by_what_is_being_written() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path();
+        let folder = out.join(crate::config::SEGMENTS).join("cam");
+        std::fs::create_dir_all(&folder).expect("dir");
+        for k in 0..4i64 {
+            let name = crate::recording::segments::name((1_796_000_000 + 60 * k) * 1_000_000_000);
+            std::fs::write(folder.join(format!("{name}.mp4")), vec![0u8; 1 << 20]).expect("write");
+        }
+        let keep = Retention {
+            max_age: None,
+            max_bytes: Some(8 << 20),
+        };
+        let disk = std::sync::Arc::new(crate::disk::DiskGate::default());
+        let mut store = StoreSink::open_with_media(&out.join("events.db"), keep, &[], Some(out))
+            .expect("store")
+            .counting_unfinished(disk.clone());
+        let left = || crate::recording::segments::list(&folder).len();
+        assert_eq!(left(), 4, "4 MiB and the store's pages fit in 8 MiB");
+        // A clip of 5.5 MiB being written: two segments make room for it.
+        disk.writing(11 << 19);
+        store.prune_segments();
+        assert_eq!(left(), 2);
+        // Finished (and, for this test, gone): nothing more goes.
+        disk.written(11 << 19);
+        assert_eq!(disk.unfinished(), 0);
+        store.prune_segments();
+        assert_eq!(left(), 2);
+    }
 
     fn records() -> Vec<Record> {
         let mut maker = RecordMaker::new("run1".into(), "cam".into());

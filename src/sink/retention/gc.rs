@@ -92,8 +92,12 @@ pub fn gc(
             dry,
             listed,
         );
+        let segments = out_dir.join(crate::config::SEGMENTS);
         let budget = match keep.max_bytes {
-            Some(max) => Some(max.saturating_sub(store::used_bytes(db).map_err(failed)?)),
+            Some(max) => Some(
+                max.saturating_sub(store::used_bytes(db).map_err(failed)?)
+                    .saturating_sub(super::segments::partial_bytes(&segments)),
+            ),
             None => None,
         };
         let older_than = keep.max_age.map(|a| {
@@ -102,13 +106,7 @@ pub fn gc(
                 .unwrap_or(i64::MAX)
                 .saturating_sub(i64::try_from(a).unwrap_or(i64::MAX))
         });
-        report.segments = super::segments::prune(
-            &out_dir.join(crate::config::SEGMENTS),
-            older_than,
-            budget,
-            dry,
-            listed,
-        );
+        report.segments = super::segments::prune(&segments, older_than, budget, dry, listed);
     }
     let media_root = db.is_none().then_some(out_dir);
     for (log, keep, names_media) in logs(config, out_dir) {

@@ -64,8 +64,8 @@ fn delete_oldest(
 
 /// Applies the store's retention to the segments under `root`: those that
 /// started before `older_than` (UTC, nanoseconds) go, then the oldest
-/// while all of them (with those being written) take more than `budget`
-/// bytes. With `dry_run`, only counts them; `listed` is told each.
+/// while the finished ones take more than `budget` bytes (the caller takes
+/// what is being written off it). With `dry_run`, only counts them; `listed` is told each.
 pub fn prune(
     root: &Path,
     older_than: Option<i64>,
@@ -84,7 +84,7 @@ pub fn prune(
     }
     if let Some(budget) = budget {
         let left = &all[done.files as usize..];
-        let mut used: u64 = left.iter().map(|s| s.bytes).sum::<u64>() + partial_bytes(root);
+        let mut used: u64 = left.iter().map(|s| s.bytes).sum::<u64>();
         done += delete_oldest(left, dry_run, listed, |d| {
             let over = used.saturating_sub(d.bytes) > budget;
             if !over {
@@ -160,8 +160,10 @@ mod tests {
             }
         );
         assert_eq!(left(root).len(), 6);
-        // 6 × 100 + 50 being written, within 420: the three oldest go.
-        let d = prune(root, None, Some(420), false, &mut |_, _| {});
+        // 6 × 100 finished, within 420 less the 50 being written: the
+        // three oldest go.
+        let budget = 420 - partial_bytes(root);
+        let d = prune(root, None, Some(budget), false, &mut |_, _| {});
         assert_eq!(
             d,
             Deleted {
@@ -176,7 +178,7 @@ mod tests {
         assert!(root.join("a/x.mp4.part").exists() && root.join("a/notes.txt").exists());
         // Within it already: nothing.
         assert_eq!(
-            prune(root, None, Some(420), false, &mut |_, _| {}),
+            prune(root, None, Some(budget), false, &mut |_, _| {}),
             Deleted::default()
         );
         // The disk guard frees what it asks for, oldest first.
