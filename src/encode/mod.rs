@@ -293,7 +293,10 @@ impl Stage for EncodeStage {
         self.models_charged = self.models_charged.max(models);
         let mut chunk = chunk;
         if !stage.keep_pixels {
-            for frame in &mut chunk.frames {
+            // Someone watching the stream live gets the chunk's last frame.
+            let keep = usize::from(cx.status.watched());
+            let n = chunk.frames.len().saturating_sub(keep);
+            for frame in &mut chunk.frames[..n] {
                 frame.rgb = Pixels::empty();
                 frame.grey = None;
             }
@@ -402,13 +405,16 @@ mod tests {
     }
 
     /// What fusion gets of one chunk's frames, keeping pixels or not.
-    fn encoded(keep_pixels: bool) -> Vec<(u32, u32, usize)> {
+    fn encoded(keep_pixels: bool, watched: bool) -> Vec<(u32, u32, usize)> {
         let metrics = Metrics::new();
         let cx = Context {
             stream: Arc::from("t"),
             metrics: metrics.stage("encode", "t"),
             status: Arc::new(StreamStatus::default()),
         };
+        if watched {
+            cx.status.watch();
+        }
         let mut stage = EncodeStage {
             encoders: StreamEncoders {
                 encoders: Vec::new(),
@@ -429,8 +435,10 @@ mod tests {
 
     #[test]
     fn pixels_go_after_encoding_unless_fusion_pictures_them() {
-        assert_eq!(encoded(true), [(2, 2, 12)]);
+        assert_eq!(encoded(true, false), [(2, 2, 12)]);
         // Size and time stay, for fusion's geometry; the pixels are gone.
-        assert_eq!(encoded(false), [(2, 2, 0)]);
+        assert_eq!(encoded(false, false), [(2, 2, 0)]);
+        // Watched live, the chunk's last frame keeps them for the picture.
+        assert_eq!(encoded(false, true), [(2, 2, 12)]);
     }
 }

@@ -5,6 +5,7 @@ pub mod caption;
 pub mod clips;
 pub mod events;
 pub mod lifecycle;
+pub mod live;
 pub mod pictures;
 pub mod rules;
 pub mod scene;
@@ -307,6 +308,10 @@ pub struct Fuser {
     has_audio: bool,
     end: Timestamp,
     finished: bool,
+    /// Blur faces in pictures shown (`[privacy] blur_faces`).
+    blur_faces: bool,
+    /// Live views made so far.
+    views: u64,
 }
 
 impl Fuser {
@@ -388,7 +393,23 @@ impl Fuser {
             has_audio: false,
             end: Timestamp::ZERO,
             finished: false,
+            blur_faces: config.privacy.blur_faces,
+            views: 0,
         }
+    }
+
+    /// The live view of the chunk just pushed (`None`: no frame of it kept
+    /// its pixels).
+    pub fn view(&mut self, enc: &Encoded) -> Option<crate::stream::LiveView> {
+        let view = live::view(
+            &self.scene,
+            enc,
+            self.emit.maker.utc_origin,
+            self.blur_faces,
+            self.views + 1,
+        )?;
+        self.views += 1;
+        Some(view)
     }
 
     /// How far behind its start an event's start record may come.
@@ -752,7 +773,11 @@ pub fn spawn(
 ) -> Result<JoinHandle<()>> {
     let stream = fuser.emit.maker.stream.clone();
     spawn_stage(
-        FuseStage { fuser, done },
+        FuseStage {
+            fuser,
+            done,
+            showing: false,
+        },
         stream,
         input,
         output,
@@ -765,6 +790,8 @@ pub fn spawn(
 struct FuseStage {
     fuser: Fuser,
     done: Sender<Arc<str>>,
+    /// A live view is up for whoever watches.
+    showing: bool,
 }
 
 impl FuseStage {
@@ -805,6 +832,15 @@ impl Stage for FuseStage {
 
     fn push(&mut self, enc: Encoded, out: &mut Vec<Batch>, cx: &Context) -> Result<Flow> {
         let records = self.fuser.push(&enc);
+        if cx.status.watched() {
+            if let Some(view) = self.fuser.view(&enc) {
+                cx.status.set_view(Some(view));
+                self.showing = true;
+            }
+        } else if self.showing {
+            cx.status.set_view(None);
+            self.showing = false;
+        }
         cx.status.chunk_done(&enc.chunk);
         cx.metrics
             .latency(enc.chunk.made_at.elapsed().as_secs_f64());

@@ -1,17 +1,24 @@
 //! HTTP while running: `/metrics` (Prometheus text), `/healthz`, the
 //! streams (`GET`, and under `vigil serve` `POST` and `DELETE`:
-//! [`streams`]), the records (`/events`, `/events/live`: [`events`]), and
-//! the snapshots and clips they name (`/media/…`: [`media`]).
+//! [`streams`]), each stream's live picture ([`live`]), the records
+//! (`/events`, `/events/live`: [`events`]), the snapshots and clips they
+//! name (`/media/…`: [`media`]), and the web console that shows them all
+//! (`/`: [`console`]).
 //!
 //! It binds 127.0.0.1 unless told otherwise; bound anywhere else it refuses
 //! to start without a bearer token, and with a token every request must
-//! carry it (`Authorization: Bearer TOKEN`). The bodies it answers with
-//! are typed in [`api`], which [`client`] reads them back with.
+//! carry it (`Authorization: Bearer TOKEN`), or the cookie of a console
+//! session opened with it ([`session`]). The console's own files carry no
+//! data and need neither. The bodies it answers with are typed in [`api`],
+//! which [`client`] reads them back with.
 
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod events;
+pub mod live;
 pub mod media;
+pub mod session;
 pub mod streams;
 
 use std::net::SocketAddr;
@@ -50,6 +57,8 @@ pub struct AppState {
     pub down: Arc<Mutex<Option<String>>>,
     /// The output folder and its media folders, for `/media`.
     pub media: Arc<Mutex<Option<media::MediaRoots>>>,
+    /// The console's signed-in browsers.
+    pub sessions: Arc<session::Sessions>,
 }
 
 impl AppState {
@@ -63,6 +72,7 @@ impl AppState {
             rates: Default::default(),
             down: Default::default(),
             media: Default::default(),
+            sessions: Default::default(),
         }
     }
 
@@ -116,10 +126,21 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
         .route("/events", get(events::query))
         .route("/events/live", get(events::live))
         .route("/media/{*path}", get(media::get))
+        .route("/streams/{name}/live", get(live::frame))
+        .route("/streams/{name}/live.jpg", get(live::picture))
+        .route(
+            "/session",
+            get(session::state)
+                .post(session::open)
+                .delete(session::close),
+        )
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ))
+        .layer(axum::middleware::from_fn(console::harden))
         .with_state(state);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -150,6 +171,16 @@ async fn require_token(State(s): State<AppState>, request: Request, next: Next) 
         }
         return next.run(request).await;
     };
+    // The console's files, and whether this browser is signed in.
+    let path = request.uri().path();
+    if request.method() == axum::http::Method::GET
+        && (console::is_console(path) || path == "/session")
+    {
+        return next.run(request).await;
+    }
+    if session::cookie(request.headers()).is_some_and(|id| s.sessions.valid(id)) {
+        return next.run(request).await;
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -7,7 +7,9 @@ mod branches;
 mod brightness;
 #[path = "../support/brokers.rs"]
 mod brokers;
+mod browser;
 mod clip;
+mod console;
 mod delivery;
 mod determinism;
 mod export;

@@ -15,14 +15,14 @@ use crate::live::{RtspServer, free_port, h264_clip};
 use crate::run::{captions, events, read_records, vigil};
 
 /// A `vigil serve` child on `http` (127.0.0.1), stopped (SIGTERM) on drop.
-struct Serve {
+pub struct Serve {
     child: Option<Child>,
     http: u16,
 }
 
 impl Serve {
     /// Starts it with `env` and returns at once.
-    fn spawn(pipeline: &Path, out: &Path, http: u16, env: &[(&str, &str)]) -> Serve {
+    pub fn spawn(pipeline: &Path, out: &Path, http: u16, env: &[(&str, &str)]) -> Serve {
         let child = vigil()
             .args(["serve"])
             .arg(pipeline)
@@ -41,7 +41,7 @@ impl Serve {
     }
 
     /// Starts it and waits until it answers.
-    fn start(pipeline: &Path, out: &Path, http: u16) -> Serve {
+    pub fn start(pipeline: &Path, out: &Path, http: u16) -> Serve {
         let serve = Serve::spawn(pipeline, out, http, &[]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while serve.health().is_none() {
@@ -51,23 +51,23 @@ impl Serve {
         serve
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http)
     }
 
     /// A successful answer to `GET path`, read as a `T`.
-    fn get<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
         let mut r = ureq::get(&self.url(path)).call().ok()?;
         serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
     }
 
     /// `GET /healthz` while it answers 200.
-    fn health(&self) -> Option<Health> {
+    pub fn health(&self) -> Option<Health> {
         self.get("/healthz")
     }
 
     /// The stream table, by name.
-    fn streams(&self) -> std::collections::BTreeMap<String, StreamEntry> {
+    pub fn streams(&self) -> std::collections::BTreeMap<String, StreamEntry> {
         self.get::<Vec<StreamEntry>>("/streams")
             .unwrap_or_default()
             .into_iter()
@@ -90,7 +90,7 @@ impl Serve {
     }
 
     /// Stops it as systemd does (SIGTERM) and returns its stderr.
-    fn stop(mut self) -> String {
+    pub fn stop(mut self) -> String {
         let child = self.child.take().expect("running");
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -247,7 +247,7 @@ listen = "127.0.0.1:{http}"
     assert!(after >= 2, "records flow again after the outage");
 }
 
-fn post(url: &str, body: &str) -> (u16, String) {
+pub fn post(url: &str, body: &str) -> (u16, String) {
     post_as(url, "application/json", body)
 }
 
