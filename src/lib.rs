@@ -28,7 +28,7 @@
 //! | [`stage`] | one driver for a stream's stages ([`stage::Stage`]: push, poll, finish, close; [`stage::spawn_stage`]): threads, channels, the counters every stage reports, a failure marked before the output closes |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
 //! | [`cpu`] | CPU time by thread: what each stream's threads used, and its share of the shared model workers' runs |
-//! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]) and the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]); bearer token; the bodies of its answers, typed ([`server::api`]), and [`server::client`], which reads them, for `vigil attach`/`detach`/`streams` |
+//! | [`server`] | HTTP: `/metrics`, `/healthz`, the control API (`/streams`: [`server::streams`]), each stream's latest analysed frame while someone watches ([`server::live`], made by [`fuse::live`]), the records (`/events`, `/events/live` as Server-Sent Events: [`server::events`]), and the web console at `/` ([`server::console`], signed in by [`server::session`]); bearer token; the bodies of its answers, typed ([`server::api`]), and [`server::client`], which reads them, for `vigil attach`/`detach`/`streams` |
 //! | [`graph`] | a [`graph::Graph`]: the shared workers and sinks, streams attached and detached while the others run; drain and shutdown |
 //! | [`daemon`] | `vigil serve`: the thread owning the graph, control requests, streams kept across restarts ([`daemon::attached`]), `SIGHUP` reload |
 //! | [`stream`] | what stages share about a stream: progress, state, failure; the table of a process's streams ([`stream::StreamTable`]) |

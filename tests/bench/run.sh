@@ -38,6 +38,8 @@
 #                     the same file with and without [recording], paired rounds)
 #   BENCH_SKIP_DECODE 1: leave out decoding 1080p (tests/bench/decode.sh: the
 #                     decoder's threads, B-frame skipping, keyframes only)
+#   BENCH_SKIP_CONSOLE 1: leave out the web console's weight and first paint
+#                     (tests/bench/console.rs: headless chromium on the demo)
 #   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
 #                     vigil serve with snapshots and a 5 MiB store for
 #                     BENCH_SOAK_SECS, default 1800: output folder size against
@@ -320,6 +322,20 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_LIVE:-0}" != 1 ]]; then
   fi
 fi
 
+# --- web console ---------------------------------------------------------------
+console=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_CONSOLE:-0}" != 1 ]]; then
+  log "web console: page weight and first paint (cargo bench --bench console)"
+  if "${CARGO:-cargo}" bench --quiet --bench console >"$work/console.md" 2>"$work/console.log"; then
+    console="$(cat "$work/console.md")"
+    if grep -q '\*\*FAIL\*\*' "$work/console.md"; then console_verdict="**FAIL**"; else console_verdict="**PASS**"; fi
+    summary+="- web console: see its section (page weight under 500 KB, first paint under 1 s on loopback): $console_verdict"$'\n'
+  else
+    log "console benchmark failed (bench-out/console.log)"
+    failed=1
+  fi
+fi
+
 # --- bounded disk -------------------------------------------------------------
 soak=""
 if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SOAK:-0}" != 1 ]]; then
@@ -519,6 +535,8 @@ ${models}
 ${delivery}
 
 ${live}
+
+${console}
 
 ${soak}
 

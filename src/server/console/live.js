@@ -90,22 +90,28 @@ async function picture(name, c) {
   }
 }
 
-// Zones, lines and boxes over the picture, in the frame's 0–1 units.
+// Zones, lines and boxes over the picture. The overlay counts in the
+// frame's pixels (so that text keeps its shape); the API's 0–1 units are
+// scaled to them.
 export function draw(overlay, v) {
+  const W = v.width, H = v.height;
+  overlay.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  const fs = Math.max(8, Math.round(H / 40));
+  const tag = (x, y, text) => svg('text', { class: 'tag', x: x * W, y: y * H, 'font-size': fs, 'stroke-width': fs / 6 }, text);
   clear(overlay);
   for (const z of v.zones) {
-    overlay.append(svg('polygon', { class: z.occupancy ? 'zone busy' : 'zone', points: z.polygon.map((p) => p.join(',')).join(' ') }));
+    overlay.append(svg('polygon', { class: z.occupancy ? 'zone busy' : 'zone', points: z.polygon.map((p) => `${p[0] * W},${p[1] * H}`).join(' ') }));
     const [x, y] = z.polygon[0];
-    overlay.append(svg('text', { class: 'tag', x, y: y + 0.04 }, `${z.name} (${z.occupancy})`));
+    overlay.append(tag(x + 0.005, y + fs / H + 0.005, `${z.name} (${z.occupancy})`));
   }
   for (const l of v.lines) {
-    overlay.append(svg('line', { class: 'cline', x1: l.from[0], y1: l.from[1], x2: l.to[0], y2: l.to[1] }));
-    overlay.append(svg('text', { class: 'tag', x: l.from[0], y: l.from[1] }, l.name));
+    overlay.append(svg('line', { class: 'cline', x1: l.from[0] * W, y1: l.from[1] * H, x2: l.to[0] * W, y2: l.to[1] * H }));
+    overlay.append(tag(l.from[0], l.from[1], l.name));
   }
   for (const t of v.tracks) {
     const [x, y, w, h] = t.bbox;
-    overlay.append(svg('rect', { class: t.matched ? 'box' : 'box predicted', x, y, width: w, height: h, 'data-track': t.id }));
-    overlay.append(svg('text', { class: 'tag', x, y: Math.max(0.03, y - 0.005) }, `${t.label} #${t.id}`));
+    overlay.append(svg('rect', { class: t.matched ? 'box' : 'box predicted', x: x * W, y: y * H, width: w * W, height: h * H, 'data-track': t.id }));
+    overlay.append(tag(x, Math.max(fs / H, y - 0.005), `${t.label} #${t.id}`));
   }
 }
 

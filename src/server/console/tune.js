@@ -49,6 +49,9 @@ function setup() {
   });
 }
 
+// The picture's size in pixels: the drawing counts in them.
+let W = 1, H = 1;
+
 // The pointer's place on the picture, 0–1, rounded to 1/1000.
 function at(e) {
   const r = $('tn-svg').getBoundingClientRect();
@@ -68,6 +71,9 @@ async function load(name) {
       const v = await api(`/streams/${encodeURIComponent(name)}/live`);
       $('tn-picture').src = `/streams/${encodeURIComponent(name)}/live.jpg?seq=${v.seq}`;
       $('tn-stage').style.aspectRatio = `${v.width} / ${v.height}`;
+      W = v.width;
+      H = v.height;
+      $('tn-svg').setAttribute('viewBox', `0 0 ${W} ${H}`);
       shapes = v.zones.map((z) => ({ type: 'zone', name: z.name, labels: z.labels, points: z.polygon, open: false }))
         .concat(v.lines.map((l) => ({ type: 'line', name: l.name, labels: l.labels, points: [l.from, l.to] })));
       status(`${name}: frame ${v.seq} at ${v.utc}. The stream's zones and lines are shown: click one to edit it.`);
@@ -111,17 +117,18 @@ function pick(s) {
 function render() {
   $('tn-close').disabled = !(drawing && drawing.type === 'zone');
   const g = clear($('tn-svg'));
+  const fs = Math.max(8, Math.round(H / 40));
   for (const s of shapes) {
-    const pts = s.points.map((p) => p.join(',')).join(' ');
+    const pts = s.points.map((p) => `${p[0] * W},${p[1] * H}`).join(' ');
     const cls = (s.type === 'zone' ? 'zone' : 'cline') + (s === picked ? ' selected' : '');
-    const shape = s.type === 'zone'
-      ? svg(s.open ? 'polyline' : 'polygon', { class: cls, points: pts, 'data-name': s.name })
-      : svg('polyline', { class: cls, points: pts, 'data-name': s.name });
+    const shape = svg(s.type === 'zone' && !s.open ? 'polygon' : 'polyline', { class: cls, points: pts, 'data-name': s.name });
     shape.addEventListener('click', (e) => { if (!drawing) { e.stopPropagation(); pick(s); } });
     g.append(shape);
-    if (s.points.length) g.append(svg('text', { class: 'tag', x: s.points[0][0], y: s.points[0][1] }, s.name));
+    if (s.points.length) {
+      g.append(svg('text', { class: 'tag', x: s.points[0][0] * W, y: s.points[0][1] * H - fs / 3, 'font-size': fs, 'stroke-width': fs / 6 }, s.name));
+    }
     s.points.forEach((p, i) => {
-      const h = svg('circle', { class: 'handle', cx: p[0], cy: p[1], r: 0.008 });
+      const h = svg('circle', { class: 'handle', cx: p[0] * W, cy: p[1] * H, r: fs / 3 });
       h.addEventListener('pointerdown', (e) => drag(e, s, i));
       g.append(h);
     });
