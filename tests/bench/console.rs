@@ -231,7 +231,7 @@ fn report(cold: &Load, warm: &[Load], chromium: &str) {
     let wt: Vec<f64> = warm.iter().map(|l| l.transferred).collect();
     let weight_kb = cold.body / 1000.0;
     let paint = cold.first_paint_ms.max(most(&fp));
-    let pass = weight_kb < WEIGHT_KB && paint >= 0.0 && paint < PAINT_MS;
+    let pass = weight_kb < WEIGHT_KB && (0.0..PAINT_MS).contains(&paint);
     println!("## Web console\n");
     println!(
         "`cargo bench --bench console` (`tests/bench/console.rs`): `vigil serve` runs `pipelines/demo.toml` to its end, then {chromium} (headless, through chromedriver) loads the console at `/#review` over loopback: once cold (a new profile), then {} times more as new navigations (the files revalidated by their ETags). Weights and times come from the page's own Performance API (navigation, resource and paint entries). Targets: the page and its files under {WEIGHT_KB} KB, first paint under {PAINT_MS} ms.\n",
