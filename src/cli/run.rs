@@ -87,6 +87,7 @@ fn api_state(
             committed: None,
         });
     *state.media.locked() = Some(vigil::server::media::MediaRoots::of(config, out));
+    state.set_pipeline(config);
     Ok(state)
 }
 

@@ -79,6 +79,7 @@ pub fn serve(
         &config,
         &options.run.out_dir,
     ));
+    state.set_pipeline(&config);
     let mut daemon = Daemon {
         options,
         metrics,
@@ -277,6 +278,7 @@ impl Daemon<'_> {
             }
         }
         self.config = new;
+        self.state.set_pipeline(&self.config);
         eprintln!(
             "vigil serve: reloaded {}: {stopped} stream(s) stopped, {started} started, the others untouched",
             self.options.pipeline.display()
@@ -324,6 +326,7 @@ impl Daemon<'_> {
             &self.config,
             &self.options.run.out_dir,
         ));
+        self.state.set_pipeline(&self.config);
         self.graph = Some(graph);
         self.attach_all();
         self.state.set_down(None);

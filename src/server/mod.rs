@@ -18,6 +18,7 @@ pub mod console;
 pub mod events;
 pub mod live;
 pub mod media;
+pub mod rules;
 pub mod session;
 pub mod streams;
 
@@ -59,6 +60,8 @@ pub struct AppState {
     pub media: Arc<Mutex<Option<media::MediaRoots>>>,
     /// The console's signed-in browsers.
     pub sessions: Arc<session::Sessions>,
+    /// The pipeline that runs (for the console's rule dry runs).
+    pub pipeline: Arc<Mutex<Option<Arc<crate::config::PipelineConfig>>>>,
 }
 
 impl AppState {
@@ -73,12 +76,18 @@ impl AppState {
             down: Default::default(),
             media: Default::default(),
             sessions: Default::default(),
+            pipeline: Default::default(),
         }
     }
 
     /// Says why no pipeline runs (`None`: one runs).
     pub fn set_down(&self, why: Option<String>) {
         *self.down.locked() = why;
+    }
+
+    /// The pipeline now running.
+    pub fn set_pipeline(&self, config: &crate::config::PipelineConfig) {
+        *self.pipeline.locked() = Some(Arc::new(config.clone()));
     }
 
     pub fn store(&self) -> Option<StoreHandle> {
@@ -126,6 +135,7 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
         .route("/events", get(events::query))
         .route("/events/live", get(events::live))
         .route("/media/{*path}", get(media::get))
+        .route("/rules/try", axum::routing::post(rules::try_rule))
         .route("/streams/{name}/live", get(live::frame))
         .route("/streams/{name}/live.jpg", get(live::picture))
         .route(

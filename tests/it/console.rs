@@ -266,6 +266,67 @@ fn the_review_timeline_of_the_demo_shows_the_siren_alert_and_its_snapshot() {
         json!(true)
     );
     b.screenshot("review");
+
+    // Tune: the demo's rule, tried on the stored records, would have
+    // fired where it did.
+    let alerts: Vec<Value> = serve
+        .get("/events?kind=rule&format=json")
+        .expect("the rule events");
+    let real: Vec<i64> = alerts
+        .iter()
+        .filter(|r| r["labels"][0] == "siren_near_people" && r["phase"] == "start")
+        .filter_map(|r| r["utc"].as_str().map(utc_ms))
+        .collect();
+    assert!(!real.is_empty(), "{alerts:?}");
+    b.goto(&format!("http://127.0.0.1:{http}/#tune"));
+    b.find("#tn-stream option[value='walkway']", 10 * SECOND);
+    b.type_into("#try-when", "sound(siren) and object(person)");
+    b.type_into("#try-cooldown", "5s");
+    b.type_into("#try-since", "-3650d");
+    b.click("#try-form button");
+    let tried = b.until(
+        "the dry run's answer",
+        "const l = [...document.querySelectorAll('#try-list li')].map(li => li.dataset.start); return l.length > 0 && l",
+        30 * SECOND,
+    );
+    let tried: Vec<i64> = tried
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(utc_ms))
+        .collect();
+    assert_eq!(
+        tried.len(),
+        real.len(),
+        "as often as it fired: {tried:?} against {real:?} ({})",
+        b.text("#try-status")
+    );
+    for (t, r) in tried.iter().zip(&real) {
+        assert!((t - r).abs() <= 1000, "at {t} against {r} (ms)");
+    }
+    // A rule that does not parse is refused with the parser's words.
+    b.type_into("#try-when", "sound(siren) and and");
+    b.click("#try-form button");
+    b.until(
+        "the refusal",
+        "return document.getElementById('try-status').className === 'error' && document.getElementById('try-status').textContent",
+        10 * SECOND,
+    );
+    b.type_into("#try-when", "sound(siren) and object(person)");
+    b.click("#try-form button");
+    b.until(
+        "the answer again",
+        "return document.querySelectorAll('#try-list li').length > 0",
+        30 * SECOND,
+    );
+    b.screenshot("try-rule");
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+fn utc_ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
 }
 
 /// A camera attached in the page runs in the live grid with its picture,

@@ -18,6 +18,7 @@
 //!   known, for as long as they took to say.
 
 pub mod facts;
+pub mod replay;
 
 use std::sync::Arc;
 

@@ -40,6 +40,7 @@ function setup() {
   $('tn-labels').addEventListener('input', () => {
     if (picked) { picked.labels = $('tn-labels').value.split(',').map((l) => l.trim()).filter(Boolean); render(); }
   });
+  $('try-form').addEventListener('submit', (e) => { e.preventDefault(); tryRule(); });
   $('tn-copy').addEventListener('click', () => navigator.clipboard?.writeText($('tn-toml').textContent));
   $('tn-svg').addEventListener('click', (e) => {
     if (!drawing) return;
@@ -81,6 +82,11 @@ async function load(name) {
       return;
     } catch (e) {
       if (e.status !== 503) { status(e.message, true); return; }
+      // A stream that no longer runs gives no picture.
+      if (/state: (ended|failed|stopped)/.test(e.message)) {
+        status(`${name} does not run now: no picture to draw on (rules can still be tried below).`, true);
+        return;
+      }
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -168,4 +174,31 @@ function toml() {
     out.push('');
   }
   $('tn-toml').textContent = out.join('\n');
+}
+
+// The dry run: when the rule would have fired on the stream's records.
+async function tryRule() {
+  const status = $('try-status');
+  const list = clear($('try-list'));
+  if (!stream) { status.textContent = 'Choose a stream first.'; status.className = 'error'; return; }
+  const body = { stream, when: $('try-when').value };
+  for (const [key, id] of [['within', 'try-within'], ['min_duration', 'try-min'], ['cooldown', 'try-cooldown'], ['since', 'try-since'], ['until', 'try-until']]) {
+    const v = $(id).value.trim();
+    if (v) body[key] = v;
+  }
+  status.textContent = 'trying…';
+  status.className = 'hint';
+  let r;
+  try {
+    r = await api('/rules/try', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  } catch (e) {
+    status.textContent = e.message;
+    status.className = 'error';
+    return;
+  }
+  status.textContent = `${r.fired.length === 0 ? 'It would not have fired' : `It would have fired ${r.fired.length} time(s)`} on ${r.stream} from ${r.since} to ${r.until} (${r.records} records, ${r.facts} facts).`;
+  for (const f of r.fired) {
+    const says = Array.isArray(f.evidence) ? f.evidence.map((e) => e.says).filter(Boolean).join('; ') : '';
+    list.append(el('li', { 'data-start': f.start }, `${f.start.replace('T', ' ')} · ${f.length === null ? 'still holding at the end' : `${f.length.toFixed(1)} s`}${says ? ` · ${says}` : ''}`));
+  }
 }
