@@ -10,12 +10,18 @@
 //! Environment: BENCH_CONSOLE_LOADS (10) the warm loads; vigil's log goes
 //! to bench-out/console/.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
-use serde_json::{Value, json};
+use fantoccini::Client;
+use serde_json::Value;
+
+#[allow(dead_code)]
+#[path = "../it/browser.rs"]
+mod browser;
+
+use browser::Browser;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -91,26 +97,12 @@ fn bench() -> Res<()> {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let port = free_port()?;
-    let _driver = Kill(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let profile = tempfile::tempdir()?;
-    let client = rt.block_on(connect(port, profile.path()))?;
     let loads: usize = std::env::var("BENCH_CONSOLE_LOADS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let result = rt.block_on(measure(&client, &base, loads));
-    let _ = rt.block_on(client.close());
-    let (cold, warm) = result?;
+    let browser = Browser::start();
+    let (cold, warm) = browser.run(measure(&browser.client, &base, loads))?;
     let version = Command::new("chromium").arg("--version").output()?;
     report(
         &cold,
@@ -118,35 +110,6 @@ fn bench() -> Res<()> {
         String::from_utf8_lossy(&version.stdout).trim(),
     );
     Ok(())
-}
-
-async fn connect(port: u16, profile: &Path) -> Res<Client> {
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }
-    });
-    let caps = caps.as_object().cloned().ok_or("capabilities")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
 }
 
 /// One load of the console.

@@ -1,6 +1,6 @@
-//! A real browser for the console's tests: Debian's chromium, headless,
-//! driven through chromedriver (WebDriver) with fantoccini. Both come from
-//! `make setup` (`deploy/setup.sh`).
+//! A real browser for the console's tests and its benchmark: Debian's
+//! chromium, headless, driven through chromedriver (WebDriver) with
+//! fantoccini. Both come from `make setup` (`deploy/setup.sh`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -11,7 +11,13 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::live::free_port;
+/// A port free on loopback now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
 
 /// A chromium session, ended (and chromedriver stopped) on drop.
 pub struct Browser {

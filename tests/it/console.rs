@@ -239,6 +239,13 @@ fn the_review_timeline_of_the_demo_shows_the_siren_alert_and_its_snapshot() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let b = Browser::start();
+    // The live grid lists the demo's stream, and says it has ended.
+    b.goto(&format!("http://127.0.0.1:{http}/#live"));
+    b.until(
+        "the demo's stream in the grid",
+        "const c = document.querySelector(\".card[data-stream='walkway'] .state\"); return c && c.textContent === 'ended'",
+        10 * SECOND,
+    );
     b.goto(&format!("http://127.0.0.1:{http}/#review"));
     let siren = "#timeline rect[data-kind='rule'][data-start='51.6']";
     b.find(siren, 20 * SECOND);
@@ -386,6 +393,12 @@ to = [0.45, 0.75]
     b.type_into("#at-fps", "5");
     b.click("#attach button");
     b.find("#cams tr[data-stream='cam']", 15 * SECOND);
+    b.until(
+        "the camera running",
+        "const r = document.querySelector(\"#cams tr[data-stream='cam'] .state\"); return r && r.textContent === 'running'",
+        30 * SECOND,
+    );
+    b.screenshot("cameras");
 
     // Live: the picture, with the scene drawn over it.
     let seen: Arc<Mutex<Vec<(String, Instant)>>> = Default::default();
