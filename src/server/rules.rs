@@ -46,7 +46,9 @@ pub struct Firing {
     pub start: String,
     /// How long it held (seconds); `None`: still at the window's end.
     pub length: Option<f64>,
-    /// What made each term hold, as the rule's event says it.
+    /// What made each term hold, as the rule's event says it: `[{"term",
+    /// "says"}]` (its facts' times count from the window's start, so they
+    /// are left out).
     pub evidence: serde_json::Value,
 }
 
@@ -60,6 +62,16 @@ pub struct Tried {
     pub records: usize,
     pub facts: usize,
     pub fired: Vec<Firing>,
+}
+
+/// Each term of an evidence list and what it says.
+fn evidence(list: Option<&serde_json::Value>) -> serde_json::Value {
+    let terms = list.and_then(|l| l.as_array()).into_iter().flatten();
+    serde_json::Value::Array(
+        terms
+            .map(|t| serde_json::json!({"term": t["term"], "says": t["says"]}))
+            .collect(),
+    )
 }
 
 fn bad(message: String) -> Response {
@@ -192,7 +204,7 @@ pub async fn try_rule(
                     length: length
                         .filter(|end| end.0 < window)
                         .map(|end| (end.0.saturating_sub(start.start.0) / 1_000_000) as f64 / 1e3),
-                    evidence: start.details.get("evidence").cloned().unwrap_or_default(),
+                    evidence: evidence(start.details.get("evidence")),
                 }
             })
             .collect();
