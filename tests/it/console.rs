@@ -246,7 +246,9 @@ fn the_review_timeline_of_the_demo_shows_the_siren_alert_and_its_snapshot() {
         "const c = document.querySelector(\".card[data-stream='walkway'] .state\"); return c && c.textContent === 'ended'",
         10 * SECOND,
     );
-    b.goto(&format!("http://127.0.0.1:{http}/#review"));
+    // The demo's records carry the demo file's date: the review covers
+    // ten years back, given in the address.
+    b.goto(&format!("http://127.0.0.1:{http}/#review?since=-3650d"));
     let siren = "#timeline rect[data-kind='rule'][data-start='51.6']";
     b.find(siren, 20 * SECOND);
     b.click(siren);

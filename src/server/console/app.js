@@ -11,14 +11,17 @@ import * as health from './health.js';
 const VIEWS = { live, review, tune, cameras, health };
 let current = null;
 
-function show(name) {
-  if (!VIEWS[name]) name = 'live';
-  if (current === name) return;
+// `#review?since=-7d&kind=rule`: the view, and what it starts from.
+function show(hash) {
+  const [view, query] = hash.split('?');
+  const name = VIEWS[view] ? view : 'live';
+  const params = new URLSearchParams(query || '');
+  if (current === name && !query) return;
   if (current) VIEWS[current].hide();
   for (const v of document.querySelectorAll('.view')) v.classList.toggle('on', v.id === `view-${name}`);
   for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('on', a.dataset.view === name);
   current = name;
-  VIEWS[name].show();
+  VIEWS[name].show(params);
 }
 
 function signedIn(required) {

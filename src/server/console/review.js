@@ -16,13 +16,27 @@ let spans = [];
 let texts = [];
 let loaded = false;
 
-export function show() {
-  streams().then((list) => fillStreams($('rv-stream'), list, true)).catch(() => {});
+// Filters given in the address (`#review?since=-7d&kind=rule`) are
+// filled in and shown at once.
+const FIELDS = { stream: 'rv-stream', kind: 'rv-kind', label: 'rv-label', severity: 'rv-severity', since: 'rv-since', until: 'rv-until' };
+
+export function show(params = new URLSearchParams()) {
   if (!$('review-form').dataset.ready) {
     $('review-form').dataset.ready = '1';
     $('review-form').addEventListener('submit', (e) => { e.preventDefault(); load(); });
   }
-  if (!loaded) load();
+  let given = false;
+  for (const [key, id] of Object.entries(FIELDS)) {
+    if (!params.has(key)) continue;
+    const input = $(id);
+    if (input.tagName === 'SELECT' && ![...input.options].some((o) => o.value === params.get(key))) {
+      input.append(el('option', { value: params.get(key) }, params.get(key)));
+    }
+    input.value = params.get(key);
+    given = true;
+  }
+  streams().then((list) => fillStreams($('rv-stream'), list, true)).catch(() => {});
+  if (!loaded || given) load();
 }
 
 export function hide() {}
