@@ -121,11 +121,13 @@ function timeline() {
   const byStream = new Map();
   for (const s of spans) {
     if (!byStream.has(s.stream)) byStream.set(s.stream, new Map());
+    // A lane per kind and label: `object · person`, `sound · siren`.
     const lanes = byStream.get(s.stream);
-    if (!lanes.has(s.kind)) lanes.set(s.kind, []);
-    lanes.get(s.kind).push(s);
+    const lane = s.labels?.length ? `${s.kind} · ${s.labels[0]}` : s.kind;
+    if (!lanes.has(lane)) lanes.set(lane, []);
+    lanes.get(lane).push(s);
   }
-  const W = 1000, LEFT = 110, LANE = 16;
+  const W = 1000, LEFT = 170, LANE = 16;
   const x = (t) => LEFT + ((t - t0) / (t1 - t0)) * (W - LEFT - 10);
   for (const [stream, lanes] of byStream) {
     // Events of a kind that overlap go on rows of their own (at most ROWS).
@@ -140,8 +142,8 @@ function timeline() {
       g.append(svg('text', { class: 'axis', x: x(t), y: H - 4, 'text-anchor': 'middle' }, new Date(t).toISOString().slice(11, t1 - t0 < 20000 ? 23 : 19)));
     }
     let row = 0;
-    for (const [kind, list] of lanes) {
-      g.append(svg('text', { class: 'lane', x: 4, y: 22 + row * LANE + 11 }, kind));
+    for (const [lane, list] of lanes) {
+      g.append(svg('text', { class: 'lane', x: 4, y: 22 + row * LANE + 11 }, lane));
       for (const s of list) {
         const y = 22 + (row + s.row) * LANE;
         const bar = svg('rect', {
