@@ -159,13 +159,14 @@ pub async fn try_rule(
         label: None,
     };
     let stream = req.stream.clone();
-    let tried = tokio::task::spawn_blocking(move || -> Result<Tried, String> {
-        let conn = crate::sink::store::open(&store.path).map_err(|e| e.to_string())?;
+    let tried = tokio::task::spawn_blocking(move || -> Result<Tried, (StatusCode, String)> {
+        let failed = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
+        let conn = crate::sink::store::open(&store.path).map_err(|e| failed(e.to_string()))?;
         let mut records = Vec::new();
         let mut cursor = 0;
         loop {
-            let rows =
-                crate::export::after(&conn, &filter, cursor, 10_000).map_err(|e| e.to_string())?;
+            let rows = crate::export::after(&conn, &filter, cursor, 10_000)
+                .map_err(|e| failed(e.to_string()))?;
             let Some(last) = rows.last() else { break };
             cursor = last.0;
             for (_, _, json) in rows {
@@ -174,8 +175,11 @@ pub async fn try_rule(
                 }
             }
             if records.len() > MOST {
-                return Err(format!(
-                    "more than {MOST} records of `{stream}` in the window: try a shorter one"
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "more than {MOST} records of `{stream}` in the window: try a shorter one"
+                    ),
                 ));
             }
         }
@@ -220,7 +224,7 @@ pub async fn try_rule(
     .await;
     match tried {
         Ok(Ok(t)) => Json(t).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, problem(e)).into_response(),
+        Ok(Err((code, e))) => (code, problem(e)).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, problem(e.to_string())).into_response(),
     }
 }

@@ -22,7 +22,7 @@ use crate::fuse::zones::Direction;
 use crate::fuse::{Emit, RecordMaker};
 use crate::geometry::BBox;
 use crate::record::{EventRecord, Phase, Record};
-use crate::time::{MILLISECOND, SECOND, Timestamp};
+use crate::time::{MILLISECOND, Timestamp};
 
 /// What a dry run found.
 #[derive(Debug, Default)]
@@ -36,9 +36,6 @@ pub struct Trial {
 
 /// How long a crossing holds, as one analysed frame would.
 const INSTANT: u64 = 200 * MILLISECOND;
-
-/// How far rules are decided at a time (facts are fed as they begin).
-const STEP: u64 = 10 * SECOND;
 
 /// Runs the rules of `config` that watch `stream` over the stream's
 /// `records`, in the window of UTC `[from, to)` (ns since the epoch).
@@ -74,13 +71,18 @@ pub fn replay(
     emit.maker.utc_origin = from;
     let mut fired = Vec::new();
     let mut next = facts.into_iter().peekable();
-    let mut horizon = Timestamp::ZERO;
-    while horizon < end {
-        horizon = Timestamp(horizon.0.saturating_add(STEP).min(end.0));
-        while let Some((what, start, stop)) = next.next_if(|f| f.1 <= horizon) {
+    // Rules are decided up to each fact's start, then the facts that begin
+    // there are fed: the engine never sees a fact before its time, and a
+    // long window with few records costs what its records cost.
+    while let Some(&(_, at, _)) = next.peek() {
+        let at = at.min(end);
+        engine.advance(&mut emit, at, &mut fired);
+        while let Some((what, start, stop)) = next.next_if(|f| f.1 <= at) {
             engine.facts.add(what, start, stop);
         }
-        engine.advance(&mut emit, horizon, &mut fired);
+        if at == end {
+            break;
+        }
     }
     engine.finish(&mut emit, end, &mut fired);
     Trial {
