@@ -192,7 +192,7 @@ impl Graph {
             metrics,
         )?;
         let disk = Arc::new(crate::disk::DiskGate::default());
-        let built = crate::sink::build(
+        let mut built = crate::sink::build(
             &config.sinks,
             &options.out_dir,
             &config
@@ -210,6 +210,11 @@ impl Graph {
                 path: path.clone(),
                 committed: Some(committed.clone()),
             });
+        if let Some((path, _)) = &built.store
+            && config.sinks.store.as_ref().is_some_and(|s| s.index)
+        {
+            built.live.push(crate::search::indexer::live_sink(path)?);
+        }
         let outbox = match &built.store {
             Some((path, committed)) if !built.live.is_empty() => Some(
                 crate::sink::outbox::Outbox::start(path, built.live, committed, metrics)?,
@@ -483,6 +488,11 @@ impl Graph {
         tracing::debug!("sinks joined");
         // The live sinks deliver what they still owe, each for up to its drain.
         let deliveries = self.outbox.take().map(|o| o.finish()).unwrap_or_default();
+        if self.config.sinks.store.as_ref().is_some_and(|s| s.index)
+            && let Err(e) = crate::sink::final_retention(&self.config.sinks, &self.out_dir)
+        {
+            tracing::warn!("the store's last retention pass failed: {e}");
+        }
         drop(self.workers.take());
         let mut streams = std::mem::take(&mut self.gone);
         streams.extend(self.streams.iter().map(report));

@@ -24,6 +24,7 @@
 //! | [`fuse`] | event lifecycles, record ids; [`fuse::track`]: ByteTrack multi-object tracking; [`fuse::scene`]: per-track `object` events, zones and lines ([`fuse::zones`]); [`fuse::rules`]: the rule engine over the modalities, and its dry run over stored records ([`fuse::rules::replay`]); [`fuse::caption`]: captions; [`fuse::pictures`]: JPEG snapshots ([`fuse::snapshot`]); [`fuse::clips`]: which events get a clip, named in their records; [`fuse::live`]: the live view of a watched stream |
 //! | [`record`] | the record format (`vigil_schema` [`record::VIGIL_SCHEMA`]) |
 //! | [`sink`] | the [`sink::Sink`] trait; JSONL event log, the SQLite event store ([`sink::store`]), WebVTT and SubRip, stdout; the live sinks deliver from the store at least once ([`sink::outbox`]: cursors, backoff, drain) through the transport each one's configuration builds ([`sink::outbox::LiveConfig`]): [`sink::webhook`], [`sink::mqtt`] and [`sink::nats`] (TLS in [`sink::tls`]); [`sink::retention`]: snapshots deleted with their records, logs rotated by size, the disk guard, `vigil gc` |
+//! | [`search`] | the index of moments (every caption, transcript and event as a sentence with its stream, span and media; FTS5 words and MiniLM vectors, [`search::index`], kept up by [`search::indexer`] off the pipeline's path, deleted with its records) and questions asked of it ([`search::question`]: time and stream words as filters; [`search::rank`]: BM25 and cosine fused by reciprocal rank, adjacent moments merged) for `vigil ask` and `/search` |
 //! | [`export`] | `vigil events`: records out of the store, filtered, as JSONL, JSON, CSV, WebVTT or SubRip |
 //! | [`stage`] | one driver for a stream's stages ([`stage::Stage`]: push, poll, finish, close; [`stage::spawn_stage`]): threads, channels, the counters every stage reports, a failure marked before the output closes |
 //! | [`metrics`] | the one [`metrics::StageMetrics`] set every stage reports |
@@ -46,9 +47,10 @@
 //! (`tests/it/floors.rs` checks this block against the code):
 //!
 //! ```text
-//! floor 10: daemon
-//! floor 9: server
-//! floor 8: graph export
+//! floor 11: daemon
+//! floor 10: server
+//! floor 9: graph export
+//! floor 8: search
 //! floor 7: sink
 //! floor 6: fuse
 //! floor 5: encode recording
@@ -108,6 +110,7 @@ pub mod metrics;
 pub mod record;
 pub mod recording;
 pub mod rule_language;
+pub mod search;
 pub mod secret;
 pub mod server;
 pub mod sink;

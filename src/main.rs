@@ -71,6 +71,8 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Streams(args) => cli::remote::streams(args),
         Command::Check(args) => cli::check::check(args),
         Command::Events(args) => cli::events::events(args),
+        Command::Ask(args) => cli::ask::ask(args),
+        Command::Index(args) => cli::ask::index(args),
         Command::Cursors(args) => cli::cursors::cursors(args),
         Command::Gc(args) => cli::gc::gc(args),
         Command::Models { action } => cli::models::models(action),

@@ -37,6 +37,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Records out of the event store, filtered, streamed to stdout or a file.
     Events(EventsArgs),
+    /// Ask the footage: the moments seen, heard or said that match a
+    /// question, best first ("when did someone mention the door?", "a siren
+    /// yesterday evening", "people at the junction on cam1 after 10 pm").
+    Ask(AskArgs),
+    /// Bring the index of moments up to date (what a run left undone,
+    /// vectors for sentences indexed without the text model); --rebuild
+    /// makes it anew from every record in the store.
+    Index(IndexArgs),
     /// Where each live sink stands in the event store: records acknowledged
     /// and owed. `--forget NAME` releases a sink that is gone for good, so
     /// that retention may delete what it was owed.
@@ -228,6 +236,49 @@ pub struct EventsArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct AskArgs {
+    /// The question, in words (quoted or not). Time words ("yesterday",
+    /// "last hour", "this evening", "after 10 pm") and a stream's name
+    /// ("on cam1") become filters.
+    #[arg(required = true, value_name = "QUESTION")]
+    pub question: Vec<String>,
+    /// The store (written by `vigil run` as OUT/events.db).
+    #[arg(long, default_value = "out/events.db")]
+    pub db: PathBuf,
+    /// Only this stream.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// From this UTC time: RFC 3339, or a time ago (-2h, -30m, -1d).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Before this UTC time (same forms).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Answers at most.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// hybrid (words and meaning, fused), words or meaning.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: vigil::search::Mode,
+    /// The answers as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Ask as if it were this time (RFC 3339): "yesterday" and "last hour"
+    /// are counted from it, in its offset. Default: now, local time.
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
+}
+
+#[derive(Args)]
+pub struct IndexArgs {
+    #[arg(long, default_value = "out/events.db")]
+    pub db: PathBuf,
+    /// Empty the index and make it again from every record.
+    #[arg(long)]
+    pub rebuild: bool,
 }
 
 #[derive(Args)]

@@ -12,6 +12,7 @@
 //! | `remote.rs` | `vigil attach`, `detach`, `streams`: the control API's client side |
 //! | `check.rs`, `config.rs` | `vigil check`, `vigil config` |
 //! | `events.rs`, `cursors.rs`, `gc.rs` | the output folder: `vigil events`, `cursors`, `gc` |
+//! | `ask.rs` | `vigil ask` and `vigil index`: questions to the index of moments |
 //! | `models.rs` | `vigil models list`, `verify`, `fetch` |
 //! | `clip.rs` | `vigil clip`: a stretch of a file cut out without re-encoding |
 //! | `faces.rs` | `vigil faces enroll`, `list`, `name`, `forget`: the face gallery |
@@ -20,6 +21,7 @@
 //! with exit code 2 and `vigil: ` and its chain on stderr.
 
 pub mod args;
+pub mod ask;
 pub mod check;
 pub mod clip;
 pub mod config;

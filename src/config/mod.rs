@@ -23,7 +23,7 @@ pub use models::{
     SoundConfig,
 };
 pub use recording::{CLIP_KINDS, RecordingConfig, SEGMENTS};
-pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, WebhookConfig};
+pub use remote::{Delivery, MqttConfig, NatsConfig, SecretRef, SpeakConfig, WebhookConfig};
 pub use scene::{
     EVENT_KINDS, Groups, LineConfig, PrivacyConfig, RuleConfig, SNAPSHOT_KINDS, Severity,
     SnapshotConfig, TrackerConfig, ZoneConfig,
@@ -522,6 +522,8 @@ pub struct SinksConfig {
     pub mqtt: Option<MqttConfig>,
     #[serde(default)]
     pub nats: Option<NatsConfig>,
+    #[serde(default)]
+    pub speak: Option<SpeakConfig>,
 }
 
 impl Default for SinksConfig {
@@ -535,6 +537,7 @@ impl Default for SinksConfig {
             webhook: None,
             mqtt: None,
             nats: None,
+            speak: None,
         }
     }
 }
@@ -661,6 +664,10 @@ pub struct StoreConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_size_mib: Option<Mib>,
+    /// Keeps the index of moments (`vigil ask`, `/search`) up to date as
+    /// records are committed, on its own thread (default on).
+    #[serde(default = "default_true")]
+    pub index: bool,
 }
 
 impl Default for StoreConfig {
@@ -669,6 +676,7 @@ impl Default for StoreConfig {
             path: default_store_path(),
             max_age: None,
             max_size_mib: None,
+            index: true,
         }
     }
 }
@@ -879,6 +887,7 @@ impl PipelineConfig {
             ("[sinks.webhook]", sinks.webhook.as_ref().map(|c| c.check())),
             ("[sinks.mqtt]", sinks.mqtt.as_ref().map(|c| c.check())),
             ("[sinks.nats]", sinks.nats.as_ref().map(|c| c.check())),
+            ("[sinks.speak]", sinks.speak.as_ref().map(|c| c.check())),
         ];
         for (table, checked) in remote {
             if let Some(Err(message)) = checked {

@@ -215,9 +215,6 @@ fn default_nats_prefix() -> String {
 fn default_nats_stream() -> String {
     "VIGIL".into()
 }
-fn default_true() -> bool {
-    true
-}
 
 impl WebhookConfig {
     pub fn secret(&self) -> SecretRef {
@@ -294,6 +291,99 @@ impl MqttConfig {
         topic_word(&self.prefix, "prefix")?;
         if self.password().is_set() && self.username.is_none() {
             return Err("a password needs a `username`".into());
+        }
+        Ok(())
+    }
+}
+
+delivery_fields! {
+    /// Rule alerts spoken aloud with espeak-ng: a sentence per alert of the
+    /// chosen severities, written to a WAV file and/or played on the
+    /// default audio device, rate-limited.
+    pub struct SpeakConfig {
+        /// Severities spoken (`info`, `low`, `medium`, `high`, `critical`).
+        #[serde(default = "default_speak_severities")]
+        pub severities: Vec<super::Severity>,
+        /// Folder under the output folder for one WAV (and the sentence, as
+        /// `.txt`) per alert; `""`: none.
+        #[serde(default = "default_speak_dir")]
+        pub dir: PathBuf,
+        /// WAV files kept (the oldest go first).
+        #[serde(default = "default_speak_keep")]
+        pub keep: usize,
+        /// Also play each alert on the default audio device.
+        #[serde(default)]
+        pub play: bool,
+        /// espeak-ng's voice (`espeak-ng --voices`).
+        #[serde(default = "default_speak_voice")]
+        pub voice: String,
+        /// Words per minute (80–450).
+        #[serde(default = "default_speak_wpm")]
+        pub words_per_minute: u32,
+        /// At most one alert spoken in this long; those in between are
+        /// skipped (and counted).
+        #[serde(default = "default_speak_gap")]
+        pub min_interval: crate::time::Duration,
+    }
+}
+
+fn default_speak_severities() -> Vec<super::Severity> {
+    vec![super::Severity::High, super::Severity::Critical]
+}
+fn default_speak_dir() -> PathBuf {
+    PathBuf::from("alerts")
+}
+fn default_speak_keep() -> usize {
+    1000
+}
+fn default_speak_voice() -> String {
+    "en".into()
+}
+fn default_speak_wpm() -> u32 {
+    140
+}
+fn default_speak_gap() -> crate::time::Duration {
+    crate::time::Duration::from_secs(10)
+}
+
+impl SpeakConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.severities.is_empty() {
+            return Err("severities: name at least one (`[\"high\"]`)".into());
+        }
+        if !(80..=450).contains(&self.words_per_minute) {
+            return Err(format!(
+                "words_per_minute: {} is outside 80–450",
+                self.words_per_minute
+            ));
+        }
+        if self.dir.as_os_str().is_empty() && !self.play {
+            return Err(
+                "neither a `dir` for the WAV files nor `play = true`: nothing would be heard"
+                    .into(),
+            );
+        }
+        if self.dir.is_absolute()
+            || self
+                .dir
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "dir `{}`: a folder under the output folder (no `..`, not absolute)",
+                self.dir.display()
+            ));
+        }
+        if self.voice.is_empty()
+            || !self
+                .voice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_+".contains(c))
+        {
+            return Err(format!(
+                "voice `{}`: a name from `espeak-ng --voices`",
+                self.voice
+            ));
         }
         Ok(())
     }

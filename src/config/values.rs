@@ -476,6 +476,11 @@ pub(super) fn opt_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usiz
     ranged(d, 1, 256, "threads").map(Some)
 }
 
+/// `#[serde(default = "default_true")]`: on unless said otherwise.
+pub fn default_true() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

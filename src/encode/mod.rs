@@ -18,6 +18,7 @@ pub mod loudness;
 pub mod motion;
 pub mod runtime;
 pub mod sound;
+pub mod text;
 pub mod vad;
 pub mod whisper;
 pub mod whisper_mel;

@@ -3,7 +3,8 @@
 //! [`streams`]), each stream's live picture ([`live`]), the records
 //! (`/events`, `/events/live`: [`events`]), the snapshots and clips they
 //! name (`/media/…`: [`media`]), and the web console that shows them all
-//! (`/`: [`console`]).
+//! (`/`: [`console`]); questions asked of the index of moments (`/search`:
+//! [`search`]).
 //!
 //! It binds 127.0.0.1 unless told otherwise; bound anywhere else it refuses
 //! to start without a bearer token, and with a token every request must
@@ -19,6 +20,7 @@ pub mod events;
 pub mod live;
 pub mod media;
 pub mod rules;
+pub mod search;
 pub mod session;
 pub mod streams;
 
@@ -62,6 +64,8 @@ pub struct AppState {
     pub sessions: Arc<session::Sessions>,
     /// The pipeline that runs (for the console's rule dry runs).
     pub pipeline: Arc<Mutex<Option<Arc<crate::config::PipelineConfig>>>>,
+    /// Text models for `/search`, loaded on the first question.
+    pub encoders: search::Encoders,
 }
 
 impl AppState {
@@ -77,6 +81,7 @@ impl AppState {
             media: Default::default(),
             sessions: Default::default(),
             pipeline: Default::default(),
+            encoders: Default::default(),
         }
     }
 
@@ -136,6 +141,7 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
         .route("/events/live", get(events::live))
         .route("/media/{*path}", get(media::get))
         .route("/rules/try", axum::routing::post(rules::try_rule))
+        .route("/search", get(search::search))
         .route("/streams/{name}/live", get(live::frame))
         .route("/streams/{name}/live.jpg", get(live::picture))
         .route(

@@ -1,6 +1,7 @@
 //! Sinks: where records go. The local event log is written first and made
 //! durable; the others follow in the order the pipeline lists them. The
-//! live sinks (webhook, MQTT, NATS) are not among them: they deliver from
+//! live sinks (webhook, MQTT, NATS, spoken alerts: [`speak`]) are not among
+//! them: they deliver from
 //! the store on their own threads ([`outbox`]).
 
 pub mod jsonl;
@@ -8,6 +9,7 @@ pub mod mqtt;
 pub mod nats;
 pub mod outbox;
 pub mod retention;
+pub mod speak;
 pub mod stdout;
 pub mod store;
 pub mod subtitles;
@@ -27,7 +29,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 
-use crate::config::SinksConfig;
+use crate::config::{SinksConfig, SpeakConfig};
 use crate::error::{Error, Result};
 use crate::fuse::Batch;
 use crate::metrics::Metrics;
@@ -116,7 +118,33 @@ pub fn build_live(config: &SinksConfig, out_dir: &Path) -> Result<Vec<outbox::Li
     if let Some(c) = &config.nats {
         live.push(outbox::LiveSink::new(c)?);
     }
+    if let Some(c) = &config.speak {
+        use outbox::LiveConfig;
+        live.push(outbox::LiveSink {
+            name: SpeakConfig::NAME.into(),
+            transport: Box::new(
+                c.build()
+                    .map_err(Error::Invalid)?
+                    .writing_under(out_dir, &c.dir),
+            ),
+            delivery: c.delivery(),
+        });
+    }
     Ok(live)
+}
+
+/// Applies the store's retention once more at the very end of a run: the
+/// index of moments and the live sinks write to the store after its sink
+/// closed (the indexer's moments count in its size).
+pub fn final_retention(config: &SinksConfig, out_dir: &Path) -> Result<()> {
+    match &config.store {
+        Some(c) if c.max_age.is_some() || c.max_size_mib.is_some() => {
+            let path = out_dir.join(&c.path);
+            store::StoreSink::open_with_media(&path, store::Retention::of(c), &[], Some(out_dir))
+                .map(drop)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Builds the sinks a pipeline lists, writing files under `out_dir`.
@@ -141,10 +169,7 @@ pub fn build(
         sinks.push(Box::new(log));
     }
     if let Some(c) = &config.store {
-        let keep = store::Retention {
-            max_age: c.max_age.map(crate::time::Duration::nanos),
-            max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
-        };
+        let keep = store::Retention::of(c);
         let path = out_dir.join(&c.path);
         let store = store::StoreSink::open_with_media(&path, keep, &names, Some(out_dir))?
             .counting_unfinished(disk.clone());

@@ -430,7 +430,8 @@ pub fn cursor(db: &Connection, sink: &str) -> rusqlite::Result<i64> {
     }
 }
 
-fn set_cursor(db: &Connection, sink: &str, seq: i64) -> rusqlite::Result<()> {
+/// Moves `sink`'s cursor on to `seq` (never back).
+pub fn set_cursor(db: &Connection, sink: &str, seq: i64) -> rusqlite::Result<()> {
     db.execute(
         "UPDATE cursors SET seq = ?2 WHERE sink = ?1 AND seq < ?2",
         params![sink, seq],

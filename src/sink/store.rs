@@ -72,6 +72,11 @@ const CLIP_INDEX: &str =
 const STILL_NAMED: &str = "(EXISTS (SELECT 1 FROM records WHERE records.snapshot = media.path)
      OR EXISTS (SELECT 1 FROM records WHERE records.clip = media.path))";
 
+/// The cursor of the index of moments (`search::index` keeps it):
+/// retention does not wait for it, since a record deleted before it was
+/// indexed needs no moment.
+pub const INDEX_CURSOR: &str = "index";
+
 /// Batches between two retention passes.
 const PRUNE_EVERY: u64 = 64;
 /// … or sooner, once this share of the size limit was written since the
@@ -200,6 +205,16 @@ pub struct Retention {
     pub max_bytes: Option<u64>,
 }
 
+impl Retention {
+    /// What `[sinks.store]` keeps.
+    pub fn of(c: &crate::config::StoreConfig) -> Retention {
+        Retention {
+            max_age: c.max_age.map(crate::time::Duration::nanos),
+            max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
+        }
+    }
+}
+
 /// What a retention pass deleted from the store.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -222,8 +237,13 @@ pub fn prune(
     keep: Retention,
     now: chrono::DateTime<chrono::Utc>,
 ) -> rusqlite::Result<Pruned> {
-    // Records after the lowest cursor are still owed to a sink.
-    let owed: Option<i64> = db.query_row("SELECT min(seq) FROM cursors", [], |r| r.get(0))?;
+    // Records after the lowest cursor are still owed to a sink (the
+    // index's aside: a record deleted needs no moment).
+    let owed: Option<i64> = db.query_row(
+        "SELECT min(seq) FROM cursors WHERE sink != ?1",
+        [INDEX_CURSOR],
+        |r| r.get(0),
+    )?;
     let bound = owed.map_or(i64::MAX, |s| s.saturating_add(1));
     let mut done = Pruned::default();
     if let Some(age) = keep.max_age {

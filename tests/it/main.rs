@@ -27,6 +27,7 @@ mod recording;
 mod retention;
 mod run;
 mod scene;
+mod search;
 mod serve;
 mod shutdown;
 mod sounds;

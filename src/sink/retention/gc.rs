@@ -63,10 +63,7 @@ pub fn gc(
         .filter(|p| p.is_file());
     let db = store_path.as_deref().map(store::open).transpose()?;
     if let (Some(db), Some(c), Some(path)) = (&db, &sinks.store, &store_path) {
-        let keep = store::Retention {
-            max_age: c.max_age.map(crate::time::Duration::nanos),
-            max_bytes: c.max_size_mib.map(crate::config::Mib::bytes),
-        };
+        let keep = store::Retention::of(c);
         let failed = |e: rusqlite::Error| Error::Store {
             path: path.clone(),
             message: format!("cannot apply retention: {e}"),

@@ -1,0 +1,137 @@
+//! `GET /search?q=QUESTION[&stream=][&since=][&until=][&top=][&mode=]`:
+//! the question asked of the index of moments ([`crate::search`]), as
+//! `vigil ask --json` answers it. The text model is loaded on the first
+//! question and kept; a model in use is taken out of the pool, never run
+//! under a lock.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{AppState, problem};
+use crate::encode::text::{TextEncoder, Use};
+use crate::lock::Locked;
+use crate::search::{Ask, Mode};
+
+/// Answers at most, whatever `top` asks.
+const MOST: usize = 100;
+
+/// Text encoders not in use, for the questions to come.
+#[derive(Clone, Default)]
+pub struct Encoders(Arc<Mutex<Vec<TextEncoder>>>);
+
+impl Encoders {
+    /// One not in use, or a new one; none without the model.
+    fn take(&self) -> Result<Option<TextEncoder>, String> {
+        if let Some(e) = self.0.locked().pop() {
+            return Ok(Some(e));
+        }
+        if !TextEncoder::installed() {
+            return Ok(None);
+        }
+        TextEncoder::load(Use::Many)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    fn give_back(&self, e: TextEncoder) {
+        self.0.locked().push(e);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    pub q: String,
+    #[serde(default)]
+    pub stream: Option<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub top: Option<usize>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+fn bad(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, problem(message)).into_response()
+}
+
+pub async fn search(
+    State(s): State<AppState>,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return bad(format!("the query: {e}")),
+    };
+    if q.q.trim().is_empty() {
+        return bad("q: ask something (`/search?q=siren near people`)".into());
+    }
+    let Some(store) = s.store() else {
+        return (
+            StatusCode::NOT_FOUND,
+            problem("the pipeline has no [sinks.store]: there is nothing to search"),
+        )
+            .into_response();
+    };
+    let mode = match q.mode.as_deref().map(str::parse::<Mode>).transpose() {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return bad(format!("mode: {e}")),
+    };
+    let now = chrono::Utc::now();
+    let ms = |t: Option<&str>, name: &str| -> Result<Option<i64>, String> {
+        let Some(t) = t.filter(|t| !t.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let text = crate::export::parse_time(t.trim(), now).map_err(|e| format!("{name}: {e}"))?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|d| Some(d.timestamp_millis()))
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let (since_ms, until_ms) = match (
+        ms(q.since.as_deref(), "since"),
+        ms(q.until.as_deref(), "until"),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    let ask = Ask {
+        question: q.q.clone(),
+        stream: q.stream.clone().filter(|s| !s.is_empty()),
+        since_ms,
+        until_ms,
+        top: q.top.unwrap_or(5).clamp(1, MOST),
+        mode,
+        now: chrono::Local::now().fixed_offset(),
+    };
+    let pool = s.encoders.clone();
+    let answered = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let db = crate::search::open(&store.path).map_err(|e| e.to_string())?;
+        let mut encoder = match mode {
+            Mode::Words => None,
+            _ => pool.take()?,
+        };
+        let answers = crate::search::ask(&db, encoder.as_mut(), &ask).map_err(|e| e.to_string());
+        if let Some(e) = encoder {
+            pool.give_back(e);
+        }
+        answers
+    })
+    .await;
+    match answered {
+        Ok(Ok(a)) => Json(a).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, problem(e)).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            problem(format!("the search stopped: {e}")),
+        )
+            .into_response(),
+    }
+}
