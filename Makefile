@@ -66,6 +66,12 @@ demo: build
 	@echo
 	@echo "== first lines of $(DEMO_OUT)/captions.vtt"
 	@head -n 15 $(DEMO_OUT)/captions.vtt
+	@echo
+	@echo "== vigil ask --db $(DEMO_OUT)/events.db --top 1 \"people at the junction while a siren was heard\""
+	@$(VIGIL) ask --db $(DEMO_OUT)/events.db --top 1 "people at the junction while a siren was heard"
+	@echo
+	@echo "== the alerts spoken, in $(DEMO_OUT)/alerts/walkway/"
+	@cat $(DEMO_OUT)/alerts/walkway/*.txt
 
 # Release profile throughout: the media tests decode real clips and are much
 # faster optimised, and clippy/test then share one profile's dependencies.

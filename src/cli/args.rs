@@ -270,6 +270,13 @@ pub struct AskArgs {
     /// are counted from it, in its offset. Default: now, local time.
     #[arg(long, value_name = "T")]
     pub now: Option<String>,
+    /// Ask a running `vigil serve` (its `/search`, the text model already
+    /// loaded) instead of reading the store here.
+    #[arg(long, env = "VIGIL_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// With --server: a file holding the bearer token (else VIGIL_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]

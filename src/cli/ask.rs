@@ -20,7 +20,31 @@ pub fn ask(args: AskArgs) -> Result<i32> {
         mode,
         json,
         now: asked_at,
+        server,
+        token_file,
     } = args;
+    if let Some(server) = server {
+        // The server parses the times and the question itself.
+        let mut query = vec![
+            ("q", question.join(" ")),
+            ("top", top.to_string()),
+            ("mode", format!("{mode:?}").to_lowercase()),
+        ];
+        for (k, v) in [
+            ("stream", stream),
+            ("since", since),
+            ("until", until),
+            ("now", asked_at),
+        ] {
+            if let Some(v) = v {
+                query.push((k, v));
+            }
+        }
+        let client = super::remote::client(&server, token_file.as_deref())?;
+        let answers = super::remote::api_call(client.search(&query))?;
+        let base = server.trim_end_matches('/').to_string();
+        return Ok(show(&answers, json, &|p| format!("{base}/media/{p}")));
+    }
     let asked_at = match asked_at {
         Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
             .with_context(|| format!("--now {t}: expected RFC 3339 (2026-12-06T15:30:00+01:00)"))?,
@@ -49,16 +73,28 @@ pub fn ask(args: AskArgs) -> Result<i32> {
         now: asked_at,
     };
     let answers = vigil::search::ask_store(&db, &request)?;
+    let out_dir = db.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok(show(&answers, json, &|p| {
+        out_dir.join(p).display().to_string()
+    }))
+}
+
+/// Prints the answers; the exit code (1: none).
+/// `link` makes a record's media path (snapshot, clip) something to open.
+fn show(answers: &Answers, json: bool, link: &dyn Fn(&str) -> String) -> i32 {
     if json {
-        println!("{}", serde_json::to_string_pretty(&answers)?);
+        match serde_json::to_string_pretty(answers) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("vigil: cannot write the answers as JSON: {e}"),
+        }
     } else {
-        print!("{}", text(&answers, db.parent().unwrap_or(Path::new("."))));
+        print!("{}", text(answers, link));
     }
-    Ok(if answers.answers.is_empty() { 1 } else { 0 })
+    if answers.answers.is_empty() { 1 } else { 0 }
 }
 
 /// The answers as a person reads them.
-fn text(a: &Answers, out_dir: &Path) -> String {
+fn text(a: &Answers, link: &dyn Fn(&str) -> String) -> String {
     let mut s = String::new();
     for u in &a.understood {
         s.push_str(&format!("filter: {u}\n"));
@@ -87,10 +123,10 @@ fn text(a: &Answers, out_dir: &Path) -> String {
             s.push_str(&format!("   evidence: {}\n", shorten(w, 200)));
         }
         if let Some(p) = &ans.snapshot {
-            s.push_str(&format!("   snapshot: {}\n", out_dir.join(p).display()));
+            s.push_str(&format!("   snapshot: {}\n", link(p)));
         }
         if let Some(p) = &ans.clip {
-            s.push_str(&format!("   clip: {}\n", out_dir.join(p).display()));
+            s.push_str(&format!("   clip: {}\n", link(p)));
         }
         s.push_str(&format!(
             "   replay: vigil clip --stream {} --from {} --to {} --out {}.mp4 (continuous recording), or the console's review at that time\n",

@@ -10,17 +10,23 @@ use super::args::{ApiArgs, AttachArgs, DetachArgs, StreamsArgs};
 
 impl ApiArgs {
     fn client(&self) -> Result<Client> {
-        let token = match &self.token_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("cannot read the token file {}", f.display()))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            None => std::env::var("VIGIL_TOKEN").ok().filter(|t| !t.is_empty()),
-        };
-        Client::new(&self.server, token).map_err(anyhow::Error::msg)
+        client(&self.server, self.token_file.as_deref())
     }
+}
+
+/// A client of the server at `server`, with the token of `token_file`
+/// (else of VIGIL_TOKEN).
+pub fn client(server: &str, token_file: Option<&std::path::Path>) -> Result<Client> {
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the token file {}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        None => std::env::var("VIGIL_TOKEN").ok().filter(|t| !t.is_empty()),
+    };
+    Client::new(server, token).map_err(anyhow::Error::msg)
 }
 
 pub fn attach(args: AttachArgs) -> Result<i32> {
@@ -101,7 +107,9 @@ pub fn streams(args: StreamsArgs) -> Result<i32> {
 }
 
 /// Runs a request to the control API.
-fn api_call<T>(f: impl std::future::Future<Output = std::result::Result<T, String>>) -> Result<T> {
+pub fn api_call<T>(
+    f: impl std::future::Future<Output = std::result::Result<T, String>>,
+) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -62,17 +62,26 @@ impl TextEncoder {
         if !words.installed() {
             return Err(words.missing());
         }
-        let session = match usage {
-            Use::Many => runtime::session(&manifest, 1, Default::default())?,
-            Use::Once => runtime::quick_session(&manifest, 1)?,
-        };
+        // The tokenizer (30 ms) is read while the session loads.
         let path = words.file();
-        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| {
-            failed(format!(
-                "{}: {e}; run `bash models/fetch.sh minilm_tokenizer` to fetch it again",
-                path.display()
-            ))
-        })?;
+        let (session, tokenizer) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| Tokenizer::from_file(&path));
+            let session = match usage {
+                Use::Many => runtime::session(&manifest, 1, Default::default()),
+                // The one question is embedded on both cores.
+                Use::Once => runtime::quick_session(&manifest, 2),
+            };
+            (session, tokenizer.join())
+        });
+        let session = session?;
+        let mut tokenizer = tokenizer
+            .map_err(|_| failed("its tokenizer's thread stopped unexpectedly".into()))?
+            .map_err(|e| {
+                failed(format!(
+                    "{}: {e}; run `bash models/fetch.sh minilm_tokenizer` to fetch it again",
+                    path.display()
+                ))
+            })?;
         // Padded here to the longest sentence of a batch, not to 128.
         tokenizer.with_padding(None);
         tokenizer

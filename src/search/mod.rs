@@ -70,9 +70,9 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(db)
 }
 
-/// Answers `ask` from the store `db` (see [`open`]); `encoder` embeds the
-/// question (none: by words only, and the answers say so).
-pub fn ask(db: &Connection, encoder: Option<&mut TextEncoder>, ask: &Ask) -> Result<Answers> {
+/// The question understood against the store (its streams), with the
+/// request's own filters added, and what the asker should be told.
+fn understand(db: &Connection, ask: &Ask) -> Result<(question::Question, Vec<String>)> {
     let failed = |e: rusqlite::Error| Error::Store {
         path: db.path().map(Into::into).unwrap_or_default(),
         message: format!("cannot read the index: {e}"),
@@ -104,7 +104,23 @@ pub fn ask(db: &Connection, encoder: Option<&mut TextEncoder>, ask: &Ask) -> Res
             "{behind} records are not indexed yet (the indexer is on its way, or run `vigil index`)"
         ));
     }
-    let mode = if encoder.is_none() && ask.mode != Mode::Words {
+    Ok((q, notes))
+}
+
+/// Whether the question is weighed by meaning: the mode asks for it, and
+/// it has words left once its time and stream words are taken out.
+fn by_meaning(ask: &Ask, q: &question::Question) -> bool {
+    ask.mode != Mode::Words && !q.words.trim().is_empty()
+}
+
+fn answers(
+    db: &Connection,
+    ask: &Ask,
+    q: question::Question,
+    meaning: Option<(&[f32], &rank::Vectors)>,
+    mut notes: Vec<String>,
+) -> Result<Answers> {
+    let mode = if meaning.is_none() && ask.mode != Mode::Words && by_meaning(ask, &q) {
         notes.push(
             "by words only: the text model (minilm) is not installed; run `make setup`".into(),
         );
@@ -112,7 +128,7 @@ pub fn ask(db: &Connection, encoder: Option<&mut TextEncoder>, ask: &Ask) -> Res
     } else {
         ask.mode
     };
-    let answers = rank::ask(db, encoder, &q, mode, ask.top)?;
+    let answers = rank::ask(db, meaning, &q, mode, ask.top)?;
     Ok(Answers {
         question: ask.question.clone(),
         understood: q.understood,
@@ -123,14 +139,42 @@ pub fn ask(db: &Connection, encoder: Option<&mut TextEncoder>, ask: &Ask) -> Res
     })
 }
 
-/// Asks the store at `path` once, loading the text model for the one
-/// question (`vigil ask`).
+/// Answers `ask` from the store `db` (see [`open`]); `encoder` embeds the
+/// question (none: by words only, and the answers say so).
+pub fn ask(db: &Connection, encoder: Option<&mut TextEncoder>, ask: &Ask) -> Result<Answers> {
+    let (q, notes) = understand(db, ask)?;
+    let mut meaning = None;
+    if by_meaning(ask, &q)
+        && let Some(enc) = encoder
+    {
+        let v = enc.embed(&[q.words.as_str()])?.pop().unwrap_or_default();
+        meaning = Some((v, rank::vectors(db, &q.filters)?));
+    }
+    let meaning = meaning.as_ref().map(|(v, m)| (v.as_slice(), m));
+    answers(db, ask, q, meaning, notes)
+}
+
+/// Asks the store at `path` once (`vigil ask`): the text model loads and
+/// embeds the question on one thread while the sentences' vectors are read
+/// on this one.
 pub fn ask_store(path: &Path, ask: &Ask) -> Result<Answers> {
     let db = open(path)?;
-    let mut encoder = match ask.mode {
-        Mode::Words => None,
-        _ if TextEncoder::installed() => Some(TextEncoder::load(crate::encode::text::Use::Once)?),
-        _ => None,
-    };
-    self::ask(&db, encoder.as_mut(), ask)
+    let (q, notes) = understand(&db, ask)?;
+    if !by_meaning(ask, &q) || !TextEncoder::installed() {
+        return answers(&db, ask, q, None, notes);
+    }
+    let words = q.words.clone();
+    let embedding = std::thread::Builder::new()
+        .name("ask-embed".into())
+        .spawn(move || -> Result<Vec<f32>> {
+            let mut enc = TextEncoder::load(crate::encode::text::Use::Once)?;
+            Ok(enc.embed(&[words.as_str()])?.pop().unwrap_or_default())
+        })
+        .map_err(|e| Error::io("cannot start a thread for the text model", e))?;
+    let vectors = rank::vectors(&db, &q.filters)?;
+    let v = embedding.join().map_err(|_| Error::Model {
+        model: "minilm".into(),
+        message: "its thread stopped unexpectedly".into(),
+    })??;
+    answers(&db, ask, q, Some((&v, &vectors)), notes)
 }

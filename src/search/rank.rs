@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::encode::text::{TextEncoder, cosine};
+use crate::encode::text::{DIMS, cosine};
 use crate::error::{Error, Result};
 use crate::search::question::{Filters, Question};
 
 /// Which rankings answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Both, fused (the default).
@@ -60,7 +60,7 @@ const STOP: &[&str] = &[
 ];
 
 /// One answer: a stretch of one stream and why it matched.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Answer {
     pub stream: String,
     /// Stream time, seconds (ms precision), as records give it.
@@ -93,7 +93,7 @@ pub struct Answer {
 }
 
 /// A question's answers, best first.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Answers {
     pub question: String,
     /// The filters taken from it, in words.
@@ -167,11 +167,54 @@ fn condition(filters: &Filters) -> (String, Vec<Sql>) {
     (sql, values)
 }
 
+/// The vectors of the sentences a question may be answered with (those
+/// with a moment within its filters), read before the question's own
+/// vector is known: `vigil ask` reads them while the text model loads.
+pub struct Vectors {
+    ids: Vec<i64>,
+    /// [`DIMS`] bytes a sentence, in the order of `ids`.
+    data: Vec<u8>,
+}
+
+/// Reads [`Vectors`] for `filters` from the index in `db`: every
+/// sentence's, or with filters those of the moments within them.
+pub fn vectors(db: &Connection, filters: &Filters) -> Result<Vectors> {
+    let failed = |e: rusqlite::Error| Error::Store {
+        path: db.path().map(Into::into).unwrap_or_default(),
+        message: format!("cannot read the index's vectors: {e}"),
+    };
+    let (filter, values) = condition(filters);
+    let sql = if *filters == Filters::default() {
+        "SELECT id, vector FROM phrases WHERE vector IS NOT NULL".to_string()
+    } else {
+        format!(
+            "SELECT DISTINCT p.id, p.vector FROM moments m JOIN phrases p ON p.id = m.phrase
+             WHERE p.vector IS NOT NULL AND {filter}"
+        )
+    };
+    let mut q = db.prepare_cached(&sql).map_err(failed)?;
+    let mut rows = q.query(params_from_iter(values.iter())).map_err(failed)?;
+    let mut v = Vectors {
+        ids: Vec::new(),
+        data: Vec::new(),
+    };
+    while let Some(row) = rows.next().map_err(failed)? {
+        let blob = row.get_ref(1).map_err(failed)?.as_blob().unwrap_or(&[]);
+        if blob.len() == DIMS {
+            v.ids.push(row.get(0).map_err(failed)?);
+            v.data.extend_from_slice(blob);
+        }
+    }
+    Ok(v)
+}
+
 /// Answers `question` from the index in `db`, `top` of them at most.
-/// `encoder` embeds the question (none: words only).
+/// `meaning` is the vector of its words and those of the sentences to
+/// weigh it against ([`vectors`], read with the same filters); without
+/// it, words only.
 pub fn ask(
     db: &Connection,
-    encoder: Option<&mut TextEncoder>,
+    meaning: Option<(&[f32], &Vectors)>,
     question: &Question,
     mode: Mode,
     top: usize,
@@ -183,6 +226,23 @@ pub fn ask(
     let (filter, values) = condition(&question.filters);
     let terms = terms(&question.words);
     let top = top.max(1);
+    // Whether a sentence has a moment within the question's filters.
+    let unfiltered = question.filters == Filters::default();
+    let mut exists = db
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM moments m WHERE m.phrase = ? AND {filter})"
+        ))
+        .map_err(failed)?;
+    let mut within = |id: i64| -> Result<bool> {
+        if unfiltered {
+            return Ok(true);
+        }
+        let mut args = vec![Sql::Integer(id)];
+        args.extend(values.iter().cloned());
+        exists
+            .query_row(params_from_iter(args), |r| r.get::<_, bool>(0))
+            .map_err(failed)
+    };
     // Each ranking: sentence ids, best first.
     let mut by_words: Vec<i64> = Vec::new();
     if mode != Mode::Meaning && !terms.is_empty() {
@@ -201,18 +261,8 @@ pub fn ask(
             .map_err(failed)?
             .collect::<rusqlite::Result<_>>()
             .map_err(failed)?;
-        let mut within = db
-            .prepare_cached(&format!(
-                "SELECT EXISTS (SELECT 1 FROM moments m WHERE m.phrase = ? AND {filter})"
-            ))
-            .map_err(failed)?;
         for id in ids {
-            let mut args = vec![Sql::Integer(id)];
-            args.extend(values.iter().cloned());
-            if within
-                .query_row(params_from_iter(args), |r| r.get::<_, bool>(0))
-                .map_err(failed)?
-            {
+            if within(id)? {
                 by_words.push(id);
                 if by_words.len() == DEPTH {
                     break;
@@ -223,34 +273,16 @@ pub fn ask(
     let mut cosines: HashMap<i64, f32> = HashMap::new();
     let mut by_meaning: Vec<i64> = Vec::new();
     if mode != Mode::Words
-        && let Some(enc) = encoder
-        && !question.words.trim().is_empty()
+        && let Some((query, vectors)) = meaning
+        && query.len() == DIMS
     {
-        let v = enc
-            .embed(&[question.words.as_str()])?
-            .pop()
-            .unwrap_or_default();
-        let sql = if question.filters == Filters::default() {
-            "SELECT id, vector FROM phrases WHERE vector IS NOT NULL".to_string()
-        } else {
-            format!(
-                "SELECT DISTINCT p.id, p.vector FROM moments m JOIN phrases p ON p.id = m.phrase
-                 WHERE p.vector IS NOT NULL AND {filter}"
-            )
-        };
-        let mut q = db.prepare_cached(&sql).map_err(failed)?;
-        let mut rows = q.query(params_from_iter(values.iter())).map_err(failed)?;
-        let mut scored: Vec<(f32, i64)> = Vec::new();
-        while let Some(row) = rows.next().map_err(failed)? {
-            let id: i64 = row.get(0).map_err(failed)?;
-            let blob = row.get_ref(1).map_err(failed)?.as_blob().unwrap_or(&[]);
-            if blob.len() == v.len() {
-                let c = cosine(&v, blob);
-                if c >= MEANING_FLOOR {
-                    scored.push((c, id));
-                }
-            }
-        }
+        let mut scored: Vec<(f32, i64)> = vectors
+            .ids
+            .iter()
+            .zip(vectors.data.chunks_exact(DIMS))
+            .map(|(id, v)| (cosine(query, v), *id))
+            .filter(|(c, _)| *c >= MEANING_FLOOR)
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.truncate(DEPTH);
         for (c, id) in scored {

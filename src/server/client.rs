@@ -1,5 +1,5 @@
-//! What `vigil attach`, `vigil detach` and `vigil streams` send to a
-//! running `vigil serve`.
+//! What `vigil attach`, `vigil detach`, `vigil streams` and `vigil ask
+//! --server` send to a running `vigil serve`.
 
 use std::time::Duration;
 
@@ -55,6 +55,15 @@ impl Client {
     /// `GET /streams`.
     pub async fn streams(&self) -> Result<Vec<StreamEntry>, String> {
         self.send(self.http.get(self.url("streams")?)).await
+    }
+
+    /// `GET /search` with the question and its filters (`q`, `stream`,
+    /// `since`, `until`, `top`, `mode`, `now`).
+    pub async fn search(&self, query: &[(&str, String)]) -> Result<crate::search::Answers, String> {
+        let mut url = self.url("search")?;
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        self.send(self.http.get(url)).await
     }
 
     fn url(&self, path: &str) -> Result<reqwest::Url, String> {

@@ -57,6 +57,9 @@ pub struct SearchQuery {
     pub top: Option<usize>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// Ask as if it were this time (RFC 3339; `vigil ask --now`).
+    #[serde(default)]
+    pub now: Option<String>,
 }
 
 fn bad(message: String) -> Response {
@@ -85,7 +88,14 @@ pub async fn search(
         Ok(m) => m.unwrap_or_default(),
         Err(e) => return bad(format!("mode: {e}")),
     };
-    let now = chrono::Utc::now();
+    let asked_at = match q.now.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => match chrono::DateTime::parse_from_rfc3339(t) {
+            Ok(t) => t,
+            Err(e) => return bad(format!("now: `{t}`: {e}")),
+        },
+        None => chrono::Local::now().fixed_offset(),
+    };
+    let now = asked_at.with_timezone(&chrono::Utc);
     let ms = |t: Option<&str>, name: &str| -> Result<Option<i64>, String> {
         let Some(t) = t.filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
@@ -109,7 +119,7 @@ pub async fn search(
         until_ms,
         top: q.top.unwrap_or(5).clamp(1, MOST),
         mode,
-        now: chrono::Local::now().fixed_offset(),
+        now: asked_at,
     };
     let pool = s.encoders.clone();
     let answered = tokio::task::spawn_blocking(move || -> Result<_, String> {

@@ -440,4 +440,34 @@ fn the_server_answers_search_as_vigil_ask_does() {
     );
     let r = ureq::get(&serve.url("/search?q=siren&mode=loud")).call();
     assert!(matches!(r, Err(ureq::Error::StatusCode(400))), "{r:?}");
+    // `vigil ask --server`: the same question, asked of the server; its
+    // snapshot a link to the server's /media.
+    let out = vigil()
+        .args([
+            "ask",
+            "--top",
+            "1",
+            "--server",
+            &serve.url(""),
+            "--now",
+            NOW,
+        ])
+        .arg("people at the junction while a siren was heard yesterday evening")
+        .output()
+        .expect("vigil ask --server");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("filter: yesterday evening"), "{text}");
+    assert!(text.contains("1. walkway 5"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "snapshot: {}/media/snapshots/walkway/",
+            serve.url("")
+        )),
+        "{text}"
+    );
 }
