@@ -277,6 +277,35 @@ const QUESTIONS: &[&str] = &[
     "the bus stop",
 ];
 
+/// Each question asked by `vigil ask --json ARGS` as a fresh process, three
+/// rounds, the first (which warms the page cache) left out: wall times, ms.
+fn time_asks(vigil: &Path, args: &[&str]) -> Res<Vec<f64>> {
+    let mut times = Vec::new();
+    for round in 0..3 {
+        for q in QUESTIONS {
+            let started = Instant::now();
+            let out = std::process::Command::new(vigil)
+                .args(["ask", "--json", "--now", "2026-12-01T12:00:00+01:00"])
+                .args(args)
+                .arg(q)
+                .output()?;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            // 1: no answer, which is an answer.
+            if !matches!(out.status.code(), Some(0 | 1)) {
+                return Err(format!(
+                    "vigil ask {args:?} {q}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            if round > 0 {
+                times.push(ms);
+            }
+        }
+    }
+    Ok(times)
+}
+
 fn bench() -> Res<()> {
     let n: usize = std::env::var("BENCH_SEARCH_RECORDS")
         .ok()
@@ -338,33 +367,8 @@ fn bench() -> Res<()> {
     let bytes = std::fs::metadata(&db_path)?.len();
     // Cold: `vigil ask` as a process, one question each.
     let vigil = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vigil");
-    let mut cold = Vec::new();
-    for round in 0..3 {
-        for q in QUESTIONS {
-            let started = Instant::now();
-            let out = std::process::Command::new(&vigil)
-                .args([
-                    "ask",
-                    "--json",
-                    "--now",
-                    "2026-12-01T12:00:00+01:00",
-                    "--db",
-                ])
-                .arg(&db_path)
-                .arg(q)
-                .output()?;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            if !matches!(out.status.code(), Some(0 | 1)) {
-                return Err(
-                    format!("vigil ask {q}: {}", String::from_utf8_lossy(&out.stderr)).into(),
-                );
-            }
-            // The first round warms the page cache.
-            if round > 0 {
-                cold.push(ms);
-            }
-        }
-    }
+    let db_arg = db_path.display().to_string();
+    let mut cold = time_asks(&vigil, &["--db", &db_arg])?;
     cold.sort_by(f64::total_cmp);
     // `vigil ask --server`: the same, asked of a running `vigil serve`
     // over the same store (its text model loaded by the first question).
@@ -393,37 +397,10 @@ fn bench() -> Res<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let mut served = Vec::new();
-    for round in 0..3 {
-        for q in QUESTIONS {
-            let started = Instant::now();
-            let out = std::process::Command::new(&vigil)
-                .args([
-                    "ask",
-                    "--json",
-                    "--now",
-                    "2026-12-01T12:00:00+01:00",
-                    "--server",
-                    &url,
-                ])
-                .arg(q)
-                .output()?;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            if !matches!(out.status.code(), Some(0 | 1)) {
-                let _ = serve.kill();
-                return Err(format!(
-                    "vigil ask --server {q}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .into());
-            }
-            if round > 0 {
-                served.push(ms);
-            }
-        }
-    }
+    let served = time_asks(&vigil, &["--server", &url]);
     let _ = serve.kill();
     let _ = serve.wait();
+    let mut served = served?;
     served.sort_by(f64::total_cmp);
     // Warm: the model loaded once (the server's /search).
     let mut encoder = vigil::encode::text::TextEncoder::load(vigil::encode::text::Use::Many)?;
