@@ -448,13 +448,6 @@ fn utc_text(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-impl Answer {
-    /// Wall clock of its start and end, ms since the epoch.
-    pub fn utc_span_ms(&self) -> (i64, i64) {
-        (self.utc_ms, self.utc_end_ms)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
