@@ -176,12 +176,22 @@ pub fn quantize(v: &[f32]) -> Vec<u8> {
 
 /// The cosine of a unit vector and a [`quantize`]d one.
 pub fn cosine(query: &[f32], stored: &[u8]) -> f32 {
-    query
+    // Sixteen sums side by side, which the compiler keeps in vector
+    // registers: a sentence weighed in a few dozen instructions.
+    const LANES: usize = 16;
+    let mut sums = [0f32; LANES];
+    let (q16, q_rest) = query.split_at(query.len() - query.len() % LANES);
+    for (q, s) in q16.chunks_exact(LANES).zip(stored.chunks_exact(LANES)) {
+        for ((sum, q), s) in sums.iter_mut().zip(q).zip(s) {
+            *sum += q * f32::from(*s as i8);
+        }
+    }
+    let rest: f32 = q_rest
         .iter()
-        .zip(stored)
+        .zip(stored.get(q16.len()..).unwrap_or(&[]))
         .map(|(q, &b)| q * f32::from(b as i8))
-        .sum::<f32>()
-        / 127.0
+        .sum();
+    (sums.iter().sum::<f32>() + rest) / 127.0
 }
 
 #[cfg(test)]

@@ -54,8 +54,39 @@ CREATE TABLE IF NOT EXISTS moments (
     clip       TEXT
 );
 CREATE INDEX IF NOT EXISTS moments_seq ON moments (seq);
-CREATE INDEX IF NOT EXISTS moments_phrase ON moments (phrase, utc_ms);
-CREATE INDEX IF NOT EXISTS moments_utc ON moments (utc_ms);
+DROP INDEX IF EXISTS moments_phrase;
+DROP INDEX IF EXISTS moments_utc;
+-- Covering: a question's filters are answered from these alone.
+CREATE INDEX IF NOT EXISTS moments_of_phrase ON moments (phrase, utc_ms, utc_end_ms, stream);
+CREATE INDEX IF NOT EXISTS moments_in_time ON moments (utc_ms, utc_end_ms, stream, phrase);
+CREATE INDEX IF NOT EXISTS moments_of_stream ON moments (stream, utc_ms, utc_end_ms, phrase);
+-- Facts kept by triggers: `longest_ms`, the longest moment ever indexed
+-- (a window's moments start at most that long before it); `phrases_gone`
+-- and `vectors_set`, counts that tell a server its kept vectors are stale.
+CREATE TABLE IF NOT EXISTS index_facts (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS moments_longest AFTER INSERT ON moments
+WHEN new.utc_end_ms - new.utc_ms >
+     coalesce((SELECT value FROM index_facts WHERE name = 'longest_ms'), 0) BEGIN
+    INSERT INTO index_facts (name, value) VALUES ('longest_ms', new.utc_end_ms - new.utc_ms)
+        ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+END;
+CREATE TRIGGER IF NOT EXISTS moments_longer AFTER UPDATE OF utc_ms, utc_end_ms ON moments
+WHEN new.utc_end_ms - new.utc_ms >
+     coalesce((SELECT value FROM index_facts WHERE name = 'longest_ms'), 0) BEGIN
+    INSERT INTO index_facts (name, value) VALUES ('longest_ms', new.utc_end_ms - new.utc_ms)
+        ON CONFLICT (name) DO UPDATE SET value = excluded.value;
+END;
+CREATE TRIGGER IF NOT EXISTS phrases_gone AFTER DELETE ON phrases BEGIN
+    INSERT INTO index_facts (name, value) VALUES ('phrases_gone', 1)
+        ON CONFLICT (name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS vectors_set AFTER UPDATE OF vector ON phrases BEGIN
+    INSERT INTO index_facts (name, value) VALUES ('vectors_set', 1)
+        ON CONFLICT (name) DO UPDATE SET value = value + 1;
+END;
 CREATE TRIGGER IF NOT EXISTS moments_of_records AFTER DELETE ON records BEGIN
     DELETE FROM moments WHERE seq = old.seq;
 END;
@@ -73,7 +104,30 @@ pub fn prepare(db: &Connection) -> rusqlite::Result<()> {
         "INSERT OR IGNORE INTO cursors (sink, seq) VALUES (?1, 0)",
         [CURSOR],
     )?;
+    // An index made before `longest_ms` was kept: found once, by a scan.
+    let known: bool = db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM index_facts WHERE name = 'longest_ms')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !known {
+        db.execute(
+            "INSERT OR IGNORE INTO index_facts (name, value)
+             SELECT 'longest_ms', coalesce(max(utc_end_ms - utc_ms), 0) FROM moments",
+            [],
+        )?;
+    }
     Ok(())
+}
+
+/// The longest moment indexed, ms: the moments within a window start at
+/// most this long before it.
+pub fn longest_ms(db: &Connection) -> rusqlite::Result<i64> {
+    db.query_row(
+        "SELECT coalesce((SELECT value FROM index_facts WHERE name = 'longest_ms'), 0)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// What indexing a batch did.
@@ -299,7 +353,8 @@ pub fn clear(db: &mut Connection) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
     tx.execute_batch(
         "DELETE FROM moments; DELETE FROM phrases;
-         INSERT INTO phrases_fts (phrases_fts) VALUES ('delete-all');",
+         INSERT INTO phrases_fts (phrases_fts) VALUES ('delete-all');
+         UPDATE index_facts SET value = 0 WHERE name = 'longest_ms';",
     )?;
     tx.execute("UPDATE cursors SET seq = 0 WHERE sink = ?1", [CURSOR])?;
     tx.commit()

@@ -15,6 +15,8 @@ pub mod indexer;
 pub mod moment;
 pub mod question;
 pub mod rank;
+pub mod vectors;
+pub mod window;
 
 use std::path::Path;
 
@@ -23,6 +25,7 @@ use rusqlite::Connection;
 use crate::encode::text::TextEncoder;
 use crate::error::{Error, Result};
 pub use rank::{Answer, Answers, Mode};
+pub use vectors::{Kept, Vectors};
 
 /// What `vigil ask` and `/search` take besides the question.
 #[derive(Clone, Debug)]
@@ -117,7 +120,8 @@ fn answers(
     db: &Connection,
     ask: &Ask,
     q: question::Question,
-    meaning: Option<(&[f32], &rank::Vectors)>,
+    meaning: Option<(&[f32], &Vectors)>,
+    words: Option<rank::ByWords>,
     mut notes: Vec<String>,
 ) -> Result<Answers> {
     let mode = if meaning.is_none() && ask.mode != Mode::Words && by_meaning(ask, &q) {
@@ -128,7 +132,11 @@ fn answers(
     } else {
         ask.mode
     };
-    let answers = rank::ask(db, meaning, &q, mode, ask.top)?;
+    let words = match words {
+        Some(w) if mode == ask.mode => w,
+        _ => rank::by_words(db, &q, mode)?,
+    };
+    let answers = rank::answer(db, words, meaning, &q, mode, ask.top)?;
     Ok(Answers {
         question: ask.question.clone(),
         understood: q.understood,
@@ -140,28 +148,38 @@ fn answers(
 }
 
 /// Answers `ask` from the store `db` (see [`open`]); `encoder` embeds the
-/// question (none: by words only, and the answers say so).
-pub fn ask(db: &Connection, encoder: Option<&mut TextEncoder>, ask: &Ask) -> Result<Answers> {
+/// question (none: by words only, and the answers say so). `kept`: the
+/// sentences' vectors kept between questions, or none to read them now.
+pub fn ask(
+    db: &Connection,
+    encoder: Option<&mut TextEncoder>,
+    kept: Option<&Kept>,
+    ask: &Ask,
+) -> Result<Answers> {
     let (q, notes) = understand(db, ask)?;
     let mut meaning = None;
     if by_meaning(ask, &q)
         && let Some(enc) = encoder
     {
         let v = enc.embed(&[q.words.as_str()])?.pop().unwrap_or_default();
-        meaning = Some((v, rank::vectors(db, &q.filters)?));
+        let vectors = match kept {
+            Some(k) => k.current(db)?,
+            None => std::sync::Arc::new(Vectors::read(db)?),
+        };
+        meaning = Some((v, vectors));
     }
-    let meaning = meaning.as_ref().map(|(v, m)| (v.as_slice(), m));
-    answers(db, ask, q, meaning, notes)
+    let meaning = meaning.as_ref().map(|(v, m)| (v.as_slice(), &**m));
+    answers(db, ask, q, meaning, None, notes)
 }
 
 /// Asks the store at `path` once (`vigil ask`): the text model loads and
 /// embeds the question on one thread while the sentences' vectors are read
-/// on this one.
+/// and the words ranked on this one.
 pub fn ask_store(path: &Path, ask: &Ask) -> Result<Answers> {
     let db = open(path)?;
     let (q, notes) = understand(&db, ask)?;
     if !by_meaning(ask, &q) || !TextEncoder::installed() {
-        return answers(&db, ask, q, None, notes);
+        return answers(&db, ask, q, None, None, notes);
     }
     let words = q.words.clone();
     let embedding = std::thread::Builder::new()
@@ -171,10 +189,11 @@ pub fn ask_store(path: &Path, ask: &Ask) -> Result<Answers> {
             Ok(enc.embed(&[words.as_str()])?.pop().unwrap_or_default())
         })
         .map_err(|e| Error::io("cannot start a thread for the text model", e))?;
-    let vectors = rank::vectors(&db, &q.filters)?;
+    let vectors = Vectors::read(&db)?;
+    let words = rank::by_words(&db, &q, ask.mode)?;
     let v = embedding.join().map_err(|_| Error::Model {
         model: "minilm".into(),
         message: "its thread stopped unexpectedly".into(),
     })??;
-    answers(&db, ask, q, Some((&v, &vectors)), notes)
+    answers(&db, ask, q, Some((&v, &vectors)), Some(words), notes)
 }

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
 use serde::{Deserialize, Serialize};
 
-use crate::encode::text::{DIMS, cosine};
 use crate::error::{Error, Result};
-use crate::search::question::{Filters, Question};
+use crate::search::question::Question;
+use crate::search::vectors::Vectors;
+use crate::search::window::Window;
 
 /// Which rankings answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,102 +149,25 @@ fn same_word(a: &str, b: &str) -> bool {
     short.len() >= 4 && long.starts_with(short.get(..5).unwrap_or(short))
 }
 
-/// The SQL condition and values of `filters` on `moments` (aliased `m`).
-fn condition(filters: &Filters) -> (String, Vec<Sql>) {
-    let mut sql = String::from("1");
-    let mut values = Vec::new();
-    if let Some(s) = &filters.stream {
-        sql.push_str(" AND m.stream = ?");
-        values.push(Sql::Text(s.clone()));
-    }
-    if let Some(t) = filters.since_ms {
-        sql.push_str(" AND m.utc_end_ms >= ?");
-        values.push(Sql::Integer(t));
-    }
-    if let Some(t) = filters.until_ms {
-        sql.push_str(" AND m.utc_ms < ?");
-        values.push(Sql::Integer(t));
-    }
-    (sql, values)
-}
-
-/// The vectors of the sentences a question may be answered with (those
-/// with a moment within its filters), read before the question's own
-/// vector is known: `vigil ask` reads them while the text model loads.
-pub struct Vectors {
+/// The first half of answering: the question's window and its ranking
+/// by words, which need no text model (`vigil ask` finds them while the
+/// model loads).
+pub struct ByWords {
+    window: Window,
+    terms: Vec<String>,
+    /// Sentence ids, best first.
     ids: Vec<i64>,
-    /// [`DIMS`] bytes a sentence, in the order of `ids`.
-    data: Vec<u8>,
 }
 
-/// Reads [`Vectors`] for `filters` from the index in `db`: every
-/// sentence's, or with filters those of the moments within them.
-pub fn vectors(db: &Connection, filters: &Filters) -> Result<Vectors> {
-    let failed = |e: rusqlite::Error| Error::Store {
-        path: db.path().map(Into::into).unwrap_or_default(),
-        message: format!("cannot read the index's vectors: {e}"),
-    };
-    let (filter, values) = condition(filters);
-    let sql = if *filters == Filters::default() {
-        "SELECT id, vector FROM phrases WHERE vector IS NOT NULL".to_string()
-    } else {
-        format!(
-            "SELECT DISTINCT p.id, p.vector FROM moments m JOIN phrases p ON p.id = m.phrase
-             WHERE p.vector IS NOT NULL AND {filter}"
-        )
-    };
-    let mut q = db.prepare_cached(&sql).map_err(failed)?;
-    let mut rows = q.query(params_from_iter(values.iter())).map_err(failed)?;
-    let mut v = Vectors {
-        ids: Vec::new(),
-        data: Vec::new(),
-    };
-    while let Some(row) = rows.next().map_err(failed)? {
-        let blob = row.get_ref(1).map_err(failed)?.as_blob().unwrap_or(&[]);
-        if blob.len() == DIMS {
-            v.ids.push(row.get(0).map_err(failed)?);
-            v.data.extend_from_slice(blob);
-        }
-    }
-    Ok(v)
-}
-
-/// Answers `question` from the index in `db`, `top` of them at most.
-/// `meaning` is the vector of its words and those of the sentences to
-/// weigh it against ([`vectors`], read with the same filters); without
-/// it, words only.
-pub fn ask(
-    db: &Connection,
-    meaning: Option<(&[f32], &Vectors)>,
-    question: &Question,
-    mode: Mode,
-    top: usize,
-) -> Result<Vec<Answer>> {
+/// Ranks the sentences of `question`'s window by its words (BM25), unless
+/// `mode` weighs meaning alone.
+pub fn by_words(db: &Connection, question: &Question, mode: Mode) -> Result<ByWords> {
     let failed = |e: rusqlite::Error| Error::Store {
         path: db.path().map(Into::into).unwrap_or_default(),
         message: format!("cannot search the index: {e}"),
     };
-    let (filter, values) = condition(&question.filters);
+    let window = Window::of(db, &question.filters)?;
     let terms = terms(&question.words);
-    let top = top.max(1);
-    // Whether a sentence has a moment within the question's filters.
-    let unfiltered = question.filters == Filters::default();
-    let mut exists = db
-        .prepare_cached(&format!(
-            "SELECT EXISTS (SELECT 1 FROM moments m WHERE m.phrase = ? AND {filter})"
-        ))
-        .map_err(failed)?;
-    let mut within = |id: i64| -> Result<bool> {
-        if unfiltered {
-            return Ok(true);
-        }
-        let mut args = vec![Sql::Integer(id)];
-        args.extend(values.iter().cloned());
-        exists
-            .query_row(params_from_iter(args), |r| r.get::<_, bool>(0))
-            .map_err(failed)
-    };
-    // Each ranking: sentence ids, best first.
     let mut by_words: Vec<i64> = Vec::new();
     if mode != Mode::Meaning && !terms.is_empty() {
         let query = terms
@@ -262,7 +186,7 @@ pub fn ask(
             .collect::<rusqlite::Result<_>>()
             .map_err(failed)?;
         for id in ids {
-            if within(id)? {
+            if window.holds(db, id)? {
                 by_words.push(id);
                 if by_words.len() == DEPTH {
                     break;
@@ -270,24 +194,61 @@ pub fn ask(
             }
         }
     }
+    Ok(ByWords {
+        window,
+        terms,
+        ids: by_words,
+    })
+}
+
+/// Answers `question` from the index in `db`, `top` of them at most.
+/// `meaning` is the vector of its words and the sentences' vectors to
+/// weigh it against; without it, words only.
+pub fn ask(
+    db: &Connection,
+    meaning: Option<(&[f32], &Vectors)>,
+    question: &Question,
+    mode: Mode,
+    top: usize,
+) -> Result<Vec<Answer>> {
+    let words = by_words(db, question, mode)?;
+    answer(db, words, meaning, question, mode, top)
+}
+
+/// Answers `question` ranked by `words` ([`by_words`]) and, given the
+/// vectors, by meaning: [`ask`]'s second half.
+pub fn answer(
+    db: &Connection,
+    words: ByWords,
+    meaning: Option<(&[f32], &Vectors)>,
+    question: &Question,
+    mode: Mode,
+    top: usize,
+) -> Result<Vec<Answer>> {
+    let failed = |e: rusqlite::Error| Error::Store {
+        path: db.path().map(Into::into).unwrap_or_default(),
+        message: format!("cannot search the index: {e}"),
+    };
+    let ByWords {
+        window,
+        terms,
+        ids: by_words,
+    } = words;
+    let (filter, values) = window.condition();
+    let top = top.max(1);
     let mut cosines: HashMap<i64, f32> = HashMap::new();
     let mut by_meaning: Vec<i64> = Vec::new();
     if mode != Mode::Words
         && let Some((query, vectors)) = meaning
-        && query.len() == DIMS
     {
-        let mut scored: Vec<(f32, i64)> = vectors
-            .ids
-            .iter()
-            .zip(vectors.data.chunks_exact(DIMS))
-            .map(|(id, v)| (cosine(query, v), *id))
-            .filter(|(c, _)| *c >= MEANING_FLOOR)
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.truncate(DEPTH);
-        for (c, id) in scored {
-            cosines.insert(id, c);
-            by_meaning.push(id);
+        for (c, id) in vectors.nearest(query, MEANING_FLOOR) {
+            if window.holds(db, id)? {
+                cosines.insert(id, c);
+                by_meaning.push(id);
+                if by_meaning.len() == DEPTH {
+                    break;
+                }
+            }
         }
     }
     // Fused.

@@ -15,14 +15,15 @@ use serde::Deserialize;
 use super::{AppState, problem};
 use crate::encode::text::{TextEncoder, Use};
 use crate::lock::Locked;
-use crate::search::{Ask, Mode};
+use crate::search::{Ask, Kept, Mode};
 
 /// Answers at most, whatever `top` asks.
 const MOST: usize = 100;
 
-/// Text encoders not in use, for the questions to come.
+/// Text encoders not in use, for the questions to come, and the
+/// sentences' vectors kept between them.
 #[derive(Clone, Default)]
-pub struct Encoders(Arc<Mutex<Vec<TextEncoder>>>);
+pub struct Encoders(Arc<Mutex<Vec<TextEncoder>>>, Kept);
 
 impl Encoders {
     /// One not in use, or a new one; none without the model.
@@ -128,7 +129,8 @@ pub async fn search(
             Mode::Words => None,
             _ => pool.take()?,
         };
-        let answers = crate::search::ask(&db, encoder.as_mut(), &ask).map_err(|e| e.to_string());
+        let answers = crate::search::ask(&db, encoder.as_mut(), Some(&pool.1), &ask)
+            .map_err(|e| e.to_string());
         if let Some(e) = encoder {
             pool.give_back(e);
         }

@@ -404,6 +404,7 @@ fn bench() -> Res<()> {
     served.sort_by(f64::total_cmp);
     // Warm: the model loaded once (the server's /search).
     let mut encoder = vigil::encode::text::TextEncoder::load(vigil::encode::text::Use::Many)?;
+    let kept = vigil::search::Kept::default();
     let mut warm = Vec::new();
     let mut found = 0;
     for round in 0..3 {
@@ -418,7 +419,7 @@ fn bench() -> Res<()> {
                 now: chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00+01:00")?,
             };
             let started = Instant::now();
-            let a = vigil::search::ask(&db, Some(&mut encoder), &ask)?;
+            let a = vigil::search::ask(&db, Some(&mut encoder), Some(&kept), &ask)?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             if round > 0 {
                 warm.push(ms);

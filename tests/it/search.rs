@@ -123,7 +123,7 @@ fn score(
             mode,
             now: now(),
         };
-        let answers = vigil::search::ask(db, Some(&mut *encoder), &ask).expect("answers");
+        let answers = vigil::search::ask(db, Some(&mut *encoder), None, &ask).expect("answers");
         let right: Vec<bool> = answers
             .answers
             .iter()
