@@ -52,6 +52,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("live.js", "text/javascript; charset=utf-8"),
     asset!("review.js", "text/javascript; charset=utf-8"),
+    asset!("ask.js", "text/javascript; charset=utf-8"),
     asset!("tune.js", "text/javascript; charset=utf-8"),
     asset!("cameras.js", "text/javascript; charset=utf-8"),
     asset!("health.js", "text/javascript; charset=utf-8"),

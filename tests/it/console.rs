@@ -287,6 +287,47 @@ fn the_review_timeline_of_the_demo_shows_the_siren_alert_and_its_snapshot() {
         .filter_map(|r| r["utc"].as_str().map(utc_ms))
         .collect();
     assert!(!real.is_empty(), "{alerts:?}");
+
+    // Ask: the question finds the alert (once the indexer has it), shows
+    // its snapshot, and opens its span in Review.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while serve
+        .get::<Value>("/search?q=siren%20near%20people")
+        .is_none_or(|a| a["answers"].as_array().is_none_or(Vec::is_empty))
+    {
+        assert!(Instant::now() < deadline, "the demo's records are indexed");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    b.goto(&format!("http://127.0.0.1:{http}/#ask"));
+    b.type_into("#ask-q", "a siren near people");
+    b.click("#ask-form button");
+    let first = b.until(
+        "the first answer",
+        "const li = document.querySelector('#ask-list > li'); return li && li.dataset.utc",
+        30 * SECOND,
+    );
+    let first = utc_ms(first.as_str().unwrap_or(""));
+    assert!(
+        real.iter().any(|r| (first - r).abs() <= 1000),
+        "the first answer at {first} is the alert at {real:?}: {}",
+        b.text("#ask-list")
+    );
+    let answer = b.text("#ask-list > li");
+    assert!(answer.contains("walkway"), "{answer}");
+    assert!(answer.contains("siren"), "{answer}");
+    b.until(
+        "the answer's snapshot",
+        "const i = document.querySelector('#ask-list > li img, #ask-list > li video'); return i && (i.naturalWidth > 0 || i.readyState > 0)",
+        15 * SECOND,
+    );
+    let status = b.text("#ask-status");
+    assert!(status.contains("answers"), "{status}");
+    b.screenshot("ask");
+    b.click("#ask-list > li a.review");
+    b.find(siren, 20 * SECOND);
+    assert_eq!(b.js("return location.hash.split('?')[0]", vec![]), json!("#review"));
+    assert_eq!(b.js("return document.getElementById('rv-stream').value", vec![]), json!("walkway"));
+
     b.goto(&format!("http://127.0.0.1:{http}/#tune"));
     b.find("#tn-stream option[value='walkway']", 10 * SECOND);
     b.type_into("#try-when", "sound(siren) and object(person)");

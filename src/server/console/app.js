@@ -4,11 +4,12 @@
 import { $, api, whenSignedOut } from './dom.js';
 import * as live from './live.js';
 import * as review from './review.js';
+import * as ask from './ask.js';
 import * as tune from './tune.js';
 import * as cameras from './cameras.js';
 import * as health from './health.js';
 
-const VIEWS = { live, review, tune, cameras, health };
+const VIEWS = { live, review, ask, tune, cameras, health };
 let current = null;
 
 // `#review?since=-7d&kind=rule`: the view, and what it starts from.
