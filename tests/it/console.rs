@@ -325,8 +325,14 @@ fn the_review_timeline_of_the_demo_shows_the_siren_alert_and_its_snapshot() {
     b.screenshot("ask");
     b.click("#ask-list > li a.review");
     b.find(siren, 20 * SECOND);
-    assert_eq!(b.js("return location.hash.split('?')[0]", vec![]), json!("#review"));
-    assert_eq!(b.js("return document.getElementById('rv-stream').value", vec![]), json!("walkway"));
+    assert_eq!(
+        b.js("return location.hash.split('?')[0]", vec![]),
+        json!("#review")
+    );
+    assert_eq!(
+        b.js("return document.getElementById('rv-stream').value", vec![]),
+        json!("walkway")
+    );
 
     b.goto(&format!("http://127.0.0.1:{http}/#tune"));
     b.find("#tn-stream option[value='walkway']", 10 * SECOND);
