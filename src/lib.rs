@@ -50,7 +50,7 @@
 //! floor 11: daemon
 //! floor 10: server
 //! floor 9: graph export
-//! floor 8: search
+//! floor 8: search cluster
 //! floor 7: sink
 //! floor 6: fuse
 //! floor 5: encode recording
@@ -93,6 +93,7 @@
 //! ```
 
 pub mod backoff;
+pub mod cluster;
 pub mod config;
 pub mod cpu;
 pub mod daemon;

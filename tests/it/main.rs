@@ -9,6 +9,7 @@ mod brightness;
 mod brokers;
 mod browser;
 mod clip;
+mod cluster;
 mod console;
 mod delivery;
 mod determinism;

@@ -1,0 +1,304 @@
+//! The cluster's state in three JetStream key-value buckets:
+//!
+//! - `vigil_cameras`: the cameras wanted, name → source settings (what
+//!   `vigil attach` sends), written by any node;
+//! - `vigil_nodes`: each live node's heartbeat, name → its capacity; the
+//!   bucket's age limit is the heartbeat's time to live, so a node that
+//!   stops beating drops out by itself;
+//! - `vigil_leases`: camera → the node running it. A lease is taken by
+//!   creating the key (which fails if it is there), renewed by updating it
+//!   at the revision last seen (which fails if anyone else wrote it
+//!   since), and runs out with the bucket's age limit when its holder stops
+//!   renewing. So two nodes never hold one camera, and a dead node's
+//!   cameras come free one lease period after its last renewal.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const CAMERAS: &str = "vigil_cameras";
+pub const NODES: &str = "vigil_nodes";
+pub const LEASES: &str = "vigil_leases";
+
+fn failed(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Sink {
+        sink: "cluster".into(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// A node's heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub capacity: u32,
+    /// Where its API listens, for `vigil streams` to say.
+    #[serde(default)]
+    pub api: Option<String>,
+}
+
+/// A lease as read: who holds the camera, at which revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub node: String,
+    pub revision: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Held {
+    node: String,
+}
+
+/// The three buckets, opened (and made if missing).
+#[derive(Clone)]
+pub struct Buckets {
+    pub cameras: kv::Store,
+    pub nodes: kv::Store,
+    pub leases: kv::Store,
+}
+
+/// Opens the bucket `name`, or makes it: one value a key, entries older
+/// than `max_age` (zero: none) dropped.
+///
+/// The bucket's stream is made here as a key-value bucket's is (ADR-8:
+/// `KV_NAME` on `$KV.NAME.>`, rollups allowed, deletes denied, direct
+/// gets), not by async-nats's `create_key_value`, which first asks for the
+/// account's limits in a form older servers (Debian's 2.9) do not answer.
+/// A bucket made by another node with another age limit is used as it is,
+/// and said.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store> {
+    let config = jetstream::stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas.max(1),
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    let mut stream = js
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| failed(format!("cannot open or make the bucket {name}"), e))?;
+    if let Ok(info) = stream.info().await
+        && info.config.max_age != max_age
+    {
+        tracing::warn!(
+            bucket = %name,
+            "its age limit is {:?}, not the {max_age:?} this node was given: the bucket's holds",
+            info.config.max_age
+        );
+    }
+    js.get_key_value(name)
+        .await
+        .map_err(|e| failed(format!("cannot open the bucket {name}"), e))
+}
+
+impl Buckets {
+    /// Opens the buckets on `js`: leases that run out after `lease`,
+    /// heartbeats after `heartbeat_ttl`.
+    pub async fn open(
+        js: &jetstream::Context,
+        lease: Duration,
+        heartbeat_ttl: Duration,
+        replicas: usize,
+    ) -> Result<Buckets> {
+        let cameras = bucket(
+            js,
+            CAMERAS,
+            "vigil: the cameras wanted, name → source",
+            Duration::ZERO,
+            replicas,
+        )
+        .await?;
+        let nodes = bucket(
+            js,
+            NODES,
+            "vigil: live nodes' heartbeats",
+            heartbeat_ttl,
+            replicas,
+        )
+        .await?;
+        let leases = bucket(
+            js,
+            LEASES,
+            "vigil: which node runs which camera",
+            lease,
+            replicas,
+        )
+        .await?;
+        Ok(Buckets {
+            cameras,
+            nodes,
+            leases,
+        })
+    }
+
+    /// Every key of `store` with its value, deleted keys left out.
+    async fn all(store: &kv::Store, what: &str) -> Result<BTreeMap<String, kv::Entry>> {
+        let mut keys = store
+            .keys()
+            .await
+            .map_err(|e| failed(format!("cannot list the {what}"), e))?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            names.push(k.map_err(|e| failed(format!("cannot list the {what}"), e))?);
+        }
+        let mut out = BTreeMap::new();
+        for name in names {
+            let entry = store
+                .entry(name.clone())
+                .await
+                .map_err(|e| failed(format!("cannot read {what} {name}"), e))?;
+            if let Some(e) = entry.filter(|e| e.operation == kv::Operation::Put) {
+                out.insert(name, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cameras wanted: name → source settings.
+    pub async fn cameras(&self) -> Result<BTreeMap<String, serde_json::Value>> {
+        let mut out = BTreeMap::new();
+        for (name, e) in Self::all(&self.cameras, "cameras").await? {
+            match serde_json::from_slice(&e.value) {
+                Ok(v) => {
+                    out.insert(name, v);
+                }
+                Err(err) => {
+                    tracing::warn!(camera = %name, "its settings in {CAMERAS} are not JSON: {err}; left out")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Wants camera `name` run with `spec` (its source settings).
+    pub async fn want(&self, name: &str, spec: &serde_json::Value) -> Result<()> {
+        let body = serde_json::to_vec(spec).map_err(|e| failed("cannot write a camera", e))?;
+        self.cameras
+            .put(name, body.into())
+            .await
+            .map_err(|e| failed(format!("cannot write camera {name} to {CAMERAS}"), e))?;
+        Ok(())
+    }
+
+    /// No longer wants camera `name`; whether it was wanted.
+    pub async fn unwant(&self, name: &str) -> Result<bool> {
+        let was = self
+            .cameras
+            .entry(name)
+            .await
+            .map_err(|e| failed(format!("cannot read camera {name}"), e))?
+            .is_some_and(|e| e.operation == kv::Operation::Put);
+        if was {
+            self.cameras
+                .delete(name)
+                .await
+                .map_err(|e| failed(format!("cannot delete camera {name} from {CAMERAS}"), e))?;
+        }
+        Ok(was)
+    }
+
+    /// Says `node` is alive, with what it can take.
+    pub async fn beat(&self, node: &str, beat: &Beat) -> Result<()> {
+        let body = serde_json::to_vec(beat).map_err(|e| failed("cannot write a heartbeat", e))?;
+        self.nodes
+            .put(node, body.into())
+            .await
+            .map_err(|e| failed(format!("cannot write the heartbeat of {node}"), e))?;
+        Ok(())
+    }
+
+    /// The live nodes (a heartbeat within its time to live).
+    pub async fn nodes(&self) -> Result<BTreeMap<String, Beat>> {
+        let mut out = BTreeMap::new();
+        for (name, e) in Self::all(&self.nodes, "nodes").await? {
+            if let Ok(b) = serde_json::from_slice(&e.value) {
+                out.insert(name, b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every lease held: camera → holder.
+    pub async fn leases(&self) -> Result<BTreeMap<String, Lease>> {
+        let mut out = BTreeMap::new();
+        for (camera, e) in Self::all(&self.leases, "leases").await? {
+            if let Ok(h) = serde_json::from_slice::<Held>(&e.value) {
+                out.insert(
+                    camera,
+                    Lease {
+                        node: h.node,
+                        revision: e.revision,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn held(node: &str) -> Result<Vec<u8>> {
+        serde_json::to_vec(&Held { node: node.into() })
+            .map_err(|e| failed("cannot write a lease", e))
+    }
+
+    /// Takes the lease of `camera` for `node` if no one holds it: its
+    /// revision, or none when someone does.
+    pub async fn take(&self, camera: &str, node: &str) -> Result<Option<u64>> {
+        match self.leases.create(camera, Self::held(node)?.into()).await {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(failed(format!("cannot take the lease of {camera}"), e)),
+        }
+    }
+
+    /// Renews the lease of `camera` held by `node` at `revision`: the new
+    /// revision, or none when it was lost (ran out and taken, or handed on).
+    pub async fn renew(&self, camera: &str, node: &str, revision: u64) -> Result<Option<u64>> {
+        match self
+            .leases
+            .update(camera, Self::held(node)?.into(), revision)
+            .await
+        {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(failed(format!("cannot renew the lease of {camera}"), e)),
+        }
+    }
+
+    /// Hands the lease of `camera`, held at `revision`, to `to`: the new
+    /// revision, or none when it was not held at that revision.
+    pub async fn hand_on(&self, camera: &str, to: &str, revision: u64) -> Result<Option<u64>> {
+        self.renew(camera, to, revision).await
+    }
+
+    /// Lets the lease of `camera` held at `revision` go at once; whether
+    /// it was still held at that revision.
+    pub async fn release(&self, camera: &str, revision: u64) -> Result<bool> {
+        match self
+            .leases
+            .delete_expect_revision(camera, Some(revision))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(failed(format!("cannot release the lease of {camera}"), e)),
+        }
+    }
+}
