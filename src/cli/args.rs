@@ -168,6 +168,14 @@ pub struct ServeArgs {
     /// Directory for the event log, the store and attached.json.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
+    /// Run as a node of a cluster on these NATS servers (over the
+    /// pipeline's [cluster] url): cameras are spread over the nodes.
+    #[arg(long, value_name = "NATS_URL")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (default: [cluster] node, else the
+    /// host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
 }
 
 #[derive(Args)]

@@ -18,6 +18,8 @@ pub fn serve(args: ServeArgs) -> Result<i32> {
         pipeline,
         listen,
         out,
+        cluster,
+        node,
     } = args;
     let metrics = Metrics::new();
     let table: StreamTable = Default::default();
@@ -32,6 +34,8 @@ pub fn serve(args: ServeArgs) -> Result<i32> {
     let options = vigil::daemon::ServeOptions {
         pipeline,
         listen,
+        cluster,
+        node,
         run: RunOptions {
             out_dir: out.clone(),
             start_time: None,

@@ -198,6 +198,20 @@ impl Buckets {
         Ok(())
     }
 
+    /// Wants camera `name` run with `spec` unless a camera of that name is
+    /// wanted already (then false, and nothing written).
+    pub async fn add(&self, name: &str, spec: &serde_json::Value) -> Result<bool> {
+        let body = serde_json::to_vec(spec).map_err(|e| failed("cannot write a camera", e))?;
+        match self.cameras.create(name, body.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(failed(
+                format!("cannot write camera {name} to {CAMERAS}"),
+                e,
+            )),
+        }
+    }
+
     /// No longer wants camera `name`; whether it was wanted.
     pub async fn unwant(&self, name: &str) -> Result<bool> {
         let was = self

@@ -7,5 +7,6 @@
 //! them by lease, so no camera is analysed by two nodes at once and a dead
 //! node's cameras are taken over once their leases run out.
 
+pub mod agent;
 pub mod buckets;
 pub mod place;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::time::Duration;
 
+mod cluster;
 pub mod labels;
 mod models;
 mod recording;
@@ -18,6 +19,7 @@ mod remote;
 mod scene;
 mod section;
 mod values;
+pub use cluster::ClusterConfig;
 pub use models::{
     AsrConfig, BatchConfig, DetectorConfig, Gating, InputSide, Precision, Provider, ShapeFilter,
     SoundConfig,
@@ -70,6 +72,9 @@ pub struct PipelineConfig {
     pub disk: DiskConfig,
     /// Serves `/metrics` and `/healthz` while running.
     pub server: Option<ServerConfig>,
+    /// `vigil serve` as a node of a cluster (cameras spread over the nodes
+    /// through NATS JetStream).
+    pub cluster: Option<ClusterConfig>,
     #[serde(default)]
     pub runtime: RuntimeConfig,
 }
@@ -881,6 +886,12 @@ impl PipelineConfig {
                 message: "[sinks] lists no sink, so nothing would be recorded: add [sinks.jsonl]"
                     .into(),
                 find: Find::Key("[sinks]"),
+            });
+        }
+        if let Some(Err(message)) = self.cluster.as_ref().map(ClusterConfig::check) {
+            return Err(Problem {
+                message: format!("[cluster] {message}"),
+                find: Find::Key("[cluster]"),
             });
         }
         let remote = [

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::cluster::agent::{self, Agent, Order};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, RunOptions, RunReport};
@@ -39,6 +40,10 @@ pub struct ServeOptions {
     pub pipeline: PathBuf,
     /// `--listen`, over the pipeline's `[server] listen`.
     pub listen: Option<SocketAddr>,
+    /// `--cluster`, over the pipeline's `[cluster] url`.
+    pub cluster: Option<String>,
+    /// `--node`, over the pipeline's `[cluster] node`.
+    pub node: Option<String>,
     pub run: RunOptions,
 }
 
@@ -57,7 +62,8 @@ pub fn serve(
     runtime: &tokio::runtime::Handle,
     signals: Signals,
 ) -> Result<RunReport> {
-    let config = crate::encode::load_pipeline(&options.pipeline)?;
+    let mut config = crate::encode::load_pipeline(&options.pipeline)?;
+    cluster_flags(&mut config, options)?;
     let listen = match options.listen {
         Some(a) => a,
         None => match &config.server {
@@ -69,6 +75,27 @@ pub fn serve(
     };
     let token = crate::server::token_for(listen, config.server.as_ref()).map_err(Error::Invalid)?;
     let attached = Attached::load(&options.run.out_dir.join("attached.json"))?;
+    // A node of a cluster: its agent, on the runtime, says what to run.
+    let stop_agent = Arc::new(AtomicBool::new(false));
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let (orders, from_agent) = crossbeam_channel::unbounded();
+            let agent = Agent::new(c, Some(listen.to_string()), orders)?;
+            eprintln!(
+                "vigil serve: node {} of the cluster on {}",
+                agent.node(),
+                crate::secret::scrub_url(&c.url, &c.url)
+            );
+            let handle = agent.handle();
+            runtime.spawn(agent.run(stop_agent.clone()));
+            Some(Cluster {
+                handle,
+                orders: from_agent,
+                held: Default::default(),
+            })
+        }
+        None => None,
+    };
     let graph = Graph::start(&config, &options.run, metrics, table)?;
     let (control_tx, control_rx) = crossbeam_channel::unbounded();
     let mut state = AppState::new(metrics.clone(), table.clone());
@@ -88,6 +115,8 @@ pub fn serve(
         graph: Some(graph),
         attached,
         state: state.clone(),
+        cluster,
+        runtime: runtime.clone(),
     };
     daemon.attach_all();
     runtime.block_on(crate::server::bind(listen, state))?;
@@ -97,6 +126,7 @@ pub fn serve(
     );
     daemon.run(&control_rx, &signals);
     drop(control_rx);
+    stop_agent.store(true, Ordering::Relaxed);
     let graph = daemon.graph.take();
     match graph {
         Some(mut g) => {
@@ -118,6 +148,17 @@ struct Daemon<'a> {
     graph: Option<Graph>,
     attached: Attached,
     state: AppState,
+    /// Set on a node of a cluster.
+    cluster: Option<Cluster>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A node's link to its cluster agent.
+struct Cluster {
+    handle: agent::Handle,
+    orders: Receiver<Order>,
+    /// The cameras it runs for the cluster (run again after a restart).
+    held: std::collections::BTreeMap<String, SourceConfig>,
 }
 
 impl Daemon<'_> {
@@ -127,6 +168,39 @@ impl Daemon<'_> {
 
     /// Attaches the pipeline's sources, then the kept ones.
     fn attach_all(&mut self) {
+        if let Some(c) = &self.cluster {
+            // What it ran for the cluster before a restart runs on.
+            if let Some(graph) = self.graph.as_mut() {
+                for s in c.held.values() {
+                    if let Err(e) = graph.attach(s) {
+                        tracing::error!(stream = %s.name, "cannot run it again: {e}");
+                    }
+                }
+            }
+            // The file's sources are wanted in the cluster (if no camera of
+            // that name is), and run wherever they are placed. They go as
+            // the file writes them: `${VAR}` unexpanded, so that no secret
+            // of this node's environment reaches the bucket.
+            let handle = c.handle.clone();
+            let sources = match raw_sources(&self.options.pipeline) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cluster: {e}; the file's sources are not added");
+                    Vec::new()
+                }
+            };
+            self.runtime.spawn(async move {
+                for (name, spec) in sources {
+                    for _ in 0..60 {
+                        match handle.want(&name, &spec).await {
+                            Ok(_) => break,
+                            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                        }
+                    }
+                }
+            });
+            return;
+        }
         let Some(graph) = self.graph.as_mut() else {
             return;
         };
@@ -161,6 +235,7 @@ impl Daemon<'_> {
             if signals.reload.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
+            self.follow_agent();
             match control.recv_timeout(Duration::from_millis(100)) {
                 Ok(request) => self.handle(request),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -172,7 +247,96 @@ impl Daemon<'_> {
         }
     }
 
+    /// Carries out what the cluster agent ordered.
+    fn follow_agent(&mut self) {
+        let Some(orders) = self.cluster.as_ref().map(|c| c.orders.clone()) else {
+            return;
+        };
+        while let Ok(order) = orders.try_recv() {
+            match order {
+                Order::Start { name, spec, reply } => {
+                    let started = self.start_held(&name, spec);
+                    if let Err(e) = &started {
+                        tracing::error!(stream = %name, "cannot run the camera here: {e}");
+                    }
+                    let _ = reply.send(started);
+                }
+                Order::Stop { name } => {
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.held.remove(&name);
+                    }
+                    if let Some(g) = self.graph.as_mut()
+                        && g.detach(&name)
+                    {
+                        tracing::info!(stream = %name, "stopped: the cluster moved it or let it go");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs camera `name` held by this node's lease.
+    fn start_held(
+        &mut self,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> std::result::Result<(), String> {
+        let source: SourceConfig = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+        if source.name != name {
+            return Err(format!(
+                "its settings name another stream, `{}`",
+                source.name
+            ));
+        }
+        let graph = self.graph.as_mut().ok_or_else(|| NOT_RUNNING.to_string())?;
+        if graph.is_attached(name) {
+            return Ok(());
+        }
+        graph.attach(&source).map_err(|e| e.to_string())?;
+        if let Some(c) = self.cluster.as_mut() {
+            c.held.insert(name.to_string(), source);
+        }
+        tracing::info!(stream = %name, "running it for the cluster");
+        Ok(())
+    }
+
     fn handle(&mut self, request: Control) {
+        if let Some(c) = &self.cluster {
+            // On a node, attach and detach change the cluster's wanted set.
+            let handle = c.handle.clone();
+            match request {
+                Control::Attach {
+                    source,
+                    spec,
+                    reply,
+                } => {
+                    self.runtime.spawn(async move {
+                        let r = match handle.want(&source.name, &spec).await {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err(ControlError::Conflict(format!(
+                                "a camera named `{}` is in the cluster already: detach it first, or choose another name",
+                                source.name
+                            ))),
+                            Err(e) => Err(ControlError::Unavailable(e.to_string())),
+                        };
+                        let _ = reply.send(r);
+                    });
+                }
+                Control::Detach { name, reply } => {
+                    self.runtime.spawn(async move {
+                        let r = match handle.unwant(&name).await {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err(ControlError::NotFound(format!(
+                                "no camera named `{name}` is in the cluster"
+                            ))),
+                            Err(e) => Err(ControlError::Unavailable(e.to_string())),
+                        };
+                        let _ = reply.send(r);
+                    });
+                }
+            }
+            return;
+        }
         match request {
             Control::Attach {
                 source,
@@ -242,7 +406,11 @@ impl Daemon<'_> {
 
     /// `SIGHUP`: applies the pipeline file as it is now.
     fn reload(&mut self) {
-        let new = match crate::encode::load_pipeline(&self.options.pipeline) {
+        let loaded = crate::encode::load_pipeline(&self.options.pipeline).and_then(|mut c| {
+            cluster_flags(&mut c, self.options)?;
+            Ok(c)
+        });
+        let new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload: {e}; the pipeline runs on as it was");
@@ -253,8 +421,23 @@ impl Daemon<'_> {
         if json(&new.server) != json(&self.config.server) {
             tracing::warn!("reload: [server] changed; restart vigil serve to apply it");
         }
+        if json(&new.cluster) != json(&self.config.cluster) {
+            tracing::warn!("reload: [cluster] changed; restart vigil serve to apply it");
+        }
         if shared(&new) != shared(&self.config) {
             self.restart(new);
+            return;
+        }
+        if self.cluster.is_some() {
+            // A node runs what the cluster places on it: the file's new
+            // sources are wanted in the cluster, and that is all.
+            self.config = new;
+            self.state.set_pipeline(&self.config);
+            self.attach_all();
+            eprintln!(
+                "vigil serve: reloaded {}: its sources are wanted in the cluster",
+                self.options.pipeline.display()
+            );
             return;
         }
         let Some(graph) = self.graph.as_mut() else {
@@ -331,6 +514,52 @@ impl Daemon<'_> {
         self.attach_all();
         self.state.set_down(None);
     }
+}
+
+/// The `[[sources]]` of the pipeline file at `path` as written (names and
+/// tables, nothing expanded).
+fn raw_sources(
+    path: &std::path::Path,
+) -> std::result::Result<Vec<(String, serde_json::Value)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(toml::Value::Array(sources)) = table.get("sources") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for s in sources {
+        let spec = serde_json::to_value(s).map_err(|e| e.to_string())?;
+        if let Some(name) = spec.get("name").and_then(serde_json::Value::as_str) {
+            out.push((name.to_string(), spec));
+        }
+    }
+    Ok(out)
+}
+
+/// `--cluster` and `--node` over the pipeline's `[cluster]`.
+fn cluster_flags(config: &mut PipelineConfig, options: &ServeOptions) -> Result<()> {
+    if let Some(url) = &options.cluster {
+        match config.cluster.as_mut() {
+            Some(c) => c.url = url.clone(),
+            None => config.cluster = Some(crate::config::ClusterConfig::on(url)),
+        }
+    }
+    if let Some(node) = &options.node {
+        let Some(c) = config.cluster.as_mut() else {
+            return Err(Error::Invalid(
+                "--node names this node in a cluster: give --cluster (or [cluster]) too".into(),
+            ));
+        };
+        c.node = Some(node.clone());
+    }
+    if let Some(c) = &config.cluster {
+        c.check()
+            .and_then(|()| c.node_name().map(|_| ()))
+            .map_err(|e| Error::Invalid(format!("cluster: {e}")))?;
+    }
+    Ok(())
 }
 
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {

@@ -174,3 +174,167 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
         }
     });
 }
+
+/// Two `vigil serve` nodes on one nats-server, six live cameras attached
+/// through one node's API and one in both nodes' pipeline file (which goes
+/// to the bucket unexpanded): each runs on exactly one node; one node killed
+/// (`kill -9`), its cameras run on the other within a lease and 5 s; a
+/// camera detached stops wherever it ran.
+#[test]
+fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
+    use crate::serve::{Serve, post};
+    use crate::support::{RtspServer, Serving};
+
+    const CAMERAS: usize = 6;
+    // And the file's.
+    const RUNNING: usize = CAMERAS + 1;
+    let nats = NatsServer::start(&[]);
+    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
+    let rtsp = RtspServer::serve(Serving {
+        mounts: (0..CAMERAS)
+            .map(|i| (format!("/cam{i}"), ball.to_string()))
+            .collect(),
+        port: crate::live::free_port(),
+        tls: None,
+    })
+    .expect("the RTSP server");
+    let dir = tempfile::tempdir().expect("tmp");
+    let node = |name: &str| {
+        let http = crate::live::free_port();
+        let pipeline = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"
+[[sources]]
+name = "filecam"
+uri = "rtsp://${{VIGIL_CAM_HOST:-127.0.0.1}}:{}/cam0"
+latency = "100ms"
+
+[encoders.motion]
+min_duration = "0s"
+
+[sinks.store]
+
+[server]
+listen = "127.0.0.1:{http}"
+
+[cluster]
+url = "{}"
+node = "{name}"
+lease = "3s"
+"#,
+                rtsp.port,
+                nats.url()
+            ),
+        )
+        .expect("pipeline");
+        Serve::start(&pipeline, &dir.path().join(name), http)
+    };
+    let a = node("a");
+    let mut b = Some(node("b"));
+    for i in 0..CAMERAS {
+        let (code, body) = post(
+            &a.url("/streams"),
+            &format!(
+                r#"{{"name": "cam{i}", "uri": "rtsp://127.0.0.1:{}/cam{i}", "latency": "100ms"}}"#,
+                rtsp.port
+            ),
+        );
+        assert_eq!(code, 201, "{body}");
+    }
+    // The same name again is refused, by the cluster.
+    let (code, body) = post(
+        &a.url("/streams"),
+        &format!(
+            r#"{{"name": "cam0", "uri": "rtsp://127.0.0.1:{}/cam0"}}"#,
+            rtsp.port
+        ),
+    );
+    assert_eq!(code, 409, "{body}");
+
+    // The file's camera is in the bucket as the file writes it.
+    let wanted = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let b = open(&nats.url()).await;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let wanted = b.cameras().await.expect("read");
+                if wanted.len() == RUNNING {
+                    break wanted;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the file's camera is wanted: {wanted:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    let uri = wanted["filecam"]["uri"].as_str().unwrap_or_default();
+    assert!(uri.contains("${VIGIL_CAM_HOST:-127.0.0.1}"), "{uri}");
+
+    let running = |s: &Serve| -> Vec<String> {
+        s.streams()
+            .into_values()
+            .filter(|e| e.state == "running")
+            .map(|e| e.name)
+            .collect()
+    };
+    // Each camera on exactly one node, both nodes with some.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (on_a, on_b) = loop {
+        let on_a = running(&a);
+        let on_b = running(b.as_ref().expect("b"));
+        let mut all: Vec<&String> = on_a.iter().chain(&on_b).collect();
+        all.sort();
+        all.dedup();
+        if all.len() == RUNNING && on_a.len() + on_b.len() == RUNNING {
+            break (on_a, on_b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every camera runs on one node: a {on_a:?}, b {on_b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        !on_a.is_empty() && !on_b.is_empty(),
+        "a {on_a:?}, b {on_b:?}"
+    );
+
+    // b dies: its cameras run on a within a lease and 5 s.
+    let killed = Instant::now();
+    drop(b.take());
+    let deadline = killed + Duration::from_secs(3 + 5);
+    loop {
+        let on_a = running(&a);
+        if on_a.len() == RUNNING {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b's cameras {on_b:?} run on a within lease + 5 s: a has {on_a:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "cluster: b's {} cameras ran on a {:.1} s after kill -9",
+        on_b.len(),
+        killed.elapsed().as_secs_f64()
+    );
+
+    // Detached through the API: it stops.
+    let gone = &on_b[0];
+    let r = ureq::delete(&a.url(&format!("/streams/{gone}")))
+        .call()
+        .expect("detached");
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.streams().get(gone).is_some_and(|e| e.state == "running") {
+        assert!(Instant::now() < deadline, "{gone} stops");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -38,7 +38,7 @@ impl fmt::Debug for NatsAuth {
 
 /// Splits `scheme://user:password@host:port` into the URL without userinfo
 /// and the (percent-decoded) userinfo.
-pub(super) fn split_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
+pub fn split_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
     let (scheme, rest) = match url.find("://") {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
         None => ("", url),

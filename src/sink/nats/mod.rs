@@ -37,6 +37,7 @@ mod auth;
 pub mod config;
 mod transport;
 
+pub use auth::split_userinfo;
 pub use transport::NatsTransport;
 
 use crate::sink::outbox::Outgoing;
