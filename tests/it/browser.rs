@@ -122,10 +122,19 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `css` finds; found again if the page redrew it
+    /// between finding and clicking (a table refreshed every second).
     pub fn click(&self, css: &str) {
-        let e = self.find(css, Duration::from_secs(10));
-        self.run(e.click())
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        for attempt in 0.. {
+            let e = self.find(css, Duration::from_secs(10));
+            match self.run(e.click()) {
+                Ok(()) => return,
+                Err(err) if attempt < 5 && err.to_string().contains("stale element") => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(err) => panic!("click {css}: {err}"),
+            }
+        }
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
