@@ -289,10 +289,10 @@ impl Daemon<'_> {
             ));
         }
         let graph = self.graph.as_mut().ok_or_else(|| NOT_RUNNING.to_string())?;
-        if graph.is_attached(name) {
-            return Ok(());
+        if !graph.is_attached(name) {
+            graph.attach(&source).map_err(|e| e.to_string())?;
         }
-        graph.attach(&source).map_err(|e| e.to_string())?;
+        // Kept either way, to run again after a restart of the graph.
         if let Some(c) = self.cluster.as_mut() {
             c.held.insert(name.to_string(), source);
         }
