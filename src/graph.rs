@@ -135,6 +135,75 @@ struct Running {
     detached: bool,
     /// Joined: nothing of it runs any more.
     done: bool,
+    /// Frames before this moment are not analysed (a camera handed over
+    /// from another node of a cluster, which analyses them).
+    from: Option<std::time::SystemTime>,
+}
+
+/// How a cluster's camera is started on this node ([`Graph::attach_with`]).
+#[derive(Clone, Debug, Default)]
+pub struct Handover {
+    /// Analyse from this moment on; frames before it are dropped.
+    pub from: Option<std::time::SystemTime>,
+    /// It was not analysed since then: recorded as a `stream_gap`.
+    pub gap: Option<MovedGap>,
+}
+
+/// A camera's gap while it moved between nodes: from the old node's last
+/// renewal of its lease to now.
+#[derive(Clone, Debug)]
+pub struct MovedGap {
+    /// ms since the Unix epoch.
+    pub since_ms: i64,
+    pub from_node: String,
+    pub to_node: String,
+}
+
+impl MovedGap {
+    /// Its `stream_gap` event, start and end, in a run of its own (stream
+    /// time 0 is where the gap began, so that `utc` says so).
+    fn records(&self, stream: &str, until_ns: i64) -> Vec<crate::record::Record> {
+        use crate::record::Phase;
+        let since_ns = self.since_ms.saturating_mul(1_000_000);
+        let span = crate::time::Timestamp(u64::try_from(until_ns - since_ns).unwrap_or(0));
+        let mut maker = crate::fuse::RecordMaker::new(
+            Arc::from(ulid::Ulid::new().to_string()),
+            Arc::from(stream),
+        );
+        maker.utc_origin = since_ns;
+        let mut details = serde_json::Map::new();
+        details.insert("from_node".into(), self.from_node.clone().into());
+        details.insert("to_node".into(), self.to_node.clone().into());
+        details.insert(
+            "reason".into(),
+            format!(
+                "node {} stopped renewing the camera's lease; node {} took it over",
+                self.from_node, self.to_node
+            )
+            .into(),
+        );
+        let event = format!("{stream}/stream_gap/moved");
+        let zero = crate::time::Timestamp::ZERO;
+        [(Phase::Start, None), (Phase::End, Some(span))]
+            .into_iter()
+            .map(|(phase, end)| {
+                let mut r = maker.event(
+                    &event,
+                    "stream_gap",
+                    phase,
+                    zero,
+                    end,
+                    1.0,
+                    None,
+                    details.clone(),
+                );
+                if let crate::record::Record::Event(e) = &mut r {
+                    e.labels = vec!["moved".into()];
+                }
+                r
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]
@@ -298,6 +367,12 @@ impl Graph {
     /// cannot start is recorded as the stream's failure (its records say
     /// why), not returned.
     pub fn attach(&mut self, source: &SourceConfig) -> Result<()> {
+        self.attach_with(source, Handover::default())
+    }
+
+    /// Starts a stream as [`attach`](Self::attach) does, from a moment on
+    /// and with a gap before it, as a cluster hands it over.
+    pub fn attach_with(&mut self, source: &SourceConfig, handover: Handover) -> Result<()> {
         if self.is_attached(&source.name) {
             return Err(Error::Invalid(format!(
                 "a stream named `{}` is already attached: detach it first, or choose another name",
@@ -326,7 +401,18 @@ impl Graph {
             reaper: None,
             detached: false,
             done: false,
+            from: handover.from,
         };
+        if let (Some(gap), Some(tx)) = (&handover.gap, &self.batch_tx) {
+            let until = handover.from.map_or_else(now_utc, |t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            });
+            let _ = tx.send(Batch {
+                stream: source.name.as_str().into(),
+                records: gap.records(&source.name, until),
+            });
+        }
         if let Err(reason) = self.start_stream(&mut r) {
             status.fail(reason.clone());
             let mut fuser = Fuser::new(run, source.name.as_str().into(), &self.config);
@@ -654,6 +740,7 @@ impl Graph {
             backoff_max: Duration::from_nanos(source.retry_max.nanos()),
             // A network source's errors are worth another try; a file's are not.
             retry_errors: !settings.uri.starts_with("file://"),
+            from: r.from,
         };
         match crate::source::supervise::Supervised::start(
             settings,

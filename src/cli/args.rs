@@ -244,6 +244,17 @@ pub struct EventsArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Read the whole cluster's records from this NATS JetStream instead of
+    /// a store (`nats://host:4222`, several separated by commas; a token or
+    /// user:password in the URL).
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    pub nats: Option<String>,
+    /// With --nats: the JetStream stream (`[sinks.nats] stream`).
+    #[arg(long, default_value = "VIGIL", requires = "nats")]
+    pub nats_stream: String,
+    /// With --nats: the subject prefix (`[sinks.nats] prefix`).
+    #[arg(long, default_value = "vigil", requires = "nats")]
+    pub nats_prefix: String,
 }
 
 #[derive(Args)]

@@ -15,6 +15,9 @@ pub fn events(args: EventsArgs) -> Result<i32> {
         label,
         format,
         out,
+        nats,
+        nats_stream,
+        nats_prefix,
     } = args;
     let now = chrono::Utc::now();
     let time = |t: Option<String>, flag: &str| {
@@ -29,17 +32,28 @@ pub fn events(args: EventsArgs) -> Result<i32> {
         kind,
         label,
     };
+    let nats = nats
+        .map(|url| vigil::export::nats::config_for(&url, &nats_stream, &nats_prefix))
+        .transpose()?;
+    let write = |w: &mut dyn std::io::Write| -> Result<u64> {
+        Ok(match &nats {
+            Some(config) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the NATS client")?
+                .block_on(vigil::export::nats::export(config, &filter, format, w))?,
+            None => vigil::export::export(&db, &filter, format, w)?,
+        })
+    };
     let n = match &out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            vigil::export::export(&db, &filter, format, &mut w)?
+            write(&mut std::io::BufWriter::new(file))?
         }
         None => {
             let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
-            vigil::export::export(&db, &filter, format, &mut w)?
+            write(&mut std::io::BufWriter::new(stdout.lock()))?
         }
     };
     if let Some(path) = out {

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use vigil::server::api::AttachRequest;
+use vigil::server::api::{AttachRequest, StreamEntry};
 use vigil::server::client::Client;
 
 use super::args::{ApiArgs, AttachArgs, DetachArgs, StreamsArgs};
@@ -85,15 +85,96 @@ pub fn detach(args: DetachArgs) -> Result<i32> {
 }
 
 pub fn streams(args: StreamsArgs) -> Result<i32> {
-    let answer = api_call(args.api.client()?.streams())?;
+    let client = args.api.client()?;
+    let (local, cluster) = api_call(async {
+        let local = client.streams().await?;
+        let cluster = client.cluster().await?;
+        Ok((local, cluster))
+    })?;
+    let Some(view) = cluster else {
+        print_streams(&local);
+        return Ok(0);
+    };
+    // A node of a cluster: every camera, each from the node holding it.
+    let mut on: std::collections::BTreeMap<String, Vec<StreamEntry>> = Default::default();
+    on.insert(view.node.clone(), local);
+    for (node, beat) in &view.nodes {
+        if on.contains_key(node) {
+            continue;
+        }
+        let Some(api) = &beat.api else { continue };
+        let entries = client
+            .at(&format!("http://{api}"))
+            .map_err(anyhow::Error::msg)
+            .and_then(|c| api_call(async move { c.streams().await }));
+        match entries {
+            Ok(e) => {
+                on.insert(node.clone(), e);
+            }
+            Err(e) => eprintln!("node {node} at {api}: {e}"),
+        }
+    }
+    let mut rows = Vec::new();
+    for camera in &view.cameras {
+        let node = camera.node.clone().unwrap_or_else(|| "-".into());
+        let entry = on
+            .get(&node)
+            .and_then(|es| es.iter().find(|e| e.name == camera.name))
+            .cloned()
+            .unwrap_or_else(|| StreamEntry {
+                name: camera.name.clone(),
+                state: if camera.node.is_some() {
+                    "?"
+                } else {
+                    "unplaced"
+                }
+                .into(),
+                ..Default::default()
+            });
+        rows.push((node, entry));
+    }
     println!(
-        "{:<14} {:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  last error",
-        "stream", "state", "fps in", "fps out", "cpu %", "dropped", "uptime"
+        "{} nodes, {} cameras (asked node {})",
+        view.nodes.len(),
+        view.cameras.len(),
+        view.node
     );
-    for s in answer {
+    print_rows(&rows);
+    Ok(0)
+}
+
+fn print_streams(entries: &[StreamEntry]) {
+    let rows: Vec<(String, StreamEntry)> =
+        entries.iter().map(|e| (String::new(), e.clone())).collect();
+    print_rows(&rows);
+}
+
+/// The table of `vigil streams`; a node column when any row has a node.
+fn print_rows(rows: &[(String, StreamEntry)]) {
+    let nodes = rows.iter().any(|(n, _)| !n.is_empty());
+    let node_col = |n: &str| {
+        if nodes {
+            format!("{n:<10} ")
+        } else {
+            String::new()
+        }
+    };
+    println!(
+        "{:<14} {}{:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  last error",
+        "stream",
+        node_col("node"),
+        "state",
+        "fps in",
+        "fps out",
+        "cpu %",
+        "dropped",
+        "uptime"
+    );
+    for (node, s) in rows {
         println!(
-            "{:<14} {:<12} {:>7.1} {:>7.1} {:>6.1} {:>8} {:>8}s  {}",
+            "{:<14} {}{:<12} {:>7.1} {:>7.1} {:>6.1} {:>8} {:>8}s  {}",
             s.name,
+            node_col(node),
             s.state,
             s.fps_in,
             s.fps_out,
@@ -103,7 +184,6 @@ pub fn streams(args: StreamsArgs) -> Result<i32> {
             s.last_error.as_deref().unwrap_or("")
         );
     }
-    Ok(0)
 }
 
 /// Runs a request to the control API.

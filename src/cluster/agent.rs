@@ -9,16 +9,17 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::buckets::{Beat, Buckets};
+use super::buckets::{Beat, Buckets, Held, Lease, now_ms};
 use super::place;
 use crate::config::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::lock::Locked;
+use crate::sink::outbox::LiveConfig;
 
 /// What the agent asks of the daemon.
 pub enum Order {
@@ -27,10 +28,33 @@ pub enum Order {
     Start {
         name: String,
         spec: Value,
+        /// Analyse from this moment on (a camera handed over: it connects
+        /// now, and its frames before then are the old holder's to
+        /// analyse); none: at once.
+        from: Option<SystemTime>,
+        /// The camera was not analysed since this: its holder died or was
+        /// cut off. The new run records the gap.
+        gap: Option<Gap>,
         reply: oneshot::Sender<std::result::Result<(), String>>,
     },
-    /// Stop camera `name` (what it read is recorded).
-    Stop { name: String },
+    /// Stop camera `name` (what it read is recorded), at `at` (a camera
+    /// handed over) or at once.
+    Stop {
+        name: String,
+        at: Option<SystemTime>,
+    },
+}
+
+/// Where a moved camera's gap began, and on which node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The old holder's last renewal, ms since the Unix epoch.
+    pub since_ms: i64,
+    pub node: String,
+}
+
+fn at_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Rounds a camera that would not start is left alone before it is tried
@@ -38,13 +62,16 @@ pub enum Order {
 const RETRY_AFTER_ROUNDS: u32 = 10;
 
 /// The buckets once connected, for the API's writes (attach and detach on
-/// any node change the wanted set).
+/// any node change the wanted set) and reads (the cluster's view).
 #[derive(Clone, Default)]
-pub struct Handle(Arc<Mutex<Option<Buckets>>>);
+pub struct Handle {
+    buckets: Arc<Mutex<Option<Buckets>>>,
+    node: Arc<str>,
+}
 
 impl Handle {
     fn buckets(&self) -> Result<Buckets> {
-        self.0.locked().clone().ok_or_else(|| Error::Sink {
+        self.buckets.locked().clone().ok_or_else(|| Error::Sink {
             sink: "cluster".into(),
             message: "NATS is not reached yet: try again in a moment".into(),
         })
@@ -60,21 +87,36 @@ impl Handle {
     pub async fn unwant(&self, name: &str) -> Result<bool> {
         self.buckets()?.unwant(name).await
     }
+
+    /// Every camera of the cluster with the node that holds it.
+    pub async fn view(&self) -> Result<super::buckets::View> {
+        self.buckets()?.view(&self.node).await
+    }
 }
 
 /// The agent of this node.
 pub struct Agent {
     config: ClusterConfig,
+    /// `[sinks.nats]`, whose credentials and TLS the cluster uses.
+    sink: Option<crate::config::NatsConfig>,
     node: String,
     api: Option<String>,
     orders: crossbeam_channel::Sender<Order>,
     handle: Handle,
-    /// Cameras this node runs, with their lease's revision.
-    held: BTreeMap<String, u64>,
+    /// Cameras this node runs: their lease as written, at which revision.
+    held: BTreeMap<String, (Held, u64)>,
+    /// Every lease as last read: where a camera's gap starts when its
+    /// holder is gone (its lease ran out, so it can no longer be read).
+    seen: BTreeMap<String, Lease>,
     /// Cameras that would not start, and the rounds left before another try.
     failed: BTreeMap<String, u32>,
     /// Whether the last round reached NATS (to say so once when it changes).
     reached: Option<bool>,
+    /// After NATS was lost, free cameras are not taken until every node
+    /// had a round to lease again what it runs.
+    settle_until: Option<tokio::time::Instant>,
+    /// When this node last moved cameras to itself.
+    last_moves: Option<tokio::time::Instant>,
 }
 
 impl Agent {
@@ -82,19 +124,27 @@ impl Agent {
     /// is where this node's API listens (said in its heartbeat).
     pub fn new(
         config: &ClusterConfig,
+        sink: Option<crate::config::NatsConfig>,
         api: Option<String>,
         orders: crossbeam_channel::Sender<Order>,
     ) -> Result<Agent> {
         let node = config.node_name().map_err(Error::Invalid)?;
         Ok(Agent {
             config: config.clone(),
-            node,
+            sink,
+            node: node.clone(),
             api,
             orders,
-            handle: Handle::default(),
+            handle: Handle {
+                buckets: Default::default(),
+                node: node.as_str().into(),
+            },
             held: BTreeMap::new(),
+            seen: BTreeMap::new(),
             failed: BTreeMap::new(),
             reached: None,
+            settle_until: None,
+            last_moves: None,
         })
     }
 
@@ -128,8 +178,8 @@ impl Agent {
         }
         // Going away on purpose: the cameras are free at once.
         if let Some(b) = &buckets {
-            for (camera, rev) in std::mem::take(&mut self.held) {
-                self.stop(&camera);
+            for (camera, (_, rev)) in std::mem::take(&mut self.held) {
+                self.stop(&camera, None);
                 let _ = b.release(&camera, rev).await;
             }
             let _ = b.nodes.delete(&self.node).await;
@@ -137,6 +187,8 @@ impl Agent {
     }
 
     /// Connects to NATS and opens the buckets; none (said) while it cannot.
+    /// With `[sinks.nats]` in the pipeline, its credentials and TLS are
+    /// used; else those in the URL (a token, or user and password).
     async fn connect(&mut self) -> Option<Buckets> {
         let mut servers = Vec::new();
         let mut login = None;
@@ -151,16 +203,33 @@ impl Agent {
             login = login.or(userinfo);
             servers.push(bare);
         }
-        let options = match login {
-            Some((user, Some(password))) => {
-                async_nats::ConnectOptions::with_user_and_password(user, password)
+        let options = match &self.sink {
+            Some(sink) => match sink.build() {
+                Ok(t) => t.connect_options().await,
+                Err(e) => Err(e),
+            },
+            None => Ok(match login {
+                Some((user, Some(password))) => {
+                    async_nats::ConnectOptions::with_user_and_password(user, password)
+                }
+                Some((token, None)) => async_nats::ConnectOptions::with_token(token),
+                None => async_nats::ConnectOptions::new(),
+            }),
+        };
+        let options = match options {
+            Ok(o) => o,
+            Err(e) => {
+                self.said(Some(&Error::Sink {
+                    sink: "cluster".into(),
+                    message: format!("cannot use the credentials of [sinks.nats]: {e}"),
+                }));
+                return None;
             }
-            Some((token, None)) => async_nats::ConnectOptions::with_token(token),
-            None => async_nats::ConnectOptions::new(),
         }
         .name(format!("vigil-cluster-{}", self.node))
         .connection_timeout(self.lease() / 3)
         .request_timeout(Some(self.lease() / 3))
+        .max_reconnects(None)
         .retry_on_initial_connect();
         let opened = async {
             let client = options
@@ -176,7 +245,7 @@ impl Agent {
         };
         match tokio::time::timeout(self.lease(), opened).await {
             Ok(Ok(b)) => {
-                *self.handle.0.locked() = Some(b.clone());
+                *self.handle.buckets.locked() = Some(b.clone());
                 Some(b)
             }
             Ok(Err(e)) => {
@@ -196,6 +265,10 @@ impl Agent {
     /// Says when NATS is lost or found again, once each time.
     fn said(&mut self, error: Option<&Error>) {
         let reached = error.is_none();
+        if self.reached == Some(false) && reached {
+            // Other nodes may take a while longer to reconnect.
+            self.settle_until = Some(tokio::time::Instant::now() + self.lease() * 2);
+        }
         if self.reached != Some(reached) {
             match error {
                 None => {
@@ -209,18 +282,37 @@ impl Agent {
         self.reached = Some(reached);
     }
 
-    fn stop(&self, camera: &str) {
+    fn stop(&self, camera: &str, at: Option<SystemTime>) {
         let _ = self.orders.send(Order::Stop {
             name: camera.into(),
+            at,
         });
     }
 
+    /// The gap of `camera` before this node runs it: since its last
+    /// holder's last renewal, when that was another node (or this one
+    /// before a restart).
+    fn gap_of(&self, camera: &str) -> Option<Gap> {
+        self.seen.get(camera).map(|l| Gap {
+            since_ms: l.held.renewed_ms,
+            node: l.held.node.clone(),
+        })
+    }
+
     /// Asks the daemon to run `camera`; whether it started.
-    async fn start(&mut self, camera: &str, spec: &Value) -> bool {
+    async fn start(
+        &mut self,
+        camera: &str,
+        spec: &Value,
+        from: Option<SystemTime>,
+        gap: Option<Gap>,
+    ) -> bool {
         let (reply, answer) = oneshot::channel();
         let sent = self.orders.send(Order::Start {
             name: camera.into(),
             spec: spec.clone(),
+            from,
+            gap,
             reply,
         });
         let started = sent.is_ok() && matches!(answer.await, Ok(Ok(())));
@@ -237,13 +329,57 @@ impl Agent {
             return Ok(());
         }
         if let Some(rev) = b.take(camera, &self.node).await? {
-            if self.start(camera, spec).await {
+            let gap = self.gap_of(camera);
+            if self.start(camera, spec, None, gap).await {
                 tracing::info!(node = %self.node, camera, "cluster: took the camera");
-                self.held.insert(camera.into(), rev);
+                self.held.insert(camera.into(), (Held::by(&self.node), rev));
             } else {
                 b.release(camera, rev).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Keeps the lease of `camera` (held as `held` at `rev`): renewed;
+    /// else, if it ran out while NATS was away and no one took it, taken
+    /// again; else the camera stops (at the hand-over's moment when a node
+    /// it belongs on took it over).
+    async fn keep(&mut self, b: &Buckets, camera: &str, held: Held, rev: u64) -> Result<()> {
+        // A hand-over is written in the lease until the old holder surely
+        // read it; then it is dropped.
+        let mut held = held;
+        if held
+            .at_ms
+            .is_some_and(|at| now_ms() > at + lease_ms(self.lease()))
+        {
+            held.from = None;
+            held.at_ms = None;
+        }
+        if let Some(r) = b.renew(camera, &held, rev).await? {
+            self.held.insert(camera.into(), (held, r));
+            return Ok(());
+        }
+        match b.lease(camera).await? {
+            None => {
+                if let Some(r) = b.take(camera, &self.node).await? {
+                    tracing::info!(node = %self.node, camera, "cluster: its lease ran out while NATS was away; leased again");
+                    self.held.insert(camera.into(), (Held::by(&self.node), r));
+                    return Ok(());
+                }
+                tracing::warn!(node = %self.node, camera, "cluster: lease lost; stopping the camera");
+                self.stop(camera, None);
+            }
+            Some(l) if l.held.from.as_deref() == Some(self.node.as_str()) => {
+                let at = l.held.at_ms.map(at_ms);
+                tracing::info!(node = %self.node, camera, to = %l.held.node, "cluster: handed over; stopping the camera at the hand-over");
+                self.stop(camera, at);
+            }
+            Some(l) => {
+                tracing::warn!(node = %self.node, camera, holder = %l.held.node, "cluster: lease lost; stopping the camera");
+                self.stop(camera, None);
+            }
+        }
+        self.held.remove(camera);
         Ok(())
     }
 
@@ -261,17 +397,8 @@ impl Agent {
         )
         .await?;
         // What this node holds, renewed; lost leases stop their camera.
-        for (camera, rev) in self.held.clone() {
-            match b.renew(&camera, &self.node, rev).await? {
-                Some(r) => {
-                    self.held.insert(camera, r);
-                }
-                None => {
-                    tracing::warn!(node = %self.node, camera, "cluster: lease lost; stopping the camera");
-                    self.stop(&camera);
-                    self.held.remove(&camera);
-                }
-            }
+        for (camera, (held, rev)) in self.held.clone() {
+            self.keep(b, &camera, held, rev).await?;
         }
         let nodes: Vec<place::Node> = b
             .nodes()
@@ -286,37 +413,67 @@ impl Agent {
         let leases = b.leases().await?;
         let holders: BTreeMap<String, String> = leases
             .iter()
-            .map(|(c, l)| (c.clone(), l.node.clone()))
+            .map(|(c, l)| (c.clone(), l.held.node.clone()))
             .collect();
         let names: Vec<String> = wanted.keys().cloned().collect();
-        let plan = place::plan(&names, &holders, &nodes, 0);
+        let plan = place::plan(&names, &holders, &nodes, self.config.max_moves);
         // No longer wanted: stopped and let go.
         for (camera, node) in &plan.unwanted {
             if *node == self.node {
-                self.stop(camera);
-                if let Some(rev) = self.held.remove(camera) {
+                self.stop(camera, None);
+                if let Some((_, rev)) = self.held.remove(camera) {
                     b.release(camera, rev).await?;
                 }
             }
         }
         // Leases naming this node that it does not run (it restarted
-        // within a lease): run again.
+        // within a lease): run again, with the gap since its last renewal.
         for (camera, lease) in &leases {
-            if lease.node == self.node
+            if lease.held.node == self.node
                 && !self.held.contains_key(camera)
                 && let Some(spec) = wanted.get(camera)
-                && let Some(rev) = b.renew(camera, &self.node, lease.revision).await?
+                && let Some(rev) = b
+                    .renew(camera, &Held::by(&self.node), lease.revision)
+                    .await?
             {
-                if self.start(camera, spec).await {
-                    self.held.insert(camera.clone(), rev);
+                let gap = Some(Gap {
+                    since_ms: lease.held.renewed_ms,
+                    node: self.node.clone(),
+                });
+                if self.start(camera, spec, None, gap).await {
+                    self.held
+                        .insert(camera.clone(), (Held::by(&self.node), rev));
                 } else {
                     b.release(camera, rev).await?;
                 }
             }
         }
-        // Free cameras that belong here, and those of a node that is gone
-        // (free once its lease runs out).
-        let mine = |camera: &str| place::owner(camera, &nodes).is_some_and(|n| n.name == self.node);
+        let settling = self
+            .settle_until
+            .is_some_and(|t| tokio::time::Instant::now() < t);
+        if !settling {
+            self.take_free(b, &plan, &nodes, &wanted).await?;
+            self.move_here(b, &plan, &leases, &wanted).await?;
+        }
+        // Remembered after taking, so that a camera whose lease ran out
+        // since the last round still has its holder's last renewal.
+        for (camera, lease) in leases {
+            self.seen.insert(camera, lease);
+        }
+        self.seen.retain(|c, _| wanted.contains_key(c));
+        Ok(())
+    }
+
+    /// Takes the free cameras that belong here, and those of a node that
+    /// is gone (free once its lease runs out).
+    async fn take_free(
+        &mut self,
+        b: &Buckets,
+        plan: &place::Plan,
+        nodes: &[place::Node],
+        wanted: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let mine = |camera: &str| place::owner(camera, nodes).is_some_and(|n| n.name == self.node);
         let mut to_take: Vec<String> = plan
             .start
             .iter()
@@ -331,4 +488,54 @@ impl Agent {
         }
         Ok(())
     }
+
+    /// Moves here the cameras the plan moves here (a few a lease period),
+    /// make-before-break: this node takes the lease naming a moment half a
+    /// lease ahead and connects at once; the old holder reads the lease at
+    /// its next renewal (within a third of a lease) and stops at that
+    /// moment, when this node starts analysing.
+    async fn move_here(
+        &mut self,
+        b: &Buckets,
+        plan: &place::Plan,
+        leases: &BTreeMap<String, Lease>,
+        wanted: &BTreeMap<String, Value>,
+    ) -> Result<()> {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_moves
+            .is_some_and(|t| now.duration_since(t) < self.lease())
+        {
+            return Ok(());
+        }
+        let lease_ms = lease_ms(self.lease());
+        for (camera, from, to) in &plan.moves {
+            if *to != self.node || self.failed.contains_key(camera) {
+                continue;
+            }
+            let (Some(spec), Some(lease)) = (wanted.get(camera), leases.get(camera)) else {
+                continue;
+            };
+            self.last_moves = Some(now);
+            let at = now_ms() + lease_ms / 2;
+            let Some(rev) = b
+                .hand_on(camera, from, &self.node, at, lease.revision)
+                .await?
+            else {
+                continue;
+            };
+            let held = Held::handed(from, &self.node, at);
+            if self.start(camera, spec, Some(at_ms(at)), None).await {
+                tracing::info!(node = %self.node, camera, from = %from, "cluster: moving the camera here");
+                self.held.insert(camera.clone(), (held, rev));
+            } else {
+                b.release(camera, rev).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }

@@ -41,16 +41,87 @@ pub struct Beat {
     pub api: Option<String>,
 }
 
-/// A lease as read: who holds the camera, at which revision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
+/// What a lease says: who holds the camera, since when, and (while a
+/// camera is handed from one node to another) who had it and when the
+/// hand-over happens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
     pub node: String,
-    pub revision: u64,
+    /// When the holder last renewed it, ms since the Unix epoch: where the
+    /// camera's gap begins if the holder dies.
+    #[serde(default)]
+    pub renewed_ms: i64,
+    /// The node it was handed over from ([`Buckets::hand_on`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// When `from` stops analysing and `node` starts, ms since the Unix
+    /// epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Held {
-    node: String,
+impl Held {
+    /// Held by `node`, renewed now.
+    pub fn by(node: &str) -> Held {
+        Held {
+            node: node.into(),
+            renewed_ms: now_ms(),
+            from: None,
+            at_ms: None,
+        }
+    }
+
+    /// Handed by `from` to `to`, who analyses from `at_ms` on.
+    pub fn handed(from: &str, to: &str, at_ms: i64) -> Held {
+        Held {
+            from: Some(from.into()),
+            at_ms: Some(at_ms),
+            ..Held::by(to)
+        }
+    }
+
+    /// The same, renewed now.
+    pub fn renewed(&self) -> Held {
+        Held {
+            renewed_ms: now_ms(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The cluster as a node sees it (`GET /cluster`, `vigil streams`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    /// The node answering.
+    pub node: String,
+    /// The live nodes' heartbeats.
+    pub nodes: BTreeMap<String, Beat>,
+    /// Every camera wanted, with the node that holds it (none while no
+    /// node does).
+    pub cameras: Vec<CameraView>,
+}
+
+/// One camera of [`View`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraView {
+    pub name: String,
+    pub node: Option<String>,
+    /// Where that node's API listens.
+    pub api: Option<String>,
+}
+
+/// A lease as read: what it says, at which revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub held: Held,
+    pub revision: u64,
 }
 
 /// The three buckets, opened (and made if missing).
@@ -239,6 +310,34 @@ impl Buckets {
         Ok(())
     }
 
+    /// The cluster as node `node` sees it.
+    pub async fn view(&self, node: &str) -> Result<View> {
+        let nodes = self.nodes().await?;
+        let leases = self.leases().await?;
+        let cameras = self
+            .cameras()
+            .await?
+            .into_keys()
+            .map(|name| {
+                let holder = leases.get(&name).map(|l| l.held.node.clone());
+                let api = holder
+                    .as_ref()
+                    .and_then(|n| nodes.get(n))
+                    .and_then(|b| b.api.clone());
+                CameraView {
+                    name,
+                    node: holder,
+                    api,
+                }
+            })
+            .collect();
+        Ok(View {
+            node: node.into(),
+            nodes,
+            cameras,
+        })
+    }
+
     /// The live nodes (a heartbeat within its time to live).
     pub async fn nodes(&self) -> Result<BTreeMap<String, Beat>> {
         let mut out = BTreeMap::new();
@@ -254,11 +353,11 @@ impl Buckets {
     pub async fn leases(&self) -> Result<BTreeMap<String, Lease>> {
         let mut out = BTreeMap::new();
         for (camera, e) in Self::all(&self.leases, "leases").await? {
-            if let Ok(h) = serde_json::from_slice::<Held>(&e.value) {
+            if let Ok(held) = serde_json::from_slice::<Held>(&e.value) {
                 out.insert(
                     camera,
                     Lease {
-                        node: h.node,
+                        held,
                         revision: e.revision,
                     },
                 );
@@ -267,27 +366,49 @@ impl Buckets {
         Ok(out)
     }
 
-    fn held(node: &str) -> Result<Vec<u8>> {
-        serde_json::to_vec(&Held { node: node.into() })
-            .map_err(|e| failed("cannot write a lease", e))
+    /// The lease of `camera`, if anyone holds it.
+    pub async fn lease(&self, camera: &str) -> Result<Option<Lease>> {
+        let entry = self
+            .leases
+            .entry(camera)
+            .await
+            .map_err(|e| failed(format!("cannot read the lease of {camera}"), e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| {
+                serde_json::from_slice::<Held>(&e.value)
+                    .ok()
+                    .map(|held| Lease {
+                        held,
+                        revision: e.revision,
+                    })
+            }))
+    }
+
+    fn body(held: &Held) -> Result<Vec<u8>> {
+        serde_json::to_vec(held).map_err(|e| failed("cannot write a lease", e))
     }
 
     /// Takes the lease of `camera` for `node` if no one holds it: its
     /// revision, or none when someone does.
     pub async fn take(&self, camera: &str, node: &str) -> Result<Option<u64>> {
-        match self.leases.create(camera, Self::held(node)?.into()).await {
+        match self
+            .leases
+            .create(camera, Self::body(&Held::by(node))?.into())
+            .await
+        {
             Ok(rev) => Ok(Some(rev)),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(failed(format!("cannot take the lease of {camera}"), e)),
         }
     }
 
-    /// Renews the lease of `camera` held by `node` at `revision`: the new
-    /// revision, or none when it was lost (ran out and taken, or handed on).
-    pub async fn renew(&self, camera: &str, node: &str, revision: u64) -> Result<Option<u64>> {
+    /// Renews the lease of `camera`, held as `held` at `revision`: the new
+    /// revision, or none when it was lost (ran out, taken, or handed on).
+    pub async fn renew(&self, camera: &str, held: &Held, revision: u64) -> Result<Option<u64>> {
         match self
             .leases
-            .update(camera, Self::held(node)?.into(), revision)
+            .update(camera, Self::body(&held.renewed())?.into(), revision)
             .await
         {
             Ok(rev) => Ok(Some(rev)),
@@ -296,10 +417,20 @@ impl Buckets {
         }
     }
 
-    /// Hands the lease of `camera`, held at `revision`, to `to`: the new
+    /// Hands the lease of `camera`, held by `from` at `revision`, to `to`
+    /// from `at_ms` on (written by `to`, which has the camera from now on;
+    /// `from` reads it at its next renewal and stops at `at_ms`): the new
     /// revision, or none when it was not held at that revision.
-    pub async fn hand_on(&self, camera: &str, to: &str, revision: u64) -> Result<Option<u64>> {
-        self.renew(camera, to, revision).await
+    pub async fn hand_on(
+        &self,
+        camera: &str,
+        from: &str,
+        to: &str,
+        at_ms: i64,
+        revision: u64,
+    ) -> Result<Option<u64>> {
+        self.renew(camera, &Held::handed(from, to, at_ms), revision)
+            .await
     }
 
     /// Lets the lease of `camera` held at `revision` go at once; whether

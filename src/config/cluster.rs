@@ -25,6 +25,10 @@ pub struct ClusterConfig {
     /// three-server NATS cluster).
     #[serde(default = "default_replicas")]
     pub replicas: usize,
+    /// Cameras moved to the node they belong on (one that joined) per
+    /// lease period, cluster-wide; 0: running cameras are never moved.
+    #[serde(default = "default_max_moves")]
+    pub max_moves: usize,
 }
 
 fn default_capacity() -> u32 {
@@ -36,6 +40,9 @@ fn default_lease() -> Duration {
 fn default_replicas() -> usize {
     1
 }
+fn default_max_moves() -> usize {
+    2
+}
 
 impl ClusterConfig {
     /// A cluster on `url` with the defaults (`vigil serve --cluster`).
@@ -46,6 +53,7 @@ impl ClusterConfig {
             capacity: default_capacity(),
             lease: default_lease(),
             replicas: default_replicas(),
+            max_moves: default_max_moves(),
         }
     }
 
@@ -64,6 +72,9 @@ impl ClusterConfig {
                 "lease: {} is too short; 3s at least (it is renewed every third of it)",
                 self.lease
             ));
+        }
+        if self.max_moves > 1000 {
+            return Err(format!("max_moves: {} is over 1000", self.max_moves));
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(format!("replicas: {} is outside 1–5", self.replicas));

@@ -185,6 +185,10 @@ delivery_fields! {
         /// Create the stream (subjects `PREFIX.>`) when it does not exist.
         #[serde(default = "default_true")]
         pub create_stream: bool,
+        /// Copies JetStream keeps of a stream it creates (1–5; 3 on a
+        /// three-server NATS cluster, so that one server may fail).
+        #[serde(default = "default_nats_replicas")]
+        pub replicas: usize,
         /// Require TLS even for `nats://` addresses.
         #[serde(default)]
         pub tls: bool,
@@ -214,6 +218,9 @@ fn default_nats_prefix() -> String {
 }
 fn default_nats_stream() -> String {
     "VIGIL".into()
+}
+fn default_nats_replicas() -> usize {
+    1
 }
 
 impl WebhookConfig {
@@ -441,6 +448,9 @@ impl NatsConfig {
                 "stream `{}`: a JetStream stream name has no spaces, `.`, `*`, `>` or slashes",
                 self.stream
             ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!("replicas: {} is outside 1–5", self.replicas));
         }
         let ways = [
             self.token().is_set(),

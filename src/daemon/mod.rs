@@ -80,18 +80,26 @@ pub fn serve(
     let cluster = match &config.cluster {
         Some(c) => {
             let (orders, from_agent) = crossbeam_channel::unbounded();
-            let agent = Agent::new(c, Some(listen.to_string()), orders)?;
+            let agent = Agent::new(
+                c,
+                config.sinks.nats.clone(),
+                Some(listen.to_string()),
+                orders,
+            )?;
             eprintln!(
                 "vigil serve: node {} of the cluster on {}",
                 agent.node(),
                 crate::secret::scrub_url(&c.url, &c.url)
             );
             let handle = agent.handle();
+            let node = agent.node().to_string();
             runtime.spawn(agent.run(stop_agent.clone()));
             Some(Cluster {
                 handle,
                 orders: from_agent,
                 held: Default::default(),
+                stops: Vec::new(),
+                node,
             })
         }
         None => None,
@@ -101,6 +109,7 @@ pub fn serve(
     let mut state = AppState::new(metrics.clone(), table.clone());
     state.control = Some(control_tx);
     state.token = token;
+    state.cluster = cluster.as_ref().map(|c| c.handle.clone());
     *state.store.locked() = graph.store();
     *state.media.locked() = Some(crate::server::media::MediaRoots::of(
         &config,
@@ -159,6 +168,10 @@ struct Cluster {
     orders: Receiver<Order>,
     /// The cameras it runs for the cluster (run again after a restart).
     held: std::collections::BTreeMap<String, SourceConfig>,
+    /// Cameras handed over to another node, stopped at the hand-over.
+    stops: Vec<(std::time::SystemTime, String)>,
+    /// This node's name.
+    node: String,
 }
 
 impl Daemon<'_> {
@@ -254,24 +267,63 @@ impl Daemon<'_> {
         };
         while let Ok(order) = orders.try_recv() {
             match order {
-                Order::Start { name, spec, reply } => {
-                    let started = self.start_held(&name, spec);
+                Order::Start {
+                    name,
+                    spec,
+                    from,
+                    gap,
+                    reply,
+                } => {
+                    let node = self.cluster.as_ref().map(|c| c.node.clone());
+                    let handover = crate::graph::Handover {
+                        from,
+                        gap: gap.zip(node).map(|(g, to_node)| crate::graph::MovedGap {
+                            since_ms: g.since_ms,
+                            from_node: g.node,
+                            to_node,
+                        }),
+                    };
+                    let started = self.start_held(&name, spec, handover);
                     if let Err(e) = &started {
                         tracing::error!(stream = %name, "cannot run the camera here: {e}");
                     }
                     let _ = reply.send(started);
                 }
-                Order::Stop { name } => {
+                Order::Stop { name, at: Some(at) } => {
                     if let Some(c) = self.cluster.as_mut() {
                         c.held.remove(&name);
-                    }
-                    if let Some(g) = self.graph.as_mut()
-                        && g.detach(&name)
-                    {
-                        tracing::info!(stream = %name, "stopped: the cluster moved it or let it go");
+                        c.stops.push((at, name));
                     }
                 }
+                Order::Stop { name, at: None } => self.stop_held(&name),
             }
+        }
+        let now = std::time::SystemTime::now();
+        let due: Vec<String> = match self.cluster.as_mut() {
+            Some(c) => {
+                let (due, later) = std::mem::take(&mut c.stops)
+                    .into_iter()
+                    .partition(|(at, _)| *at <= now);
+                c.stops = later;
+                due.into_iter().map(|(_, n)| n).collect()
+            }
+            None => Vec::new(),
+        };
+        for name in due {
+            self.stop_held(&name);
+        }
+    }
+
+    /// Stops camera `name`, which the cluster moved or let go.
+    fn stop_held(&mut self, name: &str) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.held.remove(name);
+            c.stops.retain(|(_, n)| n != name);
+        }
+        if let Some(g) = self.graph.as_mut()
+            && g.detach(name)
+        {
+            tracing::info!(stream = %name, "stopped: the cluster moved it or let it go");
         }
     }
 
@@ -280,6 +332,7 @@ impl Daemon<'_> {
         &mut self,
         name: &str,
         spec: serde_json::Value,
+        handover: crate::graph::Handover,
     ) -> std::result::Result<(), String> {
         let source: SourceConfig = serde_json::from_value(spec).map_err(|e| e.to_string())?;
         if source.name != name {
@@ -290,11 +343,15 @@ impl Daemon<'_> {
         }
         let graph = self.graph.as_mut().ok_or_else(|| NOT_RUNNING.to_string())?;
         if !graph.is_attached(name) {
-            graph.attach(&source).map_err(|e| e.to_string())?;
+            graph
+                .attach_with(&source, handover)
+                .map_err(|e| e.to_string())?;
         }
-        // Kept either way, to run again after a restart of the graph.
+        // Kept either way, to run again after a restart of the graph; a
+        // stop due for it (handed away, then back) is off.
         if let Some(c) = self.cluster.as_mut() {
             c.held.insert(name.to_string(), source);
+            c.stops.retain(|(_, n)| n != name);
         }
         tracing::info!(stream = %name, "running it for the cluster");
         Ok(())

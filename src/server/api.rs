@@ -20,7 +20,7 @@ pub struct Problem {
 }
 
 /// One stream of `GET /streams`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamEntry {
     /// Chunks the stream has given.
     pub chunks: u64,

@@ -11,6 +11,9 @@ use super::api::{AttachRequest, Attached, Detached, Problem, StreamEntry};
 /// Where `vigil serve` listens unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9090";
 
+/// How an error of [`Client`] for a 404 answer begins.
+const NOT_FOUND: &str = "404 Not Found:";
+
 /// A connection to the control API.
 pub struct Client {
     base: reqwest::Url,
@@ -55,6 +58,20 @@ impl Client {
     /// `GET /streams`.
     pub async fn streams(&self) -> Result<Vec<StreamEntry>, String> {
         self.send(self.http.get(self.url("streams")?)).await
+    }
+
+    /// `GET /cluster`: none when the server is not a node of a cluster.
+    pub async fn cluster(&self) -> Result<Option<crate::cluster::buckets::View>, String> {
+        match self.send(self.http.get(self.url("cluster")?)).await {
+            Ok(view) => Ok(Some(view)),
+            Err(e) if e.starts_with(NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The same server's token, at another address (another node).
+    pub fn at(&self, server: &str) -> Result<Client, String> {
+        Client::new(server, self.token.clone())
     }
 
     /// `GET /search` with the question and its filters (`q`, `stream`,

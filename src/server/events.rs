@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::{AppState, StoreHandle, problem};
 use crate::export::{Filter, Format};
+use crate::lock::Locked;
 
 /// Query parameters: those of `vigil events`.
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +34,9 @@ pub struct EventsQuery {
     pub format: Option<String>,
     /// `/events/live`: start after this store sequence (as `Last-Event-ID`).
     pub after: Option<i64>,
+    /// `/events` on a node of a cluster: `cluster` (default) reads every
+    /// node's records from JetStream, `node` this node's store.
+    pub from: Option<String>,
 }
 
 impl EventsQuery {
@@ -57,14 +61,53 @@ impl EventsQuery {
 /// Chunks of the export on their way to the client.
 const BODY_QUEUE: usize = 16;
 
+/// Where a node of a cluster reads the whole cluster's records: its
+/// `[sinks.nats]`; none off a cluster, or asked for its own (`from=node`).
+fn cluster_records(
+    s: &AppState,
+    q: &Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Option<crate::config::NatsConfig>, Box<Response>> {
+    let from = q.as_ref().ok().and_then(|q| q.from.clone());
+    let nats = s
+        .pipeline
+        .locked()
+        .as_ref()
+        .filter(|p| p.cluster.is_some())
+        .and_then(|p| p.sinks.nats.clone());
+    match from.as_deref() {
+        None | Some("cluster") => Ok(nats),
+        Some("node") => Ok(None),
+        Some(other) => Err(Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                problem(format!("from: `{other}` is neither `cluster` nor `node`")),
+            )
+                .into_response(),
+        )),
+    }
+}
+
 /// `GET /events`.
 pub async fn query(
     State(s): State<AppState>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
-    let (q, store, filter) = match prepare(&s, q) {
-        Ok(v) => v,
+    let nats = match cluster_records(&s, &q) {
+        Ok(n) => n,
         Err(r) => return *r,
+    };
+    let (q, store, filter) = match nats {
+        Some(_) => match q {
+            Ok(Query(q)) => match q.filter() {
+                Ok(f) => (q, None, f),
+                Err(m) => return (StatusCode::BAD_REQUEST, problem(m)).into_response(),
+            },
+            Err(e) => return (StatusCode::BAD_REQUEST, problem(e.body_text())).into_response(),
+        },
+        None => match prepare(&s, q) {
+            Ok((q, store, f)) => (q, Some(store), f),
+            Err(r) => return *r,
+        },
     };
     let format: Format = match q.format.as_deref().unwrap_or("jsonl").parse() {
         Ok(f) => f,
@@ -80,6 +123,28 @@ pub async fn query(
         Format::Srt => "application/x-subrip; charset=utf-8",
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(BODY_QUEUE);
+    match (nats, store) {
+        (Some(nats), _) => from_jetstream(nats, filter, format, tx),
+        (None, Some(store)) => from_store(store, filter, format, tx),
+        (None, None) => {}
+    }
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The store's records into `tx`, on a blocking task.
+fn from_store(
+    store: StoreHandle,
+    filter: Filter,
+    format: Format,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
     tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, Sender(tx));
         if let Err(e) = crate::export::export(&store.path, &filter, format, &mut out) {
@@ -89,14 +154,63 @@ pub async fn query(
         }
         let _ = std::io::Write::flush(&mut out);
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+}
+
+/// The cluster's records out of JetStream into `tx`: read on a thread
+/// with a runtime of its own (the writer blocks while the client is slow),
+/// relayed to the body by a blocking task.
+fn from_jetstream(
+    nats: crate::config::NatsConfig,
+    filter: Filter,
+    format: Format,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let (relay_tx, relay_rx) = std::sync::mpsc::sync_channel::<Bytes>(BODY_QUEUE);
+    let read = move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!("GET /events: cannot start a NATS client: {e}"),
+        };
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, Relay(relay_tx));
+        if let Err(e) = runtime.block_on(crate::export::nats::export(
+            &nats, &filter, format, &mut out,
+        )) {
+            tracing::warn!("GET /events: {e}");
+        }
+        let _ = std::io::Write::flush(&mut out);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("events-jetstream".into())
+        .spawn(read)
+    {
+        tracing::warn!("GET /events: cannot start a thread: {e}");
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        while let Ok(b) = relay_rx.recv() {
+            if tx.blocking_send(b).is_err() {
+                break;
+            }
+        }
     });
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        Body::from_stream(body),
-    )
-        .into_response()
+}
+
+/// Writes to the relay of [`from_jetstream`], waiting while it is full.
+struct Relay(std::sync::mpsc::SyncSender<Bytes>);
+
+impl std::io::Write for Relay {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes into the response body, waiting while the client is slow.

@@ -66,6 +66,8 @@ pub struct AppState {
     pub pipeline: Arc<Mutex<Option<Arc<crate::config::PipelineConfig>>>>,
     /// Text models for `/search`, loaded on the first question.
     pub encoders: search::Encoders,
+    /// On a node of a cluster: its way to the cluster's buckets.
+    pub cluster: Option<crate::cluster::agent::Handle>,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl AppState {
             sessions: Default::default(),
             pipeline: Default::default(),
             encoders: Default::default(),
+            cluster: None,
         }
     }
 
@@ -137,6 +140,7 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
         .route("/healthz", get(healthz))
         .route("/streams", get(streams::list).post(streams::attach))
         .route("/streams/{name}", delete(streams::detach))
+        .route("/cluster", get(cluster_view))
         .route("/events", get(events::query))
         .route("/events/live", get(events::live))
         .route("/media/{*path}", get(media::get))
@@ -242,6 +246,22 @@ fn loopback_host(host: &str) -> bool {
 }
 
 /// A JSON error body: `{"error": "..."}` ([`api::Problem`]).
+/// `GET /cluster`: every camera of the cluster with the node holding it,
+/// and the live nodes; 404 off a cluster.
+async fn cluster_view(State(s): State<AppState>) -> Response {
+    let Some(handle) = &s.cluster else {
+        return (
+            StatusCode::NOT_FOUND,
+            problem("this vigil serve is not a node of a cluster (see --cluster)"),
+        )
+            .into_response();
+    };
+    match handle.view().await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, problem(e.to_string())).into_response(),
+    }
+}
+
 pub fn problem(message: impl Into<String>) -> Json<api::Problem> {
     Json(api::Problem {
         error: message.into(),

@@ -31,6 +31,10 @@ pub struct Policy {
     /// Errors are retried (a network source); else only a live source's
     /// end or stall is.
     pub retry_errors: bool,
+    /// Media that arrives before this moment is dropped: the source is
+    /// connected ahead of the moment its analysis starts (a camera a
+    /// cluster hands from one node to another, make-before-break).
+    pub from: Option<std::time::SystemTime>,
 }
 
 /// First wait before reconnecting; doubled after each failed attempt.
@@ -341,6 +345,7 @@ impl Run<'_> {
                             }
                             Input::Eos(branch)
                         }
+                        Input::Frame(_) | Input::Audio(_) if self.before_start() => continue,
                         Input::Frame(mut f) => {
                             f.pts = self.shift(f.pts);
                             self.data(f.pts);
@@ -378,6 +383,20 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// Data arriving now is before the analysis starts ([`Policy::from`]):
+    /// it counts as data for stalls, and is dropped.
+    fn before_start(&mut self) -> bool {
+        let before = self
+            .policy
+            .from
+            .is_some_and(|t| std::time::SystemTime::now() < t);
+        if before {
+            self.seen_data = true;
+            self.last_data = Instant::now();
+        }
+        before
     }
 
     fn shift(&self, t: Timestamp) -> Timestamp {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use vigil::cluster::buckets::{Beat, Buckets};
+use vigil::cluster::buckets::{Beat, Buckets, Held};
 
 use crate::brokers::NatsServer;
 
@@ -71,8 +71,9 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
         let rev = a.take("cam1", "a").await.expect("asked").expect("free");
         assert_eq!(b.take("cam1", "b").await.expect("asked"), None);
         let leases = b.leases().await.expect("read");
-        assert_eq!(leases["cam1"].node, "a");
+        assert_eq!(leases["cam1"].held.node, "a");
         assert_eq!(leases["cam1"].revision, rev);
+        let as_a = leases["cam1"].held.clone();
 
         // Renewed at its revision, and only there: renewing keeps it past
         // a lease period.
@@ -80,7 +81,7 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
         let renewing = Instant::now();
         while renewing.elapsed() < LEASE * 2 {
             held = a
-                .renew("cam1", "a", held)
+                .renew("cam1", &as_a, held)
                 .await
                 .expect("asked")
                 .expect("still held");
@@ -88,7 +89,7 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
         }
         assert_eq!(b.take("cam1", "b").await.expect("asked"), None);
         assert_eq!(
-            b.renew("cam1", "b", rev).await.expect("asked"),
+            b.renew("cam1", &Held::by("b"), rev).await.expect("asked"),
             None,
             "a stale revision"
         );
@@ -106,16 +107,21 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
             "free only after {after:?}"
         );
         // The old holder's renewal fails: it knows it lost the camera.
-        assert_eq!(a.renew("cam1", "a", held).await.expect("asked"), None);
-        assert_eq!(a.leases().await.expect("read")["cam1"].node, "b");
+        assert_eq!(a.renew("cam1", &as_a, held).await.expect("asked"), None);
+        assert_eq!(a.leases().await.expect("read")["cam1"].held.node, "b");
 
-        // Handed on at its revision, then released at once.
-        let to_a = b
-            .hand_on("cam1", "a", taken)
+        // Handed on at its revision (by the node it goes to, saying when),
+        // then released at once.
+        let to_a = a
+            .hand_on("cam1", "b", "a", 1_234, taken)
             .await
             .expect("asked")
             .expect("handed on");
-        assert_eq!(b.leases().await.expect("read")["cam1"].node, "a");
+        let lease = b.lease("cam1").await.expect("read").expect("held");
+        assert_eq!(lease.held.node, "a");
+        assert_eq!(lease.held.from.as_deref(), Some("b"));
+        assert_eq!(lease.held.at_ms, Some(1_234));
+        assert_eq!(lease.revision, to_a);
         assert!(
             !b.release("cam1", taken).await.expect("asked"),
             "b no longer holds it"

@@ -10,6 +10,7 @@ mod brokers;
 mod browser;
 mod clip;
 mod cluster;
+mod cluster_fleet;
 mod console;
 mod delivery;
 mod determinism;

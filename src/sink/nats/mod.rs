@@ -49,7 +49,7 @@ pub fn subject(prefix: &str, stream: &str, kind_of: &str) -> String {
     format!("{prefix}.{}.{}", token(stream), token(kind_of))
 }
 
-fn token(s: &str) -> String {
+pub(crate) fn token(s: &str) -> String {
     if s.is_empty() {
         return "_".to_string();
     }

@@ -107,7 +107,9 @@ impl NatsTransport {
         crate::secret::scrub(&msg, &self.secrets)
     }
 
-    async fn connect_options(&self) -> Result<ConnectOptions, String> {
+    /// How to connect: the credentials and TLS of `[sinks.nats]` (for the
+    /// cluster's connection too, which sets its own timeouts).
+    pub async fn connect_options(&self) -> Result<ConnectOptions, String> {
         let opts = match &self.auth {
             NatsAuth::None => match &self.url_auth {
                 Some((user, Some(password))) => {
@@ -135,6 +137,15 @@ impl NatsTransport {
             opts = opts.require_tls(true).tls_client_config(tls.clone());
         }
         Ok(opts)
+    }
+
+    /// A JetStream context on the configured servers, with the stream
+    /// checked (or made, with `create_stream`): for reading it back.
+    pub async fn jetstream(&self) -> Result<jetstream::Context, String> {
+        self.connect()
+            .await
+            .map(|c| c.js)
+            .map_err(|e| self.scrub(e))
     }
 
     async fn connect(&self) -> Result<Conn, String> {
@@ -166,6 +177,7 @@ impl NatsTransport {
                 subjects: vec![format!("{}.>", self.config.prefix)],
                 storage: stream::StorageType::File,
                 duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: self.config.replicas,
                 ..Default::default()
             };
             js.get_or_create_stream(config).await.map_err(|e| {

@@ -1,4 +1,4 @@
-//! `vigil events`: records out of the store, filtered, in JSONL, JSON, CSV,
+//! `vigil events`: records out of the store (or a cluster's JetStream, [`nats`]), filtered, in JSONL, JSON, CSV,
 //! WebVTT or SubRip, streamed row by row (the table is never loaded whole).
 
 use std::io::Write;
@@ -10,6 +10,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::sink::subtitles::{Format as Cues, cue_time};
+
+pub mod nats;
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +151,6 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
         path: db.to_path_buf(),
         message: format!("cannot read: {e}"),
     };
-    let write_err = |e: std::io::Error| Error::io("cannot write the export", e);
     let (mut sql, args) = select("json", filter);
     let cues = matches!(format, Format::Vtt | Format::Srt);
     if cues {
@@ -161,39 +162,102 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
     let mut rows = stmt
         .query(rusqlite::params_from_iter(args))
         .map_err(store_err)?;
-    match format {
-        Format::Json => out.write_all(b"[").map_err(write_err)?,
-        Format::Vtt => out.write_all(b"WEBVTT\n\n").map_err(write_err)?,
-        Format::Csv => out.write_all(&csv_line(CSV_COLUMNS)?).map_err(write_err)?,
-        _ => {}
-    }
-    let mut n = 0u64;
+    let mut w = RecordWriter::start(format, out, db.display().to_string())?;
     while let Some(row) = rows.next().map_err(store_err)? {
         let json: String = row.get(0).map_err(store_err)?;
-        n += 1;
+        w.record(&json)?;
+    }
+    w.finish()
+}
+
+impl Filter {
+    /// Whether the record `r` (as JSON) passes, as the store's query would
+    /// have it: for records read from elsewhere (JetStream).
+    pub fn matches(&self, r: &Value) -> bool {
+        let text = |k: &str| r.get(k).and_then(Value::as_str);
+        let utc = text("utc").unwrap_or_default();
+        self.since.as_deref().is_none_or(|s| utc >= s)
+            && self.until.as_deref().is_none_or(|u| utc < u)
+            && self
+                .stream
+                .as_deref()
+                .is_none_or(|s| text("stream") == Some(s))
+            && self
+                .kind
+                .as_deref()
+                .is_none_or(|k| text("kind") == Some(k) || text("type") == Some(k))
+            && self.label.as_deref().is_none_or(|l| {
+                r.get("labels")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ls| ls.iter().any(|x| x.as_str() == Some(l)))
+            })
+    }
+}
+
+/// Writes records, one at a time, in an export format.
+pub struct RecordWriter<'a> {
+    format: Format,
+    out: &'a mut dyn Write,
+    /// Where the records come from, for errors.
+    from: String,
+    n: u64,
+}
+
+fn write_err(e: std::io::Error) -> Error {
+    Error::io("cannot write the export", e)
+}
+
+impl<'a> RecordWriter<'a> {
+    /// Starts the export (its header) to `out`; `from` names where the
+    /// records come from, for errors.
+    pub fn start(format: Format, out: &'a mut dyn Write, from: String) -> Result<RecordWriter<'a>> {
         match format {
-            Format::Jsonl => writeln!(out, "{json}").map_err(write_err)?,
+            Format::Json => out.write_all(b"[").map_err(write_err)?,
+            Format::Vtt => out.write_all(b"WEBVTT\n\n").map_err(write_err)?,
+            Format::Csv => out.write_all(&csv_line(CSV_COLUMNS)?).map_err(write_err)?,
+            _ => {}
+        }
+        Ok(RecordWriter {
+            format,
+            out,
+            from,
+            n: 0,
+        })
+    }
+
+    fn bad(&self, e: impl std::fmt::Display) -> Error {
+        Error::Store {
+            path: self.from.clone().into(),
+            message: format!("a stored record is not a record: {e}"),
+        }
+    }
+
+    /// Writes one record (its JSON); events are left out of cues.
+    pub fn record(&mut self, json: &str) -> Result<()> {
+        self.n += 1;
+        let n = self.n;
+        let format = self.format;
+        match format {
+            Format::Jsonl => writeln!(self.out, "{json}").map_err(write_err)?,
             Format::Json => {
                 let sep = if n == 1 { "\n" } else { ",\n" };
-                write!(out, "{sep}{json}").map_err(write_err)?;
+                write!(self.out, "{sep}{json}").map_err(write_err)?;
             }
             Format::Csv => {
-                let value: Value = serde_json::from_str(&json).map_err(|e| Error::Store {
-                    path: db.to_path_buf(),
-                    message: format!("a stored record is not JSON: {e}"),
-                })?;
-                out.write_all(&csv_line(&csv_row(&value))?)
+                let value: Value = serde_json::from_str(json).map_err(|e| self.bad(e))?;
+                self.out
+                    .write_all(&csv_line(&csv_row(&value))?)
                     .map_err(write_err)?;
             }
             Format::Vtt | Format::Srt => {
-                let record: Record = serde_json::from_str(&json).map_err(|e| Error::Store {
-                    path: db.to_path_buf(),
-                    message: format!("a stored record is not a record: {e}"),
-                })?;
+                let record: Record = serde_json::from_str(json).map_err(|e| self.bad(e))?;
                 let (start, end, text) = match &record {
                     Record::Caption(c) => (c.start, c.end, c.text.clone()),
                     Record::Transcript(t) => (t.start, t.end, t.text.clone()),
-                    Record::Event(_) => continue,
+                    Record::Event(_) => {
+                        self.n -= 1;
+                        return Ok(());
+                    }
                 };
                 let cue = if format == Format::Vtt {
                     Cues::WebVtt
@@ -207,7 +271,7 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
                 };
                 let text = text.replace("-->", "->").replace('\n', " ");
                 write!(
-                    out,
+                    self.out,
                     "{name}\n{} --> {}\n{text}\n\n",
                     cue_time(start, cue),
                     cue_time(end, cue)
@@ -215,13 +279,19 @@ pub fn export(db: &Path, filter: &Filter, format: Format, out: &mut dyn Write) -
                 .map_err(write_err)?;
             }
         }
+        Ok(())
     }
-    if format == Format::Json {
-        out.write_all(if n == 0 { b"]\n" } else { b"\n]\n" })
-            .map_err(write_err)?;
+
+    /// Ends the export; how many records it wrote.
+    pub fn finish(self) -> Result<u64> {
+        if self.format == Format::Json {
+            self.out
+                .write_all(if self.n == 0 { b"]\n" } else { b"\n]\n" })
+                .map_err(write_err)?;
+        }
+        self.out.flush().map_err(write_err)?;
+        Ok(self.n)
     }
-    out.flush().map_err(write_err)?;
-    Ok(n)
 }
 
 /// One CSV line (RFC 4180 quoting), fields in order.
@@ -257,6 +327,32 @@ fn csv_row(v: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_read_elsewhere_is_filtered_as_the_store_filters() {
+        let r: Value = serde_json::from_str(
+            r#"{"type":"event","kind":"object","stream":"cam1","utc":"2026-11-28T15:00:03.000Z","labels":["person","car"]}"#,
+        )
+        .unwrap();
+        let f = |since: Option<&str>, until: Option<&str>, stream, kind, label| Filter {
+            since: since.map(Into::into),
+            until: until.map(Into::into),
+            stream,
+            kind,
+            label,
+        };
+        assert!(f(None, None, None, None, None).matches(&r));
+        assert!(f(Some("2026-11-28T15:00:03.000Z"), None, None, None, None).matches(&r));
+        assert!(!f(Some("2026-11-28T15:00:03.001Z"), None, None, None, None).matches(&r));
+        assert!(!f(None, Some("2026-11-28T15:00:03.000Z"), None, None, None).matches(&r));
+        assert!(f(None, None, Some("cam1".into()), None, None).matches(&r));
+        assert!(!f(None, None, Some("cam2".into()), None, None).matches(&r));
+        assert!(f(None, None, None, Some("object".into()), None).matches(&r));
+        assert!(f(None, None, None, Some("event".into()), None).matches(&r));
+        assert!(!f(None, None, None, Some("caption".into()), None).matches(&r));
+        assert!(f(None, None, None, None, Some("car".into())).matches(&r));
+        assert!(!f(None, None, None, None, Some("dog".into())).matches(&r));
+    }
     use crate::fuse::RecordMaker;
     use crate::record::Phase;
     use crate::sink::Sink;
