@@ -43,6 +43,9 @@
 #   BENCH_SKIP_SEARCH 1: leave out the search benchmark (tests/bench/search.rs:
 #                     a store of a million records made once into
 #                     bench-out/search/, indexed, then `vigil ask` timed)
+#   BENCH_SKIP_CLUSTER 1: leave out the cluster benchmark (tests/bench/cluster.rs:
+#                     3 nodes on one nats-server, BENCH_CLUSTER_CAMERAS live
+#                     cameras; nodes join and one is killed; about 2 minutes)
 #   BENCH_SKIP_SOAK   1: leave out the bounded-disk soak (tests/bench/soak.rs:
 #                     vigil serve with snapshots and a 5 MiB store for
 #                     BENCH_SOAK_SECS, default 1800: output folder size against
@@ -353,6 +356,19 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SEARCH:-0}" != 1 ]]; then
   fi
 fi
 
+# --- cluster ------------------------------------------------------------------
+cluster=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_CLUSTER:-0}" != 1 ]]; then
+  log "cluster: cameras per node and move time, 1 to 3 nodes (cargo bench --bench cluster)"
+  if "${CARGO:-cargo}" bench --quiet --bench cluster >"$work/cluster.md" 2>"$work/cluster.log"; then
+    cluster="$(cat "$work/cluster.md")"
+    summary+="- cluster: see its section (cameras per node and settle time as nodes join and one is killed)"$'\n'
+  else
+    log "cluster benchmark failed (bench-out/cluster.log, bench-out/cluster/)"
+    failed=1
+  fi
+fi
+
 # --- bounded disk -------------------------------------------------------------
 soak=""
 if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SOAK:-0}" != 1 ]]; then
@@ -556,6 +572,8 @@ ${live}
 ${console}
 
 ${search}
+
+${cluster}
 
 ${soak}
 
