@@ -169,12 +169,7 @@ fn sample(nodes: &[Node], secs: u64) -> Vec<(usize, f64)> {
     nodes
         .iter()
         .zip(before)
-        .map(|(n, b)| {
-            (
-                n.running().len(),
-                (n.cpu_s() - b) / secs as f64 * 100.0,
-            )
-        })
+        .map(|(n, b)| (n.running().len(), (n.cpu_s() - b) / secs as f64 * 100.0))
         .collect()
 }
 
@@ -190,7 +185,11 @@ fn row(step: &str, took: Duration, nodes: &[Node], s: &[(usize, f64)]) -> String
             }
         })
         .collect();
-    format!("| {step} | {:.1} s | {} |", took.as_secs_f64(), cells.join(" | "))
+    format!(
+        "| {step} | {:.1} s | {} |",
+        took.as_secs_f64(),
+        cells.join(" | ")
+    )
 }
 
 fn bench() -> Res<()> {
@@ -202,7 +201,14 @@ fn bench() -> Res<()> {
 
     let nats_port = free_port()?;
     let mut nats = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &nats_port.to_string(), "-sd"])
+        .args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &nats_port.to_string(),
+            "-sd",
+        ])
         .arg(root.join("nats"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -294,7 +300,12 @@ max_moves = 2
     nodes[2].kill();
     settle(&nodes, cameras, &NODES[..2], wait)?;
     let took = killed.elapsed();
-    rows.push(row("n3 killed (`kill -9`)", took, &nodes, &sample(&nodes, secs)));
+    rows.push(row(
+        "n3 killed (`kill -9`)",
+        took,
+        &nodes,
+        &sample(&nodes, secs),
+    ));
 
     for n in &mut nodes {
         n.kill();

@@ -12,7 +12,16 @@ use crate::brokers::NatsServer;
 const LEASE: Duration = Duration::from_secs(2);
 
 async fn open(url: &str) -> Buckets {
-    let client = async_nats::connect(url).await.expect("NATS");
+    open_as(url, None).await
+}
+
+/// The buckets, with `token` when the server wants one.
+async fn open_as(url: &str, token: Option<&str>) -> Buckets {
+    let options = match token {
+        Some(t) => async_nats::ConnectOptions::with_token(t.into()),
+        None => async_nats::ConnectOptions::new(),
+    };
+    let client = options.connect(url).await.expect("NATS");
     let js = async_nats::jetstream::new(client);
     Buckets::open(&js, LEASE, LEASE, 1)
         .await
@@ -181,7 +190,8 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
     });
 }
 
-/// Two `vigil serve` nodes on one nats-server, six live cameras attached
+/// Two `vigil serve` nodes on one nats-server that wants a token (the
+/// nodes use `[sinks.nats]`'s, from a file), six live cameras attached
 /// through one node's API and one in both nodes' pipeline file (which goes
 /// to the bucket unexpanded): each runs on exactly one node; one node killed
 /// (`kill -9`), its cameras run on the other within a lease and 5 s; a
@@ -194,7 +204,8 @@ fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
     const CAMERAS: usize = 6;
     // And the file's.
     const RUNNING: usize = CAMERAS + 1;
-    let nats = NatsServer::start(&[]);
+    const TOKEN: &str = "cluster-s3cret";
+    let nats = NatsServer::start(&["--auth", TOKEN]);
     let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
     let rtsp = RtspServer::serve(Serving {
         mounts: (0..CAMERAS)
@@ -205,6 +216,8 @@ fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
     })
     .expect("the RTSP server");
     let dir = tempfile::tempdir().expect("tmp");
+    let token_file = dir.path().join("nats-token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
     let node = |name: &str| {
         let http = crate::live::free_port();
         let pipeline = dir.path().join(format!("{name}.toml"));
@@ -222,16 +235,21 @@ min_duration = "0s"
 
 [sinks.store]
 
+[sinks.nats]
+url = "{url}"
+token_file = "{token}"
+
 [server]
 listen = "127.0.0.1:{http}"
 
 [cluster]
-url = "{}"
+url = "{url}"
 node = "{name}"
 lease = "3s"
 "#,
                 rtsp.port,
-                nats.url()
+                url = nats.url(),
+                token = token_file.display(),
             ),
         )
         .expect("pipeline");
@@ -265,7 +283,7 @@ lease = "3s"
         .build()
         .expect("runtime")
         .block_on(async {
-            let b = open(&nats.url()).await;
+            let b = open_as(&nats.url(), Some(TOKEN)).await;
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 let wanted = b.cameras().await.expect("read");
