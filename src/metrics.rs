@@ -31,6 +31,9 @@ pub struct Metrics {
     delivery_pending: IntGaugeVec,
     delivery_lag: HistogramVec,
     sink_up: IntGaugeVec,
+    stream_state: IntGaugeVec,
+    stream_frames_in: IntCounterVec,
+    stream_frames: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -184,6 +187,21 @@ impl Metrics {
             &["stream", "part"],
         ));
         must(registry.register(Box::new(cpu.clone())));
+        let stream_state = gauge(
+            "vigil_stream_state",
+            "1 for the state each stream is in (connecting, running, stalled, reconnecting, degraded, failed, ended, stopped), 0 for the others; set at each scrape.",
+            &["stream", "state"],
+        );
+        let stream_frames_in = counter(
+            "vigil_stream_frames_in_total",
+            "Frames decoded from a stream's source (before sampling to the analysis rate).",
+            &["stream"],
+        );
+        let stream_frames = counter(
+            "vigil_stream_frames_total",
+            "Frames of a stream analysed.",
+            &["stream"],
+        );
         Arc::new(Metrics {
             registry,
             received,
@@ -207,7 +225,77 @@ impl Metrics {
             delivery_pending,
             delivery_lag,
             sink_up,
+            stream_state,
+            stream_frames_in,
+            stream_frames,
         })
+    }
+
+    /// Every metric family vigil declares, with its label names (for
+    /// checking dashboards and alert rules against what vigil exports).
+    pub fn families(&self) -> Vec<(String, Vec<String>)> {
+        use prometheus::core::Collector;
+        let all: [&dyn Collector; 24] = [
+            &self.received,
+            &self.sent,
+            &self.dropped,
+            &self.errors,
+            &self.queue_depth,
+            &self.stage_seconds,
+            &self.latency,
+            &self.batch_size,
+            &self.batch_seconds,
+            &self.batch_queue,
+            &self.zone_occupancy,
+            &self.line_crossings,
+            &self.rule_events,
+            &self.detector_frames,
+            &self.recordings,
+            &self.cpu,
+            &self.delivered,
+            &self.delivery_retries,
+            &self.delivery_pending,
+            &self.delivery_lag,
+            &self.sink_up,
+            &self.stream_state,
+            &self.stream_frames_in,
+            &self.stream_frames,
+        ];
+        all.iter()
+            .flat_map(|c| c.desc())
+            .map(|d| (d.fq_name.clone(), d.variable_labels.clone()))
+            .collect()
+    }
+
+    /// The streams as they stand (name, state, frames decoded, frames
+    /// analysed), set at each scrape: streams gone are dropped.
+    pub fn set_streams<'a>(&self, streams: impl Iterator<Item = (&'a str, &'a str, u64, u64)>) {
+        const STATES: [&str; 8] = [
+            "connecting",
+            "running",
+            "stalled",
+            "reconnecting",
+            "degraded",
+            "failed",
+            "ended",
+            "stopped",
+        ];
+        self.stream_state.reset();
+        self.stream_frames_in.reset();
+        self.stream_frames.reset();
+        for (stream, state, frames_in, frames) in streams {
+            for s in STATES {
+                self.stream_state
+                    .with_label_values(&[stream, s])
+                    .set(i64::from(s == state));
+            }
+            self.stream_frames_in
+                .with_label_values(&[stream])
+                .inc_by(frames_in);
+            self.stream_frames
+                .with_label_values(&[stream])
+                .inc_by(frames);
+        }
     }
 
     /// A live sink had `n` records acknowledged, committed `lags` seconds ago.
@@ -582,6 +670,41 @@ pub(crate) mod test_util {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_stream_is_in_one_state_and_a_stream_gone_leaves_no_series() {
+        let m = Metrics::new();
+        m.set_streams([("cam1", "running", 50, 10), ("cam2", "reconnecting", 7, 2)].into_iter());
+        let text = m.render();
+        for line in [
+            r#"vigil_stream_state{state="running",stream="cam1"} 1"#,
+            r#"vigil_stream_state{state="reconnecting",stream="cam1"} 0"#,
+            r#"vigil_stream_state{state="reconnecting",stream="cam2"} 1"#,
+            r#"vigil_stream_frames_in_total{stream="cam1"} 50"#,
+            r#"vigil_stream_frames_total{stream="cam2"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        let ones = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("vigil_stream_state{") && l.contains("cam1") && l.ends_with(" 1")
+            })
+            .count();
+        assert_eq!(ones, 1);
+        m.set_streams([("cam1", "running", 60, 12)].into_iter());
+        let text = m.render();
+        assert!(!text.contains("cam2"), "{text}");
+        assert!(text.contains(r#"vigil_stream_frames_in_total{stream="cam1"} 60"#));
+        // Every family declared, with its labels.
+        let families = m.families();
+        assert!(
+            families
+                .iter()
+                .any(|(n, l)| n == "vigil_stream_state" && l == &["stream", "state"])
+        );
+        assert_eq!(families.len(), 24);
+    }
 
     #[test]
     fn a_detached_stream_leaves_no_series() {

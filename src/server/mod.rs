@@ -269,6 +269,15 @@ pub fn problem(message: impl Into<String>) -> Json<api::Problem> {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    let streams = s.streams.snapshot();
+    s.metrics.set_streams(streams.iter().map(|(name, st)| {
+        (
+            name.as_str(),
+            st.state().as_str(),
+            st.frames_in.load(std::sync::atomic::Ordering::Relaxed),
+            st.frames.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }));
     (
         [(
             header::CONTENT_TYPE,

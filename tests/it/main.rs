@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_fleet;
 mod console;
 mod delivery;
+mod deploy;
 mod determinism;
 mod export;
 mod faces;

@@ -1,0 +1,363 @@
+//! What `deploy/` ships for monitoring: the Prometheus config and alert
+//! rules pass `promtool` (Debian's `prometheus` package, installed by
+//! `deploy/setup.sh`), their unit tests included; the Grafana provisioning
+//! files and dashboard parse; and every metric the dashboard and the
+//! rules name is one vigil exports, with the labels they use, as a real
+//! run's `/metrics` shows them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::clip::{self, ClipSpec, SECOND};
+use crate::live::free_port;
+use crate::run::vigil;
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(deploy(path)).unwrap_or_else(|e| panic!("deploy/{path}: {e}"))
+}
+
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(deploy("prometheus"))
+        .output()
+        .expect("promtool (Debian package prometheus; deploy/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "promtool {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_config_and_alert_rules_pass_promtool() {
+    promtool(&["check", "rules", "alerts.yml"]);
+    promtool(&["check", "config", "prometheus.yml"]);
+    // The alerts fire when, and only when, they should.
+    promtool(&["test", "rules", "alerts.test.yml"]);
+}
+
+/// An expression of the dashboard or the rules, with the labels its
+/// results are shown or templated by (`{{stream}}`, `$labels.stream`).
+struct Query {
+    expr: String,
+    shown_by: Vec<String>,
+    from: String,
+}
+
+/// `{{name}}` and `$labels.name` in `text`.
+fn templated(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in text.split("{{").skip(1) {
+        let inner = part.split("}}").next().unwrap_or_default().trim();
+        let name = inner.strip_prefix("$labels.").unwrap_or(inner);
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+fn dashboard_queries() -> Vec<Query> {
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("grafana/vigil.json")).expect("the dashboard is JSON");
+    let mut out = Vec::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            out.push(Query {
+                expr: t["expr"].as_str().expect("expr").to_string(),
+                shown_by: templated(t["legendFormat"].as_str().unwrap_or_default()),
+                from: format!("panel `{}`", panel["title"].as_str().unwrap_or_default()),
+            });
+        }
+    }
+    for v in dash["templating"]["list"].as_array().expect("templating") {
+        if let Some(q) = v["query"]["query"].as_str() {
+            // label_values(metric, label)
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+                .expect("label_values(metric, label)");
+            let (metric, label) = inner.split_once(',').expect("metric, label");
+            out.push(Query {
+                expr: metric.trim().to_string(),
+                shown_by: vec![label.trim().to_string()],
+                from: format!("variable `{}`", v["name"].as_str().unwrap_or_default()),
+            });
+        }
+    }
+    out
+}
+
+/// The rules' expressions, read line by line (`expr:`, then the
+/// annotations up to the next rule).
+fn rule_queries() -> Vec<Query> {
+    let mut out: Vec<Query> = Vec::new();
+    let mut alert = String::new();
+    for line in read("prometheus/alerts.yml").lines() {
+        let t = line.trim();
+        if let Some(a) = t.strip_prefix("- alert:") {
+            alert = a.trim().to_string();
+        } else if let Some(e) = t.strip_prefix("expr:") {
+            out.push(Query {
+                expr: e.trim().to_string(),
+                shown_by: Vec::new(),
+                from: format!("alert {alert}"),
+            });
+        } else if let Some(q) = out.last_mut() {
+            q.shown_by.extend(templated(t));
+        }
+    }
+    out
+}
+
+/// The vigil metrics an expression reads, and the labels it names in
+/// matchers and in `by (…)` / `without (…)`.
+fn parse(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut metrics = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("vigil_") {
+        let name = ident(&rest[i..]);
+        rest = &rest[i + name.len()..];
+        metrics.insert(name);
+        if let Some(m) = rest.strip_prefix('{') {
+            let body = m.split('}').next().unwrap_or_default();
+            for matcher in body.split(',') {
+                let l = ident(matcher.trim());
+                if !l.is_empty() {
+                    labels.insert(l);
+                }
+            }
+        }
+    }
+    for kw in ["by (", "without ("] {
+        for part in expr.split(kw).skip(1) {
+            for l in part.split(')').next().unwrap_or_default().split(',') {
+                labels.insert(l.trim().to_string());
+            }
+        }
+    }
+    (metrics, labels)
+}
+
+/// Family name → label names, as a real run's `/metrics` shows them.
+fn exposed(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let labels = out.entry(name).or_default();
+        if let Some(body) = line.split_once('{').and_then(|(_, r)| r.split_once('}')) {
+            for pair in body.0.split(',') {
+                if let Some((k, _)) = pair.split_once('=') {
+                    labels.insert(k.trim().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `/metrics` of a `vigil run` on a generated clip with motion, loudness
+/// and a store, taken once every stage has counted something.
+fn live_metrics() -> String {
+    let clip = clip::temp(
+        &ClipSpec {
+            duration: 60 * SECOND,
+            ..Default::default()
+        },
+        "metrics.mkv",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[sources]]\nname = \"cam\"\nuri = \"{}\"\n[encoders.motion]\n[encoders.loudness]\n[sinks.store]\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+            clip.path.display()
+        ),
+    )
+    .expect("write");
+    let mut child = vigil()
+        .args(["run", pipeline.to_str().unwrap_or_default(), "--out"])
+        .arg(dir.path().join("out"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vigil");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok());
+        if let Some(t) = text
+            && t.contains("vigil_latency_seconds_count")
+            && t.contains("vigil_stream_state{")
+        {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline && child.try_wait().ok().flatten().is_none(),
+            "/metrics had every stage's series while the run went on"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn every_metric_of_the_dashboard_and_the_rules_is_exported_with_its_labels() {
+    let declared: BTreeMap<String, BTreeSet<String>> = vigil::metrics::Metrics::new()
+        .families()
+        .into_iter()
+        .map(|(name, labels)| (name, labels.into_iter().collect()))
+        .collect();
+    let live = exposed(&live_metrics());
+    // What a real run exports is what vigil declares.
+    for (name, labels) in &live {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| declared.contains_key(*b)))
+            .unwrap_or(name);
+        let want = declared
+            .get(family)
+            .unwrap_or_else(|| panic!("{name} in /metrics is not declared"));
+        let extra: Vec<&String> = labels
+            .iter()
+            .filter(|l| !want.contains(*l) && *l != "le")
+            .collect();
+        assert!(extra.is_empty(), "{name} has undeclared labels {extra:?}");
+    }
+    for family in [
+        "vigil_stream_state",
+        "vigil_stream_frames_in_total",
+        "vigil_stream_frames_total",
+        "vigil_sink_up",
+        "vigil_queue_depth",
+    ] {
+        assert!(
+            live.contains_key(family),
+            "{family} in a real run's /metrics"
+        );
+    }
+
+    let queries: Vec<Query> = dashboard_queries()
+        .into_iter()
+        .chain(rule_queries())
+        .collect();
+    assert!(queries.len() > 30, "{} queries", queries.len());
+    let mut used = BTreeSet::new();
+    for q in &queries {
+        let (metrics, mut labels) = parse(&q.expr);
+        assert!(
+            !metrics.is_empty(),
+            "{}: `{}` reads no vigil metric",
+            q.from,
+            q.expr
+        );
+        labels.extend(q.shown_by.iter().cloned());
+        for m in &metrics {
+            let (family, bucket) = match ["_bucket", "_sum", "_count"].iter().find_map(|s| {
+                m.strip_suffix(s)
+                    .filter(|b| declared.contains_key(*b))
+                    .map(|b| (b, *s))
+            }) {
+                Some((b, suffix)) => (b.to_string(), suffix == "_bucket"),
+                None => (m.clone(), false),
+            };
+            let have = declared
+                .get(&family)
+                .unwrap_or_else(|| panic!("{}: {m} is not a metric vigil exports", q.from));
+            for l in &labels {
+                let fine = have.contains(l)
+                    || (bucket && l == "le")
+                    // Added by Prometheus to every series it scrapes.
+                    || l == "instance"
+                    || l == "job";
+                assert!(
+                    fine,
+                    "{}: `{}` uses label {l}, which {family} does not have ({have:?})",
+                    q.from, q.expr
+                );
+            }
+            used.insert(family);
+        }
+    }
+    let seen: Vec<&String> = used.iter().filter(|f| live.contains_key(*f)).collect();
+    eprintln!(
+        "deploy: {} queries over {} families ({} in the run's /metrics; the others appear when their events happen)",
+        queries.len(),
+        used.len(),
+        seen.len()
+    );
+}
+
+#[test]
+fn grafana_provisioning_files_parse() {
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("grafana/vigil.json")).expect("the dashboard is JSON");
+    assert_eq!(dash["uid"], "vigil");
+    let ids: Vec<i64> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .map(|p| p["id"].as_i64().expect("a panel id"))
+        .collect();
+    let distinct: BTreeSet<&i64> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "panel ids are distinct");
+    for panel in dash["panels"].as_array().expect("panels") {
+        let g = &panel["gridPos"];
+        assert!(
+            g["x"].as_i64().unwrap_or(-1) + g["w"].as_i64().unwrap_or(99) <= 24,
+            "panel `{}` fits the 24 columns",
+            panel["title"]
+        );
+    }
+    // The provisioning files: YAML with the keys Grafana reads.
+    let datasources = read("grafana/provisioning/datasources/vigil.yaml");
+    for key in [
+        "apiVersion: 1",
+        "datasources:",
+        "type: prometheus",
+        "url: http://prometheus:9090",
+    ] {
+        assert!(
+            datasources.contains(key),
+            "datasources/vigil.yaml has `{key}`"
+        );
+    }
+    let dashboards = read("grafana/provisioning/dashboards/vigil.yaml");
+    for key in [
+        "apiVersion: 1",
+        "providers:",
+        "type: file",
+        "path: /var/lib/grafana/dashboards",
+    ] {
+        assert!(
+            dashboards.contains(key),
+            "dashboards/vigil.yaml has `{key}`"
+        );
+    }
+}
