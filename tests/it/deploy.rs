@@ -42,7 +42,25 @@ fn promtool(args: &[&str]) {
 #[test]
 fn prometheus_config_and_alert_rules_pass_promtool() {
     promtool(&["check", "rules", "alerts.yml"]);
-    promtool(&["check", "config", "prometheus.yml"]);
+    // The config names the token file the compose file mounts: checked
+    // with a token file of the test's in its place.
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = dir.path().join("vigil-token");
+    std::fs::write(&token, "a-token").expect("token");
+    let config = read("prometheus/prometheus.yml");
+    assert!(config.contains("/etc/prometheus/vigil-token"));
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        config.replace("/etc/prometheus/vigil-token", &token.display().to_string()),
+    )
+    .expect("config");
+    std::fs::copy(
+        deploy("prometheus/alerts.yml"),
+        dir.path().join("alerts.yml"),
+    )
+    .expect("rules");
+    let config = dir.path().join("prometheus.yml");
+    promtool(&["check", "config", &config.display().to_string()]);
     // The alerts fire when, and only when, they should.
     promtool(&["test", "rules", "alerts.test.yml"]);
 }
@@ -360,4 +378,183 @@ fn grafana_provisioning_files_parse() {
             "dashboards/vigil.yaml has `{key}`"
         );
     }
+}
+
+/// `deploy/k8s/`: every object valid against the Kubernetes schemas
+/// (kubernetes-validate from PyPI, strict: no unknown fields; set up by
+/// `deploy/setup.sh` in `$VIGIL_CACHE/deploy-venv`), the PodMonitor (a
+/// Prometheus Operator kind it has no schema for) with the fields the
+/// operator reads, and the ConfigMap's pipeline one `vigil check` accepts.
+#[test]
+fn kubernetes_manifests_are_valid_and_their_pipeline_checks() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cache = std::env::var("VIGIL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&home).join(".cache/vigil"));
+    let validate = cache.join("deploy-venv/bin/kubernetes-validate");
+    let manifests: Vec<PathBuf> = ["pipeline.yaml", "nats.yaml", "vigil.yaml"]
+        .iter()
+        .map(|f| deploy("k8s").join(f))
+        .collect();
+    let out = Command::new(&validate)
+        .arg("--strict")
+        .args(&manifests)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (deploy/setup.sh installs it; `make test` runs that first)",
+                validate.display()
+            )
+        });
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate:\n{said}");
+    for kind in [
+        "configmap/vigil-pipeline",
+        "secret/vigil-secrets",
+        "service/nats",
+        "statefulset/nats",
+        "deployment/vigil",
+        "service/vigil",
+    ] {
+        assert!(
+            said.contains(&format!("passed for resource {kind} ")),
+            "{kind} validated:\n{said}"
+        );
+    }
+    // The one kind without a schema there: the fields the operator reads.
+    let node = read("k8s/vigil.yaml");
+    let monitor = node
+        .split("\n---\n")
+        .find(|d| d.contains("kind: PodMonitor"))
+        .expect("a PodMonitor");
+    for key in [
+        "apiVersion: monitoring.coreos.com/v1",
+        "podMetricsEndpoints:",
+        "port: http",
+        "path: /metrics",
+        "type: Bearer",
+        "key: VIGIL_TOKEN",
+        "app.kubernetes.io/name: vigil",
+    ] {
+        assert!(monitor.contains(key), "the PodMonitor has `{key}`");
+    }
+    // Probes on /livez, which answers without the token.
+    assert!(node.contains("path: /livez"));
+
+    // The ConfigMap's pipeline, as the pods read it.
+    let configmap = read("k8s/pipeline.yaml");
+    let mut lines = configmap
+        .lines()
+        .skip_while(|l| l.trim() != "pipeline.toml: |");
+    lines.next().expect("pipeline.toml in the ConfigMap");
+    let toml: String = lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(&file, &toml).expect("write");
+    let out = vigil()
+        .args(["check"])
+        .arg(&file)
+        .env("VIGIL_TOKEN", "a-long-random-token-for-the-test")
+        .env("NATS_TOKEN", "nats-token")
+        .output()
+        .expect("vigil check");
+    assert!(
+        out.status.success(),
+        "vigil check of the ConfigMap's pipeline:\n{toml}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The image's steps, outside a container (no Docker daemon or podman runs
+/// on these machines): the runtime stage's packages are the ones
+/// `deploy/docker/packages.sh` lists (installed here), `layout.sh` lays out
+/// what the build stage hands over, and the laid-out vigil, with only that
+/// cache, serves its default pipeline (the detector's model loaded) and
+/// answers the HEALTHCHECK's request without a token.
+#[test]
+fn the_images_steps_run_outside_a_container() {
+    let script = |name: &str| deploy("docker").join(name);
+    let out = Command::new("bash")
+        .arg(script("packages.sh"))
+        .args(["check", "runtime"])
+        .output()
+        .expect("packages.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dest = tempfile::tempdir().expect("tmp");
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cache = std::env::var("VIGIL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&home).join(".cache/vigil"));
+    let out = Command::new("bash")
+        .arg(script("layout.sh"))
+        .arg(dest.path())
+        .arg(env!("CARGO_BIN_EXE_vigil"))
+        .arg(&cache)
+        .output()
+        .expect("layout.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("deploy: {}", String::from_utf8_lossy(&out.stderr).trim());
+    let root = dest.path();
+    assert!(
+        !root.join("var/lib/vigil/cache/venv").exists(),
+        "no TensorFlow"
+    );
+    // The image's pipeline, on a free port instead of 9090.
+    let port = free_port();
+    let pipeline = std::fs::read_to_string(root.join("etc/vigil/pipeline.toml"))
+        .expect("the default pipeline")
+        .replace("0.0.0.0:9090", &format!("0.0.0.0:{port}"));
+    let file = root.join("etc/vigil/test.toml");
+    std::fs::write(&file, pipeline).expect("write");
+    let mut serve = Command::new(root.join("usr/local/bin/vigil"))
+        .args(["serve"])
+        .arg(&file)
+        .arg("--out")
+        .arg(root.join("var/lib/vigil/out"))
+        .env("VIGIL_CACHE", root.join("var/lib/vigil/cache"))
+        .env("VIGIL_TOKEN", "a-long-random-token-for-the-test")
+        .env_remove("VIGIL_ORT_LIB")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the laid-out vigil");
+    // HEALTHCHECK: curl -fsS http://127.0.0.1:9090/healthz
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let healthy = loop {
+        let o = Command::new("curl")
+            .args(["-fsS", &format!("http://127.0.0.1:{port}/healthz")])
+            .output()
+            .expect("curl");
+        if o.status.success() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        if Instant::now() > deadline || serve.try_wait().ok().flatten().is_some() {
+            let _ = serve.kill();
+            let o = serve.wait_with_output().expect("vigil");
+            panic!(
+                "the HEALTHCHECK never passed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(healthy.contains(r#""status":"ok""#), "{healthy}");
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

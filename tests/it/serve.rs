@@ -621,7 +621,7 @@ listen = "0.0.0.0:{http}"
             }
         }
     };
-    for path in ["/streams", "/healthz", "/metrics", "/events"] {
+    for path in ["/streams", "/metrics", "/events", "/cluster"] {
         assert_eq!(status(path, None), 401, "{path} without the token");
         assert_eq!(
             status(path, Some("wrong")),
@@ -630,6 +630,35 @@ listen = "0.0.0.0:{http}"
         );
         assert_eq!(status(path, Some("s3cret-token-0123456789")), 200, "{path}");
     }
+    // Probes carry no token: /healthz gives them its status alone, /livez
+    // whether the process runs a pipeline.
+    let clip = h264_clip(dir.path());
+    let r = agent
+        .post(serve.url("/streams"))
+        .header("Authorization", "Bearer s3cret-token-0123456789")
+        .header("Content-Type", "application/json")
+        .send(format!(r#"{{"name": "x", "uri": "{}"}}"#, clip.display()))
+        .expect("attached");
+    assert_eq!(r.status(), 201);
+    let body = |token: Option<&str>| {
+        let mut r = agent.get(serve.url("/healthz"));
+        if let Some(t) = token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = r.call().expect("/healthz");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().expect("body"),
+        )
+    };
+    let (code, with) = body(Some("s3cret-token-0123456789"));
+    assert!(with.contains(r#""x":"#), "{code} {with}");
+    let (code, without) = body(None);
+    assert!(
+        without.contains(r#""status":"#) && !without.contains(r#""x":"#),
+        "{code} {without}"
+    );
+    assert_eq!(status("/livez", None), 200);
     // vigil attach says what is missing.
     let o = serve.cli(&["attach", "x.mp4", "--name", "x"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("VIGIL_TOKEN"));
