@@ -621,7 +621,7 @@ listen = "0.0.0.0:{http}"
             }
         }
     };
-    for path in ["/streams", "/metrics", "/events", "/cluster"] {
+    for path in ["/streams", "/metrics", "/events"] {
         assert_eq!(status(path, None), 401, "{path} without the token");
         assert_eq!(
             status(path, Some("wrong")),
@@ -630,6 +630,9 @@ listen = "0.0.0.0:{http}"
         );
         assert_eq!(status(path, Some("s3cret-token-0123456789")), 200, "{path}");
     }
+    // Off a cluster, /cluster says so, to those with the token only.
+    assert_eq!(status("/cluster", None), 401);
+    assert_eq!(status("/cluster", Some("s3cret-token-0123456789")), 404);
     // Probes carry no token: /healthz gives them its status alone, /livez
     // whether the process runs a pipeline.
     let clip = h264_clip(dir.path());
