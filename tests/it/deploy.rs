@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::clip::{self, ClipSpec, SECOND};
 use crate::live::free_port;
 use crate::run::vigil;
 
@@ -197,31 +196,8 @@ fn exposed(text: &str) -> BTreeMap<String, BTreeSet<String>> {
 /// `/metrics` of a `vigil run` on a generated clip with motion, loudness
 /// and a store, taken once every stage has counted something.
 fn live_metrics() -> String {
-    let clip = clip::temp(
-        &ClipSpec {
-            duration: 60 * SECOND,
-            ..Default::default()
-        },
-        "metrics.mkv",
-    );
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let pipeline = dir.path().join("p.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "[[sources]]\nname = \"cam\"\nuri = \"{}\"\n[encoders.motion]\n[encoders.loudness]\n[sinks.store]\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
-            clip.path.display()
-        ),
-    )
-    .expect("write");
-    let mut child = vigil()
-        .args(["run", pipeline.to_str().unwrap_or_default(), "--out"])
-        .arg(dir.path().join("out"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn vigil");
+    let mut run = crate::metrics::ClipRun::start("[sinks.store]");
+    let port = run.port;
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
@@ -235,13 +211,13 @@ fn live_metrics() -> String {
             break t;
         }
         assert!(
-            Instant::now() < deadline && child.try_wait().ok().flatten().is_none(),
+            Instant::now() < deadline && run.child.try_wait().ok().flatten().is_none(),
             "/metrics had every stage's series while the run went on"
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = run.child.kill();
+    let _ = run.child.wait();
     text
 }
 

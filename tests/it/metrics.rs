@@ -29,33 +29,59 @@ fn value(text: &str, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("{series} not in:\n{text}")) as u64
 }
 
+/// `vigil run` on a generated 60 s clip (stream `cam`) with motion,
+/// loudness and `extra` (pipeline TOML), its API on a free port.
+pub struct ClipRun {
+    pub child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _clip: clip::TempClip,
+}
+
+impl ClipRun {
+    pub fn start(extra: &str) -> ClipRun {
+        let clip = clip::temp(
+            &ClipSpec {
+                duration: 60 * SECOND,
+                ..Default::default()
+            },
+            "long.mkv",
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let pipeline = dir.path().join("p.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                "[[sources]]\nname = \"cam\"\nuri = \"{}\"\n[encoders.motion]\n[encoders.loudness]\n{extra}\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+                clip.path.display()
+            ),
+        )
+        .expect("write");
+        let child = vigil()
+            .args(["run", pipeline.to_str().unwrap_or_default(), "--out"])
+            .arg(dir.path().join("out"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn vigil");
+        ClipRun {
+            child,
+            port,
+            _dir: dir,
+            _clip: clip,
+        }
+    }
+}
+
 #[test]
 fn metrics_answer_during_a_cli_run() {
-    let clip = clip::temp(
-        &ClipSpec {
-            duration: 60 * SECOND,
-            ..Default::default()
-        },
-        "long.mkv",
-    );
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let pipeline = dir.path().join("p.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "[[sources]]\nname = \"cam\"\nuri = \"{}\"\n[encoders.motion]\n[encoders.loudness]\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
-            clip.path.display()
-        ),
-    )
-    .expect("write");
-    let mut child = vigil()
-        .args(["run", pipeline.to_str().unwrap_or_default(), "--out"])
-        .arg(dir.path().join("out"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn vigil");
+    let ClipRun {
+        mut child,
+        port,
+        _dir,
+        _clip,
+    } = ClipRun::start("");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut answered = None;
     let series = "vigil_received_total{stage=\"sync\",stream=\"cam\"}";
