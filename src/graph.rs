@@ -165,7 +165,8 @@ impl MovedGap {
     fn records(&self, stream: &str, until_ns: i64) -> Vec<crate::record::Record> {
         use crate::record::Phase;
         let since_ns = self.since_ms.saturating_mul(1_000_000);
-        let span = crate::time::Timestamp(u64::try_from(until_ns - since_ns).unwrap_or(0));
+        let span =
+            crate::time::Timestamp(u64::try_from(until_ns.saturating_sub(since_ns)).unwrap_or(0));
         let mut maker = crate::fuse::RecordMaker::new(
             Arc::from(ulid::Ulid::new().to_string()),
             Arc::from(stream),

@@ -77,20 +77,47 @@ impl Handle {
         })
     }
 
+    /// Runs `op` on the buckets, again (up to three tries, half a second
+    /// apart) while NATS fails: a server of a NATS cluster going away
+    /// leaves the connection reconnecting to another for a moment.
+    async fn retried<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Buckets) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match op(self.buckets()?).await {
+                Err(e) if tries < 3 => {
+                    tracing::debug!("cluster: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Wants camera `name` run somewhere in the cluster; refused when a
     /// camera of that name is wanted already.
     pub async fn want(&self, name: &str, spec: &Value) -> Result<bool> {
-        self.buckets()?.add(name, spec).await
+        self.retried(|b| async move { b.add(name, spec).await })
+            .await
     }
 
     /// No longer wants camera `name`; whether it was wanted.
     pub async fn unwant(&self, name: &str) -> Result<bool> {
-        self.buckets()?.unwant(name).await
+        self.retried(|b| async move { b.unwant(name).await }).await
     }
 
     /// Every camera of the cluster with the node that holds it.
     pub async fn view(&self) -> Result<super::buckets::View> {
-        self.buckets()?.view(&self.node).await
+        let node = self.node.clone();
+        self.retried(|b| {
+            let node = node.clone();
+            async move { b.view(&node).await }
+        })
+        .await
     }
 }
 
