@@ -139,8 +139,8 @@ pub struct Agent {
     failed: BTreeMap<String, u32>,
     /// Whether the last round reached NATS (to say so once when it changes).
     reached: Option<bool>,
-    /// After NATS was lost, free cameras are not taken until every node
-    /// had a round to lease again what it runs.
+    /// After NATS was lost, free cameras are not taken for three leases,
+    /// so that every node can first lease again what it runs.
     settle_until: Option<tokio::time::Instant>,
     /// When this node last moved cameras to itself.
     last_moves: Option<tokio::time::Instant>,
@@ -257,6 +257,13 @@ impl Agent {
         .connection_timeout(self.lease() / 3)
         .request_timeout(Some(self.lease() / 3))
         .max_reconnects(None)
+        // Back within a sixth of a lease of NATS returning (the default
+        // waits up to 4 s between tries): a node late to reconnect finds
+        // the others taking the cameras it runs.
+        .reconnect_delay_callback({
+            let most = self.lease() / 6;
+            move |attempts| (Duration::from_millis(100) * attempts as u32).min(most)
+        })
         .retry_on_initial_connect();
         let opened = async {
             let client = options
@@ -293,8 +300,9 @@ impl Agent {
     fn said(&mut self, error: Option<&Error>) {
         let reached = error.is_none();
         if self.reached == Some(false) && reached {
-            // Other nodes may take a while longer to reconnect.
-            self.settle_until = Some(tokio::time::Instant::now() + self.lease() * 2);
+            // Other nodes may take a while longer to reconnect, and
+            // JetStream to elect its streams' leaders.
+            self.settle_until = Some(tokio::time::Instant::now() + self.lease() * 3);
         }
         if self.reached != Some(reached) {
             match error {
