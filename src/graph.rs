@@ -231,6 +231,8 @@ pub struct Graph {
     sink_thread: Option<JoinHandle<SinkReport>>,
     outbox: Option<crate::sink::outbox::Outbox>,
     store: Option<crate::sink::store::StoreHandle>,
+    /// The streams the MQTT sink announces to Home Assistant, if it does.
+    discovery: Option<crate::sink::mqtt::discovery::Catalog>,
     /// Fusion threads say here that they ended; reapers, that they joined.
     done_tx: Sender<Arc<str>>,
     done_rx: Receiver<Arc<str>>,
@@ -262,6 +264,7 @@ impl Graph {
             metrics,
         )?;
         let disk = Arc::new(crate::disk::DiskGate::default());
+        let discovery = crate::sink::mqtt::discovery::Catalog::for_pipeline(config);
         let mut built = crate::sink::build(
             &config.sinks,
             &options.out_dir,
@@ -272,6 +275,7 @@ impl Graph {
                 .collect::<Vec<_>>(),
             options.printer.clone(),
             &disk,
+            discovery.as_ref(),
         )?;
         let store = built
             .store
@@ -317,6 +321,7 @@ impl Graph {
             sink_thread: Some(sink_thread),
             outbox,
             store,
+            discovery,
             done_tx,
             done_rx,
             reaped_tx,
@@ -326,6 +331,16 @@ impl Graph {
             gone: Vec::new(),
             started,
         })
+    }
+
+    /// The streams announced to Home Assistant, when the MQTT sink does
+    /// discovery: every stream attached is announced; the caller says which
+    /// are no longer wanted ([`Catalog::withdraw`]), since a stream detached
+    /// may only have moved to another node.
+    ///
+    /// [`Catalog::withdraw`]: crate::sink::mqtt::discovery::Catalog::withdraw
+    pub fn discovery(&self) -> Option<&crate::sink::mqtt::discovery::Catalog> {
+        self.discovery.as_ref()
     }
 
     /// The run's id, in every record's `run`.
@@ -393,6 +408,9 @@ impl Graph {
         };
         let status = Arc::new(StreamStatus::new(crate::secret::redact_url(&source.uri)));
         self.table.insert(source.name.clone(), status.clone());
+        if let Some(d) = &self.discovery {
+            d.announce(&source.name);
+        }
         let mut r = Running {
             run: run.clone(),
             config: source.clone(),

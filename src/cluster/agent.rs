@@ -43,6 +43,9 @@ pub enum Order {
         name: String,
         at: Option<SystemTime>,
     },
+    /// The cameras the cluster wants now, wherever they run (sent when it
+    /// changes).
+    Wanted(Vec<String>),
 }
 
 /// Where a moved camera's gap began, and on which node.
@@ -144,6 +147,8 @@ pub struct Agent {
     settle_until: Option<tokio::time::Instant>,
     /// When this node last moved cameras to itself.
     last_moves: Option<tokio::time::Instant>,
+    /// The wanted set last told (`Order::Wanted`).
+    told: Option<Vec<String>>,
 }
 
 impl Agent {
@@ -172,6 +177,7 @@ impl Agent {
             reached: None,
             settle_until: None,
             last_moves: None,
+            told: None,
         })
     }
 
@@ -451,6 +457,11 @@ impl Agent {
             .map(|(c, l)| (c.clone(), l.held.node.clone()))
             .collect();
         let names: Vec<String> = wanted.keys().cloned().collect();
+        if self.told.as_ref() != Some(&names)
+            && self.orders.send(Order::Wanted(names.clone())).is_ok()
+        {
+            self.told = Some(names.clone());
+        }
         let plan = place::plan(&names, &holders, &nodes, self.config.max_moves);
         // No longer wanted: stopped and let go.
         for (camera, node) in &plan.unwanted {

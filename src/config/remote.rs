@@ -163,6 +163,14 @@ delivery_fields! {
         /// `PREFIX/STREAM/snapshot` and `PREFIX/STREAM/LABEL/snapshot`.
         #[serde(default = "default_true")]
         pub snapshots: bool,
+        /// Home Assistant MQTT discovery: each stream announced, retained,
+        /// under `discovery_prefix` as a device with a camera, sensors and
+        /// binary sensors (`sink::mqtt::discovery`).
+        #[serde(default)]
+        pub discovery: bool,
+        /// Where Home Assistant listens for discovery (its default).
+        #[serde(default = "default_discovery_prefix")]
+        pub discovery_prefix: String,
         /// Where the snapshots records name are (the output folder): set
         /// when the sinks are built, not read from the file.
         #[serde(skip)]
@@ -212,6 +220,9 @@ delivery_fields! {
 
 fn default_mqtt_prefix() -> String {
     "vigil".into()
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
 }
 fn default_nats_prefix() -> String {
     "vigil".into()
@@ -296,6 +307,7 @@ impl MqttConfig {
     pub fn check(&self) -> Result<(), String> {
         self.endpoint()?;
         topic_word(&self.prefix, "prefix")?;
+        topic_word(&self.discovery_prefix, "discovery_prefix")?;
         if self.password().is_set() && self.username.is_none() {
             return Err("a password needs a `username`".into());
         }

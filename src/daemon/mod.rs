@@ -99,6 +99,7 @@ pub fn serve(
                 orders: from_agent,
                 held: Default::default(),
                 stops: Vec::new(),
+                wanted: None,
                 node,
             })
         }
@@ -170,6 +171,9 @@ struct Cluster {
     held: std::collections::BTreeMap<String, SourceConfig>,
     /// Cameras handed over to another node, stopped at the hand-over.
     stops: Vec<(std::time::SystemTime, String)>,
+    /// Every camera the cluster wants, as last read: what Home Assistant
+    /// is told of, whichever node runs them.
+    wanted: Option<Vec<String>>,
     /// This node's name.
     node: String,
 }
@@ -188,6 +192,9 @@ impl Daemon<'_> {
                     if let Err(e) = graph.attach(s) {
                         tracing::error!(stream = %s.name, "cannot run it again: {e}");
                     }
+                }
+                if let (Some(d), Some(names)) = (graph.discovery(), &c.wanted) {
+                    d.set(names.iter().cloned());
                 }
             }
             // The file's sources are wanted in the cluster (if no camera of
@@ -240,6 +247,11 @@ impl Daemon<'_> {
                     "cannot attach it again: {e}; it stays in attached.json until detached"
                 ),
             }
+        }
+        // Every stream wanted is attached now: Home Assistant may forget
+        // the others an earlier run announced.
+        if let Some(d) = graph.discovery() {
+            d.settle();
         }
     }
 
@@ -296,6 +308,14 @@ impl Daemon<'_> {
                     }
                 }
                 Order::Stop { name, at: None } => self.stop_held(&name),
+                Order::Wanted(names) => {
+                    if let Some(d) = self.graph.as_ref().and_then(Graph::discovery) {
+                        d.set(names.iter().cloned());
+                    }
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.wanted = Some(names);
+                    }
+                }
             }
         }
         let now = std::time::SystemTime::now();
@@ -449,6 +469,9 @@ impl Daemon<'_> {
                 "no stream named `{name}` is attached"
             )));
         }
+        if let Some(d) = graph.discovery() {
+            d.withdraw(name);
+        }
         // A source of the pipeline file stays detached until the next
         // reload or restart, which attach what the file says.
         self.config.sources.retain(|s| s.name != name);
@@ -505,6 +528,9 @@ impl Daemon<'_> {
             let same = new.sources.iter().find(|s| s.name == old.name);
             if same.is_none_or(|s| json(s) != json(old)) && graph.detach(&old.name) {
                 stopped += 1;
+            }
+            if let (None, Some(d)) = (same, graph.discovery()) {
+                d.withdraw(&old.name);
             }
         }
         for s in &new.sources {

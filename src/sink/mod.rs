@@ -104,16 +104,30 @@ pub struct Built {
 
 /// Builds the live sinks a pipeline lists: secrets are read and TLS set
 /// up here, before anything runs; nothing connects yet. Media files
-/// records name (snapshots MQTT publishes) are under `out_dir`.
-pub fn build_live(config: &SinksConfig, out_dir: &Path) -> Result<Vec<outbox::LiveSink>> {
+/// records name (snapshots MQTT publishes) are under `out_dir`; the MQTT
+/// sink announces `discovery`'s streams to Home Assistant.
+pub fn build_live(
+    config: &SinksConfig,
+    out_dir: &Path,
+    discovery: Option<&mqtt::discovery::Catalog>,
+) -> Result<Vec<outbox::LiveSink>> {
     let mut live = Vec::new();
     if let Some(c) = &config.webhook {
         live.push(outbox::LiveSink::new(c)?);
     }
     if let Some(c) = &config.mqtt {
+        use outbox::LiveConfig;
         let mut c = c.clone();
         c.media_root = Some(out_dir.to_path_buf());
-        live.push(outbox::LiveSink::new(&c)?);
+        let mut transport = c.build().map_err(Error::Invalid)?;
+        if let Some(catalog) = discovery.filter(|_| c.discovery) {
+            transport = transport.discovering(catalog.clone());
+        }
+        live.push(outbox::LiveSink {
+            name: crate::config::MqttConfig::NAME.into(),
+            transport: Box::new(transport),
+            delivery: c.delivery(),
+        });
     }
     if let Some(c) = &config.nats {
         live.push(outbox::LiveSink::new(c)?);
@@ -154,8 +168,9 @@ pub fn build(
     streams: &[String],
     printer: Printer,
     disk: &Arc<crate::disk::DiskGate>,
+    discovery: Option<&mqtt::discovery::Catalog>,
 ) -> Result<Built> {
-    let live = build_live(config, out_dir)?;
+    let live = build_live(config, out_dir, discovery)?;
     let names: Vec<String> = live.iter().map(|l| l.name.clone()).collect();
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     let mut outbox_store = None;

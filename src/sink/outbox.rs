@@ -55,6 +55,12 @@ pub trait Transport: Send {
     async fn deliver(&mut self, batch: &[Outgoing]) -> std::result::Result<(), Failed>;
     /// Clean shutdown at the end of a run; best effort, bounded.
     async fn close(&mut self);
+    /// Called about once a second while no records are owed, for what the
+    /// far end is told besides records (Home Assistant discovery). An `Err`
+    /// is logged; no record depends on it.
+    async fn idle(&mut self) -> std::result::Result<(), Failed> {
+        Ok(())
+    }
 }
 
 /// How one live sink did over the run.
@@ -233,6 +239,7 @@ impl Worker {
         let mut failures = 0u32;
         let mut down_since: Option<Instant> = None;
         let mut store_failed = false;
+        let mut idle_failed = false;
         let mut lags: Vec<f64> = Vec::new();
         let mut writing = true;
         let mut counted: Option<Instant> = None;
@@ -270,6 +277,16 @@ impl Worker {
             if batch.is_empty() {
                 if deadline.is_some() {
                     break;
+                }
+                let bound = timeout + Duration::from_secs(1);
+                match tokio::time::timeout(bound, transport.idle()).await {
+                    Ok(Ok(())) => idle_failed = false,
+                    Ok(Err(e)) if !idle_failed => {
+                        idle_failed = true;
+                        tracing::warn!(sink = %self.name, "{e}");
+                    }
+                    Ok(Err(e)) => tracing::debug!(sink = %self.name, "{e}"),
+                    Err(_) => tracing::debug!(sink = %self.name, "idle work timed out"),
                 }
                 tokio::select! {
                     // The store's writer is gone once the run's records are

@@ -111,7 +111,7 @@ fn bench() -> Res<()> {
     for name in ["webhook", "mqtt", "nats"] {
         let path = dir.path().join(format!("{name}.db"));
         let config: vigil::config::SinksConfig = toml::from_str(&sinks(&[name]))?;
-        let live = vigil::sink::build_live(&config, dir.path())?;
+        let live = vigil::sink::build_live(&config, dir.path(), None)?;
         let mut store = StoreSink::open(&path, Retention::default(), &[name.to_string()])?;
         for batch in records.chunks(500) {
             store.send(batch)?;
@@ -138,7 +138,7 @@ fn bench() -> Res<()> {
     // steady 100 a second (a chunk of 10 every 100 ms) for 20 s.
     let path = dir.path().join("lag.db");
     let config: vigil::config::SinksConfig = toml::from_str(&sinks(&["webhook", "mqtt", "nats"]))?;
-    let live = vigil::sink::build_live(&config, dir.path())?;
+    let live = vigil::sink::build_live(&config, dir.path(), None)?;
     let names: Vec<String> = live.iter().map(|l| l.name.clone()).collect();
     let mut store = StoreSink::open(&path, Retention::default(), &names)?;
     let metrics = Metrics::new();

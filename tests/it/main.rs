@@ -21,6 +21,7 @@ mod floors;
 mod frames;
 mod fuzz;
 mod gating;
+mod home_assistant;
 mod live;
 mod masks;
 mod metrics;

@@ -81,7 +81,7 @@ impl Serve {
     }
 
     /// `vigil attach`/`detach`/… against this server.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
         vigil()
             .args(args)
             .env("VIGIL_SERVER", self.url(""))

@@ -310,6 +310,30 @@ impl MqttSubscriber {
     }
 }
 
+/// Publishes `payload` to `topic`, retained, QoS 1, and returns once the
+/// broker acknowledged it.
+pub fn publish_retained(port: u16, topic: &str, payload: &[u8]) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    on_own_runtime(async move {
+        let id = format!("vigil-test-publisher-{}", std::process::id());
+        let (client, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 10);
+        client
+            .publish(topic, QoS::AtLeastOnce, true, payload.to_vec())
+            .await
+            .expect("publish");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.poll())
+                .await
+                .expect("the broker acknowledges within 10 s");
+            if let Ok(Event::Incoming(Packet::PubAck(_))) = event {
+                break;
+            }
+        }
+        let _ = client.disconnect().await;
+    });
+}
+
 impl Drop for MqttSubscriber {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);

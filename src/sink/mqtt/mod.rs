@@ -21,10 +21,14 @@
 //! that was idle since the previous batch turns out dead (broker restarted),
 //! `deliver` reconnects once by itself within the same time bound.
 //!
+//! With `discovery = true`, each stream is also announced to Home Assistant
+//! as a device with a camera, sensors and binary sensors ([`discovery`]).
+//!
 //! [`config`] builds the [`MqttTransport`] from `[sinks.mqtt]`; [`topics`]
 //! names the topics; [`state`] keeps the per-stream summary.
 
 pub mod config;
+pub mod discovery;
 pub mod state;
 pub mod topics;
 mod transport;

@@ -303,13 +303,13 @@ async fn delivers_records_state_and_status() {
         json!({"stream": "cam1", "active": ["car", "motion", "person"],
                "events": {"motion": 2, "object": 1},
                "caption": "a person walks left", "transcript": null,
-               "utc": last_utc("cam1")})
+               "utc": last_utc("cam1"), "zones": {}, "lines": {}, "rules": []})
     );
     assert_eq!(
         find("vigil/mic_2/state"),
         json!({"stream": "mic/2", "active": ["loud"], "events": {"loud": 2},
                "caption": null, "transcript": "open the gate",
-               "utc": last_utc("mic/2")})
+               "utc": last_utc("mic/2"), "zones": {}, "lines": {}, "rules": []})
     );
 
     // A clean close leaves "offline" retained.

@@ -45,6 +45,11 @@ impl Topics {
         join_topic(&self.prefix, &rest)
     }
 
+    /// `{prefix}/{stream}`: where the stream's topics start.
+    pub fn stream_base(&self, stream: &str) -> String {
+        join_topic(&self.prefix, &topic_segment(stream))
+    }
+
     /// `{prefix}/{stream}/state`: the retained summary.
     pub fn state(&self, stream: &str) -> String {
         join_topic(&self.prefix, &format!("{}/state", topic_segment(stream)))
@@ -52,7 +57,7 @@ impl Topics {
 }
 
 /// A stream name as one topic level: no level separator or wildcards.
-fn topic_segment(name: &str) -> String {
+pub fn topic_segment(name: &str) -> String {
     if name.is_empty() {
         return "_".to_owned();
     }

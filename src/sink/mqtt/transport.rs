@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::Broker;
+use super::discovery::{Catalog, Discovery, Step};
 use super::state::States;
 use super::topics::Topics;
 use crate::config::MqttConfig;
@@ -38,7 +39,17 @@ enum Note {
     Disconnected,
     /// The connection failed; the driver has stopped.
     Lost(ConnectionError),
+    /// A retained message (not empty) on this topic: a discovery config
+    /// already on the broker when the connection subscribed.
+    Retained(String),
 }
+
+/// How long after subscribing the retained discovery configs are taken as
+/// all there: brokers send them right after the subscription's ack.
+const RETAINED_SETTLE: Duration = Duration::from_secs(1);
+/// How long discovery waits to connect again by itself after it failed
+/// while no records came.
+const IDLE_RETRY: Duration = Duration::from_secs(10);
 
 /// One live connection: the client handle, the driver task owning the event
 /// loop, and the driver's reports. Dropping it aborts the driver, which drops
@@ -52,6 +63,26 @@ struct Conn {
     /// next call means that one was cancelled midway, leaving reports the
     /// ack counting cannot tell apart, so the connection is not reused.
     busy: bool,
+    /// Which connection of the transport this is.
+    serial: u64,
+    /// Every discovery config and value was published on it.
+    announced: bool,
+    /// When it subscribed to the discovery configs.
+    since: Instant,
+    /// Discovery configs found retained on the broker.
+    retained: BTreeSet<String>,
+    /// Those no stream wants were cleared.
+    swept: bool,
+}
+
+impl Conn {
+    fn note(&mut self, note: &Note) {
+        if let Note::Retained(topic) = note
+            && !self.swept
+        {
+            self.retained.insert(topic.clone());
+        }
+    }
 }
 
 impl Drop for Conn {
@@ -66,7 +97,13 @@ pub struct MqttTransport {
     broker: Broker,
     pub(super) topics: Topics,
     conn: Option<Conn>,
+    /// Connections opened so far.
+    serial: u64,
     states: States,
+    /// Home Assistant discovery, when on.
+    discovery: Option<Discovery>,
+    /// No discovery-only connection before this (one failed).
+    idle_after: Option<Instant>,
     /// (acknowledged, expected) publishes of the current attempt, for errors.
     progress: (usize, usize),
 }
@@ -80,8 +117,67 @@ impl MqttTransport {
             config,
             broker,
             conn: None,
+            serial: 0,
             states: States::default(),
+            discovery: None,
+            idle_after: None,
             progress: (0, 0),
+        }
+    }
+
+    /// Announces `catalog`'s streams to Home Assistant (`discovery = true`).
+    pub fn discovering(mut self, catalog: Catalog) -> MqttTransport {
+        self.discovery = Some(Discovery::new(
+            catalog,
+            &self.config.prefix,
+            &self.config.discovery_prefix,
+        ));
+        self
+    }
+
+    /// What discovery should publish now, with the connection it was
+    /// worked out for.
+    fn discovery_step(&self) -> Option<(Step, Option<u64>, bool)> {
+        let d = self.discovery.as_ref()?;
+        let conn = self.conn.as_ref();
+        let fresh = conn.is_none_or(|c| !c.announced);
+        let sweep = conn.filter(|c| {
+            c.announced && !c.swept && c.since.elapsed() >= RETAINED_SETTLE && d.settled()
+        });
+        let empty = BTreeSet::new();
+        let stale = sweep.map_or(&empty, |c| &c.retained);
+        let step = d.step(&self.states, fresh, stale);
+        Some((step, conn.map(|c| c.serial), sweep.is_some()))
+    }
+
+    /// The broker took `step`'s publishes on the current connection.
+    async fn discovery_done(&mut self, step: Step, serial: Option<u64>, swept: bool) {
+        if step.swept > 0 {
+            tracing::info!(
+                configs = step.swept,
+                "Home Assistant: cleared what an earlier run announced for streams no longer watched"
+            );
+        }
+        if let Some(d) = self.discovery.as_mut() {
+            d.done(step);
+        }
+        let filter = self
+            .discovery
+            .as_ref()
+            .map(|d| d.announcer().config_filter());
+        if let Some(conn) = self.conn.as_mut() {
+            // Worked out for another connection (it reconnected midway):
+            // the next step publishes everything again.
+            if serial.is_none() || serial == Some(conn.serial) {
+                conn.announced = true;
+            }
+            if serial == Some(conn.serial) && swept {
+                conn.swept = true;
+                conn.retained.clear();
+                if let Some(f) = filter {
+                    let _ = conn.client.unsubscribe(f).await;
+                }
+            }
         }
     }
 
@@ -108,7 +204,7 @@ impl MqttTransport {
                         );
                         dead = true;
                     }
-                    Ok(_) => {}
+                    Ok(note) => conn.note(&note),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => dead = true,
                 }
@@ -121,7 +217,7 @@ impl MqttTransport {
     }
 
     /// Connects (TCP/TLS + CONNECT/CONNACK) and starts the driver task.
-    async fn connect(&self) -> Result<Conn, Failed> {
+    async fn connect(&mut self) -> Result<Conn, Failed> {
         let s = &self.broker;
         let mut opts = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
         let keep_alive = Duration::from_nanos(self.config.keep_alive.nanos());
@@ -185,11 +281,30 @@ impl MqttTransport {
 
         let (tx, notes) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(eventloop, tx));
+        // The configs an earlier run left: those no stream wants go once
+        // the catalog is settled.
+        if let Some(d) = &self.discovery
+            && client
+                .subscribe(d.announcer().config_filter(), QoS::AtMostOnce)
+                .await
+                .is_err()
+        {
+            return Err(self.failed(format!(
+                "MQTT broker {}: the connection closed at once",
+                s.addr()
+            )));
+        }
+        self.serial += 1;
         Ok(Conn {
             client,
             notes,
             driver,
             busy: false,
+            serial: self.serial,
+            announced: false,
+            since: Instant::now(),
+            retained: BTreeSet::new(),
+            swept: false,
         })
     }
 
@@ -248,6 +363,7 @@ impl MqttTransport {
                     }
                 }
                 Some(Note::Disconnected) => {}
+                Some(note @ Note::Retained(_)) => conn.note(&note),
                 Some(Note::Lost(e)) => {
                     let msg = describe(
                         &self.broker,
@@ -339,7 +455,7 @@ impl MqttTransport {
             match conn.notes.recv().await {
                 Some(Note::Sent(p)) => pkid = Some(p),
                 Some(Note::Acked(p)) if Some(p) == pkid => break,
-                Some(Note::Acked(_)) | Some(Note::Disconnected) => {}
+                Some(Note::Acked(_)) | Some(Note::Disconnected) | Some(Note::Retained(_)) => {}
                 Some(Note::Lost(_)) | None => return false,
             }
         }
@@ -381,12 +497,20 @@ impl Transport for MqttTransport {
                 true,
             ));
         }
+        self.check_idle_conn();
+        let step = self.discovery_step();
+        if let Some((step, _, _)) = &step {
+            pubs.extend(step.pubs.iter().cloned());
+        }
 
         let limit = self.timeout();
         let deadline = Instant::now() + limit;
         match tokio::time::timeout_at(deadline, self.publish_all(&pubs)).await {
             Ok(Ok(())) => {
                 tracing::debug!(records = batch.len(), "delivered to MQTT broker");
+                if let Some((step, serial, swept)) = step {
+                    self.discovery_done(step, serial, swept).await;
+                }
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -410,6 +534,42 @@ impl Transport for MqttTransport {
                 };
                 tracing::warn!("{msg}");
                 Err(Failed(msg))
+            }
+        }
+    }
+
+    /// Publishes what discovery has to say while no records come: streams
+    /// attached or detached, stale configs cleared.
+    async fn idle(&mut self) -> Result<(), Failed> {
+        if self.discovery.is_none() || self.idle_after.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        self.check_idle_conn();
+        let Some((step, serial, swept)) = self.discovery_step() else {
+            return Ok(());
+        };
+        if step.pubs.is_empty() {
+            return Ok(());
+        }
+        let limit = self.timeout();
+        let published = tokio::time::timeout(limit, self.publish_all(&step.pubs))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failed(format!(
+                    "MQTT broker {}: Home Assistant discovery timed out after {limit:?}",
+                    self.broker.addr()
+                )))
+            });
+        match published {
+            Ok(()) => {
+                self.idle_after = None;
+                self.discovery_done(step, serial, swept).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.conn = None;
+                self.idle_after = Some(Instant::now() + IDLE_RETRY);
+                Err(e)
             }
         }
     }
@@ -439,6 +599,9 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Note>) {
             Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => Note::Sent(pkid),
             Ok(Event::Incoming(Incoming::PubAck(ack))) => Note::Acked(ack.pkid),
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => Note::Disconnected,
+            Ok(Event::Incoming(Incoming::Publish(p))) if p.retain && !p.payload.is_empty() => {
+                Note::Retained(p.topic)
+            }
             Ok(_) => continue,
             Err(e) => {
                 // Stop here: polling again would reconnect and replay inflight
