@@ -127,15 +127,17 @@ log "cargo: $("$cargo_bin" --version 2>/dev/null || echo "$cargo_bin")"
 bash "$here/../models/fetch.sh"
 
 # kubernetes-validate (PyPI) checks deploy/k8s/ against the Kubernetes
-# schemas it carries (the tests run it): in a venv of its own in the cache,
-# made once.
+# schemas it carries, and check-jsonschema deploy/compose.yaml against the
+# Compose Specification's schema it vendors (the tests run both): in a venv
+# of its own in the cache, made once.
 cache="${VIGIL_CACHE:-$HOME/.cache/vigil}"
 kv="$cache/deploy-venv"
-if [[ ! -x "$kv/bin/kubernetes-validate" ]]; then
-  log "kubernetes-validate into $kv (PyPI)"
+if [[ ! -x "$kv/bin/kubernetes-validate" || ! -x "$kv/bin/check-jsonschema" ]]; then
+  log "kubernetes-validate and check-jsonschema into $kv (PyPI)"
   rm -rf "$kv"
   python3 -m venv "$kv"
-  "$kv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0"
+  "$kv/bin/pip" install -q --disable-pip-version-check \
+    "kubernetes-validate==1.37.0" "check-jsonschema==0.39.0"
 fi
 
 if [[ "${VIGIL_SKIP_MEDIA:-0}" != 1 ]]; then

@@ -534,3 +534,203 @@ fn the_images_steps_run_outside_a_container() {
     let _ = serve.kill();
     let _ = serve.wait();
 }
+
+/// `deploy/compose.yaml` follows the Compose Specification (the schema
+/// check-jsonschema vendors, from PyPI in `$VIGIL_CACHE/deploy-venv`), every
+/// file it mounts is in the repository (the token file excepted: the user
+/// makes it, git ignores it), and its services, started here by hand from
+/// the same files, work together: mosquitto with `compose/mosquitto.conf`,
+/// NATS with JetStream, `vigil serve` with `compose/pipeline.toml`, and
+/// Prometheus with `prometheus/prometheus.yml` and `alerts.yml`. Only the
+/// host names, ports and paths the containers would give are replaced. A
+/// camera attached over the API reaches JetStream and Home Assistant's
+/// discovery, and Prometheus scrapes vigil with the token.
+#[test]
+fn the_compose_file_is_valid_and_its_services_work_together_started_by_hand() {
+    use crate::brokers::{Mosquitto, MqttSubscriber, NatsServer};
+
+    let compose = deploy("compose.yaml");
+    let check = crate::run::cache().join("deploy-venv/bin/check-jsonschema");
+    let out = Command::new(&check)
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(&compose)
+        .output()
+        .unwrap_or_else(|e| panic!("{} (deploy/setup.sh installs it): {e}", check.display()));
+    assert!(
+        out.status.success(),
+        "compose.yaml against the Compose Specification:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = read("compose.yaml");
+    let gitignore = std::fs::read_to_string(deploy("../.gitignore")).expect(".gitignore");
+    let mut mounted = 0;
+    for line in text.lines() {
+        let Some(source) = line
+            .trim()
+            .strip_prefix("- ./")
+            .and_then(|l| l.split(':').next())
+        else {
+            continue;
+        };
+        mounted += 1;
+        if gitignore.lines().any(|g| g == format!("/deploy/{source}")) {
+            assert!(
+                text.contains(&format!("> deploy/{source}")),
+                "the header says how to make {source}"
+            );
+            continue;
+        }
+        assert!(
+            deploy(source).exists(),
+            "compose.yaml mounts deploy/{source}"
+        );
+    }
+    assert!(mounted >= 7, "the bind mounts were read ({mounted})");
+
+    // mosquitto: its file, on a free loopback port, keeping its data here.
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf: String = read("compose/mosquitto.conf")
+        .lines()
+        .filter(|l| !l.starts_with("listener "))
+        .map(|l| match l.strip_prefix("persistence_location ") {
+            Some(_) => format!("persistence_location {}/\n", dir.path().display()),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let mut mosquitto = Mosquitto::configure(free_port(), &conf);
+    mosquitto.up();
+    // NATS with JetStream, as its command line in compose.yaml says.
+    assert!(
+        text.contains(r#"command: ["--jetstream""#),
+        "NATS runs with JetStream"
+    );
+    let nats = NatsServer::start(&[&format!("--http_port={}", free_port())]);
+    let discovery = MqttSubscriber::new(mosquitto.port, "homeassistant/#", None);
+
+    let http = free_port();
+    let token = "compose-test-token-0123456789abcdef";
+    let pipeline = dir.path().join("pipeline.toml");
+    let p = read("compose/pipeline.toml");
+    for host in ["mqtt://mosquitto:1883", "nats://nats:4222", "0.0.0.0:9090"] {
+        assert!(p.contains(host), "the pipeline names {host}");
+    }
+    std::fs::write(
+        &pipeline,
+        p.replace(
+            "mqtt://mosquitto:1883",
+            &format!("mqtt://127.0.0.1:{}", mosquitto.port),
+        )
+        .replace("nats://nats:4222", &nats.url())
+        .replace("0.0.0.0:9090", &format!("127.0.0.1:{http}")),
+    )
+    .expect("pipeline");
+    let _serve = crate::serve::Serve::spawn(
+        &pipeline,
+        &dir.path().join("out"),
+        http,
+        &[("VIGIL_TOKEN", token)],
+    );
+    let api = |path: &str| format!("http://127.0.0.1:{http}{path}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&api("/livez")).call().is_err() {
+        assert!(Instant::now() < deadline, "vigil serve answers /livez");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let attached = ureq::post(&api("/streams"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(format!(
+            r#"{{"name": "bikes", "uri": "{}"}}"#,
+            crate::clip::shared("bikes.mp4").display()
+        ));
+    assert!(attached.is_ok(), "attach with the token: {attached:?}");
+
+    // Prometheus: its file, scraping this vigil every second with the token.
+    let prom = dir.path().join("prometheus");
+    std::fs::create_dir_all(&prom).expect("dir");
+    std::fs::write(prom.join("vigil-token"), token).expect("token");
+    std::fs::copy(deploy("prometheus/alerts.yml"), prom.join("alerts.yml")).expect("alerts");
+    let config = read("prometheus/prometheus.yml");
+    assert!(config.contains(r#"targets: ["vigil:9090"]"#));
+    std::fs::write(
+        prom.join("prometheus.yml"),
+        config
+            .replace(
+                r#"targets: ["vigil:9090"]"#,
+                &format!(r#"targets: ["127.0.0.1:{http}"]"#),
+            )
+            .replace(
+                "/etc/prometheus/vigil-token",
+                &prom.join("vigil-token").display().to_string(),
+            )
+            .replace("scrape_interval: 15s", "scrape_interval: 1s"),
+    )
+    .expect("prometheus.yml");
+    let pport = free_port();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            prom.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prom.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(prom.join("log")).expect("log"))
+        .spawn()
+        .expect("prometheus (Debian package prometheus; deploy/setup.sh installs it)");
+    let query = |q: &str| -> Vec<serde_json::Value> {
+        ureq::get(&format!("http://127.0.0.1:{pport}/api/v1/query"))
+            .query("query", q)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let up = query(r#"up{job="vigil"}"#);
+        let frames = query(r#"vigil_stream_frames_in_total{stream="bikes"} > 0"#);
+        let records_in_js = nats
+            .messages("VIGIL", None)
+            .iter()
+            .any(|m| m.subject.starts_with("vigil.bikes."));
+        let announced = discovery
+            .messages()
+            .iter()
+            .any(|m| m.topic == "homeassistant/sensor/vigil/bikes_caption/config");
+        if up.first().is_some_and(|r| r["value"][1] == "1")
+            && !frames.is_empty()
+            && records_in_js
+            && announced
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus scrapes vigil (up {up:?}, frames {frames:?}), records reach JetStream ({records_in_js}), Home Assistant is told of the camera ({announced}); prometheus log: {}",
+            std::fs::read_to_string(prom.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The alert rules loaded from the same file.
+    let rules = ureq::get(&format!("http://127.0.0.1:{pport}/api/v1/rules"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    for alert in [
+        "VigilStreamDown",
+        "VigilSinkPendingGrowing",
+        "VigilStoreDegraded",
+    ] {
+        assert!(rules.contains(alert), "{alert} loaded: {rules}");
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+}
