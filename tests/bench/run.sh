@@ -43,6 +43,8 @@
 #   BENCH_SKIP_SEARCH 1: leave out the search benchmark (tests/bench/search.rs:
 #                     a store of a million records made once into
 #                     bench-out/search/, indexed, then `vigil ask` timed)
+#   BENCH_SKIP_IMAGE  1: leave out the container image's size (deploy/docker/size.sh:
+#                     root and mmdebstrap; builds the runtime root from the Debian archive)
 #   BENCH_SKIP_CLUSTER 1: leave out the cluster benchmark (tests/bench/cluster.rs:
 #                     3 nodes on one nats-server, BENCH_CLUSTER_CAMERAS live
 #                     cameras; nodes join and one is killed; about 2 minutes)
@@ -369,6 +371,23 @@ if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_CLUSTER:-0}" != 1 ]]; then
   fi
 fi
 
+# --- container image ----------------------------------------------------------
+image=""
+if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_IMAGE:-0}" != 1 ]]; then
+  if [[ $(id -u) == 0 ]] && command -v mmdebstrap >/dev/null; then
+    log "container image: size and a run inside it (deploy/docker/size.sh)"
+    if bash deploy/docker/size.sh target/release/vigil >"$work/image.md" 2>"$work/image.log"; then
+      image="$(cat "$work/image.md")"
+      summary+="- container image: see its section (size against the 600 MB target, vigil run inside it)"$'\n'
+    else
+      log "image measurement failed (bench-out/image.log)"
+      failed=1
+    fi
+  else
+    log "container image: not measured (needs root and mmdebstrap: apt-get install mmdebstrap)"
+  fi
+fi
+
 # --- bounded disk -------------------------------------------------------------
 soak=""
 if [[ "$skip_vigil" != 1 && "${BENCH_SKIP_SOAK:-0}" != 1 ]]; then
@@ -574,6 +593,8 @@ ${console}
 ${search}
 
 ${cluster}
+
+${image}
 
 ${soak}
 

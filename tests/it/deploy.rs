@@ -533,6 +533,39 @@ fn the_images_steps_run_outside_a_container() {
     assert!(healthy.contains(r#""status":"ok""#), "{healthy}");
     let _ = serve.kill();
     let _ = serve.wait();
+
+    // The Dockerfile runs these very scripts.
+    let dockerfile = read("Dockerfile");
+    for step in [
+        "packages.sh install build",
+        "packages.sh install runtime && bash /tmp/slim.sh",
+        "deploy/docker/layout.sh /layout",
+        "HEALTHCHECK",
+        "USER vigil",
+    ] {
+        assert!(dockerfile.contains(step), "the Dockerfile runs {step}");
+    }
+    // MODELS=vision: no speech-to-text or search model; anything else is
+    // refused.
+    let vision = tempfile::tempdir().expect("tmp");
+    let layout = |dest: &Path, models: &str| {
+        Command::new("bash")
+            .arg(script("layout.sh"))
+            .arg(dest)
+            .arg(env!("CARGO_BIN_EXE_vigil"))
+            .arg(&cache)
+            .env("VIGIL_IMAGE_MODELS", models)
+            .output()
+            .expect("layout.sh")
+    };
+    assert!(layout(vision.path(), "vision").status.success());
+    let models = vision.path().join("var/lib/vigil/cache/models");
+    assert!(models.join("nanodet.onnx").exists());
+    assert!(!models.join("whisper-tiny.en").exists());
+    assert!(!models.join("minilm").exists());
+    let refused = layout(vision.path(), "tiny");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("all or vision"));
 }
 
 /// `deploy/compose.yaml` follows the Compose Specification (the schema
