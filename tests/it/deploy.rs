@@ -767,3 +767,122 @@ fn the_compose_file_is_valid_and_its_services_work_together_started_by_hand() {
     let _ = prometheus.kill();
     let _ = prometheus.wait();
 }
+
+/// The systemd path, as far as it goes where systemd is not PID 1:
+/// `deploy/vigil.service` passes `systemd-analyze verify` without a word,
+/// and its commands do what the unit counts on. ExecStart, with the unit's
+/// environment and the pipeline its header installs
+/// (`pipelines/surveillance.toml`), serves; ExecReload's SIGHUP reloads the
+/// pipeline; KillSignal (SIGTERM) ends it cleanly within TimeoutStopSec.
+#[test]
+fn the_systemd_unit_verifies_and_its_commands_serve_reload_and_stop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let unit = read("vigil.service");
+    let bin = env!("CARGO_BIN_EXE_vigil");
+    let verified = dir.path().join("vigil.service");
+    std::fs::write(&verified, unit.replace("/usr/local/bin/vigil", bin)).expect("unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&verified)
+        .output()
+        .expect("systemd-analyze (Debian package systemd)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let exec = value("ExecStart").pop().expect("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(
+        args[1..],
+        [
+            "serve",
+            "/etc/vigil/pipeline.toml",
+            "--out",
+            "/var/lib/vigil/out"
+        ]
+    );
+    assert_eq!(value("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(value("KillSignal"), ["SIGTERM"]);
+    let stop_within: u64 = value("TimeoutStopSec")[0].parse().expect("seconds");
+
+    // The pipeline the header installs, on a free port.
+    let port = free_port();
+    let pipeline = dir.path().join("pipeline.toml");
+    let surveillance = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/surveillance.toml"),
+    )
+    .expect("pipelines/surveillance.toml");
+    assert!(surveillance.contains("127.0.0.1:9090"));
+    std::fs::write(
+        &pipeline,
+        surveillance.replace("127.0.0.1:9090", &format!("127.0.0.1:{port}")),
+    )
+    .expect("pipeline");
+    let mut command = Command::new(bin);
+    command
+        .args(["serve"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for env in value("Environment") {
+        let (k, v) = env.split_once('=').expect("KEY=VALUE");
+        // The cache is this machine's, not /var/lib/vigil's.
+        if k != "VIGIL_CACHE" {
+            command.env(k, v);
+        }
+    }
+    let mut serve = command.spawn().expect("ExecStart");
+    let livez = || {
+        ureq::get(&format!("http://127.0.0.1:{port}/livez"))
+            .call()
+            .is_ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !livez() {
+        assert!(
+            Instant::now() < deadline && serve.try_wait().ok().flatten().is_none(),
+            "ExecStart serves"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = serve.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    signal("-HUP");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(livez(), "serving on after the reload");
+    signal("-TERM");
+    let stopped = Instant::now();
+    let output = serve.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "a clean stop: {stderr}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(stop_within),
+        "stopped within TimeoutStopSec ({stop_within} s)"
+    );
+    assert!(
+        stderr.contains("reloaded"),
+        "SIGHUP reloaded the pipeline: {stderr}"
+    );
+}
