@@ -463,6 +463,9 @@ impl Graph {
         };
         r.detached = true;
         stop(r);
+        if let Some(d) = &self.discovery {
+            d.leave(name);
+        }
         if r.done {
             self.table.remove(name);
         }

@@ -3,6 +3,7 @@
 //! time, renewed at their revision and free one lease period after their
 //! holder stops.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use vigil::cluster::buckets::{Beat, Buckets, Held};
@@ -195,7 +196,9 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
 /// through one node's API and one in both nodes' pipeline file (which goes
 /// to the bucket unexpanded): each runs on exactly one node; one node killed
 /// (`kill -9`), its cameras run on the other within a lease and 5 s; a
-/// camera detached stops wherever it ran.
+/// camera detached stops wherever it ran. Home Assistant (MQTT discovery)
+/// is told of every camera the cluster wants, whichever node runs it, and
+/// forgets the one detached.
 #[test]
 fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
     use crate::serve::{Serve, post};
@@ -206,6 +209,7 @@ fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
     const RUNNING: usize = CAMERAS + 1;
     const TOKEN: &str = "cluster-s3cret";
     let nats = NatsServer::start(&["--auth", TOKEN]);
+    let broker = crate::brokers::Mosquitto::start();
     let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
     let rtsp = RtspServer::serve(Serving {
         mounts: (0..CAMERAS)
@@ -239,6 +243,10 @@ min_duration = "0s"
 url = "{url}"
 token_file = "{token}"
 
+[sinks.mqtt]
+url = "mqtt://127.0.0.1:{mqtt}"
+discovery = true
+
 [server]
 listen = "127.0.0.1:{http}"
 
@@ -250,6 +258,7 @@ lease = "3s"
                 rtsp.port,
                 url = nats.url(),
                 token = token_file.display(),
+                mqtt = broker.port,
             ),
         )
         .expect("pipeline");
@@ -328,6 +337,30 @@ lease = "3s"
         !on_a.is_empty() && !on_b.is_empty(),
         "a {on_a:?}, b {on_b:?}"
     );
+    // Home Assistant's configs, retained now.
+    let announced = || -> BTreeSet<String> {
+        let sub = crate::brokers::MqttSubscriber::new(broker.port, "homeassistant/#", None);
+        std::thread::sleep(Duration::from_millis(700));
+        sub.messages()
+            .into_iter()
+            .filter(|m| m.retain && !m.bytes.is_empty())
+            .filter_map(|m| {
+                m.topic
+                    .strip_prefix("homeassistant/sensor/vigil/")
+                    .and_then(|t| t.strip_suffix("_caption/config"))
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let every: BTreeSet<String> = on_a.iter().chain(&on_b).cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while announced() != every {
+        assert!(
+            Instant::now() < deadline,
+            "Home Assistant is told of every camera: {:?}",
+            announced()
+        );
+    }
 
     // b dies: its cameras run on a within a lease and 5 s.
     let killed = Instant::now();
@@ -360,5 +393,17 @@ lease = "3s"
     while a.streams().get(gone).is_some_and(|e| e.state == "running") {
         assert!(Instant::now() < deadline, "{gone} stops");
         std::thread::sleep(Duration::from_millis(250));
+    }
+    // Home Assistant forgets it, and only it: b's other cameras, which
+    // moved, keep their entities.
+    let mut rest = every.clone();
+    rest.remove(gone);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while announced() != rest {
+        assert!(
+            Instant::now() < deadline,
+            "Home Assistant forgets {gone} only: {:?}",
+            announced()
+        );
     }
 }

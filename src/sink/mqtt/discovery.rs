@@ -88,7 +88,11 @@ pub struct Catalog {
 
 #[derive(Debug, Default)]
 struct Wanted {
+    /// Announced: their configs are on the broker.
     streams: BTreeSet<String>,
+    /// Running here: this sink publishes their values (on a cluster, only
+    /// the node running a camera does).
+    local: BTreeSet<String>,
     settled: bool,
 }
 
@@ -114,14 +118,24 @@ impl Catalog {
         self.wanted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stream `name` is watched: announce it.
+    /// Stream `name` runs here: announce it, and publish its values.
     pub fn announce(&self, name: &str) {
-        self.wanted().streams.insert(name.to_owned());
+        let mut w = self.wanted();
+        w.streams.insert(name.to_owned());
+        w.local.insert(name.to_owned());
+    }
+
+    /// Stream `name` stopped here (it may run on elsewhere): its values are
+    /// no longer this sink's to publish; its entities stay.
+    pub fn leave(&self, name: &str) {
+        self.wanted().local.remove(name);
     }
 
     /// Stream `name` is no longer wanted: remove its entities.
     pub fn withdraw(&self, name: &str) {
-        self.wanted().streams.remove(name);
+        let mut w = self.wanted();
+        w.streams.remove(name);
+        w.local.remove(name);
     }
 
     /// Exactly these streams are wanted (a cluster's cameras); settles.
@@ -137,10 +151,16 @@ impl Catalog {
         self.wanted().settled = true;
     }
 
-    /// The wanted streams, and whether the set is settled.
-    pub fn streams(&self) -> (BTreeSet<String>, bool) {
+    /// Whether the wanted set is settled.
+    pub fn settled(&self) -> bool {
+        self.wanted().settled
+    }
+
+    /// The wanted streams, and those of them running here.
+    fn streams(&self) -> (BTreeSet<String>, BTreeSet<String>) {
         let w = self.wanted();
-        (w.streams.clone(), w.settled)
+        let local = w.local.intersection(&w.streams).cloned().collect();
+        (w.streams.clone(), local)
     }
 }
 
@@ -411,8 +431,8 @@ pub struct Discovery {
     announcer: Announcer,
     /// Config topics published (and acknowledged), with their payloads.
     configs: BTreeMap<String, String>,
-    /// Value topics published, with their values.
-    values: BTreeMap<String, String>,
+    /// Value topics published: their stream and value.
+    values: BTreeMap<String, (String, String)>,
 }
 
 /// Publishes one step of discovery would make, and what they leave.
@@ -420,7 +440,7 @@ pub struct Discovery {
 pub struct Step {
     pub pubs: Vec<(String, Vec<u8>, bool)>,
     configs: BTreeMap<String, String>,
-    values: BTreeMap<String, String>,
+    values: BTreeMap<String, (String, String)>,
     /// Stale configs cleared in this step.
     pub swept: usize,
 }
@@ -441,22 +461,26 @@ impl Discovery {
 
     /// Whether the wanted set is settled, so that stale configs may go.
     pub fn settled(&self) -> bool {
-        self.catalog.streams().1
+        self.catalog.settled()
     }
 
-    /// The publishes that bring the broker to what is wanted: configs and
-    /// values that changed (all of them on a `fresh` connection, since a
-    /// broker that restarted may have lost its retained messages), empty
-    /// configs for streams withdrawn, and for the `stale` configs found on
-    /// the broker that no wanted stream has.
+    /// The publishes that bring the broker to what is wanted: configs, and
+    /// the values of streams running here, that changed (all of them on a
+    /// `fresh` connection, since a broker that restarted may have lost its
+    /// retained messages); empty configs and values for streams withdrawn,
+    /// and empty configs for the `stale` ones found on the broker that no
+    /// wanted stream has. The values of a stream that moved to another node
+    /// are that node's to publish: left alone.
     pub fn step(&self, states: &States, fresh: bool, stale: &BTreeSet<String>) -> Step {
-        let (streams, _) = self.catalog.streams();
+        let (streams, local) = self.catalog.streams();
         let mut configs = BTreeMap::new();
         let mut values = BTreeMap::new();
         for stream in &streams {
             for e in self.announcer.entities(stream) {
-                if let Some(v) = e.value(stream, states) {
-                    values.insert(e.value_topic.clone(), v);
+                if local.contains(stream)
+                    && let Some(v) = e.value(stream, states)
+                {
+                    values.insert(e.value_topic.clone(), (stream.clone(), v));
                 }
                 configs.insert(e.config_topic, e.config.to_string());
             }
@@ -476,12 +500,12 @@ impl Discovery {
         }
         for (topic, value) in &values {
             if fresh || self.values.get(topic) != Some(value) {
-                pubs.push((topic.clone(), value.clone().into_bytes(), true));
+                pubs.push((topic.clone(), value.1.clone().into_bytes(), true));
             }
         }
-        // The values of entities withdrawn leave the broker with them.
-        for topic in self.values.keys() {
-            if !values.contains_key(topic) {
+        // The values of streams withdrawn leave the broker with them.
+        for (topic, (stream, _)) in &self.values {
+            if !values.contains_key(topic) && !streams.contains(stream) {
                 pubs.push((topic.clone(), Vec::new(), true));
             }
         }
@@ -659,6 +683,32 @@ mod tests {
         let step = d.step(&states, false, &BTreeSet::new());
         assert_eq!(step.pubs.len(), 1);
         assert_eq!(step.pubs[0].1, b"OFF");
+        d.done(step);
+
+        // Moved to another node: its entities stay, its values are the
+        // other node's to publish, even on a fresh connection.
+        catalog.leave("front");
+        states.apply(&rec(
+            8,
+            "front",
+            json!({"type": "caption", "text": "the last here"}),
+        ));
+        let step = d.step(&states, true, &BTreeSet::new());
+        assert_eq!(step.pubs.len(), 7, "the configs only: {:?}", step.pubs);
+        assert!(
+            step.pubs
+                .iter()
+                .all(|(t, p, _)| t.ends_with("/config") && !p.is_empty())
+        );
+        d.done(step);
+        catalog.announce("front");
+        let step = d.step(&states, false, &BTreeSet::new());
+        assert_eq!(
+            step.pubs.len(),
+            5,
+            "back here: its values again: {:?}",
+            step.pubs
+        );
         d.done(step);
 
         // Withdrawn: every config and value is cleared.
