@@ -16,7 +16,8 @@
 //! | the last transcript (with ASR) | `sensor` | `{prefix}/{stream}/transcript` |
 //!
 //! Zones, lines and rules are those of the pipeline that apply to the
-//! stream. Every entity is available while `{prefix}/status` is `online`.
+//! stream. Every entity is available while `{prefix}/status` is `online`
+//! (on a cluster, where every node shares that topic, always).
 //!
 //! Which streams are wanted is the [`Catalog`], shared with whoever attaches
 //! and detaches streams: a stream attached is announced; one detached (not
@@ -51,6 +52,9 @@ pub struct Plan {
     transcripts: bool,
     /// Snapshots are taken and published: a camera.
     snapshots: bool,
+    /// A node of a cluster: `{prefix}/status` is every node's, so it says
+    /// nothing of one camera; entities are then always available.
+    clustered: bool,
 }
 
 impl Plan {
@@ -74,6 +78,7 @@ impl Plan {
             transcripts: config.encoders.asr.is_some(),
             snapshots: config.snapshots.is_some()
                 && config.sinks.mqtt.as_ref().is_some_and(|m| m.snapshots),
+            clustered: config.cluster.is_some(),
         }
     }
 }
@@ -393,7 +398,9 @@ impl Announcer {
             "state_topic"
         };
         config.insert(key.into(), json!(value_topic));
-        config.insert("availability_topic".into(), json!(self.status));
+        if !self.plan.clustered {
+            config.insert("availability_topic".into(), json!(self.status));
+        }
         config.insert(
             "device".into(),
             json!({
@@ -539,6 +546,7 @@ mod tests {
             rules: vec![("loiter at door".into(), vec!["front".into()])],
             transcripts: true,
             snapshots: true,
+            clustered: false,
         }
     }
 
@@ -586,6 +594,18 @@ mod tests {
         assert_eq!(cam.config["availability_topic"], "vigil/status");
         assert_eq!(cam.config["device"]["identifiers"][0], "vigil_front");
         assert_eq!(cam.config["unique_id"], "vigil_front_snapshot");
+
+        // On a cluster, `vigil/status` is every node's: no availability.
+        let clustered = Catalog::new(Plan {
+            clustered: true,
+            ..plan()
+        });
+        let a = Announcer::new(&clustered, "vigil", "homeassistant");
+        assert!(
+            a.entities("front")
+                .iter()
+                .all(|e| e.config.get("availability_topic").is_none())
+        );
     }
 
     #[test]
