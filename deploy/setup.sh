@@ -140,6 +140,19 @@ if [[ ! -x "$kv/bin/kubernetes-validate" || ! -x "$kv/bin/check-jsonschema" ]]; 
     "kubernetes-validate==1.37.0" "check-jsonschema==0.39.0"
 fi
 
+# Home Assistant's own MQTT discovery schemas: the tests check vigil's
+# discovery payloads with them (tests/support/ha_schema.py). Release
+# 2024.3.3 runs on Debian 12's Python 3.11. A venv of its own in the
+# cache, made once.
+ha="$cache/ha-venv"
+if ! "$ha/bin/python" -c "import homeassistant.components.mqtt.camera" 2>/dev/null; then
+  log "Home Assistant's MQTT schemas into $ha (PyPI)"
+  rm -rf "$ha"
+  python3 -m venv "$ha"
+  "$ha/bin/pip" install -q --disable-pip-version-check \
+    "homeassistant==2024.3.3" "paho-mqtt==1.6.1" "numpy==2.4.6" "av==18.1.0" "PyTurboJPEG==2.6.1"
+fi
+
 if [[ "${VIGIL_SKIP_MEDIA:-0}" != 1 ]]; then
   bash "$here/demo-media.sh"
 fi

@@ -1,7 +1,8 @@
 //! Home Assistant MQTT discovery against a real mosquitto: `vigil serve`
 //! announces each stream as a device with a camera, zone, line, rule,
 //! caption sensors; every payload uses only keys Home Assistant documents
-//! for its component (`tests/fixtures/home_assistant_mqtt.json`); the
+//! for its component (`tests/fixtures/home_assistant_mqtt.json`) and passes
+//! Home Assistant's own discovery schemas (`tests/support/ha_schema.py`); the
 //! topics they point at carry what the records say; a stream detached is
 //! removed, what an earlier run left for a stream gone is cleared, and what
 //! others published is left alone.
@@ -259,6 +260,34 @@ listen = "127.0.0.1:{http}"
             "{topic}: unique_id is unique"
         );
     }
+    // Home Assistant's own schemas take every payload, dropping no key.
+    let file = dir.path().join("configs.json");
+    let payloads: BTreeMap<&String, String> = walkway
+        .iter()
+        .chain(&bikes)
+        .map(|(t, v)| (t, v.to_string()))
+        .collect();
+    std::fs::write(&file, serde_json::to_string(&payloads).expect("JSON")).expect("write");
+    let python = crate::run::cache().join("ha-venv/bin/python");
+    let checked = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ha_schema.py"))
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{} (deploy/setup.sh makes it): {e}", python.display()));
+    assert!(
+        checked.status.success(),
+        "Home Assistant's schemas:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&checked.stdout)
+            .matches("valid ")
+            .count(),
+        12,
+        "every payload checked"
+    );
+
     // Each: a camera, the zone, the line in and out, the rule, the caption.
     assert_eq!(walkway.len(), 6, "{:?}", walkway.keys());
     assert_eq!(bikes.len(), 6, "{:?}", bikes.keys());
