@@ -17,16 +17,21 @@ install -D -m 0755 --strip "$binary" "$dest/usr/local/bin/vigil"
 mkdir -p "$dest/var/lib/vigil/cache" "$dest/var/lib/vigil/out"
 install -D -m 0644 "$here/pipeline.toml" "$dest/etc/vigil/pipeline.toml"
 # The runtime and the models; the venvs (TensorFlow for the conversions)
-# and the demo media stay behind. VIGIL_IMAGE_MODELS=vision (the
-# Dockerfile's MODELS build argument) leaves out the speech-to-text and
-# search-by-meaning models: a smaller image for cameras without sound
-# (`[encoders.asr]` then says its model is missing; search goes by words).
+# and the demo media stay behind. VIGIL_IMAGE_MODELS (the Dockerfile's
+# MODELS build argument): `all`, or `core`, every model but speech to text
+# (Whisper) and search by meaning (MiniLM), 110 MiB less. In a core image,
+# `[encoders.asr]` says its model was left out and how to get it (the
+# models/LEFT_OUT file), and search goes by words.
 for part in ort models; do
   cp -a "$cache/$part" "$dest/var/lib/vigil/cache/"
 done
 case "${VIGIL_IMAGE_MODELS:-all}" in
   all) ;;
-  vision) rm -rf "$dest/var/lib/vigil/cache/models/whisper-tiny.en" "$dest/var/lib/vigil/cache/models/minilm" ;;
-  *) echo "layout.sh: VIGIL_IMAGE_MODELS is all or vision, not ${VIGIL_IMAGE_MODELS}" >&2; exit 2 ;;
+  core)
+    rm -rf "$dest/var/lib/vigil/cache/models/whisper-tiny.en" "$dest/var/lib/vigil/cache/models/minilm"
+    echo "this image was built with MODELS=core, without the speech-to-text and search models; build it with \`--build-arg MODELS=all\` for them" \
+      >"$dest/var/lib/vigil/cache/models/LEFT_OUT"
+    ;;
+  *) echo "layout.sh: VIGIL_IMAGE_MODELS is all or core, not ${VIGIL_IMAGE_MODELS}" >&2; exit 2 ;;
 esac
 echo "layout: $(du -sh "$dest" | cut -f1) in $dest" >&2

@@ -24,7 +24,8 @@ pub fn load_pipeline(pipeline: Option<PathBuf>, sources: &[String]) -> Result<Pi
             let mut config = PipelineConfig::builtin();
             for (encoder, model) in vigil::encode::missing_models(&config.encoders) {
                 eprintln!(
-                    "warning: encoder '{encoder}' is off: model '{model}' is not installed; run `make setup` (or `bash models/fetch.sh {model}`)"
+                    "warning: encoder '{encoder}' is off: model '{model}' is not installed; {}",
+                    vigil::encode::runtime::install_hint(&model)
                 );
                 // Turning VAD off turns speech to text off too: it works on what VAD hears.
                 vigil::encode::turn_off(&mut config.encoders, encoder);

@@ -315,11 +315,21 @@ impl Manifest {
         Error::Model {
             model: self.name.clone(),
             message: format!(
-                "{} is not installed; run `make setup` (or `bash models/fetch.sh {}`)",
+                "{} is not installed; {}",
                 self.file().display(),
-                self.name
+                install_hint(&self.name)
             ),
         }
+    }
+}
+
+/// How to get model `name` when it is not in the cache: `make setup`, or,
+/// in a container image that left it out on purpose, what the image says
+/// (`models/LEFT_OUT`, written by `deploy/docker/layout.sh`).
+pub fn install_hint(name: &str) -> String {
+    match std::fs::read_to_string(cache_dir().join("models").join("LEFT_OUT")) {
+        Ok(said) if !said.trim().is_empty() => said.trim().to_owned(),
+        _ => format!("run `make setup` (or `bash models/fetch.sh {name}`)"),
     }
 }
 

@@ -545,8 +545,8 @@ fn the_images_steps_run_outside_a_container() {
     ] {
         assert!(dockerfile.contains(step), "the Dockerfile runs {step}");
     }
-    // MODELS=vision: no speech-to-text or search model; anything else is
-    // refused.
+    // MODELS=core: no speech-to-text or search model, and a pipeline that
+    // wants one says how to get it; anything else is refused.
     let vision = tempfile::tempdir().expect("tmp");
     let layout = |dest: &Path, models: &str| {
         Command::new("bash")
@@ -558,14 +558,31 @@ fn the_images_steps_run_outside_a_container() {
             .output()
             .expect("layout.sh")
     };
-    assert!(layout(vision.path(), "vision").status.success());
+    assert!(layout(vision.path(), "core").status.success());
     let models = vision.path().join("var/lib/vigil/cache/models");
     assert!(models.join("nanodet.onnx").exists());
+    assert!(models.join("yamnet.onnx").exists(), "sounds are core");
     assert!(!models.join("whisper-tiny.en").exists());
     assert!(!models.join("minilm").exists());
+    let speech = vision.path().join("speech.toml");
+    std::fs::write(&speech, "[encoders.vad]\n[encoders.asr]\n[sinks.jsonl]\n").expect("write");
+    let out = Command::new(vision.path().join("usr/local/bin/vigil"))
+        .arg("run")
+        .arg(&speech)
+        .arg("--source")
+        .arg(crate::clip::shared("jfk.wav"))
+        .arg("--out")
+        .arg(vision.path().join("out"))
+        .env("VIGIL_CACHE", vision.path().join("var/lib/vigil/cache"))
+        .env_remove("VIGIL_ORT_LIB")
+        .output()
+        .expect("vigil");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("--build-arg MODELS=all"), "{said}");
     let refused = layout(vision.path(), "tiny");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("all or vision"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("all or core"));
 }
 
 /// `deploy/compose.yaml` follows the Compose Specification (the schema
