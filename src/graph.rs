@@ -361,6 +361,18 @@ impl Graph {
             .any(|r| !r.detached && r.config.name == name)
     }
 
+    /// Why stream `name` failed to start, if it did (it is attached, and
+    /// ended at once).
+    pub fn failure(&self, name: &str) -> Option<String> {
+        let r = self
+            .streams
+            .iter()
+            .find(|r| !r.detached && r.config.name == name)?;
+        (r.status.state() == StreamState::Failed)
+            .then(|| r.status.failure())
+            .flatten()
+    }
+
     /// The pipeline the streams share (encoders, fusion, sinks).
     pub fn config(&self) -> &PipelineConfig {
         &self.config
@@ -619,11 +631,7 @@ impl Graph {
         let config = &self.config;
         let metrics = &self.metrics;
         let name: Arc<str> = source.name.as_str().into();
-        let uri = crate::source::resolve_uri(&source.uri)?;
-        crate::source::check_input(&uri)?;
-        if let Some(ca_file) = &source.ca_file {
-            crate::source::tls_database(ca_file)?;
-        }
+        let uri = crate::source::preflight(source)?;
         let (Some(batch_tx), Some(workers), Some(threads)) =
             (&self.batch_tx, &self.workers, r.threads.as_mut())
         else {

@@ -125,12 +125,28 @@ pub fn streams(args: StreamsArgs) -> Result<i32> {
                 name: camera.name.clone(),
                 state: if camera.node.is_some() {
                     "?"
-                } else {
+                } else if camera.refused.is_empty() {
                     "unplaced"
+                } else {
+                    "refused"
                 }
                 .into(),
                 ..Default::default()
             });
+        // Nodes that could not start it lately, and why.
+        let refused: Vec<String> = camera
+            .refused
+            .iter()
+            .map(|(node, why)| format!("{node}: {why}"))
+            .collect();
+        let entry = if refused.is_empty() || entry.reason.is_some() {
+            entry
+        } else {
+            StreamEntry {
+                reason: Some(format!("refused by {}", refused.join("; "))),
+                ..entry
+            }
+        };
         rows.push((node, entry));
     }
     println!(
@@ -160,7 +176,7 @@ fn print_rows(rows: &[(String, StreamEntry)]) {
         }
     };
     println!(
-        "{:<14} {}{:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  last error",
+        "{:<14} {}{:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  why / last error",
         "stream",
         node_col("node"),
         "state",
@@ -181,7 +197,10 @@ fn print_rows(rows: &[(String, StreamEntry)]) {
             s.cpu_percent,
             s.dropped,
             s.uptime_s,
-            s.last_error.as_deref().unwrap_or("")
+            s.reason
+                .as_deref()
+                .or(s.last_error.as_deref())
+                .unwrap_or("")
         );
     }
 }

@@ -103,14 +103,33 @@ impl Handle {
 
     /// Wants camera `name` run somewhere in the cluster; refused when a
     /// camera of that name is wanted already.
+    ///
+    /// A try that failed may have been written all the same, its answer
+    /// lost while the connection moved: the same settings found by a later
+    /// try are this call's own, not a conflict.
     pub async fn want(&self, name: &str, spec: &Value) -> Result<bool> {
-        self.retried(|b| async move { b.add(name, spec).await })
-            .await
+        let tried = AtomicBool::new(false);
+        self.retried(|b| {
+            let again = tried.swap(true, Ordering::Relaxed);
+            async move {
+                if b.add(name, spec).await? {
+                    return Ok(true);
+                }
+                Ok(again && b.camera(name).await?.as_ref() == Some(spec))
+            }
+        })
+        .await
     }
 
-    /// No longer wants camera `name`; whether it was wanted.
+    /// No longer wants camera `name`; whether it was wanted (or, after a
+    /// try that failed, is no longer: that try may have deleted it).
     pub async fn unwant(&self, name: &str) -> Result<bool> {
-        self.retried(|b| async move { b.unwant(name).await }).await
+        let tried = AtomicBool::new(false);
+        self.retried(|b| {
+            let again = tried.swap(true, Ordering::Relaxed);
+            async move { Ok(b.unwant(name).await? || again) }
+        })
+        .await
     }
 
     /// Every camera of the cluster with the node that holds it.
@@ -138,8 +157,10 @@ pub struct Agent {
     /// Every lease as last read: where a camera's gap starts when its
     /// holder is gone (its lease ran out, so it can no longer be read).
     seen: BTreeMap<String, Lease>,
-    /// Cameras that would not start, and the rounds left before another try.
-    failed: BTreeMap<String, u32>,
+    /// Cameras that would not start here: the rounds left before another
+    /// try, and why (said in the heartbeat, so that the others place them
+    /// elsewhere meanwhile).
+    failed: BTreeMap<String, (u32, String)>,
     /// Whether the last round reached NATS (to say so once when it changes).
     reached: Option<bool>,
     /// After NATS was lost, free cameras are not taken for three leases,
@@ -269,15 +290,28 @@ impl Agent {
         .reconnect_delay_callback({
             let most = self.lease() / 6;
             move |attempts| (Duration::from_millis(100) * attempts as u32).min(most)
-        })
-        .retry_on_initial_connect();
+        });
+        // The first connection is not retried by the client: a failure is
+        // said with its cause (a certificate not trusted, a refused
+        // login…), and the next round tries again.
         let opened = async {
             let client = options
                 .connect(servers.clone())
                 .await
-                .map_err(|e| Error::Sink {
-                    sink: "cluster".into(),
-                    message: format!("cannot connect to NATS at {}: {e}", servers.join(",")),
+                .map_err(|e| {
+                    let e = e.to_string();
+                    let hint = if e.contains("certificate") {
+                        "; give [sinks.nats] the ca_file of the authority that signed NATS's certificate"
+                    } else {
+                        ""
+                    };
+                    Error::Sink {
+                        sink: "cluster".into(),
+                        message: format!(
+                            "cannot connect to NATS at {}: {e}{hint}",
+                            servers.join(",")
+                        ),
+                    }
                 })?;
             let js = async_nats::jetstream::new(client);
             let lease = self.lease();
@@ -305,11 +339,6 @@ impl Agent {
     /// Says when NATS is lost or found again, once each time.
     fn said(&mut self, error: Option<&Error>) {
         let reached = error.is_none();
-        if self.reached == Some(false) && reached {
-            // Other nodes may take a while longer to reconnect, and
-            // JetStream to elect its streams' leaders.
-            self.settle_until = Some(tokio::time::Instant::now() + self.lease() * 3);
-        }
         if self.reached != Some(reached) {
             match error {
                 None => {
@@ -356,17 +385,41 @@ impl Agent {
             gap,
             reply,
         });
-        let started = sent.is_ok() && matches!(answer.await, Ok(Ok(())));
-        if !started {
-            tracing::error!(node = %self.node, camera, "cluster: the camera would not start here; let go");
-            self.failed.insert(camera.into(), RETRY_AFTER_ROUNDS);
+        let why = match (sent, answer.await) {
+            (Ok(()), Ok(Ok(()))) => return true,
+            (Ok(()), Ok(Err(why))) => why,
+            _ => "the pipeline is shutting down".into(),
+        };
+        self.refuse(camera, why);
+        false
+    }
+
+    /// Whether `camera` (with settings `spec`) surely cannot start here,
+    /// as far as can be known without starting it (its settings, its file,
+    /// its CA file); if so it is refused, before its lease is touched.
+    fn cannot_start(&mut self, camera: &str, spec: &Value) -> bool {
+        let checked = serde_json::from_value::<crate::config::SourceConfig>(spec.clone())
+            .map_err(|e| format!("its settings: {e}"))
+            .and_then(|s| crate::source::preflight(&s));
+        match checked {
+            Ok(_) => false,
+            Err(why) => {
+                self.refuse(camera, why);
+                true
+            }
         }
-        started
+    }
+
+    /// Gives up `camera` here for a while, saying why; the heartbeat tells
+    /// the others, which place it as if this node were not there.
+    fn refuse(&mut self, camera: &str, why: String) {
+        tracing::error!(node = %self.node, camera, "cluster: the camera cannot run here ({why}); left to the other nodes for {RETRY_AFTER_ROUNDS} rounds");
+        self.failed.insert(camera.into(), (RETRY_AFTER_ROUNDS, why));
     }
 
     /// Takes `camera` if it is free and starts it.
     async fn take(&mut self, b: &Buckets, camera: &str, spec: &Value) -> Result<()> {
-        if self.failed.contains_key(camera) {
+        if self.failed.contains_key(camera) || self.cannot_start(camera, spec) {
             return Ok(());
         }
         if let Some(rev) = b.take(camera, &self.node).await? {
@@ -425,15 +478,27 @@ impl Agent {
     }
 
     async fn round(&mut self, b: &Buckets) -> Result<()> {
-        for left in self.failed.values_mut() {
+        if self.reached == Some(false) {
+            // The first try since NATS was lost: other nodes may take a
+            // while longer to reconnect, and JetStream to elect its
+            // streams' leaders. Free cameras are left alone from now (not
+            // from the end of this round, which may already take some).
+            self.settle_until = Some(tokio::time::Instant::now() + self.lease() * 3);
+        }
+        for (left, _) in self.failed.values_mut() {
             *left = left.saturating_sub(1);
         }
-        self.failed.retain(|_, left| *left > 0);
+        self.failed.retain(|_, (left, _)| *left > 0);
         b.beat(
             &self.node,
             &Beat {
                 capacity: self.config.capacity,
                 api: self.api.clone(),
+                refused: self
+                    .failed
+                    .iter()
+                    .map(|(c, (_, why))| (c.clone(), why.clone()))
+                    .collect(),
             },
         )
         .await?;
@@ -448,6 +513,7 @@ impl Agent {
             .map(|(name, beat)| place::Node {
                 name,
                 capacity: beat.capacity,
+                refused: beat.refused.into_keys().collect(),
             })
             .collect();
         let wanted = b.cameras().await?;
@@ -478,6 +544,8 @@ impl Agent {
             if lease.held.node == self.node
                 && !self.held.contains_key(camera)
                 && let Some(spec) = wanted.get(camera)
+                && !self.failed.contains_key(camera)
+                && !self.cannot_start(camera, spec)
                 && let Some(rev) = b
                     .renew(camera, &Held::by(&self.node), lease.revision)
                     .await?
@@ -562,6 +630,9 @@ impl Agent {
             let (Some(spec), Some(lease)) = (wanted.get(camera), leases.get(camera)) else {
                 continue;
             };
+            if self.cannot_start(camera, spec) {
+                continue;
+            }
             self.last_moves = Some(now);
             let at = now_ms() + lease_ms / 2;
             let Some(rev) = b

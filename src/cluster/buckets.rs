@@ -33,12 +33,16 @@ fn failed(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
 }
 
 /// A node's heartbeat.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beat {
     pub capacity: u32,
     /// Where its API listens, for `vigil streams` to say.
     #[serde(default)]
     pub api: Option<String>,
+    /// Cameras it could not start lately, with why: every node places
+    /// them as if it were not there until it tries again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
 }
 
 /// What a lease says: who holds the camera, since when, and (while a
@@ -115,6 +119,9 @@ pub struct CameraView {
     pub node: Option<String>,
     /// Where that node's API listens.
     pub api: Option<String>,
+    /// The live nodes that could not start it lately: node → why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
 }
 
 /// A lease as read: what it says, at which revision.
@@ -259,6 +266,16 @@ impl Buckets {
         Ok(out)
     }
 
+    /// The settings camera `name` is wanted with, if it is.
+    pub async fn camera(&self, name: &str) -> Result<Option<serde_json::Value>> {
+        let e = self
+            .cameras
+            .get(name)
+            .await
+            .map_err(|e| failed(format!("cannot read camera {name}"), e))?;
+        Ok(e.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
     /// Wants camera `name` run with `spec` (its source settings).
     pub async fn want(&self, name: &str, spec: &serde_json::Value) -> Result<()> {
         let body = serde_json::to_vec(spec).map_err(|e| failed("cannot write a camera", e))?;
@@ -324,10 +341,15 @@ impl Buckets {
                     .as_ref()
                     .and_then(|n| nodes.get(n))
                     .and_then(|b| b.api.clone());
+                let refused = nodes
+                    .iter()
+                    .filter_map(|(n, b)| b.refused.get(&name).map(|why| (n.clone(), why.clone())))
+                    .collect();
                 CameraView {
                     name,
                     node: holder,
                     api,
+                    refused,
                 }
             })
             .collect();

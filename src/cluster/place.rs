@@ -10,16 +10,18 @@
 //! (1996) as Resch ("Weighted rendezvous hashing") gives it, whose shares
 //! are exactly proportional to the weights.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
 /// A live node and what it declared it can take.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
     /// Cameras it can run, relative to the others (at least 1).
     pub capacity: u32,
+    /// Cameras it could not start lately: placed as if it were not there.
+    pub refused: BTreeSet<String>,
 }
 
 /// The hash of `camera` and `node` taken to (0, 1), the same on every
@@ -36,10 +38,12 @@ fn unit(camera: &str, node: &str) -> f64 {
     ((u64::from_be_bytes(top) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
-/// The node `camera` belongs on, of `nodes`; none without nodes.
+/// The node `camera` belongs on, of `nodes` but those that refused it;
+/// none without such nodes.
 pub fn owner<'a>(camera: &str, nodes: &'a [Node]) -> Option<&'a Node> {
     nodes
         .iter()
+        .filter(|n| !n.refused.contains(camera))
         .map(|n| {
             (
                 -f64::from(n.capacity.max(1)) / unit(camera, &n.name).ln(),
@@ -106,6 +110,7 @@ mod tests {
             .map(|(n, c)| Node {
                 name: (*n).into(),
                 capacity: *c,
+                ..Node::default()
             })
             .collect()
     }
@@ -169,6 +174,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_camera_a_node_refused_goes_to_the_next_best_and_no_other_moves() {
+        let ns = nodes(&[("a", 1), ("b", 1), ("c", 1)]);
+        let cams = cameras(30);
+        let on_b: Vec<&String> = cams
+            .iter()
+            .filter(|c| owner(c, &ns).is_some_and(|n| n.name == "b"))
+            .collect();
+        assert!(on_b.len() > 2);
+        let refused = on_b[0].clone();
+        let mut with_refusal = ns.clone();
+        with_refusal[1].refused.insert(refused.clone());
+        for c in &cams {
+            let before = owner(c, &ns).map(|n| n.name.clone());
+            let after = owner(c, &with_refusal).map(|n| n.name.clone());
+            if *c == refused {
+                assert_ne!(after.as_deref(), Some("b"));
+                assert!(after.is_some());
+            } else {
+                assert_eq!(before, after, "{c} stays where it was");
+            }
+        }
+        // Held by b, which then refused it (it let it go): started elsewhere.
+        let p = plan(&cams, &BTreeMap::new(), &with_refusal, 2);
+        let to = p.start.iter().find(|(c, _)| *c == refused).map(|(_, n)| n);
+        assert!(to.is_some_and(|n| n != "b"), "{to:?}");
+        // Refused by every node: no one is told to start it.
+        for n in &mut with_refusal {
+            n.refused.insert(refused.clone());
+        }
+        assert!(owner(&refused, &with_refusal).is_none());
+        let p = plan(&cams, &BTreeMap::new(), &with_refusal, 2);
+        assert!(p.start.iter().all(|(c, _)| *c != refused));
+    }
+
     proptest! {
         /// A node joining takes cameras only for itself: no camera moves
         /// between the nodes that were there.
@@ -177,10 +217,10 @@ mod tests {
             n in 1usize..6, caps in proptest::collection::vec(1u32..4, 6), count in 1usize..200,
         ) {
             let before: Vec<Node> = (0..n)
-                .map(|i| Node { name: format!("n{i}"), capacity: caps[i] })
+                .map(|i| Node { name: format!("n{i}"), capacity: caps[i], ..Node::default() })
                 .collect();
             let mut after = before.clone();
-            after.push(Node { name: "new".into(), capacity: caps[5] });
+            after.push(Node { name: "new".into(), capacity: caps[5], ..Node::default() });
             for c in cameras(count) {
                 let was = owner(&c, &before).map(|x| x.name.clone());
                 let now = owner(&c, &after).map(|x| x.name.clone());
@@ -195,7 +235,7 @@ mod tests {
         ) {
             let gone = gone % n;
             let before: Vec<Node> = (0..n)
-                .map(|i| Node { name: format!("n{i}"), capacity: 1 })
+                .map(|i| Node { name: format!("n{i}"), capacity: 1, ..Node::default() })
                 .collect();
             let mut after = before.clone();
             let left = after.remove(gone);

@@ -366,6 +366,13 @@ impl Daemon<'_> {
             graph
                 .attach_with(&source, handover)
                 .map_err(|e| e.to_string())?;
+            // It cannot run here (its file, its CA file…): let go, for
+            // the cluster to place it on another node. Its failure is
+            // recorded.
+            if let Some(why) = graph.failure(name) {
+                graph.detach(name);
+                return Err(why);
+            }
         }
         // Kept either way, to run again after a restart of the graph; a
         // stop due for it (handed away, then back) is off.

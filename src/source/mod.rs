@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::media::SourceMessage;
 use crate::metrics::StageMetrics;
 use crate::stream::StreamStatus;
-pub use uri::{check_input, resolve_uri, tls_database};
+pub use uri::{check_input, preflight, resolve_uri, tls_database};
 
 /// What the user asked of one source (validated config, ready to run).
 #[derive(Clone, Debug)]

@@ -4,6 +4,21 @@ use std::path::Path;
 
 use gstreamer as gst;
 
+use crate::config::SourceConfig;
+
+/// What can be known on this machine, before a source starts, of whether
+/// it can: its URI resolves, the file a `file://` URI names is there and
+/// readable, its CA file holds certificates. (Variables in its settings
+/// were expanded when they were read.) The resolved URI, or why not.
+pub fn preflight(source: &SourceConfig) -> Result<String, String> {
+    let uri = resolve_uri(&source.uri)?;
+    check_input(&uri)?;
+    if let Some(ca_file) = &source.ca_file {
+        tls_database(ca_file)?;
+    }
+    Ok(uri)
+}
+
 /// Turns a file path or URI into a GStreamer URI. Paths are made absolute.
 pub fn resolve_uri(input: &str) -> Result<String, String> {
     if looks_like_uri(input) {

@@ -142,6 +142,7 @@ fn settle(nodes: &[Node], cameras: usize, live: &[&str], within: Duration) -> Re
         .map(|n| vigil::cluster::place::Node {
             name: (*n).into(),
             capacity: 1,
+            ..Default::default()
         })
         .collect();
     let started = Instant::now();

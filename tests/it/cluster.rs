@@ -152,7 +152,7 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
             "a",
             &Beat {
                 capacity: 2,
-                api: None,
+                ..Beat::default()
             },
         )
         .await
@@ -162,6 +162,7 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
             &Beat {
                 capacity: 1,
                 api: Some("127.0.0.1:1".into()),
+                refused: [("cam9".to_string(), "no such file".to_string())].into(),
             },
         )
         .await
@@ -169,13 +170,15 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
         let nodes = a.nodes().await.expect("read");
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes["a"].capacity, 2);
+        assert_eq!(nodes["b"].refused["cam9"], "no such file");
+        assert!(nodes["a"].refused.is_empty());
         let lapse = Instant::now();
         loop {
             b.beat(
                 "b",
                 &Beat {
                     capacity: 1,
-                    api: None,
+                    ..Beat::default()
                 },
             )
             .await
@@ -408,5 +411,316 @@ lease = "3s"
             "Home Assistant forgets {gone} only: {:?}",
             announced()
         );
+    }
+}
+
+/// A camera one node cannot start (here: its URI names a variable only
+/// the other node has, as when credentials are given to some nodes) is
+/// refused there before its lease is touched, said in that node's
+/// heartbeat, and run by the other node, where it stays while the refusing
+/// node tries again now and then; the cameras it can run are spread as
+/// before.
+#[test]
+fn a_camera_a_node_cannot_start_runs_on_another_and_stays_there() {
+    use std::collections::BTreeMap;
+
+    use vigil::cluster::place;
+
+    use crate::serve::{Serve, post};
+    use crate::support::{RtspServer, Serving};
+
+    let two: Vec<place::Node> = ["a", "b"]
+        .iter()
+        .map(|n| place::Node {
+            name: (*n).into(),
+            capacity: 1,
+            ..place::Node::default()
+        })
+        .collect();
+    let owner = |c: &str| place::owner(c, &two).expect("an owner").name.clone();
+    let names: Vec<String> = (0..20).map(|i| format!("cam{i}")).collect();
+    let of = |node: &str, n: usize| -> Vec<String> {
+        names
+            .iter()
+            .filter(|c| owner(c) == node)
+            .take(n)
+            .cloned()
+            .collect()
+    };
+    // Two cameras b cannot run though they belong on b; one plain camera
+    // on each node.
+    let secret = of("b", 3);
+    let (secret, plain_b) = (secret[..2].to_vec(), secret[2].clone());
+    let plain_a = of("a", 1)[0].clone();
+
+    let nats = NatsServer::start(&[]);
+    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
+    let rtsp = RtspServer::serve(Serving {
+        mounts: names
+            .iter()
+            .map(|c| (format!("/{c}"), ball.to_string()))
+            .collect(),
+        port: crate::live::free_port(),
+        tls: None,
+    })
+    .expect("the RTSP server");
+    let dir = tempfile::tempdir().expect("tmp");
+    let node = |name: &str, env: &[(&str, &str)]| {
+        let http = crate::live::free_port();
+        let pipeline = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"
+[encoders.motion]
+min_duration = "0s"
+
+[sinks.store]
+
+[server]
+listen = "127.0.0.1:{http}"
+
+[cluster]
+url = "{url}"
+node = "{name}"
+lease = "3s"
+"#,
+                url = nats.url(),
+            ),
+        )
+        .expect("pipeline");
+        let mut env = env.to_vec();
+        env.push(("VIGIL_LOG", "warn,vigil::cluster=info"));
+        let s = Serve::spawn(&pipeline, &dir.path().join(name), http, &env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.health().is_none() {
+            assert!(Instant::now() < deadline, "node {name} answers");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    };
+    let a = node("a", &[("VIGIL_CAM_HOST", "127.0.0.1")]);
+    let b = node("b", &[]);
+    for (camera, host) in secret
+        .iter()
+        .map(|c| (c, "${VIGIL_CAM_HOST}"))
+        .chain([(&plain_a, "127.0.0.1"), (&plain_b, "127.0.0.1")])
+    {
+        let (code, body) = post(
+            &a.url("/streams"),
+            &format!(
+                r#"{{"name": "{camera}", "uri": "rtsp://{host}:{}/{camera}", "latency": "100ms"}}"#,
+                rtsp.port
+            ),
+        );
+        assert_eq!(code, 201, "{camera}: {body}");
+    }
+    let running = |s: &Serve| -> BTreeSet<String> {
+        s.streams()
+            .into_values()
+            .filter(|e| e.state == "running")
+            .map(|e| e.name)
+            .collect()
+    };
+    let placed = || -> BTreeMap<String, &'static str> {
+        let mut p = BTreeMap::new();
+        for c in running(&a) {
+            p.insert(c, "a");
+        }
+        for c in running(&b) {
+            p.insert(c, "b");
+        }
+        p
+    };
+    let want: BTreeMap<String, &'static str> = secret
+        .iter()
+        .map(|c| (c.clone(), "a"))
+        .chain([(plain_a.clone(), "a"), (plain_b.clone(), "b")])
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while placed() != want {
+        assert!(
+            Instant::now() < deadline,
+            "the cameras b cannot run run on a, the others where they belong: {:?}, want {want:?}\nb logged:\n{}",
+            placed(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // `vigil streams` says where each runs, and why b does not run them.
+    let out = a.cli(&["streams"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{table}");
+    for c in &secret {
+        let row = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(c.as_str()))
+            .unwrap_or_else(|| panic!("{c} in:\n{table}"));
+        assert!(
+            row.contains(" a ") && row.contains("running") && row.contains("refused by b"),
+            "{row}"
+        );
+        assert!(row.contains("VIGIL_CAM_HOST"), "{row}");
+    }
+    assert!(
+        b.log().contains("cannot run here"),
+        "b says why:\n{}",
+        b.log()
+    );
+
+    // Over b's tries again (every ten rounds of a third of a lease), the
+    // cameras stay on a, without a gap.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(15) {
+        assert_eq!(placed(), want, "the cameras stay where they are");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = crate::run::vigil()
+        .args(["events", "--db"])
+        .arg(dir.path().join("a").join("events.db"))
+        .args(["--kind", "stream_gap"])
+        .output()
+        .expect("vigil events");
+    assert!(out.status.success());
+    let gaps = String::from_utf8_lossy(&out.stdout).into_owned();
+    for c in &secret {
+        assert!(
+            !gaps.contains(&format!("\"stream\":\"{c}\"")),
+            "{c} had no gap on a: {gaps}"
+        );
+    }
+    assert!(
+        b.log().matches("cannot run here").count() >= 2 * secret.len(),
+        "b tried again:\n{}",
+        b.log()
+    );
+}
+
+/// A cluster over TLS: NATS with a certificate a private CA signed. A node
+/// whose `[sinks.nats]` trusts that CA (`ca_file`) joins and runs the
+/// camera; a node that does not trust it cannot reach NATS, says so, and
+/// runs nothing.
+#[test]
+fn a_cluster_over_tls_trusts_its_ca_file_and_no_other_certificate() {
+    use crate::serve::{Serve, post};
+    use crate::support::{RtspServer, Serving};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    crate::live::private_ca(dir.path());
+    let cert = dir.path().join("srv.pem");
+    let key = dir.path().join("srv.key");
+    let nats = NatsServer::start(&[
+        "--tls",
+        "--tlscert",
+        &cert.display().to_string(),
+        "--tlskey",
+        &key.display().to_string(),
+    ]);
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
+    let rtsp = RtspServer::serve(Serving {
+        mounts: vec![("/cam0".into(), ball.to_string())],
+        port: crate::live::free_port(),
+        tls: None,
+    })
+    .expect("the RTSP server");
+    let node = |name: &str, ca: Option<&std::path::Path>| {
+        let http = crate::live::free_port();
+        let pipeline = dir.path().join(format!("{name}.toml"));
+        let trust = ca.map_or(String::new(), |ca| {
+            format!("ca_file = \"{}\"\n", ca.display())
+        });
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"
+[encoders.motion]
+min_duration = "0s"
+
+[sinks.store]
+
+[sinks.nats]
+url = "{url}"
+{trust}
+[server]
+listen = "127.0.0.1:{http}"
+
+[cluster]
+url = "{url}"
+node = "{name}"
+lease = "3s"
+"#
+            ),
+        )
+        .expect("pipeline");
+        Serve::start(&pipeline, &dir.path().join(name), http)
+    };
+    let a = node("a", Some(&dir.path().join("ca.pem")));
+    let b = node("b", None);
+    let (code, body) = post(
+        &a.url("/streams"),
+        &format!(
+            r#"{{"name": "cam0", "uri": "rtsp://127.0.0.1:{}/cam0", "latency": "100ms"}}"#,
+            rtsp.port
+        ),
+    );
+    assert_eq!(code, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.streams().get("cam0").is_none_or(|e| e.state != "running") {
+        assert!(
+            Instant::now() < deadline,
+            "a runs cam0 over TLS:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The cluster as a sees it, over TLS: one node, a, holding cam0.
+    let view: serde_json::Value = a.get("/cluster").expect("GET /cluster");
+    assert_eq!(view["cameras"][0]["node"], "a", "{view}");
+    assert_eq!(
+        view["nodes"]
+            .as_object()
+            .map(|n| n.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["a".to_string()]),
+        "b never joined: {view}"
+    );
+    // b cannot trust NATS's certificate: it says so and runs nothing.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(b.streams().is_empty(), "{:?}", b.streams());
+    let said = b.log();
+    assert!(
+        said.contains("cannot connect to NATS")
+            && said.contains(&url)
+            && said.contains("UnknownIssuer")
+            && said.contains("ca_file"),
+        "b says it cannot reach NATS:\n{said}"
+    );
+    // And a's records reach JetStream over TLS.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = ureq::get(&a.url("/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        let delivered = metrics.lines().any(|l| {
+            l.starts_with("vigil_delivered_total{")
+                && l.contains("sink=\"nats\"")
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0)
+        });
+        if delivered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a delivers to JetStream over TLS:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("sink"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -154,7 +154,7 @@ max_moves = 2
             &self.pipeline,
             &self.out,
             self.http,
-            &[("VIGIL_LOG", "warn")],
+            &[("VIGIL_LOG", "warn,vigil::cluster=info")],
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while serve.health().is_none() {
@@ -192,6 +192,25 @@ max_moves = 2
             String::from_utf8_lossy(&out.stderr)
         );
         jsonl(&out.stdout)
+    }
+}
+
+impl Drop for Node {
+    /// A failing test shows what each node logged last.
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(s) = &self.serve
+        {
+            let log = s.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- node {} logged (last {}):\n{}",
+                self.name,
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
@@ -299,6 +318,7 @@ fn nine_cameras_on_three_nodes_survive_node_and_nats_failures() {
         .map(|n| place::Node {
             name: (*n).into(),
             capacity: 1,
+            ..Default::default()
         })
         .collect();
     let owner = |c: &str, of: &[place::Node]| place::owner(c, of).expect("an owner").name.clone();
@@ -375,6 +395,7 @@ fn nine_cameras_on_three_nodes_survive_node_and_nats_failures() {
 
     // One NATS server killed: no camera moves or stops over two leases,
     // and a camera detached through the API stops.
+    let nats_failed_utc = chrono::Utc::now().timestamp_millis();
     servers[1].kill();
     let steady = Instant::now();
     while steady.elapsed() < LEASE * 2 {
@@ -545,8 +566,13 @@ fn nine_cameras_on_three_nodes_survive_node_and_nats_failures() {
         );
     }
 
-    // No camera analysed by two nodes at once: the spans of one camera's
-    // runs on different nodes do not overlap (beyond one frame, 200 ms).
+    // No camera analysed by two nodes at once. While NATS is whole (the
+    // kill and the hand-backs) a camera's runs on two nodes overlap by at
+    // most one frame (200 ms): make-before-break. Once NATS servers fail,
+    // a node cut off from NATS runs on what it holds (the issue asks it to
+    // analyse on) while its leases run out and another node takes them;
+    // it stops when it reads the lease again, so the overlap is bounded by
+    // one lease, as the issue says.
     let mut runs: BTreeMap<(String, String), (usize, i64, i64)> = BTreeMap::new();
     for (node, r) in &stored {
         if r["kind"] == "stream_gap" {
@@ -563,17 +589,23 @@ fn nine_cameras_on_three_nodes_survive_node_and_nats_failures() {
         e.1 = e.1.min(from);
         e.2 = e.2.max(to);
     }
-    let mut worst = 0;
+    let (mut worst_whole, mut worst_failing) = (0, 0);
+    let lease_ms = i64::try_from(LEASE.as_millis()).expect("a lease in ms");
     for ((s1, r1), (n1, f1, t1)) in &runs {
         for ((s2, r2), (n2, f2, t2)) in &runs {
             if s1 != s2 || r1 >= r2 || n1 == n2 {
                 continue;
             }
             let overlap = t1.min(t2) - f1.max(f2);
-            worst = worst.max(overlap);
+            let (most, worst, when) = if *f1.max(f2) < nats_failed_utc {
+                (200, &mut worst_whole, "with NATS whole")
+            } else {
+                (lease_ms, &mut worst_failing, "with NATS failing")
+            };
+            *worst = (*worst).max(overlap);
             assert!(
-                overlap <= 200,
-                "{s1} analysed on {} ({f1}..{t1}) and {} ({f2}..{t2}) at once for {overlap} ms",
+                overlap <= most,
+                "{s1} analysed on {} ({f1}..{t1}) and {} ({f2}..{t2}) at once for {overlap} ms {when} (at most {most} ms)",
                 NODES[*n1],
                 NODES[*n2]
             );
@@ -594,7 +626,7 @@ fn nine_cameras_on_three_nodes_survive_node_and_nats_failures() {
         eprintln!("cluster: {camera}: {}", between.join(", "));
     }
     eprintln!(
-        "cluster: {} runs over {} records; the largest overlap of one camera on two nodes: {worst} ms",
+        "cluster: {} runs over {} records; the largest overlap of one camera on two nodes: {worst_whole} ms with NATS whole, {worst_failing} ms with NATS failing",
         runs.len(),
         stored.len()
     );

@@ -507,7 +507,7 @@ fn watch_live(pipeline: &Path, out: &Path, captions: usize) -> Vec<Record> {
 
 /// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1
 /// (`srv.pem`, `srv.key`) in `dir`, made with the openssl CLI.
-fn private_ca(dir: &Path) {
+pub fn private_ca(dir: &Path) {
     let made = Command::new("sh")
         .current_dir(dir)
         .arg("-c")

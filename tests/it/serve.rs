@@ -14,15 +14,20 @@ use crate::clip::shared;
 use crate::live::{RtspServer, free_port, h264_clip};
 use crate::run::{captions, events, read_records, vigil};
 
-/// A `vigil serve` child on `http` (127.0.0.1), stopped (SIGTERM) on drop.
+/// A `vigil serve` child on `http` (127.0.0.1), killed on drop. Its
+/// stderr goes to a file (a pipe nobody reads would fill and block its
+/// logging).
 pub struct Serve {
     child: Option<Child>,
     http: u16,
+    log: tempfile::NamedTempFile,
 }
 
 impl Serve {
     /// Starts it with `env` and returns at once.
     pub fn spawn(pipeline: &Path, out: &Path, http: u16, env: &[(&str, &str)]) -> Serve {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let stderr = log.reopen().expect("the log file");
         let child = vigil()
             .args(["serve"])
             .arg(pipeline)
@@ -31,12 +36,13 @@ impl Serve {
             .env("VIGIL_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("spawn vigil serve");
         Serve {
             child: Some(child),
             http,
+            log,
         }
     }
 
@@ -97,13 +103,16 @@ impl Serve {
             .status()
             .expect("kill");
         assert!(sent.success());
-        let output = child.wait_with_output().expect("vigil serve ends");
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "vigil serve stopped cleanly: {stderr}"
-        );
+        let mut child = child;
+        let status = child.wait().expect("vigil serve ends");
+        let stderr = self.log();
+        assert!(status.success(), "vigil serve stopped cleanly: {stderr}");
         stderr
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.log.path()).unwrap_or_default()).into_owned()
     }
 }
 
