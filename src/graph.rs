@@ -265,8 +265,13 @@ impl Graph {
         )?;
         let disk = Arc::new(crate::disk::DiskGate::default());
         let discovery = crate::sink::mqtt::discovery::Catalog::for_pipeline(config);
+        // On a node of a cluster, MQTT's status is the node's own.
+        let mut sinks = config.sinks.clone();
+        if let (Some(m), Some(c)) = (sinks.mqtt.as_mut(), &config.cluster) {
+            m.node = c.node_name().ok();
+        }
         let mut built = crate::sink::build(
-            &config.sinks,
+            &sinks,
             &options.out_dir,
             &config
                 .sources

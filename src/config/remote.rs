@@ -175,6 +175,10 @@ delivery_fields! {
         /// when the sinks are built, not read from the file.
         #[serde(skip)]
         pub media_root: Option<PathBuf>,
+        /// The node of a cluster this process is (its status topic is its
+        /// own): set when the sinks are built, not read from the file.
+        #[serde(skip)]
+        pub node: Option<String>,
     }
 }
 

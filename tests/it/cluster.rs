@@ -358,6 +358,27 @@ lease = "3s"
             })
             .collect()
     };
+    // Each node's MQTT status is its own.
+    let statuses = {
+        let sub = crate::brokers::MqttSubscriber::new(broker.port, "vigil/status/#", None);
+        std::thread::sleep(Duration::from_millis(700));
+        let mut got: Vec<(String, String)> = sub
+            .messages()
+            .into_iter()
+            .filter(|m| m.retain)
+            .map(|m| (m.topic, String::from_utf8_lossy(&m.bytes).into_owned()))
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        statuses,
+        [
+            ("vigil/status/a".to_string(), "online".to_string()),
+            ("vigil/status/b".to_string(), "online".to_string())
+        ],
+        "one status per node, and none shared"
+    );
     let every: BTreeSet<String> = on_a.iter().chain(&on_b).cloned().collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     while announced() != every {

@@ -17,7 +17,8 @@
 //!
 //! Zones, lines and rules are those of the pipeline that apply to the
 //! stream. Every entity is available while `{prefix}/status` is `online`
-//! (on a cluster, where every node shares that topic, always).
+//! (on a cluster, always: each node's status is its own,
+//! `{prefix}/status/{node}`, and a camera runs on whichever node holds it).
 //!
 //! Which streams are wanted is the [`Catalog`], shared with whoever attaches
 //! and detaches streams: a stream attached is announced; one detached (not
@@ -52,8 +53,9 @@ pub struct Plan {
     transcripts: bool,
     /// Snapshots are taken and published: a camera.
     snapshots: bool,
-    /// A node of a cluster: `{prefix}/status` is every node's, so it says
-    /// nothing of one camera; entities are then always available.
+    /// A node of a cluster: its status is the node's own, and a camera may
+    /// run on any node, so no status speaks for it; entities are then
+    /// always available.
     clustered: bool,
 }
 
@@ -595,7 +597,8 @@ mod tests {
         assert_eq!(cam.config["device"]["identifiers"][0], "vigil_front");
         assert_eq!(cam.config["unique_id"], "vigil_front_snapshot");
 
-        // On a cluster, `vigil/status` is every node's: no availability.
+        // On a cluster, no node's status speaks for a camera: no
+        // availability.
         let clustered = Catalog::new(Plan {
             clustered: true,
             ..plan()

@@ -566,4 +566,8 @@ fn topics_are_sanitized() {
     assert_eq!(t.record(&r), "home/vigil/a_b_c_d/transcripts");
     assert_eq!(t.state("a/b"), "home/vigil/a_b/state");
     assert_eq!(t.status(), "home/vigil/status");
+    // A node of a cluster has a status of its own.
+    let n = Topics::new("vigil").on_node(Some("node/1"));
+    assert_eq!(n.status(), "vigil/status/node_1");
+    assert_eq!(n.state("a"), "vigil/a/state");
 }

@@ -7,18 +7,34 @@ use crate::sink::outbox::Outgoing;
 pub struct Topics {
     /// The prefix without wildcards or trailing slashes.
     prefix: String,
+    /// The node of a cluster this process is: its status is its own.
+    node: Option<String>,
 }
 
 impl Topics {
     pub fn new(prefix: &str) -> Topics {
         Topics {
             prefix: clean_prefix(prefix),
+            node: None,
         }
     }
 
-    /// `{prefix}/status`: `online`, `offline`, the last will.
+    /// The topics of node `node` of a cluster (none: not on a cluster).
+    pub fn on_node(self, node: Option<&str>) -> Topics {
+        Topics {
+            node: node.map(str::to_owned),
+            ..self
+        }
+    }
+
+    /// `{prefix}/status`: `online`, `offline`, the last will. On a node of
+    /// a cluster `{prefix}/status/{node}`, so that one node going away
+    /// does not say the others are offline.
     pub fn status(&self) -> String {
-        join_topic(&self.prefix, "status")
+        match &self.node {
+            Some(n) => join_topic(&self.prefix, &format!("status/{}", topic_segment(n))),
+            None => join_topic(&self.prefix, "status"),
+        }
     }
 
     /// `{prefix}/{stream}/events` (`captions`, `transcripts`, `other`).

@@ -113,7 +113,7 @@ impl MqttTransport {
     /// it connects lazily on the first `deliver`.
     pub(super) fn new(config: MqttConfig, broker: Broker) -> MqttTransport {
         MqttTransport {
-            topics: Topics::new(&config.prefix),
+            topics: Topics::new(&config.prefix).on_node(config.node.as_deref()),
             config,
             broker,
             conn: None,
