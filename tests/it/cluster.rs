@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use vigil::cluster::buckets::{Beat, Buckets, Held};
 
 use crate::brokers::NatsServer;
+use crate::support::{RtspServer, Serving};
 
 const LEASE: Duration = Duration::from_secs(2);
 
@@ -42,6 +43,21 @@ async fn taken_after(b: &Buckets, camera: &str, node: &str, limit: Duration) -> 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An RTSP server with a live camera (a ball, 160×120 at 5 fps) at
+/// `/NAME` for each of `names`.
+pub fn ball_cameras<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> RtspServer {
+    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
+    RtspServer::serve(Serving {
+        mounts: names
+            .into_iter()
+            .map(|n| (format!("/{}", n.as_ref()), ball.to_string()))
+            .collect(),
+        port: crate::live::free_port(),
+        tls: None,
+    })
+    .expect("the RTSP server")
 }
 
 #[test]
@@ -208,7 +224,6 @@ fn leases_are_held_by_one_node_renewed_at_their_revision_and_run_out() {
 #[test]
 fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
     use crate::serve::{Serve, post};
-    use crate::support::{RtspServer, Serving};
 
     const CAMERAS: usize = 6;
     // And the file's.
@@ -216,15 +231,7 @@ fn cameras_spread_over_the_nodes_and_move_when_a_node_dies() {
     const TOKEN: &str = "cluster-s3cret";
     let nats = NatsServer::start(&["--auth", TOKEN]);
     let broker = crate::brokers::Mosquitto::start();
-    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
-    let rtsp = RtspServer::serve(Serving {
-        mounts: (0..CAMERAS)
-            .map(|i| (format!("/cam{i}"), ball.to_string()))
-            .collect(),
-        port: crate::live::free_port(),
-        tls: None,
-    })
-    .expect("the RTSP server");
+    let rtsp = ball_cameras((0..CAMERAS).map(|i| format!("cam{i}")));
     let dir = tempfile::tempdir().expect("tmp");
     let token_file = dir.path().join("nats-token");
     std::fs::write(&token_file, TOKEN).expect("token file");
@@ -448,7 +455,6 @@ fn a_camera_a_node_cannot_start_runs_on_another_and_stays_there() {
     use vigil::cluster::place;
 
     use crate::serve::{Serve, post};
-    use crate::support::{RtspServer, Serving};
 
     let two: Vec<place::Node> = ["a", "b"]
         .iter()
@@ -475,16 +481,7 @@ fn a_camera_a_node_cannot_start_runs_on_another_and_stays_there() {
     let plain_a = of("a", 1)[0].clone();
 
     let nats = NatsServer::start(&[]);
-    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
-    let rtsp = RtspServer::serve(Serving {
-        mounts: names
-            .iter()
-            .map(|c| (format!("/{c}"), ball.to_string()))
-            .collect(),
-        port: crate::live::free_port(),
-        tls: None,
-    })
-    .expect("the RTSP server");
+    let rtsp = ball_cameras(&names);
     let dir = tempfile::tempdir().expect("tmp");
     let node = |name: &str, env: &[(&str, &str)]| {
         let http = crate::live::free_port();
@@ -512,13 +509,7 @@ lease = "3s"
         .expect("pipeline");
         let mut env = env.to_vec();
         env.push(("VIGIL_LOG", "warn,vigil::cluster=info"));
-        let s = Serve::spawn(&pipeline, &dir.path().join(name), http, &env);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while s.health().is_none() {
-            assert!(Instant::now() < deadline, "node {name} answers");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
+        Serve::start_with(&pipeline, &dir.path().join(name), http, &env)
     };
     let a = node("a", &[("VIGIL_CAM_HOST", "127.0.0.1")]);
     let b = node("b", &[]);
@@ -625,7 +616,6 @@ lease = "3s"
 #[test]
 fn a_cluster_over_tls_trusts_its_ca_file_and_no_other_certificate() {
     use crate::serve::{Serve, post};
-    use crate::support::{RtspServer, Serving};
 
     let dir = tempfile::tempdir().expect("tmp");
     crate::live::private_ca(dir.path());
@@ -639,13 +629,7 @@ fn a_cluster_over_tls_trusts_its_ca_file_and_no_other_certificate() {
         &key.display().to_string(),
     ]);
     let url = format!("tls://127.0.0.1:{}", nats.port);
-    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
-    let rtsp = RtspServer::serve(Serving {
-        mounts: vec![("/cam0".into(), ball.to_string())],
-        port: crate::live::free_port(),
-        tls: None,
-    })
-    .expect("the RTSP server");
+    let rtsp = ball_cameras(["cam0"]);
     let node = |name: &str, ca: Option<&std::path::Path>| {
         let http = crate::live::free_port();
         let pipeline = dir.path().join(format!("{name}.toml"));

@@ -17,7 +17,6 @@ use crate::brokers::NatsServer;
 use crate::live::free_port;
 use crate::run::vigil;
 use crate::serve::Serve;
-use crate::support::{RtspServer, Serving};
 
 const CAMERAS: usize = 9;
 const LEASE: Duration = Duration::from_secs(3);
@@ -150,18 +149,12 @@ max_moves = 2
     }
 
     fn up(&mut self) {
-        let serve = Serve::spawn(
+        self.serve = Some(Serve::start_with(
             &self.pipeline,
             &self.out,
             self.http,
             &[("VIGIL_LOG", "warn,vigil::cluster=info")],
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while serve.health().is_none() {
-            assert!(Instant::now() < deadline, "node {} answers", self.name);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.serve = Some(serve);
+        ));
     }
 
     fn serve(&self) -> &Serve {
@@ -285,15 +278,7 @@ fn span_ms(r: &Value) -> Option<(i64, i64)> {
 fn nine_cameras_on_three_nodes_survive_node_and_nats_failures() {
     let mut servers = nats_cluster();
     let url = urls(&servers);
-    let ball = "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=5/1 ! rtpvrawpay name=pay0 pt=96";
-    let rtsp = RtspServer::serve(Serving {
-        mounts: (0..CAMERAS)
-            .map(|i| (format!("/cam{i}"), ball.to_string()))
-            .collect(),
-        port: free_port(),
-        tls: None,
-    })
-    .expect("the RTSP server");
+    let rtsp = crate::cluster::ball_cameras((0..CAMERAS).map(|i| format!("cam{i}")));
     // The JetStream cluster has a leader before the nodes start.
     on_runtime(async { drop(buckets(&url).await) });
     let dir = tempfile::tempdir().expect("tmp");

@@ -48,10 +48,19 @@ impl Serve {
 
     /// Starts it and waits until it answers.
     pub fn start(pipeline: &Path, out: &Path, http: u16) -> Serve {
-        let serve = Serve::spawn(pipeline, out, http, &[]);
+        Serve::start_with(pipeline, out, http, &[])
+    }
+
+    /// Starts it with `env` and waits until it answers.
+    pub fn start_with(pipeline: &Path, out: &Path, http: u16, env: &[(&str, &str)]) -> Serve {
+        let serve = Serve::spawn(pipeline, out, http, env);
         let deadline = Instant::now() + Duration::from_secs(30);
         while serve.health().is_none() {
-            assert!(Instant::now() < deadline, "vigil serve answers");
+            assert!(
+                Instant::now() < deadline,
+                "vigil serve {} answers",
+                pipeline.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         serve
