@@ -120,6 +120,12 @@ pub fn run(
 /// before the graph polls again.
 const DONE_TO_RETURN: Duration = Duration::from_millis(50);
 
+/// How long a stream whose fusion ended (every record and clip of it out)
+/// may take to tear its media down before it is left to finish on its
+/// own: an RTSP client can wait long on a camera that stopped answering,
+/// and `vigil serve` must still stop (or detach it) in time.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(10);
+
 /// One attached stream: its threads, until they are joined.
 struct Running {
     /// The run its records carry.
@@ -129,8 +135,8 @@ struct Running {
     /// Where to tell the synchroniser to stop.
     stop: Option<Sender<crate::media::SourceMessage>>,
     threads: Option<Threads>,
-    /// Joining the threads, once fusion ended.
-    reaper: Option<JoinHandle<()>>,
+    /// Joining the threads, once fusion ended, since when.
+    reaper: Option<(JoinHandle<()>, Instant)>,
     /// Detached: forgotten (and taken out of the table) once joined.
     detached: bool,
     /// Joined: nothing of it runs any more.
@@ -556,7 +562,7 @@ impl Graph {
                     .name(format!("reap-{}", r.config.name))
                     .spawn(joined.clone());
                 match spawned {
-                    Ok(h) => r.reaper = Some(h),
+                    Ok(h) => r.reaper = Some((h, Instant::now())),
                     Err(e) => {
                         // Joined here then: slower for the others, never stuck.
                         tracing::warn!("cannot start a thread to join a stream: {e}");
@@ -565,10 +571,29 @@ impl Graph {
                     }
                 }
             }
-            if r.reaper.as_ref().is_some_and(|h| h.is_finished()) {
-                if let Some(h) = r.reaper.take() {
+            if r.reaper.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+                if let Some((h, _)) = r.reaper.take() {
                     let _ = h.join();
                 }
+                r.done = true;
+            } else if r
+                .reaper
+                .as_ref()
+                .is_some_and(|(_, since)| since.elapsed() > TEARDOWN_WAIT)
+            {
+                // Its records are all out: only its media is still being
+                // torn down. Not waited for any longer (the thread goes on).
+                tracing::warn!(
+                    stream = %r.config.name,
+                    "its media did not stop within {TEARDOWN_WAIT:?} of its last record; left to stop on its own"
+                );
+                r.reaper = None;
+                r.status
+                    .set_state(if r.status.stop_requested.load(Ordering::Relaxed) {
+                        StreamState::Stopped
+                    } else {
+                        StreamState::Ended
+                    });
                 r.done = true;
             }
         }

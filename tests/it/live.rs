@@ -175,9 +175,19 @@ impl RtspServer {
 /// A client keeping a shared media playing (see [`RtspServer::keep_playing`]).
 pub struct Anchor(gst::Pipeline);
 
+/// Within 10 s: an `rtspsrc` whose server stopped answering can wait long
+/// on its teardown, and a test (failing, maybe) must not wait with it.
 impl Drop for Anchor {
     fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
+        let pipeline = self.0.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = pipeline.set_state(gst::State::Null);
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            eprintln!("the anchor client did not stop within 10 s");
+        }
     }
 }
 

@@ -40,3 +40,4 @@ mod speech;
 mod support;
 mod timing;
 mod transport;
+mod watchdog;

@@ -33,6 +33,7 @@ pub fn run_in_process(
 }
 
 pub fn vigil() -> Command {
+    crate::watchdog::arm();
     let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c

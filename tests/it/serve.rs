@@ -71,8 +71,14 @@ impl Serve {
     }
 
     /// A successful answer to `GET path`, read as a `T`.
+    /// (Within 10 s: a server that stops answering fails the test where
+    /// it stopped, rather than holding it.)
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
-        let mut r = ureq::get(&self.url(path)).call().ok()?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut r = agent.get(&self.url(path)).call().ok()?;
         serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
     }
 
@@ -104,16 +110,31 @@ impl Serve {
             .expect("run vigil")
     }
 
-    /// Stops it as systemd does (SIGTERM) and returns its stderr.
+    /// Stops it as systemd does (SIGTERM) and returns its stderr. One that
+    /// has not stopped within 60 s fails the test with its threads' stacks.
     pub fn stop(mut self) -> String {
-        let child = self.child.take().expect("running");
+        let mut child = self.child.take().expect("running");
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("kill");
         assert!(sent.success());
-        let mut child = child;
-        let status = child.wait().expect("vigil serve ends");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("vigil serve's status") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let stacks = crate::watchdog::stacks(child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "vigil serve did not stop within 60 s of SIGTERM; its threads:\n{stacks}\nits log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let stderr = self.log();
         assert!(status.success(), "vigil serve stopped cleanly: {stderr}");
         stderr
@@ -1040,4 +1061,60 @@ listen = "127.0.0.1:{http}"
         );
     }
     serve.stop();
+}
+
+/// A camera that hangs with its connection open (its server stops
+/// answering, its media still flowing): `vigil serve` still stops on
+/// SIGTERM (within [`Serve::stop`]'s minute), every event of the camera
+/// that started ended. (Taking its RTSP client down does not wait on the
+/// hung server here; a client that does is left behind after 10 s, its
+/// records all written: `TEARDOWN_WAIT` in `src/graph.rs`.)
+#[test]
+fn serve_stops_while_a_camera_hangs_with_every_event_closed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = h264_clip(dir.path());
+    let server = RtspServer::start(&clip);
+    let http = free_port();
+    let pipeline = dir.path().join("hang.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[sources]]
+name = "door"
+uri = "rtsp://127.0.0.1:{}/cam"
+
+[encoders.motion]
+min_duration = "0s"
+
+[sinks.jsonl]
+
+[server]
+listen = "127.0.0.1:{http}"
+"#,
+            server.port
+        ),
+    )
+    .expect("pipeline");
+    let out = dir.path().join("out");
+    let serve = Serve::start(&pipeline, &out, http);
+    let log = out.join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events(&read_records(&log)).any(|e| e.kind == "motion" && e.phase == Phase::Start) {
+        assert!(
+            Instant::now() < deadline,
+            "motion at the door: {:?}",
+            serve.streams()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.freeze(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    let stderr = serve.stop();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let records = read_records(&log);
+    if let Err(problem) = crate::run::lifecycles_closed(&records) {
+        panic!("{problem}");
+    }
+    drop(server);
 }

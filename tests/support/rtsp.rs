@@ -123,7 +123,10 @@ impl RtspServer {
                 if let Some(s) = context.find_source_by_id(&source) {
                     s.destroy();
                 }
-                while context.iteration(false) {}
+                // What is pending, within a bound: a media that still
+                // plays could keep the context busy for ever.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while context.iteration(false) && std::time::Instant::now() < deadline {}
             })
             .map_err(|e| format!("cannot start the RTSP server's thread: {e}"))?;
         let server = RtspServer {
@@ -144,15 +147,36 @@ impl RtspServer {
         self.playing.lock().ok().and_then(|p| *p)
     }
 
+    /// Stops answering for `span` (its thread kept busy), as a camera that
+    /// hangs with its connections open: the media goes on playing.
+    pub fn freeze(&self, span: Duration) {
+        self.main_loop
+            .context()
+            .invoke_with_priority(glib::Priority::HIGH, move || std::thread::sleep(span));
+    }
+
     /// Stops serving: every client is disconnected and the port closed.
     pub fn stop(mut self) {
         self.halt();
     }
 
+    /// Within 10 s: a server thread that does not end is left behind (and
+    /// said), not waited for.
     fn halt(&mut self) {
         self.main_loop.quit();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                eprintln!(
+                    "the RTSP server on port {} did not stop within 10 s",
+                    self.port
+                );
+            }
         }
     }
 }
