@@ -106,8 +106,13 @@ fn text(a: &Answers, link: &dyn Fn(&str) -> String) -> String {
         s.push_str("nothing matches\n");
     }
     for (i, ans) in a.answers.iter().enumerate() {
+        let node = ans
+            .node
+            .as_ref()
+            .map(|n| format!(" on node {n}"))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "\n{}. {} {:.1}–{:.1} s, {} ({})\n",
+            "\n{}. {}{node} {:.1}–{:.1} s, {} ({})\n",
             i + 1,
             ans.stream,
             ans.start,

@@ -104,7 +104,7 @@ pub fn streams(args: StreamsArgs) -> Result<i32> {
         }
         let Some(api) = &beat.api else { continue };
         let entries = client
-            .at(&format!("http://{api}"))
+            .at(&vigil::cluster::api_url(api))
             .map_err(anyhow::Error::msg)
             .and_then(|c| api_call(async move { c.streams().await }));
         match entries {

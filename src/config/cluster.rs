@@ -29,6 +29,13 @@ pub struct ClusterConfig {
     /// lease period, cluster-wide; 0: running cameras are never moved.
     #[serde(default = "default_max_moves")]
     pub max_moves: usize,
+    /// Where the other nodes reach this node's API (`http://HOST:PORT`),
+    /// said in its heartbeat: `vigil streams`, searches and media of the
+    /// whole cluster go there. Default: `[server] listen`, or, where that
+    /// is every address (`0.0.0.0`), this machine's address on its way to
+    /// NATS.
+    #[serde(default)]
+    pub api: Option<String>,
 }
 
 fn default_capacity() -> u32 {
@@ -54,6 +61,7 @@ impl ClusterConfig {
             lease: default_lease(),
             replicas: default_replicas(),
             max_moves: default_max_moves(),
+            api: None,
         }
     }
 
@@ -78,6 +86,18 @@ impl ClusterConfig {
         }
         if !(1..=5).contains(&self.replicas) {
             return Err(format!("replicas: {} is outside 1–5", self.replicas));
+        }
+        if let Some(api) = &self.api {
+            let ok = url::Url::parse(api).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && !matches!(u.host_str(), Some("0.0.0.0" | "[::]"))
+            });
+            if !ok {
+                return Err(format!(
+                    "api: `{api}` is not where others can reach this node: give http://HOST:PORT"
+                ));
+            }
         }
         Ok(())
     }

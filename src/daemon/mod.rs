@@ -83,7 +83,7 @@ pub fn serve(
             let agent = Agent::new(
                 c,
                 config.sinks.nats.clone(),
-                Some(listen.to_string()),
+                Some(crate::cluster::advertised_api(c, listen)),
                 orders,
             )?;
             eprintln!(

@@ -87,6 +87,10 @@ pub struct Answer {
     pub run: String,
     /// The records it was made of (`id`s).
     pub records: Vec<String>,
+    /// The node of a cluster whose store answered (set where a node asked
+    /// the whole cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(skip)]
     utc_ms: i64,
     #[serde(skip)]
@@ -375,6 +379,7 @@ fn merge(mut hits: Vec<Hit>, terms: &[String], top: usize) -> Vec<Answer> {
                 clip: g.iter().find_map(|h| h.clip.clone()),
                 run: best.run.clone(),
                 records: g.iter().map(|h| h.record.clone()).collect(),
+                node: None,
                 utc_ms,
                 utc_end_ms,
             };

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use super::{AppState, problem};
 use crate::encode::text::{TextEncoder, Use};
 use crate::lock::Locked;
-use crate::search::{Ask, Kept, Mode};
+use crate::search::{Answer, Answers, Ask, Kept, Mode};
+use crate::server::client::Client;
 
 /// Answers at most, whatever `top` asks.
 const MOST: usize = 100;
@@ -61,6 +62,10 @@ pub struct SearchQuery {
     /// Ask as if it were this time (RFC 3339; `vigil ask --now`).
     #[serde(default)]
     pub now: Option<String>,
+    /// On a node of a cluster: `cluster` (default) asks every live node's
+    /// store too, `node` this node's alone.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 fn bad(message: String) -> Response {
@@ -78,6 +83,11 @@ pub async fn search(
     if q.q.trim().is_empty() {
         return bad("q: ask something (`/search?q=siren near people`)".into());
     }
+    let whole_cluster = match q.from.as_deref() {
+        None | Some("cluster") => s.cluster.is_some(),
+        Some("node") => false,
+        Some(other) => return bad(format!("from: `{other}` is neither `cluster` nor `node`")),
+    };
     let Some(store) = s.store() else {
         return (
             StatusCode::NOT_FOUND,
@@ -113,12 +123,13 @@ pub async fn search(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return bad(e),
     };
+    let top = q.top.unwrap_or(5).clamp(1, MOST);
     let ask = Ask {
         question: q.q.clone(),
         stream: q.stream.clone().filter(|s| !s.is_empty()),
         since_ms,
         until_ms,
-        top: q.top.unwrap_or(5).clamp(1, MOST),
+        top,
         mode,
         now: asked_at,
     };
@@ -138,7 +149,17 @@ pub async fn search(
     })
     .await;
     match answered {
-        Ok(Ok(a)) => Json(a).into_response(),
+        Ok(Ok(a)) => match (&s.cluster, whole_cluster) {
+            (Some(handle), true) => {
+                let asked = Asked {
+                    query: &q,
+                    now: asked_at,
+                    top,
+                };
+                Json(cluster_answers(&s, handle, a, asked).await).into_response()
+            }
+            _ => Json(a).into_response(),
+        },
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, problem(e)).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,4 +167,95 @@ pub async fn search(
         )
             .into_response(),
     }
+}
+
+/// A question as this node was asked it, for the others.
+struct Asked<'a> {
+    query: &'a SearchQuery,
+    now: chrono::DateTime<chrono::FixedOffset>,
+    top: usize,
+}
+
+/// The whole cluster's answers: `mine` and those of every other live node
+/// (asked `from=node`, at the same `now`, concurrently), best first, each
+/// naming its node. Scores are each node's own rank fusion, so the best
+/// answers of every node come first, by how well they match there; a node
+/// that does not answer is said in the notes.
+async fn cluster_answers(
+    s: &AppState,
+    handle: &crate::cluster::agent::Handle,
+    mut mine: Answers,
+    asked: Asked<'_>,
+) -> Answers {
+    let view = match handle.view().await {
+        Ok(v) => v,
+        Err(e) => {
+            mine.notes.push(format!(
+                "the cluster cannot be read ({e}): these are this node's answers alone"
+            ));
+            return mine;
+        }
+    };
+    for a in &mut mine.answers {
+        a.node = Some(view.node.clone());
+    }
+    let q = asked.query;
+    let mut query: Vec<(&str, String)> = vec![
+        ("q", q.q.clone()),
+        ("top", asked.top.to_string()),
+        ("now", asked.now.to_rfc3339()),
+        ("from", "node".into()),
+    ];
+    for (key, value) in [
+        ("stream", &q.stream),
+        ("since", &q.since),
+        ("until", &q.until),
+        ("mode", &q.mode),
+    ] {
+        if let Some(v) = value {
+            query.push((key, v.clone()));
+        }
+    }
+    let token = s.token.as_deref().map(str::to_string);
+    let asks = view
+        .nodes
+        .iter()
+        .filter(|(node, _)| **node != view.node)
+        .map(|(node, beat)| {
+            let (query, token) = (&query, token.clone());
+            async move {
+                let answers = match &beat.api {
+                    Some(api) => match Client::new(&crate::cluster::api_url(api), token) {
+                        Ok(c) => c.search(query).await,
+                        Err(e) => Err(e),
+                    },
+                    None => Err("its heartbeat gives no API address".into()),
+                };
+                (node, answers)
+            }
+        });
+    for (node, answers) in futures_util::future::join_all(asks).await {
+        match answers {
+            Ok(theirs) => {
+                mine.answers
+                    .extend(theirs.answers.into_iter().map(|mut a: Answer| {
+                        a.node = Some(node.clone());
+                        a
+                    }));
+                mine.notes.extend(
+                    theirs
+                        .notes
+                        .into_iter()
+                        .map(|n| format!("node {node}: {n}")),
+                );
+            }
+            Err(e) => mine.notes.push(format!(
+                "node {node} did not answer ({e}): the moments of the cameras it ran are missing"
+            )),
+        }
+    }
+    mine.answers
+        .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.utc.cmp(&b.utc)));
+    mine.answers.truncate(asked.top);
+    mine
 }

@@ -250,6 +250,9 @@ latency = "100ms"
 [encoders.motion]
 min_duration = "0s"
 
+[snapshots]
+kinds = ["motion"]
+
 [sinks.store]
 
 [sinks.nats]
@@ -396,6 +399,8 @@ lease = "3s"
         );
     }
 
+    asked_on_one_node_the_whole_cluster_answers(&a, b.as_ref().expect("b"), &on_b);
+
     // b dies: its cameras run on a within a lease and 5 s.
     let killed = Instant::now();
     drop(b.take());
@@ -440,6 +445,94 @@ lease = "3s"
             announced()
         );
     }
+}
+
+/// `/search` on node a answers from both nodes' stores, each answer naming
+/// its node (`from=node`: a's alone), and b's snapshots are served through
+/// a's `/media`, ranges included.
+fn asked_on_one_node_the_whole_cluster_answers(
+    a: &crate::serve::Serve,
+    b: &crate::serve::Serve,
+    on_b: &[String],
+) {
+    use vigil::search::Answers;
+    let ask = "/search?q=motion&mode=words&top=100";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answers = loop {
+        let got: Option<Answers> = a.get(ask);
+        let nodes: BTreeSet<&str> = got
+            .iter()
+            .flat_map(|g| &g.answers)
+            .filter_map(|x| x.node.as_deref())
+            .collect();
+        let b_snapshot = got
+            .iter()
+            .flat_map(|g| &g.answers)
+            .any(|x| x.node.as_deref() == Some("b") && x.snapshot.is_some());
+        if nodes == BTreeSet::from(["a", "b"]) && b_snapshot {
+            break got.expect("answers");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "answers of both nodes, a snapshot of b's among them: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let of_b: Vec<_> = answers
+        .answers
+        .iter()
+        .filter(|x| x.node.as_deref() == Some("b"))
+        .collect();
+    for x in &of_b {
+        assert!(
+            on_b.contains(&x.stream),
+            "b answered of {}: {x:?}",
+            x.stream
+        );
+    }
+    // Asked for its own, a answers from its own store: none of b's runs.
+    let local: Answers = a.get(&format!("{ask}&from=node")).expect("a's own answers");
+    let b_runs: BTreeSet<&str> = of_b.iter().map(|x| x.run.as_str()).collect();
+    assert!(
+        local
+            .answers
+            .iter()
+            .all(|x| x.node.is_none() && !b_runs.contains(x.run.as_str())),
+        "a's own: {local:?}"
+    );
+    // b's snapshot through a: the same JPEG b serves; from a alone, none.
+    let snapshot = of_b
+        .iter()
+        .find_map(|x| x.snapshot.clone())
+        .expect("a snapshot of b's");
+    let fetch = |url: String, range: Option<&str>| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut r = agent.get(&url);
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        let mut r = r.call().expect("GET");
+        let ty = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = r.body_mut().read_to_vec().expect("body");
+        (r.status().as_u16(), ty, body)
+    };
+    let (code, ty, through_a) = fetch(a.url(&format!("/media/{snapshot}")), None);
+    assert_eq!((code, ty.as_str()), (200, "image/jpeg"), "{snapshot}");
+    let (_, _, on_b_itself) = fetch(b.url(&format!("/media/{snapshot}")), None);
+    assert!(through_a.starts_with(&[0xff, 0xd8]) && through_a == on_b_itself);
+    let (code, _, part) = fetch(a.url(&format!("/media/{snapshot}")), Some("bytes=2-11"));
+    assert_eq!((code, part.as_slice()), (206, &through_a[2..12]));
+    let (code, _, _) = fetch(a.url(&format!("/media/{snapshot}?from=node")), None);
+    assert_eq!(code, 404, "a has no {snapshot} of its own");
 }
 
 /// A camera one node cannot start (here: its URI names a variable only

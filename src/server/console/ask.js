@@ -41,7 +41,7 @@ function answer(a) {
   return el('li', { 'data-stream': a.stream, 'data-utc': a.utc },
     el('div', { class: 'head' },
       el('b', {}, a.stream), ' ', utc(a.utc),
-      el('span', { class: 'hint' }, ` ${seconds(a.start)} – ${seconds(a.end)} into the stream`),
+      el('span', { class: 'hint' }, ` ${seconds(a.start)} – ${seconds(a.end)} into the stream${a.node ? `, on node ${a.node}` : ''}`),
       ' ', el('a', { class: 'review', href: `#review?${review}` }, 'Review')),
     el('ul', { class: 'said' }, a.said.map((s) => el('li', {}, s))),
     el('p', { class: 'hint' }, [why.join(' · '), a.why.length ? ` · ${a.why.join('; ')}` : ''].join('')),
