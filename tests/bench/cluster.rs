@@ -225,6 +225,7 @@ fn bench() -> Res<()> {
             .collect(),
         port: free_port()?,
         tls: None,
+        shared: true,
     })?;
 
     let mut nodes: Vec<Node> = Vec::new();

@@ -1943,6 +1943,7 @@ impl RtspServer {
             mounts,
             port,
             tls: None,
+            shared: true,
         })?)
     }
 

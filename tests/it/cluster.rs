@@ -56,6 +56,7 @@ pub fn ball_cameras<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> RtspSe
             .collect(),
         port: crate::live::free_port(),
         tls: None,
+        shared: true,
     })
     .expect("the RTSP server")
 }

@@ -134,11 +134,25 @@ impl RtspServer {
         RtspServer::at_cam(h264_picture(file), free_port(), Some(tls))
     }
 
+    /// The picture of `file`, a media of its own for each client: no
+    /// client waits on another's set-up or teardown of a shared media
+    /// (for tests whose clients come and go while others play).
+    pub fn start_unshared(file: &Path) -> RtspServer {
+        RtspServer::serve(Serving {
+            mounts: vec![("/cam".into(), h264_picture(file))],
+            port: free_port(),
+            tls: None,
+            shared: false,
+        })
+        .expect("the RTSP server started")
+    }
+
     fn at_cam(launch: String, port: u16, tls: Option<(PathBuf, PathBuf)>) -> RtspServer {
         RtspServer::serve(Serving {
             mounts: vec![("/cam".into(), launch)],
             port,
             tls,
+            shared: true,
         })
         .expect("the RTSP server started")
     }

@@ -30,11 +30,13 @@ pub fn h264_picture(file: &Path) -> String {
 
 /// What to serve: at each of `mounts`, the elements of its launch line
 /// (payloaders `pay0`, `pay1`…), on `port`, over TLS with this PEM chain
-/// and key if set.
+/// and key if set; one media shared by every client of a mount, or (not
+/// `shared`) a media of its own per client.
 pub struct Serving {
     pub mounts: Vec<(String, String)>,
     pub port: u16,
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub shared: bool,
 }
 
 /// A running RTSP server; stops (clients cut off, port closed) when
@@ -84,7 +86,7 @@ impl RtspServer {
                 for (mount, launch) in &serving.mounts {
                     let factory = rtsp::RTSPMediaFactory::new();
                     factory.set_launch(&format!("( {launch} )"));
-                    factory.set_shared(true);
+                    factory.set_shared(serving.shared);
                     if auth.is_some() {
                         factory.add_role_from_structure(
                             &gst::Structure::builder("anyone")
