@@ -21,6 +21,10 @@ use crate::server::client::Client;
 /// Answers at most, whatever `top` asks.
 const MOST: usize = 100;
 
+/// How long a node waits for another's answers (a node cut off would
+/// otherwise hold every question asked of the cluster).
+const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Text encoders not in use, for the questions to come, and the
 /// sentences' vectors kept between them.
 #[derive(Clone, Default)]
@@ -226,7 +230,9 @@ async fn cluster_answers(
             async move {
                 let answers = match &beat.api {
                     Some(api) => match Client::new(&crate::cluster::api_url(api), token) {
-                        Ok(c) => c.search(query).await,
+                        Ok(c) => tokio::time::timeout(PEER_WAIT, c.search(query))
+                            .await
+                            .unwrap_or_else(|_| Err(format!("no answer within {PEER_WAIT:?}"))),
                         Err(e) => Err(e),
                     },
                     None => Err("its heartbeat gives no API address".into()),
