@@ -53,6 +53,9 @@ pub struct StreamEntry {
     pub uptime_s: u64,
     /// The source, secrets redacted.
     pub uri: String,
+    /// The node of a cluster running it (`GET /streams?from=cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The body of `POST /streams`: a source table, `{"name": "cam1", "uri":
@@ -139,6 +142,7 @@ mod tests {
             state: "running".into(),
             uptime_s: 7,
             uri: "rtsp://h/s".into(),
+            node: None,
         };
         let old = json!({
             "name": "cam1",

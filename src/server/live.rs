@@ -6,7 +6,7 @@
 //! for pictures nobody looks at.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -113,6 +113,35 @@ impl LiveFrame {
 
 /// The stream, marked watched, and its latest view; or the answer that
 /// says why there is none.
+/// A camera of the cluster that another node runs: its answer from that
+/// node (none for a stream of this node's, off a cluster, or asked
+/// `from=node`).
+async fn elsewhere(s: &AppState, name: &str, what: &str, query: Option<&str>) -> Option<Response> {
+    if s.streams.get(name).is_some() || super::peers::here_only(query) {
+        return None;
+    }
+    let view = super::peers::view(s).await?.ok()?;
+    let api = view
+        .cameras
+        .iter()
+        .find(|c| c.name == name && c.node.as_deref() != Some(view.node.as_str()))?
+        .api
+        .clone()?;
+    Some(
+        super::peers::forward(s, &api, &["streams", name, what], query, None)
+            .await
+            .unwrap_or_else(|e| {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    problem(format!(
+                        "`{name}` runs on another node, which did not answer: {e}"
+                    )),
+                )
+                    .into_response()
+            }),
+    )
+}
+
 fn watched(s: &AppState, name: &str) -> Result<std::sync::Arc<LiveView>, Box<Response>> {
     let Some(status): Option<std::sync::Arc<StreamStatus>> = s.streams.get(name) else {
         return Err(Box::new(
@@ -140,7 +169,14 @@ fn watched(s: &AppState, name: &str) -> Result<std::sync::Arc<LiveView>, Box<Res
 }
 
 /// `GET /streams/{name}/live`.
-pub async fn frame(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn frame(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(r) = elsewhere(&s, &name, "live", query.as_deref()).await {
+        return r;
+    }
     match watched(&s, &name) {
         Ok(v) => (
             [(header::CACHE_CONTROL, "no-store")],
@@ -153,7 +189,14 @@ pub async fn frame(State(s): State<AppState>, Path(name): Path<String>) -> Respo
 
 /// `GET /streams/{name}/live.jpg`: the latest frame (whatever `?seq=` it
 /// was asked with: the header `X-Vigil-Seq` says which it is).
-pub async fn picture(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn picture(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(r) = elsewhere(&s, &name, "live.jpg", query.as_deref()).await {
+        return r;
+    }
     let v = match watched(&s, &name) {
         Ok(v) => v,
         Err(r) => return *r,

@@ -86,14 +86,11 @@ pub async fn get(
         Ok(f) => f,
         // Not here: on a cluster, the node that ran the camera has it.
         Err((StatusCode::NOT_FOUND, why)) if roots.is_media(&path) => {
-            let asked_here_only = request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|kv| kv == "from=node"));
+            let asked_here_only = super::peers::here_only(request.uri().query());
             return match (&s.cluster, asked_here_only) {
-                (Some(handle), false) => {
+                (Some(_), false) => {
                     let range = request.headers().get(header::RANGE).cloned();
-                    from_other_nodes(&s, handle, &path, range).await
+                    from_other_nodes(&s, &path, range).await
                 }
                 _ => (StatusCode::NOT_FOUND, problem(format!("{path}: {why}"))).into_response(),
             };
@@ -120,30 +117,18 @@ pub async fn get(
     }
 }
 
-/// Headers of a node's media answer passed on as they are.
-const PASSED_ON: [header::HeaderName; 7] = [
-    header::CONTENT_TYPE,
-    header::CONTENT_LENGTH,
-    header::CONTENT_RANGE,
-    header::ACCEPT_RANGES,
-    header::LAST_MODIFIED,
-    header::ETAG,
-    header::CACHE_CONTROL,
-];
-
 /// `path` from the first other live node of the cluster that has it
-/// (asked `from=node`, with this request's range and this node's token),
-/// streamed through: the snapshots and clips of a camera live on the node
-/// that ran it, and the cluster's records and answers name them all.
+/// (with this request's range): the snapshots and clips of a camera live
+/// on the node that ran it, and the cluster's records and answers name
+/// them all.
 async fn from_other_nodes(
     s: &AppState,
-    handle: &crate::cluster::agent::Handle,
     path: &str,
     range: Option<header::HeaderValue>,
 ) -> Response {
-    let view = match handle.view().await {
-        Ok(v) => v,
-        Err(e) => {
+    let view = match super::peers::view(s).await {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 problem(format!(
@@ -152,44 +137,19 @@ async fn from_other_nodes(
             )
                 .into_response();
         }
+        None => {
+            return (
+                StatusCode::NOT_FOUND,
+                problem(format!("{path}: no such media file")),
+            )
+                .into_response();
+        }
     };
-    let http = match peer_client() {
-        Ok(c) => c,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, problem(e)).into_response(),
-    };
+    let segments: Vec<&str> = std::iter::once("media").chain(path.split('/')).collect();
     let mut tried = Vec::new();
-    for (node, beat) in view.nodes.iter().filter(|(n, _)| **n != view.node) {
-        let Some(api) = &beat.api else { continue };
-        let Ok(mut url) = reqwest::Url::parse(&crate::cluster::api_url(api)) else {
-            continue;
-        };
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments
-                .pop_if_empty()
-                .push("media")
-                .extend(path.split('/'));
-        }
-        url.set_query(Some("from=node"));
-        let mut asked = http.get(url);
-        if let Some(range) = &range {
-            asked = asked.header(header::RANGE, range);
-        }
-        if let Some(t) = &s.token {
-            asked = asked.bearer_auth(t);
-        }
-        match asked.send().await {
-            Ok(r) if r.status().is_success() => {
-                let mut out = Response::builder().status(r.status());
-                for h in &PASSED_ON {
-                    if let Some(v) = r.headers().get(h) {
-                        out = out.header(h, v);
-                    }
-                }
-                let body = axum::body::Body::from_stream(r.bytes_stream());
-                return out.body(body).unwrap_or_else(|e| {
-                    (StatusCode::INTERNAL_SERVER_ERROR, problem(e.to_string())).into_response()
-                });
-            }
+    for (node, api) in super::peers::others(&view) {
+        match super::peers::forward(s, api, &segments, None, range.as_ref()).await {
+            Ok(r) if r.status().is_success() => return r,
             Ok(r) => tried.push(format!("{node}: {}", r.status())),
             Err(e) => tried.push(format!("{node}: {e}")),
         }
@@ -204,22 +164,4 @@ async fn from_other_nodes(
         problem(format!("{path}: no such media file here, {others}")),
     )
         .into_response()
-}
-
-/// The client a node asks the others with (their API over the cluster's
-/// network; https trusted as `vigil` trusts a server).
-fn peer_client() -> Result<reqwest::Client, String> {
-    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
-        std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let tls = crate::sink::tls::optional_client_config("the cluster's API", None)?;
-            reqwest::Client::builder()
-                .use_preconfigured_tls(tls)
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| format!("cannot build the HTTP client: {e}"))
-        })
-        .clone()
 }

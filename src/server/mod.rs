@@ -19,6 +19,7 @@ pub mod console;
 pub mod events;
 pub mod live;
 pub mod media;
+pub mod peers;
 pub mod rules;
 pub mod search;
 pub mod session;

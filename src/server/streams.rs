@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -128,8 +128,60 @@ pub async fn sample_rates(table: StreamTable, metrics: Arc<Metrics>, rates: Rate
     }
 }
 
-/// `GET /streams`: each stream's state, rates, drops, last error, uptime.
-pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
+/// `GET /streams`: each stream's state, rates, drops, last error, uptime;
+/// with `from=cluster` on a node of a cluster, every node's, each naming
+/// its node (a node that does not answer within 5 s is left out).
+pub async fn list(State(s): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let mine = entries(&s);
+    let whole = query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "from=cluster"));
+    let view = match super::peers::view(&s).await.filter(|_| whole) {
+        None => return Json(mine).into_response(),
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                problem(format!("the cluster cannot be read: {e}")),
+            )
+                .into_response();
+        }
+    };
+    let mut all: Vec<StreamEntry> = mine
+        .into_iter()
+        .map(|e| StreamEntry {
+            node: Some(view.node.clone()),
+            ..e
+        })
+        .collect();
+    let token = s.token.as_deref().map(str::to_string);
+    let asks = super::peers::others(&view).map(|(node, api)| {
+        let token = token.clone();
+        async move {
+            let c = crate::server::client::Client::new(&crate::cluster::api_url(api), token);
+            let listed = match c {
+                Ok(c) => tokio::time::timeout(std::time::Duration::from_secs(5), c.streams())
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within 5 s".into())),
+                Err(e) => Err(e),
+            };
+            (node, listed)
+        }
+    });
+    for (node, listed) in futures_util::future::join_all(asks).await {
+        match listed {
+            Ok(entries) => all.extend(entries.into_iter().map(|e| StreamEntry {
+                node: Some(node.clone()),
+                ..e
+            })),
+            Err(e) => tracing::debug!("node {node} did not list its streams: {e}"),
+        }
+    }
+    Json(all).into_response()
+}
+
+/// This process's streams.
+fn entries(s: &AppState) -> Vec<StreamEntry> {
     let streams = s.streams.snapshot();
     let rates = s.rates.locked().clone();
     let now = std::time::SystemTime::now()
@@ -156,10 +208,11 @@ pub async fn list(State(s): State<AppState>) -> impl IntoResponse {
                 uptime_s: uptime / 1_000_000_000,
                 last_error: st.last_error(),
                 reason: st.failure().or_else(|| st.degraded()),
+                node: None,
             }
         })
         .collect();
-    Json(body)
+    body
 }
 
 fn round2(x: f64) -> f64 {

@@ -401,6 +401,7 @@ lease = "3s"
     }
 
     asked_on_one_node_the_whole_cluster_answers(&a, b.as_ref().expect("b"), &on_b);
+    every_camera_is_seen_through_one_node(&a, &on_a, &on_b);
 
     // b dies: its cameras run on a within a lease and 5 s.
     let killed = Instant::now();
@@ -534,6 +535,63 @@ fn asked_on_one_node_the_whole_cluster_answers(
     assert_eq!((code, part.as_slice()), (206, &through_a[2..12]));
     let (code, _, _) = fetch(a.url(&format!("/media/{snapshot}?from=node")), None);
     assert_eq!(code, 404, "a has no {snapshot} of its own");
+}
+
+/// `/streams?from=cluster` on a lists every node's streams with its node
+/// (plain `/streams`, a's own), and the live picture of a camera b runs
+/// comes through a, as the console's Live page shows it.
+fn every_camera_is_seen_through_one_node(
+    a: &crate::serve::Serve,
+    on_a: &[String],
+    on_b: &[String],
+) {
+    use vigil::server::api::StreamEntry;
+    let listed: Vec<StreamEntry> = a
+        .get("/streams?from=cluster")
+        .expect("the cluster's streams");
+    let node_of = |name: &String| {
+        listed
+            .iter()
+            .find(|e| &e.name == name)
+            .and_then(|e| e.node.clone())
+    };
+    for (node, names) in [("a", on_a), ("b", on_b)] {
+        for name in names {
+            assert_eq!(node_of(name).as_deref(), Some(node), "{name}: {listed:?}");
+        }
+    }
+    assert!(
+        a.streams().keys().all(|n| on_a.contains(n))
+            && a.streams().values().all(|e| e.node.is_none()),
+        "plain /streams is a's own"
+    );
+    let cam = &on_b[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let frame: serde_json::Value = loop {
+        if let Some(f) = a.get(&format!("/streams/{cam}/live")) {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "{cam}'s live frame through a");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(frame["stream"], cam.as_str(), "{frame}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(&a.url(&format!("/streams/{cam}/live.jpg")))
+        .call()
+        .expect("live.jpg");
+    assert_eq!(r.status().as_u16(), 200);
+    let jpeg = r.body_mut().read_to_vec().expect("body");
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    let r = agent
+        .get(&a.url(&format!("/streams/{cam}/live?from=node")))
+        .call()
+        .expect("live");
+    assert_eq!(r.status().as_u16(), 404, "a runs no {cam} of its own");
 }
 
 /// A camera one node cannot start (here: its URI names a variable only

@@ -1,6 +1,7 @@
 // Live: every stream's latest analysed frame with its tracks, zones and
 // lines, its state and rates; the records of the chosen stream as they
-// are stored (Server-Sent Events from /events/live).
+// are stored (Server-Sent Events from /events/live). On a node of a
+// cluster, every node's streams (their pictures come through this node).
 
 import { $, el, svg, clear, api, every, utc, seconds } from './dom.js';
 
@@ -9,9 +10,12 @@ let on = false;
 let stop = null;
 let feed = null;
 let chosen = null;
+// This node's name, on a cluster.
+let here = null;
 
 export function show() {
   on = true;
+  api('/cluster').then((v) => { here = v.node; }).catch(() => {});
   stop = every(1000, refresh, () => on);
   if (chosen) follow(chosen);
 }
@@ -23,7 +27,7 @@ export function hide() {
 }
 
 async function refresh() {
-  const list = await api('/streams');
+  const list = await api('/streams?from=cluster');
   const grid = $('grid');
   const names = new Set(list.map((s) => s.name));
   for (const [name, c] of cards) {
@@ -40,10 +44,11 @@ async function refresh() {
       cards.set(s.name, c);
       grid.append(c.root);
     }
+    c.node = s.node || null;
     c.state.textContent = s.state;
     c.state.className = `state ${s.state}`;
     c.stats.textContent = `${s.fps_in.toFixed(1)} fps in · ${s.fps_out.toFixed(1)} analysed · ${s.dropped} dropped · ${seconds(s.media_s)}`
-      + (s.reason ? ` · ${s.reason}` : '');
+      + (s.reason ? ` · ${s.reason}` : '') + (s.node ? ` · on node ${s.node}` : '');
     picture(s.name, c).catch(() => {});
   }
 }
@@ -120,7 +125,12 @@ function follow(name) {
   for (const [n, c] of cards) c.root.classList.toggle('on', n === name);
   $('feed-stream').textContent = `· ${name}`;
   const list = clear($('feed-list'));
-  if (feed) feed.close();
+  if (feed) { feed.close(); feed = null; }
+  const node = cards.get(name)?.node;
+  if (node && here && node !== here) {
+    list.append(el('li', { class: 'hint' }, `${name} runs on node ${node}: its records as they are stored are in that node's console (Review shows the whole cluster's)`));
+    return;
+  }
   feed = new EventSource(`/events/live?stream=${encodeURIComponent(name)}`);
   // Each record comes as an SSE event named by its type.
   const add = (m) => {
