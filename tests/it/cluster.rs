@@ -508,11 +508,7 @@ fn asked_on_one_node_the_whole_cluster_answers(
         .find_map(|x| x.snapshot.clone())
         .expect("a snapshot of b's");
     let fetch = |url: String, range: Option<&str>| {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let agent = crate::serve::agent();
         let mut r = agent.get(&url);
         if let Some(range) = range {
             r = r.header("Range", range);
@@ -575,11 +571,7 @@ fn every_camera_is_seen_through_one_node(
         std::thread::sleep(Duration::from_millis(300));
     };
     assert_eq!(frame["stream"], cam.as_str(), "{frame}");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent = crate::serve::agent();
     let mut r = agent
         .get(&a.url(&format!("/streams/{cam}/live.jpg")))
         .call()

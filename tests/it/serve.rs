@@ -290,11 +290,17 @@ pub fn post(url: &str, body: &str) -> (u16, String) {
     post_as(url, "application/json", body)
 }
 
-fn post_as(url: &str, content_type: &str, body: &str) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
+/// A client that reads every status as an answer, each within 10 s.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
         .build()
-        .new_agent();
+        .into()
+}
+
+fn post_as(url: &str, content_type: &str, body: &str) -> (u16, String) {
+    let agent = agent();
     let mut r = agent
         .post(url)
         .header("Content-Type", content_type)
@@ -571,10 +577,7 @@ listen = "127.0.0.1:{http}"
     );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("VIGIL_CAM_"), "{body}");
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = agent();
     let r = agent
         .get(serve.url("/streams"))
         .header("Host", "rebound.example:80")
@@ -640,10 +643,7 @@ listen = "0.0.0.0:{http}"
         http,
         &[("VIGIL_TEST_API_TOKEN", "s3cret-token-0123456789")],
     );
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = agent();
     let status = |path: &str, token: Option<&str>| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -886,10 +886,7 @@ listen = "127.0.0.1:{http}"
             && reason.contains("the sound is analysed alone"),
         "{reason}"
     );
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = agent();
     let mut health = agent
         .get(&serve.url("/healthz"))
         .call()
