@@ -70,6 +70,8 @@ const RETRY_AFTER_ROUNDS: u32 = 10;
 pub struct Handle {
     buckets: Arc<Mutex<Option<Buckets>>>,
     node: Arc<str>,
+    /// The view last read, and when.
+    recent: Arc<Mutex<Option<(std::time::Instant, super::buckets::View)>>>,
 }
 
 impl Handle {
@@ -132,6 +134,19 @@ impl Handle {
         .await
     }
 
+    /// [`view`](Self::view), as read at most `max_age` ago: the console
+    /// asks where a camera runs each second for each picture it shows.
+    pub async fn view_within(&self, max_age: Duration) -> Result<super::buckets::View> {
+        if let Some((at, v)) = self.recent.locked().clone()
+            && at.elapsed() < max_age
+        {
+            return Ok(v);
+        }
+        let v = self.view().await?;
+        *self.recent.locked() = Some((std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
+
     /// Every camera of the cluster with the node that holds it.
     pub async fn view(&self) -> Result<super::buckets::View> {
         let node = self.node.clone();
@@ -191,6 +206,7 @@ impl Agent {
             handle: Handle {
                 buckets: Default::default(),
                 node: node.as_str().into(),
+                recent: Default::default(),
             },
             held: BTreeMap::new(),
             seen: BTreeMap::new(),

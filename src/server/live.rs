@@ -111,8 +111,6 @@ impl LiveFrame {
     }
 }
 
-/// The stream, marked watched, and its latest view; or the answer that
-/// says why there is none.
 /// A camera of the cluster that another node runs: its answer from that
 /// node (none for a stream of this node's, off a cluster, or asked
 /// `from=node`).
@@ -142,6 +140,8 @@ async fn elsewhere(s: &AppState, name: &str, what: &str, query: Option<&str>) ->
     )
 }
 
+/// The stream, marked watched, and its latest view; or the answer that
+/// says why there is none.
 fn watched(s: &AppState, name: &str) -> Result<std::sync::Arc<LiveView>, Box<Response>> {
     let Some(status): Option<std::sync::Arc<StreamStatus>> = s.streams.get(name) else {
         return Err(Box::new(

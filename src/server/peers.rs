@@ -25,10 +25,12 @@ pub fn here_only(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv == "from=node"))
 }
 
-/// The cluster as this node reads it, if it is a node of one.
+/// The cluster as this node read it within the last second, if it is a
+/// node of one.
 pub async fn view(s: &AppState) -> Option<Result<View, String>> {
     let handle = s.cluster.as_ref()?;
-    Some(handle.view().await.map_err(|e| e.to_string()))
+    let read = handle.view_within(std::time::Duration::from_secs(1)).await;
+    Some(read.map_err(|e| e.to_string()))
 }
 
 /// The other live nodes of `view` with where their API is.

@@ -136,7 +136,10 @@ pub async fn list(State(s): State<AppState>, RawQuery(query): RawQuery) -> Respo
     let whole = query
         .as_deref()
         .is_some_and(|q| q.split('&').any(|kv| kv == "from=cluster"));
-    let view = match super::peers::view(&s).await.filter(|_| whole) {
+    if !whole {
+        return Json(mine).into_response();
+    }
+    let view = match super::peers::view(&s).await {
         None => return Json(mine).into_response(),
         Some(Ok(v)) => v,
         Some(Err(e)) => {
