@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
 use super::AppState;
+use super::client::Client;
 use crate::cluster::buckets::View;
 
 /// Headers of another node's answer passed on as they are.
@@ -39,6 +40,43 @@ pub fn others(view: &View) -> impl Iterator<Item = (&String, &String)> {
         .iter()
         .filter(move |(n, _)| **n != view.node)
         .filter_map(|(n, b)| b.api.as_ref().map(|a| (n, a)))
+}
+
+/// `ask` of every other live node of `view` at once, through a client of
+/// its API with this node's token, each within `wait`: node → its answer
+/// or why there is none.
+pub async fn ask_others<'v, T, F, Fut>(
+    s: &AppState,
+    view: &'v View,
+    wait: std::time::Duration,
+    ask: F,
+) -> Vec<(&'v String, Result<T, String>)>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let token = s.token.as_deref().map(str::to_string);
+    let asks = view
+        .nodes
+        .iter()
+        .filter(|(node, _)| **node != view.node)
+        .map(|(node, beat)| {
+            let client = match &beat.api {
+                Some(api) => Client::new(&crate::cluster::api_url(api), token.clone()),
+                None => Err("its heartbeat gives no API address".into()),
+            };
+            let asked = client.map(&ask);
+            async move {
+                let answer = match asked {
+                    Ok(asked) => tokio::time::timeout(wait, asked)
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {wait:?}"))),
+                    Err(e) => Err(e),
+                };
+                (node, answer)
+            }
+        });
+    futures_util::future::join_all(asks).await
 }
 
 /// `GET {api}/{segments…}?from=node[&query]` on another node, with

@@ -16,7 +16,6 @@ use super::{AppState, problem};
 use crate::encode::text::{TextEncoder, Use};
 use crate::lock::Locked;
 use crate::search::{Answer, Answers, Ask, Kept, Mode};
-use crate::server::client::Client;
 
 /// Answers at most, whatever `top` asks.
 const MOST: usize = 100;
@@ -220,27 +219,12 @@ async fn cluster_answers(
             query.push((key, v.clone()));
         }
     }
-    let token = s.token.as_deref().map(str::to_string);
-    let asks = view
-        .nodes
-        .iter()
-        .filter(|(node, _)| **node != view.node)
-        .map(|(node, beat)| {
-            let (query, token) = (&query, token.clone());
-            async move {
-                let answers = match &beat.api {
-                    Some(api) => match Client::new(&crate::cluster::api_url(api), token) {
-                        Ok(c) => tokio::time::timeout(PEER_WAIT, c.search(query))
-                            .await
-                            .unwrap_or_else(|_| Err(format!("no answer within {PEER_WAIT:?}"))),
-                        Err(e) => Err(e),
-                    },
-                    None => Err("its heartbeat gives no API address".into()),
-                };
-                (node, answers)
-            }
-        });
-    for (node, answers) in futures_util::future::join_all(asks).await {
+    let answered = super::peers::ask_others(s, &view, PEER_WAIT, |c| {
+        let query = &query;
+        async move { c.search(query).await }
+    })
+    .await;
+    for (node, answers) in answered {
         match answers {
             Ok(theirs) => {
                 mine.answers

@@ -157,21 +157,11 @@ pub async fn list(State(s): State<AppState>, RawQuery(query): RawQuery) -> Respo
             ..e
         })
         .collect();
-    let token = s.token.as_deref().map(str::to_string);
-    let asks = super::peers::others(&view).map(|(node, api)| {
-        let token = token.clone();
-        async move {
-            let c = crate::server::client::Client::new(&crate::cluster::api_url(api), token);
-            let listed = match c {
-                Ok(c) => tokio::time::timeout(std::time::Duration::from_secs(5), c.streams())
-                    .await
-                    .unwrap_or_else(|_| Err("no answer within 5 s".into())),
-                Err(e) => Err(e),
-            };
-            (node, listed)
-        }
-    });
-    for (node, listed) in futures_util::future::join_all(asks).await {
+    let listed = super::peers::ask_others(&s, &view, Duration::from_secs(5), |c| async move {
+        c.streams().await
+    })
+    .await;
+    for (node, listed) in listed {
         match listed {
             Ok(entries) => all.extend(entries.into_iter().map(|e| StreamEntry {
                 node: Some(node.clone()),
